@@ -1,0 +1,106 @@
+// Backend: the operations a transformer forward needs, implemented once per device (the CPU
+// backend here with oneDNN; the CUDA backend in src/cuda/). Tensors passed to an op live in the
+// backend's memory (memory_kind()); activations are in activation_dtype(); weights are in the form
+// upload() produced. Shapes use T for tokens of a ragged batch (sequences laid end to end).
+// A Backend is not thread safe: one thread issues ops; the backend may use threads inside an op.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "common/tensor.h"
+#include "model/config.h"
+
+namespace strata {
+class ThreadPool;
+}
+
+namespace strata::compute {
+
+// Rotary embedding frequencies for one head_dim: inv_freq[i] for i in [0, head_dim/2), already
+// scaled for `linear` and `llama3` RoPE, computed in fp32 the way transformers computes them.
+struct RopeTable {
+  int64_t head_dim = 0;
+  std::vector<float> inv_freq;
+};
+RopeTable make_rope_table(const model::RopeConfig& rope, int64_t head_dim);
+
+// One sequence of a ragged batch, for attention.
+struct SeqSpan {
+  int32_t slot = 0;        // KV cache slot holding this sequence's keys and values
+  int32_t past_len = 0;    // tokens already in the cache before this step
+  int32_t num_tokens = 0;  // new tokens this step (prompt length at prefill, 1 when decoding)
+  int32_t offset = 0;      // row of this sequence's first new token in the T dimension
+};
+
+struct AttentionParams {
+  float scale = 1.0f;                      // usually 1/sqrt(head_dim)
+  std::optional<int64_t> sliding_window;   // attend to at most this many most recent keys
+};
+
+// The KV cache of one layer: k and v are [slots, max_len, kv_heads, head_dim] in the backend's
+// memory and activation dtype.
+struct LayerKvCache {
+  Tensor k;
+  Tensor v;
+};
+
+enum class WeightKind {
+  kLinear,   // [out, in] matrix consumed by linear()
+  kTable,    // embedding table consumed by embedding()
+  kVector,   // norm scale/shift or bias
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string name() const = 0;
+  virtual MemoryKind memory_kind() const = 0;
+  virtual DType activation_dtype() const = 0;
+
+  // Zero-filled tensor in backend memory; kOutOfMemory when it does not fit.
+  virtual Result<Tensor> allocate(DType dtype, Shape shape) = 0;
+  // Backend copy of a host weight in the form the ops consume (may change dtype).
+  virtual Result<Tensor> upload(const Tensor& host, WeightKind kind) = 0;
+  // Host F32 copy of a backend tensor.
+  virtual Tensor to_host_f32(const Tensor& t) = 0;
+
+  // y[T, N] = x[T, K] · w[N, K]^T (+ bias[N]).
+  virtual void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
+  // y[T, C] = LayerNorm(x[T, C]) * gamma + beta; gamma/beta may be null (no affine part).
+  virtual void layer_norm(const Tensor& x, const Tensor* gamma, const Tensor* beta, float eps,
+                          Tensor& y) = 0;
+  // y[T, C] = x / sqrt(mean(x^2) + eps) * gamma.
+  virtual void rms_norm(const Tensor& x, const Tensor& gamma, float eps, Tensor& y) = 0;
+  // y = a + b, elementwise, same shapes; y may alias a or b.
+  virtual void add(const Tensor& a, const Tensor& b, Tensor& y) = 0;
+  // x = max(x, 0), in place.
+  virtual void relu(Tensor& x) = 0;
+  // y[T, F] = silu(gate[T, F]) * up[T, F].
+  virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor& y) = 0;
+  // y[T, C] = table[ids[t], C]; ids are host values, each in [0, table.dim(0)).
+  virtual void embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& y) = 0;
+  // y[i, C] = x[rows[i], C]; rows are host values.
+  virtual void gather_rows(const Tensor& x, std::span<const int32_t> rows, Tensor& y) = 0;
+  // Rotates x[T, heads, head_dim] in place at the host positions[T] (rotate-half convention).
+  virtual void rope(Tensor& x, std::span<const int32_t> positions, const RopeTable& table) = 0;
+  // Causal attention over a ragged batch with grouped-query heads. q [T, Hq, D]; k, v [T, Hkv, D]
+  // are this step's new keys and values: they are first written into `cache` at positions
+  // [past_len, past_len + num_tokens) of each sequence's slot; then token i of a sequence attends
+  // to cache positions [0, past_len + i] (within the sliding window, if any). out [T, Hq, D].
+  virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, LayerKvCache& cache,
+                         std::span<const SeqSpan> seqs, const AttentionParams& params,
+                         Tensor& out) = 0;
+};
+
+// The CPU backend (oneDNN matmul, threaded kernels). Activations are F32; linear weights are kept
+// as F32 or BF16 (F16 is widened to F32); other weights become F32.
+std::unique_ptr<Backend> make_cpu_backend(ThreadPool& pool);
+
+}  // namespace strata::compute

@@ -1,0 +1,29 @@
+// What CUDA devices this process can use. Safe to call in a build without CUDA (it reports none
+// and says why) and on a machine without a GPU or driver. Thread safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace strata::cuda {
+
+struct DeviceInfo {
+  int index = 0;
+  std::string name;
+  int compute_major = 0, compute_minor = 0;
+  uint64_t total_memory = 0;  // bytes
+  uint64_t free_memory = 0;   // bytes, at query time
+  int multiprocessors = 0;
+  std::string pci_bus_id;     // "0000:41:00.0"
+};
+
+struct DeviceQuery {
+  bool built_with_cuda = false;
+  std::string note;               // why no device is listed, when none is
+  std::vector<DeviceInfo> devices;
+};
+
+DeviceQuery query_devices();
+
+}  // namespace strata::cuda

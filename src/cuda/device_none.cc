@@ -1,0 +1,12 @@
+#include "cuda/device.h"
+
+namespace strata::cuda {
+
+DeviceQuery query_devices() {
+  DeviceQuery q;
+  q.built_with_cuda = false;
+  q.note = "strata was built without CUDA (no nvcc found, or STRATA_CUDA=OFF)";
+  return q;
+}
+
+}  // namespace strata::cuda

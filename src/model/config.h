@@ -1,0 +1,78 @@
+// ModelConfig: the architecture facts strata needs, parsed from a Hugging Face config.json (or a
+// named shape in models/shapes/). Supports OPT and the Llama family (llama, mistral, qwen2).
+// Parsing is pure; errors name the file and the field.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "common/dtype.h"
+#include "common/status.h"
+
+namespace strata::model {
+
+enum class Family { kOpt, kLlama };
+
+enum class RopeType { kDefault, kLinear, kLlama3 };
+
+struct RopeConfig {
+  double theta = 10000.0;
+  RopeType type = RopeType::kDefault;
+  double factor = 1.0;                        // linear and llama3
+  double low_freq_factor = 1.0;               // llama3
+  double high_freq_factor = 4.0;              // llama3
+  int64_t original_max_position_embeddings = 8192;  // llama3
+};
+
+struct ModelConfig {
+  std::string model_type;    // "opt", "llama", "mistral", "qwen2"
+  Family family = Family::kLlama;
+
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;   // OPT: ffn_dim
+  int64_t num_layers = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;        // == num_heads without GQA
+  int64_t head_dim = 0;            // hidden_size / num_heads unless given
+  int64_t max_position_embeddings = 0;
+
+  // OPT only.
+  int64_t word_embed_proj_dim = 0;     // == hidden_size unless the model projects in/out
+  bool do_layer_norm_before = true;    // pre-LN (true) or post-LN (opt-350m)
+  bool enable_bias = true;             // biases in q/k/v/out and fc1/fc2
+  bool layer_norm_elementwise_affine = true;
+  bool final_layer_norm = true;        // OPT: present iff do_layer_norm_before (and not removed)
+
+  // Llama family only.
+  bool attention_qkv_bias = false;     // qwen2, or llama's attention_bias
+  bool attention_out_bias = false;     // llama's attention_bias
+  bool mlp_bias = false;
+  std::optional<int64_t> sliding_window;  // mistral, when set
+  RopeConfig rope;
+
+  double norm_eps = 1e-5;              // rms_norm_eps (Llama) / 1e-5 (OPT LayerNorm)
+  bool tie_word_embeddings = false;
+  std::optional<int64_t> bos_token_id;
+  std::vector<int64_t> eos_token_ids;
+  std::optional<int64_t> pad_token_id;
+  DType torch_dtype = DType::kF32;
+
+  // Width of the token embedding table (OPT's word_embed_proj_dim, else hidden_size).
+  int64_t embed_dim() const { return family == Family::kOpt ? word_embed_proj_dim : hidden_size; }
+  int64_t q_dim() const { return num_heads * head_dim; }
+  int64_t kv_dim() const { return num_kv_heads * head_dim; }
+  bool is_eos(int64_t token) const;
+};
+
+// Parses a config.json object. `source` (a path or a shape name) prefixes every error.
+Result<ModelConfig> parse_config(const nlohmann::json& j, const std::string& source);
+// Reads and parses a config.json file.
+Result<ModelConfig> load_config(const std::filesystem::path& file);
+
+}  // namespace strata::model

@@ -1,0 +1,12 @@
+// Where test fixtures live: $STRATA_TEST_DATA, else tests/data of the source tree.
+#pragma once
+
+#include <filesystem>
+
+namespace strata::testing {
+
+std::filesystem::path test_data_dir();
+// A fresh empty directory under the system temp dir, unique per call.
+std::filesystem::path make_temp_dir(const char* prefix);
+
+}  // namespace strata::testing
