@@ -1,0 +1,223 @@
+#include "compute/transformer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "model/weight_names.h"
+
+namespace strata::compute {
+
+using model::Family;
+
+const Tensor* ModelWeights::find(const std::string& name) const {
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? nullptr : &it->second;
+}
+
+const Tensor& ModelWeights::get(const std::string& name) const {
+  const Tensor* t = find(name);
+  STRATA_CHECK(t != nullptr, "weight " + name + " was not loaded");
+  return *t;
+}
+
+uint64_t ModelWeights::bytes() const {
+  uint64_t total = 0;
+  for (const auto& [name, t] : tensors_) total += t.bytes();
+  return total;
+}
+
+static WeightKind weight_kind(const model::WeightSpec& spec) {
+  if (spec.name == "embed.tokens" || spec.name == "embed.positions") return WeightKind::kTable;
+  return spec.shape.size() == 2 ? WeightKind::kLinear : WeightKind::kVector;
+}
+
+Result<ModelWeights> load_weights(const model::ModelConfig& config, model::WeightSource& source,
+                                  Backend& backend) {
+  ModelWeights weights;
+  for (const auto& spec : model::model_weights(config)) {
+    STRATA_ASSIGN_OR_RETURN(Tensor host, source.load(spec));
+    STRATA_ASSIGN_OR_RETURN(Tensor t, backend.upload(host, weight_kind(spec)));
+    weights.put(spec.name, std::move(t));
+    if (spec.name == "embed.tokens" && config.tie_word_embeddings) {
+      // The tied head reads the same values as a linear weight.
+      STRATA_ASSIGN_OR_RETURN(Tensor head, backend.upload(host, WeightKind::kLinear));
+      weights.put("lm_head.weight", std::move(head));
+    }
+  }
+  return weights;
+}
+
+void TokenBatch::add_sequence(int32_t slot, int32_t past_len, std::span<const int32_t> ids) {
+  SeqSpan s;
+  s.slot = slot;
+  s.past_len = past_len;
+  s.num_tokens = static_cast<int32_t>(ids.size());
+  s.offset = size();
+  seqs.push_back(s);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    tokens.push_back(ids[i]);
+    positions.push_back(past_len + static_cast<int32_t>(i));
+  }
+}
+
+Transformer::Transformer(model::ModelConfig config, Backend& backend, ModelWeights weights)
+    : config_(std::move(config)), backend_(backend), weights_(std::move(weights)) {
+  if (config_.family == Family::kLlama) rope_ = make_rope_table(config_.rope, config_.head_dim);
+  attn_params_.scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
+  attn_params_.sliding_window = config_.sliding_window;
+}
+
+Result<KvCache> Transformer::make_kv_cache(int32_t slots, int32_t max_len) {
+  KvCache cache;
+  cache.slots = slots;
+  cache.max_len = max_len;
+  Shape shape = {slots, max_len, config_.num_kv_heads, config_.head_dim};
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    LayerKvCache layer;
+    STRATA_ASSIGN_OR_RETURN(layer.k, backend_.allocate(backend_.activation_dtype(), shape));
+    STRATA_ASSIGN_OR_RETURN(layer.v, backend_.allocate(backend_.activation_dtype(), shape));
+    cache.layers.push_back(std::move(layer));
+  }
+  return cache;
+}
+
+Tensor Transformer::alloc(int64_t rows, int64_t cols) {
+  auto t = backend_.allocate(backend_.activation_dtype(), {rows, cols});
+  STRATA_CHECK(t.is_ok(), t.status().to_string());
+  return std::move(t).value();
+}
+
+const Tensor* Transformer::w(int64_t layer, const char* suffix) const {
+  return weights_.find(model::layer_weight_name(layer, suffix));
+}
+
+Result<Tensor> Transformer::forward(const TokenBatch& batch, KvCache& cache,
+                                    std::span<const int32_t> rows) {
+  const int64_t T = batch.size();
+  if (T == 0) return invalid_argument("forward: empty batch");
+  for (const SeqSpan& s : batch.seqs) {
+    if (s.slot < 0 || s.slot >= cache.slots)
+      return invalid_argument("forward: KV slot " + std::to_string(s.slot) + " out of range");
+    if (s.past_len + s.num_tokens > cache.max_len)
+      return invalid_argument("forward: sequence in slot " + std::to_string(s.slot) + " needs " +
+                              std::to_string(s.past_len + s.num_tokens) +
+                              " cache positions but the cache holds " + std::to_string(cache.max_len));
+  }
+  for (int32_t t : batch.tokens)
+    if (t < 0 || t >= config_.vocab_size)
+      return invalid_argument("forward: token id " + std::to_string(t) + " outside the vocabulary of " +
+                              std::to_string(config_.vocab_size));
+  for (int32_t r : rows)
+    if (r < 0 || r >= T) return invalid_argument("forward: logit row out of range");
+
+  const int64_t H = config_.hidden_size;
+
+  // Embeddings -> x [T, hidden].
+  Tensor emb = alloc(T, config_.embed_dim());
+  backend_.embedding(weights_.get("embed.tokens"), batch.tokens, emb);
+  Tensor x;
+  if (const Tensor* proj_in = weights_.find("embed.project_in")) {
+    x = alloc(T, H);
+    backend_.linear(emb, *proj_in, nullptr, x);
+  } else {
+    x = emb;
+  }
+  if (config_.family == Family::kOpt) {
+    const int64_t max_pos = *std::max_element(batch.positions.begin(), batch.positions.end());
+    if (max_pos + 2 >= weights_.get("embed.positions").dim(0))
+      return invalid_argument("forward: position beyond max_position_embeddings (" +
+                              std::to_string(config_.max_position_embeddings) + ")");
+    std::vector<int32_t> pos(batch.positions);
+    for (auto& p : pos) p += 2;  // OPT's learned positions start at offset 2
+    Tensor pe = alloc(T, H);
+    backend_.embedding(weights_.get("embed.positions"), pos, pe);
+    backend_.add(x, pe, x);
+  }
+
+  for (int64_t i = 0; i < config_.num_layers; ++i) layer(i, x, batch, cache.layers[i]);
+
+  // Final norm, projection and head on the requested rows only.
+  const int64_t R = static_cast<int64_t>(rows.size());
+  if (R == 0) return Tensor::host(DType::kF32, {0, config_.vocab_size});
+  Tensor h = alloc(R, H);
+  backend_.gather_rows(x, rows, h);
+  if (const Tensor* g = weights_.find("final_norm.weight")) {
+    if (config_.family == Family::kOpt)
+      backend_.layer_norm(h, g, weights_.find("final_norm.bias"), config_.norm_eps, h);
+    else
+      backend_.rms_norm(h, *g, config_.norm_eps, h);
+  } else if (config_.family == Family::kOpt && config_.final_layer_norm) {
+    backend_.layer_norm(h, nullptr, nullptr, config_.norm_eps, h);  // no elementwise affine
+  }
+  if (const Tensor* proj_out = weights_.find("embed.project_out")) {
+    Tensor p = alloc(R, config_.embed_dim());
+    backend_.linear(h, *proj_out, nullptr, p);
+    h = p;
+  }
+  Tensor logits = alloc(R, config_.vocab_size);
+  backend_.linear(h, weights_.get("lm_head.weight"), nullptr, logits);
+  return backend_.to_host_f32(logits);
+}
+
+void Transformer::layer(int64_t i, Tensor& x, const TokenBatch& batch, LayerKvCache& cache) {
+  const int64_t T = batch.size(), H = config_.hidden_size;
+  const float eps = static_cast<float>(config_.norm_eps);
+  Tensor h = alloc(T, H);
+  if (config_.family == Family::kLlama) {
+    backend_.rms_norm(x, *w(i, "attn_norm.weight"), eps, h);
+    backend_.add(x, attention_block(i, h, batch, cache), x);
+    backend_.rms_norm(x, *w(i, "mlp_norm.weight"), eps, h);
+    backend_.add(x, mlp_block(i, h), x);
+  } else if (config_.do_layer_norm_before) {  // OPT pre-LN
+    backend_.layer_norm(x, w(i, "attn_norm.weight"), w(i, "attn_norm.bias"), eps, h);
+    backend_.add(x, attention_block(i, h, batch, cache), x);
+    backend_.layer_norm(x, w(i, "mlp_norm.weight"), w(i, "mlp_norm.bias"), eps, h);
+    backend_.add(x, mlp_block(i, h), x);
+  } else {  // OPT post-LN (opt-350m)
+    backend_.add(x, attention_block(i, x, batch, cache), x);
+    backend_.layer_norm(x, w(i, "attn_norm.weight"), w(i, "attn_norm.bias"), eps, x);
+    backend_.add(x, mlp_block(i, x), x);
+    backend_.layer_norm(x, w(i, "mlp_norm.weight"), w(i, "mlp_norm.bias"), eps, x);
+  }
+}
+
+Tensor Transformer::attention_block(int64_t i, const Tensor& h, const TokenBatch& batch,
+                                    LayerKvCache& cache) {
+  const int64_t T = batch.size();
+  const int64_t Hq = config_.num_heads, Hkv = config_.num_kv_heads, D = config_.head_dim;
+  Tensor q = alloc(T, Hq * D), k = alloc(T, Hkv * D), v = alloc(T, Hkv * D);
+  backend_.linear(h, *w(i, "q.weight"), w(i, "q.bias"), q);    // q [T, Hq*D]
+  backend_.linear(h, *w(i, "k.weight"), w(i, "k.bias"), k);    // k [T, Hkv*D]
+  backend_.linear(h, *w(i, "v.weight"), w(i, "v.bias"), v);    // v [T, Hkv*D]
+  Tensor q3 = q.reshape({T, Hq, D}), k3 = k.reshape({T, Hkv, D}), v3 = v.reshape({T, Hkv, D});
+  if (config_.family == Family::kLlama) {
+    backend_.rope(q3, batch.positions, rope_);
+    backend_.rope(k3, batch.positions, rope_);
+  }
+  Tensor ctx = alloc(T, Hq * D);
+  Tensor ctx3 = ctx.reshape({T, Hq, D});
+  backend_.attention(q3, k3, v3, cache, batch.seqs, attn_params_, ctx3);
+  Tensor out = alloc(T, config_.hidden_size);
+  backend_.linear(ctx, *w(i, "o.weight"), w(i, "o.bias"), out);  // out [T, hidden]
+  return out;
+}
+
+Tensor Transformer::mlp_block(int64_t i, const Tensor& h) {
+  const int64_t T = h.dim(0), F = config_.intermediate_size;
+  Tensor out = alloc(T, config_.hidden_size);
+  if (config_.family == Family::kOpt) {
+    Tensor a = alloc(T, F);
+    backend_.linear(h, *w(i, "fc1.weight"), w(i, "fc1.bias"), a);  // a [T, ffn]
+    backend_.relu(a);
+    backend_.linear(a, *w(i, "fc2.weight"), w(i, "fc2.bias"), out);
+  } else {
+    Tensor gate = alloc(T, F), up = alloc(T, F);
+    backend_.linear(h, *w(i, "gate.weight"), w(i, "gate.bias"), gate);  // [T, ffn]
+    backend_.linear(h, *w(i, "up.weight"), w(i, "up.bias"), up);        // [T, ffn]
+    backend_.silu_mul(gate, up, gate);
+    backend_.linear(gate, *w(i, "down.weight"), w(i, "down.bias"), out);
+  }
+  return out;
+}
+
+}  // namespace strata::compute

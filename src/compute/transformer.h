@@ -1,0 +1,82 @@
+// Transformer: the forward pass of an OPT or Llama-family decoder over a ragged batch (several
+// sequences, each with its own number of new tokens and its own past in the KV cache), built
+// from Backend ops. It owns the backend-resident weights; the caller owns the KV cache.
+// Not thread safe: one forward at a time.
+#pragma once
+
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "common/tensor.h"
+#include "compute/backend.h"
+#include "model/config.h"
+#include "model/weight_source.h"
+
+namespace strata::compute {
+
+// Backend-resident weights by canonical name (see model/weight_names.h).
+class ModelWeights {
+ public:
+  void put(std::string name, Tensor t) { tensors_[std::move(name)] = std::move(t); }
+  const Tensor* find(const std::string& name) const;
+  const Tensor& get(const std::string& name) const;  // STRATA_CHECKs presence
+  uint64_t bytes() const;
+
+ private:
+  std::unordered_map<std::string, Tensor> tensors_;
+};
+
+// Reads every weight of `config` from `source` and uploads it to `backend`.
+Result<ModelWeights> load_weights(const model::ModelConfig& config, model::WeightSource& source,
+                                  Backend& backend);
+
+// The KV cache of every layer for `slots` sequences of up to `max_len` tokens each.
+struct KvCache {
+  int32_t slots = 0;
+  int32_t max_len = 0;
+  std::vector<LayerKvCache> layers;
+};
+
+// One step of a ragged batch: T new tokens of several sequences laid end to end.
+struct TokenBatch {
+  std::vector<int32_t> tokens;     // [T] token ids
+  std::vector<int32_t> positions;  // [T] position of each token within its sequence
+  std::vector<SeqSpan> seqs;       // one per sequence; spans cover [0, T) in order
+
+  int32_t size() const { return static_cast<int32_t>(tokens.size()); }
+  // Appends `ids` as the new tokens of the sequence in `slot` that already has `past_len` tokens.
+  void add_sequence(int32_t slot, int32_t past_len, std::span<const int32_t> ids);
+};
+
+class Transformer {
+ public:
+  Transformer(model::ModelConfig config, Backend& backend, ModelWeights weights);
+
+  const model::ModelConfig& config() const { return config_; }
+  Backend& backend() { return backend_; }
+
+  Result<KvCache> make_kv_cache(int32_t slots, int32_t max_len);
+
+  // Runs `batch` through the model, appending its keys and values to `cache`, and returns the
+  // logits [rows.size(), vocab] (host F32) of the batch rows listed in `rows`.
+  Result<Tensor> forward(const TokenBatch& batch, KvCache& cache, std::span<const int32_t> rows);
+
+ private:
+  // x [T, hidden] -> x after layer `i` (in place).
+  void layer(int64_t i, Tensor& x, const TokenBatch& batch, LayerKvCache& cache);
+  Tensor attention_block(int64_t i, const Tensor& h, const TokenBatch& batch, LayerKvCache& cache);
+  Tensor mlp_block(int64_t i, const Tensor& h);
+  Tensor alloc(int64_t rows, int64_t cols);
+  const Tensor* w(int64_t layer, const char* suffix) const;
+
+  model::ModelConfig config_;
+  Backend& backend_;
+  ModelWeights weights_;
+  RopeTable rope_;
+  AttentionParams attn_params_;
+};
+
+}  // namespace strata::compute

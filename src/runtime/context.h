@@ -1,0 +1,34 @@
+// Context: what a strata process carries instead of globals: the logger, the CPU thread pool and
+// the compute backend. Created once by the CLI (or a test) and passed by reference. The Context
+// owns everything in it; it is not thread safe.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/log.h"
+#include "common/status.h"
+#include "common/thread_pool.h"
+#include "compute/backend.h"
+
+namespace strata::runtime {
+
+struct ContextOptions {
+  std::string device = "cpu";   // "cpu" (the CUDA backend arrives with the GPU engine)
+  int threads = 0;              // CPU worker threads; 0 = all cores
+  LogLevel log_level = LogLevel::kInfo;
+};
+
+class Context {
+ public:
+  explicit Context(const ContextOptions& options);
+
+  Logger logger;
+  ThreadPool pool;
+  std::unique_ptr<compute::Backend> backend;
+};
+
+// Builds a Context, or says why the requested device cannot be used.
+Result<std::unique_ptr<Context>> make_context(const ContextOptions& options);
+
+}  // namespace strata::runtime

@@ -1,0 +1,121 @@
+#include "runtime/generator.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace strata::runtime {
+
+const char* finish_reason_name(FinishReason r) { return r == FinishReason::kStop ? "stop" : "length"; }
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+Status Generator::validate(std::span<const GenerationRequest> requests) const {
+  const auto& cfg = model_.config();
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const auto& r = requests[i];
+    const std::string who = "request " + std::to_string(i);
+    if (r.prompt.empty()) return invalid_argument(who + ": the prompt is empty");
+    if (r.max_new_tokens < 1)
+      return invalid_argument(who + ": max_new_tokens must be >= 1 (got " + std::to_string(r.max_new_tokens) + ")");
+    for (int32_t t : r.prompt)
+      if (t < 0 || t >= cfg.vocab_size)
+        return invalid_argument(who + ": token id " + std::to_string(t) + " is outside the vocabulary of " +
+                                std::to_string(cfg.vocab_size));
+    const int64_t need = static_cast<int64_t>(r.prompt.size()) + r.max_new_tokens;
+    if (need > cfg.max_position_embeddings)
+      return invalid_argument(who + ": prompt (" + std::to_string(r.prompt.size()) + " tokens) + max_new_tokens (" +
+                              std::to_string(r.max_new_tokens) + ") exceeds the model's context of " +
+                              std::to_string(cfg.max_position_embeddings) + " tokens");
+    STRATA_RETURN_IF_ERROR(r.sampling.validate().with_context(who));
+  }
+  return Status::ok();
+}
+
+Result<std::vector<GenerationResult>> Generator::generate(std::span<const GenerationRequest> requests,
+                                                          GenerationStats* stats,
+                                                          const FinishCallback& on_finish) {
+  STRATA_RETURN_IF_ERROR(validate(requests));
+  const auto& cfg = model_.config();
+  const int32_t n = static_cast<int32_t>(requests.size());
+  std::vector<GenerationResult> results(n);
+  if (n == 0) return results;
+
+  int32_t max_len = 0;
+  for (const auto& r : requests)
+    max_len = std::max<int32_t>(max_len, static_cast<int32_t>(r.prompt.size()) + r.max_new_tokens);
+  STRATA_ASSIGN_OR_RETURN(compute::KvCache cache, model_.make_kv_cache(n, max_len));
+
+  std::vector<Sampler> samplers;
+  samplers.reserve(n);
+  for (const auto& r : requests) samplers.emplace_back(r.sampling);
+  std::vector<int32_t> length(n);   // tokens in the cache (prompt + generated so far)
+  std::vector<int32_t> active;      // slots still generating, in slot order
+
+  // Samples the next token of `slot` from `logits`; returns false once the sequence is done.
+  auto advance = [&](int32_t slot, std::span<const float> logits) {
+    const GenerationRequest& req = requests[slot];
+    GenerationResult& res = results[slot];
+    Sample s = samplers[slot].sample(logits);
+    res.tokens.push_back(s.token);
+    res.logprobs.push_back(s.logprob);
+    bool done = false;
+    if (!req.ignore_eos && cfg.is_eos(s.token)) {
+      res.finish = FinishReason::kStop;
+      done = true;
+    } else if (static_cast<int32_t>(res.tokens.size()) >= req.max_new_tokens) {
+      res.finish = FinishReason::kLength;
+      done = true;
+    }
+    if (done && on_finish) on_finish(static_cast<size_t>(slot), res);
+    return !done;
+  };
+
+  // Step 0: prefill every prompt in one ragged batch; logits of each prompt's last token.
+  auto t0 = std::chrono::steady_clock::now();
+  compute::TokenBatch batch;
+  std::vector<int32_t> rows;
+  for (int32_t s = 0; s < n; ++s) {
+    batch.add_sequence(s, 0, requests[s].prompt);
+    rows.push_back(batch.size() - 1);
+    length[s] = static_cast<int32_t>(requests[s].prompt.size());
+  }
+  STRATA_ASSIGN_OR_RETURN(Tensor logits, model_.forward(batch, cache, rows));
+  const int64_t V = logits.dim(1);
+  for (int32_t s = 0; s < n; ++s)
+    if (advance(s, {logits.data<float>() + s * V, static_cast<size_t>(V)})) active.push_back(s);
+  if (stats) {
+    stats->prefill_s += seconds_since(t0);
+    stats->prompt_tokens += batch.size();
+  }
+
+  // Decode: one new token per running sequence per step.
+  t0 = std::chrono::steady_clock::now();
+  while (!active.empty()) {
+    batch = {};
+    rows.clear();
+    for (int32_t s : active) {
+      int32_t last = results[s].tokens.back();
+      batch.add_sequence(s, length[s], {&last, 1});
+      rows.push_back(batch.size() - 1);
+      ++length[s];
+    }
+    STRATA_ASSIGN_OR_RETURN(logits, model_.forward(batch, cache, rows));
+    std::vector<int32_t> still;
+    for (size_t i = 0; i < active.size(); ++i)
+      if (advance(active[i], {logits.data<float>() + i * V, static_cast<size_t>(V)}))
+        still.push_back(active[i]);
+    active.swap(still);
+    if (stats) ++stats->decode_steps;
+  }
+  if (stats) {
+    stats->decode_s += seconds_since(t0);
+    for (const auto& r : results) stats->generated_tokens += static_cast<int64_t>(r.tokens.size());
+  }
+  return results;
+}
+
+}  // namespace strata::runtime

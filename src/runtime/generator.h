@@ -1,0 +1,60 @@
+// Generator: runs a block of requests through a Transformer: one ragged prefill of every prompt,
+// then decode steps over the sequences still running. A sequence stops at an EOS token of the
+// model (unless ignore_eos) or after max_new_tokens, and then leaves the batch. Not thread safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "common/status.h"
+#include "compute/transformer.h"
+#include "runtime/sampling.h"
+
+namespace strata::runtime {
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;
+  int32_t max_new_tokens = 256;
+  SamplingParams sampling;
+  bool ignore_eos = false;
+};
+
+enum class FinishReason { kStop, kLength };
+const char* finish_reason_name(FinishReason r);  // "stop", "length"
+
+struct GenerationResult {
+  std::vector<int32_t> tokens;   // generated tokens, the EOS that stopped it included
+  std::vector<float> logprobs;   // log-probability of each generated token
+  FinishReason finish = FinishReason::kLength;
+};
+
+struct GenerationStats {
+  double prefill_s = 0;
+  double decode_s = 0;
+  int64_t prompt_tokens = 0;
+  int64_t generated_tokens = 0;
+  int32_t decode_steps = 0;
+};
+
+class Generator {
+ public:
+  explicit Generator(compute::Transformer& model) : model_(model) {}
+
+  // Called once per request as soon as it finishes, with its index in `requests`.
+  using FinishCallback = std::function<void(size_t, const GenerationResult&)>;
+
+  // Errors name the request (by index) whose prompt is empty, holds an unknown token or does not
+  // fit the model's context.
+  Result<std::vector<GenerationResult>> generate(std::span<const GenerationRequest> requests,
+                                                 GenerationStats* stats = nullptr,
+                                                 const FinishCallback& on_finish = {});
+
+ private:
+  Status validate(std::span<const GenerationRequest> requests) const;
+
+  compute::Transformer& model_;
+};
+
+}  // namespace strata::runtime

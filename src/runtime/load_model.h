@@ -1,0 +1,22 @@
+// Loading a model onto a Context's backend: from a Hugging Face directory, or from a named shape
+// (models/shapes/) with seeded synthetic weights for benchmarks and plans.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "compute/transformer.h"
+#include "runtime/context.h"
+
+namespace strata::runtime {
+
+Result<std::unique_ptr<compute::Transformer>> load_model_dir(Context& ctx,
+                                                             const std::filesystem::path& dir);
+
+Result<std::unique_ptr<compute::Transformer>> load_synthetic_model(Context& ctx,
+                                                                   const std::string& shape_name,
+                                                                   uint64_t seed, DType dtype);
+
+}  // namespace strata::runtime

@@ -1,0 +1,234 @@
+// The CPU engine against Hugging Face transformers: tiny seeded-random models built and run by
+// transformers (tests/data/make_fixtures.py), compared on logits at every prompt position, on
+// decode logits through the KV cache, and on greedy continuations.
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "model/model_dir.h"
+#include "model/safetensors.h"
+#include "runtime/context.h"
+#include "runtime/generator.h"
+#include "runtime/load_model.h"
+#include "testing/test_data.h"
+
+namespace strata::runtime {
+namespace {
+
+struct Fixture {
+  const char* name;
+  float logit_tol;     // max |strata - transformers| over all logits, relative to max |logit|
+  float near_tie;      // top-2 margins below this are near-ties: greedy may differ after them
+};
+
+// fp32 fixtures differ only by summation order; bf16 weights are consumed with activations
+// rounded to bf16 (8 mantissa bits) in every matmul, against transformers' fp32 math.
+const Fixture kFixtures[] = {
+    {"opt_pre_ln", 2e-5f, 1e-3f},
+    {"opt_post_ln_proj", 2e-5f, 1e-3f},
+    {"llama_gqa_llama3", 2e-5f, 1e-3f},
+    {"qwen2_bias_tied", 2e-5f, 1e-3f},
+    {"mistral_window_head_dim", 2e-5f, 1e-3f},
+    {"llama_bf16", 3e-2f, 0.25f},
+};
+
+struct Reference {
+  std::vector<std::vector<int32_t>> prompts, greedy;
+  std::vector<std::vector<float>> margins;
+  std::vector<Tensor> logits, step_logits;
+};
+
+Reference load_reference(const std::filesystem::path& dir) {
+  Reference ref;
+  std::ifstream in(dir / "reference.json");
+  nlohmann::json j = nlohmann::json::parse(in);
+  auto file = model::SafetensorsFile::open(dir / "reference.safetensors");
+  STRATA_CHECK(file.is_ok(), file.status().to_string());
+  for (size_t i = 0; i < j["prompts"].size(); ++i) {
+    const auto& p = j["prompts"][i];
+    ref.prompts.push_back(p["prompt"].get<std::vector<int32_t>>());
+    ref.greedy.push_back(p["greedy"].get<std::vector<int32_t>>());
+    ref.margins.push_back(p["top2_margins"].get<std::vector<float>>());
+    auto l = (*file)->read("prompt" + std::to_string(i) + ".logits");
+    auto s = (*file)->read("prompt" + std::to_string(i) + ".step_logits");
+    STRATA_CHECK(l.is_ok() && s.is_ok());
+    ref.logits.push_back(*l);
+    ref.step_logits.push_back(*s);
+  }
+  return ref;
+}
+
+// max |a - b| / max(1, max |b|) over rows of a [R, V] against b [R, V].
+float relative_error(const Tensor& a, const Tensor& b) {
+  STRATA_CHECK(a.shape() == b.shape(), shape_string(a.shape()) + " vs " + shape_string(b.shape()));
+  float diff = 0, scale = 1;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    diff = std::max(diff, std::fabs(a.data<float>()[i] - b.data<float>()[i]));
+    scale = std::max(scale, std::fabs(b.data<float>()[i]));
+  }
+  return diff / scale;
+}
+
+// Number of leading greedy steps before the first near-tie.
+size_t comparable_steps(const std::vector<float>& margins, float near_tie) {
+  size_t n = 0;
+  while (n < margins.size() && margins[n] >= near_tie) ++n;
+  return n;
+}
+
+class HfReference : public ::testing::TestWithParam<Fixture> {
+ protected:
+  void SetUp() override {
+    dir_ = testing::test_data_dir() / "fixtures" / GetParam().name;
+    auto ctx = make_context({});
+    ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+    ctx_ = std::move(ctx).value();
+    auto model = load_model_dir(*ctx_, dir_);
+    ASSERT_TRUE(model.is_ok()) << model.status().to_string();
+    model_ = std::move(model).value();
+    ref_ = load_reference(dir_);
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Context> ctx_;
+  std::unique_ptr<compute::Transformer> model_;
+  Reference ref_;
+};
+
+TEST_P(HfReference, PromptLogitsMatchAtEveryPosition) {
+  for (size_t p = 0; p < ref_.prompts.size(); ++p) {
+    const auto& prompt = ref_.prompts[p];
+    auto cache = model_->make_kv_cache(1, static_cast<int32_t>(prompt.size()));
+    ASSERT_TRUE(cache.is_ok());
+    compute::TokenBatch batch;
+    batch.add_sequence(0, 0, prompt);
+    std::vector<int32_t> rows(prompt.size());
+    for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int32_t>(i);
+    auto logits = model_->forward(batch, *cache, rows);
+    ASSERT_TRUE(logits.is_ok()) << logits.status().to_string();
+    EXPECT_LE(relative_error(*logits, ref_.logits[p]), GetParam().logit_tol) << "prompt " << p;
+  }
+}
+
+TEST_P(HfReference, DecodeLogitsThroughTheKvCacheMatch) {
+  for (size_t p = 0; p < ref_.prompts.size(); ++p) {
+    const auto& prompt = ref_.prompts[p];
+    const auto& forced = ref_.greedy[p];  // teacher forcing: feed the reference's tokens
+    const int32_t steps = static_cast<int32_t>(forced.size());
+    auto cache = model_->make_kv_cache(1, static_cast<int32_t>(prompt.size()) + steps);
+    ASSERT_TRUE(cache.is_ok());
+    compute::TokenBatch batch;
+    batch.add_sequence(0, 0, prompt);
+    int32_t last_row = batch.size() - 1;
+    auto first = model_->forward(batch, *cache, {&last_row, 1});
+    ASSERT_TRUE(first.is_ok());
+    Tensor got = Tensor::host(DType::kF32, ref_.step_logits[p].shape());
+    const int64_t V = got.dim(1);
+    std::copy_n(first->data<float>(), V, got.data<float>());
+    int32_t len = static_cast<int32_t>(prompt.size());
+    for (int32_t s = 1; s < steps; ++s, ++len) {
+      compute::TokenBatch step;
+      step.add_sequence(0, len, {&forced[s - 1], 1});
+      int32_t row = 0;
+      auto logits = model_->forward(step, *cache, {&row, 1});
+      ASSERT_TRUE(logits.is_ok());
+      std::copy_n(logits->data<float>(), V, got.data<float>() + s * V);
+    }
+    EXPECT_LE(relative_error(got, ref_.step_logits[p]), GetParam().logit_tol) << "prompt " << p;
+  }
+}
+
+TEST_P(HfReference, GreedyContinuationsMatchAloneAndBatched) {
+  Generator gen(*model_);
+  std::vector<GenerationRequest> reqs;
+  for (const auto& prompt : ref_.prompts) {
+    GenerationRequest r;
+    r.prompt = prompt;
+    r.max_new_tokens = static_cast<int32_t>(ref_.greedy[0].size());
+    r.ignore_eos = true;  // the reference does not stop at EOS
+    reqs.push_back(r);
+  }
+  auto batched = gen.generate(reqs);
+  ASSERT_TRUE(batched.is_ok()) << batched.status().to_string();
+  size_t compared = 0;
+  for (size_t p = 0; p < reqs.size(); ++p) {
+    auto alone = gen.generate({&reqs[p], 1});
+    ASSERT_TRUE(alone.is_ok());
+    EXPECT_EQ((*alone)[0].tokens, (*batched)[p].tokens) << "prompt " << p << " batched vs alone";
+    EXPECT_EQ((*batched)[p].finish, FinishReason::kLength);
+    size_t n = comparable_steps(ref_.margins[p], GetParam().near_tie);
+    std::vector<int32_t> want(ref_.greedy[p].begin(), ref_.greedy[p].begin() + n);
+    std::vector<int32_t> got((*batched)[p].tokens.begin(), (*batched)[p].tokens.begin() + n);
+    EXPECT_EQ(got, want) << "prompt " << p << ", first " << n << " greedy tokens";
+    compared += n;
+  }
+  // Most steps are comparable; a fixture whose margins all collapse would test nothing.
+  EXPECT_GE(compared, reqs.size() * ref_.greedy[0].size() / 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, HfReference, ::testing::ValuesIn(kFixtures),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(HfReferenceStop, StopsAtTheModelsEosToken) {
+  // Declare the 5th reference greedy token of prompt 0 an EOS token: generation must stop right
+  // after its first occurrence with finish_reason stop, and max_new_tokens must give "length".
+  auto dir = testing::test_data_dir() / "fixtures" / "llama_gqa_llama3";
+  Reference ref = load_reference(dir);
+  auto ctx = make_context({});
+  ASSERT_TRUE(ctx.is_ok());
+  auto files = model::open_model_dir(dir);
+  ASSERT_TRUE(files.is_ok()) << files.status().to_string();
+  model::ModelConfig config = files->config;
+  const int32_t eos = ref.greedy[0][4];
+  config.eos_token_ids = {eos};
+  auto weights = compute::load_weights(config, *files->weights, *(*ctx)->backend);
+  ASSERT_TRUE(weights.is_ok());
+  compute::Transformer model(config, *(*ctx)->backend, std::move(weights).value());
+  Generator gen(model);
+  GenerationRequest r;
+  r.prompt = ref.prompts[0];
+  r.max_new_tokens = 20;
+  auto stop = gen.generate({&r, 1});
+  ASSERT_TRUE(stop.is_ok());
+  size_t first = std::find(ref.greedy[0].begin(), ref.greedy[0].end(), eos) - ref.greedy[0].begin();
+  std::vector<int32_t> want(ref.greedy[0].begin(), ref.greedy[0].begin() + first + 1);
+  EXPECT_EQ((*stop)[0].tokens, want);
+  EXPECT_EQ((*stop)[0].finish, FinishReason::kStop);
+  r.max_new_tokens = 3;
+  auto length = gen.generate({&r, 1});
+  ASSERT_TRUE(length.is_ok());
+  EXPECT_EQ((*length)[0].tokens.size(), first < 3 ? first + 1 : 3u);
+}
+
+TEST(Generator, RejectsBadRequestsNamingThem) {
+  auto dir = testing::test_data_dir() / "fixtures" / "opt_pre_ln";
+  auto ctx = make_context({});
+  ASSERT_TRUE(ctx.is_ok());
+  auto model = load_model_dir(**ctx, dir);
+  ASSERT_TRUE(model.is_ok());
+  Generator gen(**model);
+  std::vector<GenerationRequest> reqs(2);
+  reqs[0].prompt = {5, 6};
+  reqs[0].max_new_tokens = 4;
+  reqs[1].prompt = {};
+  auto empty = gen.generate(reqs);
+  ASSERT_FALSE(empty.is_ok());
+  EXPECT_NE(empty.status().message().find("request 1"), std::string::npos);
+  reqs[1].prompt = {7, 100000};
+  auto vocab = gen.generate(reqs);
+  ASSERT_FALSE(vocab.is_ok());
+  EXPECT_NE(vocab.status().message().find("vocabulary"), std::string::npos);
+  reqs[1].prompt = {7};
+  reqs[1].max_new_tokens = 64;  // opt_pre_ln's context is 64 positions
+  auto context = gen.generate(reqs);
+  ASSERT_FALSE(context.is_ok());
+  EXPECT_NE(context.status().message().find("context"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace strata::runtime

@@ -1,0 +1,66 @@
+// strata info: what a model is (from a Hugging Face directory or a named shape), how big it is,
+// and whether its weight files are complete and consistent.
+#include <cstdio>
+
+#include "commands.h"
+#include "common/units.h"
+#include "model/model_dir.h"
+#include "model/shapes.h"
+#include "planner/footprint.h"
+
+namespace strata::tools {
+
+namespace {
+
+void print_config(const model::ModelConfig& c) {
+  std::printf("architecture   %s (%s family)\n", c.model_type.c_str(),
+              c.family == model::Family::kOpt ? "OPT" : "Llama");
+  std::printf("layers         %lld\n", static_cast<long long>(c.num_layers));
+  std::printf("hidden         %lld (ffn %lld)\n", static_cast<long long>(c.hidden_size),
+              static_cast<long long>(c.intermediate_size));
+  std::printf("heads          %lld query, %lld key/value, head_dim %lld\n",
+              static_cast<long long>(c.num_heads), static_cast<long long>(c.num_kv_heads),
+              static_cast<long long>(c.head_dim));
+  std::printf("vocabulary     %lld\n", static_cast<long long>(c.vocab_size));
+  std::printf("context        %lld tokens\n", static_cast<long long>(c.max_position_embeddings));
+  std::printf("stored dtype   %s\n", std::string(dtype_name(c.torch_dtype)).c_str());
+  auto f = planner::model_footprint(c, DType::kF16, DType::kF16);
+  std::printf("parameters     %.3f B\n", static_cast<double>(f.parameters) / 1e9);
+  std::printf("fp16 weights   %s (%s per layer)\n", format_bytes(f.total_weight_bytes).c_str(),
+              format_bytes(f.layer_weight_bytes).c_str());
+  std::printf("fp16 KV cache  %s per token\n", format_bytes(f.kv_bytes_per_token).c_str());
+}
+
+}  // namespace
+
+void register_info(CLI::App& app, int* exit_code) {
+  auto* cmd = app.add_subcommand("info", "Describe a model and check its weight files");
+  static std::string dir, shape;
+  auto* m = cmd->add_option("--model", dir, "Hugging Face model directory");
+  auto* s = cmd->add_option("--model-shape", shape, "named shape (models/shapes), e.g. llama-3-8b");
+  m->excludes(s);
+  cmd->callback([exit_code] {
+    if (!shape.empty()) {
+      auto cfg = model::named_shape(shape);
+      if (!cfg.is_ok()) {
+        *exit_code = report("info", cfg.status());
+        return;
+      }
+      print_config(*cfg);
+      return;
+    }
+    if (dir.empty()) {
+      *exit_code = report("info", invalid_argument("give --model DIR or --model-shape NAME"));
+      return;
+    }
+    auto files = model::open_model_dir(dir);
+    if (!files.is_ok()) {
+      *exit_code = report("info", files.status());
+      return;
+    }
+    print_config(files->config);
+    std::printf("weights        complete and consistent\n");
+  });
+}
+
+}  // namespace strata::tools

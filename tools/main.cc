@@ -1,0 +1,31 @@
+// strata: one binary, git-style subcommands (one file each under tools/).
+#include <cstdio>
+
+#include "commands.h"
+
+namespace strata::tools {
+
+int report(const char* command, const Status& status) {
+  if (status.is_ok()) return 0;
+  std::fprintf(stderr, "strata %s: %s\n", command, status.to_string().c_str());
+  switch (status.code()) {
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kNotFound:
+    case StatusCode::kCorrupt:
+    case StatusCode::kUnsupported: return 2;
+    default: return 1;
+  }
+}
+
+}  // namespace strata::tools
+
+int main(int argc, char** argv) {
+  CLI::App app{"strata: high-throughput offline LLM generation on a GPU too small for the model"};
+  app.require_subcommand(1);
+  int exit_code = 0;
+  strata::tools::register_info(app, &exit_code);
+  strata::tools::register_complete(app, &exit_code);
+  strata::tools::register_devices(app, &exit_code);
+  CLI11_PARSE(app, argc, argv);
+  return exit_code;
+}
