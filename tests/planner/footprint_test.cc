@@ -1,0 +1,41 @@
+#include "planner/footprint.h"
+
+#include <gtest/gtest.h>
+
+#include "model/shapes.h"
+
+namespace strata::planner {
+namespace {
+
+ModelFootprint footprint(const char* shape) {
+  auto cfg = model::named_shape(shape);
+  STRATA_CHECK(cfg.is_ok(), cfg.status().to_string());
+  return model_footprint(*cfg, DType::kF16, DType::kF16);
+}
+
+TEST(Footprint, Llama2_7bMatchesItsPublishedSize) {
+  auto f = footprint("llama-2-7b");
+  EXPECT_EQ(f.parameters, 6'738'415'616);  // the published parameter count
+  EXPECT_EQ(f.total_weight_bytes, 2ull * 6'738'415'616);
+  EXPECT_EQ(f.kv_bytes_per_token, 512u * 1024);  // the often-quoted 0.5 MiB per token in fp16
+}
+
+TEST(Footprint, GqaShrinksTheKvCache) {
+  auto f = footprint("llama-3-8b");  // 8 kv heads of 32: 128 KiB per token in fp16
+  EXPECT_EQ(f.kv_bytes_per_token, 128u * 1024);
+  auto g = model_footprint(*model::named_shape("llama-3-8b"), DType::kBF16, DType::kF32);
+  EXPECT_EQ(g.kv_bytes_per_token, 256u * 1024);
+}
+
+TEST(Footprint, LayersAndTheRestAddUp) {
+  auto f = footprint("opt-30b");
+  auto cfg = *model::named_shape("opt-30b");
+  EXPECT_EQ(f.total_weight_bytes, f.layer_weight_bytes * cfg.num_layers + f.other_weight_bytes);
+  EXPECT_EQ(f.total_weight_bytes, 2ull * static_cast<uint64_t>(f.parameters));
+  // An OPT layer: 4 h^2 attention + 2 h*ffn MLP weights, 4h + ffn + h biases, 2 LayerNorms.
+  const uint64_t h = 7168, ffn = 28672;
+  EXPECT_EQ(f.layer_weight_bytes, 2 * (4 * h * h + 2 * h * ffn + 4 * h + ffn + h + 4 * h));
+}
+
+}  // namespace
+}  // namespace strata::planner
