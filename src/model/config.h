@@ -53,7 +53,10 @@ struct ModelConfig {
   bool attention_qkv_bias = false;     // qwen2, or llama's attention_bias
   bool attention_out_bias = false;     // llama's attention_bias
   bool mlp_bias = false;
-  std::optional<int64_t> sliding_window;  // mistral, when set
+  std::optional<int64_t> sliding_window;  // mistral, or qwen2 with use_sliding_window
+  // Layers [0, first_sliding_layer) attend fully even when sliding_window is set (qwen2's
+  // max_window_layers; 0 for mistral, whose every layer slides).
+  int64_t first_sliding_layer = 0;
   RopeConfig rope;
 
   double norm_eps = 1e-5;              // rms_norm_eps (Llama) / 1e-5 (OPT LayerNorm)
@@ -68,6 +71,8 @@ struct ModelConfig {
   int64_t q_dim() const { return num_heads * head_dim; }
   int64_t kv_dim() const { return num_kv_heads * head_dim; }
   bool is_eos(int64_t token) const;
+  // The attention window of `layer` in tokens, or nullopt for full attention.
+  std::optional<int64_t> window_of_layer(int64_t layer) const;
 };
 
 // Parses a config.json object. `source` (a path or a shape name) prefixes every error.

@@ -37,6 +37,10 @@ std::vector<WeightSpec> model_weights(const ModelConfig& config);
 // The weights of layer i only (the layers.{i}.* entries of model_weights).
 std::vector<WeightSpec> layer_weights(const ModelConfig& config, int64_t layer);
 
+// Number of parameters in `specs`, counting each canonical name once (tied weights have no spec of
+// their own, so they are counted once too).
+int64_t parameter_count(const std::vector<WeightSpec>& specs);
+
 // Canonical name of a per-layer weight, e.g. layer_weight_name(3, "q.weight") == "layers.3.q.weight".
 std::string layer_weight_name(int64_t layer, const std::string& suffix);
 
