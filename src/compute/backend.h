@@ -82,7 +82,7 @@ class Backend {
   virtual void add(const Tensor& a, const Tensor& b, Tensor& y) = 0;
   // x = max(x, 0), in place.
   virtual void relu(Tensor& x) = 0;
-  // y[T, F] = silu(gate[T, F]) * up[T, F].
+  // y[T, F] = silu(gate[T, F]) * up[T, F]; y may alias gate or up.
   virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor& y) = 0;
   // y[T, C] = table[ids[t], C]; ids are host values, each in [0, table.dim(0)).
   virtual void embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& y) = 0;
@@ -100,7 +100,15 @@ class Backend {
 };
 
 // The CPU backend (oneDNN matmul, threaded kernels). Activations are F32; linear weights are kept
-// as F32 or BF16 (F16 is widened to F32); other weights become F32.
+// as F32 or BF16 (F16 is widened to F32); other weights become F32. The backend keeps a reference
+// to `pool`, which must outlive it.
 std::unique_ptr<Backend> make_cpu_backend(ThreadPool& pool);
+
+struct CpuBackendOptions {
+  // false: BF16 linear weights are widened to F32 at upload, as on a CPU where oneDNN has no
+  // bf16 matmul (the backend detects that case by itself; this forces it, for tests and benches).
+  bool allow_bf16_matmul = true;
+};
+std::unique_ptr<Backend> make_cpu_backend(ThreadPool& pool, const CpuBackendOptions& options);
 
 }  // namespace strata::compute

@@ -64,7 +64,6 @@ Transformer::Transformer(model::ModelConfig config, Backend& backend, ModelWeigh
     : config_(std::move(config)), backend_(backend), weights_(std::move(weights)) {
   if (config_.family == Family::kLlama) rope_ = make_rope_table(config_.rope, config_.head_dim);
   attn_params_.scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
-  attn_params_.sliding_window = config_.sliding_window;
 }
 
 Result<KvCache> Transformer::make_kv_cache(int32_t slots, int32_t max_len) {
@@ -196,7 +195,9 @@ Tensor Transformer::attention_block(int64_t i, const Tensor& h, const TokenBatch
   }
   Tensor ctx = alloc(T, Hq * D);
   Tensor ctx3 = ctx.reshape({T, Hq, D});
-  backend_.attention(q3, k3, v3, cache, batch.seqs, attn_params_, ctx3);
+  AttentionParams params = attn_params_;
+  params.sliding_window = config_.window_of_layer(i);
+  backend_.attention(q3, k3, v3, cache, batch.seqs, params, ctx3);
   Tensor out = alloc(T, config_.hidden_size);
   backend_.linear(ctx, *w(i, "o.weight"), w(i, "o.bias"), out);  // out [T, hidden]
   return out;

@@ -76,7 +76,7 @@ class Transformer {
   Backend& backend_;
   ModelWeights weights_;
   RopeTable rope_;
-  AttentionParams attn_params_;
+  AttentionParams attn_params_;  // the scale; the window is per layer
 };
 
 }  // namespace strata::compute

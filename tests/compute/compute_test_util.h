@@ -2,14 +2,14 @@
 // double-precision references written in the tests. Test-only; not thread safe.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdint>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/tensor.h"
 #include "common/thread_pool.h"

@@ -1,10 +1,10 @@
 // linear(): F32 and BF16 weights through oneDNN, against double-precision references; upload()
 // dtype rules; the bf16 fallback; the primitive cache bound.
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "compute/compute_test_util.h"
 #include "compute/cpu_matmul.h"
@@ -21,7 +21,7 @@ struct LinearShape {
 };
 
 // Shapes with T = 1, odd sizes and K not a multiple of 16.
-const LinearShape kShapes[] = {{1, 1, 1},   {1, 17, 5},   {3, 33, 7},    {7, 100, 64},
+const LinearShape kShapes[] = {{1, 1, 1},    {1, 17, 5},   {3, 33, 7},    {7, 100, 64},
                                {16, 64, 48}, {5, 1023, 3}, {64, 260, 129}};
 
 // Reference y = x · w^T + bias in double. Also returns, per output, sum |x_k w_k| + |bias|, the
@@ -136,6 +136,13 @@ TEST_F(LinearTest, UploadKeepsF32AndBf16AndWidensF16) {
   Tensor up_bf16 = upload(bf16, WeightKind::kLinear);
   EXPECT_EQ(up_bf16.dtype(), probe.bf16_supported() ? DType::kBF16 : DType::kF32);
   EXPECT_EQ(values_of(up_bf16), values_of(bf16));
+
+  // A large weight is copied in parallel blocks; every element arrives.
+  Tensor big = random_tensor({300, 1001}, 8);
+  Tensor big_f16 = Tensor::host(DType::kF16, big.shape());
+  convert_from_f32(DType::kF16, big.data<float>(), big_f16.raw(), big.numel());
+  EXPECT_EQ(values_of(upload(big_f16, WeightKind::kLinear)), values_of(big_f16));
+  EXPECT_EQ(values_of(upload(big, WeightKind::kLinear)), values_of(big));
 
   // Tables and vectors become F32.
   EXPECT_EQ(upload(bf16, WeightKind::kTable).dtype(), DType::kF32);
