@@ -25,7 +25,9 @@ void print_config(const model::ModelConfig& c) {
   std::printf("context        %lld tokens\n", static_cast<long long>(c.max_position_embeddings));
   std::printf("stored dtype   %s\n", std::string(dtype_name(c.torch_dtype)).c_str());
   auto f = planner::model_footprint(c, DType::kF16, DType::kF16);
-  std::printf("parameters     %.3f B\n", static_cast<double>(f.parameters) / 1e9);
+  const double params = static_cast<double>(f.parameters);
+  if (params >= 1e9) std::printf("parameters     %.2f B\n", params / 1e9);
+  else std::printf("parameters     %.2f M\n", params / 1e6);
   std::printf("fp16 weights   %s (%s per layer)\n", format_bytes(f.total_weight_bytes).c_str(),
               format_bytes(f.layer_weight_bytes).c_str());
   std::printf("fp16 KV cache  %s per token\n", format_bytes(f.kv_bytes_per_token).c_str());

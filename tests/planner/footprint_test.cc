@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/check.h"
 #include "model/shapes.h"
 
 namespace strata::planner {

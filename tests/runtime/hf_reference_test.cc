@@ -26,15 +26,16 @@ struct Fixture {
   float near_tie;      // top-2 margins below this are near-ties: greedy may differ after them
 };
 
-// fp32 fixtures differ only by summation order; bf16 weights are consumed with activations
-// rounded to bf16 (8 mantissa bits) in every matmul, against transformers' fp32 math.
+// fp32 fixtures differ only by summation order (measured: ~1e-6); bf16 weights are consumed with
+// activations rounded to bf16 (8 mantissa bits) in every matmul, against transformers' fp32 math
+// (measured: ~5e-3 of a logit scale of ~4, so up to ~0.023 absolute; near-ties are twice that).
 const Fixture kFixtures[] = {
     {"opt_pre_ln", 2e-5f, 1e-3f},
     {"opt_post_ln_proj", 2e-5f, 1e-3f},
     {"llama_gqa_llama3", 2e-5f, 1e-3f},
     {"qwen2_bias_tied", 2e-5f, 1e-3f},
     {"mistral_window_head_dim", 2e-5f, 1e-3f},
-    {"llama_bf16", 3e-2f, 0.25f},
+    {"llama_bf16", 1.5e-2f, 0.05f},
 };
 
 struct Reference {
@@ -111,11 +112,14 @@ TEST_P(HfReference, PromptLogitsMatchAtEveryPosition) {
     for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int32_t>(i);
     auto logits = model_->forward(batch, *cache, rows);
     ASSERT_TRUE(logits.is_ok()) << logits.status().to_string();
-    EXPECT_LE(relative_error(*logits, ref_.logits[p]), GetParam().logit_tol) << "prompt " << p;
+    const float err = relative_error(*logits, ref_.logits[p]);
+    RecordProperty("prompt" + std::to_string(p) + "_logit_error", ::testing::PrintToString(err));
+    EXPECT_LE(err, GetParam().logit_tol) << "prompt " << p;
   }
 }
 
 TEST_P(HfReference, DecodeLogitsThroughTheKvCacheMatch) {
+  int decided = 0;
   for (size_t p = 0; p < ref_.prompts.size(); ++p) {
     const auto& prompt = ref_.prompts[p];
     const auto& forced = ref_.greedy[p];  // teacher forcing: feed the reference's tokens
@@ -139,8 +143,19 @@ TEST_P(HfReference, DecodeLogitsThroughTheKvCacheMatch) {
       ASSERT_TRUE(logits.is_ok());
       std::copy_n(logits->data<float>(), V, got.data<float>() + s * V);
     }
-    EXPECT_LE(relative_error(got, ref_.step_logits[p]), GetParam().logit_tol) << "prompt " << p;
+    const float err = relative_error(got, ref_.step_logits[p]);
+    RecordProperty("prompt" + std::to_string(p) + "_decode_logit_error", ::testing::PrintToString(err));
+    EXPECT_LE(err, GetParam().logit_tol) << "prompt " << p;
+    // Where the reference's choice is not a near-tie, ours is the same token.
+    for (int32_t s = 0; s < steps; ++s) {
+      if (ref_.margins[p][s] < GetParam().near_tie) continue;
+      const float* row = got.data<float>() + s * V;
+      EXPECT_EQ(std::max_element(row, row + V) - row, forced[s]) << "prompt " << p << " step " << s;
+      ++decided;
+    }
   }
+  // Most steps are decided; a fixture whose margins all collapsed would test little.
+  EXPECT_GE(decided, 3 * static_cast<int>(ref_.prompts.size() * ref_.greedy[0].size()) / 4);
 }
 
 TEST_P(HfReference, GreedyContinuationsMatchAloneAndBatched) {
@@ -155,7 +170,6 @@ TEST_P(HfReference, GreedyContinuationsMatchAloneAndBatched) {
   }
   auto batched = gen.generate(reqs);
   ASSERT_TRUE(batched.is_ok()) << batched.status().to_string();
-  size_t compared = 0;
   for (size_t p = 0; p < reqs.size(); ++p) {
     auto alone = gen.generate({&reqs[p], 1});
     ASSERT_TRUE(alone.is_ok());
@@ -165,10 +179,7 @@ TEST_P(HfReference, GreedyContinuationsMatchAloneAndBatched) {
     std::vector<int32_t> want(ref_.greedy[p].begin(), ref_.greedy[p].begin() + n);
     std::vector<int32_t> got((*batched)[p].tokens.begin(), (*batched)[p].tokens.begin() + n);
     EXPECT_EQ(got, want) << "prompt " << p << ", first " << n << " greedy tokens";
-    compared += n;
   }
-  // Most steps are comparable; a fixture whose margins all collapse would test nothing.
-  EXPECT_GE(compared, reqs.size() * ref_.greedy[0].size() / 2);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfReference, ::testing::ValuesIn(kFixtures),
@@ -203,6 +214,36 @@ TEST(HfReferenceStop, StopsAtTheModelsEosToken) {
   auto length = gen.generate({&r, 1});
   ASSERT_TRUE(length.is_ok());
   EXPECT_EQ((*length)[0].tokens.size(), first < 3 ? first + 1 : 3u);
+}
+
+TEST(Generator, SampledContinuationsDependOnTheSeedNotOnTheBatch) {
+  auto ctx = make_context({});
+  ASSERT_TRUE(ctx.is_ok());
+  auto model = load_model_dir(**ctx, testing::test_data_dir() / "fixtures" / "qwen2_bias_tied");
+  ASSERT_TRUE(model.is_ok());
+  Generator gen(**model);
+  std::vector<GenerationRequest> reqs(3);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    reqs[i].prompt = {10, 20, 30, static_cast<int32_t>(40 + i)};
+    reqs[i].max_new_tokens = 12 + static_cast<int32_t>(i);
+    reqs[i].ignore_eos = true;
+    reqs[i].sampling = {1.0f, 50, 0.95f, 100 + i};
+  }
+  auto batched = gen.generate(reqs);
+  ASSERT_TRUE(batched.is_ok());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    auto alone = gen.generate({&reqs[i], 1});
+    ASSERT_TRUE(alone.is_ok());
+    EXPECT_EQ((*alone)[0].tokens, (*batched)[i].tokens) << i;
+    EXPECT_EQ((*batched)[i].tokens.size(), static_cast<size_t>(reqs[i].max_new_tokens));
+  }
+  auto reseeded = reqs;
+  for (auto& r : reseeded) r.sampling.seed += 1000;
+  auto other = gen.generate(reseeded);
+  ASSERT_TRUE(other.is_ok());
+  int differing = 0;
+  for (size_t i = 0; i < reqs.size(); ++i) differing += (*other)[i].tokens != (*batched)[i].tokens;
+  EXPECT_GT(differing, 0);
 }
 
 TEST(Generator, RejectsBadRequestsNamingThem) {
