@@ -38,6 +38,9 @@ const Fixture kFixtures[] = {
     {"llama_bf16", 1.5e-2f, 0.05f},
 };
 
+// Test listings print the fixture's name rather than its bytes.
+void PrintTo(const Fixture& f, std::ostream* os) { *os << f.name; }
+
 struct Reference {
   std::vector<std::vector<int32_t>> prompts, greedy;
   std::vector<std::vector<float>> margins;
