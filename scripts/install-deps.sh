@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
   libdnnl-dev liburing-dev libhwloc-dev libzstd-dev libcli11-dev nlohmann-json3-dev
-  coinor-libclp-dev libpcre2-dev libgtest-dev libbenchmark-dev libxxhash-dev zstd
+  coinor-libclp-dev libpcre2-dev libicu-dev libgtest-dev libbenchmark-dev libxxhash-dev zstd
 )
 
 missing=()

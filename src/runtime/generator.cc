@@ -2,12 +2,30 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 namespace strata::runtime {
 
 const char* finish_reason_name(FinishReason r) { return r == FinishReason::kStop ? "stop" : "length"; }
 
 namespace {
+// The k most likely tokens of a row of logits with their log-softmax, best first.
+std::vector<std::pair<int32_t, float>> top_logprobs(std::span<const float> logits, int32_t k) {
+  const int32_t V = static_cast<int32_t>(logits.size());
+  k = std::min(k, V);
+  std::vector<int32_t> idx(V);
+  for (int32_t i = 0; i < V; ++i) idx[i] = i;
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) {
+    return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
+  });
+  double mx = logits[idx[0]], sum = 0;
+  for (float v : logits) sum += std::exp(static_cast<double>(v) - mx);
+  const double lse = mx + std::log(sum);
+  std::vector<std::pair<int32_t, float>> out;
+  for (int32_t i = 0; i < k; ++i) out.emplace_back(idx[i], static_cast<float>(logits[idx[i]] - lse));
+  return out;
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -37,7 +55,8 @@ Status Generator::validate(std::span<const GenerationRequest> requests) const {
 
 Result<std::vector<GenerationResult>> Generator::generate(std::span<const GenerationRequest> requests,
                                                           GenerationStats* stats,
-                                                          const FinishCallback& on_finish) {
+                                                          const FinishCallback& on_finish,
+                                                          const TokenCallback& on_token) {
   STRATA_RETURN_IF_ERROR(validate(requests));
   const auto& cfg = model_.config();
   const int32_t n = static_cast<int32_t>(requests.size());
@@ -62,8 +81,12 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
     Sample s = samplers[slot].sample(logits);
     res.tokens.push_back(s.token);
     res.logprobs.push_back(s.logprob);
+    if (req.top_logprobs > 0) res.top_logprobs.push_back(top_logprobs(logits, req.top_logprobs));
     bool done = false;
-    if (!req.ignore_eos && cfg.is_eos(s.token)) {
+    if (on_token && !on_token(static_cast<size_t>(slot), s.token)) {
+      res.finish = FinishReason::kStop;
+      done = true;
+    } else if (!req.ignore_eos && cfg.is_eos(s.token)) {
       res.finish = FinishReason::kStop;
       done = true;
     } else if (static_cast<int32_t>(res.tokens.size()) >= req.max_new_tokens) {

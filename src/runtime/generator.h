@@ -19,6 +19,7 @@ struct GenerationRequest {
   int32_t max_new_tokens = 256;
   SamplingParams sampling;
   bool ignore_eos = false;
+  int32_t top_logprobs = 0;  // alternatives (token, logprob) to report per generated token
 };
 
 enum class FinishReason { kStop, kLength };
@@ -27,6 +28,8 @@ const char* finish_reason_name(FinishReason r);  // "stop", "length"
 struct GenerationResult {
   std::vector<int32_t> tokens;   // generated tokens, the EOS that stopped it included
   std::vector<float> logprobs;   // log-probability of each generated token
+  // Per generated token, the request's top_logprobs most likely (token, logprob), best first.
+  std::vector<std::vector<std::pair<int32_t, float>>> top_logprobs;
   FinishReason finish = FinishReason::kLength;
 };
 
@@ -44,12 +47,16 @@ class Generator {
 
   // Called once per request as soon as it finishes, with its index in `requests`.
   using FinishCallback = std::function<void(size_t, const GenerationResult&)>;
+  // Called for every generated token of request `index` (EOS included) before the stop checks;
+  // returning false ends that sequence with FinishReason::kStop (e.g. a stop string appeared).
+  using TokenCallback = std::function<bool(size_t index, int32_t token)>;
 
   // Errors name the request (by index) whose prompt is empty, holds an unknown token or does not
   // fit the model's context.
   Result<std::vector<GenerationResult>> generate(std::span<const GenerationRequest> requests,
                                                  GenerationStats* stats = nullptr,
-                                                 const FinishCallback& on_finish = {});
+                                                 const FinishCallback& on_finish = {},
+                                                 const TokenCallback& on_token = {});
 
  private:
   Status validate(std::span<const GenerationRequest> requests) const;

@@ -1,0 +1,417 @@
+#include "runtime/batch_job.h"
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <memory>
+#include <unordered_set>
+
+#include <nlohmann/json.hpp>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "runtime/generator.h"
+#include "text/batch_request.h"
+#include "text/incremental_decoder.h"
+#include "text/line_io.h"
+
+namespace strata::runtime {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+uint64_t request_seed(uint64_t seed, const std::string& custom_id) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a, then splitmix64
+  for (unsigned char c : custom_id) h = (h ^ c) * 1099511628211ull;
+  uint64_t z = h ^ (seed + 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+bool is_blank(const std::string& s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
+}
+
+int64_t peak_rss_bytes() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<int64_t>(ru.ru_maxrss) * 1024;
+}
+
+// A request ready for the engine.
+struct Prepared {
+  text::BatchRequest req;
+  GenerationRequest gen;
+  std::vector<std::string> stop;
+};
+
+// Per-sequence state while a block runs.
+struct Running {
+  std::unique_ptr<text::IncrementalDecoder> decoder;
+  std::string text;
+  size_t max_stop = 0;
+  bool stopped = false;  // by a stop string
+};
+
+class Job {
+ public:
+  Job(compute::Transformer& model, const text::Tokenizer& tok, const BatchJobOptions& o, Logger& log)
+      : model_(model), tok_(tok), o_(o), log_(log) {}
+
+  Result<BatchSummary> run();
+
+ private:
+  Status handle_line(const std::string& line, int64_t line_no, std::vector<Prepared>& window);
+  Status run_window(std::vector<Prepared>& window);
+  Status run_block(std::span<Prepared> block);
+  Status write_error(int64_t line, const std::optional<std::string>& custom_id, const text::RequestError& e);
+  std::optional<text::RequestError> prepare(Prepared& p);
+  json logprobs_json(const Prepared& p, const GenerationResult& r) const;
+
+  compute::Transformer& model_;
+  const text::Tokenizer& tok_;
+  const BatchJobOptions& o_;
+  Logger& log_;
+  std::unique_ptr<text::RecordWriter> writer_;
+  std::unique_ptr<Progress> progress_;
+  BatchSummary sum_;
+  std::optional<text::ChatFamily> chat_family_;
+  std::string chat_family_error_;
+  std::unordered_set<int64_t> done_lines_;
+  std::unordered_set<std::string> done_ids_;
+  std::unordered_set<std::string> seen_ids_;
+  std::string model_name_;
+};
+
+Status Job::write_error(int64_t line, const std::optional<std::string>& custom_id, const text::RequestError& e) {
+  STRATA_RETURN_IF_ERROR(writer_->append(text::format_error(line, custom_id, e)));
+  ++sum_.failed;
+  ++sum_.requests;
+  progress_->request_done(0, 0);
+  return Status::ok();
+}
+
+std::optional<text::RequestError> Job::prepare(Prepared& p) {
+  const auto& r = p.req;
+  const std::string who = "line " + std::to_string(r.line) + " (custom_id '" + r.custom_id + "')";
+  const auto& cfg = model_.config();
+  std::vector<int32_t> prompt;
+  if (r.endpoint == text::Endpoint::kCompletions) {
+    if (r.prompt) {
+      if (r.prompt->empty()) return text::RequestError{"invalid_prompt", who + ": the prompt is empty"};
+      prompt = tok_.encode(*r.prompt, /*add_special_tokens=*/true);
+    } else {
+      prompt = *r.prompt_ids;
+      if (prompt.empty()) return text::RequestError{"invalid_prompt", who + ": the prompt is empty"};
+    }
+  } else {
+    if (!chat_family_) return text::RequestError{"unsupported", who + ": " + chat_family_error_};
+    auto rendered = text::render_chat(*chat_family_, r.messages, tok_.bos_token(), tok_.eos_token());
+    if (!rendered.is_ok())
+      return text::RequestError{"invalid_prompt", who + ": chat template " + text::chat_family_name(*chat_family_) +
+                                                      ": " + rendered.status().message()};
+    prompt = tok_.encode(*rendered, /*add_special_tokens=*/false);
+  }
+  if (prompt.empty()) return text::RequestError{"invalid_prompt", who + ": the prompt has no tokens"};
+  for (int32_t t : prompt)  // the tokenizer may know more tokens than the model embeds
+    if (t >= cfg.vocab_size)
+      return text::RequestError{"invalid_prompt", who + ": token id " + std::to_string(t) +
+                                                      " is outside the model's vocabulary of " + std::to_string(cfg.vocab_size)};
+  const auto& ov = r.overrides;
+  GenerationRequest& g = p.gen;
+  g.max_new_tokens = ov.max_tokens.value_or(o_.max_tokens);
+  const int64_t need = static_cast<int64_t>(prompt.size()) + g.max_new_tokens;
+  if (need > cfg.max_position_embeddings)
+    return text::RequestError{"context_length_exceeded",
+                              who + ": the prompt (" + std::to_string(prompt.size()) + " tokens) + max_tokens (" +
+                                  std::to_string(g.max_new_tokens) + ") exceeds the model's context of " +
+                                  std::to_string(cfg.max_position_embeddings) +
+                                  " tokens; shorten the prompt or lower max_tokens"};
+  g.prompt = std::move(prompt);
+  g.sampling.temperature = ov.temperature.value_or(o_.temperature);
+  g.sampling.top_p = ov.top_p.value_or(o_.top_p);
+  g.sampling.top_k = ov.top_k.value_or(o_.top_k);
+  g.sampling.seed = ov.seed.value_or(request_seed(o_.seed, r.custom_id));
+  if (Status s = g.sampling.validate(); !s.is_ok()) return text::RequestError{"invalid_request", who + ": " + s.message()};
+  g.ignore_eos = ov.ignore_eos.value_or(o_.ignore_eos);
+  g.top_logprobs = r.logprobs ? r.top_logprobs : 0;
+  p.stop = ov.stop.value_or(o_.stop);
+  return std::nullopt;
+}
+
+Status Job::handle_line(const std::string& line, int64_t line_no, std::vector<Prepared>& window) {
+  text::ParsedLine parsed = text::parse_request_line(line, line_no);
+  const bool duplicate = parsed.custom_id && !seen_ids_.insert(*parsed.custom_id).second;
+  if (done_lines_.count(line_no) ||
+      (!duplicate && parsed.request && done_ids_.count(parsed.request->custom_id))) {
+    ++sum_.skipped;
+    return Status::ok();
+  }
+  if (duplicate) {
+    return write_error(line_no, parsed.custom_id,
+                       {"duplicate_custom_id", "line " + std::to_string(line_no) + ": custom_id '" + *parsed.custom_id +
+                                                   "' was already used by an earlier line; custom_ids must be unique"});
+  }
+  if (!parsed.request) return write_error(line_no, parsed.custom_id, parsed.error);
+  Prepared p;
+  p.req = std::move(*parsed.request);
+  if (auto err = prepare(p)) return write_error(line_no, p.req.custom_id, *err);
+  window.push_back(std::move(p));
+  return Status::ok();
+}
+
+json Job::logprobs_json(const Prepared& p, const GenerationResult& r) const {
+  auto token_text = [&](int32_t id) {
+    const int32_t one[1] = {id};
+    return tok_.decode(one, /*skip_special_tokens=*/false);
+  };
+  auto bytes_of = [](const std::string& s) {
+    json b = json::array();
+    for (unsigned char c : s) b.push_back(static_cast<int>(c));
+    return b;
+  };
+  const size_t n = r.tokens.size();
+  if (p.req.endpoint == text::Endpoint::kCompletions) {
+    json tokens = json::array(), lps = json::array(), tops = json::array(), offsets = json::array();
+    int64_t offset = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const std::string t = token_text(r.tokens[i]);
+      tokens.push_back(t);
+      lps.push_back(r.logprobs[i]);
+      offsets.push_back(offset);
+      offset += static_cast<int64_t>(t.size());
+      if (p.gen.top_logprobs > 0 && i < r.top_logprobs.size()) {
+        json top = json::object();
+        for (const auto& [id, lp] : r.top_logprobs[i])  // best first: two tokens of one text keep the best
+          if (const std::string tt = token_text(id); !top.contains(tt)) top[tt] = lp;
+        tops.push_back(top);
+      }
+    }
+    return {{"tokens", tokens}, {"token_logprobs", lps},
+            {"top_logprobs", p.gen.top_logprobs > 0 ? tops : json()}, {"text_offset", offsets}};
+  }
+  json content = json::array();
+  for (size_t i = 0; i < n; ++i) {
+    const std::string t = token_text(r.tokens[i]);
+    json top = json::array();
+    if (i < r.top_logprobs.size())
+      for (const auto& [id, lp] : r.top_logprobs[i]) {
+        const std::string tt = token_text(id);
+        top.push_back({{"token", tt}, {"logprob", lp}, {"bytes", bytes_of(tt)}});
+      }
+    content.push_back({{"token", t}, {"logprob", r.logprobs[i]}, {"bytes", bytes_of(t)}, {"top_logprobs", top}});
+  }
+  return {{"content", content}, {"refusal", nullptr}};
+}
+
+Status Job::run_block(std::span<Prepared> block) {
+  const auto& cfg = model_.config();
+  std::vector<GenerationRequest> gens;
+  std::vector<Running> run(block.size());
+  for (size_t i = 0; i < block.size(); ++i) {
+    gens.push_back(block[i].gen);
+    run[i].decoder = std::make_unique<text::IncrementalDecoder>(tok_, block[i].gen.prompt);
+    for (const auto& s : block[i].stop) run[i].max_stop = std::max(run[i].max_stop, s.size());
+  }
+  // Appends `piece` to the text of sequence i; true when a stop string now appears in it.
+  auto append_and_check = [&](size_t i, const std::string& piece) {
+    Running& st = run[i];
+    if (piece.empty()) return false;
+    const size_t from = st.text.size() >= st.max_stop ? st.text.size() - st.max_stop + 1 : 0;
+    st.text += piece;
+    size_t cut = std::string::npos;
+    for (const auto& s : block[i].stop) cut = std::min(cut, st.text.find(s, from > 0 ? from - 1 : 0));
+    if (cut == std::string::npos) return false;
+    st.text.resize(cut);
+    st.stopped = true;
+    return true;
+  };
+  auto on_token = [&](size_t i, int32_t token) {
+    progress_->tokens_generated(1);
+    progress_->tick();
+    if (!gens[i].ignore_eos && cfg.is_eos(token)) return true;  // ends it; its text is not part of the output
+    return !append_and_check(i, run[i].decoder->push(token));
+  };
+  Status write_status = Status::ok();
+  const int64_t created = static_cast<int64_t>(std::time(nullptr));
+  auto on_finish = [&](size_t i, const GenerationResult& r) {
+    Running& st = run[i];
+    if (!st.stopped) append_and_check(i, st.decoder->flush());
+    text::CompletionResult res;
+    res.text = std::move(st.text);
+    res.finish_reason = st.stopped ? "stop" : finish_reason_name(r.finish);
+    res.prompt_tokens = static_cast<int64_t>(block[i].gen.prompt.size());
+    res.completion_tokens = static_cast<int64_t>(r.tokens.size());
+    if (block[i].req.logprobs) res.logprobs = logprobs_json(block[i], r);
+    if (write_status.is_ok())
+      write_status = writer_->append(text::format_result(block[i].req, model_name_, res, created));
+    ++sum_.ok;
+    ++sum_.requests;
+    sum_.prompt_tokens += res.prompt_tokens;
+    sum_.completion_tokens += res.completion_tokens;
+    progress_->request_done(res.prompt_tokens, res.completion_tokens);
+  };
+  Generator gen(model_);
+  GenerationStats stats;
+  auto results = gen.generate(gens, &stats, on_finish, on_token);
+  ++sum_.blocks;
+  sum_.prefill_s += stats.prefill_s;
+  sum_.decode_s += stats.decode_s;
+  if (!results.is_ok()) return results.status().with_context("generating a block of " + std::to_string(block.size()) + " requests");
+  return write_status;
+}
+
+Status Job::run_window(std::vector<Prepared>& window) {
+  // Similar prompt lengths share a block, so the block's KV cache and work pad little.
+  std::stable_sort(window.begin(), window.end(),
+                   [](const Prepared& a, const Prepared& b) { return a.gen.prompt.size() < b.gen.prompt.size(); });
+  const size_t bs = static_cast<size_t>(std::max(1, o_.batch_size));
+  for (size_t b = 0; b < window.size(); b += bs)
+    STRATA_RETURN_IF_ERROR(run_block(std::span<Prepared>(window).subspan(b, std::min(bs, window.size() - b))));
+  window.clear();
+  return Status::ok();
+}
+
+Result<BatchSummary> Job::run() {
+  const auto t0 = std::chrono::steady_clock::now();
+  model_name_ = o_.model_name;
+  if (!o_.chat_template.empty()) {
+    STRATA_ASSIGN_OR_RETURN(chat_family_, text::parse_chat_family(o_.chat_template));
+  } else if (auto f = text::detect_chat_family(tok_.chat_template())) {
+    chat_family_ = *f;
+  } else {
+    chat_family_error_ = tok_.chat_template().empty()
+                             ? "the model has no chat template; pass --chat-template llama2|llama3|mistral|chatml"
+                             : "the model's chat template is not one strata recognises; pass --chat-template "
+                               "llama2|llama3|mistral|chatml";
+  }
+  // Resume: what the output already answers (its torn last line is cut off first).
+  if (o_.overwrite && !o_.resume && fs::exists(o_.output)) {
+    std::error_code ec;
+    fs::resize_file(o_.output, 0, ec);
+    if (ec) return io_error(o_.output + ": cannot truncate: " + ec.message(), ec.value());
+  }
+  int64_t already = 0;
+  if (o_.resume) {
+    STRATA_ASSIGN_OR_RETURN(auto repaired, text::repair_records(o_.output, [&](std::string_view rec) {
+      auto r = text::parse_result_line(rec);
+      if (!r) return;
+      ++already;
+      if (r->line > 0) done_lines_.insert(r->line);
+      if (r->custom_id && r->error_code != "duplicate_custom_id") done_ids_.insert(*r->custom_id);
+    }));
+    if (repaired.truncated_bytes > 0)
+      log_.warn("resume: removed a torn last record (" + std::to_string(repaired.truncated_bytes) + " bytes) from " +
+                o_.output);
+    log_.info("resume: " + std::to_string(already) + " requests already answered in " + o_.output);
+  }
+  // Count the requests for the progress bar's ETA (not possible on standard input).
+  int64_t total = 0;
+  if (o_.input != "-") {
+    STRATA_ASSIGN_OR_RETURN(auto counter, text::LineReader::open(o_.input));
+    std::string line;
+    for (;;) {
+      STRATA_ASSIGN_OR_RETURN(bool more, counter->next(line));
+      if (!more) break;
+      if (!is_blank(line)) ++total;
+    }
+  }
+  progress_ = std::make_unique<Progress>(o_.progress, std::max<int64_t>(0, total - already));
+  STRATA_ASSIGN_OR_RETURN(writer_, text::RecordWriter::open(o_.output));
+  STRATA_ASSIGN_OR_RETURN(auto reader, text::LineReader::open(o_.input));
+  std::vector<Prepared> window;
+  std::string line;
+  for (;;) {
+    STRATA_ASSIGN_OR_RETURN(bool more, reader->next(line));
+    if (!more) break;
+    if (is_blank(line)) continue;
+    STRATA_RETURN_IF_ERROR(handle_line(line, reader->line_number(), window));
+    if (static_cast<int32_t>(window.size()) >= std::max(1, o_.window)) STRATA_RETURN_IF_ERROR(run_window(window));
+  }
+  STRATA_RETURN_IF_ERROR(run_window(window));
+  STRATA_RETURN_IF_ERROR(writer_->sync());
+  progress_->finish();
+  sum_.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  sum_.peak_rss_bytes = peak_rss_bytes();
+  return sum_;
+}
+
+}  // namespace
+
+Status check_batch_files(const BatchJobOptions& o) {
+  if (o.input.empty()) return invalid_argument("--input is required");
+  if (o.output.empty()) return invalid_argument("--output is required");
+  if (o.input != "-") {
+    std::error_code ec;
+    if (!fs::exists(o.input, ec)) return not_found(o.input + ": the input file does not exist");
+    if (fs::is_directory(o.input, ec)) return invalid_argument(o.input + ": the input is a directory, not a file");
+    if (::access(o.input.c_str(), R_OK) != 0) return io_error(o.input + ": the input file is not readable", errno);
+    if (fs::equivalent(o.input, o.output, ec)) return invalid_argument("--input and --output name the same file");
+  }
+  if (o.resume && o.overwrite) return invalid_argument("--resume and --overwrite contradict each other; choose one");
+  std::error_code ec;
+  if (fs::exists(o.output, ec)) {
+    if (fs::is_directory(o.output, ec)) return invalid_argument(o.output + ": the output is a directory");
+    if (!o.resume && !o.overwrite)
+      return invalid_argument(o.output + " already exists: pass --resume to continue that job or --overwrite to "
+                              "replace it");
+    if (::access(o.output.c_str(), W_OK) != 0) return io_error(o.output + ": the output file is not writable", errno);
+  } else {
+    fs::path parent = fs::path(o.output).parent_path();
+    if (parent.empty()) parent = ".";
+    if (!fs::is_directory(parent, ec)) return not_found(o.output + ": the directory " + parent.string() + " does not exist");
+    if (::access(parent.c_str(), W_OK) != 0)
+      return io_error(o.output + ": cannot create the output in " + parent.string() + " (not writable)", errno);
+  }
+  if (o.batch_size < 1) return invalid_argument("--batch-size must be >= 1");
+  if (o.max_tokens < 1) return invalid_argument("--max-tokens must be >= 1");
+  return Status::ok();
+}
+
+Result<BatchSummary> run_batch_job(compute::Transformer& model, const text::Tokenizer& tokenizer,
+                                   const BatchJobOptions& options, Logger& log) {
+  STRATA_RETURN_IF_ERROR(check_batch_files(options));
+  Job job(model, tokenizer, options, log);
+  return job.run();
+}
+
+json BatchSummary::to_json() const {
+  const double total_tokens = static_cast<double>(prompt_tokens + completion_tokens);
+  return {{"requests", requests},
+          {"ok", ok},
+          {"failed", failed},
+          {"skipped", skipped},
+          {"prompt_tokens", prompt_tokens},
+          {"completion_tokens", completion_tokens},
+          {"blocks", blocks},
+          {"wall_s", wall_s},
+          {"prefill_s", prefill_s},
+          {"decode_s", decode_s},
+          {"output_tokens_per_s", wall_s > 0 ? completion_tokens / wall_s : 0.0},
+          {"total_tokens_per_s", wall_s > 0 ? total_tokens / wall_s : 0.0},
+          {"requests_per_s", wall_s > 0 ? requests / wall_s : 0.0},
+          {"peak_memory_bytes", {{"cpu", peak_rss_bytes}}}};
+}
+
+std::string BatchSummary::to_text() const {
+  char buf[1024];
+  const double total_tokens = static_cast<double>(prompt_tokens + completion_tokens);
+  std::snprintf(buf, sizeof(buf),
+                "requests: %lld ok, %lld failed, %lld already done\n"
+                "tokens: %lld in, %lld out in %.2f s: %.1f out tok/s, %.1f total tok/s, %.2f requests/s\n"
+                "engine: prefill %.2f s (%.1f tok/s), decode %.2f s (%.1f tok/s), %lld blocks\n"
+                "peak memory: cpu %.1f MiB (resident)\n",
+                static_cast<long long>(ok), static_cast<long long>(failed), static_cast<long long>(skipped),
+                static_cast<long long>(prompt_tokens), static_cast<long long>(completion_tokens), wall_s,
+                wall_s > 0 ? completion_tokens / wall_s : 0.0, wall_s > 0 ? total_tokens / wall_s : 0.0,
+                wall_s > 0 ? requests / wall_s : 0.0, prefill_s, prefill_s > 0 ? prompt_tokens / prefill_s : 0.0,
+                decode_s, decode_s > 0 ? completion_tokens / decode_s : 0.0, static_cast<long long>(blocks),
+                peak_rss_bytes / (1024.0 * 1024.0));
+  return buf;
+}
+
+}  // namespace strata::runtime

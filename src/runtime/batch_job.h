@@ -1,0 +1,68 @@
+// The offline batch job behind `strata generate`: reads JSONL requests, tokenizes them (chat
+// messages through the model's chat template), groups them into blocks of similar prompt length,
+// generates, and appends one result line per request as soon as it finishes. Bad lines become
+// error lines and the job goes on; with `resume` the requests already answered in the output are
+// skipped and a torn last line is repaired, so a job killed at any moment and resumed answers
+// every request exactly once. Not thread safe; the model and tokenizer are borrowed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "common/log.h"
+#include "common/status.h"
+#include "compute/transformer.h"
+#include "runtime/progress.h"
+#include "text/tokenizer.h"
+
+namespace strata::runtime {
+
+struct BatchJobOptions {
+  std::string input;            // .jsonl or .jsonl.zst ("-" = standard input)
+  std::string output;           // .jsonl or .jsonl.zst
+  bool resume = false;          // skip requests already in the output
+  bool overwrite = false;       // replace an existing output
+  // Sampling defaults; a request's body overrides each of them.
+  int32_t max_tokens = 256;
+  float temperature = 1.0f;
+  float top_p = 1.0f;
+  int32_t top_k = 0;
+  uint64_t seed = 0;            // a request without "seed" uses a hash of this and its custom_id
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+  // Scheduling.
+  int32_t batch_size = 32;      // sequences per block
+  int32_t window = 1024;        // requests read ahead and grouped by prompt length
+  std::string chat_template;    // llama2, llama3, mistral or chatml; "" = detect
+  std::string model_name;       // the "model" of results whose request names none
+  ProgressOptions progress;
+};
+
+struct BatchSummary {
+  int64_t requests = 0;         // lines handled in this run (ok + failed)
+  int64_t ok = 0;
+  int64_t failed = 0;
+  int64_t skipped = 0;          // already answered in the output (resume)
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  int64_t blocks = 0;
+  double wall_s = 0;
+  double prefill_s = 0;
+  double decode_s = 0;
+  int64_t peak_rss_bytes = 0;
+
+  nlohmann::json to_json() const;
+  std::string to_text() const;  // a few lines for stderr
+};
+
+// Checks the input and output before any work: the input can be opened, the output can be
+// written, and an existing output is only reused with resume or overwrite.
+Status check_batch_files(const BatchJobOptions& options);
+
+Result<BatchSummary> run_batch_job(compute::Transformer& model, const text::Tokenizer& tokenizer,
+                                   const BatchJobOptions& options, Logger& log);
+
+}  // namespace strata::runtime

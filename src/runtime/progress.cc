@@ -1,0 +1,72 @@
+#include "runtime/progress.h"
+
+#include <cmath>
+
+namespace strata::runtime {
+
+void format_duration(double s, char* buf, size_t size) {
+  if (!std::isfinite(s) || s < 0) {
+    std::snprintf(buf, size, "?");
+    return;
+  }
+  const auto t = static_cast<int64_t>(s + 0.5);
+  if (t >= 3600) std::snprintf(buf, size, "%lldh%02lldm", static_cast<long long>(t / 3600), static_cast<long long>(t % 3600 / 60));
+  else if (t >= 60) std::snprintf(buf, size, "%lldm%02llds", static_cast<long long>(t / 60), static_cast<long long>(t % 60));
+  else std::snprintf(buf, size, "%llds", static_cast<long long>(t));
+}
+
+Progress::Progress(const ProgressOptions& options, int64_t total_requests)
+    : o_(options), total_(total_requests), start_(std::chrono::steady_clock::now()), last_draw_(start_) {}
+
+double Progress::elapsed_s() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+void Progress::request_done(int64_t prompt_tokens, int64_t completion_tokens) {
+  ++done_;
+  in_tokens_ += prompt_tokens;
+  (void)completion_tokens;  // counted as they are generated
+  tick();
+}
+
+void Progress::tokens_generated(int64_t n) { out_tokens_ += n; }
+
+void Progress::tick() { draw(false); }
+
+void Progress::draw(bool force) {
+  if (o_.quiet) return;
+  const auto now = std::chrono::steady_clock::now();
+  const double since = std::chrono::duration<double>(now - last_draw_).count();
+  if (!force && since < (o_.live ? 0.2 : o_.interval_s)) return;
+  last_draw_ = now;
+  const double el = std::max(1e-9, elapsed_s());
+  char eta[32];
+  format_duration(done_ > 0 ? (total_ - done_) * el / done_ : NAN, eta, sizeof(eta));
+  const double pct = total_ > 0 ? 100.0 * done_ / total_ : 100.0;
+  if (o_.live) {
+    constexpr int kWidth = 24;
+    const int fill = static_cast<int>(pct / 100.0 * kWidth);
+    char bar[kWidth + 1];
+    for (int i = 0; i < kWidth; ++i) bar[i] = i < fill ? '#' : '.';
+    bar[kWidth] = 0;
+    std::fprintf(o_.out, "\r[%s] %lld/%lld requests  in %.0f tok/s  out %.0f tok/s  ETA %s   ", bar,
+                 static_cast<long long>(done_), static_cast<long long>(total_), in_tokens_ / el, out_tokens_ / el, eta);
+  } else {
+    std::fprintf(o_.out, "progress: %lld/%lld requests (%.1f%%), in %.0f tok/s, out %.0f tok/s, ETA %s\n",
+                 static_cast<long long>(done_), static_cast<long long>(total_), pct, in_tokens_ / el,
+                 out_tokens_ / el, eta);
+  }
+  std::fflush(o_.out);
+  drawn_ = true;
+}
+
+void Progress::finish() {
+  if (o_.quiet) return;
+  if (o_.live) {
+    draw(true);
+    std::fprintf(o_.out, "\n");
+  }
+  std::fflush(o_.out);
+}
+
+}  // namespace strata::runtime

@@ -1,0 +1,50 @@
+// Progress of a batch job on stderr: a live bar redrawn in place on a terminal, or a plain line
+// every few seconds otherwise (logs, CI). Shows requests done, input and output tokens/s and the
+// ETA. Owned by the batch job; not thread safe. Times are seconds.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+
+namespace strata::runtime {
+
+struct ProgressOptions {
+  bool quiet = false;
+  bool live = false;           // redraw one line in place (stderr is a terminal)
+  double interval_s = 10.0;    // between plain lines
+  std::FILE* out = stderr;
+};
+
+class Progress {
+ public:
+  Progress(const ProgressOptions& options, int64_t total_requests);
+
+  // A request finished (ok or not) with these token counts.
+  void request_done(int64_t prompt_tokens, int64_t completion_tokens);
+  // Generated tokens of requests still running, so the rate moves between completions.
+  void tokens_generated(int64_t n);
+  // Redraws when due; cheap to call often.
+  void tick();
+  // Ends the live line.
+  void finish();
+
+  int64_t done() const { return done_; }
+  double elapsed_s() const;
+
+ private:
+  void draw(bool force);
+
+  ProgressOptions o_;
+  int64_t total_;
+  int64_t done_ = 0;
+  int64_t in_tokens_ = 0;
+  int64_t out_tokens_ = 0;
+  std::chrono::steady_clock::time_point start_, last_draw_;
+  bool drawn_ = false;
+};
+
+// "1h02m", "3m05s", "42s".
+void format_duration(double seconds, char* buf, size_t size);
+
+}  // namespace strata::runtime

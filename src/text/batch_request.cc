@@ -1,0 +1,263 @@
+#include "text/batch_request.h"
+
+#include <cmath>
+
+namespace strata::text {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr int32_t kMaxTopLogprobs = 20;
+
+struct Fail {
+  std::string code, message;
+};
+
+// Reads the optional fields of a completions/chat body into `r`; returns a failure or nothing.
+std::optional<Fail> read_body(const json& body, BatchRequest& r, const std::string& at) {
+  auto bad = [&](const std::string& field, const std::string& what) {
+    return Fail{"invalid_request", at + ": '" + field + "' " + what};
+  };
+  if (body.contains("model") && !body["model"].is_null()) {
+    if (!body["model"].is_string()) return bad("model", "must be a string");
+    r.model = body["model"].get<std::string>();
+  }
+  for (const char* key : {"max_tokens", "max_completion_tokens"}) {
+    if (!body.contains(key) || body[key].is_null()) continue;
+    if (!body[key].is_number_integer() || body[key].get<int64_t>() < 1 || body[key].get<int64_t>() > INT32_MAX)
+      return bad(key, "must be an integer >= 1");
+    r.overrides.max_tokens = static_cast<int32_t>(body[key].get<int64_t>());
+  }
+  if (body.contains("temperature") && !body["temperature"].is_null()) {
+    const auto& v = body["temperature"];
+    if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0)
+      return bad("temperature", "must be a number >= 0");
+    r.overrides.temperature = v.get<float>();
+  }
+  if (body.contains("top_p") && !body["top_p"].is_null()) {
+    const auto& v = body["top_p"];
+    if (!v.is_number() || !(v.get<double>() > 0 && v.get<double>() <= 1)) return bad("top_p", "must be a number in (0, 1]");
+    r.overrides.top_p = v.get<float>();
+  }
+  if (body.contains("top_k") && !body["top_k"].is_null()) {
+    const auto& v = body["top_k"];
+    if (!v.is_number_integer() || v.get<int64_t>() < -1 || v.get<int64_t>() > INT32_MAX)
+      return bad("top_k", "must be an integer >= 0 (or -1 for no limit)");
+    r.overrides.top_k = static_cast<int32_t>(std::max<int64_t>(0, v.get<int64_t>()));
+  }
+  if (body.contains("seed") && !body["seed"].is_null()) {
+    const auto& v = body["seed"];
+    if (!v.is_number_integer()) return bad("seed", "must be an integer");
+    r.overrides.seed = v.is_number_unsigned() ? v.get<uint64_t>() : static_cast<uint64_t>(v.get<int64_t>());
+  }
+  if (body.contains("stop") && !body["stop"].is_null()) {
+    const auto& v = body["stop"];
+    std::vector<std::string> stop;
+    if (v.is_string()) {
+      stop.push_back(v.get<std::string>());
+    } else if (v.is_array()) {
+      for (const auto& s : v) {
+        if (!s.is_string()) return bad("stop", "must be a string or an array of strings");
+        stop.push_back(s.get<std::string>());
+      }
+    } else {
+      return bad("stop", "must be a string or an array of strings");
+    }
+    for (const auto& s : stop)
+      if (s.empty()) return bad("stop", "must not contain empty strings");
+    r.overrides.stop = std::move(stop);
+  }
+  if (body.contains("ignore_eos") && !body["ignore_eos"].is_null()) {
+    if (!body["ignore_eos"].is_boolean()) return bad("ignore_eos", "must be true or false");
+    r.overrides.ignore_eos = body["ignore_eos"].get<bool>();
+  }
+  if (body.contains("n") && !body["n"].is_null()) {
+    if (!body["n"].is_number_integer() || body["n"].get<int64_t>() != 1)
+      return Fail{"unsupported", at + ": 'n' other than 1 is not supported (send one request per completion)"};
+  }
+  if (body.contains("best_of") && !body["best_of"].is_null() &&
+      !(body["best_of"].is_number_integer() && body["best_of"].get<int64_t>() == 1))
+    return Fail{"unsupported", at + ": 'best_of' other than 1 is not supported"};
+  if (body.contains("stream") && body["stream"].is_boolean() && body["stream"].get<bool>())
+    return Fail{"unsupported", at + ": 'stream' is not available in batch mode"};
+  for (const char* key : {"presence_penalty", "frequency_penalty"}) {
+    if (body.contains(key) && !body[key].is_null() && !(body[key].is_number() && body[key].get<double>() == 0))
+      return Fail{"unsupported", at + ": '" + std::string(key) + "' is not supported (leave it out or set 0)"};
+  }
+  // logprobs: an integer (completions) or a boolean with top_logprobs (chat).
+  if (body.contains("logprobs") && !body["logprobs"].is_null()) {
+    const auto& v = body["logprobs"];
+    if (r.endpoint == Endpoint::kCompletions && v.is_number_integer()) {
+      if (v.get<int64_t>() < 0 || v.get<int64_t>() > kMaxTopLogprobs) return bad("logprobs", "must be in [0, 20]");
+      r.logprobs = true;
+      r.top_logprobs = static_cast<int32_t>(v.get<int64_t>());
+    } else if (v.is_boolean()) {
+      r.logprobs = v.get<bool>();
+    } else {
+      return bad("logprobs", r.endpoint == Endpoint::kCompletions ? "must be an integer in [0, 20]" : "must be true or false");
+    }
+  }
+  if (body.contains("top_logprobs") && !body["top_logprobs"].is_null()) {
+    const auto& v = body["top_logprobs"];
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > kMaxTopLogprobs)
+      return bad("top_logprobs", "must be an integer in [0, 20]");
+    if (!r.logprobs) return bad("top_logprobs", "needs 'logprobs': true");
+    r.top_logprobs = static_cast<int32_t>(v.get<int64_t>());
+  }
+  // The prompt.
+  if (r.endpoint == Endpoint::kCompletions) {
+    if (!body.contains("prompt") || body["prompt"].is_null()) return Fail{"invalid_prompt", at + ": missing 'prompt'"};
+    json p = body["prompt"];
+    // A one-element batch of prompts is that prompt.
+    if (p.is_array() && p.size() == 1 && (p[0].is_string() || p[0].is_array())) p = json(p[0]);
+    if (p.is_string()) {
+      r.prompt = p.get<std::string>();
+    } else if (p.is_array()) {
+      std::vector<int32_t> ids;
+      for (const auto& t : p) {
+        if (t.is_string() || t.is_array())
+          return Fail{"unsupported", at + ": 'prompt' holds several prompts; send one request per prompt"};
+        if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() > INT32_MAX)
+          return bad("prompt", "must be a string or an array of non-negative token ids");
+        ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
+      }
+      r.prompt_ids = std::move(ids);
+    } else {
+      return bad("prompt", "must be a string or an array of token ids");
+    }
+  } else {
+    if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
+      return Fail{"invalid_prompt", at + ": 'messages' must be a non-empty array"};
+    for (size_t i = 0; i < body["messages"].size(); ++i) {
+      const auto& m = body["messages"][i];
+      const std::string mi = "messages[" + std::to_string(i) + "]";
+      if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+        return bad(mi, "must be an object with a string 'role'");
+      ChatMessage msg{m["role"].get<std::string>(), ""};
+      const json content = m.contains("content") ? m["content"] : json();
+      if (content.is_string()) {
+        msg.content = content.get<std::string>();
+      } else if (content.is_array()) {  // [{"type": "text", "text": "..."}]
+        for (const auto& part : content) {
+          if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+            return Fail{"unsupported", at + ": " + mi + ".content: only text parts are supported"};
+          msg.content += part["text"].get<std::string>();
+        }
+      } else if (!content.is_null()) {
+        return bad(mi + ".content", "must be a string or an array of text parts");
+      }
+      r.messages.push_back(std::move(msg));
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+ParsedLine parse_request_line(std::string_view line, int64_t line_no) {
+  ParsedLine out;
+  const std::string at = "line " + std::to_string(line_no);
+  auto fail = [&](std::string code, std::string message) {
+    out.error = {std::move(code), std::move(message)};
+    return out;
+  };
+  json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return fail("invalid_json", at + ": not valid JSON");
+  if (!j.is_object()) return fail("invalid_json", at + ": expected a JSON object");
+  if (j.contains("custom_id") && j["custom_id"].is_string()) out.custom_id = j["custom_id"].get<std::string>();
+  if (!j.contains("custom_id")) return fail("invalid_request", at + ": missing 'custom_id'");
+  if (!j["custom_id"].is_string()) return fail("invalid_request", at + ": 'custom_id' must be a string");
+  if (out.custom_id->empty()) return fail("invalid_request", at + ": 'custom_id' must not be empty");
+
+  BatchRequest r;
+  r.line = line_no;
+  r.custom_id = *out.custom_id;
+  const std::string where = at + " (custom_id '" + r.custom_id + "')";
+  const json* body = &j;
+  if (j.contains("url") || j.contains("body") || j.contains("method")) {
+    if (j.contains("method") && !(j["method"].is_string() && j["method"].get<std::string>() == "POST"))
+      return fail("invalid_request", where + ": 'method' must be \"POST\"");
+    if (!j.contains("url") || !j["url"].is_string()) return fail("invalid_url", where + ": missing 'url'");
+    const std::string url = j["url"].get<std::string>();
+    if (url == "/v1/completions") r.endpoint = Endpoint::kCompletions;
+    else if (url == "/v1/chat/completions") r.endpoint = Endpoint::kChatCompletions;
+    else return fail("invalid_url", where + ": url '" + url + "' is not supported (use /v1/completions or /v1/chat/completions)");
+    if (!j.contains("body") || !j["body"].is_object()) return fail("invalid_request", where + ": 'body' must be an object");
+    body = &j["body"];
+  } else {
+    const bool has_prompt = j.contains("prompt"), has_messages = j.contains("messages");
+    if (has_prompt == has_messages)
+      return fail("invalid_prompt", where + ": give exactly one of 'prompt' (a completion) or 'messages' (a chat)");
+    r.endpoint = has_messages ? Endpoint::kChatCompletions : Endpoint::kCompletions;
+  }
+  if (auto f = read_body(*body, r, where)) return fail(f->code, f->message);
+  out.request = std::move(r);
+  return out;
+}
+
+std::string result_id(int64_t line) { return "batch_req_" + std::to_string(line); }
+
+std::string format_result(const BatchRequest& req, const std::string& model, const CompletionResult& res,
+                          int64_t created_unix_s) {
+  json choice;
+  choice["index"] = 0;
+  json body;
+  if (req.endpoint == Endpoint::kCompletions) {
+    choice["text"] = res.text;
+    body["id"] = "cmpl-" + std::to_string(req.line);
+    body["object"] = "text_completion";
+  } else {
+    choice["message"] = {{"role", "assistant"}, {"content", res.text}};
+    body["id"] = "chatcmpl-" + std::to_string(req.line);
+    body["object"] = "chat.completion";
+  }
+  choice["finish_reason"] = res.finish_reason;
+  choice["logprobs"] = res.logprobs;
+  body["created"] = created_unix_s;
+  body["model"] = req.model.empty() ? model : req.model;
+  body["choices"] = json::array({choice});
+  body["usage"] = {{"prompt_tokens", res.prompt_tokens},
+                   {"completion_tokens", res.completion_tokens},
+                   {"total_tokens", res.prompt_tokens + res.completion_tokens}};
+  json out;
+  out["id"] = result_id(req.line);
+  out["custom_id"] = req.custom_id;
+  out["response"] = {{"status_code", 200}, {"request_id", "req_" + std::to_string(req.line)}, {"body", body}};
+  out["error"] = nullptr;
+  return out.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string format_error(int64_t line, const std::optional<std::string>& custom_id, const RequestError& err) {
+  json out;
+  out["id"] = result_id(line);
+  out["custom_id"] = custom_id ? json(*custom_id) : json();
+  out["response"] = nullptr;
+  out["error"] = {{"code", err.code}, {"message", err.message}, {"line", line}};
+  return out.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::optional<ResultRecord> parse_result_line(std::string_view line) {
+  json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  ResultRecord r;
+  if (j.contains("id") && j["id"].is_string()) {
+    const std::string id = j["id"].get<std::string>();
+    const std::string prefix = "batch_req_";
+    if (id.compare(0, prefix.size(), prefix) == 0) {
+      try {
+        r.line = std::stoll(id.substr(prefix.size()));
+      } catch (...) {
+        r.line = 0;
+      }
+    }
+  }
+  if (j.contains("custom_id") && j["custom_id"].is_string()) r.custom_id = j["custom_id"].get<std::string>();
+  r.ok = j.contains("response") && j["response"].is_object();
+  if (j.contains("error") && j["error"].is_object() && j["error"].contains("code") && j["error"]["code"].is_string())
+    r.error_code = j["error"]["code"].get<std::string>();
+  if (r.line == 0 && !r.custom_id) return std::nullopt;
+  return r;
+}
+
+}  // namespace strata::text

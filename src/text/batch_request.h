@@ -1,0 +1,86 @@
+// The JSONL formats of `strata generate`: one request per input line, in the OpenAI Batch form
+// ({"custom_id", "method", "url", "body"} with url /v1/completions or /v1/chat/completions) or
+// the plain form ({"custom_id", "prompt" | "messages", ...}); one result per output line in the
+// OpenAI Batch output form. Parsing checks types and ranges and names the field at fault; what
+// needs the tokenizer or the model (empty or over-long prompts) is checked by the batch job.
+// Pure functions; thread safe.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "text/chat_template.h"
+
+namespace strata::text {
+
+enum class Endpoint { kCompletions, kChatCompletions };
+
+// Per-request overrides of the job's sampling defaults; unset fields take the defaults.
+struct RequestOverrides {
+  std::optional<int32_t> max_tokens;
+  std::optional<float> temperature;
+  std::optional<float> top_p;
+  std::optional<int32_t> top_k;
+  std::optional<uint64_t> seed;
+  std::optional<std::vector<std::string>> stop;
+  std::optional<bool> ignore_eos;
+};
+
+struct BatchRequest {
+  int64_t line = 0;            // 1-based line of the input file
+  std::string custom_id;
+  Endpoint endpoint = Endpoint::kCompletions;
+  std::string model;           // body.model, echoed in the result ("" when absent)
+  std::optional<std::string> prompt;               // completions: text
+  std::optional<std::vector<int32_t>> prompt_ids;  // completions: token ids
+  std::vector<ChatMessage> messages;               // chat completions
+  RequestOverrides overrides;
+  bool logprobs = false;       // return the log-probability of each generated token
+  int32_t top_logprobs = 0;    // and this many alternatives per position
+};
+
+struct RequestError {
+  std::string code;     // "invalid_json", "invalid_request", "invalid_url", "invalid_prompt", ...
+  std::string message;  // names the line and the field
+};
+
+struct ParsedLine {
+  std::optional<BatchRequest> request;  // set when the line is a valid request
+  std::optional<std::string> custom_id; // known even for some invalid lines
+  RequestError error;                   // when !request
+};
+
+ParsedLine parse_request_line(std::string_view line, int64_t line_no);
+
+// What the engine produced for one request.
+struct CompletionResult {
+  std::string text;
+  std::string finish_reason;  // "stop" or "length"
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  nlohmann::json logprobs;    // null unless asked for
+};
+
+// The stable id of the result of input line `line`: "batch_req_<line>".
+std::string result_id(int64_t line);
+// One output line (without "\n") for a finished request.
+std::string format_result(const BatchRequest& req, const std::string& model, const CompletionResult& res,
+                          int64_t created_unix_s);
+// One output line for a request that failed; custom_id null when unknown.
+std::string format_error(int64_t line, const std::optional<std::string>& custom_id, const RequestError& err);
+
+// What an existing output line says, for --resume.
+struct ResultRecord {
+  int64_t line = 0;                      // from "id": "batch_req_<line>", 0 when absent
+  std::optional<std::string> custom_id;
+  bool ok = false;                       // a response rather than an error
+  std::string error_code;
+};
+std::optional<ResultRecord> parse_result_line(std::string_view line);
+
+}  // namespace strata::text

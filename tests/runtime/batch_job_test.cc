@@ -1,0 +1,312 @@
+// The batch job of `strata generate`, in process, on the llama_text fixture (a tiny Llama with a
+// real tokenizer, tests/data/make_text_fixture.py): greedy text equals transformers' own, bad
+// lines become error lines, stop strings, .zst in and out, resume after a torn line.
+#include "runtime/batch_job.h"
+
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "runtime/context.h"
+#include "runtime/load_model.h"
+#include "testing/test_data.h"
+#include "text/line_io.h"
+#include "text/tokenizer.h"
+
+namespace strata::runtime {
+namespace {
+
+using nlohmann::json;
+
+constexpr float kNearTie = 1e-3f;  // greedy choices closer than this may differ across machines
+
+class BatchJobTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::filesystem::path(testing::test_data_dir() / "fixtures" / "llama_text");
+    ContextOptions o;
+    o.threads = 2;
+    o.log_level = LogLevel::kWarn;
+    ctx_ = make_context(o).value().release();
+    model_ = load_model_dir(*ctx_, *dir_).value().release();
+    tok_ = text::Tokenizer::load_dir(*dir_).value().release();
+    std::ifstream in(*dir_ / "reference.json");
+    ref_ = new json(json::parse(in));
+  }
+  static void TearDownTestSuite() {
+    delete ref_;
+    delete tok_;
+    delete model_;
+    delete ctx_;
+    delete dir_;
+  }
+
+  BatchJobOptions options(const std::string& in, const std::string& out) {
+    BatchJobOptions o;
+    o.input = in;
+    o.output = out;
+    o.temperature = 0;
+    o.max_tokens = 24;
+    o.batch_size = 4;
+    o.window = 8;
+    o.model_name = "llama_text";
+    o.progress.quiet = true;
+    return o;
+  }
+  static void write_lines(const std::string& path, const std::vector<std::string>& lines) {
+    auto w = text::RecordWriter::open(path);
+    ASSERT_TRUE(w.is_ok());
+    for (const auto& l : lines) ASSERT_TRUE((*w)->append(l).is_ok());
+  }
+  // Output records by custom_id (null ids keyed "#line").
+  static std::multimap<std::string, json> read_results(const std::string& path) {
+    std::multimap<std::string, json> out;
+    auto r = text::LineReader::open(path);
+    EXPECT_TRUE(r.is_ok());
+    std::string line;
+    while (r.is_ok()) {
+      auto more = (*r)->next(line);
+      if (!more.is_ok() || !*more) break;
+      json j = json::parse(line);
+      const std::string key = j["custom_id"].is_string() ? j["custom_id"].get<std::string>()
+                                                         : "#" + std::to_string(j["error"]["line"].get<int>());
+      out.emplace(key, j);
+    }
+    return out;
+  }
+  static std::string text_of(const json& result) {
+    const auto& c = result["response"]["body"]["choices"][0];
+    return c.contains("text") ? c["text"].get<std::string>() : c["message"]["content"].get<std::string>();
+  }
+  // One request line per reference case (the OpenAI Batch form), greedy.
+  static std::vector<std::string> reference_requests() {
+    std::vector<std::string> lines;
+    for (size_t i = 0; i < (*ref_)["cases"].size(); ++i) {
+      const auto& c = (*ref_)["cases"][i];
+      json body = {{"max_tokens", c["max_tokens"]}, {"temperature", 0}};
+      std::string url = "/v1/completions";
+      if (c["kind"] == "chat") {
+        body["messages"] = c["messages"];
+        url = "/v1/chat/completions";
+      } else {
+        body["prompt"] = c["prompt"];
+      }
+      lines.push_back(json({{"custom_id", "r" + std::to_string(i)}, {"method", "POST"}, {"url", url}, {"body", body}}).dump());
+    }
+    return lines;
+  }
+  Result<BatchSummary> run(const BatchJobOptions& o) { return run_batch_job(*model_, *tok_, o, ctx_->logger); }
+
+  static std::filesystem::path* dir_;
+  static Context* ctx_;
+  static compute::Transformer* model_;
+  static text::Tokenizer* tok_;
+  static json* ref_;
+};
+std::filesystem::path* BatchJobTest::dir_ = nullptr;
+Context* BatchJobTest::ctx_ = nullptr;
+compute::Transformer* BatchJobTest::model_ = nullptr;
+text::Tokenizer* BatchJobTest::tok_ = nullptr;
+json* BatchJobTest::ref_ = nullptr;
+
+TEST_F(BatchJobTest, GreedyTextEqualsTransformers) {
+  const auto tmp = testing::make_temp_dir("strata-batch");
+  const std::string in = (tmp / "in.jsonl").string(), out = (tmp / "out.jsonl").string();
+  auto lines = reference_requests();
+  // The same first prompt as token ids, in the plain form.
+  lines.push_back(json({{"custom_id", "ids"}, {"prompt", (*ref_)["cases"][0]["prompt_ids"]}, {"max_tokens", 24}}).dump());
+  write_lines(in, lines);
+  auto sum = run(options(in, out));
+  ASSERT_TRUE(sum.is_ok()) << sum.status().to_string();
+  EXPECT_EQ(sum->ok, static_cast<int64_t>(lines.size()));
+  EXPECT_EQ(sum->failed, 0);
+  EXPECT_GE(sum->blocks, 4);  // 14 requests in blocks of 4
+  auto results = read_results(out);
+  int compared = 0;
+  for (size_t i = 0; i < (*ref_)["cases"].size(); ++i) {
+    const auto& c = (*ref_)["cases"][i];
+    const auto& r = results.find("r" + std::to_string(i))->second;
+    SCOPED_TRACE("case " + std::to_string(i));
+    const auto& body = r["response"]["body"];
+    EXPECT_EQ(body["object"], c["kind"] == "chat" ? "chat.completion" : "text_completion");
+    EXPECT_EQ(body["usage"]["prompt_tokens"], c["prompt_ids"].size());
+    if (c["min_top2_margin"].get<float>() < kNearTie) continue;
+    EXPECT_EQ(text_of(r), c["text"].get<std::string>());
+    EXPECT_EQ(body["choices"][0]["finish_reason"], c["finish_reason"]);
+    EXPECT_EQ(body["usage"]["completion_tokens"], c["generated"].size());
+    ++compared;
+  }
+  EXPECT_GE(compared, 9);
+  EXPECT_EQ(text_of(results.find("ids")->second), text_of(results.find("r0")->second));
+}
+
+TEST_F(BatchJobTest, BadLinesBecomeErrorLinesAndTheJobGoesOn) {
+  const auto tmp = testing::make_temp_dir("strata-batch");
+  const std::string in = (tmp / "in.jsonl").string(), out = (tmp / "out.jsonl").string();
+  const std::string long_prompt(3000, 'x');
+  write_lines(in, {
+      R"({"custom_id": "ok1", "prompt": "Once upon a time", "max_tokens": 4})",
+      R"({"custom_id": "json", "prompt": "unterminated)",
+      R"([1, 2, 3])",
+      R"({"custom_id": "type", "prompt": "hi", "max_tokens": "ten"})",
+      R"({"custom_id": "url", "method": "POST", "url": "/v1/embeddings", "body": {"input": "x"}})",
+      R"({"custom_id": "empty", "prompt": ""})",
+      json({{"custom_id", "long"}, {"prompt", long_prompt}}).dump(),
+      R"({"custom_id": "ok1", "prompt": "again"})",
+      R"({"custom_id": "both", "prompt": "a", "messages": []})",
+      R"({"custom_id": "vocab", "prompt": [1, 99999]})",
+      R"({"custom_id": "role", "messages": [{"role": "user"}, {"content": "no role"}]})",
+      R"({"prompt": "no id"})",
+      R"({"custom_id": "ok2", "method": "POST", "url": "/v1/chat/completions", "body": {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}})",
+  });
+  auto sum = run(options(in, out));
+  ASSERT_TRUE(sum.is_ok()) << sum.status().to_string();
+  EXPECT_EQ(sum->ok, 2);
+  EXPECT_EQ(sum->failed, 11);
+  auto results = read_results(out);
+  EXPECT_EQ(results.size(), 13u);
+  auto code_of = [&](const std::string& key) {
+    auto range = results.equal_range(key);
+    for (auto it = range.first; it != range.second; ++it)
+      if (!it->second["error"].is_null()) return it->second["error"]["code"].get<std::string>();
+    return std::string("none");
+  };
+  EXPECT_EQ(code_of("ok1"), "duplicate_custom_id");
+  EXPECT_EQ(results.count("ok1"), 2u);  // the result and the duplicate's error
+  EXPECT_EQ(code_of("json"), "none");   // no custom_id could be read from invalid JSON...
+  EXPECT_EQ(code_of("#2"), "invalid_json");  // ...so its error is keyed by its line
+  EXPECT_EQ(code_of("#3"), "invalid_json");
+  EXPECT_EQ(code_of("type"), "invalid_request");
+  EXPECT_EQ(code_of("url"), "invalid_url");
+  EXPECT_EQ(code_of("empty"), "invalid_prompt");
+  EXPECT_EQ(code_of("long"), "context_length_exceeded");
+  EXPECT_EQ(code_of("both"), "invalid_prompt");
+  EXPECT_EQ(code_of("vocab"), "invalid_prompt");
+  EXPECT_EQ(code_of("role"), "invalid_request");
+  EXPECT_EQ(code_of("#12"), "invalid_request");
+  EXPECT_EQ(code_of("ok2"), "none");
+  const auto& err = results.find("type")->second["error"];
+  EXPECT_NE(err["message"].get<std::string>().find("line 4"), std::string::npos) << err;
+  EXPECT_NE(err["message"].get<std::string>().find("max_tokens"), std::string::npos) << err;
+  EXPECT_TRUE(results.find("ok2")->second["response"]["body"]["choices"][0]["message"]["content"].is_string());
+}
+
+TEST_F(BatchJobTest, StopStringsEndAndAreStripped) {
+  // Case 0 of the reference makes 24 tokens of text; stop at a substring in its middle.
+  const auto& c = (*ref_)["cases"][0];
+  const std::string full = c["text"].get<std::string>();
+  ASSERT_GT(full.size(), 12u);
+  size_t at = 6;  // two ASCII letters or digits, so the stop string is whole characters
+  while (at + 2 <= full.size() && !(std::isalnum(static_cast<unsigned char>(full[at])) &&
+                                     std::isalnum(static_cast<unsigned char>(full[at + 1]))))
+    ++at;
+  ASSERT_LE(at + 2, full.size());
+  const std::string stop = full.substr(at, 2);
+  const size_t cut = full.find(stop);
+  const auto tmp = testing::make_temp_dir("strata-batch");
+  const std::string in = (tmp / "in.jsonl").string(), out = (tmp / "out.jsonl").string();
+  write_lines(in, {json({{"custom_id", "body"}, {"prompt", c["prompt"]}, {"stop", json::array({"\x01never", stop})}}).dump(),
+                   json({{"custom_id", "default"}, {"prompt", c["prompt"]}}).dump(),
+                   json({{"custom_id", "none"}, {"prompt", c["prompt"]}, {"stop", json::array()}}).dump()});
+  auto o = options(in, out);
+  o.stop = {stop};  // the job default; "none" overrides it with no stop strings
+  auto sum = run(o);
+  ASSERT_TRUE(sum.is_ok()) << sum.status().to_string();
+  auto results = read_results(out);
+  for (const char* id : {"body", "default"}) {
+    const auto& r = results.find(id)->second;
+    EXPECT_EQ(text_of(r), full.substr(0, cut)) << id;
+    EXPECT_EQ(r["response"]["body"]["choices"][0]["finish_reason"], "stop") << id;
+    EXPECT_LT(r["response"]["body"]["usage"]["completion_tokens"].get<int>(), 24) << id;
+  }
+  EXPECT_EQ(text_of(results.find("none")->second), full);
+}
+
+TEST_F(BatchJobTest, ZstdInAndOutMatchPlain) {
+  const auto tmp = testing::make_temp_dir("strata-batch");
+  const auto lines = reference_requests();
+  write_lines((tmp / "in.jsonl").string(), lines);
+  write_lines((tmp / "in.jsonl.zst").string(), lines);
+  ASSERT_TRUE(run(options((tmp / "in.jsonl").string(), (tmp / "out.jsonl").string())).is_ok());
+  ASSERT_TRUE(run(options((tmp / "in.jsonl.zst").string(), (tmp / "out.jsonl.zst").string())).is_ok());
+  auto plain = read_results((tmp / "out.jsonl").string());
+  auto zst = read_results((tmp / "out.jsonl.zst").string());
+  ASSERT_EQ(plain.size(), lines.size());
+  ASSERT_EQ(zst.size(), lines.size());
+  for (const auto& [id, r] : plain) EXPECT_EQ(text_of(zst.find(id)->second), text_of(r)) << id;
+}
+
+TEST_F(BatchJobTest, ResumeSkipsAnsweredAndRepairsATornLine) {
+  for (const char* ext : {".jsonl", ".jsonl.zst"}) {
+    SCOPED_TRACE(ext);
+    const auto tmp = testing::make_temp_dir("strata-batch");
+    const std::string in = (tmp / "in.jsonl").string(), full = (tmp / ("full" + std::string(ext))).string(),
+                      out = (tmp / ("out" + std::string(ext))).string();
+    auto lines = reference_requests();
+    lines.push_back("not json");
+    write_lines(in, lines);
+    ASSERT_TRUE(run(options(in, full)).is_ok());
+    // An interrupted job: the first five records, then half of the sixth.
+    std::vector<std::string> records;
+    ASSERT_TRUE(text::repair_records(full, [&](std::string_view r) { records.emplace_back(r); }).is_ok());
+    ASSERT_EQ(records.size(), lines.size());
+    write_lines(out, std::vector<std::string>(records.begin(), records.begin() + 5));
+    {
+      std::ofstream torn(out, std::ios::app | std::ios::binary);
+      torn << records[5].substr(0, records[5].size() / 2);
+    }
+    auto o = options(in, out);
+    EXPECT_FALSE(run(o).is_ok());  // exists: needs --resume or --overwrite
+    o.resume = true;
+    auto sum = run(o);
+    ASSERT_TRUE(sum.is_ok()) << sum.status().to_string();
+    EXPECT_EQ(sum->skipped, 5);
+    EXPECT_EQ(sum->ok + sum->failed, static_cast<int64_t>(lines.size()) - 5);
+    auto a = read_results(full), b = read_results(out);
+    ASSERT_EQ(b.size(), lines.size());
+    for (const auto& [id, r] : a) {
+      EXPECT_EQ(b.count(id), 1u) << id;
+      if (r["error"].is_null()) {
+        EXPECT_EQ(text_of(b.find(id)->second), text_of(r)) << id;
+      }
+    }
+    // Resuming a finished job does nothing.
+    auto again = run(o);
+    ASSERT_TRUE(again.is_ok());
+    EXPECT_EQ(again->requests, 0);
+    EXPECT_EQ(read_results(out).size(), lines.size());
+  }
+}
+
+TEST_F(BatchJobTest, LogprobsOfGreedyTokensMatchTransformers) {
+  const auto& c = (*ref_)["cases"][11];  // a chat case with well separated choices
+  ASSERT_EQ(c["kind"], "chat");
+  ASSERT_GE(c["min_top2_margin"].get<float>(), kNearTie);
+  const auto tmp = testing::make_temp_dir("strata-batch");
+  const std::string in = (tmp / "in.jsonl").string(), out = (tmp / "out.jsonl").string();
+  write_lines(in, {json({{"custom_id", "chat"}, {"messages", c["messages"]}, {"logprobs", true}, {"top_logprobs", 3}}).dump(),
+                   json({{"custom_id", "cmpl"}, {"prompt", (*ref_)["cases"][0]["prompt"]}, {"logprobs", 2}}).dump()});
+  ASSERT_TRUE(run(options(in, out)).is_ok());
+  auto results = read_results(out);
+  const auto& lp = results.find("chat")->second["response"]["body"]["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(lp.size(), c["logprobs"].size());
+  for (size_t i = 0; i < lp.size(); ++i) {
+    EXPECT_NEAR(lp[i]["logprob"].get<double>(), c["logprobs"][i].get<double>(), 1e-3) << i;
+    ASSERT_EQ(lp[i]["top_logprobs"].size(), 3u);
+    EXPECT_EQ(lp[i]["top_logprobs"][0]["token"], lp[i]["token"]);  // greedy: the best is the chosen one
+  }
+  const auto& cl = results.find("cmpl")->second["response"]["body"]["choices"][0]["logprobs"];
+  EXPECT_EQ(cl["tokens"].size(), 24u);
+  // Greedy: the chosen token's logprob is the best of the alternatives (two tokens may share a
+  // text, so the legacy {text: logprob} map can hold fewer than two entries).
+  double best = -1e30;
+  for (const auto& [text, v] : cl["top_logprobs"][0].items()) best = std::max(best, v.get<double>());
+  EXPECT_NEAR(best, cl["token_logprobs"][0].get<double>(), 1e-6);
+}
+
+}  // namespace
+}  // namespace strata::runtime
