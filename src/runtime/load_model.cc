@@ -3,12 +3,17 @@
 #include "model/model_dir.h"
 #include "model/shapes.h"
 #include "model/weight_source.h"
+#include "runtime/weight_store_source.h"
+#include "storage/weight_store.h"
 
 namespace strata::runtime {
 
 Result<std::unique_ptr<compute::Transformer>> load_model_dir(Context& ctx,
                                                              const std::filesystem::path& dir) {
-  STRATA_ASSIGN_OR_RETURN(model::ModelFiles files, model::open_model_dir(dir));
+  // A strata weight store (strata convert) or a Hugging Face directory.
+  STRATA_ASSIGN_OR_RETURN(model::ModelFiles files,
+                          storage::is_weight_store(dir) ? open_weight_store_dir(dir, ctx.logger)
+                                                        : model::open_model_dir(dir));
   STRATA_ASSIGN_OR_RETURN(compute::ModelWeights weights,
                           compute::load_weights(files.config, *files.weights, *ctx.backend));
   return std::make_unique<compute::Transformer>(std::move(files.config), *ctx.backend,

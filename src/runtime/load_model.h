@@ -1,5 +1,6 @@
-// Loading a model onto a Context's backend: from a Hugging Face directory, or from a named shape
-// (models/shapes/) with seeded synthetic weights for benchmarks and plans.
+// Loading a model onto a Context's backend: from a Hugging Face directory or a strata weight store
+// (strata convert), or from a named shape (models/shapes/) with seeded synthetic weights for
+// benchmarks and plans.
 #pragma once
 
 #include <filesystem>

@@ -1,0 +1,167 @@
+#include "storage/topology.h"
+
+#include <hwloc.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include <unistd.h>
+
+#include "common/units.h"
+
+namespace strata::storage {
+namespace {
+
+struct TopologyDeleter {
+  void operator()(hwloc_topology* t) const { hwloc_topology_destroy(t); }
+};
+using TopologyPtr = std::unique_ptr<hwloc_topology, TopologyDeleter>;
+
+Result<TopologyPtr> load(bool with_pci) {
+  hwloc_topology_t t = nullptr;
+  if (hwloc_topology_init(&t) != 0) return internal_error("hwloc_topology_init failed");
+  TopologyPtr topo(t);
+  if (with_pci) hwloc_topology_set_io_types_filter(t, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
+  if (hwloc_topology_load(t) != 0) {
+    return io_error(std::string("hwloc_topology_load: ") + std::strerror(errno), errno);
+  }
+  return topo;
+}
+
+std::string list_string(hwloc_const_bitmap_t set) {
+  char* s = nullptr;
+  if (hwloc_bitmap_list_asprintf(&s, set) < 0 || s == nullptr) return "?";
+  std::string out(s);
+  std::free(s);
+  return out;
+}
+
+bool valid_bus_id(std::string_view id) {
+  unsigned domain = 0, bus = 0, dev = 0, func = 0;
+  char tail = 0;
+  const std::string s(id);
+  return std::sscanf(s.c_str(), "%x:%x:%x.%x%c", &domain, &bus, &dev, &func, &tail) == 4 ||
+         std::sscanf(s.c_str(), "%x:%x.%x%c", &bus, &dev, &func, &tail) == 3;
+}
+
+}  // namespace
+
+Result<Topology> query_topology(std::string_view gpu_pci_bus_id) {
+  if (!gpu_pci_bus_id.empty() && !valid_bus_id(gpu_pci_bus_id)) {
+    std::string msg = "'";
+    msg += gpu_pci_bus_id;
+    msg += "' is not a PCI bus id (expected DDDD:BB:DD.F, e.g. 0000:3b:00.0)";
+    return invalid_argument(std::move(msg));
+  }
+  STRATA_ASSIGN_OR_RETURN(TopologyPtr topo, load(!gpu_pci_bus_id.empty()));
+  hwloc_topology_t t = topo.get();
+  Topology out;
+  out.packages = hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_PACKAGE);
+  out.cores = hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_CORE);
+  out.pus = hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_PU);
+  out.system_memory_bytes =
+      static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const int nodes = hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_NUMANODE);
+  for (int i = 0; i < nodes; ++i) {
+    hwloc_obj_t node = hwloc_get_obj_by_type(t, HWLOC_OBJ_NUMANODE, static_cast<unsigned>(i));
+    NumaNodeInfo info;
+    info.os_index = static_cast<int>(node->os_index);
+    info.memory_bytes = node->attr ? node->attr->numanode.local_memory : 0;
+    if (node->cpuset) {
+      info.cores = hwloc_get_nbobjs_inside_cpuset_by_type(t, node->cpuset, HWLOC_OBJ_CORE);
+      info.pus = hwloc_get_nbobjs_inside_cpuset_by_type(t, node->cpuset, HWLOC_OBJ_PU);
+      info.cpus = list_string(node->cpuset);
+    }
+    out.memory_bytes += info.memory_bytes;
+    out.numa_nodes.push_back(std::move(info));
+  }
+  if (!gpu_pci_bus_id.empty()) {
+    GpuLocality gpu;
+    gpu.pci_bus_id = std::string(gpu_pci_bus_id);
+    hwloc_obj_t dev = hwloc_get_pcidev_by_busidstring(t, gpu.pci_bus_id.c_str());
+    if (dev != nullptr) {
+      gpu.found = true;
+      char desc[64];
+      std::snprintf(desc, sizeof(desc), "PCI %04x:%04x", dev->attr->pcidev.vendor_id,
+                    dev->attr->pcidev.device_id);
+      gpu.description = desc;
+      gpu.link_gbps = dev->attr->pcidev.linkspeed;
+      hwloc_obj_t parent = hwloc_get_non_io_ancestor_obj(t, dev);
+      if (parent != nullptr) {
+        if (parent->cpuset) gpu.cpus = list_string(parent->cpuset);
+        for (const NumaNodeInfo& n : out.numa_nodes) {
+          if (parent->nodeset && hwloc_bitmap_isset(parent->nodeset, static_cast<unsigned>(n.os_index))) {
+            gpu.numa_nodes.push_back(n.os_index);
+          }
+        }
+      }
+    }
+    out.gpu = std::move(gpu);
+  }
+  return out;
+}
+
+std::string format_topology(const Topology& t) {
+  std::string s;
+  char line[512];
+  std::snprintf(line, sizeof(line), "packages       %d\ncores          %d (%d hardware threads)\n",
+                t.packages, t.cores, t.pus);
+  s += line;
+  std::snprintf(line, sizeof(line), "memory         %s (NUMA nodes: %s in %zu node%s)\n",
+                format_bytes(t.system_memory_bytes).c_str(), format_bytes(t.memory_bytes).c_str(),
+                t.numa_nodes.size(), t.numa_nodes.size() == 1 ? "" : "s");
+  s += line;
+  for (const NumaNodeInfo& n : t.numa_nodes) {
+    std::snprintf(line, sizeof(line), "  node %-3d     %s, %d cores (%d threads), cpus %s\n",
+                  n.os_index, format_bytes(n.memory_bytes).c_str(), n.cores, n.pus,
+                  n.cpus.c_str());
+    s += line;
+  }
+  if (t.gpu) {
+    const GpuLocality& g = *t.gpu;
+    if (!g.found) {
+      s += "gpu            " + g.pci_bus_id + ": not visible to hwloc (no PCIe locality)\n";
+    } else {
+      std::string nodes;
+      for (int n : g.numa_nodes) {
+        if (!nodes.empty()) nodes += ',';
+        nodes += std::to_string(n);
+      }
+      char link[32] = "speed unknown";
+      if (g.link_gbps > 0) std::snprintf(link, sizeof(link), "%.2f GB/s", g.link_gbps);
+      std::snprintf(line, sizeof(line),
+                    "gpu            %s (%s), nearest NUMA node %s, cpus %s, link %s\n",
+                    g.pci_bus_id.c_str(), g.description.c_str(),
+                    nodes.empty() ? "unknown" : nodes.c_str(), g.cpus.c_str(), link);
+      s += line;
+    }
+  }
+  return s;
+}
+
+int preferred_numa_node(const Topology& t) {
+  if (t.gpu && t.gpu->found && !t.gpu->numa_nodes.empty()) return t.gpu->numa_nodes.front();
+  return t.numa_nodes.empty() ? -1 : t.numa_nodes.front().os_index;
+}
+
+Status bind_memory_to_numa_node(void* addr, size_t bytes, int os_index) {
+  STRATA_ASSIGN_OR_RETURN(TopologyPtr topo, load(false));
+  hwloc_bitmap_t set = hwloc_bitmap_alloc();
+  hwloc_bitmap_only(set, static_cast<unsigned>(os_index));
+  const int rc = hwloc_set_area_membind(topo.get(), addr, bytes, set, HWLOC_MEMBIND_BIND,
+                                        HWLOC_MEMBIND_BYNODESET);
+  const int err = errno;
+  hwloc_bitmap_free(set);
+  if (rc != 0) {
+    return Status(StatusCode::kUnsupported,
+                  "binding " + format_bytes(bytes) + " to NUMA node " + std::to_string(os_index) +
+                      ": " + std::strerror(err),
+                  err);
+  }
+  return Status::ok();
+}
+
+}  // namespace strata::storage
