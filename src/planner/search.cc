@@ -1,0 +1,290 @@
+#include "planner/search.h"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+
+#include "common/units.h"
+#include "planner/lp.h"
+
+namespace strata::planner {
+
+namespace {
+
+const std::vector<int64_t> kGpuBatchSizes = {1,  2,  4,   8,   16,  24,  32,  48, 64,
+                                             96, 128, 192, 256, 384, 512, 768, 1024};
+const std::vector<int64_t> kNumGpuBatches = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
+
+std::string choice_text(const BatchShape& b, const Choices& c) {
+  return std::to_string(b.gpu_batch_size) + "x" + std::to_string(b.num_gpu_batches) + " weights " +
+         std::string(compression_name(c.weights)) + ", kv " + std::string(compression_name(c.kv)) +
+         ", attention " + std::string(attention_name(c.attention));
+}
+
+// Clamps the LP's fractions into [0, 1] and makes each group add up to exactly 1.
+Fractions tidy_fractions(const std::vector<double>& x) {
+  Fractions f{};
+  for (int i = 0; i < kNumFracs; ++i) f[i] = std::clamp(x[i], 0.0, 1.0);
+  auto norm = [&](int first, int count) {
+    double s = 0;
+    for (int i = 0; i < count; ++i) s += f[first + i];
+    for (int i = 0; i < count; ++i) f[first + i] = s > 0 ? f[first + i] / s : (i == 0 ? 1 : 0);
+  };
+  norm(kWg, 3);
+  norm(kCg, 3);
+  norm(kHg, 2);
+  return f;
+}
+
+struct Candidate {
+  Fractions target{};
+  Placement placement;
+  MemoryPlan memory;
+  Prediction prediction;
+};
+
+double score(const Prediction& p) { return p.job_s > 0 ? p.job_s : 1.0 / p.tokens_per_s; }
+
+}  // namespace
+
+Budgets default_budgets(const HardwareProfile& hw) {
+  Budgets b;
+  b.gpu = hw.gpu.memory_bytes > kGiB ? hw.gpu.memory_bytes - kGiB : 0;
+  const uint64_t reserve = std::max<uint64_t>(4 * kGiB, hw.cpu.dram_bytes / 10);
+  b.cpu = hw.cpu.dram_bytes > reserve ? hw.cpu.dram_bytes - reserve : 0;
+  b.disk = hw.disk.capacity_bytes / 100 * 95;
+  return b;
+}
+
+Result<Fractions> solve_placement_lp(const ModelSpec& spec, const Workload& w,
+                                     const HardwareProfile& hw, const Budgets& budgets,
+                                     const BatchShape& batch, const Choices& choices,
+                                     const std::array<double, kNumTiers>& cut) {
+  const CostModel cm = build_cost_model(spec, w, hw, batch, choices);
+  const auto mem = memory_affine(spec, w, batch, choices);
+  const double L = static_cast<double>(cm.layers);
+  const double steps = static_cast<double>(cm.decode_steps);
+
+  // A tie-break one millionth of the objective's size: among equally fast placements prefer the
+  // faster tiers (less traffic, more slack), so the answer is unique.
+  Fractions slow{};
+  slow[kWc] = slow[kCc] = slow[kHc] = 1;
+  double scale = 0;
+  for (const auto& b : cm.prefill.bounds) scale = std::max(scale, L * b.seconds.eval(slow));
+  for (const auto& b : cm.decode.bounds) scale = std::max(scale, L * steps * b.seconds.eval(slow) / 4);
+  const double eps = 1e-6 * std::max(scale, 1e-9);
+
+  LinearProgram lp;
+  static const char* kNames[kNumFracs] = {"wg", "wc", "wd", "cg", "cc", "cd", "hg", "hc"};
+  static const double kTier[kNumFracs] = {0, 1, 2, 0, 1, 2, 0, 1};
+  for (int i = 0; i < kNumFracs; ++i) lp.add_variable(kNames[i], 0, 1, eps * kTier[i]);
+  const int tp = lp.add_variable("T_prefill", 0, kLpInfinity, L);
+  const int tg = lp.add_variable("T_decode", 0, kLpInfinity, L * steps);
+  lp.add_row({{kWg, 1}, {kWc, 1}, {kWd, 1}}, 1, 1, "weights");
+  lp.add_row({{kCg, 1}, {kCc, 1}, {kCd, 1}}, 1, 1, "kv");
+  lp.add_row({{kHg, 1}, {kHc, 1}}, 1, 1, "activations");
+  auto add_bounds = [&](const PhaseModel& phase, int t) {
+    for (const auto& b : phase.bounds) {
+      std::vector<std::pair<int, double>> terms = {{t, 1}};
+      for (int i = 0; i < kNumFracs; ++i)
+        if (b.seconds.coef[i] != 0) terms.emplace_back(i, -b.seconds.coef[i]);
+      lp.add_row(std::move(terms), b.seconds.constant, kLpInfinity, b.name);
+    }
+  };
+  add_bounds(cm.prefill, tp);
+  if (cm.decode_steps > 0) add_bounds(cm.decode, tg);
+  for (int t = 0; t < kNumTiers; ++t) {
+    // Rows in units of the budget keep the coefficients near 1 for the simplex.
+    const double budget = static_cast<double>(budgets.of(static_cast<Tier>(t))) - cut[t];
+    const double unit = std::max(std::abs(budget), static_cast<double>(kGiB));
+    std::vector<std::pair<int, double>> terms;
+    for (int i = 0; i < kNumFracs; ++i)
+      if (mem[t].coef[i] != 0) terms.emplace_back(i, mem[t].coef[i] / unit);
+    lp.add_row(std::move(terms), -kLpInfinity, (budget - mem[t].constant) / unit,
+               std::string(tier_name(static_cast<Tier>(t))) + "_memory");
+  }
+  STRATA_ASSIGN_OR_RETURN(LpSolution sol, lp.solve("placement LP for " + choice_text(batch, choices)));
+  return tidy_fractions(sol.x);
+}
+
+namespace {
+
+enum class Outcome { kFits, kInfeasible, kRoundingFailed };
+
+// The rounding step's coarsest unit: the largest tensor or KV unit, whichever is bigger.
+double granularity(const ModelSpec& spec, const Workload& w, const BatchShape& b, const Choices& c) {
+  uint64_t g = spec.kv_bytes(b.gpu_batch_size * (w.prompt_len + w.gen_len), c.kv);
+  for (const auto& t : spec.layer_tensors) g = std::max(g, t.bytes(c.weights));
+  for (const auto& t : spec.other_tensors) g = std::max(g, t.bytes(c.weights));
+  return static_cast<double>(g);
+}
+
+// LP, rounding and exact check for one candidate.
+Outcome solve_candidate(const ModelSpec& spec, const Workload& w, const HardwareProfile& hw,
+                        const Budgets& budgets, const BatchShape& batch, const Choices& choices,
+                        int64_t* lps, Candidate* out) {
+  std::array<double, kNumTiers> cut{};
+  const double unit = granularity(spec, w, batch, choices);
+  for (int attempt = 0; attempt < 6; ++attempt) {
+    ++*lps;
+    auto f = solve_placement_lp(spec, w, hw, budgets, batch, choices, cut);
+    if (!f.is_ok()) return attempt == 0 ? Outcome::kInfeasible : Outcome::kRoundingFailed;
+    Candidate c;
+    c.target = *f;
+    c.placement = realise(spec, w, batch, choices, c.target);
+    c.memory = plan_memory(spec, c.placement);
+    bool fits = true;
+    for (int t = 0; t < kNumTiers; ++t) {
+      const uint64_t used = c.memory.total(static_cast<Tier>(t));
+      const uint64_t budget = budgets.of(static_cast<Tier>(t));
+      if (used > budget) {
+        fits = false;
+        // Rounding overshot this tier: ask the LP for that much less, plus a growing share of the
+        // rounding unit (whole tensors move only when the fractions move far enough).
+        cut[t] += static_cast<double>(used - budget) + unit * 0.25 * static_cast<double>(1 << attempt);
+      }
+    }
+    if (!fits) continue;
+    const CostModel cm = build_cost_model(spec, w, hw, batch, choices);
+    c.prediction = predict(cm, c.placement.realised, w);
+    c.prediction.bytes = c.memory.totals();
+    *out = std::move(c);
+    return Outcome::kFits;
+  }
+  return Outcome::kRoundingFailed;
+}
+
+// Why nothing fits: the tier that is short and by how much, for the smallest block.
+Status explain_infeasible(const ModelSpec& spec, const Workload& w, const Budgets& budgets,
+                          const SearchOptions& options) {
+  Choices c;
+  c.weights = options.weight_compression.back();
+  c.kv = options.kv_compression.back();
+  c.attention = Attention::kCpu;
+  const BatchShape one{1, 1};
+  const auto mem = memory_affine(spec, w, one, c);
+  Fractions off{};  // everything off the GPU, on the CPU
+  off[kWc] = off[kCc] = off[kHc] = 1;
+  const double gpu_min = mem[0].eval(off);
+  const std::string where = "for " + spec.name + " with a " + std::to_string(w.prompt_len) + "+" +
+                            std::to_string(w.gen_len) + "-token sequence";
+  if (gpu_min > static_cast<double>(budgets.gpu)) {
+    return Status(StatusCode::kInfeasible,
+                  "gpu tier short by " + format_bytes(static_cast<uint64_t>(gpu_min) - budgets.gpu) +
+                      ": " + where + ", one sequence with every weight streamed needs " +
+                      format_bytes(static_cast<uint64_t>(gpu_min)) +
+                      " of GPU memory (two prefetch slots for the largest layer, working buffers) "
+                      "but the GPU budget is " + format_bytes(budgets.gpu) +
+                      "; raise --gpu-mem, shorten the prompt, or allow int4 weights");
+  }
+  // Storage: weights and one sequence's KV beyond the GPU's spare room, on DRAM + disk.
+  Fractions disk{};
+  disk[kWd] = disk[kCd] = disk[kHc] = 1;
+  const double need = mem[1].eval(disk) + mem[2].eval(disk);
+  const double gpu_room = static_cast<double>(budgets.gpu) - gpu_min;
+  const double have = static_cast<double>(budgets.cpu) + static_cast<double>(budgets.disk) + gpu_room;
+  if (need > have) {
+    return Status(StatusCode::kInfeasible,
+                  "disk tier short by " + format_bytes(static_cast<uint64_t>(need - have)) + ": " +
+                      where + ", the weights (" + format_bytes(spec.total_weight_bytes(c.weights)) +
+                      ") and one sequence's KV cache need " + format_bytes(static_cast<uint64_t>(need)) +
+                      " of DRAM and disk but the budgets give " +
+                      format_bytes(static_cast<uint64_t>(have)) +
+                      " (DRAM " + format_bytes(budgets.cpu) + ", disk " + format_bytes(budgets.disk) +
+                      "); raise --disk-mem or --cpu-mem, or allow int4 weights");
+  }
+  const double cpu_min = mem[1].eval(disk);
+  if (cpu_min > static_cast<double>(budgets.cpu)) {
+    return Status(StatusCode::kInfeasible,
+                  "cpu tier short by " + format_bytes(static_cast<uint64_t>(cpu_min) - budgets.cpu) +
+                      ": " + where + ", pinned staging for disk reads needs " +
+                      format_bytes(static_cast<uint64_t>(cpu_min)) + " of DRAM but the budget is " +
+                      format_bytes(budgets.cpu) + "; raise --cpu-mem");
+  }
+  return Status(StatusCode::kInfeasible,
+                "no placement fits the budgets (gpu " + format_bytes(budgets.gpu) + ", cpu " +
+                    format_bytes(budgets.cpu) + ", disk " + format_bytes(budgets.disk) + ") " + where +
+                    " once rounded to whole tensors; raise the tightest budget a little");
+}
+
+}  // namespace
+
+Result<PlanResult> plan_policy(const ModelSpec& spec, const Workload& w, const HardwareProfile& hw,
+                               const Budgets& budgets, const SearchOptions& options) {
+  if (w.prompt_len <= 0 || w.gen_len <= 0)
+    return invalid_argument("prompt and generation lengths must be positive (got " +
+                            std::to_string(w.prompt_len) + " and " + std::to_string(w.gen_len) + ")");
+  if (w.requests < 0) return invalid_argument("the request count cannot be negative");
+  if (options.weight_compression.empty() || options.kv_compression.empty() || options.attention.empty())
+    return invalid_argument("the search needs at least one compression and attention choice");
+  const auto& gbs_list = options.gpu_batch_sizes.empty() ? kGpuBatchSizes : options.gpu_batch_sizes;
+  const auto& nb_list = options.num_gpu_batches.empty() ? kNumGpuBatches : options.num_gpu_batches;
+
+  std::optional<Candidate> best;
+  BatchShape best_batch;
+  Choices best_choices;
+  int64_t lps = 0, feasible = 0;
+  for (Compression cw : options.weight_compression) {
+    for (Compression ckv : options.kv_compression) {
+      if (ckv == Compression::kInt4 && !spec.kv_compressible()) continue;
+      for (Attention att : options.attention) {
+        const Choices choices{cw, ckv, att};
+        for (int64_t gbs : gbs_list) {
+          bool any = false;
+          for (int64_t nb : nb_list) {
+            const BatchShape batch{gbs, nb};
+            if (w.requests > 0 && batch.block() > w.requests && batch.block() > 1) break;
+            Candidate c;
+            const Outcome o = solve_candidate(spec, w, hw, budgets, batch, choices, &lps, &c);
+            if (o == Outcome::kInfeasible) break;  // a bigger block needs more memory still
+            any = true;
+            if (o != Outcome::kFits) continue;
+            ++feasible;
+            if (!best || score(c.prediction) < score(best->prediction) * (1 - 1e-9)) {
+              best = std::move(c);
+              best_batch = batch;
+              best_choices = choices;
+            }
+          }
+          if (!any) break;  // a bigger GPU batch needs more memory still
+        }
+      }
+    }
+  }
+  if (!best) return explain_infeasible(spec, w, budgets, options);
+
+  PlanResult r;
+  r.policy.model = spec.name;
+  r.policy.workload = w;
+  r.policy.batch = best_batch;
+  r.policy.choices = best_choices;
+  r.policy.fractions = best->target;
+  r.policy.hardware = hw.name;
+  r.policy.budgets = budgets;
+  r.policy.predicted = best->prediction;
+  r.placement = std::move(best->placement);
+  r.memory = std::move(best->memory);
+  r.lps_solved = lps;
+  r.candidates_feasible = feasible;
+  return r;
+}
+
+Result<PlanResult> evaluate_policy(const ModelSpec& spec, const Policy& policy,
+                                   const HardwareProfile& hw, const Budgets& budgets) {
+  if (policy.choices.kv == Compression::kInt4 && !spec.kv_compressible())
+    return invalid_argument("int4 KV needs head_dim to be a multiple of 64; " + spec.name +
+                            " has head_dim " + std::to_string(spec.head_dim));
+  PlanResult r;
+  r.policy = policy;
+  r.placement = realise(spec, policy);
+  r.memory = plan_memory(spec, r.placement);
+  STRATA_RETURN_IF_ERROR(check_memory(r.memory, budgets));
+  const CostModel cm = build_cost_model(spec, policy.workload, hw, policy.batch, policy.choices);
+  r.policy.predicted = predict(cm, r.placement.realised, policy.workload);
+  r.policy.predicted.bytes = r.memory.totals();
+  r.policy.hardware = hw.name;
+  r.policy.budgets = budgets;
+  return r;
+}
+
+}  // namespace strata::planner

@@ -1,0 +1,56 @@
+// The policy search: for each compression choice, attention placement, GPU batch size and number
+// of GPU batches, solve the placement LP (cost_model.h times, memory_plan.h estimates) with Clp,
+// round the fractions to whole tensors, re-check the exact memory plan against the budgets, and
+// keep the policy with the shortest job (or the highest tokens/s without a request count).
+// Pure: no I/O, no threads, no CUDA. Thread safe (separate calls share nothing).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/status.h"
+#include "planner/cost_model.h"
+#include "planner/hardware.h"
+#include "planner/memory_plan.h"
+#include "planner/model_spec.h"
+#include "planner/policy.h"
+
+namespace strata::planner {
+
+struct SearchOptions {
+  std::vector<Compression> weight_compression = {Compression::kNone};  // candidates to try
+  std::vector<Compression> kv_compression = {Compression::kNone};
+  std::vector<Attention> attention = {Attention::kCpu, Attention::kGpu};
+  std::vector<int64_t> gpu_batch_sizes;  // empty: 1, 2, 4, 8, 16, 24, ..., 1024
+  std::vector<int64_t> num_gpu_batches;  // empty: 1, 2, 3, 4, 6, 8, ..., 64
+};
+
+struct PlanResult {
+  Policy policy;
+  Placement placement;
+  MemoryPlan memory;
+  int64_t lps_solved = 0;
+  int64_t candidates_feasible = 0;
+};
+
+// Default budgets for a machine: GPU memory less 1 GiB for the CUDA context, DRAM less 10%
+// (at least 4 GiB) for the OS and strata's own heap, 95% of the disk.
+Budgets default_budgets(const HardwareProfile& hw);
+
+// The best policy; kInfeasible says which tier is short and by how much.
+Result<PlanResult> plan_policy(const ModelSpec& spec, const Workload& workload,
+                               const HardwareProfile& hw, const Budgets& budgets,
+                               const SearchOptions& options);
+
+// Realises a given policy (e.g. a hand-written one), checks its memory, and predicts its times.
+Result<PlanResult> evaluate_policy(const ModelSpec& spec, const Policy& policy,
+                                   const HardwareProfile& hw, const Budgets& budgets);
+
+// Solves the placement LP of one candidate (no rounding): the optimal fractions, or kInfeasible.
+// `budget_cut` lowers each tier's budget (bytes), as the search does after a rounding overshoot.
+Result<Fractions> solve_placement_lp(const ModelSpec& spec, const Workload& workload,
+                                     const HardwareProfile& hw, const Budgets& budgets,
+                                     const BatchShape& batch, const Choices& choices,
+                                     const std::array<double, kNumTiers>& budget_cut = {});
+
+}  // namespace strata::planner

@@ -1,0 +1,198 @@
+// strata plan: the fastest policy for a model, a workload and a machine (a hardware profile from
+// `strata profile` or the catalogue, or explicit memory budgets). Prints the policy and why (the
+// time of each resource per layer), and writes the policy JSON that `strata generate --policy`
+// reads.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "common/units.h"
+#include "model/config.h"
+#include "model/shapes.h"
+#include "planner/hardware.h"
+#include "planner/memory_plan.h"
+#include "planner/search.h"
+
+namespace strata::tools {
+
+namespace {
+
+struct PlanArgs {
+  std::string model_dir, shape, hardware, output = "policy.json";
+  std::string gpu_mem, cpu_mem, disk_mem;
+  std::string weights_compression = "none", kv_compression = "none", attention = "auto";
+  int64_t prompt_len = 0, gen_len = 0, requests = 0;
+  int64_t gpu_batch_size = 0, num_gpu_batches = 0;
+  bool json = false, buffers = false;
+};
+
+Result<planner::HardwareProfile> load_hardware(const std::string& arg) {
+  if (arg.empty())
+    return invalid_argument(
+        "give --hardware: a profile written by `strata profile`, or a catalogue name (see "
+        "`strata capacity --list`), e.g. --hardware h100-pcie");
+  if (!std::filesystem::is_regular_file(arg)) return planner::catalogue_hardware(arg);
+  std::ifstream in(arg);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  auto j = nlohmann::json::parse(buf.str(), nullptr, false);
+  if (j.is_discarded()) return invalid_argument(arg + ": not valid JSON");
+  return planner::parse_hardware_profile(j, arg);
+}
+
+Result<planner::ModelSpec> load_spec(const PlanArgs& a) {
+  if (!a.shape.empty()) {
+    STRATA_ASSIGN_OR_RETURN(model::ModelConfig cfg, model::named_shape(a.shape));
+    return planner::make_model_spec(cfg, a.shape);
+  }
+  if (a.model_dir.empty()) return invalid_argument("give --model DIR or --model-shape NAME");
+  std::filesystem::path dir(a.model_dir);
+  STRATA_ASSIGN_OR_RETURN(model::ModelConfig cfg, model::load_config(dir / "config.json"));
+  std::string name = std::filesystem::absolute(dir).lexically_normal().filename().string();
+  if (name.empty()) name = std::filesystem::absolute(dir).parent_path().filename().string();
+  return planner::make_model_spec(cfg, name);
+}
+
+Result<std::vector<planner::Compression>> compression_choices(const std::string& flag,
+                                                              const std::string& value) {
+  if (value == "none") return std::vector{planner::Compression::kNone};
+  if (value == "int4" || value == "int4-g64") return std::vector{planner::Compression::kInt4};
+  if (value == "auto") return std::vector{planner::Compression::kNone, planner::Compression::kInt4};
+  return invalid_argument(flag + " must be none, int4 or auto, not '" + value + "'");
+}
+
+Status override_budget(const std::string& flag, const std::string& text, uint64_t* budget) {
+  if (text.empty()) return Status::ok();
+  auto b = parse_bytes(text);
+  if (!b.is_ok()) return b.status().with_context(flag);
+  *budget = *b;
+  return Status::ok();
+}
+
+std::string pct(double f) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%.1f%%", 100 * f);
+  return buf;
+}
+
+void print_plan(const planner::PlanResult& r, const planner::HardwareProfile& hw, double seconds,
+                bool buffers) {
+  using namespace planner;
+  const Policy& p = r.policy;
+  const Prediction& q = p.predicted;
+  const auto& f = p.fractions;
+  std::printf("model        %s, %lld prompt + %lld generated tokens", p.model.c_str(),
+              static_cast<long long>(p.workload.prompt_len), static_cast<long long>(p.workload.gen_len));
+  if (p.workload.requests > 0) std::printf(", %lld requests", static_cast<long long>(p.workload.requests));
+  std::printf("\nhardware     %s\n", hw.name.c_str());
+  std::printf("budgets      gpu %s, cpu %s, disk %s\n", format_bytes(p.budgets.gpu).c_str(),
+              format_bytes(p.budgets.cpu).c_str(), format_bytes(p.budgets.disk).c_str());
+  std::printf("batch        %lld sequences per GPU batch x %lld GPU batches = %lld per block\n",
+              static_cast<long long>(p.batch.gpu_batch_size), static_cast<long long>(p.batch.num_gpu_batches),
+              static_cast<long long>(p.batch.block()));
+  std::printf("weights      gpu %s  cpu %s  disk %s  compression %s\n", pct(r.placement.realised[kWg]).c_str(),
+              pct(r.placement.realised[kWc]).c_str(), pct(r.placement.realised[kWd]).c_str(),
+              std::string(compression_name(p.choices.weights)).c_str());
+  std::printf("kv cache     gpu %s  cpu %s  disk %s  compression %s, attention on the %s\n",
+              pct(r.placement.realised[kCg]).c_str(), pct(r.placement.realised[kCc]).c_str(),
+              pct(r.placement.realised[kCd]).c_str(), std::string(compression_name(p.choices.kv)).c_str(),
+              std::string(attention_name(p.choices.attention)).c_str());
+  std::printf("activations  gpu %s  cpu %s\n", pct(r.placement.realised[kHg]).c_str(),
+              pct(r.placement.realised[kHc]).c_str());
+  (void)f;
+  std::printf("predicted    %.3f tokens/s; prefill %.2f s, decode step %.3f s, block %.1f s", q.tokens_per_s,
+              q.prefill_s, q.decode_step_s, q.block_s);
+  if (q.job_s > 0) std::printf(", job %.1f s (%.2f h)", q.job_s, q.job_s / 3600);
+  std::printf("\nbottleneck   %s\n", q.bottleneck.c_str());
+  std::printf("memory       gpu %s  cpu %s  disk %s\n", format_bytes(q.bytes[0]).c_str(),
+              format_bytes(q.bytes[1]).c_str(), format_bytes(q.bytes[2]).c_str());
+  std::printf("\nwhy: seconds per layer that each resource is busy (layer time = the largest bound)\n");
+  std::printf("  %-13s %12s %12s\n", "resource", "prefill", "decode");
+  for (size_t i = 0; i < q.prefill.resources.size(); ++i)
+    std::printf("  %-13s %12.6f %12.6f\n", q.prefill.resources[i].first.c_str(),
+                q.prefill.resources[i].second, q.decode.resources[i].second);
+  std::printf("  %-13s %12s %12s\n", "bound", "", "");
+  for (size_t i = 0; i < q.prefill.bounds.size(); ++i)
+    std::printf("  %-13s %12.6f %12.6f\n", q.prefill.bounds[i].first.c_str(), q.prefill.bounds[i].second,
+                q.decode.bounds[i].second);
+  std::printf("  %-13s %12.6f %12.6f\n", "layer time", q.prefill.layer_s, q.decode.layer_s);
+  std::printf("  %-13s %12s %12s\n", "bottleneck", q.prefill.bottleneck.c_str(), q.decode.bottleneck.c_str());
+  if (buffers) {
+    std::printf("\nbuffers the runtime allocates:\n");
+    for (const auto& b : r.memory.buffers)
+      std::printf("  %-4s %-26s %3lld x %12s  %s\n", std::string(tier_name(b.tier)).c_str(), b.name.c_str(),
+                  static_cast<long long>(b.count), format_bytes(b.bytes_each).c_str(), b.what.c_str());
+  }
+  std::printf("\nsearched %lld LPs, %lld placements fit, in %.2f s\n", static_cast<long long>(r.lps_solved),
+              static_cast<long long>(r.candidates_feasible), seconds);
+}
+
+Status run_plan(const PlanArgs& a) {
+  using namespace planner;
+  STRATA_ASSIGN_OR_RETURN(ModelSpec spec, load_spec(a));
+  STRATA_ASSIGN_OR_RETURN(HardwareProfile hw, load_hardware(a.hardware));
+  Budgets budgets = default_budgets(hw);
+  STRATA_RETURN_IF_ERROR(override_budget("--gpu-mem", a.gpu_mem, &budgets.gpu));
+  STRATA_RETURN_IF_ERROR(override_budget("--cpu-mem", a.cpu_mem, &budgets.cpu));
+  STRATA_RETURN_IF_ERROR(override_budget("--disk-mem", a.disk_mem, &budgets.disk));
+  SearchOptions options;
+  STRATA_ASSIGN_OR_RETURN(options.weight_compression,
+                          compression_choices("--weights-compression", a.weights_compression));
+  STRATA_ASSIGN_OR_RETURN(options.kv_compression, compression_choices("--kv-compression", a.kv_compression));
+  if (a.attention == "cpu") options.attention = {Attention::kCpu};
+  else if (a.attention == "gpu") options.attention = {Attention::kGpu};
+  else if (a.attention != "auto")
+    return invalid_argument("--attention must be cpu, gpu or auto, not '" + a.attention + "'");
+  if (a.gpu_batch_size > 0) options.gpu_batch_sizes = {a.gpu_batch_size};
+  if (a.num_gpu_batches > 0) options.num_gpu_batches = {a.num_gpu_batches};
+
+  const auto start = std::chrono::steady_clock::now();
+  STRATA_ASSIGN_OR_RETURN(PlanResult r, plan_policy(spec, {a.prompt_len, a.gen_len, a.requests}, hw,
+                                                    budgets, options));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const std::string text = policy_to_json(r.policy).dump(2) + "\n";
+  if (a.json) std::fputs(text.c_str(), stdout);
+  else print_plan(r, hw, seconds, a.buffers);
+  if (!a.output.empty() && a.output != "-") {
+    std::ofstream out(a.output);
+    out << text;
+    out.close();
+    if (!out) return io_error("cannot write the policy to " + a.output, errno);
+    std::fprintf(a.json ? stderr : stdout, "wrote %s\n", a.output.c_str());
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+void register_plan(CLI::App& app, int* exit_code) {
+  auto* cmd = app.add_subcommand("plan", "Find the fastest placement policy for a model, workload and machine");
+  static PlanArgs a;
+  auto* m = cmd->add_option("--model", a.model_dir, "Hugging Face model directory (reads config.json)");
+  auto* s = cmd->add_option("--model-shape", a.shape, "named shape (models/shapes), e.g. opt-30b");
+  m->excludes(s);
+  cmd->add_option("--prompt-len", a.prompt_len, "prompt tokens per request")->required()->check(CLI::PositiveNumber);
+  cmd->add_option("--gen-len", a.gen_len, "generated tokens per request")->required()->check(CLI::PositiveNumber);
+  cmd->add_option("--requests", a.requests, "requests in the job (0: maximise tokens/s)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--hardware", a.hardware, "hardware profile JSON (strata profile) or catalogue name");
+  cmd->add_option("--gpu-mem", a.gpu_mem, "GPU memory budget, e.g. 14GiB (default: GPU memory - 1 GiB)");
+  cmd->add_option("--cpu-mem", a.cpu_mem, "pinned DRAM budget (default: DRAM - 10%)");
+  cmd->add_option("--disk-mem", a.disk_mem, "offload disk budget (default: 95% of the disk)");
+  cmd->add_option("--weights-compression", a.weights_compression, "none, int4 or auto (default none)");
+  cmd->add_option("--kv-compression", a.kv_compression, "none, int4 or auto (default none)");
+  cmd->add_option("--attention", a.attention, "where attention over off-GPU KV runs: cpu, gpu or auto");
+  cmd->add_option("--gpu-batch-size", a.gpu_batch_size, "fix the GPU batch size");
+  cmd->add_option("--num-gpu-batches", a.num_gpu_batches, "fix the number of GPU batches per block");
+  cmd->add_option("-o,--output", a.output, "where to write the policy (default policy.json; - for nowhere)");
+  cmd->add_flag("--json", a.json, "print the policy JSON instead of the summary");
+  cmd->add_flag("--buffers", a.buffers, "list every buffer the runtime will allocate");
+  cmd->callback([exit_code] { *exit_code = report("plan", run_plan(a)); });
+}
+
+}  // namespace strata::tools
