@@ -10,6 +10,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -66,6 +67,11 @@ class Backend {
 
   // Zero-filled tensor in backend memory; kOutOfMemory when it does not fit.
   virtual Result<Tensor> allocate(DType dtype, Shape shape) = 0;
+  // Like allocate() for a tensor the caller fully overwrites before reading (activations): the
+  // contents are unspecified, which spares a GPU backend one fill per op.
+  virtual Result<Tensor> allocate_uninitialized(DType dtype, Shape shape) {
+    return allocate(dtype, std::move(shape));
+  }
   // Backend copy of a host weight in the form the ops consume (may change dtype).
   virtual Result<Tensor> upload(const Tensor& host, WeightKind kind) = 0;
   // Host F32 copy of a backend tensor.

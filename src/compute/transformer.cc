@@ -81,7 +81,7 @@ Result<KvCache> Transformer::make_kv_cache(int32_t slots, int32_t max_len) {
 }
 
 Tensor Transformer::alloc(int64_t rows, int64_t cols) {
-  auto t = backend_.allocate(backend_.activation_dtype(), {rows, cols});
+  auto t = backend_.allocate_uninitialized(backend_.activation_dtype(), {rows, cols});
   STRATA_CHECK(t.is_ok(), t.status().to_string());
   return std::move(t).value();
 }

@@ -1,5 +1,6 @@
 #include "runtime/context.h"
 
+#include "cuda/cuda_backend.h"
 #include "cuda/device.h"
 
 namespace strata::runtime {
@@ -7,19 +8,33 @@ namespace strata::runtime {
 Context::Context(const ContextOptions& options) : logger(options.log_level), pool(options.threads) {}
 
 Result<std::unique_ptr<Context>> make_context(const ContextOptions& options) {
-  if (options.device != "cpu") {
-    if (options.device == "cuda" || options.device == "gpu") {
-      cuda::DeviceQuery q = cuda::query_devices();
-      return unsupported("--device " + options.device +
-                         ": the CUDA compute backend is not part of this build yet (" +
-                         (q.devices.empty() ? q.note : "found " + q.devices[0].name) +
-                         "); use --device cpu");
-    }
-    return invalid_argument("--device must be cpu or cuda (got '" + options.device + "')");
+  if (options.device == "cpu") {
+    auto ctx = std::make_unique<Context>(options);
+    ctx->backend = compute::make_cpu_backend(ctx->pool);
+    return ctx;
   }
-  auto ctx = std::make_unique<Context>(options);
-  ctx->backend = compute::make_cpu_backend(ctx->pool);
-  return ctx;
+  const std::string& dev = options.device;
+  if (dev == "cuda" || dev == "gpu" || dev.rfind("cuda:", 0) == 0) {
+    cuda::CudaBackendOptions copts;
+    copts.activation_dtype = options.gpu_activation_dtype;
+    if (dev.size() > 5) {
+      const std::string index = dev.substr(5);
+      if (index.empty() || index.find_first_not_of("0123456789") != std::string::npos ||
+          index.size() > 4)
+        return invalid_argument("--device " + dev + ": expected cuda:N with N a GPU index");
+      copts.device = std::stoi(index);
+    }
+    auto backend = cuda::make_cuda_backend(copts);
+    if (!backend.is_ok()) {
+      cuda::DeviceQuery q = cuda::query_devices();
+      return backend.status().with_context(
+          "--device " + dev + (q.devices.empty() ? " (" + q.note + ")" : ""));
+    }
+    auto ctx = std::make_unique<Context>(options);
+    ctx->backend = std::move(backend).value();
+    return ctx;
+  }
+  return invalid_argument("--device must be cpu, cuda or cuda:N (got '" + dev + "')");
 }
 
 }  // namespace strata::runtime

@@ -14,7 +14,8 @@
 namespace strata::runtime {
 
 struct ContextOptions {
-  std::string device = "cpu";   // "cpu" (the CUDA backend arrives with the GPU engine)
+  std::string device = "cpu";   // "cpu", or "cuda" / "cuda:N" (GPU N) for the CUDA backend
+  DType gpu_activation_dtype = DType::kF16;  // the CUDA backend's activations: F16 or BF16
   int threads = 0;              // CPU worker threads; 0 = all cores
   LogLevel log_level = LogLevel::kInfo;
 };

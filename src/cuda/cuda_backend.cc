@@ -1,0 +1,448 @@
+// The CUDA backend: device memory, uploads and downloads, the pinned staging ring, and the ops
+// other than attention (cuda_backend_attention.cc). Kernels live in the .cu files of this
+// directory; this file only validates arguments and enqueues them.
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "common/units.h"
+#include "cuda/cuda_backend_impl.h"
+#include "cuda/cuda_check.h"
+#include "cuda/elementwise.h"
+#include "cuda/gemv.h"
+#include "cuda/norm.h"
+#include "cuda/rope.h"
+#include "cuda/rows.h"
+
+namespace strata::cuda {
+namespace {
+
+constexpr size_t kRingBytes = size_t{8} << 20;  // initial staging ring; grows on demand
+constexpr size_t kStageAlign = 256;
+constexpr size_t kMaxStagedRanges = 16;
+constexpr size_t kMaxPinnedBlocks = 4;
+
+int64_t rows_of(const Tensor& t, int64_t cols) { return cols == 0 ? 0 : t.numel() / cols; }
+
+std::shared_ptr<void> host_pinned(size_t bytes) {
+  void* p = nullptr;
+  if (cudaHostAlloc(&p, bytes, cudaHostAllocDefault) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  return std::shared_ptr<void>(p, [](void* q) { cudaFreeHost(q); });
+}
+
+}  // namespace
+
+// Blocks above this size go straight back to the pool (weights, KV caches): caching them would
+// only hold memory that a differently sized allocation may need.
+constexpr size_t kMaxCachedBlock = size_t{256} << 20;
+constexpr size_t kMaxCachedBytes = size_t{4} << 30;
+
+void DeviceState::release(void* p, size_t bytes) {
+  if (bytes > kMaxCachedBlock || cached_bytes + bytes > kMaxCachedBytes) {
+    cudaFreeAsync(p, stream);
+    return;
+  }
+  free_blocks[bytes].push_back(p);
+  cached_bytes += bytes;
+}
+
+void* DeviceState::reuse(size_t bytes) {
+  auto it = free_blocks.find(bytes);
+  if (it == free_blocks.end() || it->second.empty()) return nullptr;
+  void* p = it->second.back();
+  it->second.pop_back();
+  cached_bytes -= bytes;
+  return p;
+}
+
+void DeviceState::drop_cache() {
+  for (auto& [bytes, blocks] : free_blocks)
+    for (void* p : blocks) cudaFreeAsync(p, stream);
+  free_blocks.clear();
+  cached_bytes = 0;
+}
+
+DeviceState::~DeviceState() {
+  if (stream != nullptr) {
+    drop_cache();
+    cudaStreamSynchronize(stream);
+    cudaStreamDestroy(stream);
+  }
+}
+
+CudaBackend* as_cuda(compute::Backend& backend) { return dynamic_cast<CudaBackend*>(&backend); }
+
+bool is_cuda_backend(const compute::Backend& backend) {
+  return dynamic_cast<const CudaBackend*>(&backend) != nullptr;
+}
+
+void synchronize(compute::Backend& backend) {
+  if (CudaBackend* b = as_cuda(backend)) b->synchronize();
+}
+
+Status fill_uniform(compute::Backend& backend, Tensor& t, uint64_t seed, float center,
+                    float half) {
+  CudaBackend* b = as_cuda(backend);
+  if (b == nullptr) return invalid_argument("fill_uniform: needs the CUDA backend");
+  if (t.memory() != MemoryKind::kGpu || t.dtype() == DType::kI32)
+    return invalid_argument("fill_uniform: needs an F32, F16 or BF16 device tensor");
+  launch_fill_uniform(t.dtype(), t.raw(), t.numel(), seed, center, half, b->stream());
+  return Status::ok();
+}
+
+Result<std::unique_ptr<compute::Backend>> make_cuda_backend(const CudaBackendOptions& options) {
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> b, CudaBackend::create(options));
+  return std::unique_ptr<compute::Backend>(std::move(b));
+}
+
+Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendOptions& options) {
+  if (options.activation_dtype != DType::kF16 && options.activation_dtype != DType::kBF16)
+    return invalid_argument("cuda backend: activations must be F16 or BF16, not " +
+                            std::string(dtype_name(options.activation_dtype)));
+  int count = 0;
+  if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess) {
+    cudaGetLastError();
+    return unsupported(std::string("cuda backend: no usable CUDA device (") +
+                       cudaGetErrorString(e) + "); use --device cpu");
+  }
+  if (options.device < 0 || options.device >= count)
+    return invalid_argument("cuda backend: device " + std::to_string(options.device) +
+                            " does not exist (" + std::to_string(count) + " found)");
+  STRATA_CUDA_CHECK(cudaSetDevice(options.device));
+  cudaDeviceProp prop{};
+  STRATA_CUDA_CHECK(cudaGetDeviceProperties(&prop, options.device));
+
+  std::unique_ptr<CudaBackend> b(new CudaBackend());
+  b->act_ = options.activation_dtype;
+  b->sm_count_ = prop.multiProcessorCount;
+  b->device_name_ = prop.name;
+  b->state_ = std::make_shared<DeviceState>();
+  b->state_->device = options.device;
+  STRATA_CUDA_CHECK(cudaStreamCreateWithFlags(&b->state_->stream, cudaStreamNonBlocking));
+  // Freed blocks stay in the stream-ordered pool for reuse instead of going back to the driver.
+  cudaMemPool_t pool = nullptr;
+  STRATA_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, options.device));
+  uint64_t threshold = std::numeric_limits<uint64_t>::max();
+  STRATA_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+  STRATA_RETURN_IF_ERROR(b->gemm_.init(b->state_->stream));
+
+  b->ring_bytes_ = kRingBytes;
+  b->ring_host_ = host_pinned(kRingBytes);
+  if (b->ring_host_ == nullptr || cudaMalloc(&b->ring_device_, kRingBytes) != cudaSuccess) {
+    cudaGetLastError();
+    b->ring_device_ = nullptr;
+    return out_of_memory("cuda backend: no room for the 8 MiB staging buffers");
+  }
+  return b;
+}
+
+CudaBackend::~CudaBackend() {
+  if (state_) cudaStreamSynchronize(state_->stream);
+  if (ring_device_ != nullptr) cudaFree(ring_device_);
+}
+
+void CudaBackend::synchronize() { STRATA_CUDA_CHECK(cudaStreamSynchronize(state_->stream)); }
+
+// --- memory ---------------------------------------------------------------------------------
+
+Result<Tensor> CudaBackend::allocate(DType dtype, Shape shape) {
+  return allocate_impl(dtype, std::move(shape), true);
+}
+
+Result<Tensor> CudaBackend::allocate_uninitialized(DType dtype, Shape shape) {
+  return allocate_impl(dtype, std::move(shape), false);
+}
+
+Result<Tensor> CudaBackend::allocate_impl(DType dtype, Shape shape, bool zero) {
+  uint64_t elems = 1;
+  for (int64_t d : shape) {
+    if (d < 0)
+      return invalid_argument("cuda backend: negative dimension in shape " + shape_string(shape));
+    if (d != 0 && elems > std::numeric_limits<uint64_t>::max() / 64 / static_cast<uint64_t>(d))
+      return out_of_memory("cuda backend: tensor of shape " + shape_string(shape) + " is too large");
+    elems *= static_cast<uint64_t>(d);
+  }
+  const size_t bytes = static_cast<size_t>(elems) * dtype_size(dtype);
+  const size_t rounded = std::max<size_t>(256, (bytes + 255) / 256 * 256);
+  cudaStream_t s = state_->stream;
+  void* p = state_->reuse(rounded);
+  if (p == nullptr && cudaMallocAsync(&p, rounded, s) != cudaSuccess) {
+    // Give cached blocks back to the driver and try once more before reporting.
+    cudaGetLastError();
+    state_->drop_cache();
+    STRATA_CUDA_CHECK(cudaStreamSynchronize(s));
+    cudaMemPool_t pool = nullptr;
+    STRATA_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, state_->device));
+    STRATA_CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
+    if (cudaMallocAsync(&p, rounded, s) != cudaSuccess) {
+      cudaGetLastError();
+      size_t free_b = 0, total_b = 0;
+      cudaMemGetInfo(&free_b, &total_b);
+      return out_of_memory("cuda backend: cannot allocate " + format_bytes(bytes) +
+                           " for a tensor of shape " + shape_string(shape) + " on " +
+                           device_name_ + " (" + format_bytes(free_b) + " free of " +
+                           format_bytes(total_b) +
+                           "); use a smaller batch or context, or a larger GPU");
+    }
+  }
+  if (zero) STRATA_CUDA_CHECK(cudaMemsetAsync(p, 0, rounded, s));
+  std::shared_ptr<DeviceState> state = state_;
+  std::shared_ptr<void> owner(p, [state, rounded](void* q) { state->release(q, rounded); });
+  return Tensor::wrap(p, dtype, std::move(shape), MemoryKind::kGpu, std::move(owner));
+}
+
+Tensor CudaBackend::scratch(DType dtype, Shape shape) {
+  auto t = allocate_impl(dtype, std::move(shape), false);
+  STRATA_CHECK(t.is_ok(), t.status().to_string());
+  return std::move(t).value();
+}
+
+Result<Tensor> CudaBackend::upload(const Tensor& host, compute::WeightKind kind) {
+  if (!host.defined() || host.memory() == MemoryKind::kGpu)
+    return invalid_argument("cuda backend: upload needs a host tensor");
+  if (host.dtype() == DType::kI32)
+    return invalid_argument("cuda backend: cannot upload an I32 tensor of shape " +
+                            shape_string(host.shape()) + " as a weight");
+  if (kind == compute::WeightKind::kLinear && host.rank() != 2)
+    return invalid_argument("cuda backend: a linear weight must be [out, in], got " +
+                            shape_string(host.shape()));
+  const DType want = kind == compute::WeightKind::kVector ? DType::kF32 : act_;
+  STRATA_ASSIGN_OR_RETURN(Tensor out, allocate(want, host.shape()));
+  cudaStream_t s = state_->stream;
+  if (host.dtype() == want) {
+    STRATA_CUDA_CHECK(cudaMemcpyAsync(out.raw(), host.raw(), host.bytes(), cudaMemcpyHostToDevice, s));
+  } else {
+    STRATA_ASSIGN_OR_RETURN(Tensor raw, allocate(host.dtype(), host.shape()));
+    STRATA_CUDA_CHECK(cudaMemcpyAsync(raw.raw(), host.raw(), host.bytes(), cudaMemcpyHostToDevice, s));
+    launch_convert(host.dtype(), raw.raw(), want, out.raw(), host.numel(), s);
+  }
+  // The host tensor may be freed as soon as we return: wait for the copy.
+  synchronize();
+  return out;
+}
+
+PinnedBlock& CudaBackend::pinned_block(size_t bytes) {
+  for (PinnedBlock& b : pinned_)
+    if (b.ptr.use_count() == 1 && b.bytes >= bytes) return b;
+  // Drop an unreferenced block that is too small, or grow the pool.
+  for (size_t i = 0; i < pinned_.size(); ++i) {
+    if (pinned_[i].ptr.use_count() == 1) {
+      pinned_.erase(pinned_.begin() + static_cast<std::ptrdiff_t>(i));
+      break;
+    }
+  }
+  PinnedBlock b;
+  b.bytes = std::max<size_t>(bytes, 1 << 20);
+  b.ptr = host_pinned(b.bytes);
+  STRATA_CHECK(b.ptr != nullptr, "cuda backend: cannot allocate " + format_bytes(b.bytes) +
+                                     " of pinned host memory for a download");
+  if (pinned_.size() >= kMaxPinnedBlocks) pinned_.erase(pinned_.begin());
+  pinned_.push_back(std::move(b));
+  return pinned_.back();
+}
+
+Tensor CudaBackend::to_host_f32(const Tensor& t) {
+  if (t.memory() != MemoryKind::kGpu) return to_f32(t);
+  cudaStream_t s = state_->stream;
+  Tensor f32 = t;
+  if (t.dtype() != DType::kF32) {
+    f32 = scratch(DType::kF32, t.shape());
+    launch_convert(t.dtype(), t.raw(), DType::kF32, f32.raw(), t.numel(), s);
+  }
+  const size_t bytes = f32.bytes();
+  PinnedBlock& block = pinned_block(bytes);
+  if (bytes > 0) STRATA_CUDA_CHECK(cudaMemcpyAsync(block.ptr.get(), f32.raw(), bytes,
+                                                   cudaMemcpyDeviceToHost, s));
+  synchronize();
+  reset_staging();
+  return Tensor::wrap(block.ptr.get(), DType::kF32, t.shape(), MemoryKind::kPinned, block.ptr);
+}
+
+// --- staging ----------------------------------------------------------------------------------
+
+void CudaBackend::reset_staging() {
+  ring_used_ = 0;
+  staged_.clear();
+}
+
+void CudaBackend::reserve_staging(size_t bytes) {
+  const size_t need = (bytes + kStageAlign - 1) / kStageAlign * kStageAlign;
+  if (ring_used_ + need <= ring_bytes_) return;
+  // Every earlier copy out of the ring must finish before its bytes are overwritten.
+  synchronize();
+  reset_staging();
+  if (need <= ring_bytes_) return;
+  const size_t grown = std::max(need, 2 * ring_bytes_);
+  std::shared_ptr<void> h = host_pinned(grown);
+  void* d = nullptr;
+  STRATA_CHECK(h != nullptr && cudaMalloc(&d, grown) == cudaSuccess,
+               "cuda backend: cannot grow the staging buffers to " + format_bytes(grown));
+  STRATA_CUDA_CHECK(cudaFree(ring_device_));
+  ring_host_ = std::move(h);
+  ring_device_ = d;
+  ring_bytes_ = grown;
+}
+
+const void* CudaBackend::stage(const void* data, size_t bytes) {
+  if (bytes == 0) return ring_device_;
+  char* host = static_cast<char*>(ring_host_.get());
+  for (const StagedRange& r : staged_)
+    if (r.bytes == bytes && std::memcmp(host + r.offset, data, bytes) == 0)
+      return static_cast<char*>(ring_device_) + r.offset;
+  const size_t need = (bytes + kStageAlign - 1) / kStageAlign * kStageAlign;
+  STRATA_CHECK(ring_used_ + need <= ring_bytes_, "cuda backend: staging used without a reservation");
+  const size_t off = ring_used_;
+  ring_used_ += need;
+  std::memcpy(host + off, data, bytes);
+  char* dev = static_cast<char*>(ring_device_) + off;
+  STRATA_CUDA_CHECK(cudaMemcpyAsync(dev, host + off, bytes, cudaMemcpyHostToDevice, state_->stream));
+  if (staged_.size() >= kMaxStagedRanges) staged_.erase(staged_.begin());
+  staged_.push_back({off, bytes});
+  return dev;
+}
+
+// --- ops --------------------------------------------------------------------------------------
+
+void CudaBackend::check_act(const Tensor& t, const char* op, const char* what) const {
+  STRATA_CHECK(t.defined() && t.memory() == MemoryKind::kGpu && t.dtype() == act_,
+               std::string(op) + ": " + what + " must be a " + std::string(dtype_name(act_)) +
+                   " tensor of the cuda backend");
+}
+
+static void check_f32_vector(const Tensor* t, int64_t n, const char* op, const char* what) {
+  if (t == nullptr) return;
+  STRATA_CHECK(t->memory() == MemoryKind::kGpu && t->dtype() == DType::kF32 && t->numel() == n,
+               std::string(op) + ": " + what + " must be an F32 device vector of " +
+                   std::to_string(n) + " (from upload())");
+}
+
+void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
+  check_act(x, "linear", "x");
+  check_act(y, "linear", "y");
+  STRATA_CHECK(w.defined() && w.rank() == 2 && w.dtype() == act_ && w.memory() == MemoryKind::kGpu,
+               "linear: w must be a [N, K] weight from upload()");
+  const int64_t n = w.dim(0), k = w.dim(1), m = rows_of(x, k);
+  STRATA_CHECK(x.rank() >= 1 && x.dim(-1) == k, "linear: x " + shape_string(x.shape()) +
+                                                    " does not match w " + shape_string(w.shape()));
+  STRATA_CHECK(y.rank() >= 1 && y.dim(-1) == n && y.numel() == m * n,
+               "linear: y " + shape_string(y.shape()) + " is not [" + std::to_string(m) + ", " +
+                   std::to_string(n) + "]");
+  STRATA_CHECK(x.raw() != y.raw(), "linear: y must not alias x");
+  check_f32_vector(bias, n, "linear", "bias");
+  if (m == 0) return;
+  if (gemv_supported(m, k, x.raw(), w.raw())) {  // decode-sized: stream w once, bias fused
+    launch_gemv(act_, x.raw(), w.raw(), bias ? bias->data<float>() : nullptr, y.raw(), m, n, k,
+                stream());
+    return;
+  }
+  gemm_.run(act_, x.raw(), w.raw(), y.raw(), m, n, k);
+  if (bias != nullptr) launch_add_bias(act_, y.raw(), bias->data<float>(), m, n, stream());
+}
+
+void CudaBackend::layer_norm(const Tensor& x, const Tensor* gamma, const Tensor* beta, float eps,
+                             Tensor& y) {
+  check_act(x, "layer_norm", "x");
+  check_act(y, "layer_norm", "y");
+  const int64_t c = x.dim(-1);
+  STRATA_CHECK(y.numel() == x.numel() && y.dim(-1) == c,
+               "layer_norm: y " + shape_string(y.shape()) + " for x " + shape_string(x.shape()));
+  check_f32_vector(gamma, c, "layer_norm", "gamma");
+  check_f32_vector(beta, c, "layer_norm", "beta");
+  launch_layer_norm(act_, x.raw(), gamma ? gamma->data<float>() : nullptr,
+                    beta ? beta->data<float>() : nullptr, eps, y.raw(), rows_of(x, c), c, stream());
+}
+
+void CudaBackend::rms_norm(const Tensor& x, const Tensor& gamma, float eps, Tensor& y) {
+  check_act(x, "rms_norm", "x");
+  check_act(y, "rms_norm", "y");
+  const int64_t c = x.dim(-1);
+  STRATA_CHECK(y.numel() == x.numel() && y.dim(-1) == c,
+               "rms_norm: y " + shape_string(y.shape()) + " for x " + shape_string(x.shape()));
+  check_f32_vector(&gamma, c, "rms_norm", "gamma");
+  launch_rms_norm(act_, x.raw(), gamma.data<float>(), eps, y.raw(), rows_of(x, c), c, stream());
+}
+
+void CudaBackend::add(const Tensor& a, const Tensor& b, Tensor& y) {
+  check_act(a, "add", "a");
+  check_act(b, "add", "b");
+  check_act(y, "add", "y");
+  STRATA_CHECK(a.numel() == b.numel() && a.numel() == y.numel(),
+               "add: shapes " + shape_string(a.shape()) + ", " + shape_string(b.shape()) + " -> " +
+                   shape_string(y.shape()));
+  launch_add(act_, a.raw(), b.raw(), y.raw(), a.numel(), stream());
+}
+
+void CudaBackend::relu(Tensor& x) {
+  check_act(x, "relu", "x");
+  launch_relu(act_, x.raw(), x.numel(), stream());
+}
+
+void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor& y) {
+  check_act(gate, "silu_mul", "gate");
+  check_act(up, "silu_mul", "up");
+  check_act(y, "silu_mul", "y");
+  STRATA_CHECK(gate.numel() == up.numel() && gate.numel() == y.numel(),
+               "silu_mul: shapes " + shape_string(gate.shape()) + ", " + shape_string(up.shape()) +
+                   " -> " + shape_string(y.shape()));
+  launch_silu_mul(act_, gate.raw(), up.raw(), y.raw(), gate.numel(), stream());
+}
+
+void CudaBackend::embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& y) {
+  check_act(table, "embedding", "table");
+  check_act(y, "embedding", "y");
+  STRATA_CHECK(table.rank() == 2,
+               "embedding: table must be [vocab, C], got " + shape_string(table.shape()));
+  const int64_t vocab = table.dim(0), c = table.dim(1), n = static_cast<int64_t>(ids.size());
+  STRATA_CHECK(y.numel() == n * c && (n == 0 || y.dim(-1) == c),
+               "embedding: y " + shape_string(y.shape()) + " for " + std::to_string(n) +
+                   " ids of width " + std::to_string(c));
+  for (int64_t i = 0; i < n; ++i) {
+    STRATA_CHECK(ids[i] >= 0 && ids[i] < vocab, "embedding: id " + std::to_string(ids[i]) + " at " +
+                                                    std::to_string(i) + " outside [0, " +
+                                                    std::to_string(vocab) + ")");
+  }
+  if (n == 0) return;
+  reserve_staging(ids.size_bytes() + kStageAlign);
+  launch_gather_rows(act_, table.raw(), stage(ids), n, c, y.raw(), stream());
+}
+
+void CudaBackend::gather_rows(const Tensor& x, std::span<const int32_t> rows, Tensor& y) {
+  check_act(x, "gather_rows", "x");
+  check_act(y, "gather_rows", "y");
+  STRATA_CHECK(x.rank() >= 1, "gather_rows: x must have rows");
+  const int64_t nx = x.dim(0), c = nx == 0 ? 0 : x.numel() / nx,
+                n = static_cast<int64_t>(rows.size());
+  STRATA_CHECK(y.numel() == n * c, "gather_rows: y " + shape_string(y.shape()) + " for " +
+                                       std::to_string(n) + " rows of " + shape_string(x.shape()));
+  for (int64_t i = 0; i < n; ++i) {
+    STRATA_CHECK(rows[i] >= 0 && rows[i] < nx, "gather_rows: row " + std::to_string(rows[i]) +
+                                                   " outside [0, " + std::to_string(nx) + ")");
+  }
+  STRATA_CHECK(x.raw() != y.raw() || n == 0, "gather_rows: y must not overlap x");
+  if (n == 0) return;
+  reserve_staging(rows.size_bytes() + kStageAlign);
+  launch_gather_rows(act_, x.raw(), stage(rows), n, c, y.raw(), stream());
+}
+
+void CudaBackend::rope(Tensor& x, std::span<const int32_t> positions,
+                       const compute::RopeTable& table) {
+  check_act(x, "rope", "x");
+  STRATA_CHECK(x.rank() == 3, "rope: x must be [T, heads, head_dim], got " + shape_string(x.shape()));
+  const int64_t t_count = x.dim(0), heads = x.dim(1), d = x.dim(2);
+  STRATA_CHECK(d == table.head_dim && static_cast<int64_t>(table.inv_freq.size()) == d / 2,
+               "rope: table is for head_dim " + std::to_string(table.head_dim) + ", x has " +
+                   std::to_string(d));
+  STRATA_CHECK(static_cast<int64_t>(positions.size()) == t_count,
+               "rope: " + std::to_string(positions.size()) + " positions for " +
+                   std::to_string(t_count) + " tokens");
+  if (t_count == 0) return;
+  reserve_staging(positions.size_bytes() + table.inv_freq.size() * sizeof(float) + 2 * kStageAlign);
+  const float* inv_freq = stage(std::span<const float>(table.inv_freq));
+  launch_rope(act_, x.raw(), stage(positions), inv_freq, t_count, heads, d, stream());
+}
+
+}  // namespace strata::cuda

@@ -1,0 +1,36 @@
+// The CUDA compute backend: compute::Backend on one GPU, with F16 (default) or BF16 activations,
+// weights and KV cache (norm scales and biases stay F32). Ops are enqueued on one stream and
+// return at once; to_host_f32() waits. Tensors it made may outlive it. Not thread safe. No CUDA
+// header here: in a build without CUDA make_cuda_backend() says so.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "common/status.h"
+#include "common/tensor.h"
+#include "compute/backend.h"
+
+namespace strata::cuda {
+
+struct CudaBackendOptions {
+  int device = 0;                        // CUDA device index
+  DType activation_dtype = DType::kF16;  // F16 or BF16
+};
+
+// The backend, or why it cannot be made (no CUDA in this build, no such device, bad dtype).
+Result<std::unique_ptr<compute::Backend>> make_cuda_backend(const CudaBackendOptions& options);
+
+// True when `backend` was made by make_cuda_backend().
+bool is_cuda_backend(const compute::Backend& backend);
+
+// Waits until every op enqueued on a CUDA backend has finished (a no-op for other backends).
+void synchronize(compute::Backend& backend);
+
+// Fills a device tensor of `backend` with uniform values in [center - half, center + half), a
+// pure function of (seed, element index); for synthetic benchmark weights made on the GPU.
+Status fill_uniform(compute::Backend& backend, Tensor& t, uint64_t seed, float center, float half);
+
+}  // namespace strata::cuda

@@ -1,0 +1,130 @@
+// CudaBackend::attention: validates the ragged batch, stages its description (sequence spans,
+// the sequence of every row, the prefill tiles) and picks a kernel: the tensor-core prefill
+// kernel when some sequence brings more than a few new tokens, else the decode kernel.
+#include <algorithm>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "cuda/attention.h"
+#include "cuda/cuda_backend_impl.h"
+#include "cuda/cuda_check.h"
+
+namespace strata::cuda {
+
+static_assert(sizeof(SeqDesc) == sizeof(compute::SeqSpan), "SeqDesc mirrors compute::SeqSpan");
+
+namespace {
+// Up to this many new tokens per sequence, the decode kernel (one block per row) is used.
+constexpr int32_t kDecodeMaxTokens = 4;
+}  // namespace
+
+void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                            compute::LayerKvCache& cache, std::span<const compute::SeqSpan> seqs,
+                            const compute::AttentionParams& params, Tensor& out) {
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&q, &k, &v, &cache.k, &cache.v, &out})
+    check_act(*t, "attention", "q, k, v, the cache and out");
+  STRATA_CHECK(q.rank() == 3 && k.rank() == 3 && v.rank() == 3,
+               "attention: q, k, v must be [T, heads, head_dim]");
+  STRATA_CHECK(cache.k.rank() == 4 && cache.k.shape() == cache.v.shape(),
+               "attention: cache k/v must both be [slots, max_len, kv_heads, head_dim], got " +
+                   shape_string(cache.k.shape()) + " and " + shape_string(cache.v.shape()));
+  const int64_t t_count = q.dim(0), hq = q.dim(1), d = q.dim(2), hkv = k.dim(1);
+  const int64_t slots = cache.k.dim(0), max_len = cache.k.dim(1);
+  STRATA_CHECK(k.shape() == v.shape() && k.dim(0) == t_count && k.dim(2) == d,
+               "attention: k " + shape_string(k.shape()) + " / v " + shape_string(v.shape()) +
+                   " do not match q " + shape_string(q.shape()));
+  STRATA_CHECK(hkv > 0 && hq % hkv == 0, "attention: " + std::to_string(hq) +
+                                             " query heads are not a multiple of " +
+                                             std::to_string(hkv) + " kv heads");
+  STRATA_CHECK(cache.k.dim(2) == hkv && cache.k.dim(3) == d,
+               "attention: cache " + shape_string(cache.k.shape()) + " does not match k " +
+                   shape_string(k.shape()));
+  STRATA_CHECK(out.shape() == q.shape(),
+               "attention: out " + shape_string(out.shape()) + " for q " + shape_string(q.shape()));
+  STRATA_CHECK(!params.sliding_window || *params.sliding_window > 0,
+               "attention: sliding window must be positive");
+  STRATA_CHECK(d % 8 == 0 && d <= 256,
+               "attention: the cuda backend needs head_dim a multiple of 8 up to 256, got " +
+                   std::to_string(d));
+
+  // Row -> sequence, prefill tiles, and the longest context.
+  std::vector<int32_t> token_seq(static_cast<size_t>(t_count), -1);
+  std::vector<int32_t> tiles;
+  int32_t max_new = 0;
+  int64_t max_context = 0;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    const compute::SeqSpan& sp = seqs[s];
+    // Built only when a check fails (a lambda: this loop runs for every sequence of every layer).
+    auto which = [s] { return "attention: sequence " + std::to_string(s) + " "; };
+    STRATA_CHECK(
+        sp.slot >= 0 && sp.slot < slots,
+        which() + "slot " + std::to_string(sp.slot) + " outside [0, " + std::to_string(slots) + ")");
+    STRATA_CHECK(
+        sp.past_len >= 0 && sp.num_tokens >= 0 && int64_t{sp.past_len} + sp.num_tokens <= max_len,
+        which() + "past_len " + std::to_string(sp.past_len) + " + num_tokens " +
+            std::to_string(sp.num_tokens) + " exceeds the cache length " + std::to_string(max_len));
+    STRATA_CHECK(sp.offset >= 0 && int64_t{sp.offset} + sp.num_tokens <= t_count,
+                 which() + "rows [" + std::to_string(sp.offset) + ", " +
+                     std::to_string(sp.offset + sp.num_tokens) +
+                     ") outside T = " + std::to_string(t_count));
+    for (int32_t i = 0; i < sp.num_tokens; ++i) {
+      int32_t& owner = token_seq[static_cast<size_t>(sp.offset + i)];
+      STRATA_CHECK(owner < 0, which() + "overlaps another sequence at row " +
+                                  std::to_string(sp.offset + i));
+      owner = static_cast<int32_t>(s);
+    }
+    for (int32_t r = 0; r < sp.num_tokens; r += kPrefillTileRows) {
+      tiles.push_back(static_cast<int32_t>(s));
+      tiles.push_back(r);
+    }
+    max_new = std::max(max_new, sp.num_tokens);
+    max_context = std::max<int64_t>(max_context, int64_t{sp.past_len} + sp.num_tokens);
+  }
+  for (int64_t t = 0; t < t_count; ++t)
+    STRATA_CHECK(token_seq[static_cast<size_t>(t)] >= 0,
+                 "attention: row " + std::to_string(t) + " belongs to no sequence");
+  if (t_count == 0) return;
+
+  const size_t seq_bytes = seqs.size_bytes();
+  reserve_staging(seq_bytes + token_seq.size() * 4 + tiles.size() * 4 + 3 * 256);
+  const SeqDesc* dev_seqs = static_cast<const SeqDesc*>(stage(seqs.data(), seq_bytes));
+  const int32_t* dev_token_seq = stage(std::span<const int32_t>(token_seq));
+
+  cudaStream_t s = stream();
+  launch_kv_write(act_, k.raw(), v.raw(), cache.k.raw(), cache.v.raw(), dev_seqs, dev_token_seq,
+                  t_count, hkv, d, max_len, s);
+
+  AttentionArgs a;
+  a.dtype = act_;
+  a.q = q.raw();
+  a.out = out.raw();
+  a.k_cache = cache.k.raw();
+  a.v_cache = cache.v.raw();
+  a.seqs = dev_seqs;
+  a.token_seq = dev_token_seq;
+  a.tokens = t_count;
+  a.hq = hq;
+  a.hkv = hkv;
+  a.head_dim = d;
+  a.max_len = max_len;
+  a.scale = params.scale;
+  a.window = params.sliding_window.value_or(0);
+
+  const bool decode_ok = decode_supported(hq, hkv, d);
+  const bool use_prefill = prefill_supported(d) && (max_new > kDecodeMaxTokens || !decode_ok);
+  if (use_prefill) {
+    const int32_t* dev_tiles = stage(std::span<const int32_t>(tiles));
+    launch_attention_prefill(a, dev_tiles, static_cast<int64_t>(tiles.size() / 2), s);
+    return;
+  }
+  STRATA_CHECK(decode_ok, "attention: no cuda kernel for " + std::to_string(hq) + " query heads over " +
+                              std::to_string(hkv) + " kv heads of head_dim " + std::to_string(d));
+  const int64_t context = a.window > 0 ? std::min(max_context, a.window) : max_context;
+  const int splits = decode_splits(t_count, hkv, context, sm_count_);
+  Tensor workspace;
+  if (splits > 1) workspace = scratch(DType::kF32, {decode_workspace_floats(t_count, hq, d, splits)});
+  launch_attention_decode(a, splits, workspace.defined() ? workspace.data<float>() : nullptr, s);
+}
+
+}  // namespace strata::cuda

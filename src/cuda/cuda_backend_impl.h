@@ -1,0 +1,119 @@
+// CudaBackend: the class behind make_cuda_backend(). It owns one CUDA stream (every op is
+// enqueued there), the cuBLAS state, a pinned staging ring through which the host spans the
+// transformer passes (token ids, positions, rows, sequence spans) reach the device, and a small
+// pool of pinned buffers that to_host_f32() returns logits in. Not thread safe. Internal to
+// src/cuda/ (it includes CUDA headers).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "compute/backend.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/gemm.h"
+
+namespace strata::cuda {
+
+// What device allocations need after the backend is gone: the stream they are freed on, and a
+// cache of freed blocks by size. Every op runs on the one stream, so a block freed by one op can
+// be handed to the next allocation at once (stream order protects it): decode steps allocate the
+// same activation sizes every layer and step, and this keeps cudaMallocAsync/cudaFreeAsync out of
+// the per-op cost. Used from the thread that issues ops.
+struct DeviceState {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  std::unordered_map<size_t, std::vector<void*>> free_blocks;  // by size in bytes
+  size_t cached_bytes = 0;
+
+  void release(void* p, size_t bytes);
+  void* reuse(size_t bytes);
+  void drop_cache();  // hands every cached block back to the pool
+  ~DeviceState();
+};
+
+// Host memory allocated with cudaHostAlloc, freed with cudaFreeHost.
+struct PinnedBlock {
+  std::shared_ptr<void> ptr;
+  size_t bytes = 0;
+};
+
+class CudaBackend final : public compute::Backend {
+ public:
+  static Result<std::unique_ptr<CudaBackend>> create(const CudaBackendOptions& options);
+  ~CudaBackend() override;
+
+  std::string name() const override { return "cuda"; }
+  MemoryKind memory_kind() const override { return MemoryKind::kGpu; }
+  DType activation_dtype() const override { return act_; }
+
+  Result<Tensor> allocate(DType dtype, Shape shape) override;
+  Result<Tensor> allocate_uninitialized(DType dtype, Shape shape) override;
+  Result<Tensor> upload(const Tensor& host, compute::WeightKind kind) override;
+  Tensor to_host_f32(const Tensor& t) override;
+
+  void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override;
+  void layer_norm(const Tensor& x, const Tensor* gamma, const Tensor* beta, float eps,
+                  Tensor& y) override;
+  void rms_norm(const Tensor& x, const Tensor& gamma, float eps, Tensor& y) override;
+  void add(const Tensor& a, const Tensor& b, Tensor& y) override;
+  void relu(Tensor& x) override;
+  void silu_mul(const Tensor& gate, const Tensor& up, Tensor& y) override;
+  void embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& y) override;
+  void gather_rows(const Tensor& x, std::span<const int32_t> rows, Tensor& y) override;
+  void rope(Tensor& x, std::span<const int32_t> positions,
+            const compute::RopeTable& table) override;
+  // Defined in cuda_backend_attention.cc.
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, compute::LayerKvCache& cache,
+                 std::span<const compute::SeqSpan> seqs, const compute::AttentionParams& params,
+                 Tensor& out) override;
+
+  void synchronize();
+  cudaStream_t stream() const { return state_->stream; }
+
+ private:
+  CudaBackend() = default;
+
+  // Device copy of `bytes` host bytes through the pinned ring (enqueued on the stream), within
+  // the last reserve_staging(). Repeated uploads of the same bytes since the ring was last reset
+  // return the same device pointer.
+  const void* stage(const void* data, size_t bytes);
+  template <typename T>
+  const T* stage(std::span<const T> s) {
+    return static_cast<const T*>(stage(s.data(), s.size_bytes()));
+  }
+  // Makes room for `bytes` (all the stage() calls of one op, each rounded up to 256 bytes) so
+  // that none of them recycles the ring while the op's other arguments still wait in it.
+  void reserve_staging(size_t bytes);
+  void reset_staging();  // after a synchronize: the whole ring is free again
+  // A pinned buffer of at least `bytes` that nothing outside the backend references.
+  PinnedBlock& pinned_block(size_t bytes);
+  Result<Tensor> allocate_impl(DType dtype, Shape shape, bool zero);
+  // Device scratch of `bytes`, freed (stream-ordered) when the returned tensor goes.
+  Tensor scratch(DType dtype, Shape shape);
+  void check_act(const Tensor& t, const char* op, const char* what) const;
+
+  DType act_ = DType::kF16;
+  std::shared_ptr<DeviceState> state_;
+  int sm_count_ = 0;
+  std::string device_name_;
+  Gemm gemm_;
+
+  struct StagedRange {
+    size_t offset = 0, bytes = 0;
+  };
+  std::shared_ptr<void> ring_host_;  // pinned
+  void* ring_device_ = nullptr;
+  size_t ring_bytes_ = 0, ring_used_ = 0;
+  std::vector<StagedRange> staged_;  // recent uploads, for reuse
+  std::vector<PinnedBlock> pinned_;  // to_host_f32 outputs
+};
+
+// The CudaBackend behind `backend`, or null.
+CudaBackend* as_cuda(compute::Backend& backend);
+
+}  // namespace strata::cuda

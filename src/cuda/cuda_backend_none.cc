@@ -1,0 +1,19 @@
+// make_cuda_backend() in a build without CUDA: it says so, and the rest of strata links the same.
+#include "cuda/cuda_backend.h"
+
+namespace strata::cuda {
+
+Result<std::unique_ptr<compute::Backend>> make_cuda_backend(const CudaBackendOptions&) {
+  return unsupported(
+      "strata was built without CUDA (no nvcc found, or STRATA_CUDA=OFF); use --device cpu");
+}
+
+bool is_cuda_backend(const compute::Backend&) { return false; }
+
+void synchronize(compute::Backend&) {}
+
+Status fill_uniform(compute::Backend&, Tensor&, uint64_t, float, float) {
+  return unsupported("fill_uniform: strata was built without CUDA");
+}
+
+}  // namespace strata::cuda

@@ -1,0 +1,39 @@
+// Row gather: one block per output row, 16-byte copies when the row allows.
+#include "cuda/cuda_check.h"
+#include "cuda/element.cuh"
+#include "cuda/rows.h"
+
+namespace strata::cuda {
+namespace {
+
+template <typename V>
+__global__ void gather_kernel(const V* x, const int32_t* index, int64_t cols, V* y) {
+  const V* src = x + int64_t{index[blockIdx.x]} * cols;
+  V* dst = y + int64_t{blockIdx.x} * cols;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) dst[i] = src[i];
+}
+
+}  // namespace
+
+void launch_gather_rows(DType dt, const void* x, const int32_t* index, int64_t n, int64_t cols,
+                        void* y, cudaStream_t stream) {
+  if (n == 0 || cols == 0) return;
+  STRATA_CHECK(n <= 0x7fffffff, "gather_rows: too many rows");
+  const int64_t row_bytes = cols * static_cast<int64_t>(dtype_size(dt));
+  const bool vec = row_bytes % 16 == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0 &&
+                   (reinterpret_cast<uintptr_t>(y) & 15) == 0;
+  const unsigned blocks = static_cast<unsigned>(n);
+  if (vec) {
+    gather_kernel<<<blocks, 128, 0, stream>>>(static_cast<const uint4*>(x), index, row_bytes / 16,
+                                              static_cast<uint4*>(y));
+  } else if (row_bytes % 2 == 0) {
+    gather_kernel<<<blocks, 128, 0, stream>>>(static_cast<const uint16_t*>(x), index,
+                                              row_bytes / 2, static_cast<uint16_t*>(y));
+  } else {
+    gather_kernel<<<blocks, 128, 0, stream>>>(static_cast<const uint8_t*>(x), index, row_bytes,
+                                              static_cast<uint8_t*>(y));
+  }
+  STRATA_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace strata::cuda

@@ -1,0 +1,17 @@
+// Row gathers of the CUDA backend: y[i, :] = x[index[i], :] for embeddings (index = token ids)
+// and for picking logit rows. x, y and index are device memory; rows of `cols` elements of dtype
+// dt. Enqueued on `stream`. Internal to src/cuda/.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "common/dtype.h"
+
+namespace strata::cuda {
+
+void launch_gather_rows(DType dt, const void* x, const int32_t* index, int64_t n, int64_t cols,
+                        void* y, cudaStream_t stream);
+
+}  // namespace strata::cuda
