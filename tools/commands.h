@@ -11,6 +11,13 @@ namespace strata::tools {
 void register_info(CLI::App& app, int* exit_code);
 void register_complete(CLI::App& app, int* exit_code);
 void register_devices(CLI::App& app, int* exit_code);
+void register_convert(CLI::App& app, int* exit_code);
+void register_bench(CLI::App& app, int* exit_code);
+void register_generate(CLI::App& app, int* exit_code);
+void register_tokenize(CLI::App& app, int* exit_code);
+void register_plan(CLI::App& app, int* exit_code);
+void register_profile(CLI::App& app, int* exit_code);
+void register_capacity(CLI::App& app, int* exit_code);
 
 // Prints "strata <command>: <status>" to stderr and returns the exit code for it (0 when ok).
 int report(const char* command, const Status& status);

@@ -26,6 +26,13 @@ int main(int argc, char** argv) {
   strata::tools::register_info(app, &exit_code);
   strata::tools::register_complete(app, &exit_code);
   strata::tools::register_devices(app, &exit_code);
+  strata::tools::register_convert(app, &exit_code);
+  strata::tools::register_bench(app, &exit_code);
+  strata::tools::register_generate(app, &exit_code);
+  strata::tools::register_tokenize(app, &exit_code);
+  strata::tools::register_plan(app, &exit_code);
+  strata::tools::register_profile(app, &exit_code);
+  strata::tools::register_capacity(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
