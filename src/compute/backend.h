@@ -114,6 +114,11 @@ struct CpuBackendOptions {
   // false: BF16 linear weights are widened to F32 at upload, as on a CPU where oneDNN has no
   // bf16 matmul (the backend detects that case by itself; this forces it, for tests and benches).
   bool allow_bf16_matmul = true;
+  // true: keys and values pass through int4-g64 (compute/int4.h, groups of 64 along head_dim) as
+  // they enter the KV cache, so attention reads exactly what an int4 KV cache would hold. The
+  // cache itself stays F32; this measures the quality cost of int4 KV, not its memory saving.
+  // head_dim must be a multiple of 64.
+  bool int4_kv = false;
 };
 std::unique_ptr<Backend> make_cpu_backend(ThreadPool& pool, const CpuBackendOptions& options);
 

@@ -12,6 +12,7 @@
 
 #include "common/check.h"
 #include "compute/cpu_backend.h"
+#include "compute/int4.h"
 
 namespace strata::compute {
 namespace {
@@ -36,6 +37,18 @@ struct TokenRef {
 };
 
 }  // namespace
+
+void CpuBackend::int4_roundtrip_rows(float* rows, int64_t count, int64_t head_dim) {
+  if (count == 0) return;
+  Tensor t = Tensor::wrap(rows, DType::kF32, {count, head_dim}, MemoryKind::kHost, nullptr);
+  std::vector<std::byte> blob(int4_blob_bytes(count, head_dim));
+  Status st = quantise_int4(t, blob);
+  STRATA_CHECK(st.is_ok(), "int4 KV: " + st.to_string());
+  auto view = int4_view(blob, t.shape());
+  STRATA_CHECK(view.is_ok(), view.status().to_string());
+  Tensor back = dequantise_int4(*view);
+  std::memcpy(rows, back.raw(), t.bytes());
+}
 
 void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, LayerKvCache& cache,
                            std::span<const SeqSpan> seqs, const AttentionParams& params,
@@ -93,6 +106,10 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, La
     const size_t bytes = static_cast<size_t>(sp.num_tokens * row) * sizeof(float);
     std::memcpy(ck + dst, k.data<float>() + int64_t{sp.offset} * row, bytes);
     std::memcpy(cv + dst, v.data<float>() + int64_t{sp.offset} * row, bytes);
+    if (int4_kv_) {
+      int4_roundtrip_rows(ck + dst, sp.num_tokens * hkv, d);
+      int4_roundtrip_rows(cv + dst, sp.num_tokens * hkv, d);
+    }
     for (int32_t i = 0; i < sp.num_tokens; ++i) tokens.push_back({static_cast<int32_t>(s), i});
     max_context = std::max<int64_t>(max_context, int64_t{sp.past_len} + sp.num_tokens);
   }

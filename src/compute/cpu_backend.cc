@@ -58,7 +58,7 @@ std::unique_ptr<Backend> make_cpu_backend(ThreadPool& pool, const CpuBackendOpti
 }
 
 CpuBackend::CpuBackend(ThreadPool& pool, const CpuBackendOptions& options)
-    : pool_(pool), matmul_(options.allow_bf16_matmul) {}
+    : pool_(pool), matmul_(options.allow_bf16_matmul), int4_kv_(options.int4_kv) {}
 
 void CpuBackend::parallel_for(int64_t n, int64_t work_per_item,
                               const std::function<void(int64_t, int64_t)>& fn) {

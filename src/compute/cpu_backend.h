@@ -50,8 +50,12 @@ class CpuBackend final : public Backend {
   // dst = src converted to dst's dtype (the same dtype, or F32), element for element.
   void copy_as(const Tensor& src, Tensor& dst);
 
+  // Replaces rows [T', head_dim] of the cache by dequantise(quantise(rows)) (CpuBackendOptions::int4_kv).
+  void int4_roundtrip_rows(float* rows, int64_t count, int64_t head_dim);
+
   ThreadPool& pool_;
   CpuMatmul matmul_;
+  bool int4_kv_;
   std::vector<uint16_t> x_bf16_;  // linear(): x converted to bf16 for BF16 weights, grown on demand
 };
 

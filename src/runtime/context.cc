@@ -10,11 +10,16 @@ Context::Context(const ContextOptions& options) : logger(options.log_level), poo
 Result<std::unique_ptr<Context>> make_context(const ContextOptions& options) {
   if (options.device == "cpu") {
     auto ctx = std::make_unique<Context>(options);
-    ctx->backend = compute::make_cpu_backend(ctx->pool);
+    compute::CpuBackendOptions cpu;
+    cpu.int4_kv = options.int4_kv;
+    cpu.allow_bf16_matmul = options.cpu_bf16_matmul;
+    ctx->backend = compute::make_cpu_backend(ctx->pool, cpu);
     return ctx;
   }
   const std::string& dev = options.device;
   if (dev == "cuda" || dev == "gpu" || dev.rfind("cuda:", 0) == 0) {
+    if (options.int4_kv)
+      return unsupported("--device " + dev + ": an int4 KV cache runs on the CPU backend only so far; use --device cpu");
     cuda::CudaBackendOptions copts;
     copts.activation_dtype = options.gpu_activation_dtype;
     if (dev.size() > 5) {

@@ -17,6 +17,8 @@ struct ContextOptions {
   std::string device = "cpu";   // "cpu", or "cuda" / "cuda:N" (GPU N) for the CUDA backend
   DType gpu_activation_dtype = DType::kF16;  // the CUDA backend's activations: F16 or BF16
   int threads = 0;              // CPU worker threads; 0 = all cores
+  bool int4_kv = false;         // KV cache through int4-g64 (CPU backend; see CpuBackendOptions)
+  bool cpu_bf16_matmul = true;  // false: the CPU backend widens BF16 weights and computes in F32
   LogLevel log_level = LogLevel::kInfo;
 };
 
