@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <cstdio>
 #include <sstream>
 #include <string>
@@ -18,6 +19,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/device.h"
 #include "cuda/device_weights.h"
+#include "cuda/int4_weights.h"
 #include "cuda/roofline.h"
 #include "model/shapes.h"
 #include "model/weight_names.h"
@@ -33,6 +35,8 @@ struct Options {
   int reps = 10;
   int prefill_batch = 16, prefill_len = 512;
   bool throughput = false;
+  std::vector<int> int4_batches = {1, 16};
+  bool no_fuse = false;
   int gen_batch = 64, gen_in = 512, gen_out = 32;
   std::string commit = "unknown";
   std::string dtype = "f16";
@@ -101,9 +105,10 @@ class Bench {
         return 1;
       }
     }
-    std::printf("\ndevice: %s, commit %s, activations %s, %d timed repetitions after warm-up "
+    std::printf("\ndevice: %s, commit %s, activations %s%s, %d timed repetitions after warm-up "
                 "(median; min-max in the JSON lines)\n\n",
-                device_.c_str(), o_.commit.c_str(), o_.dtype.c_str(), o_.reps);
+                device_.c_str(), o_.commit.c_str(), o_.dtype.c_str(),
+                o_.no_fuse ? ", op fusion off" : "", o_.reps);
     std::printf("| bench | model | case | median | rate | vs ceiling |\n|---|---|---|---|---|---|\n");
     for (const auto& r : rows_)
       std::printf("| %s | %s | %s | %s | %s | %s |\n", r.what.c_str(), r.model.c_str(),
@@ -129,17 +134,83 @@ class Bench {
     STRATA_ASSIGN_OR_RETURN(model::ModelConfig config, model::named_shape(shape));
     cuda::CudaBackendOptions bo;
     bo.activation_dtype = act_;
+    bo.fuse_ops = !o_.no_fuse;
     STRATA_ASSIGN_OR_RETURN(auto backend, cuda::make_cuda_backend(bo));
-    STRATA_ASSIGN_OR_RETURN(compute::ModelWeights weights,
-                            cuda::make_device_synthetic_weights(config, *backend, 1));
-    // Bytes a decode step must read: every weight but the embedding tables (of which it reads
-    // only the rows of its tokens); a tied head reads the token table in full.
-    uint64_t weight_bytes = 0;
+    STRATA_RETURN_IF_ERROR(run_dense(shape, config, *backend));
+    if (!o_.int4_batches.empty()) STRATA_RETURN_IF_ERROR(run_int4(shape, config, *backend));
+    return Status::ok();
+  }
+
+  // Decode bytes: every weight but the embedding tables (of which a step reads only the rows of
+  // its tokens); a tied head reads the token table in full.
+  static uint64_t decode_weight_bytes(const model::ModelConfig& config,
+                                      const compute::ModelWeights& weights) {
+    uint64_t bytes = 0;
     for (const auto& spec : model::model_weights(config)) {
       if (spec.name == "embed.positions") continue;
       if (spec.name == "embed.tokens" && !config.tie_word_embeddings) continue;
-      weight_bytes += weights.get(spec.name).bytes();
+      bytes += weights.get(spec.name).bytes();
     }
+    if (config.tie_word_embeddings && weights.get("lm_head.weight").raw() !=
+                                          weights.get("embed.tokens").raw())
+      bytes += weights.get("lm_head.weight").bytes() - weights.get("embed.tokens").bytes();
+    return bytes;
+  }
+
+  // The same decode steps with every linear weight (the head included) in int4-g64, quantised
+  // on the GPU; the speed-up is against the fp16 step of the same batch.
+  Status run_int4(const std::string& shape, const model::ModelConfig& config,
+                  compute::Backend& backend) {
+    STRATA_ASSIGN_OR_RETURN(compute::ModelWeights weights,
+                            cuda::make_device_synthetic_weights(config, backend, 1));
+    STRATA_RETURN_IF_ERROR(cuda::quantise_model_weights_int4(config, backend, weights));
+    const uint64_t weight_bytes = decode_weight_bytes(config, weights);
+    STRATA_RETURN_IF_ERROR(time_linears(shape, config, weights, backend, true));
+    compute::Transformer model(config, backend, std::move(weights));
+    const uint64_t kv_per_token = 2ull * config.num_layers * config.kv_dim() * dtype_size(act_);
+    for (int b : o_.int4_batches)
+      STRATA_RETURN_IF_ERROR(decode(shape, model, backend, b, weight_bytes, kv_per_token, true));
+    return Status::ok();
+  }
+
+  // One linear() at batch 1 on its own, on layer 0's projections: the weight bytes it streams per
+  // second (the decode step's ceiling, without the small ops around it).
+  Status time_linears(const std::string& shape, const model::ModelConfig& /*config*/,
+                      const compute::ModelWeights& weights, compute::Backend& backend, bool int4) {
+    const char* names[] = {"q.weight", "down.weight", "fc2.weight", "gate.weight", "fc1.weight"};
+    for (const char* suffix : names) {
+      const Tensor* w = weights.find(model::layer_weight_name(0, suffix));
+      if (w == nullptr) continue;
+      const int64_t n = w->dim(0), k = int4 ? cuda::int4_weight_cols(*w) : w->dim(1);
+      STRATA_ASSIGN_OR_RETURN(Tensor x, backend.allocate(act_, {1, k}));
+      STRATA_ASSIGN_OR_RETURN(Tensor y, backend.allocate(act_, {1, n}));
+      const int reps = 200;
+      Timing t = time_it(1, 5, [&] {
+        for (int r = 0; r < reps; ++r) backend.linear(x, *w, nullptr, y);
+        cuda::synchronize(backend);
+      });
+      const double us = t.median_ms * 1e3 / reps;
+      const double gbps = double(w->bytes()) / (us * 1e-6) / 1e9;
+      emit("{\"bench\":\"linear\",\"model\":\"" + shape + "\",\"weight\":\"" + suffix +
+           "\",\"int4\":" + (int4 ? "true" : "false") + ",\"n\":" + std::to_string(n) +
+           ",\"k\":" + std::to_string(k) + ",\"us\":" + fmt(us, 2) + ",\"gbps\":" +
+           fmt(gbps, 1) + "}");
+      rows_.push_back({std::string("linear, batch 1") + (int4 ? ", int4-g64" : ""), shape,
+                       std::string(suffix) + " " + std::to_string(n) + "x" + std::to_string(k),
+                       fmt(us, 1) + " us", fmt(gbps, 0) + " GB/s",
+                       fmt(100 * gbps * 1e9 / copy_bw_, 1) + "% of copy BW"});
+    }
+    return Status::ok();
+  }
+
+  Status run_dense(const std::string& shape, const model::ModelConfig& config,
+                   compute::Backend& backend_ref) {
+    compute::Backend* backend = &backend_ref;
+    STRATA_ASSIGN_OR_RETURN(compute::ModelWeights weights,
+                            cuda::make_device_synthetic_weights(config, *backend, 1));
+    const uint64_t weight_bytes = decode_weight_bytes(config, weights);
+    if (!o_.int4_batches.empty())
+      STRATA_RETURN_IF_ERROR(time_linears(shape, config, weights, *backend, false));
     compute::Transformer model(config, *backend, std::move(weights));
     const uint64_t kv_per_token = 2ull * config.num_layers * config.kv_dim() * dtype_size(act_);
 
@@ -150,12 +221,14 @@ class Bench {
   }
 
   Status decode(const std::string& shape, compute::Transformer& model, compute::Backend& backend,
-                int batch, uint64_t weight_bytes, uint64_t kv_per_token) {
+                int batch, uint64_t weight_bytes, uint64_t kv_per_token, bool int4 = false) {
+    const std::string bench = int4 ? "decode_int4" : "decode";
+    const std::string what = int4 ? "decode step, int4-g64 weights" : "decode step";
     auto cache = model.make_kv_cache(batch, o_.context + 1);
     if (!cache.is_ok()) {
-      emit("{\"bench\":\"decode\",\"model\":\"" + shape + "\",\"batch\":" + std::to_string(batch) +
+      emit("{\"bench\":\"" + bench + "\",\"model\":\"" + shape + "\",\"batch\":" + std::to_string(batch) +
            ",\"context\":" + std::to_string(o_.context) + ",\"error\":\"does not fit\"}");
-      rows_.push_back({"decode step", shape, "batch " + std::to_string(batch) + ", ctx " +
+      rows_.push_back({what, shape, "batch " + std::to_string(batch) + ", ctx " +
                        std::to_string(o_.context), "-", "KV cache does not fit", "-"});
       return Status::ok();
     }
@@ -180,17 +253,26 @@ class Bench {
     const uint64_t bytes = weight_bytes + uint64_t(batch) * o_.context * kv_per_token;
     const double gbps = bytes / (t.median_ms * 1e-3) / 1e9;
     const double pct = 100.0 * bytes / (t.median_ms * 1e-3) / copy_bw_;
-    emit("{\"bench\":\"decode\",\"model\":\"" + shape + "\",\"batch\":" + std::to_string(batch) +
+    std::string speedup, speedup_json;
+    const std::string key = shape + "/" + std::to_string(batch);
+    if (!int4) {
+      dense_ms_[key] = t.median_ms;
+    } else if (dense_ms_.count(key)) {
+      const double x = dense_ms_[key] / t.median_ms;
+      speedup = ", " + fmt(x, 2) + "x fp16";
+      speedup_json = ",\"speedup_vs_fp16\":" + fmt(x, 2);
+    }
+    emit("{\"bench\":\"" + bench + "\",\"model\":\"" + shape + "\",\"batch\":" + std::to_string(batch) +
          ",\"context\":" + std::to_string(o_.context) + "," + timing_json(t) +
          ",\"bytes\":" + std::to_string(bytes) + ",\"gbps\":" + fmt(gbps, 1) +
          ",\"pct_copy_bw\":" + fmt(pct, 1) +
-         ",\"tokens_per_s\":" + fmt(batch / (t.median_ms * 1e-3), 1) + "}");
-    rows_.push_back({"decode step", shape,
+         ",\"tokens_per_s\":" + fmt(batch / (t.median_ms * 1e-3), 1) + speedup_json + "}");
+    rows_.push_back({what, shape,
                      "batch " + std::to_string(batch) + ", ctx " + std::to_string(o_.context) +
                          ", reads " + format_bytes(bytes),
                      fmt(t.median_ms) + " ms", fmt(gbps, 0) + " GB/s, " +
                          fmt(batch / (t.median_ms * 1e-3), 0) + " tok/s",
-                     fmt(pct, 1) + "% of copy BW"});
+                     fmt(pct, 1) + "% of copy BW" + speedup});
     return Status::ok();
   }
 
@@ -296,7 +378,7 @@ class Bench {
          std::to_string(n) + ",\"in\":" + std::to_string(in) + ",\"out\":" + std::to_string(out) +
          ",\"reps\":3,\"min_ms\":" + fmt(g.min_ms, 1) + ",\"median_ms\":" + fmt(g.median_ms, 1) +
          ",\"max_ms\":" + fmt(g.max_ms, 1) + ",\"tokens_per_s\":" + fmt(gtps, 1) + "}");
-    rows_.push_back({"generate (runtime::Generator, CPU sampler)", shape,
+    rows_.push_back({"generate (runtime::Generator, GPU logit statistics)", shape,
                      std::to_string(n) + " x " + std::to_string(in) + " in / " + std::to_string(out) + " out",
                      fmt(g.median_ms, 0) + " ms", fmt(gtps, 0) + " tok/s", "-"});
     return Status::ok();
@@ -307,6 +389,7 @@ class Bench {
   DType act_ = DType::kF16;
   double copy_bw_ = 0, gemm_rate_ = 0;
   std::vector<Row> rows_;
+  std::map<std::string, double> dense_ms_;  // fp16 decode step by "shape/batch"
 };
 
 }  // namespace
@@ -320,10 +403,15 @@ int main(int argc, char** argv) {
   app.add_option("--context", o.context, "decode context length")->capture_default_str();
   app.add_option("--reps", o.reps, "timed repetitions")->capture_default_str();
   app.add_flag("--throughput", o.throughput, "also time greedy generation, batch 64, 512 in / 32 out");
+  app.add_option("--int4-batches", o.int4_batches,
+                 "decode batch sizes to time again with int4-g64 weights (empty: none)")
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_option("--commit", o.commit, "commit to record")->capture_default_str();
   app.add_option("--dtype", o.dtype, "activations: f16 or bf16")
       ->check(CLI::IsMember({"f16", "bf16"}))
       ->capture_default_str();
+  app.add_flag("--no-fuse", o.no_fuse, "launch every op on its own (A/B timing of the op fusions)");
   CLI11_PARSE(app, argc, argv);
   return strata::Bench(o).run();
 }

@@ -42,6 +42,8 @@ echo "== strata_cuda_bench"
 # A small shape first: its decode step is nearly all host-side cost per layer.
 $build/bench/strata_cuda_bench --shapes opt-125m --batches 1,16 --commit "$commit" 2>&1 | tee "$out/bench_small.log" | grep -E "decode step"
 $build/bench/strata_cuda_bench --throughput --commit "$commit" 2>&1 | tee "$out/bench.log" | grep -v '^{'
+echo "== decode with every op launched on its own (A/B of the op fusions)"
+$build/bench/strata_cuda_bench --batches 1,16 --int4-batches 1 --no-fuse --commit "$commit" 2>&1 | tee "$out/bench_nofuse.log" | grep -E "decode step"
 [ "$mode" = nohf ] && exit 0
 echo "== transformers generate"
 PYTHONUNBUFFERED=1 python3 bench/hf_generate_bench.py --shape llama-3-8b --commit "$commit" 2>"$out/hf.err" | tee "$out/hf.log"

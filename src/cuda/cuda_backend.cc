@@ -11,6 +11,8 @@
 #include "cuda/cuda_check.h"
 #include "cuda/elementwise.h"
 #include "cuda/gemv.h"
+#include "cuda/int4_gemm.h"
+#include "cuda/int4_weights.h"
 #include "cuda/norm.h"
 #include "cuda/rope.h"
 #include "cuda/rows.h"
@@ -118,6 +120,7 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendOption
 
   std::unique_ptr<CudaBackend> b(new CudaBackend());
   b->act_ = options.activation_dtype;
+  b->fuse_ = options.fuse_ops;
   b->sm_count_ = prop.multiProcessorCount;
   b->device_name_ = prop.name;
   b->state_ = std::make_shared<DeviceState>();
@@ -141,11 +144,17 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendOption
 }
 
 CudaBackend::~CudaBackend() {
-  if (state_) cudaStreamSynchronize(state_->stream);
+  if (state_) {
+    flush_pending();
+    cudaStreamSynchronize(state_->stream);
+  }
   if (ring_device_ != nullptr) cudaFree(ring_device_);
 }
 
-void CudaBackend::synchronize() { STRATA_CUDA_CHECK(cudaStreamSynchronize(state_->stream)); }
+void CudaBackend::synchronize() {
+  flush_pending();
+  STRATA_CUDA_CHECK(cudaStreamSynchronize(state_->stream));
+}
 
 // --- memory ---------------------------------------------------------------------------------
 
@@ -212,7 +221,7 @@ Result<Tensor> CudaBackend::upload(const Tensor& host, compute::WeightKind kind)
                             shape_string(host.shape()));
   const DType want = kind == compute::WeightKind::kVector ? DType::kF32 : act_;
   STRATA_ASSIGN_OR_RETURN(Tensor out, allocate(want, host.shape()));
-  cudaStream_t s = state_->stream;
+  cudaStream_t s = stream();
   if (host.dtype() == want) {
     STRATA_CUDA_CHECK(cudaMemcpyAsync(out.raw(), host.raw(), host.bytes(), cudaMemcpyHostToDevice, s));
   } else {
@@ -245,9 +254,16 @@ PinnedBlock& CudaBackend::pinned_block(size_t bytes) {
   return pinned_.back();
 }
 
+Tensor CudaBackend::device_copy_of(const Tensor& host) const {
+  if (!last_download_device_.defined() || host.raw() != last_download_host_ ||
+      host.shape() != last_download_device_.shape())
+    return Tensor();
+  return last_download_device_;
+}
+
 Tensor CudaBackend::to_host_f32(const Tensor& t) {
   if (t.memory() != MemoryKind::kGpu) return to_f32(t);
-  cudaStream_t s = state_->stream;
+  cudaStream_t s = stream();
   Tensor f32 = t;
   if (t.dtype() != DType::kF32) {
     f32 = scratch(DType::kF32, t.shape());
@@ -259,6 +275,8 @@ Tensor CudaBackend::to_host_f32(const Tensor& t) {
                                                    cudaMemcpyDeviceToHost, s));
   synchronize();
   reset_staging();
+  last_download_device_ = f32.reshape(t.shape());
+  last_download_host_ = block.ptr.get();
   return Tensor::wrap(block.ptr.get(), DType::kF32, t.shape(), MemoryKind::kPinned, block.ptr);
 }
 
@@ -320,12 +338,34 @@ static void check_f32_vector(const Tensor* t, int64_t n, const char* op, const c
                    std::to_string(n) + " (from upload())");
 }
 
+void CudaBackend::flush_pending() {
+  Pending& p = pending_;
+  if (p.kind == Pending::Kind::kNone) return;
+  cudaStream_t s = state_->stream;
+  switch (p.kind) {
+    case Pending::Kind::kGemv:
+      if (p.int4)
+        launch_gemv_int4(act_, p.x, p.batch, p.m, p.k, false, s);
+      else
+        launch_gemv(act_, p.x, p.batch, p.m, p.k, false, s);
+      break;
+    case Pending::Kind::kBias: launch_add_bias(act_, p.y, p.bias, p.rows, p.cols, false, s); break;
+    case Pending::Kind::kAdd: launch_add(act_, p.a, p.b, p.y, p.rows * p.cols, s); break;
+    case Pending::Kind::kNone: break;
+  }
+  p.kind = Pending::Kind::kNone;
+  p.batch.count = 0;
+  p.hold.clear();
+}
+
 void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
   check_act(x, "linear", "x");
   check_act(y, "linear", "y");
-  STRATA_CHECK(w.defined() && w.rank() == 2 && w.dtype() == act_ && w.memory() == MemoryKind::kGpu,
-               "linear: w must be a [N, K] weight from upload()");
-  const int64_t n = w.dim(0), k = w.dim(1), m = rows_of(x, k);
+  const bool int4 = is_int4_weight(w);
+  STRATA_CHECK(int4 || (w.defined() && w.rank() == 2 && w.dtype() == act_ &&
+                        w.memory() == MemoryKind::kGpu),
+               "linear: w must be a [N, K] weight from upload() or an int4 weight");
+  const int64_t n = w.dim(0), k = int4 ? int4_weight_cols(w) : w.dim(1), m = rows_of(x, k);
   STRATA_CHECK(x.rank() >= 1 && x.dim(-1) == k, "linear: x " + shape_string(x.shape()) +
                                                     " does not match w " + shape_string(w.shape()));
   STRATA_CHECK(y.rank() >= 1 && y.dim(-1) == n && y.numel() == m * n,
@@ -334,13 +374,54 @@ void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, T
   STRATA_CHECK(x.raw() != y.raw(), "linear: y must not alias x");
   check_f32_vector(bias, n, "linear", "bias");
   if (m == 0) return;
-  if (gemv_supported(m, k, x.raw(), w.raw())) {  // decode-sized: stream w once, bias fused
-    launch_gemv(act_, x.raw(), w.raw(), bias ? bias->data<float>() : nullptr, y.raw(), m, n, k,
-                stream());
+  const bool skinny = int4 ? gemv_int4_supported(m, k, x.raw())
+                           : gemv_supported(m, k, x.raw(), w.raw());
+  if (skinny) {  // decode-sized: stream w once, bias fused; joins the held product if x is shared
+    Pending& p = pending_;
+    const bool joins = p.kind == Pending::Kind::kGemv && p.x == x.raw() && p.m == m && p.k == k &&
+                       p.int4 == int4 && p.batch.count < kGemvMaxSegments;
+    if (!joins) {
+      flush_pending();
+      p.kind = Pending::Kind::kGemv;
+      p.x = x.raw();
+      p.m = m;
+      p.k = k;
+      p.int4 = int4;
+      p.hold.push_back(x);
+    }
+    p.batch.seg[p.batch.count++] = {w.raw(), bias ? bias->data<float>() : nullptr, y.raw(), n};
+    p.hold.push_back(w);
+    p.hold.push_back(y);
+    if (bias) p.hold.push_back(*bias);
+    if (!fuse_) flush_pending();
     return;
   }
-  gemm_.run(act_, x.raw(), w.raw(), y.raw(), m, n, k);
-  if (bias != nullptr) launch_add_bias(act_, y.raw(), bias->data<float>(), m, n, stream());
+  flush_pending();
+  if (int4) {
+    linear_int4(x, w, y, m, n, k);
+  } else {
+    gemm_.run(act_, x.raw(), w.raw(), y.raw(), m, n, k);
+  }
+  if (bias != nullptr) {  // held back: a ReLU right after it joins it
+    Pending& p = pending_;
+    p.kind = Pending::Kind::kBias;
+    p.y = y.raw();
+    p.bias = bias->data<float>();
+    p.rows = m;
+    p.cols = n;
+    p.hold = {y, *bias};
+    if (!fuse_) flush_pending();
+  }
+}
+
+void CudaBackend::linear_int4(const Tensor& x, const Tensor& w, Tensor& y, int64_t m, int64_t n,
+                              int64_t k) {
+  // Past the skinny range: the dense weight in a scratch buffer, then cuBLAS. Running the skinny
+  // kernel over 8 rows at a time instead measured slower at 16 rows (it is bound by its
+  // dequantising arithmetic, not by the weight bytes: bench/RESULTS.md).
+  Tensor dense = scratch(act_, {n, k});
+  launch_dequantise_int4(act_, int4_device_view(w.raw(), n, k), dense.raw(), state_->stream);
+  gemm_.run(act_, x.raw(), dense.raw(), y.raw(), m, n, k);
 }
 
 void CudaBackend::layer_norm(const Tensor& x, const Tensor* gamma, const Tensor* beta, float eps,
@@ -352,6 +433,16 @@ void CudaBackend::layer_norm(const Tensor& x, const Tensor* gamma, const Tensor*
                "layer_norm: y " + shape_string(y.shape()) + " for x " + shape_string(x.shape()));
   check_f32_vector(gamma, c, "layer_norm", "gamma");
   check_f32_vector(beta, c, "layer_norm", "beta");
+  const float* g = gamma ? gamma->data<float>() : nullptr;
+  const float* b = beta ? beta->data<float>() : nullptr;
+  if (joins_add(x)) {  // the residual add just before: one pass for both
+    launch_add_layer_norm(act_, pending_.a, pending_.b, pending_.y, g, b, eps, y.raw(),
+                          rows_of(x, c), c, state_->stream);
+    pending_.kind = Pending::Kind::kNone;
+    pending_.hold.clear();
+    return;
+  }
+  flush_pending();
   launch_layer_norm(act_, x.raw(), gamma ? gamma->data<float>() : nullptr,
                     beta ? beta->data<float>() : nullptr, eps, y.raw(), rows_of(x, c), c, stream());
 }
@@ -363,6 +454,14 @@ void CudaBackend::rms_norm(const Tensor& x, const Tensor& gamma, float eps, Tens
   STRATA_CHECK(y.numel() == x.numel() && y.dim(-1) == c,
                "rms_norm: y " + shape_string(y.shape()) + " for x " + shape_string(x.shape()));
   check_f32_vector(&gamma, c, "rms_norm", "gamma");
+  if (joins_add(x)) {
+    launch_add_rms_norm(act_, pending_.a, pending_.b, pending_.y, gamma.data<float>(), eps,
+                        y.raw(), rows_of(x, c), c, state_->stream);
+    pending_.kind = Pending::Kind::kNone;
+    pending_.hold.clear();
+    return;
+  }
+  flush_pending();
   launch_rms_norm(act_, x.raw(), gamma.data<float>(), eps, y.raw(), rows_of(x, c), c, stream());
 }
 
@@ -373,15 +472,45 @@ void CudaBackend::add(const Tensor& a, const Tensor& b, Tensor& y) {
   STRATA_CHECK(a.numel() == b.numel() && a.numel() == y.numel(),
                "add: shapes " + shape_string(a.shape()) + ", " + shape_string(b.shape()) + " -> " +
                    shape_string(y.shape()));
-  launch_add(act_, a.raw(), b.raw(), y.raw(), a.numel(), stream());
+  flush_pending();
+  // Held back: a norm of y right after it (the next sublayer's input) joins it.
+  Pending& p = pending_;
+  p.kind = Pending::Kind::kAdd;
+  p.a = a.raw();
+  p.b = b.raw();
+  p.y = y.raw();
+  p.rows = 1;
+  p.cols = a.numel();
+  p.hold = {a, b, y};
+  if (!fuse_) flush_pending();
 }
 
 void CudaBackend::relu(Tensor& x) {
   check_act(x, "relu", "x");
+  Pending& p = pending_;
+  if (p.kind == Pending::Kind::kBias && p.y == x.raw() && p.rows * p.cols == x.numel()) {
+    launch_add_bias(act_, p.y, p.bias, p.rows, p.cols, true, state_->stream);
+    p.kind = Pending::Kind::kNone;
+    p.hold.clear();
+    return;
+  }
+  if (p.kind == Pending::Kind::kGemv && p.batch.count == 1 && p.batch.seg[0].y == x.raw() &&
+      p.m * p.batch.seg[0].n == x.numel()) {
+    if (p.int4)
+      launch_gemv_int4(act_, p.x, p.batch, p.m, p.k, true, state_->stream);
+    else
+      launch_gemv(act_, p.x, p.batch, p.m, p.k, true, state_->stream);
+    p.kind = Pending::Kind::kNone;
+    p.batch.count = 0;
+    p.hold.clear();
+    return;
+  }
+  flush_pending();
   launch_relu(act_, x.raw(), x.numel(), stream());
 }
 
 void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor& y) {
+  flush_pending();
   check_act(gate, "silu_mul", "gate");
   check_act(up, "silu_mul", "up");
   check_act(y, "silu_mul", "y");
@@ -392,6 +521,7 @@ void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor& y) {
 }
 
 void CudaBackend::embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& y) {
+  flush_pending();
   check_act(table, "embedding", "table");
   check_act(y, "embedding", "y");
   STRATA_CHECK(table.rank() == 2,
@@ -411,6 +541,7 @@ void CudaBackend::embedding(const Tensor& table, std::span<const int32_t> ids, T
 }
 
 void CudaBackend::gather_rows(const Tensor& x, std::span<const int32_t> rows, Tensor& y) {
+  flush_pending();
   check_act(x, "gather_rows", "x");
   check_act(y, "gather_rows", "y");
   STRATA_CHECK(x.rank() >= 1, "gather_rows: x must have rows");
@@ -430,6 +561,7 @@ void CudaBackend::gather_rows(const Tensor& x, std::span<const int32_t> rows, Te
 
 void CudaBackend::rope(Tensor& x, std::span<const int32_t> positions,
                        const compute::RopeTable& table) {
+  flush_pending();
   check_act(x, "rope", "x");
   STRATA_CHECK(x.rank() == 3, "rope: x must be [T, heads, head_dim], got " + shape_string(x.shape()));
   const int64_t t_count = x.dim(0), heads = x.dim(1), d = x.dim(2);

@@ -18,6 +18,9 @@ namespace strata::cuda {
 struct CudaBackendOptions {
   int device = 0;                        // CUDA device index
   DType activation_dtype = DType::kF16;  // F16 or BF16
+  // Join adjacent ops into one launch (skinny products sharing x, bias + ReLU, residual add +
+  // norm). false launches every op on its own, for A/B timing; results are the same.
+  bool fuse_ops = true;
 };
 
 // The backend, or why it cannot be made (no CUDA in this build, no such device, bad dtype).

@@ -22,6 +22,7 @@ constexpr int32_t kDecodeMaxTokens = 4;
 void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
                             compute::LayerKvCache& cache, std::span<const compute::SeqSpan> seqs,
                             const compute::AttentionParams& params, Tensor& out) {
+  flush_pending();
   for (const Tensor* t : std::initializer_list<const Tensor*>{&q, &k, &v, &cache.k, &cache.v, &out})
     check_act(*t, "attention", "q, k, v, the cache and out");
   STRATA_CHECK(q.rank() == 3 && k.rank() == 3 && v.rank() == 3,

@@ -1,8 +1,11 @@
 // CudaBackend: the class behind make_cuda_backend(). It owns one CUDA stream (every op is
 // enqueued there), the cuBLAS state, a pinned staging ring through which the host spans the
 // transformer passes (token ids, positions, rows, sequence spans) reach the device, and a small
-// pool of pinned buffers that to_host_f32() returns logits in. Not thread safe. Internal to
-// src/cuda/ (it includes CUDA headers).
+// pool of pinned buffers that to_host_f32() returns logits in. It holds back one op at a time so
+// that the next can join it in one launch (skinny products sharing x; a bias with the ReLU after
+// it; a residual add with the norm after it): every entry point that enqueues work or hands out
+// memory launches what is held first, so the order of work on the stream is the order of calls.
+// Not thread safe. Internal to src/cuda/ (it includes CUDA headers).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -16,6 +19,7 @@
 #include "compute/backend.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/gemm.h"
+#include "cuda/gemv.h"
 
 namespace strata::cuda {
 
@@ -73,7 +77,15 @@ class CudaBackend final : public compute::Backend {
                  Tensor& out) override;
 
   void synchronize();
-  cudaStream_t stream() const { return state_->stream; }
+  // The stream every op runs on; launches any held-back op first, so that work the caller
+  // enqueues comes after it.
+  cudaStream_t stream() {
+    flush_pending();
+    return state_->stream;
+  }
+  // The F32 device copy of the tensor the last to_host_f32() returned (of `host`'s data), or an
+  // undefined tensor when `host` is not that result. Valid until the next to_host_f32().
+  Tensor device_copy_of(const Tensor& host) const;
 
  private:
   CudaBackend() = default;
@@ -96,8 +108,40 @@ class CudaBackend final : public compute::Backend {
   // Device scratch of `bytes`, freed (stream-ordered) when the returned tensor goes.
   Tensor scratch(DType dtype, Shape shape);
   void check_act(const Tensor& t, const char* op, const char* what) const;
+  // y = x · dequant(w)^T past the skinny range, for an int4-g64 weight w [n, k]
+  // (cuda/int4_weights.h); the caller adds the bias.
+  void linear_int4(const Tensor& x, const Tensor& w, Tensor& y, int64_t m, int64_t n, int64_t k);
+  // Launches the held-back op, if any, as it is.
+  void flush_pending();
+  // True when the held op is a residual add whose output is x (a norm of x can join it).
+  bool joins_add(const Tensor& x) const {
+    return pending_.kind == Pending::Kind::kAdd && pending_.y == x.raw() &&
+           pending_.rows * pending_.cols == x.numel();
+  }
+
+  // The op held back, waiting to see whether the next op joins it.
+  struct Pending {
+    enum class Kind { kNone, kGemv, kBias, kAdd };
+    Kind kind = Kind::kNone;
+    // kGemv: skinny products of x [m, k] (int4 or dense weights).
+    const void* x = nullptr;
+    int64_t m = 0, k = 0;
+    bool int4 = false;
+    GemvBatch batch;
+    // kBias: y [rows, cols] += bias. kAdd: y = a + b over rows * cols elements.
+    const void* a = nullptr;
+    const void* b = nullptr;
+    void* y = nullptr;
+    const float* bias = nullptr;
+    int64_t rows = 0, cols = 0;
+    // Every tensor the held op reads or writes, so that none of them is freed (and its memory
+    // handed out again) before the op is launched.
+    std::vector<Tensor> hold;
+  };
+  Pending pending_;
 
   DType act_ = DType::kF16;
+  bool fuse_ = true;
   std::shared_ptr<DeviceState> state_;
   int sm_count_ = 0;
   std::string device_name_;
@@ -111,6 +155,8 @@ class CudaBackend final : public compute::Backend {
   size_t ring_bytes_ = 0, ring_used_ = 0;
   std::vector<StagedRange> staged_;  // recent uploads, for reuse
   std::vector<PinnedBlock> pinned_;  // to_host_f32 outputs
+  Tensor last_download_device_;      // F32 device copy of the last to_host_f32 result
+  const void* last_download_host_ = nullptr;
 };
 
 // The CudaBackend behind `backend`, or null.

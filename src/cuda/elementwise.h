@@ -18,8 +18,8 @@ void launch_relu(DType dt, void* x, int64_t n, cudaStream_t stream);
 // y = silu(gate) * up (y may alias either).
 void launch_silu_mul(DType dt, const void* gate, const void* up, void* y, int64_t n,
                      cudaStream_t stream);
-// y[r, c] += bias[c] for y [rows, cols]; bias is F32.
-void launch_add_bias(DType dt, void* y, const float* bias, int64_t rows, int64_t cols,
+// y[r, c] += bias[c] for y [rows, cols] (then max(y, 0) when relu); bias is F32.
+void launch_add_bias(DType dt, void* y, const float* bias, int64_t rows, int64_t cols, bool relu,
                      cudaStream_t stream);
 // dst = src converted element for element; either dtype is F32, F16 or BF16.
 void launch_convert(DType src_dt, const void* src, DType dst_dt, void* dst, int64_t n,

@@ -1,6 +1,7 @@
 // Skinny GEMM: each warp owns kRowsPerWarp output columns (rows of w) and walks k in 16-byte
 // chunks, two chunks per iteration so that several loads are in flight; the (small) x rows are
-// read through L1. fp32 accumulation, a warp reduction, then bias and rounding.
+// read through L1. fp32 accumulation, a warp reduction, then bias, ReLU and rounding. A launch
+// covers up to three weights that share x: each block finds its segment from the grid offsets.
 #include "cuda/cuda_check.h"
 #include "cuda/element.cuh"
 #include "cuda/gemv.h"
@@ -14,10 +15,14 @@ constexpr int kMaxM = static_cast<int>(kGemvMaxRows);
 
 template <typename T>
 __global__ void __launch_bounds__(kWarps * 32)
-    gemv_kernel(const T* __restrict__ x, const T* __restrict__ w, const float* __restrict__ bias,
-                T* __restrict__ y, int m, int64_t n, int64_t k) {
+    gemv_kernel(const T* __restrict__ x, GemvGrid g, int m, int64_t k) {
+  const int seg = blockIdx.x >= g.start[2] ? 2 : blockIdx.x >= g.start[1] ? 1 : 0;
+  const T* __restrict__ w = static_cast<const T*>(g.w[seg]);
+  const float* __restrict__ bias = g.bias[seg];
+  T* __restrict__ y = static_cast<T*>(g.y[seg]);
+  const int64_t n = g.n[seg];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int64_t row0 = (int64_t{blockIdx.x} * kWarps + warp) * kRowsPerWarp;
+  const int64_t row0 = (int64_t{blockIdx.x - g.start[seg]} * kWarps + warp) * kRowsPerWarp;
   if (row0 >= n) return;
   const int64_t chunks = k / 8;
   float acc[kRowsPerWarp][kMaxM];
@@ -67,9 +72,13 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int i = 0; i < kMaxM; ++i) {
       if (i < m) {
-        const float v = warp_sum(acc[r][i]);
+        float v = warp_sum(acc[r][i]);
         const int64_t col = row0 + r;
-        if (lane == 0 && col < n) y[i * n + col] = from_float<T>(v + (bias ? bias[col] : 0.0f));
+        if (lane == 0 && col < n) {
+          v += bias ? bias[col] : 0.0f;
+          if (g.relu) v = fmaxf(v, 0.0f);
+          y[i * n + col] = from_float<T>(v);
+        }
       }
     }
   }
@@ -77,21 +86,42 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 }  // namespace
 
+GemvGrid gemv_grid(const GemvBatch& batch, int64_t per_block, bool relu) {
+  STRATA_CHECK(batch.count >= 1 && batch.count <= kGemvMaxSegments, "gemv: 1 to 3 segments");
+  GemvGrid g{};
+  int64_t blocks = 0;
+  for (int s = 0; s < kGemvMaxSegments; ++s) {
+    g.start[s] = static_cast<unsigned>(blocks);
+    if (s >= batch.count) continue;
+    const GemvSegment& seg = batch.seg[s];
+    g.w[s] = seg.w;
+    g.bias[s] = seg.bias;
+    g.y[s] = seg.y;
+    g.n[s] = seg.n;
+    blocks += (seg.n + per_block - 1) / per_block;
+    STRATA_CHECK(blocks <= 0x7fffffff, "gemv: too many rows");
+  }
+  g.start[kGemvMaxSegments] = static_cast<unsigned>(blocks);
+  // Unused segments start at the end of the grid, so no block maps to them.
+  for (int s = batch.count; s < kGemvMaxSegments; ++s) g.start[s] = static_cast<unsigned>(blocks);
+  g.relu = relu;
+  return g;
+}
+
 bool gemv_supported(int64_t m, int64_t k, const void* x, const void* w) {
   return m >= 1 && m <= kGemvMaxRows && k % 8 == 0 && k > 0 &&
          (reinterpret_cast<uintptr_t>(x) & 15) == 0 && (reinterpret_cast<uintptr_t>(w) & 15) == 0;
 }
 
-void launch_gemv(DType dt, const void* x, const void* w, const float* bias, void* y, int64_t m,
-                 int64_t n, int64_t k, cudaStream_t stream) {
-  if (n == 0) return;
-  STRATA_CHECK(gemv_supported(m, k, x, w), "gemv: unsupported shape or alignment");
-  const int64_t per_block = int64_t{kWarps} * kRowsPerWarp;
-  const int64_t blocks = (n + per_block - 1) / per_block;
-  STRATA_CHECK(blocks <= 0x7fffffff, "gemv: too many rows");
-  STRATA_DISPATCH_ACT(dt, gemv_kernel<T><<<static_cast<unsigned>(blocks), kWarps * 32, 0, stream>>>(
-                              static_cast<const T*>(x), static_cast<const T*>(w), bias,
-                              static_cast<T*>(y), static_cast<int>(m), n, k));
+void launch_gemv(DType dt, const void* x, const GemvBatch& batch, int64_t m, int64_t k, bool relu,
+                 cudaStream_t stream) {
+  for (int s = 0; s < batch.count; ++s)
+    STRATA_CHECK(gemv_supported(m, k, x, batch.seg[s].w), "gemv: unsupported shape or alignment");
+  const GemvGrid g = gemv_grid(batch, int64_t{kWarps} * kRowsPerWarp, relu);
+  const unsigned blocks = g.start[kGemvMaxSegments];
+  if (blocks == 0) return;
+  STRATA_DISPATCH_ACT(dt, gemv_kernel<T><<<blocks, kWarps * 32, 0, stream>>>(
+                              static_cast<const T*>(x), g, static_cast<int>(m), k));
   STRATA_CUDA_CHECK_LAUNCH();
 }
 

@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <random>
+
+#include "cuda/cuda_backend.h"
+#include "cuda/logit_stats.h"
 
 namespace strata::runtime {
 
@@ -24,6 +28,66 @@ std::vector<std::pair<int32_t, float>> top_logprobs(std::span<const float> logit
   std::vector<std::pair<int32_t, float>> out;
   for (int32_t i = 0; i < k; ++i) out.emplace_back(idx[i], static_cast<float>(logits[idx[i]] - lse));
   return out;
+}
+
+// What runtime::Sampler picks, computed from the GPU's statistics of a row instead of the row:
+// the same candidates in the same order and the same double arithmetic, so both paths choose the
+// same token from the same random draw. False when the candidates the GPU returned do not cover
+// the set Sampler would draw from (top_p over a flat distribution, or a large top_k); the caller
+// then runs the full host path on the row.
+constexpr int32_t kGpuCandidates = 1024;
+
+bool pick_from_stats(const SamplingParams& p, std::mt19937_64& rng,
+                     const cuda::LogitStats& st, int32_t vocab, Sample& out) {
+  const double mx_raw = st.max_logit;
+  if (p.greedy()) {
+    out.token = st.argmax;
+    return true;
+  }
+  const auto& cand = st.top;
+  const int32_t have = static_cast<int32_t>(cand.size());
+  int32_t keep = (p.top_k > 0 && p.top_k < vocab) ? p.top_k : vocab;
+  const double inv_t = 1.0 / p.temperature;
+  const double mx = cand.empty() ? mx_raw * inv_t : cand[0].first * inv_t;
+  double sum = 0;
+  std::vector<double> probs;
+  if (keep <= have) {
+    probs.resize(keep);
+    for (int32_t i = 0; i < keep; ++i) sum += probs[i] = std::exp(cand[i].first * inv_t - mx);
+  } else if (keep == vocab && p.top_p < 1.0f) {
+    probs.resize(have);
+    for (int32_t i = 0; i < have; ++i) probs[i] = std::exp(cand[i].first * inv_t - mx);
+    sum = st.temperature_sum;
+  } else {
+    return false;
+  }
+  for (auto& q : probs) q /= sum;
+  if (p.top_p < 1.0f) {
+    double cum = 0;
+    int32_t n = 0;
+    const int32_t limit = static_cast<int32_t>(probs.size());
+    while (n < limit) {
+      cum += probs[n++];
+      if (cum >= p.top_p) break;
+    }
+    if (cum < p.top_p && limit < keep) return false;  // the nucleus reaches past the candidates
+    keep = n;
+    sum = cum;
+  } else {
+    sum = 1.0;
+  }
+  const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53 * sum;
+  double acc = 0;
+  int32_t chosen = keep - 1;
+  for (int32_t i = 0; i < keep; ++i) {
+    acc += probs[i];
+    if (u < acc) {
+      chosen = i;
+      break;
+    }
+  }
+  out.token = cand[chosen].second;
+  return true;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -74,14 +138,21 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
   std::vector<int32_t> length(n);   // tokens in the cache (prompt + generated so far)
   std::vector<int32_t> active;      // slots still generating, in slot order
 
-  // Samples the next token of `slot` from `logits`; returns false once the sequence is done.
-  auto advance = [&](int32_t slot, std::span<const float> logits) {
+  // On a CUDA backend the pass over the vocabulary (argmax, softmax sums, best candidates) runs on
+  // the GPU and the host finishes each choice from a short list. Those rows draw from their own
+  // generator, seeded and used as Sampler uses its own, so both paths pick the same tokens.
+  const bool gpu_sampling = cuda::is_cuda_backend(model_.backend());
+  std::vector<std::mt19937_64> rngs;
+  if (gpu_sampling)
+    for (const auto& r : requests) rngs.emplace_back(r.sampling.seed);
+
+  // Records the token chosen for `slot`; returns false once the sequence is done.
+  auto record = [&](int32_t slot, const Sample& s, std::vector<std::pair<int32_t, float>> top) {
     const GenerationRequest& req = requests[slot];
     GenerationResult& res = results[slot];
-    Sample s = samplers[slot].sample(logits);
     res.tokens.push_back(s.token);
     res.logprobs.push_back(s.logprob);
-    if (req.top_logprobs > 0) res.top_logprobs.push_back(top_logprobs(logits, req.top_logprobs));
+    if (req.top_logprobs > 0) res.top_logprobs.push_back(std::move(top));
     bool done = false;
     if (on_token && !on_token(static_cast<size_t>(slot), s.token)) {
       res.finish = FinishReason::kStop;
@@ -97,6 +168,69 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
     return !done;
   };
 
+  // Chooses the next token of each slot in `slots` from logits [slots.size(), V] (host F32) and
+  // returns the slots still running.
+  auto advance_all = [&](const Tensor& logits, std::span<const int32_t> slots) -> Result<std::vector<int32_t>> {
+    const int64_t V = logits.dim(1);
+    std::vector<int32_t> still;
+    auto row_of = [&](size_t i) {
+      return std::span<const float>(logits.data<float>() + i * V, static_cast<size_t>(V));
+    };
+    if (!gpu_sampling) {
+      for (size_t i = 0; i < slots.size(); ++i) {
+        const int32_t slot = slots[i];
+        const auto row = row_of(i);
+        Sample s = samplers[slot].sample(row);
+        std::vector<std::pair<int32_t, float>> top;
+        if (requests[slot].top_logprobs > 0) top = top_logprobs(row, requests[slot].top_logprobs);
+        if (record(slot, s, std::move(top))) still.push_back(slot);
+      }
+      return still;
+    }
+    std::vector<cuda::LogitQuery> queries(slots.size());
+    for (size_t i = 0; i < slots.size(); ++i) {
+      const GenerationRequest& req = requests[slots[i]];
+      if (!req.sampling.greedy()) {
+        queries[i].temperature = req.sampling.temperature;
+        queries[i].candidates = req.sampling.top_k > 0 && req.sampling.top_k <= kGpuCandidates
+                                    ? req.sampling.top_k
+                                    : kGpuCandidates;
+      }
+      queries[i].candidates = std::max(queries[i].candidates, req.top_logprobs);
+    }
+    STRATA_ASSIGN_OR_RETURN(std::vector<cuda::LogitStats> stats,
+                            cuda::logit_stats(model_.backend(), logits, queries));
+    for (size_t i = 0; i < slots.size(); ++i) {
+      const int32_t slot = slots[i];
+      const GenerationRequest& req = requests[slot];
+      const cuda::LogitStats& st = stats[i];
+      const auto row = row_of(i);
+      Sample s;
+      if (!pick_from_stats(req.sampling, rngs[slot], st, static_cast<int32_t>(V), s)) {
+        // The host path on this row, with this row's generator (Sampler's algorithm).
+        std::vector<std::pair<float, int32_t>> all(static_cast<size_t>(V));
+        for (int32_t t = 0; t < V; ++t) all[t] = {row[t], t};
+        std::stable_sort(all.begin(), all.end(),
+                         [](const auto& a, const auto& b) { return a.first > b.first; });
+        cuda::LogitStats full = st;
+        full.top = std::move(all);
+        STRATA_CHECK(pick_from_stats(req.sampling, rngs[slot], full, static_cast<int32_t>(V), s),
+                     "sampling over the whole row must succeed");
+      }
+      // log-softmax at the token as token_logprob() computes it: (x - max) - log(sum).
+      s.logprob = static_cast<float>(static_cast<double>(row[s.token]) - st.max_logit - st.log_sum);
+      std::vector<std::pair<int32_t, float>> top;
+      if (req.top_logprobs > 0) {
+        const double lse = st.max_logit + st.log_sum;
+        const int32_t k = std::min<int32_t>(req.top_logprobs, static_cast<int32_t>(st.top.size()));
+        for (int32_t j = 0; j < k; ++j)
+          top.emplace_back(st.top[j].second, static_cast<float>(st.top[j].first - lse));
+      }
+      if (record(slot, s, std::move(top))) still.push_back(slot);
+    }
+    return still;
+  };
+
   // Step 0: prefill every prompt in one ragged batch; logits of each prompt's last token.
   auto t0 = std::chrono::steady_clock::now();
   compute::TokenBatch batch;
@@ -107,9 +241,9 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
     length[s] = static_cast<int32_t>(requests[s].prompt.size());
   }
   STRATA_ASSIGN_OR_RETURN(Tensor logits, model_.forward(batch, cache, rows));
-  const int64_t V = logits.dim(1);
-  for (int32_t s = 0; s < n; ++s)
-    if (advance(s, {logits.data<float>() + s * V, static_cast<size_t>(V)})) active.push_back(s);
+  std::vector<int32_t> all_slots(n);
+  for (int32_t s = 0; s < n; ++s) all_slots[s] = s;
+  STRATA_ASSIGN_OR_RETURN(active, advance_all(logits, all_slots));
   if (stats) {
     stats->prefill_s += seconds_since(t0);
     stats->prompt_tokens += batch.size();
@@ -127,10 +261,7 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
       ++length[s];
     }
     STRATA_ASSIGN_OR_RETURN(logits, model_.forward(batch, cache, rows));
-    std::vector<int32_t> still;
-    for (size_t i = 0; i < active.size(); ++i)
-      if (advance(active[i], {logits.data<float>() + i * V, static_cast<size_t>(V)}))
-        still.push_back(active[i]);
+    STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> still, advance_all(logits, active));
     active.swap(still);
     if (stats) ++stats->decode_steps;
   }

@@ -1,0 +1,47 @@
+// int4-g64 kernels of the CUDA backend (w4a16). A weight [n, k] is the blob of compute/int4.h in
+// device memory: codes [n, k/2] bytes, then fp16 scales [n, k/64], then fp16 mins [n, k/64].
+//   - launch_gemv_int4: y[m, n] = x[m, k] · dequant(w)^T (+ bias) for m <= kGemvMaxRows, the codes
+//     dequantised in registers (each group as scale * sum(x * q) + min * sum(x), fp32);
+//   - launch_dequantise_int4: the dense [n, k] weight in the activation dtype, each value the
+//     reference value q * scale + min (fp32, no fused multiply-add) rounded once;
+//   - launch_quantise_int4: the reference quantiser (compute::quantise_int4) on the GPU, byte for
+//     byte the same blob; counts non-finite inputs into *bad.
+// Device pointers; enqueued on `stream`. Internal to src/cuda/.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "common/dtype.h"
+#include "cuda/gemv.h"
+
+namespace strata::cuda {
+
+// Pointers into one device blob of an [n, k] weight.
+struct Int4Device {
+  const uint8_t* codes = nullptr;
+  const uint16_t* scales = nullptr;
+  const uint16_t* mins = nullptr;
+  int64_t n = 0, k = 0;
+};
+
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+    Int4Device
+    int4_device_view(const void* blob, int64_t n, int64_t k);
+
+// True when the shapes and pointers suit launch_gemv_int4 (x rows 16-byte aligned).
+bool gemv_int4_supported(int64_t m, int64_t k, const void* x);
+// The segments' w are int4 blobs of [n, k] weights (see cuda/gemv.h for batches).
+void launch_gemv_int4(DType dt, const void* x, const GemvBatch& batch, int64_t m, int64_t k,
+                      bool relu, cudaStream_t stream);
+
+void launch_dequantise_int4(DType dt, const Int4Device& w, void* out, cudaStream_t stream);
+
+// w [n, k] of dtype src_dt (F32, F16 or BF16) -> blob (int4_blob_bytes(n, k) bytes).
+void launch_quantise_int4(DType src_dt, const void* w, int64_t n, int64_t k, void* blob,
+                          unsigned* bad, cudaStream_t stream);
+
+}  // namespace strata::cuda
