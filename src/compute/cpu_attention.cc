@@ -13,6 +13,7 @@
 #include "common/check.h"
 #include "compute/cpu_backend.h"
 #include "compute/int4.h"
+#include "compute/op_checks.h"
 
 namespace strata::compute {
 namespace {
@@ -58,27 +59,10 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, La
     STRATA_CHECK(t->defined() && t->dtype() == DType::kF32 && t->memory() != MemoryKind::kGpu,
                  "attention: tensors must be F32 host tensors");
   }
-  STRATA_CHECK(q.rank() == 3 && k.rank() == 3 && v.rank() == 3,
-               "attention: q, k, v must be [T, heads, head_dim]");
-  STRATA_CHECK(cache.k.rank() == 4 && cache.k.shape() == cache.v.shape(),
-               "attention: cache k/v must both be [slots, max_len, kv_heads, head_dim], got " +
-                   shape_string(cache.k.shape()) + " and " + shape_string(cache.v.shape()));
+  check_attention_shapes(q, k, v, cache, out, params);
   const int64_t t_count = q.dim(0), hq = q.dim(1), d = q.dim(2);
   const int64_t hkv = k.dim(1);
   const int64_t slots = cache.k.dim(0), max_len = cache.k.dim(1);
-  STRATA_CHECK(k.shape() == v.shape() && k.dim(0) == t_count && k.dim(2) == d,
-               "attention: k " + shape_string(k.shape()) + " / v " + shape_string(v.shape()) +
-                   " do not match q " + shape_string(q.shape()));
-  STRATA_CHECK(hkv > 0 && hq % hkv == 0, "attention: " + std::to_string(hq) +
-                                             " query heads are not a multiple of " +
-                                             std::to_string(hkv) + " kv heads");
-  STRATA_CHECK(cache.k.dim(2) == hkv && cache.k.dim(3) == d,
-               "attention: cache " + shape_string(cache.k.shape()) + " does not match k " +
-                   shape_string(k.shape()));
-  STRATA_CHECK(out.shape() == q.shape(),
-               "attention: out " + shape_string(out.shape()) + " for q " + shape_string(q.shape()));
-  STRATA_CHECK(!params.sliding_window || *params.sliding_window > 0,
-               "attention: sliding window must be positive");
 
   const int64_t row = hkv * d;  // floats per token in k, v and each cache position
   float* ck = cache.k.data<float>();
@@ -88,18 +72,7 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, La
   int64_t max_context = 0;
   for (size_t s = 0; s < seqs.size(); ++s) {
     const SeqSpan& sp = seqs[s];
-    const std::string which = "attention: sequence " + std::to_string(s) + " ";
-    STRATA_CHECK(
-        sp.slot >= 0 && sp.slot < slots,
-        which + "slot " + std::to_string(sp.slot) + " outside [0, " + std::to_string(slots) + ")");
-    STRATA_CHECK(
-        sp.past_len >= 0 && sp.num_tokens >= 0 && int64_t{sp.past_len} + sp.num_tokens <= max_len,
-        which + "past_len " + std::to_string(sp.past_len) + " + num_tokens " +
-            std::to_string(sp.num_tokens) + " exceeds the cache length " + std::to_string(max_len));
-    STRATA_CHECK(sp.offset >= 0 && int64_t{sp.offset} + sp.num_tokens <= t_count,
-                 which + "rows [" + std::to_string(sp.offset) + ", " +
-                     std::to_string(sp.offset + sp.num_tokens) +
-                     ") outside T = " + std::to_string(t_count));
+    check_seq_span(s, sp, slots, max_len, t_count);
     // This step's keys and values go to positions [past_len, past_len + num_tokens) of the slot;
     // they are contiguous there, so one copy each.
     const int64_t dst = (int64_t{sp.slot} * max_len + sp.past_len) * row;

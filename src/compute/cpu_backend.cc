@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/check.h"
+#include "compute/op_checks.h"
 #include "common/thread_pool.h"
 #include "common/units.h"
 
@@ -266,17 +267,8 @@ void CpuBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor& y) {
 void CpuBackend::embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& y) {
   check_f32(table, "embedding", "table");
   check_f32(y, "embedding", "y");
-  STRATA_CHECK(table.rank() == 2,
-               "embedding: table must be [vocab, C], got " + shape_string(table.shape()));
-  const int64_t vocab = table.dim(0), c = table.dim(1), n = static_cast<int64_t>(ids.size());
-  STRATA_CHECK(y.numel() == n * c && (n == 0 || y.dim(-1) == c),
-               "embedding: y " + shape_string(y.shape()) + " for " + std::to_string(n) +
-                   " ids of width " + std::to_string(c));
-  for (int64_t i = 0; i < n; ++i) {
-    STRATA_CHECK(ids[i] >= 0 && ids[i] < vocab, "embedding: id " + std::to_string(ids[i]) + " at " +
-                                                    std::to_string(i) + " outside [0, " +
-                                                    std::to_string(vocab) + ")");
-  }
+  check_embedding(table, ids, y);
+  const int64_t c = table.dim(1), n = static_cast<int64_t>(ids.size());
   const float* ts = table.data<float>();
   float* ys = y.data<float>();
   parallel_for(n, c, [&](int64_t i0, int64_t i1) {

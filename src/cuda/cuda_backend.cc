@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/units.h"
+#include "compute/op_checks.h"
 #include "cuda/cuda_backend_impl.h"
 #include "cuda/cuda_check.h"
 #include "cuda/elementwise.h"
@@ -524,17 +525,8 @@ void CudaBackend::embedding(const Tensor& table, std::span<const int32_t> ids, T
   flush_pending();
   check_act(table, "embedding", "table");
   check_act(y, "embedding", "y");
-  STRATA_CHECK(table.rank() == 2,
-               "embedding: table must be [vocab, C], got " + shape_string(table.shape()));
-  const int64_t vocab = table.dim(0), c = table.dim(1), n = static_cast<int64_t>(ids.size());
-  STRATA_CHECK(y.numel() == n * c && (n == 0 || y.dim(-1) == c),
-               "embedding: y " + shape_string(y.shape()) + " for " + std::to_string(n) +
-                   " ids of width " + std::to_string(c));
-  for (int64_t i = 0; i < n; ++i) {
-    STRATA_CHECK(ids[i] >= 0 && ids[i] < vocab, "embedding: id " + std::to_string(ids[i]) + " at " +
-                                                    std::to_string(i) + " outside [0, " +
-                                                    std::to_string(vocab) + ")");
-  }
+  compute::check_embedding(table, ids, y);
+  const int64_t c = table.dim(1), n = static_cast<int64_t>(ids.size());
   if (n == 0) return;
   reserve_staging(ids.size_bytes() + kStageAlign);
   launch_gather_rows(act_, table.raw(), stage(ids), n, c, y.raw(), stream());

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "compute/op_checks.h"
 #include "cuda/attention.h"
 #include "cuda/cuda_backend_impl.h"
 #include "cuda/cuda_check.h"
@@ -25,26 +26,9 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
   flush_pending();
   for (const Tensor* t : std::initializer_list<const Tensor*>{&q, &k, &v, &cache.k, &cache.v, &out})
     check_act(*t, "attention", "q, k, v, the cache and out");
-  STRATA_CHECK(q.rank() == 3 && k.rank() == 3 && v.rank() == 3,
-               "attention: q, k, v must be [T, heads, head_dim]");
-  STRATA_CHECK(cache.k.rank() == 4 && cache.k.shape() == cache.v.shape(),
-               "attention: cache k/v must both be [slots, max_len, kv_heads, head_dim], got " +
-                   shape_string(cache.k.shape()) + " and " + shape_string(cache.v.shape()));
+  compute::check_attention_shapes(q, k, v, cache, out, params);
   const int64_t t_count = q.dim(0), hq = q.dim(1), d = q.dim(2), hkv = k.dim(1);
   const int64_t slots = cache.k.dim(0), max_len = cache.k.dim(1);
-  STRATA_CHECK(k.shape() == v.shape() && k.dim(0) == t_count && k.dim(2) == d,
-               "attention: k " + shape_string(k.shape()) + " / v " + shape_string(v.shape()) +
-                   " do not match q " + shape_string(q.shape()));
-  STRATA_CHECK(hkv > 0 && hq % hkv == 0, "attention: " + std::to_string(hq) +
-                                             " query heads are not a multiple of " +
-                                             std::to_string(hkv) + " kv heads");
-  STRATA_CHECK(cache.k.dim(2) == hkv && cache.k.dim(3) == d,
-               "attention: cache " + shape_string(cache.k.shape()) + " does not match k " +
-                   shape_string(k.shape()));
-  STRATA_CHECK(out.shape() == q.shape(),
-               "attention: out " + shape_string(out.shape()) + " for q " + shape_string(q.shape()));
-  STRATA_CHECK(!params.sliding_window || *params.sliding_window > 0,
-               "attention: sliding window must be positive");
   STRATA_CHECK(d % 8 == 0 && d <= 256,
                "attention: the cuda backend needs head_dim a multiple of 8 up to 256, got " +
                    std::to_string(d));
@@ -56,19 +40,8 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
   int64_t max_context = 0;
   for (size_t s = 0; s < seqs.size(); ++s) {
     const compute::SeqSpan& sp = seqs[s];
-    // Built only when a check fails (a lambda: this loop runs for every sequence of every layer).
+    compute::check_seq_span(s, sp, slots, max_len, t_count);
     auto which = [s] { return "attention: sequence " + std::to_string(s) + " "; };
-    STRATA_CHECK(
-        sp.slot >= 0 && sp.slot < slots,
-        which() + "slot " + std::to_string(sp.slot) + " outside [0, " + std::to_string(slots) + ")");
-    STRATA_CHECK(
-        sp.past_len >= 0 && sp.num_tokens >= 0 && int64_t{sp.past_len} + sp.num_tokens <= max_len,
-        which() + "past_len " + std::to_string(sp.past_len) + " + num_tokens " +
-            std::to_string(sp.num_tokens) + " exceeds the cache length " + std::to_string(max_len));
-    STRATA_CHECK(sp.offset >= 0 && int64_t{sp.offset} + sp.num_tokens <= t_count,
-                 which() + "rows [" + std::to_string(sp.offset) + ", " +
-                     std::to_string(sp.offset + sp.num_tokens) +
-                     ") outside T = " + std::to_string(t_count));
     for (int32_t i = 0; i < sp.num_tokens; ++i) {
       int32_t& owner = token_seq[static_cast<size_t>(sp.offset + i)];
       STRATA_CHECK(owner < 0, which() + "overlaps another sequence at row " +
