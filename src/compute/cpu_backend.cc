@@ -279,15 +279,9 @@ void CpuBackend::embedding(const Tensor& table, std::span<const int32_t> ids, Te
 void CpuBackend::gather_rows(const Tensor& x, std::span<const int32_t> rows, Tensor& y) {
   check_f32(x, "gather_rows", "x");
   check_f32(y, "gather_rows", "y");
-  STRATA_CHECK(x.rank() >= 1, "gather_rows: x must have rows");
+  check_gather_rows(x, rows, y);
   const int64_t nx = x.dim(0), c = nx == 0 ? 0 : x.numel() / nx,
                 n = static_cast<int64_t>(rows.size());
-  STRATA_CHECK(y.numel() == n * c, "gather_rows: y " + shape_string(y.shape()) + " for " +
-                                       std::to_string(n) + " rows of " + shape_string(x.shape()));
-  for (int64_t i = 0; i < n; ++i) {
-    STRATA_CHECK(rows[i] >= 0 && rows[i] < nx, "gather_rows: row " + std::to_string(rows[i]) +
-                                                   " outside [0, " + std::to_string(nx) + ")");
-  }
   const float* xs = x.data<float>();
   float* ys = y.data<float>();
   const auto y_begin = reinterpret_cast<uintptr_t>(ys), x_begin = reinterpret_cast<uintptr_t>(xs);

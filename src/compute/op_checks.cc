@@ -47,6 +47,18 @@ void check_seq_span(size_t index, const SeqSpan& sp, int64_t slots, int64_t max_
                    ") outside T = " + std::to_string(t_count));
 }
 
+void check_gather_rows(const Tensor& x, std::span<const int32_t> rows, const Tensor& y) {
+  STRATA_CHECK(x.rank() >= 1, "gather_rows: x must have rows");
+  const int64_t nx = x.dim(0), c = nx == 0 ? 0 : x.numel() / nx,
+                n = static_cast<int64_t>(rows.size());
+  STRATA_CHECK(y.numel() == n * c, "gather_rows: y " + shape_string(y.shape()) + " for " +
+                                       std::to_string(n) + " rows of " + shape_string(x.shape()));
+  for (int64_t i = 0; i < n; ++i) {
+    STRATA_CHECK(rows[i] >= 0 && rows[i] < nx, "gather_rows: row " + std::to_string(rows[i]) +
+                                                   " outside [0, " + std::to_string(nx) + ")");
+  }
+}
+
 void check_embedding(const Tensor& table, std::span<const int32_t> ids, const Tensor& y) {
   STRATA_CHECK(table.rank() == 2,
                "embedding: table must be [vocab, C], got " + shape_string(table.shape()));

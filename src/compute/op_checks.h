@@ -20,6 +20,9 @@ void check_attention_shapes(const Tensor& q, const Tensor& k, const Tensor& v,
 void check_seq_span(size_t index, const SeqSpan& span, int64_t slots, int64_t max_len,
                     int64_t t_count);
 
+// x [R, ...] rows of C elements, y holding rows.size() rows of C, every row in [0, R).
+void check_gather_rows(const Tensor& x, std::span<const int32_t> rows, const Tensor& y);
+
 // table [vocab, C], y holding ids.size() rows of C, every id in [0, vocab).
 void check_embedding(const Tensor& table, std::span<const int32_t> ids, const Tensor& y);
 

@@ -536,15 +536,9 @@ void CudaBackend::gather_rows(const Tensor& x, std::span<const int32_t> rows, Te
   flush_pending();
   check_act(x, "gather_rows", "x");
   check_act(y, "gather_rows", "y");
-  STRATA_CHECK(x.rank() >= 1, "gather_rows: x must have rows");
+  compute::check_gather_rows(x, rows, y);
   const int64_t nx = x.dim(0), c = nx == 0 ? 0 : x.numel() / nx,
                 n = static_cast<int64_t>(rows.size());
-  STRATA_CHECK(y.numel() == n * c, "gather_rows: y " + shape_string(y.shape()) + " for " +
-                                       std::to_string(n) + " rows of " + shape_string(x.shape()));
-  for (int64_t i = 0; i < n; ++i) {
-    STRATA_CHECK(rows[i] >= 0 && rows[i] < nx, "gather_rows: row " + std::to_string(rows[i]) +
-                                                   " outside [0, " + std::to_string(nx) + ")");
-  }
   STRATA_CHECK(x.raw() != y.raw() || n == 0, "gather_rows: y must not overlap x");
   if (n == 0) return;
   reserve_staging(rows.size_bytes() + kStageAlign);

@@ -46,7 +46,7 @@ bool pick_from_stats(const SamplingParams& p, std::mt19937_64& rng,
   }
   const auto& cand = st.top;
   const int32_t have = static_cast<int32_t>(cand.size());
-  int32_t keep = (p.top_k > 0 && p.top_k < vocab) ? p.top_k : vocab;
+  const int32_t keep = (p.top_k > 0 && p.top_k < vocab) ? p.top_k : vocab;
   const double inv_t = 1.0 / p.temperature;
   const double mx = cand.empty() ? mx_raw * inv_t : cand[0].first * inv_t;
   double sum = 0;
@@ -61,32 +61,12 @@ bool pick_from_stats(const SamplingParams& p, std::mt19937_64& rng,
   } else {
     return false;
   }
+  if (probs.empty()) return false;
   for (auto& q : probs) q /= sum;
-  if (p.top_p < 1.0f) {
-    double cum = 0;
-    int32_t n = 0;
-    const int32_t limit = static_cast<int32_t>(probs.size());
-    while (n < limit) {
-      cum += probs[n++];
-      if (cum >= p.top_p) break;
-    }
-    if (cum < p.top_p && limit < keep) return false;  // the nucleus reaches past the candidates
-    keep = n;
-    sum = cum;
-  } else {
-    sum = 1.0;
-  }
-  const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53 * sum;
-  double acc = 0;
-  int32_t chosen = keep - 1;
-  for (int32_t i = 0; i < keep; ++i) {
-    acc += probs[i];
-    if (u < acc) {
-      chosen = i;
-      break;
-    }
-  }
-  out.token = cand[chosen].second;
+  const bool complete = static_cast<int32_t>(probs.size()) >= keep;
+  const std::optional<int32_t> chosen = draw_nucleus(probs, p.top_p, complete, rng);
+  if (!chosen) return false;
+  out.token = cand[*chosen].second;
   return true;
 }
 

@@ -24,6 +24,31 @@ float token_logprob(std::span<const float> logits, int32_t token) {
   return static_cast<float>(static_cast<double>(logits[token]) - mx - std::log(sum));
 }
 
+std::optional<int32_t> draw_nucleus(std::span<const double> probs, float top_p, bool complete,
+                                    std::mt19937_64& rng) {
+  STRATA_CHECK(!probs.empty());
+  int32_t keep = static_cast<int32_t>(probs.size());
+  double sum = 1.0;
+  if (top_p < 1.0f) {
+    double cum = 0;
+    int32_t n = 0;
+    while (n < keep) {
+      cum += probs[n++];
+      if (cum >= top_p) break;
+    }
+    if (cum < top_p && !complete) return std::nullopt;  // the nucleus reaches past `probs`
+    keep = n;
+    sum = cum;
+  }
+  const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53 * sum;
+  double acc = 0;
+  for (int32_t i = 0; i < keep; ++i) {
+    acc += probs[i];
+    if (u < acc) return i;
+  }
+  return keep - 1;
+}
+
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
 
 Sample Sampler::sample(std::span<const float> logits) {
@@ -55,29 +80,7 @@ Sample Sampler::sample(std::span<const float> logits) {
   double sum = 0;
   for (int32_t i = 0; i < keep; ++i) sum += probs[i] = std::exp(scratch_[i].first * inv_t - mx);
   for (auto& p : probs) p /= sum;
-  // Top-p: the smallest prefix whose probability reaches top_p (at least one token).
-  if (params_.top_p < 1.0f) {
-    double cum = 0;
-    int32_t n = 0;
-    while (n < keep) {
-      cum += probs[n++];
-      if (cum >= params_.top_p) break;
-    }
-    keep = n;
-    sum = cum;
-  } else {
-    sum = 1.0;
-  }
-  const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53 * sum;
-  double acc = 0;
-  int32_t chosen = keep - 1;
-  for (int32_t i = 0; i < keep; ++i) {
-    acc += probs[i];
-    if (u < acc) {
-      chosen = i;
-      break;
-    }
-  }
+  const int32_t chosen = *draw_nucleus(probs, params_.top_p, /*complete=*/true, rng_);
   out.token = scratch_[chosen].second;
   out.logprob = token_logprob(logits, out.token);
   return out;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <span>
 #include <vector>
@@ -39,6 +40,14 @@ class Sampler {
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> scratch_;  // (logit, token), reused across calls
 };
+
+// The last step of sampling: `probs` are candidates' probabilities, descending and normalised over
+// every candidate there is. Keeps the smallest prefix whose probability reaches top_p (at least one
+// candidate; all of them when top_p is 1), then picks one with a single 64-bit draw of `rng`.
+// Returns its index, or nullopt without drawing when `probs` holds only the first candidates
+// (`complete` false) and they do not reach top_p.
+std::optional<int32_t> draw_nucleus(std::span<const double> probs, float top_p, bool complete,
+                                    std::mt19937_64& rng);
 
 // log-softmax of logits at `token`, computed stably in double.
 float token_logprob(std::span<const float> logits, int32_t token);
