@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 namespace strata {
 
@@ -9,6 +10,17 @@ int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
   for (int64_t d : s) n *= d;
   return n;
+}
+
+Result<uint64_t> checked_numel(const Shape& s, const std::string& who) {
+  uint64_t elems = 1;
+  for (int64_t d : s) {
+    if (d < 0) return invalid_argument(who + ": negative dimension in shape " + shape_string(s));
+    if (d != 0 && elems > std::numeric_limits<uint64_t>::max() / 64 / static_cast<uint64_t>(d))
+      return out_of_memory(who + ": tensor of shape " + shape_string(s) + " is too large");
+    elems *= static_cast<uint64_t>(d);
+  }
+  return elems;
 }
 
 std::string shape_string(const Shape& s) {

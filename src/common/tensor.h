@@ -13,6 +13,7 @@
 
 #include "common/check.h"
 #include "common/dtype.h"
+#include "common/status.h"
 
 namespace strata {
 
@@ -22,6 +23,9 @@ enum class MemoryKind : uint8_t { kHost, kPinned, kGpu };
 using Shape = std::vector<int64_t>;
 
 int64_t shape_numel(const Shape& s);
+// Elements of `s` for an allocator: kInvalidArgument for a negative dimension, kOutOfMemory when
+// the size (up to 64 bytes an element) would overflow. `who` prefixes the message.
+Result<uint64_t> checked_numel(const Shape& s, const std::string& who);
 std::string shape_string(const Shape& s);  // "[2, 3, 4]"
 
 class Tensor {

@@ -29,14 +29,7 @@ void check_f32(const Tensor& t, const char* op, const char* name) {
 int64_t rows_of(const Tensor& t, int64_t cols) { return cols == 0 ? 0 : t.numel() / cols; }
 
 Result<Tensor> host_alloc(DType dtype, const Shape& shape) {
-  uint64_t elems = 1;
-  for (int64_t d : shape) {
-    if (d < 0)
-      return invalid_argument("cpu backend: negative dimension in shape " + shape_string(shape));
-    if (d != 0 && elems > std::numeric_limits<uint64_t>::max() / 64 / static_cast<uint64_t>(d))
-      return out_of_memory("cpu backend: tensor of shape " + shape_string(shape) + " is too large");
-    elems *= static_cast<uint64_t>(d);
-  }
+  STRATA_ASSIGN_OR_RETURN(const uint64_t elems, checked_numel(shape, "cpu backend"));
   size_t bytes = static_cast<size_t>(elems) * dtype_size(dtype);
   size_t rounded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
   void* p = std::aligned_alloc(64, rounded);

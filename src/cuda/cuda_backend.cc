@@ -168,14 +168,7 @@ Result<Tensor> CudaBackend::allocate_uninitialized(DType dtype, Shape shape) {
 }
 
 Result<Tensor> CudaBackend::allocate_impl(DType dtype, Shape shape, bool zero) {
-  uint64_t elems = 1;
-  for (int64_t d : shape) {
-    if (d < 0)
-      return invalid_argument("cuda backend: negative dimension in shape " + shape_string(shape));
-    if (d != 0 && elems > std::numeric_limits<uint64_t>::max() / 64 / static_cast<uint64_t>(d))
-      return out_of_memory("cuda backend: tensor of shape " + shape_string(shape) + " is too large");
-    elems *= static_cast<uint64_t>(d);
-  }
+  STRATA_ASSIGN_OR_RETURN(const uint64_t elems, checked_numel(shape, "cuda backend"));
   const size_t bytes = static_cast<size_t>(elems) * dtype_size(dtype);
   const size_t rounded = std::max<size_t>(256, (bytes + 255) / 256 * 256);
   cudaStream_t s = state_->stream;

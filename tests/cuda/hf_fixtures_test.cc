@@ -8,44 +8,20 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "cuda/cuda_test_util.h"
-#include "model/safetensors.h"
 #include "runtime/context.h"
 #include "runtime/generator.h"
 #include "runtime/load_model.h"
+#include "testing/hf_reference.h"
 #include "testing/test_data.h"
 
 namespace strata::cuda {
 namespace {
 
-struct Reference {
-  std::vector<std::vector<int32_t>> prompts, greedy;
-  std::vector<std::vector<float>> margins;
-  std::vector<Tensor> logits;
-};
-
-Reference load_reference(const std::filesystem::path& dir) {
-  Reference ref;
-  std::ifstream in(dir / "reference.json");
-  nlohmann::json j = nlohmann::json::parse(in);
-  auto file = model::SafetensorsFile::open(dir / "reference.safetensors");
-  STRATA_CHECK(file.is_ok(), file.status().to_string());
-  for (size_t i = 0; i < j["prompts"].size(); ++i) {
-    const auto& p = j["prompts"][i];
-    ref.prompts.push_back(p["prompt"].get<std::vector<int32_t>>());
-    ref.greedy.push_back(p["greedy"].get<std::vector<int32_t>>());
-    ref.margins.push_back(p["top2_margins"].get<std::vector<float>>());
-    auto l = (*file)->read("prompt" + std::to_string(i) + ".logits");
-    STRATA_CHECK(l.is_ok(), l.status().to_string());
-    ref.logits.push_back(*l);
-  }
-  return ref;
-}
+using Reference = strata::testing::HfReference;
 
 struct Case {
   const char* fixture;
@@ -71,7 +47,7 @@ class GpuHfReference : public ::testing::TestWithParam<Case> {
     auto model = runtime::load_model_dir(*ctx_, dir_);
     ASSERT_TRUE(model.is_ok()) << model.status().to_string();
     model_ = std::move(model).value();
-    ref_ = load_reference(dir_);
+    ref_ = strata::testing::load_hf_reference(dir_);
   }
 
   std::filesystem::path dir_;

@@ -3,18 +3,16 @@
 // decode logits through the KV cache, and on greedy continuations.
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "model/model_dir.h"
-#include "model/safetensors.h"
 #include "runtime/context.h"
 #include "runtime/generator.h"
 #include "runtime/load_model.h"
+#include "testing/hf_reference.h"
 #include "testing/test_data.h"
 
 namespace strata::runtime {
@@ -41,31 +39,7 @@ const Fixture kFixtures[] = {
 // Test listings print the fixture's name rather than its bytes.
 void PrintTo(const Fixture& f, std::ostream* os) { *os << f.name; }
 
-struct Reference {
-  std::vector<std::vector<int32_t>> prompts, greedy;
-  std::vector<std::vector<float>> margins;
-  std::vector<Tensor> logits, step_logits;
-};
-
-Reference load_reference(const std::filesystem::path& dir) {
-  Reference ref;
-  std::ifstream in(dir / "reference.json");
-  nlohmann::json j = nlohmann::json::parse(in);
-  auto file = model::SafetensorsFile::open(dir / "reference.safetensors");
-  STRATA_CHECK(file.is_ok(), file.status().to_string());
-  for (size_t i = 0; i < j["prompts"].size(); ++i) {
-    const auto& p = j["prompts"][i];
-    ref.prompts.push_back(p["prompt"].get<std::vector<int32_t>>());
-    ref.greedy.push_back(p["greedy"].get<std::vector<int32_t>>());
-    ref.margins.push_back(p["top2_margins"].get<std::vector<float>>());
-    auto l = (*file)->read("prompt" + std::to_string(i) + ".logits");
-    auto s = (*file)->read("prompt" + std::to_string(i) + ".step_logits");
-    STRATA_CHECK(l.is_ok() && s.is_ok());
-    ref.logits.push_back(*l);
-    ref.step_logits.push_back(*s);
-  }
-  return ref;
-}
+using Reference = testing::HfReference;
 
 // max |a - b| / max(1, max |b|) over rows of a [R, V] against b [R, V].
 float relative_error(const Tensor& a, const Tensor& b) {
@@ -95,7 +69,7 @@ class HfReference : public ::testing::TestWithParam<Fixture> {
     auto model = load_model_dir(*ctx_, dir_);
     ASSERT_TRUE(model.is_ok()) << model.status().to_string();
     model_ = std::move(model).value();
-    ref_ = load_reference(dir_);
+    ref_ = testing::load_hf_reference(dir_);
   }
 
   std::filesystem::path dir_;
@@ -192,7 +166,7 @@ TEST(HfReferenceStop, StopsAtTheModelsEosToken) {
   // Declare the 5th reference greedy token of prompt 0 an EOS token: generation must stop right
   // after its first occurrence with finish_reason stop, and max_new_tokens must give "length".
   auto dir = testing::test_data_dir() / "fixtures" / "llama_gqa_llama3";
-  Reference ref = load_reference(dir);
+  Reference ref = testing::load_hf_reference(dir);
   auto ctx = make_context({});
   ASSERT_TRUE(ctx.is_ok());
   auto files = model::open_model_dir(dir);
