@@ -64,8 +64,12 @@ Sizes sizes(const ModelSpec& m, const Workload& w, const BatchShape& b, const Ch
   const uint64_t s = static_cast<uint64_t>(w.prompt_len), n = static_cast<uint64_t>(w.gen_len);
   const uint64_t tokens = gbs * s;  // prefill is the larger step
   z.kv_unit = m.kv_bytes(static_cast<int64_t>(gbs * (s + n)), ch.kv);
-  z.kv_gpu_staging = ch.attention == Attention::kGpu ? z.kv_unit
-                                                     : m.kv_bytes(static_cast<int64_t>(tokens), ch.kv);
+  // Attention on the CPU: a batch's prompt KV is made in fp16 on the GPU (and quantised there
+  // when stored as int4) before it leaves.
+  z.kv_gpu_staging = ch.attention == Attention::kGpu
+                         ? z.kv_unit
+                         : m.kv_bytes(static_cast<int64_t>(tokens), Compression::kNone) +
+                               (ch.kv == Compression::kInt4 ? m.kv_bytes(static_cast<int64_t>(tokens), ch.kv) : 0);
   z.hidden_batch = tokens * static_cast<uint64_t>(m.hidden) * 2;
   z.logits = gbs * static_cast<uint64_t>(m.vocab) * 4;
   const uint64_t h = static_cast<uint64_t>(m.hidden), q = static_cast<uint64_t>(m.q_dim);
@@ -80,7 +84,18 @@ Sizes sizes(const ModelSpec& m, const Workload& w, const BatchShape& b, const Ch
   work("work.attention_out", tokens * q * 2, 1, "[gbs*prompt, q_dim] fp16 attention output");
   work("work.mlp", tokens * ffn * 2, m.family == model::Family::kLlama ? 2 : 1,
        m.family == model::Family::kLlama ? "[gbs*prompt, ffn] fp16 gate, up" : "[gbs*prompt, ffn] fp16 fc1 output");
+  work("work.projected", tokens * h * 2, 2, "[gbs*prompt, hidden] fp16 attention and MLP outputs");
   work("work.logits", z.logits, 1, "[gbs, vocab] fp32 logits of the last positions");
+  if (ch.weights == Compression::kInt4) {
+    // Prompt-sized products dequantise the int4 weight into an fp16 copy for cuBLAS.
+    uint64_t largest = 0;
+    for (const auto& t : m.layer_tensors)
+      if (t.compressible) largest = std::max<uint64_t>(largest, static_cast<uint64_t>(shape_numel(t.shape)) * 2);
+    for (const auto& t : m.other_tensors)
+      if (t.compressible) largest = std::max<uint64_t>(largest, static_cast<uint64_t>(shape_numel(t.shape)) * 2);
+    work("work.dequantised", largest, 1, "fp16 copy of an int4 weight for a prompt-sized product");
+  }
+  work("cuda.context", kCudaContextBytes, 1, "CUDA context, kernel images and cuBLAS handles");
   work("workspace", kGpuWorkspaceBytes, 1, "GEMM and attention scratch");
   auto cpu = [&](const char* name, uint64_t bytes, int64_t count, const char* what) {
     z.cpu_attention.push_back({name, Tier::kCpu, bytes, count, what});
@@ -199,8 +214,9 @@ MemoryPlan plan_memory(const ModelSpec& spec, const Placement& p) {
   };
   // GPU.
   add("weights.resident", Tier::kGpu, resident[0], 1, "weight tensors kept on the GPU");
-  add("weights.prefetch_slot", Tier::kGpu, slot, 2,
-      "streamed part of a layer: layers j+1 and j+2 prefetch while j computes");
+  add("weights.prefetch_slot", Tier::kGpu, slot, p.choices.prefetch_slots,
+      p.choices.prefetch_slots >= 3 ? "streamed part of a layer: layers j+1 and j+2 load while j computes"
+                                    : "streamed part of a layer: layer j+1 loads while j computes");
   add("kv.resident", Tier::kGpu, z.kv_unit, kv_on[0], "KV of one GPU batch in one layer");
   if (kv_off_gpu)
     add("kv.gpu_staging", Tier::kGpu, z.kv_gpu_staging, 2,
@@ -240,9 +256,10 @@ std::array<Affine, kNumTiers> memory_affine(const ModelSpec& spec, const Workloa
   const double nb = static_cast<double>(b.num_gpu_batches);
   std::array<Affine, kNumTiers> m;
   Affine& g = m[0];
-  g.constant = static_cast<double>(sum_bytes(z.working)) + 2 * wmax +
+  const double slots = ch.prefetch_slots;
+  g.constant = static_cast<double>(sum_bytes(z.working)) + slots * wmax +
                2 * static_cast<double>(z.kv_gpu_staging) + 2 * hid;
-  g.add(kWg, wall - 2 * wmax);
+  g.add(kWg, wall - slots * wmax);
   g.add(kCg, units * unit - 2 * static_cast<double>(z.kv_gpu_staging));
   g.add(kHg, nb * hid - 2 * hid);
   Affine& c = m[1];

@@ -22,6 +22,10 @@ namespace strata::planner {
 // Bytes a GPU batch's kernels may use as scratch (cuBLAS workspace, attention tiles). Attention
 // kernels tile over keys, so no [prompt, prompt] score matrix is ever allocated.
 inline constexpr uint64_t kGpuWorkspaceBytes = 64ull << 20;
+// Device memory a CUDA process holds before any buffer: the context, the kernels' module images
+// and the cuBLAS handles (about 0.5 GiB on an H100 with CUDA 13), kept out of the GPU budget.
+inline constexpr uint64_t kCudaContextBytes = 640ull << 20;
+
 
 struct Buffer {
   std::string name;        // "weights.prefetch_slot", "kv.resident", ...

@@ -99,6 +99,7 @@ json policy_to_json(const Policy& p) {
                    {"compression", compression_name(p.choices.kv)},
                    {"attention", attention_name(p.choices.attention)}};
   j["activations"] = {{"gpu", tidy(f[kHg])}, {"cpu", tidy(f[kHc])}};
+  j["prefetch_slots"] = p.choices.prefetch_slots;
   if (!p.hardware.empty()) j["hardware"] = p.hardware;
   j["budgets"] = {{"gpu", p.budgets.gpu}, {"cpu", p.budgets.cpu}, {"disk", p.budgets.disk}};
   const Prediction& q = p.predicted;
@@ -124,6 +125,13 @@ Result<Policy> parse_policy(const json& j, const std::string& source) {
   STRATA_ASSIGN_OR_RETURN(p.workload.requests, r.integer(j, "requests", 0, false));
   STRATA_ASSIGN_OR_RETURN(p.batch.gpu_batch_size, r.integer(j, "gpu_batch_size", 1));
   STRATA_ASSIGN_OR_RETURN(p.batch.num_gpu_batches, r.integer(j, "num_gpu_batches", 1));
+  if (j.contains("prefetch_slots")) {
+    STRATA_ASSIGN_OR_RETURN(int64_t slots, r.integer(j, "prefetch_slots", kMinPrefetchSlots));
+    if (slots > kMaxPrefetchSlots)
+      return r.error("prefetch_slots", "must be " + std::to_string(kMinPrefetchSlots) + " or " +
+                                           std::to_string(kMaxPrefetchSlots));
+    p.choices.prefetch_slots = static_cast<int>(slots);
+  }
 
   STRATA_ASSIGN_OR_RETURN(const json* w, r.object(j, "weights"));
   STRATA_ASSIGN_OR_RETURN(p.fractions[kWg], r.fraction(*w, "weights", "gpu"));

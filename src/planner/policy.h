@@ -40,10 +40,16 @@ struct BatchShape {
   int64_t block() const { return gpu_batch_size * num_gpu_batches; }
 };
 
+// GPU slots for streamed weights: the unit computing and those loading ahead of it. Three keeps
+// loads two layers ahead; two (one ahead) is the fallback when a third slot does not fit.
+inline constexpr int kMaxPrefetchSlots = 3;
+inline constexpr int kMinPrefetchSlots = 2;
+
 struct Choices {
   Compression weights = Compression::kNone;
   Compression kv = Compression::kNone;
   Attention attention = Attention::kCpu;
+  int prefetch_slots = kMaxPrefetchSlots;
 };
 
 struct Workload {

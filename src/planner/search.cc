@@ -59,7 +59,8 @@ Budgets default_budgets(const HardwareProfile& hw) {
 Result<Fractions> solve_placement_lp(const ModelSpec& spec, const Workload& w,
                                      const HardwareProfile& hw, const Budgets& budgets,
                                      const BatchShape& batch, const Choices& choices,
-                                     const std::array<double, kNumTiers>& cut) {
+                                     const std::array<double, kNumTiers>& cut,
+                                     const PlacementLimits& limits) {
   const CostModel cm = build_cost_model(spec, w, hw, batch, choices);
   const auto mem = memory_affine(spec, w, batch, choices);
   const double L = static_cast<double>(cm.layers);
@@ -77,7 +78,11 @@ Result<Fractions> solve_placement_lp(const ModelSpec& spec, const Workload& w,
   LinearProgram lp;
   static const char* kNames[kNumFracs] = {"wg", "wc", "wd", "cg", "cc", "cd", "hg", "hc"};
   static const double kTier[kNumFracs] = {0, 1, 2, 0, 1, 2, 0, 1};
-  for (int i = 0; i < kNumFracs; ++i) lp.add_variable(kNames[i], 0, 1, eps * kTier[i]);
+  double upper[kNumFracs] = {1, 1, 1, 1, 1, 1, 1, 1};
+  if (!limits.kv_on_disk) upper[kCd] = 0;
+  if (!limits.compressed_kv_on_gpu && choices.kv == Compression::kInt4) upper[kCg] = 0;
+  if (!limits.activations_on_cpu) upper[kHc] = 0;
+  for (int i = 0; i < kNumFracs; ++i) lp.add_variable(kNames[i], 0, upper[i], eps * kTier[i]);
   const int tp = lp.add_variable("T_prefill", 0, kLpInfinity, L);
   const int tg = lp.add_variable("T_decode", 0, kLpInfinity, L * steps);
   lp.add_row({{kWg, 1}, {kWc, 1}, {kWd, 1}}, 1, 1, "weights");
@@ -122,12 +127,12 @@ double granularity(const ModelSpec& spec, const Workload& w, const BatchShape& b
 // LP, rounding and exact check for one candidate.
 Outcome solve_candidate(const ModelSpec& spec, const Workload& w, const HardwareProfile& hw,
                         const Budgets& budgets, const BatchShape& batch, const Choices& choices,
-                        int64_t* lps, Candidate* out) {
+                        const PlacementLimits& limits, int64_t* lps, Candidate* out) {
   std::array<double, kNumTiers> cut{};
   const double unit = granularity(spec, w, batch, choices);
   for (int attempt = 0; attempt < 6; ++attempt) {
     ++*lps;
-    auto f = solve_placement_lp(spec, w, hw, budgets, batch, choices, cut);
+    auto f = solve_placement_lp(spec, w, hw, budgets, batch, choices, cut, limits);
     if (!f.is_ok()) return attempt == 0 ? Outcome::kInfeasible : Outcome::kRoundingFailed;
     Candidate c;
     c.target = *f;
@@ -161,6 +166,7 @@ Status explain_infeasible(const ModelSpec& spec, const Workload& w, const Budget
   c.weights = options.weight_compression.back();
   c.kv = options.kv_compression.back();
   c.attention = Attention::kCpu;
+  c.prefetch_slots = kMinPrefetchSlots;
   const BatchShape one{1, 1};
   const auto mem = memory_affine(spec, w, one, c);
   Fractions off{};  // everything off the GPU, on the CPU
@@ -228,14 +234,20 @@ Result<PlanResult> plan_policy(const ModelSpec& spec, const Workload& w, const H
     for (Compression ckv : options.kv_compression) {
       if (ckv == Compression::kInt4 && !spec.kv_compressible()) continue;
       for (Attention att : options.attention) {
-        const Choices choices{cw, ckv, att};
+        const Choices base{cw, ckv, att};
         for (int64_t gbs : gbs_list) {
           bool any = false;
           for (int64_t nb : nb_list) {
             const BatchShape batch{gbs, nb};
             if (w.requests > 0 && batch.block() > w.requests && batch.block() > 1) break;
+            // Three weight slots when they fit, else two (same predicted time, less GPU memory).
             Candidate c;
-            const Outcome o = solve_candidate(spec, w, hw, budgets, batch, choices, &lps, &c);
+            Choices choices = base;
+            Outcome o = solve_candidate(spec, w, hw, budgets, batch, choices, options.limits, &lps, &c);
+            if (o != Outcome::kFits) {
+              choices.prefetch_slots = kMinPrefetchSlots;
+              o = solve_candidate(spec, w, hw, budgets, batch, choices, options.limits, &lps, &c);
+            }
             if (o == Outcome::kInfeasible) break;  // a bigger block needs more memory still
             any = true;
             if (o != Outcome::kFits) continue;

@@ -17,12 +17,20 @@
 
 namespace strata::planner {
 
+// What the runtime can place: the LP keeps the fractions it cannot run at zero.
+struct PlacementLimits {
+  bool kv_on_disk = true;
+  bool compressed_kv_on_gpu = true;
+  bool activations_on_cpu = true;
+};
+
 struct SearchOptions {
   std::vector<Compression> weight_compression = {Compression::kNone};  // candidates to try
   std::vector<Compression> kv_compression = {Compression::kNone};
   std::vector<Attention> attention = {Attention::kCpu, Attention::kGpu};
   std::vector<int64_t> gpu_batch_sizes;  // empty: 1, 2, 4, 8, 16, 24, ..., 1024
   std::vector<int64_t> num_gpu_batches;  // empty: 1, 2, 3, 4, 6, 8, ..., 64
+  PlacementLimits limits;
 };
 
 struct PlanResult {
@@ -51,6 +59,7 @@ Result<PlanResult> evaluate_policy(const ModelSpec& spec, const Policy& policy,
 Result<Fractions> solve_placement_lp(const ModelSpec& spec, const Workload& workload,
                                      const HardwareProfile& hw, const Budgets& budgets,
                                      const BatchShape& batch, const Choices& choices,
-                                     const std::array<double, kNumTiers>& budget_cut = {});
+                                     const std::array<double, kNumTiers>& budget_cut = {},
+                                     const PlacementLimits& limits = {});
 
 }  // namespace strata::planner

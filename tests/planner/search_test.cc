@@ -61,9 +61,10 @@ TEST(Search, Opt175bOnFlexGensT4SplitsWeightsBetweenCpuAndDisk) {
   EXPECT_LT(p.fractions[kWg], 0.05);
   EXPECT_GT(p.fractions[kCd], 0.5);  // 350 GB of weights leave no DRAM for a big block's KV
 
-  auto flexgen = evaluate_policy(
-      spec, hand_policy("opt-175b", 32, 8, {0, 0.5, 0.5, 0, 0, 1, 0, 1}, Attention::kCpu), hw,
-      flexgen_budgets());
+  // FlexGen double-buffers weights: two GPU slots (a third would not fit next to its batch).
+  Policy fp = hand_policy("opt-175b", 32, 8, {0, 0.5, 0.5, 0, 0, 1, 0, 1}, Attention::kCpu);
+  fp.choices.prefetch_slots = 2;
+  auto flexgen = evaluate_policy(spec, fp, hw, flexgen_budgets());
   ASSERT_TRUE(flexgen.is_ok()) << flexgen.status().to_string();
   EXPECT_GE(p.predicted.tokens_per_s, flexgen->policy.predicted.tokens_per_s);
 }
@@ -97,9 +98,10 @@ TEST(Search, InfeasibleBudgetsNameTheShortTierAndTheShortfall) {
   const std::string& m = disk.status().message();
   EXPECT_NE(m.find("disk tier short by"), std::string::npos) << m;
   // Weights alone: 324.5 GiB; room: 100 + 100 GiB + what the GPU spares (< 15 GiB): > 109 GiB.
+  // The GPU keeps at least its prefetch slots, working buffers and the CUDA context: < 3 GiB.
   const double shortfall_gib = std::stod(m.substr(m.find("short by ") + 9));
   EXPECT_GT(shortfall_gib, 324.5 - 215);
-  EXPECT_LT(shortfall_gib, 324.5 - 200 + 2);
+  EXPECT_LT(shortfall_gib, 324.5 - 200 + 3);
 }
 
 TEST(Search, BadWorkloadIsAnError) {
