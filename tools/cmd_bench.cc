@@ -1,17 +1,30 @@
-// strata bench: benchmarks, one subcommand each. `strata bench io` measures disk reads through
-// the io_uring and fallback backends. Results are printed as JSON lines (stdout, one per
-// measurement, as they come) and a Markdown table with the machine they ran on.
+// strata bench: benchmarks. `strata bench --model-shape NAME` runs the offloading engine end to end
+// on a named shape with synthetic weights (one block of random prompts, FlexGen's metric, measured
+// beside the planner's prediction); `strata bench io` measures disk reads through the io_uring and
+// fallback backends, printed as JSON lines (one per measurement, as they come) and a Markdown table
+// with the machine they ran on.
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "commands.h"
 #include "common/log.h"
 #include "common/units.h"
+#include "cuda/device.h"
+#include "model/shapes.h"
+#include "plan_print.h"
+#include "planner/model_spec.h"
+#include "planner/search.h"
+#include "runtime/context.h"
+#include "runtime/offload_bench.h"
+#include "runtime/offload_setup.h"
 #include "storage/io_bench.h"
 #include "storage/topology.h"
 
@@ -126,11 +139,132 @@ void register_bench_io(CLI::App& bench, int* exit_code) {
   cmd->callback([exit_code] { *exit_code = report("bench io", run_io(args)); });
 }
 
+
+struct ModelArgs {
+  std::string shape;
+  int64_t prompt_len = 0, gen_len = 0;
+  runtime::BudgetFlags budgets;
+  std::string hardware, policy = "auto", compress = "none", offload_dir, device = "cuda", trace;
+  bool json = false, warmup = false;
+  uint64_t seed = 0;
+};
+
+// The CUDA device index of --device ("cuda" = 0, "cuda:N" = N).
+Result<int> cuda_index(const std::string& device) {
+  if (device == "cuda") return 0;
+  if (device.rfind("cuda:", 0) == 0 && device.size() > 5 && device.size() < 10 &&
+      device.find_first_not_of("0123456789", 5) == std::string::npos)
+    return std::stoi(device.substr(5));
+  return invalid_argument("--device must be cuda or cuda:N (the offloading engine runs on a GPU), not '" +
+                          device + "'");
+}
+
+// The detected name of CUDA device `index`, or kUnsupported saying the benchmark needs one.
+Result<std::string> cuda_device_name(int index) {
+  const cuda::DeviceQuery q = cuda::query_devices();
+  for (const auto& d : q.devices)
+    if (d.index == index) return d.name;
+  return unsupported("strata bench --model-shape runs the offloading engine and needs a CUDA device; " +
+                     (q.devices.empty() ? "none is usable here (" + q.note + ")"
+                                        : "there is no device " + std::to_string(index)) +
+                     ". `strata plan --model-shape ... --hardware NAME` predicts without one");
+}
+
+Status run_model_bench(const ModelArgs& a) {
+  using namespace planner;
+  if (a.shape.empty()) return invalid_argument("give --model-shape NAME (e.g. opt-30b), or a subcommand: io");
+  if (a.prompt_len < 1 || a.gen_len < 1) return invalid_argument("give --prompt-len N and --gen-len N (at least 1)");
+  STRATA_ASSIGN_OR_RETURN(int device, cuda_index(a.device));
+  STRATA_ASSIGN_OR_RETURN(model::ModelConfig config, model::named_shape(a.shape));
+  const ModelSpec spec = make_model_spec(config, a.shape);
+  // Without --hardware: the catalogue entry of the GPU in use (so no GPU fails here, clearly).
+  HardwareProfile hw;
+  if (!a.hardware.empty()) {
+    STRATA_ASSIGN_OR_RETURN(hw, runtime::load_hardware_profile(a.hardware));
+  } else {
+    STRATA_ASSIGN_OR_RETURN(std::string gpu, cuda_device_name(device));
+    STRATA_ASSIGN_OR_RETURN(hw, runtime::catalogue_hardware_for_gpu(gpu, hardware_catalogue()));
+  }
+  Budgets budgets = default_budgets(hw);
+  STRATA_RETURN_IF_ERROR(runtime::apply_budget_flags(a.budgets, &budgets));
+  const Workload workload{a.prompt_len, a.gen_len, 0};
+  PlanResult plan;
+  double search_s = -1;
+  if (a.policy == "auto") {
+    SearchOptions options;
+    STRATA_RETURN_IF_ERROR(runtime::set_compress_choices(a.compress, &options));
+    runtime::limit_to_engine(&options);
+    const auto t0 = std::chrono::steady_clock::now();
+    STRATA_ASSIGN_OR_RETURN(plan, plan_policy(spec, workload, hw, budgets, options));
+    search_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  } else {
+    STRATA_ASSIGN_OR_RETURN(plan, runtime::load_policy_file(a.policy, spec, hw, budgets, workload));
+  }
+  if (!a.json) {
+    print_plan(plan, hw, search_s, /*buffers=*/false);
+    std::printf("\n");
+    std::fflush(stdout);
+  }
+
+  STRATA_RETURN_IF_ERROR(cuda_device_name(device).status());
+  runtime::ContextOptions copts;
+  copts.device = a.device;
+  STRATA_ASSIGN_OR_RETURN(auto ctx, runtime::make_context(copts));
+  runtime::OffloadBenchOptions o;
+  o.model = a.shape;
+  o.workload = workload;
+  o.offload_dir = a.offload_dir.empty() ? runtime::default_offload_dir() : std::filesystem::path(a.offload_dir);
+  o.seed = a.seed;
+  o.warmup = a.warmup;
+  o.trace = a.trace;
+  STRATA_ASSIGN_OR_RETURN(runtime::OffloadBenchResult r, runtime::run_offload_bench(config, plan.policy, o, *ctx));
+  if (a.json) {
+    nlohmann::json j = runtime::offload_bench_json(r);
+    j["hardware"] = hw.name;
+    j["policy"] = policy_to_json(plan.policy);
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("%s", runtime::format_offload_bench(r).c_str());
+    if (!a.trace.empty()) std::printf("trace        %s\n", a.trace.c_str());
+  }
+  return Status::ok();
+}
+
+void register_bench_model(CLI::App& bench, int* exit_code) {
+  static ModelArgs a;
+  bench.add_option("--model-shape", a.shape, "named shape (models/shapes) with synthetic weights, e.g. opt-30b");
+  bench.add_option("--prompt-len", a.prompt_len, "prompt tokens per sequence")->check(CLI::PositiveNumber);
+  bench.add_option("--gen-len", a.gen_len, "generated tokens per sequence")->check(CLI::PositiveNumber);
+  bench.add_option("--gpu-mem", a.budgets.gpu, "GPU memory budget, e.g. 14GiB (default: the profile's GPU - 1 GiB)");
+  bench.add_option("--cpu-mem", a.budgets.cpu, "pinned DRAM budget (default: the profile's DRAM - 10%)");
+  bench.add_option("--disk-mem", a.budgets.disk, "offload disk budget (default: 95% of the profile's disk)");
+  bench.add_option("--hardware", a.hardware,
+                   "hardware profile JSON (strata profile) or catalogue name (default: the catalogue entry "
+                   "of the GPU in use, e.g. h100-test-host for an H100 80GB HBM3)");
+  bench.add_option("--policy", a.policy, "auto (plan for these budgets) or a policy file (strata plan -o FILE)")
+      ->capture_default_str();
+  bench.add_option("--compress", a.compress,
+                   "int4-g64 compression the planner may use: none (fp16), int4 (weights and KV) or auto")
+      ->capture_default_str();
+  bench.add_option("--offload-dir", a.offload_dir, "directory for the disk tier (default: TMPDIR/strata-offload)");
+  bench.add_option("--device", a.device, "cuda or cuda:N")->capture_default_str();
+  bench.add_option("--trace", a.trace, "write a Chrome/Perfetto trace of the measured block here");
+  bench.add_flag("--json", a.json, "print the result (and the policy) as JSON instead of the tables");
+  bench.add_flag("--warmup", a.warmup, "run one unmeasured block first");
+  bench.add_option("--seed", a.seed, "seed of the synthetic weights and prompts")->capture_default_str();
+  bench.callback([&bench, exit_code] {
+    if (!bench.get_subcommands().empty()) return;  // `strata bench io ...` ran its own callback
+    *exit_code = report("bench", run_model_bench(a));
+  });
+}
+
 }  // namespace
 
 void register_bench(CLI::App& app, int* exit_code) {
-  auto* bench = app.add_subcommand("bench", "Benchmarks (one subcommand each)");
-  bench->require_subcommand(1);
+  auto* bench = app.add_subcommand(
+      "bench", "End-to-end offloading benchmark on a named shape (--model-shape), or a micro-benchmark subcommand");
+  bench->require_subcommand(0, 1);
+  register_bench_model(*bench, exit_code);
   register_bench_io(*bench, exit_code);
 }
 

@@ -1,7 +1,11 @@
 // strata generate: the offline batch job. JSONL (or .jsonl.zst) requests in, JSONL results out,
 // with progress on stderr, a summary at the end and --resume after a crash. Formats: DESIGN.md,
-// "Offline batch I/O".
+// "Offline batch I/O". On a GPU the model runs on the offloading engine with a policy planned for
+// the job and this machine's memory (or read from a file); --policy none keeps it all on the GPU.
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -9,9 +13,16 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "cuda/device.h"
+#include "plan_print.h"
+#include "planner/model_spec.h"
+#include "planner/search.h"
 #include "runtime/batch_job.h"
 #include "runtime/context.h"
 #include "runtime/load_model.h"
+#include "runtime/offload_bench.h"
+#include "runtime/offload_engine.h"
+#include "runtime/offload_setup.h"
 #include "text/tokenizer.h"
 
 namespace strata::tools {
@@ -25,7 +36,73 @@ struct GenerateOptions {
   int threads = 0;
   bool quiet = false;
   std::string json_summary;
+  // The offloading engine (CUDA only).
+  std::string policy = "auto", hardware, compress = "none", offload_dir, trace;
+  runtime::BudgetFlags budgets;
+  int64_t max_prompt_len = 0;
 };
+
+Status write_summary(const GenerateOptions& o, const runtime::BatchSummary& summary) {
+  if (!o.quiet) std::fprintf(stderr, "%s", summary.to_text().c_str());
+  if (!o.json_summary.empty()) {
+    std::ofstream out(o.json_summary, std::ios::trunc);
+    out << summary.to_json().dump(2) << "\n";
+    if (!out) return io_error(o.json_summary + ": writing the JSON summary failed", errno);
+  }
+  return Status::ok();
+}
+
+// The CUDA device index of --device ("cuda" and "gpu" = 0).
+int cuda_index(const std::string& device) {
+  const size_t colon = device.find(':');
+  return colon == std::string::npos ? 0 : std::atoi(device.c_str() + colon + 1);
+}
+
+// The job on the offloading engine: plan (or read) the policy, place the weights, run blocks of
+// the policy's size.
+Status run_offloaded(GenerateOptions& o, runtime::Context& ctx, const text::Tokenizer& tokenizer,
+                     const planner::HardwareProfile& hw) {
+  using namespace planner;
+  STRATA_ASSIGN_OR_RETURN(model::ModelFiles files, runtime::open_model_files(ctx, o.model));
+  const std::filesystem::path offload_dir =
+      o.offload_dir.empty() ? runtime::default_offload_dir() : std::filesystem::path(o.offload_dir);
+  STRATA_ASSIGN_OR_RETURN(Budgets budgets, runtime::resolve_budgets(o.budgets, cuda_index(o.device), offload_dir));
+  const ModelSpec spec = make_model_spec(files.config, o.job.model_name);
+  PlanResult plan;
+  double search_s = -1;
+  if (o.policy == "auto") {
+    Workload w{o.max_prompt_len, o.job.max_tokens, 0};
+    if (o.max_prompt_len <= 0) {
+      STRATA_ASSIGN_OR_RETURN(runtime::JobShape shape, runtime::scan_batch_job(files.config, tokenizer, o.job, ctx.logger));
+      w = {std::max<int64_t>(1, shape.max_prompt_tokens), std::max<int64_t>(1, shape.max_new_tokens), shape.requests};
+    }
+    SearchOptions options;
+    STRATA_RETURN_IF_ERROR(runtime::set_compress_choices(o.compress, &options));
+    runtime::limit_to_engine(&options);
+    const auto t0 = std::chrono::steady_clock::now();
+    STRATA_ASSIGN_OR_RETURN(plan, plan_policy(spec, w, hw, budgets, options));
+    search_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  } else {
+    STRATA_ASSIGN_OR_RETURN(plan, runtime::load_policy_file(o.policy, spec, hw, budgets, Workload{}));
+  }
+  if (!o.quiet) {
+    print_plan(plan, hw, search_s, /*buffers=*/false, stderr);
+    std::fprintf(stderr, "\n");
+  }
+  runtime::OffloadOptions eo;
+  eo.policy = plan.policy;
+  eo.offload_dir = offload_dir;
+  eo.trace = !o.trace.empty();
+  STRATA_ASSIGN_OR_RETURN(auto engine, runtime::OffloadEngine::create(files.config, files.weights.get(), eo, ctx));
+  const int64_t block = plan.policy.batch.block();
+  o.job.batch_size = static_cast<int32_t>(block);
+  o.job.window = std::max<int32_t>(o.job.window, static_cast<int32_t>(block));
+  o.job.max_sequence_len = plan.policy.workload.prompt_len + plan.policy.workload.gen_len;
+  STRATA_ASSIGN_OR_RETURN(runtime::BatchSummary summary, runtime::run_batch_job(*engine, tokenizer, o.job, ctx.logger));
+  if (!o.trace.empty()) STRATA_RETURN_IF_ERROR(engine->write_trace(o.trace));
+  if (!o.quiet) std::fprintf(stderr, "%s", runtime::format_offload_report(engine->report()).c_str());
+  return write_summary(o, summary);
+}
 
 Status run(GenerateOptions& o) {
   // Everything that can fail without touching the model fails first.
@@ -42,22 +119,49 @@ Status run(GenerateOptions& o) {
   copts.threads = o.threads;
   copts.log_level = o.quiet ? LogLevel::kWarn : LogLevel::kInfo;
   STRATA_ASSIGN_OR_RETURN(auto ctx, runtime::make_context(copts));
-  STRATA_ASSIGN_OR_RETURN(auto model, runtime::load_model_dir(*ctx, o.model));
-  if (tokenizer->vocab_size() > model->config().vocab_size)
-    ctx->logger.warn("the tokenizer has " + std::to_string(tokenizer->vocab_size()) + " tokens but the model only " +
-                     std::to_string(model->config().vocab_size));
   o.job.model_name = std::filesystem::path(o.model).lexically_normal().filename().string();
   if (o.job.model_name.empty()) o.job.model_name = std::filesystem::path(o.model).parent_path().filename().string();
   o.job.progress.quiet = o.quiet;
   o.job.progress.live = ::isatty(STDERR_FILENO) != 0;
-  STRATA_ASSIGN_OR_RETURN(runtime::BatchSummary summary, runtime::run_batch_job(*model, *tokenizer, o.job, ctx->logger));
-  if (!o.quiet) std::fprintf(stderr, "%s", summary.to_text().c_str());
-  if (!o.json_summary.empty()) {
-    std::ofstream out(o.json_summary, std::ios::trunc);
-    out << summary.to_json().dump(2) << "\n";
-    if (!out) return io_error(o.json_summary + ": writing the JSON summary failed", errno);
+
+  // Which engine: the offloading one on a GPU unless --policy none.
+  std::string policy = o.policy;
+  if (o.device == "cpu") {
+    if (policy != "auto" && policy != "none")
+      ctx->logger.warn("--policy " + policy + " is ignored on the CPU: the model runs in DRAM (offloading needs a GPU)");
+    policy = "none";
   }
-  return Status::ok();
+  planner::HardwareProfile hw;
+  if (policy != "none") {
+    if (!o.hardware.empty()) {
+      STRATA_ASSIGN_OR_RETURN(hw, runtime::load_hardware_profile(o.hardware));
+    } else {
+      const cuda::DeviceQuery q = cuda::query_devices();
+      std::string gpu;
+      for (const auto& d : q.devices)
+        if (d.index == cuda_index(o.device)) gpu = d.name;
+      auto found = runtime::catalogue_hardware_for_gpu(gpu, planner::hardware_catalogue());
+      if (found.is_ok()) {
+        hw = *found;
+      } else if (policy == "auto") {
+        ctx->logger.warn(found.status().message() + "; until then the whole model runs on the GPU (--policy none)");
+        policy = "none";
+      } else {
+        return found.status().with_context("--policy " + policy);
+      }
+    }
+  }
+  if (policy != "none") {
+    o.policy = policy;
+    return run_offloaded(o, *ctx, *tokenizer, hw);
+  }
+
+  STRATA_ASSIGN_OR_RETURN(auto model, runtime::load_model_dir(*ctx, o.model));
+  if (tokenizer->vocab_size() > model->config().vocab_size)
+    ctx->logger.warn("the tokenizer has " + std::to_string(tokenizer->vocab_size()) + " tokens but the model only " +
+                     std::to_string(model->config().vocab_size));
+  STRATA_ASSIGN_OR_RETURN(runtime::BatchSummary summary, runtime::run_batch_job(*model, *tokenizer, o.job, ctx->logger));
+  return write_summary(o, summary);
 }
 
 }  // namespace
@@ -92,7 +196,27 @@ void register_generate(CLI::App& app, int* exit_code) {
   cmd->add_flag("--quiet", o.quiet, "no progress and no summary on stderr");
   cmd->add_option("--json-summary", o.json_summary, "also write the summary as JSON to this file");
   cmd->add_option("--threads", o.threads, "CPU threads (0 = all cores)")->capture_default_str();
-  cmd->add_option("--device", o.device, "cpu or cuda")->capture_default_str();
+  cmd->add_option("--device", o.device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--policy", o.policy,
+                  "on a GPU: auto (plan the placement over GPU, pinned DRAM and --offload-dir for this job and "
+                  "these budgets), a policy file (strata plan -o FILE), or none (the whole model on the GPU); "
+                  "ignored on the CPU. With a policy, blocks are the policy's size (not --batch-size)")
+      ->capture_default_str();
+  cmd->add_option("--hardware", o.hardware,
+                  "hardware profile JSON (strata profile) or catalogue name for the planner (default: the "
+                  "catalogue entry of the GPU in use; none found: --policy auto falls back to none)");
+  cmd->add_option("--gpu-mem", o.budgets.gpu, "GPU memory budget (default: the GPU's free memory - 1 GiB)");
+  cmd->add_option("--cpu-mem", o.budgets.cpu, "pinned DRAM budget (default: MemAvailable - 10%)");
+  cmd->add_option("--disk-mem", o.budgets.disk, "disk budget (default: 95% of the free space of --offload-dir)");
+  cmd->add_option("--offload-dir", o.offload_dir, "directory for the disk tier (default: TMPDIR/strata-offload)");
+  cmd->add_option("--compress", o.compress, "int4-g64 compression --policy auto may use: none, int4 or auto")
+      ->capture_default_str();
+  cmd->add_option("--max-prompt-len", o.max_prompt_len,
+                  "prompt tokens --policy auto plans for; 0 (default) tokenizes the input once first and plans "
+                  "for its longest prompt and largest max_tokens (needed with --input -). Longer requests "
+                  "get an error line")
+      ->capture_default_str();
+  cmd->add_option("--trace", o.trace, "write a Chrome/Perfetto trace of the offloading engine here");
   cmd->callback([exit_code] { *exit_code = report("generate", run(o)); });
 }
 

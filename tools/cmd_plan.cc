@@ -11,12 +11,14 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "plan_print.h"
 #include "common/units.h"
 #include "model/config.h"
 #include "model/shapes.h"
 #include "planner/hardware.h"
 #include "planner/memory_plan.h"
 #include "planner/search.h"
+#include "runtime/offload_setup.h"
 
 namespace strata::tools {
 
@@ -28,7 +30,7 @@ struct PlanArgs {
   std::string weights_compression = "none", kv_compression = "none", attention = "auto";
   int64_t prompt_len = 0, gen_len = 0, requests = 0;
   int64_t gpu_batch_size = 0, num_gpu_batches = 0;
-  bool json = false, buffers = false;
+  bool json = false, buffers = false, any_placement = false;
 };
 
 Result<planner::HardwareProfile> load_hardware(const std::string& arg) {
@@ -74,64 +76,6 @@ Status override_budget(const std::string& flag, const std::string& text, uint64_
   return Status::ok();
 }
 
-std::string pct(double f) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%.1f%%", 100 * f);
-  return buf;
-}
-
-void print_plan(const planner::PlanResult& r, const planner::HardwareProfile& hw, double seconds,
-                bool buffers) {
-  using namespace planner;
-  const Policy& p = r.policy;
-  const Prediction& q = p.predicted;
-  const auto& f = p.fractions;
-  std::printf("model        %s, %lld prompt + %lld generated tokens", p.model.c_str(),
-              static_cast<long long>(p.workload.prompt_len), static_cast<long long>(p.workload.gen_len));
-  if (p.workload.requests > 0) std::printf(", %lld requests", static_cast<long long>(p.workload.requests));
-  std::printf("\nhardware     %s\n", hw.name.c_str());
-  std::printf("budgets      gpu %s, cpu %s, disk %s\n", format_bytes(p.budgets.gpu).c_str(),
-              format_bytes(p.budgets.cpu).c_str(), format_bytes(p.budgets.disk).c_str());
-  std::printf("batch        %lld sequences per GPU batch x %lld GPU batches = %lld per block\n",
-              static_cast<long long>(p.batch.gpu_batch_size), static_cast<long long>(p.batch.num_gpu_batches),
-              static_cast<long long>(p.batch.block()));
-  std::printf("weights      gpu %s  cpu %s  disk %s  compression %s\n", pct(r.placement.realised[kWg]).c_str(),
-              pct(r.placement.realised[kWc]).c_str(), pct(r.placement.realised[kWd]).c_str(),
-              std::string(compression_name(p.choices.weights)).c_str());
-  std::printf("kv cache     gpu %s  cpu %s  disk %s  compression %s, attention on the %s\n",
-              pct(r.placement.realised[kCg]).c_str(), pct(r.placement.realised[kCc]).c_str(),
-              pct(r.placement.realised[kCd]).c_str(), std::string(compression_name(p.choices.kv)).c_str(),
-              std::string(attention_name(p.choices.attention)).c_str());
-  std::printf("activations  gpu %s  cpu %s\n", pct(r.placement.realised[kHg]).c_str(),
-              pct(r.placement.realised[kHc]).c_str());
-  (void)f;
-  std::printf("predicted    %.3f tokens/s; prefill %.2f s, decode step %.3f s, block %.1f s", q.tokens_per_s,
-              q.prefill_s, q.decode_step_s, q.block_s);
-  if (q.job_s > 0) std::printf(", job %.1f s (%.2f h)", q.job_s, q.job_s / 3600);
-  std::printf("\nbottleneck   %s\n", q.bottleneck.c_str());
-  std::printf("memory       gpu %s  cpu %s  disk %s\n", format_bytes(q.bytes[0]).c_str(),
-              format_bytes(q.bytes[1]).c_str(), format_bytes(q.bytes[2]).c_str());
-  std::printf("\nwhy: seconds per layer that each resource is busy (layer time = the largest bound)\n");
-  std::printf("  %-13s %12s %12s\n", "resource", "prefill", "decode");
-  for (size_t i = 0; i < q.prefill.resources.size(); ++i)
-    std::printf("  %-13s %12.6f %12.6f\n", q.prefill.resources[i].first.c_str(),
-                q.prefill.resources[i].second, q.decode.resources[i].second);
-  std::printf("  %-13s %12s %12s\n", "bound", "", "");
-  for (size_t i = 0; i < q.prefill.bounds.size(); ++i)
-    std::printf("  %-13s %12.6f %12.6f\n", q.prefill.bounds[i].first.c_str(), q.prefill.bounds[i].second,
-                q.decode.bounds[i].second);
-  std::printf("  %-13s %12.6f %12.6f\n", "layer time", q.prefill.layer_s, q.decode.layer_s);
-  std::printf("  %-13s %12s %12s\n", "bottleneck", q.prefill.bottleneck.c_str(), q.decode.bottleneck.c_str());
-  if (buffers) {
-    std::printf("\nbuffers the runtime allocates:\n");
-    for (const auto& b : r.memory.buffers)
-      std::printf("  %-4s %-26s %3lld x %12s  %s\n", std::string(tier_name(b.tier)).c_str(), b.name.c_str(),
-                  static_cast<long long>(b.count), format_bytes(b.bytes_each).c_str(), b.what.c_str());
-  }
-  std::printf("\nsearched %lld LPs, %lld placements fit, in %.2f s\n", static_cast<long long>(r.lps_solved),
-              static_cast<long long>(r.candidates_feasible), seconds);
-}
-
 Status run_plan(const PlanArgs& a) {
   using namespace planner;
   STRATA_ASSIGN_OR_RETURN(ModelSpec spec, load_spec(a));
@@ -148,6 +92,12 @@ Status run_plan(const PlanArgs& a) {
   else if (a.attention == "gpu") options.attention = {Attention::kGpu};
   else if (a.attention != "auto")
     return invalid_argument("--attention must be cpu, gpu or auto, not '" + a.attention + "'");
+  if (!a.any_placement) {
+    if (a.attention == "gpu")
+      return invalid_argument("--attention gpu: the offloading engine attends over off-GPU KV on the CPU; "
+                              "add --any-placement to plan it anyway");
+    runtime::limit_to_engine(&options);
+  }
   if (a.gpu_batch_size > 0) options.gpu_batch_sizes = {a.gpu_batch_size};
   if (a.num_gpu_batches > 0) options.num_gpu_batches = {a.num_gpu_batches};
 
@@ -192,6 +142,10 @@ void register_plan(CLI::App& app, int* exit_code) {
   cmd->add_option("-o,--output", a.output, "where to write the policy (default policy.json; - for nowhere)");
   cmd->add_flag("--json", a.json, "print the policy JSON instead of the summary");
   cmd->add_flag("--buffers", a.buffers, "list every buffer the runtime will allocate");
+  cmd->add_flag("--any-placement", a.any_placement,
+                "search every placement the cost model knows, including those the offloading engine "
+                "does not run (KV on disk, int4 KV on the GPU, activations on the CPU, GPU attention "
+                "over CPU KV)");
   cmd->callback([exit_code] { *exit_code = report("plan", run_plan(a)); });
 }
 

@@ -86,14 +86,30 @@ Tensor Transformer::alloc(int64_t rows, int64_t cols) {
   return std::move(t).value();
 }
 
-const Tensor* Transformer::w(int64_t layer, const char* suffix) const {
-  return weights_.find(model::layer_weight_name(layer, suffix));
+
+Transformer::WeightFn Transformer::own_weights() const {
+  return [this](const std::string& name) { return weights_.find(name); };
+}
+
+Status Transformer::check_batch(const TokenBatch& batch) const {
+  if (batch.size() == 0) return invalid_argument("forward: empty batch");
+  for (int32_t t : batch.tokens)
+    if (t < 0 || t >= config_.vocab_size)
+      return invalid_argument("forward: token id " + std::to_string(t) + " outside the vocabulary of " +
+                              std::to_string(config_.vocab_size));
+  if (config_.family == Family::kOpt) {
+    const int64_t max_pos = *std::max_element(batch.positions.begin(), batch.positions.end());
+    if (max_pos >= config_.max_position_embeddings)
+      return invalid_argument("forward: position beyond max_position_embeddings (" +
+                              std::to_string(config_.max_position_embeddings) + ")");
+  }
+  return Status::ok();
 }
 
 Result<Tensor> Transformer::forward(const TokenBatch& batch, KvCache& cache,
                                     std::span<const int32_t> rows) {
+  STRATA_RETURN_IF_ERROR(check_batch(batch));
   const int64_t T = batch.size();
-  if (T == 0) return invalid_argument("forward: empty batch");
   for (const SeqSpan& s : batch.seqs) {
     if (s.slot < 0 || s.slot >= cache.slots)
       return invalid_argument("forward: KV slot " + std::to_string(s.slot) + " out of range");
@@ -102,121 +118,146 @@ Result<Tensor> Transformer::forward(const TokenBatch& batch, KvCache& cache,
                               std::to_string(s.past_len + s.num_tokens) +
                               " cache positions but the cache holds " + std::to_string(cache.max_len));
   }
-  for (int32_t t : batch.tokens)
-    if (t < 0 || t >= config_.vocab_size)
-      return invalid_argument("forward: token id " + std::to_string(t) + " outside the vocabulary of " +
-                              std::to_string(config_.vocab_size));
   for (int32_t r : rows)
     if (r < 0 || r >= T) return invalid_argument("forward: logit row out of range");
 
-  const int64_t H = config_.hidden_size;
+  const WeightFn find = own_weights();
+  Tensor x = embed(find, batch);
+  for (int64_t i = 0; i < config_.num_layers; ++i) layer(i, x, batch, cache.layers[i]);
+  if (rows.empty()) return Tensor::host(DType::kF32, {0, config_.vocab_size});
+  return backend_.to_host_f32(head(find, x, rows));
+}
 
-  // Embeddings -> x [T, hidden].
+Tensor Transformer::embed(const WeightFn& find, const TokenBatch& batch) {
+  const int64_t T = batch.size(), H = config_.hidden_size;
   Tensor emb = alloc(T, config_.embed_dim());
-  backend_.embedding(weights_.get("embed.tokens"), batch.tokens, emb);
+  const Tensor* table = find("embed.tokens");
+  STRATA_CHECK(table != nullptr, "embed: no embed.tokens weight");
+  backend_.embedding(*table, batch.tokens, emb);
   Tensor x;
-  if (const Tensor* proj_in = weights_.find("embed.project_in")) {
+  if (const Tensor* proj_in = find("embed.project_in")) {
     x = alloc(T, H);
     backend_.linear(emb, *proj_in, nullptr, x);
   } else {
     x = emb;
   }
   if (config_.family == Family::kOpt) {
-    const int64_t max_pos = *std::max_element(batch.positions.begin(), batch.positions.end());
-    if (max_pos + 2 >= weights_.get("embed.positions").dim(0))
-      return invalid_argument("forward: position beyond max_position_embeddings (" +
-                              std::to_string(config_.max_position_embeddings) + ")");
     std::vector<int32_t> pos(batch.positions);
     for (auto& p : pos) p += 2;  // OPT's learned positions start at offset 2
     Tensor pe = alloc(T, H);
-    backend_.embedding(weights_.get("embed.positions"), pos, pe);
+    const Tensor* positions = find("embed.positions");
+    STRATA_CHECK(positions != nullptr, "embed: no embed.positions weight");
+    backend_.embedding(*positions, pos, pe);
     backend_.add(x, pe, x);
   }
+  return x;
+}
 
-  for (int64_t i = 0; i < config_.num_layers; ++i) layer(i, x, batch, cache.layers[i]);
-
+Tensor Transformer::head(const WeightFn& find, const Tensor& x, std::span<const int32_t> rows) {
   // Final norm, projection and head on the requested rows only.
-  const int64_t R = static_cast<int64_t>(rows.size());
-  if (R == 0) return Tensor::host(DType::kF32, {0, config_.vocab_size});
+  const int64_t R = static_cast<int64_t>(rows.size()), H = config_.hidden_size;
   Tensor h = alloc(R, H);
   backend_.gather_rows(x, rows, h);
-  if (const Tensor* g = weights_.find("final_norm.weight")) {
+  if (const Tensor* g = find("final_norm.weight")) {
     if (config_.family == Family::kOpt)
-      backend_.layer_norm(h, g, weights_.find("final_norm.bias"), config_.norm_eps, h);
+      backend_.layer_norm(h, g, find("final_norm.bias"), config_.norm_eps, h);
     else
       backend_.rms_norm(h, *g, config_.norm_eps, h);
   } else if (config_.family == Family::kOpt && config_.final_layer_norm) {
     backend_.layer_norm(h, nullptr, nullptr, config_.norm_eps, h);  // no elementwise affine
   }
-  if (const Tensor* proj_out = weights_.find("embed.project_out")) {
+  if (const Tensor* proj_out = find("embed.project_out")) {
     Tensor p = alloc(R, config_.embed_dim());
     backend_.linear(h, *proj_out, nullptr, p);
     h = p;
   }
   Tensor logits = alloc(R, config_.vocab_size);
-  backend_.linear(h, weights_.get("lm_head.weight"), nullptr, logits);
-  return backend_.to_host_f32(logits);
+  const Tensor* lm_head = find("lm_head.weight");
+  STRATA_CHECK(lm_head != nullptr, "head: no lm_head.weight");
+  backend_.linear(h, *lm_head, nullptr, logits);
+  return logits;
 }
 
 void Transformer::layer(int64_t i, Tensor& x, const TokenBatch& batch, LayerKvCache& cache) {
-  const int64_t T = batch.size(), H = config_.hidden_size;
-  const float eps = static_cast<float>(config_.norm_eps);
-  Tensor h = alloc(T, H);
-  if (config_.family == Family::kLlama) {
-    backend_.rms_norm(x, *w(i, "attn_norm.weight"), eps, h);
-    backend_.add(x, attention_block(i, h, batch, cache), x);
-    backend_.rms_norm(x, *w(i, "mlp_norm.weight"), eps, h);
-    backend_.add(x, mlp_block(i, h), x);
-  } else if (config_.do_layer_norm_before) {  // OPT pre-LN
-    backend_.layer_norm(x, w(i, "attn_norm.weight"), w(i, "attn_norm.bias"), eps, h);
-    backend_.add(x, attention_block(i, h, batch, cache), x);
-    backend_.layer_norm(x, w(i, "mlp_norm.weight"), w(i, "mlp_norm.bias"), eps, h);
-    backend_.add(x, mlp_block(i, h), x);
-  } else {  // OPT post-LN (opt-350m)
-    backend_.add(x, attention_block(i, x, batch, cache), x);
-    backend_.layer_norm(x, w(i, "attn_norm.weight"), w(i, "attn_norm.bias"), eps, x);
-    backend_.add(x, mlp_block(i, x), x);
-    backend_.layer_norm(x, w(i, "mlp_norm.weight"), w(i, "mlp_norm.bias"), eps, x);
-  }
+  const WeightFn find = own_weights();
+  AttentionInputs in = attention_inputs(i, find, x, batch);
+  const int64_t T = batch.size();
+  Tensor ctx = alloc(T, config_.num_heads * config_.head_dim);
+  Tensor ctx3 = ctx.reshape({T, config_.num_heads, config_.head_dim});
+  backend_.attention(in.q, in.k, in.v, cache, batch.seqs, attention_params(i), ctx3);
+  finish_layer(i, find, x, ctx);
 }
 
-Tensor Transformer::attention_block(int64_t i, const Tensor& h, const TokenBatch& batch,
-                                    LayerKvCache& cache) {
-  const int64_t T = batch.size();
-  const int64_t Hq = config_.num_heads, Hkv = config_.num_kv_heads, D = config_.head_dim;
-  Tensor q = alloc(T, Hq * D), k = alloc(T, Hkv * D), v = alloc(T, Hkv * D);
-  backend_.linear(h, *w(i, "q.weight"), w(i, "q.bias"), q);    // q [T, Hq*D]
-  backend_.linear(h, *w(i, "k.weight"), w(i, "k.bias"), k);    // k [T, Hkv*D]
-  backend_.linear(h, *w(i, "v.weight"), w(i, "v.bias"), v);    // v [T, Hkv*D]
-  Tensor q3 = q.reshape({T, Hq, D}), k3 = k.reshape({T, Hkv, D}), v3 = v.reshape({T, Hkv, D});
-  if (config_.family == Family::kLlama) {
-    backend_.rope(q3, batch.positions, rope_);
-    backend_.rope(k3, batch.positions, rope_);
-  }
-  Tensor ctx = alloc(T, Hq * D);
-  Tensor ctx3 = ctx.reshape({T, Hq, D});
+AttentionParams Transformer::attention_params(int64_t i) const {
   AttentionParams params = attn_params_;
   params.sliding_window = config_.window_of_layer(i);
-  backend_.attention(q3, k3, v3, cache, batch.seqs, params, ctx3);
-  Tensor out = alloc(T, config_.hidden_size);
-  backend_.linear(ctx, *w(i, "o.weight"), w(i, "o.bias"), out);  // out [T, hidden]
-  return out;
+  return params;
 }
 
-Tensor Transformer::mlp_block(int64_t i, const Tensor& h) {
+Transformer::AttentionInputs Transformer::attention_inputs(int64_t i, const WeightFn& find,
+                                                           const Tensor& x,
+                                                           const TokenBatch& batch) {
+  auto w = [&](const char* suffix) { return find(model::layer_weight_name(i, suffix)); };
+  const int64_t T = batch.size();
+  const int64_t Hq = config_.num_heads, Hkv = config_.num_kv_heads, D = config_.head_dim;
+  const float eps = static_cast<float>(config_.norm_eps);
+  Tensor h = x;  // post-LN OPT projects x itself
+  if (config_.family == Family::kLlama) {
+    h = alloc(T, config_.hidden_size);
+    backend_.rms_norm(x, *w("attn_norm.weight"), eps, h);
+  } else if (config_.do_layer_norm_before) {
+    h = alloc(T, config_.hidden_size);
+    backend_.layer_norm(x, w("attn_norm.weight"), w("attn_norm.bias"), eps, h);
+  }
+  Tensor q = alloc(T, Hq * D), k = alloc(T, Hkv * D), v = alloc(T, Hkv * D);
+  backend_.linear(h, *w("q.weight"), w("q.bias"), q);  // q [T, Hq*D]
+  backend_.linear(h, *w("k.weight"), w("k.bias"), k);  // k [T, Hkv*D]
+  backend_.linear(h, *w("v.weight"), w("v.bias"), v);  // v [T, Hkv*D]
+  AttentionInputs in{q.reshape({T, Hq, D}), k.reshape({T, Hkv, D}), v.reshape({T, Hkv, D})};
+  if (config_.family == Family::kLlama) {
+    backend_.rope(in.q, batch.positions, rope_);
+    backend_.rope(in.k, batch.positions, rope_);
+  }
+  return in;
+}
+
+void Transformer::finish_layer(int64_t i, const WeightFn& find, Tensor& x, const Tensor& ctx) {
+  auto w = [&](const char* suffix) { return find(model::layer_weight_name(i, suffix)); };
+  const int64_t T = x.dim(0), H = config_.hidden_size;
+  const float eps = static_cast<float>(config_.norm_eps);
+  Tensor out = alloc(T, H);
+  backend_.linear(ctx, *w("o.weight"), w("o.bias"), out);  // out [T, hidden]
+  backend_.add(x, out, x);
+  if (config_.family == Family::kLlama) {
+    Tensor h = alloc(T, H);
+    backend_.rms_norm(x, *w("mlp_norm.weight"), eps, h);
+    backend_.add(x, mlp_block(i, find, h), x);
+  } else if (config_.do_layer_norm_before) {  // OPT pre-LN
+    Tensor h = alloc(T, H);
+    backend_.layer_norm(x, w("mlp_norm.weight"), w("mlp_norm.bias"), eps, h);
+    backend_.add(x, mlp_block(i, find, h), x);
+  } else {  // OPT post-LN (opt-350m)
+    backend_.layer_norm(x, w("attn_norm.weight"), w("attn_norm.bias"), eps, x);
+    backend_.add(x, mlp_block(i, find, x), x);
+    backend_.layer_norm(x, w("mlp_norm.weight"), w("mlp_norm.bias"), eps, x);
+  }
+}
+
+Tensor Transformer::mlp_block(int64_t i, const WeightFn& find, const Tensor& h) {
+  auto w = [&](const char* suffix) { return find(model::layer_weight_name(i, suffix)); };
   const int64_t T = h.dim(0), F = config_.intermediate_size;
   Tensor out = alloc(T, config_.hidden_size);
   if (config_.family == Family::kOpt) {
     Tensor a = alloc(T, F);
-    backend_.linear(h, *w(i, "fc1.weight"), w(i, "fc1.bias"), a);  // a [T, ffn]
+    backend_.linear(h, *w("fc1.weight"), w("fc1.bias"), a);  // a [T, ffn]
     backend_.relu(a);
-    backend_.linear(a, *w(i, "fc2.weight"), w(i, "fc2.bias"), out);
+    backend_.linear(a, *w("fc2.weight"), w("fc2.bias"), out);
   } else {
     Tensor gate = alloc(T, F), up = alloc(T, F);
-    backend_.linear(h, *w(i, "gate.weight"), w(i, "gate.bias"), gate);  // [T, ffn]
-    backend_.linear(h, *w(i, "up.weight"), w(i, "up.bias"), up);        // [T, ffn]
+    backend_.linear(h, *w("gate.weight"), w("gate.bias"), gate);  // [T, ffn]
+    backend_.linear(h, *w("up.weight"), w("up.bias"), up);        // [T, ffn]
     backend_.silu_mul(gate, up, gate);
-    backend_.linear(gate, *w(i, "down.weight"), w(i, "down.bias"), out);
+    backend_.linear(gate, *w("down.weight"), w("down.bias"), out);
   }
   return out;
 }

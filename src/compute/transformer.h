@@ -4,6 +4,7 @@
 // Not thread safe: one forward at a time.
 #pragma once
 
+#include <functional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -64,13 +65,33 @@ class Transformer {
   // logits [rows.size(), vocab] (host F32) of the batch rows listed in `rows`.
   Result<Tensor> forward(const TokenBatch& batch, KvCache& cache, std::span<const int32_t> rows);
 
+  // The pieces of forward(), for a caller that keeps weights and the KV cache elsewhere (the
+  // offloading engine). `find` looks a weight up by canonical name (null when absent); the
+  // Transformer's own weights are not consulted by these.
+  using WeightFn = std::function<const Tensor*(const std::string& name)>;
+  struct AttentionInputs {
+    Tensor q, k, v;  // [T, Hq, D], [T, Hkv, D], [T, Hkv, D], positions already rotated
+  };
+  // Checks the batch's token ids and positions against the model (not against a cache).
+  Status check_batch(const TokenBatch& batch) const;
+  // x [T, hidden] for the batch's tokens (and positions, for OPT).
+  Tensor embed(const WeightFn& find, const TokenBatch& batch);
+  // Layer i up to attention: the queries, keys and values of x [T, hidden].
+  AttentionInputs attention_inputs(int64_t i, const WeightFn& find, const Tensor& x,
+                                   const TokenBatch& batch);
+  AttentionParams attention_params(int64_t i) const;
+  // The rest of layer i once ctx [T, Hq * D] holds the attention output: x updated in place.
+  void finish_layer(int64_t i, const WeightFn& find, Tensor& x, const Tensor& ctx);
+  // Logits [rows.size(), vocab] in backend memory (activation dtype) of x's rows.
+  Tensor head(const WeightFn& find, const Tensor& x, std::span<const int32_t> rows);
+  // A [rows, cols] activation in backend memory (uninitialised).
+  Tensor alloc(int64_t rows, int64_t cols);
+
  private:
   // x [T, hidden] -> x after layer `i` (in place).
   void layer(int64_t i, Tensor& x, const TokenBatch& batch, LayerKvCache& cache);
-  Tensor attention_block(int64_t i, const Tensor& h, const TokenBatch& batch, LayerKvCache& cache);
-  Tensor mlp_block(int64_t i, const Tensor& h);
-  Tensor alloc(int64_t rows, int64_t cols);
-  const Tensor* w(int64_t layer, const char* suffix) const;
+  Tensor mlp_block(int64_t i, const WeightFn& find, const Tensor& h);
+  WeightFn own_weights() const;
 
   model::ModelConfig config_;
   Backend& backend_;

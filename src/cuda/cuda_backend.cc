@@ -87,6 +87,20 @@ void synchronize(compute::Backend& backend) {
   if (CudaBackend* b = as_cuda(backend)) b->synchronize();
 }
 
+void release_cached_memory(compute::Backend& backend) {
+  CudaBackend* b = as_cuda(backend);
+  if (b == nullptr) return;
+  b->release_cached_memory();
+}
+
+void CudaBackend::release_cached_memory() {
+  synchronize();
+  state_->drop_cache();
+  cudaStreamSynchronize(state_->stream);
+  cudaMemPool_t pool = nullptr;
+  if (cudaDeviceGetDefaultMemPool(&pool, state_->device) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);
+}
+
 Status fill_uniform(compute::Backend& backend, Tensor& t, uint64_t seed, float center,
                     float half) {
   CudaBackend* b = as_cuda(backend);

@@ -32,6 +32,10 @@ bool is_cuda_backend(const compute::Backend& backend);
 // Waits until every op enqueued on a CUDA backend has finished (a no-op for other backends).
 void synchronize(compute::Backend& backend);
 
+// Waits, then hands the device memory the backend keeps cached for reuse back to the driver (after
+// a setup phase whose temporaries would otherwise stay reserved). A no-op for other backends.
+void release_cached_memory(compute::Backend& backend);
+
 // Fills a device tensor of `backend` with uniform values in [center - half, center + half), a
 // pure function of (seed, element index); for synthetic benchmark weights made on the GPU.
 Status fill_uniform(compute::Backend& backend, Tensor& t, uint64_t seed, float center, float half);

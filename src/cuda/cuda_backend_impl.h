@@ -77,6 +77,7 @@ class CudaBackend final : public compute::Backend {
                  Tensor& out) override;
 
   void synchronize();
+  void release_cached_memory();
   // The stream every op runs on; launches any held-back op first, so that work the caller
   // enqueues comes after it.
   cudaStream_t stream() {

@@ -11,6 +11,7 @@ Result<std::unique_ptr<compute::Backend>> make_cuda_backend(const CudaBackendOpt
 bool is_cuda_backend(const compute::Backend&) { return false; }
 
 void synchronize(compute::Backend&) {}
+void release_cached_memory(compute::Backend&) {}
 
 Status fill_uniform(compute::Backend&, Tensor&, uint64_t, float, float) {
   return unsupported("fill_uniform: strata was built without CUDA");

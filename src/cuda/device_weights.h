@@ -11,8 +11,14 @@
 #include "compute/backend.h"
 #include "compute/transformer.h"
 #include "model/config.h"
+#include "model/weight_names.h"
 
 namespace strata::cuda {
+
+// One weight of that set: `stream` picks its values (make_device_synthetic_weights uses
+// seed * 0x9e3779b97f4a7c15 + 1 + the weight's index in model::model_weights()).
+Result<Tensor> make_device_synthetic_weight(const model::WeightSpec& spec,
+                                           compute::Backend& backend, uint64_t stream);
 
 Result<compute::ModelWeights> make_device_synthetic_weights(const model::ModelConfig& config,
                                                             compute::Backend& backend,

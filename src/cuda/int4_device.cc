@@ -54,6 +54,22 @@ Result<Tensor> quantise_int4_on_device(compute::Backend& backend, const Tensor& 
   return out;
 }
 
+Status quantise_int4_async(compute::Backend& backend, const Tensor& x, Tensor& out) {
+  CudaBackend* b = as_cuda(backend);
+  if (b == nullptr) return invalid_argument("quantise_int4_async: needs the cuda backend");
+  if (!x.defined() || x.memory() != MemoryKind::kGpu || x.dtype() == DType::kI32 ||
+      !compute::int4_eligible(x.shape()))
+    return invalid_argument("int4-g64: quantise_int4_async needs [rows, cols] device rows, cols a multiple of 64");
+  if (out.memory() != MemoryKind::kGpu || out.dtype() != DType::kI32 ||
+      out.shape() != int4_weight_shape(x.dim(0), x.dim(1)))
+    return invalid_argument("int4-g64: quantise_int4_async output must be an I32 device tensor " +
+                            shape_string(int4_weight_shape(x.dim(0), x.dim(1))));
+  STRATA_ASSIGN_OR_RETURN(Tensor bad, b->allocate(DType::kI32, {1}));
+  launch_quantise_int4(x.dtype(), x.raw(), x.dim(0), x.dim(1), out.raw(),
+                       static_cast<unsigned*>(bad.raw()), b->stream());
+  return Status::ok();
+}
+
 Result<std::vector<std::byte>> download_int4(compute::Backend& backend, const Tensor& w) {
   CudaBackend* b = as_cuda(backend);
   if (b == nullptr || !is_int4_weight(w))

@@ -11,6 +11,10 @@ Result<Tensor> quantise_int4_on_device(compute::Backend&, const Tensor&) {
   return unsupported("int4 weights on the GPU: this build has no CUDA; use --device cpu");
 }
 
+Status quantise_int4_async(compute::Backend&, const Tensor&, Tensor&) {
+  return unsupported("int4 weights on the GPU: this build has no CUDA; use --device cpu");
+}
+
 Result<std::vector<std::byte>> download_int4(compute::Backend&, const Tensor&) {
   return unsupported("int4 weights on the GPU: this build has no CUDA; use --device cpu");
 }

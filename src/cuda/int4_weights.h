@@ -37,6 +37,11 @@ Result<Tensor> upload_int4(compute::Backend& backend, const compute::Int4View& q
 // makes from the same values. kInvalidArgument for another shape or a non-finite value.
 Result<Tensor> quantise_int4_on_device(compute::Backend& backend, const Tensor& w);
 
+// Enqueues the same quantiser for activations that go to an int4 store (the KV cache): x [N, K]
+// F16/BF16/F32 device rows into `out` (int4_weight_shape(N, K), I32). It does not wait and does
+// not check for non-finite values (a group holding one dequantises to non-finite values).
+Status quantise_int4_async(compute::Backend& backend, const Tensor& x, Tensor& out);
+
 // The blob of an int4 device weight, back on the host (compute::int4_view() reads it).
 Result<std::vector<std::byte>> download_int4(compute::Backend& backend, const Tensor& w);
 

@@ -59,12 +59,16 @@ struct Running {
 
 class Job {
  public:
-  Job(compute::Transformer& model, const text::Tokenizer& tok, const BatchJobOptions& o, Logger& log)
-      : model_(model), tok_(tok), o_(o), log_(log) {}
+  // `model` may be null for scan().
+  Job(const model::ModelConfig& cfg, compute::SequenceModel* model, const text::Tokenizer& tok,
+      const BatchJobOptions& o, Logger& log)
+      : cfg_(cfg), model_(model), tok_(tok), o_(o), log_(log) {}
 
   Result<BatchSummary> run();
+  Result<JobShape> scan();
 
  private:
+  Status init_chat();
   Status handle_line(const std::string& line, int64_t line_no, std::vector<Prepared>& window);
   Status run_window(std::vector<Prepared>& window);
   Status run_block(std::span<Prepared> block);
@@ -72,7 +76,8 @@ class Job {
   std::optional<text::RequestError> prepare(Prepared& p);
   json logprobs_json(const Prepared& p, const GenerationResult& r) const;
 
-  compute::Transformer& model_;
+  const model::ModelConfig& cfg_;
+  compute::SequenceModel* model_;
   const text::Tokenizer& tok_;
   const BatchJobOptions& o_;
   Logger& log_;
@@ -98,7 +103,7 @@ Status Job::write_error(int64_t line, const std::optional<std::string>& custom_i
 std::optional<text::RequestError> Job::prepare(Prepared& p) {
   const auto& r = p.req;
   const std::string who = "line " + std::to_string(r.line) + " (custom_id '" + r.custom_id + "')";
-  const auto& cfg = model_.config();
+  const auto& cfg = cfg_;
   std::vector<int32_t> prompt;
   if (r.endpoint == text::Endpoint::kCompletions) {
     if (r.prompt) {
@@ -131,6 +136,13 @@ std::optional<text::RequestError> Job::prepare(Prepared& p) {
                                   std::to_string(g.max_new_tokens) + ") exceeds the model's context of " +
                                   std::to_string(cfg.max_position_embeddings) +
                                   " tokens; shorten the prompt or lower max_tokens"};
+  if (o_.max_sequence_len > 0 && need > o_.max_sequence_len)
+    return text::RequestError{"context_length_exceeded",
+                              who + ": the prompt (" + std::to_string(prompt.size()) + " tokens) + max_tokens (" +
+                                  std::to_string(g.max_new_tokens) + ") exceeds the " +
+                                  std::to_string(o_.max_sequence_len) +
+                                  " positions per sequence the offloading policy was planned for; plan for longer "
+                                  "prompts (--max-prompt-len, --max-tokens) or shorten this request"};
   g.prompt = std::move(prompt);
   g.sampling.temperature = ov.temperature.value_or(o_.temperature);
   g.sampling.top_p = ov.top_p.value_or(o_.top_p);
@@ -209,7 +221,7 @@ json Job::logprobs_json(const Prepared& p, const GenerationResult& r) const {
 }
 
 Status Job::run_block(std::span<Prepared> block) {
-  const auto& cfg = model_.config();
+  const auto& cfg = cfg_;
   std::vector<GenerationRequest> gens;
   std::vector<Running> run(block.size());
   for (size_t i = 0; i < block.size(); ++i) {
@@ -255,7 +267,7 @@ Status Job::run_block(std::span<Prepared> block) {
     sum_.completion_tokens += res.completion_tokens;
     progress_->request_done(res.prompt_tokens, res.completion_tokens);
   };
-  Generator gen(model_);
+  Generator gen(*model_);
   GenerationStats stats;
   auto results = gen.generate(gens, &stats, on_finish, on_token);
   ++sum_.blocks;
@@ -276,9 +288,7 @@ Status Job::run_window(std::vector<Prepared>& window) {
   return Status::ok();
 }
 
-Result<BatchSummary> Job::run() {
-  const auto t0 = std::chrono::steady_clock::now();
-  model_name_ = o_.model_name;
+Status Job::init_chat() {
   if (!o_.chat_template.empty()) {
     STRATA_ASSIGN_OR_RETURN(chat_family_, text::parse_chat_family(o_.chat_template));
   } else if (auto f = text::detect_chat_family(tok_.chat_template())) {
@@ -289,6 +299,41 @@ Result<BatchSummary> Job::run() {
                              : "the model's chat template is not one strata recognises; pass --chat-template "
                                "llama2|llama3|mistral|chatml";
   }
+  return Status::ok();
+}
+
+Result<JobShape> Job::scan() {
+  if (o_.input == "-")
+    return invalid_argument("standard input cannot be read twice to plan the job; give --max-prompt-len");
+  STRATA_RETURN_IF_ERROR(init_chat());
+  JobShape shape;
+  STRATA_ASSIGN_OR_RETURN(auto reader, text::LineReader::open(o_.input));
+  std::string line;
+  for (;;) {
+    STRATA_ASSIGN_OR_RETURN(bool more, reader->next(line));
+    if (!more) break;
+    if (is_blank(line)) continue;
+    text::ParsedLine parsed = text::parse_request_line(line, reader->line_number());
+    if (!parsed.request || !seen_ids_.insert(parsed.request->custom_id).second) continue;
+    Prepared p;
+    p.req = std::move(*parsed.request);
+    if (prepare(p)) continue;  // an error line, not work
+    const int64_t prompt = static_cast<int64_t>(p.gen.prompt.size());
+    ++shape.requests;
+    shape.max_prompt_tokens = std::max(shape.max_prompt_tokens, prompt);
+    shape.max_new_tokens = std::max<int64_t>(shape.max_new_tokens, p.gen.max_new_tokens);
+    shape.max_sequence_len = std::max<int64_t>(shape.max_sequence_len, prompt + p.gen.max_new_tokens);
+  }
+  log_.info("planning for " + std::to_string(shape.requests) + " requests of " + o_.input + ": prompts up to " +
+            std::to_string(shape.max_prompt_tokens) + " tokens, max_tokens up to " +
+            std::to_string(shape.max_new_tokens));
+  return shape;
+}
+
+Result<BatchSummary> Job::run() {
+  const auto t0 = std::chrono::steady_clock::now();
+  model_name_ = o_.model_name;
+  STRATA_RETURN_IF_ERROR(init_chat());
   // Resume: what the output already answers (its torn last line is cut off first).
   if (o_.overwrite && !o_.resume && fs::exists(o_.output)) {
     std::error_code ec;
@@ -372,11 +417,23 @@ Status check_batch_files(const BatchJobOptions& o) {
   return Status::ok();
 }
 
-Result<BatchSummary> run_batch_job(compute::Transformer& model, const text::Tokenizer& tokenizer,
+Result<BatchSummary> run_batch_job(compute::SequenceModel& model, const text::Tokenizer& tokenizer,
                                    const BatchJobOptions& options, Logger& log) {
   STRATA_RETURN_IF_ERROR(check_batch_files(options));
-  Job job(model, tokenizer, options, log);
+  Job job(model.config(), &model, tokenizer, options, log);
   return job.run();
+}
+
+Result<BatchSummary> run_batch_job(compute::Transformer& model, const text::Tokenizer& tokenizer,
+                                   const BatchJobOptions& options, Logger& log) {
+  compute::TransformerModel with_cache(model);  // a KV cache sized for each block at its start
+  return run_batch_job(with_cache, tokenizer, options, log);
+}
+
+Result<JobShape> scan_batch_job(const model::ModelConfig& config, const text::Tokenizer& tokenizer,
+                                const BatchJobOptions& options, Logger& log) {
+  Job job(config, nullptr, tokenizer, options, log);
+  return job.scan();
 }
 
 json BatchSummary::to_json() const {

@@ -3,7 +3,9 @@
 // generates, and appends one result line per request as soon as it finishes. Bad lines become
 // error lines and the job goes on; with `resume` the requests already answered in the output are
 // skipped and a torn last line is repaired, so a job killed at any moment and resumed answers
-// every request exactly once. Not thread safe; the model and tokenizer are borrowed.
+// every request exactly once. The model is a Transformer with its own KV cache or any
+// compute::SequenceModel (the offloading engine, which then runs blocks of its policy's size).
+// Not thread safe; the model and tokenizer are borrowed.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +16,7 @@
 
 #include "common/log.h"
 #include "common/status.h"
+#include "compute/sequence_model.h"
 #include "compute/transformer.h"
 #include "runtime/progress.h"
 #include "text/tokenizer.h"
@@ -36,6 +39,9 @@ struct BatchJobOptions {
   // Scheduling.
   int32_t batch_size = 32;      // sequences per block
   int32_t window = 1024;        // requests read ahead and grouped by prompt length
+  // Positions (prompt + max_tokens) a request may need; more is an error line for that request.
+  // The offloading engine's policy sets it (its prompt_len + gen_len); 0 = the model's context.
+  int64_t max_sequence_len = 0;
   std::string chat_template;    // llama2, llama3, mistral or chatml; "" = detect
   std::string model_name;       // the "model" of results whose request names none
   ProgressOptions progress;
@@ -64,5 +70,22 @@ Status check_batch_files(const BatchJobOptions& options);
 
 Result<BatchSummary> run_batch_job(compute::Transformer& model, const text::Tokenizer& tokenizer,
                                    const BatchJobOptions& options, Logger& log);
+Result<BatchSummary> run_batch_job(compute::SequenceModel& model, const text::Tokenizer& tokenizer,
+                                   const BatchJobOptions& options, Logger& log);
+
+// The shape of a job, for planning: its valid requests (tokenized as the job will tokenize them)
+// and the longest prompt, largest max_tokens and largest prompt + max_tokens among them.
+struct JobShape {
+  int64_t requests = 0;
+  int64_t max_prompt_tokens = 0;
+  int64_t max_new_tokens = 0;
+  int64_t max_sequence_len = 0;
+};
+
+// Reads and tokenizes the whole input once (not standard input) without generating or writing
+// anything. Lines that would become error lines are not counted. Requests already answered in the
+// output are counted too (the plan covers the whole input).
+Result<JobShape> scan_batch_job(const model::ModelConfig& config, const text::Tokenizer& tokenizer,
+                                const BatchJobOptions& options, Logger& log);
 
 }  // namespace strata::runtime

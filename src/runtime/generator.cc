@@ -110,7 +110,7 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
   int32_t max_len = 0;
   for (const auto& r : requests)
     max_len = std::max<int32_t>(max_len, static_cast<int32_t>(r.prompt.size()) + r.max_new_tokens);
-  STRATA_ASSIGN_OR_RETURN(compute::KvCache cache, model_.make_kv_cache(n, max_len));
+  STRATA_RETURN_IF_ERROR(model_.reset(n, max_len));
 
   std::vector<Sampler> samplers;
   samplers.reserve(n);
@@ -220,7 +220,7 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
     rows.push_back(batch.size() - 1);
     length[s] = static_cast<int32_t>(requests[s].prompt.size());
   }
-  STRATA_ASSIGN_OR_RETURN(Tensor logits, model_.forward(batch, cache, rows));
+  STRATA_ASSIGN_OR_RETURN(Tensor logits, model_.forward(batch, rows));
   std::vector<int32_t> all_slots(n);
   for (int32_t s = 0; s < n; ++s) all_slots[s] = s;
   STRATA_ASSIGN_OR_RETURN(active, advance_all(logits, all_slots));
@@ -240,7 +240,7 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
       rows.push_back(batch.size() - 1);
       ++length[s];
     }
-    STRATA_ASSIGN_OR_RETURN(logits, model_.forward(batch, cache, rows));
+    STRATA_ASSIGN_OR_RETURN(logits, model_.forward(batch, rows));
     STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> still, advance_all(logits, active));
     active.swap(still);
     if (stats) ++stats->decode_steps;
@@ -249,6 +249,7 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
     stats->decode_s += seconds_since(t0);
     for (const auto& r : results) stats->generated_tokens += static_cast<int64_t>(r.tokens.size());
   }
+  STRATA_RETURN_IF_ERROR(model_.reset(0, 0));
   return results;
 }
 

@@ -5,10 +5,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "common/status.h"
+#include "compute/sequence_model.h"
 #include "compute/transformer.h"
 #include "runtime/sampling.h"
 
@@ -43,7 +45,11 @@ struct GenerationStats {
 
 class Generator {
  public:
-  explicit Generator(compute::Transformer& model) : model_(model) {}
+  // Drives a Transformer with a KV cache on its backend, or any SequenceModel (the offloading
+  // engine). The model must outlive the Generator.
+  explicit Generator(compute::Transformer& model)
+      : owned_(std::make_unique<compute::TransformerModel>(model)), model_(*owned_) {}
+  explicit Generator(compute::SequenceModel& model) : model_(model) {}
 
   // Called once per request as soon as it finishes, with its index in `requests`.
   using FinishCallback = std::function<void(size_t, const GenerationResult&)>;
@@ -61,7 +67,8 @@ class Generator {
  private:
   Status validate(std::span<const GenerationRequest> requests) const;
 
-  compute::Transformer& model_;
+  std::unique_ptr<compute::SequenceModel> owned_;
+  compute::SequenceModel& model_;
 };
 
 }  // namespace strata::runtime

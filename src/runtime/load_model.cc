@@ -8,12 +8,14 @@
 
 namespace strata::runtime {
 
+Result<model::ModelFiles> open_model_files(Context& ctx, const std::filesystem::path& dir) {
+  // A strata weight store (strata convert) or a Hugging Face directory.
+  return storage::is_weight_store(dir) ? open_weight_store_dir(dir, ctx.logger) : model::open_model_dir(dir);
+}
+
 Result<std::unique_ptr<compute::Transformer>> load_model_dir(Context& ctx,
                                                              const std::filesystem::path& dir) {
-  // A strata weight store (strata convert) or a Hugging Face directory.
-  STRATA_ASSIGN_OR_RETURN(model::ModelFiles files,
-                          storage::is_weight_store(dir) ? open_weight_store_dir(dir, ctx.logger)
-                                                        : model::open_model_dir(dir));
+  STRATA_ASSIGN_OR_RETURN(model::ModelFiles files, open_model_files(ctx, dir));
   STRATA_ASSIGN_OR_RETURN(compute::ModelWeights weights,
                           compute::load_weights(files.config, *files.weights, *ctx.backend));
   return std::make_unique<compute::Transformer>(std::move(files.config), *ctx.backend,

@@ -9,12 +9,17 @@
 
 #include "common/status.h"
 #include "compute/transformer.h"
+#include "model/model_dir.h"
 #include "runtime/context.h"
 
 namespace strata::runtime {
 
 Result<std::unique_ptr<compute::Transformer>> load_model_dir(Context& ctx,
                                                              const std::filesystem::path& dir);
+
+// The config and weight source of a Hugging Face directory or a strata weight store, without
+// reading tensor data (for the offloading engine, which places the weights itself).
+Result<model::ModelFiles> open_model_files(Context& ctx, const std::filesystem::path& dir);
 
 Result<std::unique_ptr<compute::Transformer>> load_synthetic_model(Context& ctx,
                                                                    const std::string& shape_name,

@@ -1,0 +1,90 @@
+// The zig-zag block schedule of one step, as data: the actions the offloading engine issues, in
+// issue order, each on one resource, with the earlier actions it waits for. Within a step the
+// schedule goes layer by layer and, within a layer, GPU batch by GPU batch. Weights of streamed
+// units (layers, and the head after them) are loaded into a ring of GPU slots `slots - 1` units
+// ahead, each unit's load split into one part per GPU batch and issued as the batches go by
+// (never all at the first batch); disk parts are read into pinned staging before their copy.
+// Where a batch's KV sits on the CPU, decode attention runs there: the GPU computes the batch's
+// queries, keys and values, they go to the host, the CPU attends, and the batch's output
+// projection and MLP are issued only after the next batch's queries, so the GPU works on other
+// batches while the CPU attends. Prefill attention always runs on the GPU; KV that belongs on
+// the CPU is stored there afterwards through two GPU staging buffers.
+// plan_step() and simulate() are pure functions (no GPU, no threads), thread safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace strata::runtime {
+
+enum class ActionKind : uint8_t {
+  kDiskRead,       // unit's disk-resident weights -> pinned staging `staging`
+  kLoadWeights,    // part `part` of `parts` of unit's streamed weights -> GPU slot `slot`
+  kEmbed,          // batch's token (and position) embeddings -> its hidden state
+  kLayer,          // a whole layer of a batch on the GPU (GPU attention)
+  kStoreKv,        // prefill KV of (layer, batch) from GPU staging `staging` -> host KV cache
+  kPreAttention,   // norm, q/k/v projections and rotary embedding of (layer, batch)
+  kQkvToHost,      // (layer, batch)'s new q, k, v -> pinned host
+  kCpuAttention,   // attention of (layer, batch) over its host KV, appending the new k, v
+  kPostAttention,  // attention output -> GPU, output projection, residual and MLP
+  kHead,           // final norm and LM head over the batch's logit rows
+};
+const char* action_name(ActionKind kind);
+
+enum class PlanResource : uint8_t { kDisk, kH2d, kD2h, kGpu, kCpu };
+inline constexpr int kNumPlanResources = 5;
+const char* plan_resource_name(PlanResource r);  // "disk", "h2d", "d2h", "gpu", "cpu"
+PlanResource resource_of(ActionKind kind);
+
+struct Action {
+  ActionKind kind = ActionKind::kLayer;
+  int32_t unit = -1;     // layer index; num_layers is the head
+  int32_t batch = -1;    // GPU batch, for per-batch actions
+  int32_t part = 0;      // kLoadWeights
+  int32_t parts = 1;     // kLoadWeights
+  int32_t slot = -1;     // GPU weight slot the unit occupies (streamed units), else -1
+  int32_t staging = -1;  // kDiskRead / kLoadWeights from disk: pinned staging buffer;
+                         // kLayer / kStoreKv of a CPU-KV prefill: GPU KV staging buffer
+  std::vector<int32_t> deps;  // indices of earlier actions of this plan that must finish first
+};
+
+struct StepShape {
+  int32_t num_layers = 0;
+  int32_t num_batches = 1;
+  bool prefill = false;
+  std::vector<bool> batch_active;  // [num_batches]: the batch has sequences this step
+  // [num_layers + 1] (the head last): the unit has weights off the GPU / on the disk.
+  std::vector<bool> streamed;
+  std::vector<bool> from_disk;
+  std::vector<bool> cpu_kv;  // [layer * num_batches + batch]: that KV lives on the CPU
+  int32_t slots = 3;         // GPU weight slots (loads run slots - 1 units ahead)
+  int32_t disk_staging = 2;  // pinned staging buffers for disk parts
+};
+
+// Why a shape is malformed (sizes, counts), or ok.
+Status check_step_shape(const StepShape& shape);
+
+// The actions of one step in issue order. Per resource, actions run in this order.
+std::vector<Action> plan_step(const StepShape& shape);
+
+// A timeline of a plan under given durations: each action starts when its resource has finished
+// the actions before it and its deps have finished (and, for a load into a slot or staging
+// buffer, after the previous occupant's last user: the plan states that as a dependency).
+struct ActionTime {
+  double start = 0;
+  double end = 0;
+};
+struct Simulation {
+  std::vector<ActionTime> times;
+  double makespan = 0;
+  double busy[kNumPlanResources] = {};
+};
+using DurationFn = double (*)(const Action& action, const void* context);
+Simulation simulate(const std::vector<Action>& plan, DurationFn duration, const void* context);
+
+std::string describe(const Action& action);  // "load L3 part 1/2 -> slot 0", for tests and traces
+
+}  // namespace strata::runtime

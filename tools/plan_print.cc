@@ -1,0 +1,80 @@
+#include "plan_print.h"
+
+#include <string>
+
+#include "common/units.h"
+
+namespace strata::tools {
+
+namespace {
+
+std::string pct(double f) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%.1f%%", 100 * f);
+  return buf;
+}
+
+}  // namespace
+
+void print_plan(const planner::PlanResult& r, const planner::HardwareProfile& hw, double search_s,
+                bool buffers, std::FILE* out) {
+  using namespace planner;
+  const Policy& p = r.policy;
+  const Prediction& q = p.predicted;
+  std::fprintf(out, "model        %s, %lld prompt + %lld generated tokens", p.model.c_str(),
+               static_cast<long long>(p.workload.prompt_len),
+               static_cast<long long>(p.workload.gen_len));
+  if (p.workload.requests > 0)
+    std::fprintf(out, ", %lld requests", static_cast<long long>(p.workload.requests));
+  std::fprintf(out, "\nhardware     %s\n", hw.name.c_str());
+  std::fprintf(out, "budgets      gpu %s, cpu %s, disk %s\n", format_bytes(p.budgets.gpu).c_str(),
+               format_bytes(p.budgets.cpu).c_str(), format_bytes(p.budgets.disk).c_str());
+  std::fprintf(
+      out, "batch        %lld sequences per GPU batch x %lld GPU batches = %lld per block\n",
+      static_cast<long long>(p.batch.gpu_batch_size),
+      static_cast<long long>(p.batch.num_gpu_batches), static_cast<long long>(p.batch.block()));
+  std::fprintf(out, "weights      gpu %s  cpu %s  disk %s  compression %s\n",
+               pct(r.placement.realised[kWg]).c_str(), pct(r.placement.realised[kWc]).c_str(),
+               pct(r.placement.realised[kWd]).c_str(),
+               std::string(compression_name(p.choices.weights)).c_str());
+  std::fprintf(out, "kv cache     gpu %s  cpu %s  disk %s  compression %s, attention on the %s\n",
+               pct(r.placement.realised[kCg]).c_str(), pct(r.placement.realised[kCc]).c_str(),
+               pct(r.placement.realised[kCd]).c_str(),
+               std::string(compression_name(p.choices.kv)).c_str(),
+               std::string(attention_name(p.choices.attention)).c_str());
+  std::fprintf(out, "activations  gpu %s  cpu %s\n", pct(r.placement.realised[kHg]).c_str(),
+               pct(r.placement.realised[kHc]).c_str());
+  std::fprintf(out, "predicted    %.3f tokens/s; prefill %.2f s, decode step %.3f s, block %.1f s",
+               q.tokens_per_s, q.prefill_s, q.decode_step_s, q.block_s);
+  if (q.job_s > 0) std::fprintf(out, ", job %.1f s (%.2f h)", q.job_s, q.job_s / 3600);
+  std::fprintf(out, "\nbottleneck   %s\n", q.bottleneck.c_str());
+  std::fprintf(out, "memory       gpu %s  cpu %s  disk %s\n", format_bytes(q.bytes[0]).c_str(),
+               format_bytes(q.bytes[1]).c_str(), format_bytes(q.bytes[2]).c_str());
+  std::fprintf(
+      out,
+      "\nwhy: seconds per layer that each resource is busy (layer time = the largest bound)\n");
+  std::fprintf(out, "  %-13s %12s %12s\n", "resource", "prefill", "decode");
+  for (size_t i = 0; i < q.prefill.resources.size(); ++i)
+    std::fprintf(out, "  %-13s %12.6f %12.6f\n", q.prefill.resources[i].first.c_str(),
+                 q.prefill.resources[i].second, q.decode.resources[i].second);
+  std::fprintf(out, "  %-13s %12s %12s\n", "bound", "", "");
+  for (size_t i = 0; i < q.prefill.bounds.size(); ++i)
+    std::fprintf(out, "  %-13s %12.6f %12.6f\n", q.prefill.bounds[i].first.c_str(),
+                 q.prefill.bounds[i].second, q.decode.bounds[i].second);
+  std::fprintf(out, "  %-13s %12.6f %12.6f\n", "layer time", q.prefill.layer_s, q.decode.layer_s);
+  std::fprintf(out, "  %-13s %12s %12s\n", "bottleneck", q.prefill.bottleneck.c_str(),
+               q.decode.bottleneck.c_str());
+  if (buffers) {
+    std::fprintf(out, "\nbuffers the runtime allocates:\n");
+    for (const auto& b : r.memory.buffers)
+      std::fprintf(out, "  %-4s %-26s %3lld x %12s  %s\n", std::string(tier_name(b.tier)).c_str(),
+                   b.name.c_str(), static_cast<long long>(b.count),
+                   format_bytes(b.bytes_each).c_str(), b.what.c_str());
+  }
+  if (search_s >= 0)
+    std::fprintf(out, "\nsearched %lld LPs, %lld placements fit, in %.2f s\n",
+                 static_cast<long long>(r.lps_solved),
+                 static_cast<long long>(r.candidates_feasible), search_s);
+}
+
+}  // namespace strata::tools
