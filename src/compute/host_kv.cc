@@ -53,9 +53,12 @@ size_t HostKvShape::min_offset(int64_t row) const {
 namespace {
 
 // Rows ahead that the AVX-512 kernel prefetches in an fp16 cache: on the 16-core Sapphire Rapids
-// test host, 4 took OPT-30B decode from 77 to 104 GB/s (8: 94, 16: 86). int4 caches are bound by
-// the dequantisation, not by memory, and lose a little to the extra instructions: none there.
+// test host, 4 took OPT-30B decode from 77 to 104 GB/s (8: 94, 16: 86). The int4 kernel for
+// head_dim 128 works in the quantised domain and waits on memory without it; the fp32 int4
+// kernel (other head dims) is bound by the dequantisation and loses a little to the extra
+// instructions: none there.
 constexpr int64_t kDefaultPrefetchRowsF16 = 4;
+constexpr int64_t kDefaultPrefetchRowsInt4D128 = 4;
 
 void check_shape(const HostKvShape& sh) {
   STRATA_CHECK(sh.slots > 0 && sh.max_len > 0 && sh.kv_heads > 0 && sh.head_dim > 0,
@@ -413,9 +416,13 @@ void host_kv_attention(ThreadPool& pool, const HostKvView& cache, int64_t num_he
   call.q = q;
   call.scale = params.scale;
   call.out = out;
+#if defined(__x86_64__) || defined(_M_X64)
+  call.vnni = tuning.allow_vnni && __builtin_cpu_supports("avx512vnni");
+#endif
   call.prefetch_rows = tuning.prefetch_rows >= 0 ? tuning.prefetch_rows
-                       : sh.int4                 ? 0
-                                                 : kDefaultPrefetchRowsF16;
+                       : !sh.int4                ? kDefaultPrefetchRowsF16
+                       : d == 128                ? kDefaultPrefetchRowsInt4D128
+                                                 : 0;
 
   // One pass over the pool (each wake-up of the pool costs): every thread first takes appends
   // until none is left and waits until all are written (they are short), then takes tasks one

@@ -83,6 +83,7 @@ struct HostKvTuning {
   int64_t chunk_positions = 0;    // positions per task; 0: sized so each thread gets ~4 tasks
   int64_t kv_heads_per_task = 0;  // 0: all kv heads, so a task reads whole contiguous rows
   int64_t prefetch_rows = -1;     // AVX-512 kernel: prefetch this many rows ahead; -1: default
+  bool allow_vnni = true;         // AVX-512 int4 kernel: use AVX512-VNNI where the CPU has it
 };
 void host_kv_attention(ThreadPool& pool, const HostKvView& cache, int64_t num_heads,
                        const uint16_t* q, const uint16_t* k_new, const uint16_t* v_new,

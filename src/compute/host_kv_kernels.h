@@ -34,6 +34,7 @@ struct HostKvCall {
   float scale = 1.0f;
   uint16_t* out = nullptr;    // [T, Hq * d] fp16
   int64_t prefetch_rows = 0;  // software prefetch of the row this many positions ahead (0: none)
+  bool vnni = false;  // AVX-512 kernel: the CPU has AVX512-VNNI (vpdpwssd) for int4 dot products
 };
 
 // One query row against positions [begin, end) of its slot, for kv heads [kv_begin, kv_end)
@@ -55,10 +56,12 @@ inline constexpr int64_t host_kv_partial_floats(int64_t num_heads, int64_t head_
   return num_heads * (head_dim + 2);
 }
 
-// Floats of per-thread scratch a kernel needs for one task (reused from task to task).
+// Floats of per-thread scratch a kernel needs for one task (reused from task to task): the
+// fp32 path's, plus what the AVX-512 int4 path for head_dim 128 lays out (per padded head: the
+// accumulator, the int16 query, block weights and coefficients; 64-byte alignment slop).
 inline constexpr int64_t host_kv_scratch_floats(int64_t num_heads, int64_t head_dim) {
   return 2 * num_heads * head_dim + (num_heads + 32) * (kHostKvBlock + 3) +
-         (kHostKvBlock + 2) * head_dim + 64;
+         (kHostKvBlock + 2) * head_dim + 64 + 400 * (num_heads + 32) + 4096;
 }
 
 struct HostKvKernel {

@@ -176,9 +176,10 @@ CostModel build_cost_model(const ModelSpec& spec, const Workload& w, const Hardw
       }
     } else {
       const double qo = B * q_dim * 2;  // fp16 queries out, attention outputs back
-      // The kernel's arithmetic or, for int4 KV, its unpacking, whichever is slower; reading
-      // the KV from DRAM is the dram bound's.
-      const double attn_s = std::max(4 * B * ctx * q_dim / cpu_attn, kv_deq_cpu);
+      // The kernel's arithmetic, its unpacking of int4 KV, or its read of the KV from DRAM,
+      // whichever is slowest (the dram bound adds the PCIe traffic sharing that bandwidth).
+      const double attn_s = std::max({4 * B * ctx * q_dim / cpu_attn, kv_deq_cpu,
+                                      kv_read / (hw.cpu.dram_gbps * 1e9)});
       for (Frac f : {kCc, kCd}) {
         t.d2h.add(f, qo + kv_new);
         t.h2d.add(f, qo);

@@ -634,6 +634,8 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
     lanes->end(lane);
     ev[i] = lanes->record(lane);
     bytes[static_cast<int>(res)] += moved;
+    // Device memory peaks inside a layer (a prompt's activations): sample after each one.
+    if (a.kind == ActionKind::kLayer || a.kind == ActionKind::kPostAttention) lanes->sample_memory();
   }
   STRATA_RETURN_IF_ERROR(cpu_worker->drain());
   STRATA_RETURN_IF_ERROR(disk_worker->drain());
@@ -641,6 +643,13 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
   lanes->sample_memory();
   collect_gpu_spans();
   Tensor host = rows.empty() ? Tensor::host(DType::kF32, {0, config.vocab_size}) : backend->to_host_f32(logits);
+  // The prompt-sized activations the backend keeps cached would stay reserved through decoding.
+  if (prefill) {
+    logits = Tensor();
+    x.clear();
+    qkv.clear();
+    cuda::release_cached_memory(*backend);
+  }
   const double took = lanes->now_s() - t_step;
   (prefill ? report.prefill_s : report.decode_s) += took;
   (prefill ? report.prefill_steps : report.decode_steps) += 1;

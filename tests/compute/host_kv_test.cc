@@ -231,6 +231,9 @@ class HostKvAttentionTest : public ::testing::Test {
         {"default", {false, 0, 0}},
         {"default chunk 7", {false, 7, 0}},
         {"default chunk 16, 1 kv head per task", {false, 16, 1}},
+        // The AVX-512 int4 kernel for head_dim 128 has a VNNI and an AVX512-BW form.
+        {"default without VNNI", {false, 0, 0, -1, false}},
+        {"default chunk 7 without VNNI, no prefetch", {false, 7, 0, 0, false}},
     };
     for (bool int4 : {false, true}) {
       if (int4 && c.d % 64 != 0) continue;
@@ -294,6 +297,15 @@ TEST_F(HostKvAttentionTest, GroupedQueryDecodeAndPrefill) {
 TEST_F(HostKvAttentionTest, MoreThan16HeadsInBatchesOf16) {
   check_all({"mha 20 heads", 20, 20, 64, 2, 48, {{1, 40, 1}, {0, 11, 2}}, {}});
   check_all({"gqa 24/3", 24, 3, 64, 2, 48, {{0, 33, 1}, {1, 6, 3}}, {}});
+}
+
+TEST_F(HostKvAttentionTest, Int4HeadDim128HeadBatchesAndGroupings) {
+  // The int4 kernel for head_dim 128 works on query heads in halves of 8 whose groups it gathers
+  // from the rows: more than 16 heads, a partial last batch, and kv heads that straddle halves.
+  check_all({"mha 20 heads d128", 20, 20, 128, 2, 40, {{1, 37, 1}, {0, 5, 2}}, {}});
+  check_all({"gqa 24/3 d128", 24, 3, 128, 2, 48, {{0, 33, 1}, {1, 6, 3}}, {}});
+  check_all({"gqa 12/6 d128", 12, 6, 128, 2, 40, {{1, 30, 1}, {0, 17, 2}}, {}});
+  check_all({"gqa 40/8 d128 window 9", 40, 8, 128, 2, 48, {{0, 40, 1}, {1, 3, 2}}, 9});
 }
 
 TEST_F(HostKvAttentionTest, SlidingWindow) {
