@@ -184,11 +184,13 @@ struct OffloadEngine::Impl {
   void collect_gpu_spans() {
     auto got = lanes->take_spans();
     std::lock_guard lock(spans_mu);
-    for (auto& s : got) spans.push_back({cuda::lane_name(s.lane), std::move(s.name), s.start_s, s.end_s, s.bytes});
+    for (auto& s : got)
+      spans.push_back({cuda::lane_name(s.lane), std::move(s.name), s.start_s, s.end_s, s.bytes});
   }
 
   Result<Tensor> pinned(size_t bytes, const std::string& what) {
-    STRATA_ASSIGN_OR_RETURN(Tensor t, lanes->allocate_pinned(DType::kI32, {static_cast<int64_t>((bytes + 3) / 4)}, what));
+    const Shape words = {static_cast<int64_t>((bytes + 3) / 4)};
+    STRATA_ASSIGN_OR_RETURN(Tensor t, lanes->allocate_pinned(DType::kI32, words, what));
     pinned_bytes += t.bytes();
     return t;
   }
@@ -228,10 +230,17 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
   storage::IoBackendOptions io_options;
   io_options.queue_depth = 64;
   STRATA_ASSIGN_OR_RETURN(io, storage::make_io_backend(io_options, log));
+  if (!options.io_faults.empty()) {
+    auto faulty = std::make_unique<storage::FaultInjectingBackend>(std::move(io));
+    for (const auto& rule : options.io_faults) faulty->add_rule(rule);
+    io = std::move(faulty);
+  }
   model = std::make_unique<compute::Transformer>(config, *backend, compute::ModelWeights{});
 
   log.info("offload: placing " + format_bytes(spec.total_weight_bytes(ch.weights)) + " of weights");
-  STRATA_ASSIGN_OR_RETURN(weights, OffloadWeights::create(config, spec, placement, source, options.synthetic_seed, *backend, *lanes, *io, options.offload_dir, log));
+  auto placed = OffloadWeights::create(config, spec, placement, source, options.synthetic_seed,
+                                       *backend, *lanes, *io, options.offload_dir, log);
+  STRATA_ASSIGN_OR_RETURN(weights, std::move(placed));
   pinned_bytes += weights->pinned_bytes();
   for (const auto& t : weights->unit(L).tensors)
     if ((t.name == "embed.project_in") && t.tier != Tier::kGpu)
@@ -245,7 +254,8 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
   const size_t slot_bytes = weights->max_streamed_bytes();
   if (slot_bytes > 0)
     for (int s = 0; s < std::min(num_slots, streamed); ++s) {
-      STRATA_ASSIGN_OR_RETURN(Tensor t, lanes->allocate_device(DType::kI32, {static_cast<int64_t>((slot_bytes + 3) / 4)}, "weights.prefetch_slot"));
+      const Shape words = {static_cast<int64_t>((slot_bytes + 3) / 4)};
+      STRATA_ASSIGN_OR_RETURN(Tensor t, lanes->allocate_device(DType::kI32, words, "weights.prefetch_slot"));
       slots.push_back(std::move(t));
     }
   unit_views.resize(static_cast<size_t>(L) + 1);
@@ -284,7 +294,8 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
       STRATA_ASSIGN_OR_RETURN(kv_staging[s].v, backend->allocate(DType::kF16, staging_shape));
       if (int4_kv)
         for (int kvi = 0; kvi < 2; ++kvi) {
-          STRATA_ASSIGN_OR_RETURN(kv_blob_staging[s][kvi], backend->allocate(DType::kI32, cuda::int4_weight_shape(gbs * prefill_len, E)));
+          const Shape blob = cuda::int4_weight_shape(gbs * prefill_len, E);
+          STRATA_ASSIGN_OR_RETURN(kv_blob_staging[s][kvi], backend->allocate(DType::kI32, blob));
         }
     }
     cpu_io.resize(static_cast<size_t>(nb));
@@ -333,7 +344,8 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
 Status OffloadEngine::Impl::embed(const SubBatch& sb, Tensor& x) {
   const int64_t T = sb.batch.size(), H = config.hidden_size;
   const auto& views = unit_views[L];
-  auto lookup = [&](const char* name, std::span<const int32_t> ids, Tensor& host_rows, Tensor& out) -> Status {
+  auto lookup = [&](const char* name, std::span<const int32_t> ids, Tensor& host_rows,
+                    Tensor& out) -> Status {
     if (const HostTable* t = weights->host_table(name)) {
       STRATA_RETURN_IF_ERROR(weights->gather_host_rows(*t, ids, host_rows.raw()));
       lanes->copy_device(out.raw(), host_rows.raw(), out.bytes());
@@ -378,7 +390,7 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
       return invalid_argument("offload: the sequence in slot " + std::to_string(s.slot) + " needs " +
                               std::to_string(s.past_len + s.num_tokens) + " positions; reset() made room for " +
                               std::to_string(max_len_in_use));
-    (s.past_len == 0 && s.num_tokens > 1 ? prefill : decode) = true;
+    (s.past_len == 0 ? prefill : decode) = true;
     if (s.past_len == 0 && s.num_tokens > prefill_len)
       return invalid_argument("offload: a prompt of " + std::to_string(s.num_tokens) +
                               " tokens is longer than the policy's prompt length " + std::to_string(prefill_len));
@@ -407,7 +419,8 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
     }
   }
   if (r_out != static_cast<int32_t>(rows.size()))
-    return invalid_argument("offload: logit rows must be in increasing order within [0, " + std::to_string(T) + ")");
+    return invalid_argument("offload: logit rows must be in increasing order within [0, " +
+                            std::to_string(T) + ")");
 
   // The plan of this step.
   auto key = std::make_pair(prefill, active);
@@ -429,7 +442,8 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
   const int64_t E = config.num_kv_heads * config.head_dim, Hq = config.num_heads, D = config.head_dim;
 
   auto lane_of = [](PlanResource r) {
-    return r == PlanResource::kH2d ? cuda::Lane::kH2d : r == PlanResource::kD2h ? cuda::Lane::kD2h : cuda::Lane::kCompute;
+    if (r == PlanResource::kH2d) return cuda::Lane::kH2d;
+    return r == PlanResource::kD2h ? cuda::Lane::kD2h : cuda::Lane::kCompute;
   };
   auto host_action = [&](int32_t i) {
     const PlanResource r = resource_of(plan[i].kind);
@@ -464,182 +478,190 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
     };
   };
 
-  for (size_t i = 0; i < plan.size(); ++i) {
-    const Action& a = plan[i];
-    const PlanResource res = resource_of(a.kind);
-    const cuda::Lane lane = lane_of(res);
-    const std::string name = describe(a);
-    if (res == PlanResource::kDisk) {
-      const WeightUnit& unit = weights->unit(a.unit);
-      auto waits = gpu_events(a);
-      void* buf = disk_staging[a.staging].raw();
-      const storage::IoFile* file = weights->file();
-      ticket[i] = disk_worker->submit([this, waits, buf, file, &unit, name]() -> Status {
-        for (const auto& e : waits) STRATA_RETURN_IF_ERROR(lanes->host_wait(e));
-        const double t0 = lanes->now_s();
-        storage::IoRequest r;
-        r.kind = storage::IoOpKind::kRead;
-        r.file = file;
-        r.offset = unit.disk_offset;
-        r.buf = buf;
-        r.length = unit.disk_bytes;
-        r.what = "streamed weights (" + name + ")";
-        STRATA_RETURN_IF_ERROR(storage::run_io(*io, {&r, 1}));
-        host_span("disk", name, t0, unit.disk_bytes);
-        return Status::ok();
-      });
-      bytes[static_cast<int>(PlanResource::kDisk)] += unit.disk_bytes;
-      continue;
-    }
-    if (res == PlanResource::kCpu) {
-      const SubBatch& sb = subs[a.batch];
-      KvUnit& kvu = kv[a.unit * nb + a.batch];
-      CpuAttentionIo& cio = cpu_io[a.batch];
-      auto waits = gpu_events(a);
-      const compute::AttentionParams params = model->attention_params(a.unit);
-      uint64_t kv_bytes = 0;
-      for (const auto& s : sb.batch.seqs)
-        kv_bytes += (static_cast<uint64_t>(s.past_len) + s.num_tokens) *
-                    (int4_kv ? static_cast<uint64_t>(E) * 9 / 16 : static_cast<uint64_t>(E) * 2) * 2;
-      ticket[i] = cpu_worker->submit([this, waits, &sb, &kvu, &cio, params, name, Hq, kv_bytes]() -> Status {
-        for (const auto& e : waits) STRATA_RETURN_IF_ERROR(lanes->host_wait(e));
-        const double t0 = lanes->now_s();
-        compute::host_kv_attention(ctx->pool, kvu.host, Hq, cio.q.data<uint16_t>(), cio.k.data<uint16_t>(),
-                                   cio.v.data<uint16_t>(), sb.batch.seqs, params, cio.out.data<uint16_t>());
-        host_span("cpu", name, t0, kv_bytes);
-        return Status::ok();
-      });
-      bytes[static_cast<int>(PlanResource::kCpu)] += kv_bytes;
-      continue;
-    }
-
-    STRATA_RETURN_IF_ERROR(gpu_deps(a, lane));
-    uint64_t moved = 0;
-    switch (a.kind) {
-      case ActionKind::kLoadWeights: {
+  // Issues every action; the workers may still run tasks that point into this frame, so every
+  // way out goes through the drain below.
+  auto issue = [&]() -> Status {
+    for (size_t i = 0; i < plan.size(); ++i) {
+      const Action& a = plan[i];
+      const PlanResource res = resource_of(a.kind);
+      const cuda::Lane lane = lane_of(res);
+      const std::string name = describe(a);
+      if (res == PlanResource::kDisk) {
         const WeightUnit& unit = weights->unit(a.unit);
-        STRATA_CHECK(a.slot == unit_slot[a.unit], "offload: the plan and the engine disagree on a slot");
-        auto* slot = static_cast<std::byte*>(slots[a.slot].raw());
-        auto chunk = [&](size_t total, int32_t part) {
-          const size_t per = (total / a.parts + 4095) / 4096 * 4096;
-          const size_t b0 = std::min(total, per * part), b1 = std::min(total, per * (part + 1));
-          return std::make_pair(b0, b1);
-        };
-        lanes->begin(lane, name, 0);
-        auto [c0, c1] = chunk(unit.cpu_bytes, a.part);
-        if (c1 > c0) lanes->copy(lane, slot + c0, static_cast<const std::byte*>(unit.cpu_blob.raw()) + c0, c1 - c0);
-        auto [d0, d1] = chunk(unit.disk_bytes, a.part);
-        if (d1 > d0)
-          lanes->copy(lane, slot + unit.cpu_bytes + d0, static_cast<const std::byte*>(disk_staging[a.staging].raw()) + d0,
-                      d1 - d0);
-        moved = (c1 - c0) + (d1 - d0);
-        break;
+        auto waits = gpu_events(a);
+        void* buf = disk_staging[a.staging].raw();
+        const storage::IoFile* file = weights->file();
+        ticket[i] = disk_worker->submit([this, waits, buf, file, &unit, name]() -> Status {
+          for (const auto& e : waits) STRATA_RETURN_IF_ERROR(lanes->host_wait(e));
+          const double t0 = lanes->now_s();
+          storage::IoRequest r;
+          r.kind = storage::IoOpKind::kRead;
+          r.file = file;
+          r.offset = unit.disk_offset;
+          r.buf = buf;
+          r.length = unit.disk_bytes;
+          r.what = "streamed weights (" + name + ")";
+          STRATA_RETURN_IF_ERROR(storage::run_io(*io, {&r, 1}));
+          host_span("disk", name, t0, unit.disk_bytes);
+          return Status::ok();
+        });
+        bytes[static_cast<int>(PlanResource::kDisk)] += unit.disk_bytes;
+        continue;
       }
-      case ActionKind::kEmbed: {
-        lanes->begin(lane, name);
-        STRATA_RETURN_IF_ERROR(embed(subs[a.batch], x[a.batch]));
-        break;
-      }
-      case ActionKind::kLayer: {
-        lanes->begin(lane, name);
-        const SubBatch& sb = subs[a.batch];
-        const auto find = find_in(a.unit);
-        auto in = model->attention_inputs(a.unit, find, x[a.batch], sb.batch);
-        const int64_t Tb = sb.batch.size();
-        Tensor ctx_t = model->alloc(Tb, Hq * D);
-        Tensor ctx3 = ctx_t.reshape({Tb, Hq, D});
-        KvUnit& kvu = kv[a.unit * nb + a.batch];
-        compute::LayerKvCache& cache = kvu.tier == Tier::kGpu ? kvu.gpu : kv_staging[a.staging];
-        backend->attention(in.q, in.k, in.v, cache, sb.batch.seqs, model->attention_params(a.unit), ctx3);
-        if (kvu.tier != Tier::kGpu && int4_kv)
-          for (int kvi = 0; kvi < 2; ++kvi) {
-            const Tensor& src = kvi == 0 ? cache.k : cache.v;
-            STRATA_RETURN_IF_ERROR(cuda::quantise_int4_async(*backend, src.reshape({gbs * prefill_len, E}),
-                                                             kv_blob_staging[a.staging][kvi]));
-          }
-        model->finish_layer(a.unit, find, x[a.batch], ctx_t);
-        break;
-      }
-      case ActionKind::kStoreKv: {
+      if (res == PlanResource::kCpu) {
         const SubBatch& sb = subs[a.batch];
         KvUnit& kvu = kv[a.unit * nb + a.batch];
-        int32_t used_slots = 0, P = 0;
-        for (const auto& s : sb.batch.seqs) {
-          used_slots = std::max(used_slots, s.slot + 1);
-          P = std::max(P, s.past_len + s.num_tokens);
-        }
-        lanes->begin(lane, name);
-        for (int kvi = 0; kvi < 2; ++kvi) {
-          std::byte* dst = kvi == 0 ? kvu.host.k : kvu.host.v;
-          if (!int4_kv) {
-            const Tensor& src = kvi == 0 ? kv_staging[a.staging].k : kv_staging[a.staging].v;
-            const size_t row = static_cast<size_t>(E) * 2;
-            lanes->copy_2d(lane, dst, max_len * row, src.raw(), prefill_len * row, P * row, used_slots);
-            moved += static_cast<uint64_t>(P) * row * used_slots;
-          } else {
-            const auto* src = static_cast<const std::byte*>(kv_blob_staging[a.staging][kvi].raw());
-            const size_t staged_rows = static_cast<size_t>(gbs * prefill_len);
-            const size_t code_row = static_cast<size_t>(E) / 2, group_row = static_cast<size_t>(E) / 64 * 2;
-            const compute::HostKvShape& hs = kvu.host.shape;
-            // codes, then scales, then mins: each a [rows, bytes-per-row] matrix in both blobs.
-            lanes->copy_2d(lane, dst, max_len * code_row, src, prefill_len * code_row, P * code_row, used_slots);
-            lanes->copy_2d(lane, dst + hs.scale_offset(0), max_len * group_row, src + staged_rows * code_row,
-                           prefill_len * group_row, P * group_row, used_slots);
-            lanes->copy_2d(lane, dst + hs.min_offset(0), max_len * group_row,
-                           src + staged_rows * (code_row + group_row), prefill_len * group_row, P * group_row,
-                           used_slots);
-            moved += static_cast<uint64_t>(P) * (code_row + 2 * group_row) * used_slots;
-          }
-        }
-        break;
-      }
-      case ActionKind::kPreAttention: {
-        lanes->begin(lane, name);
-        qkv[a.batch] = model->attention_inputs(a.unit, find_in(a.unit), x[a.batch], subs[a.batch].batch);
-        break;
-      }
-      case ActionKind::kQkvToHost: {
-        const auto& in = qkv[a.batch];
         CpuAttentionIo& cio = cpu_io[a.batch];
-        lanes->begin(lane, name);
-        lanes->copy(lane, cio.q.raw(), in.q.raw(), in.q.bytes());
-        lanes->copy(lane, cio.k.raw(), in.k.raw(), in.k.bytes());
-        lanes->copy(lane, cio.v.raw(), in.v.raw(), in.v.bytes());
-        moved = in.q.bytes() + in.k.bytes() + in.v.bytes();
-        break;
+        auto waits = gpu_events(a);
+        const compute::AttentionParams params = model->attention_params(a.unit);
+        uint64_t kv_bytes = 0;
+        for (const auto& s : sb.batch.seqs)
+          kv_bytes += (static_cast<uint64_t>(s.past_len) + s.num_tokens) *
+                      (int4_kv ? static_cast<uint64_t>(E) * 9 / 16 : static_cast<uint64_t>(E) * 2) * 2;
+        ticket[i] = cpu_worker->submit([this, waits, &sb, &kvu, &cio, params, name, Hq, kv_bytes]() -> Status {
+          for (const auto& e : waits) STRATA_RETURN_IF_ERROR(lanes->host_wait(e));
+          const double t0 = lanes->now_s();
+          compute::host_kv_attention(ctx->pool, kvu.host, Hq, cio.q.data<uint16_t>(), cio.k.data<uint16_t>(),
+                                     cio.v.data<uint16_t>(), sb.batch.seqs, params, cio.out.data<uint16_t>());
+          host_span("cpu", name, t0, kv_bytes);
+          return Status::ok();
+        });
+        bytes[static_cast<int>(PlanResource::kCpu)] += kv_bytes;
+        continue;
       }
-      case ActionKind::kPostAttention: {
-        const SubBatch& sb = subs[a.batch];
-        const int64_t Tb = sb.batch.size();
-        lanes->begin(lane, name);
-        Tensor ctx_t = model->alloc(Tb, Hq * D);
-        lanes->copy_device(ctx_t.raw(), cpu_io[a.batch].out.raw(), ctx_t.bytes());
-        model->finish_layer(a.unit, find_in(a.unit), x[a.batch], ctx_t);
-        bytes[static_cast<int>(PlanResource::kH2d)] += ctx_t.bytes();
-        break;
-      }
-      case ActionKind::kHead: {
-        const SubBatch& sb = subs[a.batch];
-        lanes->begin(lane, name);
-        if (!sb.rows.empty()) {
-          Tensor lb = model->head(find_in(L), x[a.batch], sb.rows);
-          lanes->copy_device(static_cast<std::byte*>(logits.raw()) + static_cast<size_t>(sb.logit_begin) * lb.bytes() / sb.rows.size(),
-                             lb.raw(), lb.bytes());
+
+      STRATA_RETURN_IF_ERROR(gpu_deps(a, lane));
+      uint64_t moved = 0;
+      switch (a.kind) {
+        case ActionKind::kLoadWeights: {
+          const WeightUnit& unit = weights->unit(a.unit);
+          STRATA_CHECK(a.slot == unit_slot[a.unit], "offload: the plan and the engine disagree on a slot");
+          auto* slot = static_cast<std::byte*>(slots[a.slot].raw());
+          auto chunk = [&](size_t total, int32_t part) {
+            const size_t per = (total / a.parts + 4095) / 4096 * 4096;
+            const size_t b0 = std::min(total, per * part), b1 = std::min(total, per * (part + 1));
+            return std::make_pair(b0, b1);
+          };
+          lanes->begin(lane, name, 0);
+          auto [c0, c1] = chunk(unit.cpu_bytes, a.part);
+          if (c1 > c0) lanes->copy(lane, slot + c0, static_cast<const std::byte*>(unit.cpu_blob.raw()) + c0, c1 - c0);
+          auto [d0, d1] = chunk(unit.disk_bytes, a.part);
+          if (d1 > d0)
+            lanes->copy(lane, slot + unit.cpu_bytes + d0, static_cast<const std::byte*>(disk_staging[a.staging].raw()) + d0,
+                        d1 - d0);
+          moved = (c1 - c0) + (d1 - d0);
+          break;
         }
-        break;
+        case ActionKind::kEmbed: {
+          lanes->begin(lane, name);
+          STRATA_RETURN_IF_ERROR(embed(subs[a.batch], x[a.batch]));
+          break;
+        }
+        case ActionKind::kLayer: {
+          lanes->begin(lane, name);
+          const SubBatch& sb = subs[a.batch];
+          const auto find = find_in(a.unit);
+          auto in = model->attention_inputs(a.unit, find, x[a.batch], sb.batch);
+          const int64_t Tb = sb.batch.size();
+          Tensor ctx_t = model->alloc(Tb, Hq * D);
+          Tensor ctx3 = ctx_t.reshape({Tb, Hq, D});
+          KvUnit& kvu = kv[a.unit * nb + a.batch];
+          compute::LayerKvCache& cache = kvu.tier == Tier::kGpu ? kvu.gpu : kv_staging[a.staging];
+          backend->attention(in.q, in.k, in.v, cache, sb.batch.seqs, model->attention_params(a.unit), ctx3);
+          if (kvu.tier != Tier::kGpu && int4_kv)
+            for (int kvi = 0; kvi < 2; ++kvi) {
+              const Tensor& src = kvi == 0 ? cache.k : cache.v;
+              STRATA_RETURN_IF_ERROR(cuda::quantise_int4_async(*backend, src.reshape({gbs * prefill_len, E}),
+                                                               kv_blob_staging[a.staging][kvi]));
+            }
+          model->finish_layer(a.unit, find, x[a.batch], ctx_t);
+          break;
+        }
+        case ActionKind::kStoreKv: {
+          const SubBatch& sb = subs[a.batch];
+          KvUnit& kvu = kv[a.unit * nb + a.batch];
+          int32_t used_slots = 0, P = 0;
+          for (const auto& s : sb.batch.seqs) {
+            used_slots = std::max(used_slots, s.slot + 1);
+            P = std::max(P, s.past_len + s.num_tokens);
+          }
+          lanes->begin(lane, name);
+          for (int kvi = 0; kvi < 2; ++kvi) {
+            std::byte* dst = kvi == 0 ? kvu.host.k : kvu.host.v;
+            if (!int4_kv) {
+              const Tensor& src = kvi == 0 ? kv_staging[a.staging].k : kv_staging[a.staging].v;
+              const size_t row = static_cast<size_t>(E) * 2;
+              lanes->copy_2d(lane, dst, max_len * row, src.raw(), prefill_len * row, P * row, used_slots);
+              moved += static_cast<uint64_t>(P) * row * used_slots;
+            } else {
+              const auto* src = static_cast<const std::byte*>(kv_blob_staging[a.staging][kvi].raw());
+              const size_t staged_rows = static_cast<size_t>(gbs * prefill_len);
+              const size_t code_row = static_cast<size_t>(E) / 2, group_row = static_cast<size_t>(E) / 64 * 2;
+              const compute::HostKvShape& hs = kvu.host.shape;
+              // codes, then scales, then mins: each a [rows, bytes-per-row] matrix in both blobs.
+              lanes->copy_2d(lane, dst, max_len * code_row, src, prefill_len * code_row, P * code_row, used_slots);
+              lanes->copy_2d(lane, dst + hs.scale_offset(0), max_len * group_row, src + staged_rows * code_row,
+                             prefill_len * group_row, P * group_row, used_slots);
+              lanes->copy_2d(lane, dst + hs.min_offset(0), max_len * group_row,
+                             src + staged_rows * (code_row + group_row), prefill_len * group_row, P * group_row,
+                             used_slots);
+              moved += static_cast<uint64_t>(P) * (code_row + 2 * group_row) * used_slots;
+            }
+          }
+          break;
+        }
+        case ActionKind::kPreAttention: {
+          lanes->begin(lane, name);
+          qkv[a.batch] = model->attention_inputs(a.unit, find_in(a.unit), x[a.batch], subs[a.batch].batch);
+          break;
+        }
+        case ActionKind::kQkvToHost: {
+          const auto& in = qkv[a.batch];
+          CpuAttentionIo& cio = cpu_io[a.batch];
+          lanes->begin(lane, name);
+          lanes->copy(lane, cio.q.raw(), in.q.raw(), in.q.bytes());
+          lanes->copy(lane, cio.k.raw(), in.k.raw(), in.k.bytes());
+          lanes->copy(lane, cio.v.raw(), in.v.raw(), in.v.bytes());
+          moved = in.q.bytes() + in.k.bytes() + in.v.bytes();
+          break;
+        }
+        case ActionKind::kPostAttention: {
+          const SubBatch& sb = subs[a.batch];
+          const int64_t Tb = sb.batch.size();
+          lanes->begin(lane, name);
+          Tensor ctx_t = model->alloc(Tb, Hq * D);
+          lanes->copy_device(ctx_t.raw(), cpu_io[a.batch].out.raw(), ctx_t.bytes());
+          model->finish_layer(a.unit, find_in(a.unit), x[a.batch], ctx_t);
+          bytes[static_cast<int>(PlanResource::kH2d)] += ctx_t.bytes();
+          break;
+        }
+        case ActionKind::kHead: {
+          const SubBatch& sb = subs[a.batch];
+          lanes->begin(lane, name);
+          if (!sb.rows.empty()) {
+            Tensor lb = model->head(find_in(L), x[a.batch], sb.rows);
+            lanes->copy_device(static_cast<std::byte*>(logits.raw()) + static_cast<size_t>(sb.logit_begin) * lb.bytes() / sb.rows.size(),
+                               lb.raw(), lb.bytes());
+          }
+          break;
+        }
+        default:
+          STRATA_CHECK(false, "offload: unexpected action " + name);
       }
-      default:
-        STRATA_CHECK(false, "offload: unexpected action " + name);
+      lanes->end(lane);
+      ev[i] = lanes->record(lane);
+      bytes[static_cast<int>(res)] += moved;
+      // Device memory peaks inside a layer (a prompt's activations): sample after each one.
+      if (a.kind == ActionKind::kLayer || a.kind == ActionKind::kPostAttention) lanes->sample_memory();
     }
-    lanes->end(lane);
-    ev[i] = lanes->record(lane);
-    bytes[static_cast<int>(res)] += moved;
-    // Device memory peaks inside a layer (a prompt's activations): sample after each one.
-    if (a.kind == ActionKind::kLayer || a.kind == ActionKind::kPostAttention) lanes->sample_memory();
-  }
-  STRATA_RETURN_IF_ERROR(cpu_worker->drain());
-  STRATA_RETURN_IF_ERROR(disk_worker->drain());
-  STRATA_RETURN_IF_ERROR(lanes->synchronize());
+    return Status::ok();
+  };
+  const Status issued = issue();
+  const Status cpu_done = cpu_worker->drain();
+  const Status disk_done = disk_worker->drain();
+  const Status gpu_done = lanes->synchronize();
+  for (const Status* st : {&issued, &disk_done, &cpu_done, &gpu_done})
+    if (!st->is_ok()) return st->with_context("offload: step " + std::to_string(report.prefill_steps + report.decode_steps));
   lanes->sample_memory();
   collect_gpu_spans();
   Tensor host = rows.empty() ? Tensor::host(DType::kF32, {0, config.vocab_size}) : backend->to_host_f32(logits);

@@ -22,6 +22,7 @@
 #include "model/config.h"
 #include "model/weight_source.h"
 #include "planner/policy.h"
+#include "storage/fault_injection.h"
 
 namespace strata::runtime {
 
@@ -35,6 +36,8 @@ struct OffloadOptions {
   // [-0.02, 0.02), norms 1) instead of read from the WeightSource.
   std::optional<uint64_t> synthetic_seed;
   bool trace = false;  // keep per-resource spans for write_trace()
+  // Faults injected into the engine's disk I/O (tests of a failing offload disk).
+  std::vector<storage::FaultRule> io_faults;
 };
 
 // One resource's use since the engine was created (or since reset_report()).

@@ -14,6 +14,10 @@ FaultRule* FaultInjectingBackend::match(const IoOp& op) {
     if (rule.kind == FaultKind::kRefuseDirect || rule.times == 0 || rule.op != op.kind) continue;
     if (!rule.path_contains.empty() && p.find(rule.path_contains) == std::string::npos) continue;
     if (op.offset + op.length <= rule.offset_begin || op.offset >= rule.offset_end) continue;
+    if (rule.skip > 0) {
+      --rule.skip;
+      continue;
+    }
     if (rule.times > 0) --rule.times;
     ++injected_;
     return &rule;

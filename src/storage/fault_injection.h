@@ -34,6 +34,7 @@ struct FaultRule {
   uint64_t offset_begin = 0;      // the op must overlap [offset_begin, offset_end)
   uint64_t offset_end = std::numeric_limits<uint64_t>::max();
   int times = 1;                  // how many ops it hits; -1: every matching op
+  int skip = 0;                   // matching ops to let through before the first hit
 };
 
 class FaultInjectingBackend final : public IoBackend {

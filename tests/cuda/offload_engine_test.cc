@@ -45,7 +45,7 @@ std::vector<GenerationRequest> requests(const model::ModelConfig& c) {
   std::vector<GenerationRequest> out;
   for (int i = 0; i < kGbs * kBatches; ++i) {
     GenerationRequest r;
-    const int len = 5 + 3 * i;
+    const int len = i == 0 ? 1 : 5 + 3 * i;  // a one-token prompt too
     for (int t = 0; t < len; ++t) r.prompt.push_back(4 + static_cast<int32_t>(rng() % (c.vocab_size - 4)));
     r.max_new_tokens = kGen;
     r.ignore_eos = true;
@@ -237,6 +237,37 @@ TEST_F(OffloadEngineTest, RefusesWhatItCannotRunWithAClearMessage) {
   // More sequences than the policy's block, or longer ones.
   EXPECT_FALSE(engine.value()->reset(kGbs * kBatches + 1, 16).is_ok());
   EXPECT_FALSE(engine.value()->reset(2, p.workload.prompt_len + kGen + 1).is_ok());
+}
+
+
+TEST_F(OffloadEngineTest, AFailingDiskStopsTheRunAndKeepsFinishedResults) {
+  const model::ModelConfig c = small("opt-125m");
+  OffloadOptions o;
+  o.policy = policy(c, frac(0, 0, 1, 0, 1), planner::Compression::kNone, planner::Compression::kNone);
+  o.offload_dir = dir_;
+  o.synthetic_seed = kSeed;
+  // Each step reads the disk part of every unit (3 layers and the head) once: the reads of the
+  // prompt step and the first decode step go through, then the disk fails for good.
+  storage::FaultRule rule;
+  rule.kind = storage::FaultKind::kError;
+  rule.op = storage::IoOpKind::kRead;
+  rule.skip = 8;
+  rule.times = -1;
+  o.io_faults = {rule};
+  auto engine = OffloadEngine::create(c, nullptr, o, *ctx_);
+  ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
+  auto reqs = requests(c);
+  reqs[0].max_new_tokens = 2;  // done after the first decode step
+  std::vector<size_t> finished;
+  Generator gen(*engine.value());
+  auto r = gen.generate(reqs, nullptr, [&](size_t i, const GenerationResult& g) {
+    finished.push_back(i);
+    EXPECT_EQ(g.tokens.size(), 2u);
+  });
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kIoError) << r.status().to_string();
+  EXPECT_NE(r.status().message().find("streamed weights"), std::string::npos) << r.status().to_string();
+  EXPECT_EQ(finished, std::vector<size_t>{0});
 }
 
 }  // namespace
