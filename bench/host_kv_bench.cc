@@ -37,6 +37,7 @@ struct Options {
   int64_t chunk = 0;
   int64_t heads_per_task = 0;
   int64_t prefetch = -1;
+  bool no_vnni = false;
   std::string commit = "unknown";
 };
 
@@ -170,6 +171,7 @@ int run(const Options& o) {
   tuning.chunk_positions = o.chunk;
   tuning.kv_heads_per_task = o.heads_per_task;
   tuning.prefetch_rows = o.prefetch;
+  tuning.allow_vnni = !o.no_vnni;
   const char* kernel = o.portable ? "portable" : compute::host_kv_kernel();
   std::printf(
       "{\"bench\":\"host_kv_read_ceiling\",\"threads\":%d,\"gbps\":%.2f,\"device\":\"%s\","
@@ -276,6 +278,7 @@ int main(int argc, char** argv) {
   app.add_option("--chunk", o.chunk, "positions per task (0: automatic)");
   app.add_option("--heads-per-task", o.heads_per_task, "kv heads per task (0: all)");
   app.add_option("--prefetch", o.prefetch, "rows to prefetch ahead (-1: the kernel's default)");
+  app.add_flag("--no-vnni", o.no_vnni, "int4: the AVX512-BW dot products even where VNNI exists");
   app.add_option("--commit", o.commit, "commit to print with the results");
   CLI11_PARSE(app, argc, argv);
   return strata::run(o);

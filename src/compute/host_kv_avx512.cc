@@ -8,8 +8,9 @@
 // This file alone is compiled with -mavx512f -mavx512bw -mavx512vl -mf16c -mfma -ffp-contract=off.
 // It includes no header with inline code (see host_kv_kernels.h) and calls only intrinsics and
 // its own internal functions, so no AVX-512 code can be linked into the rest of the program; the
-// driver calls it only on a CPU with these extensions (host_kv_select_kernel()). The one AVX512-VNNI
-// instruction (vpdpwssd) is inline assembly, run only when HostKvCall::vnni says the CPU has it.
+// driver calls it only on a CPU with these extensions (host_kv_select_kernel()). The one
+// AVX512-VNNI instruction (vpdpwssd) is inline assembly, run only when HostKvCall::vnni says the
+// CPU has it.
 //
 // int4 heads are kept in "quad order": within each group of 64, element 4i + k of the group sits
 // at 16k + i, which is the order the lookups produce (dword i of the group's codes, read as 16-bit
@@ -319,32 +320,34 @@ inline void reduce_groups(const __m512* v, __m512& w0, __m512& w1) {
     u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0x44),
                          _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0xee));
   }
-  w0 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88), _mm512_shuffle_f32x4(u[0], u[1], 0xdd));
-  w1 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88), _mm512_shuffle_f32x4(u[2], u[3], 0xdd));
+  w0 =
+      _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88), _mm512_shuffle_f32x4(u[0], u[1], 0xdd));
+  w1 =
+      _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88), _mm512_shuffle_f32x4(u[2], u[3], 0xdd));
 }
 
 // What one task of the int4-d128 kernel keeps, carved from the scratch.
 struct Int4Task {
-  int64_t hs = 0;         // row stride of the scores
-  int64_t halves = 0;     // half batches of 8 query heads
-  float* acc = nullptr;   // [16 * batches, 128] fp32, value-side lane order
-  int16_t* qv = nullptr;  // [16 * batches, 2, 4, 32] the query (high, low parts), nibble order
+  int64_t hs = 0;            // row stride of the scores
+  int64_t halves = 0;        // half batches of 8 query heads
+  float* acc = nullptr;      // [16 * batches, 128] fp32, value-side lane order
+  int16_t* qv = nullptr;     // [16 * batches, 2, 4, 32] the query (high, low parts), nibble order
   int32_t* kinit = nullptr;  // [16 * batches, 2, 16] -8 x the query's sums per dot lane
-  float* s = nullptr;     // [16, hs]
+  float* s = nullptr;        // [16, hs]
   float *m = nullptr, *l = nullptr, *alpha = nullptr;
   // Per half batch, 16 lanes in chunk order:
-  float* ka = nullptr;       // sq * softmax scale
-  float* kb = nullptr;       // sum(q_g) * softmax scale
-  int32_t* gidx = nullptr;   // group of the lane, counted from gbase
-  int32_t* gbase = nullptr;  // [halves] first group (in the row) of the half batch
-  uint32_t* gmask = nullptr; // [halves] groups that may be loaded from gbase
-  float* wsc = nullptr;      // this block's ws
-  float* macc = nullptr;     // sum_j p_j (mn_jg + 8 s_jg), rescaled like acc
-  int32_t* wsum = nullptr;   // [2, halves, 16] this block's sums of the weights' high, low parts
-  float* wf = nullptr;       // [16, halves, 16] this block's w_jg
-  int32_t* wpair = nullptr;  // [8, 2, halves, 16] wi_j | wi_j+1 << 16, high then low parts
-  int32_t* nbuf = nullptr;   // [8, 8, 16] nibble vectors of one kv head's block of values
-  float* x = nullptr;        // [256]
+  float* ka = nullptr;        // sq * softmax scale
+  float* kb = nullptr;        // sum(q_g) * softmax scale
+  int32_t* gidx = nullptr;    // group of the lane, counted from gbase
+  int32_t* gbase = nullptr;   // [halves] first group (in the row) of the half batch
+  uint32_t* gmask = nullptr;  // [halves] groups that may be loaded from gbase
+  float* wsc = nullptr;       // this block's ws
+  float* macc = nullptr;      // sum_j p_j (mn_jg + 8 s_jg), rescaled like acc
+  int32_t* wsum = nullptr;    // [2, halves, 16] this block's sums of the weights' high, low parts
+  float* wf = nullptr;        // [16, halves, 16] this block's w_jg
+  int32_t* wpair = nullptr;   // [8, 2, halves, 16] wi_j | wi_j+1 << 16, high then low parts
+  int32_t* nbuf = nullptr;    // [8, 8, 16] nibble vectors of one kv head's block of values
+  float* x = nullptr;         // [256]
 };
 
 template <class T>
@@ -432,10 +435,10 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
           const __m512 x = _mm512_mul_ps(_mm512_loadu_ps(qf + e), _mm512_set1_ps(inv));
           const __m512 r = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
           _mm512_storeu_ps(qf + e, r);
-          _mm512_storeu_ps(w.x + kD128 + gi * 64 + e,
-                           _mm512_roundscale_ps(_mm512_mul_ps(_mm512_sub_ps(x, r),
-                                                              _mm512_set1_ps(32768.0f)),
-                                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+          _mm512_storeu_ps(
+              w.x + kD128 + gi * 64 + e,
+              _mm512_roundscale_ps(_mm512_mul_ps(_mm512_sub_ps(x, r), _mm512_set1_ps(32768.0f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
         }
       }
       // Element 4w + k (w < 32) to word w of nibble vector k; dot lane i sums elements
@@ -488,9 +491,9 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
           const __m512 sc = group_values(c.k.scales, row_groups, row, w, hb);
           const __m512 mid = _mm512_fmadd_ps(sc, _mm512_set1_ps(8.0f),
                                              group_values(c.k.mins, row_groups, row, w, hb));
-          f[half] = _mm512_fmadd_ps(gs[half],
-                                    _mm512_mul_ps(sc, _mm512_loadu_ps(w.ka + hb * kLanes)),
-                                    _mm512_mul_ps(mid, _mm512_loadu_ps(w.kb + hb * kLanes)));
+          f[half] =
+              _mm512_fmadd_ps(gs[half], _mm512_mul_ps(sc, _mm512_loadu_ps(w.ka + hb * kLanes)),
+                              _mm512_mul_ps(mid, _mm512_loadu_ps(w.kb + hb * kLanes)));
         }
         _mm512_storeu_ps(w.s + j * hs + h0 + batch * kLanes,
                          _mm512_add_ps(_mm512_shuffle_f32x4(f[0], f[1], 0x88),
@@ -516,7 +519,8 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
       }
       for (int64_t kvh = t.kv_begin; kvh < t.kv_end; ++kvh) {
         if (ahead) {
-          _mm_prefetch(reinterpret_cast<const char*>(codes + pf * row_bytes + kvh * 64), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(codes + pf * row_bytes + kvh * 64),
+                       _MM_HINT_T0);
         }
         if (pf > 0) {
           _mm_prefetch(reinterpret_cast<const char*>(c.v.codes + row * row_bytes + kvh * 64),
@@ -612,10 +616,10 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
         // Started at -8 x the weights' sums, so that they sum w (c - 8).
         const int32_t* ws_h = w.wsum;
         const int32_t* ws_l = w.wsum + halves * kLanes;
-        const __m512i init_h = _mm512_mask_set1_epi32(_mm512_set1_epi32(-8 * ws_h[lane0]), 0xff00,
-                                                      -8 * ws_h[lane1]);
-        const __m512i init_l = _mm512_mask_set1_epi32(_mm512_set1_epi32(-8 * ws_l[lane0]), 0xff00,
-                                                      -8 * ws_l[lane1]);
+        const __m512i init_h =
+            _mm512_mask_set1_epi32(_mm512_set1_epi32(-8 * ws_h[lane0]), 0xff00, -8 * ws_h[lane1]);
+        const __m512i init_l =
+            _mm512_mask_set1_epi32(_mm512_set1_epi32(-8 * ws_l[lane0]), 0xff00, -8 * ws_l[lane1]);
         __m512i acc[8], acl[8];
         for (int v = 0; v < 8; ++v) {
           acc[v] = init_h;
@@ -676,7 +680,8 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
       float* pa = pl + hq + h * kD128;
       pm[h] = w.m[h];
       pl[h] = w.l[h];
-      for (int64_t i = 0; i < kD128; i += kLanes) _mm512_storeu_ps(pa + i, _mm512_loadu_ps(w.x + i));
+      for (int64_t i = 0; i < kD128; i += kLanes)
+        _mm512_storeu_ps(pa + i, _mm512_loadu_ps(w.x + i));
     }
   }
 }
