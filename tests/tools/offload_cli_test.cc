@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -145,6 +146,54 @@ TEST(GenerateCli, APolicyIsIgnoredOnTheCpuWithAWarning) {
   std::string line;
   ASSERT_TRUE(std::getline(result, line));
   EXPECT_EQ(nlohmann::json::parse(line)["custom_id"], "a");
+}
+
+
+// The texts of `out` (a results file) by custom_id.
+std::map<std::string, std::string> texts(const std::string& out) {
+  std::map<std::string, std::string> m;
+  std::ifstream in(out);
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    m[j["custom_id"]] = j["response"]["body"]["choices"][0]["text"];
+  }
+  return m;
+}
+
+TEST(GenerateCli, OnTheGpuTheOffloadingEngineWritesTheCpusGreedyText) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  const fs::path dir = testing::make_temp_dir("strata-generate-offload");
+  const std::string model = (testing::test_data_dir() / ".." / ".." / "models" / "demo").string();
+  const std::string in = (dir / "in.jsonl").string();
+  {
+    std::ofstream f(in);
+    for (const char* p : {"In the beginning", "And the LORD said unto Moses,", "The meaning of life is",
+                          "A wise man", "Blessed are"})
+      f << nlohmann::json{{"custom_id", p}, {"prompt", p}, {"max_tokens", 24}, {"temperature", 0}}.dump()
+        << "\n";
+  }
+  // Every weight and the whole KV cache in DRAM, attention on the CPU, two GPU batches of two.
+  const std::string policy = (dir / "policy.json").string();
+  std::ofstream(policy) << R"({"model": "demo", "prompt_len": 16, "gen_len": 24,
+    "gpu_batch_size": 2, "num_gpu_batches": 2,
+    "weights": {"gpu": 0, "cpu": 1, "disk": 0, "compression": "none"},
+    "kv_cache": {"gpu": 0, "cpu": 1, "disk": 0, "compression": "none", "attention": "cpu"},
+    "activations": {"gpu": 1, "cpu": 0}})";
+  auto run = [&](const std::string& name, std::vector<std::string> extra) {
+    const std::string out = (dir / (name + ".jsonl")).string();
+    std::vector<std::string> args = {"generate", "--model", model, "--input", in, "--output", out};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const Outcome o = run_strata(args);
+    EXPECT_EQ(o.code, 0) << name << ": " << o.output;
+    return texts(out);
+  };
+  const auto cpu = run("cpu", {"--device", "cpu"});
+  const auto planned = run("planned", {"--device", "cuda"});
+  const auto offloaded = run("offloaded", {"--device", "cuda", "--policy", policy});
+  ASSERT_EQ(cpu.size(), 5u);
+  EXPECT_EQ(planned, cpu);
+  EXPECT_EQ(offloaded, cpu);
 }
 
 }  // namespace
