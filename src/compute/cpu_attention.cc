@@ -11,25 +11,13 @@
 #include <vector>
 
 #include "common/check.h"
+#include "compute/dot.h"
 #include "compute/cpu_backend.h"
 #include "compute/int4.h"
 #include "compute/op_checks.h"
 
 namespace strata::compute {
 namespace {
-
-// Dot product with eight independent partial sums, so the compiler can vectorise it without
-// -ffast-math.
-float dot(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
-  }
-  float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; ++i) sum += a[i] * b[i];
-  return sum;
-}
 
 // One query row of one sequence.
 struct TokenRef {

@@ -26,6 +26,7 @@
 #include "common/dtype.h"
 #include "common/tensor.h"
 #include "common/thread_pool.h"
+#include "compute/dot.h"
 #include "compute/host_kv_kernels.h"
 #include "compute/int4.h"
 #include "compute/op_checks.h"
@@ -118,18 +119,6 @@ void host_kv_append(const HostKvView& cache, int64_t slot, int64_t pos, int64_t 
 namespace detail {
 namespace {
 
-// Dot product with eight partial sums, which the compiler can vectorise without -ffast-math.
-float dot8(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
-  }
-  float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; ++i) sum += a[i] * b[i];
-  return sum;
-}
-
 // x[d] = head `kvh` of cache row `row` in fp32 (int4: float(q) * scale + min, as dequantise_int4).
 void load_head(const HostKvCall& c, const HostKvPlane& p, int64_t row, int64_t kvh, float* x) {
   const int64_t d = c.head_dim, e = c.kv_heads * d;
@@ -175,7 +164,7 @@ void attend_portable(const HostKvCall& c, const HostKvTask& t, float* scratch) {
       for (int64_t kvh = t.kv_begin; kvh < t.kv_end; ++kvh) {
         load_head(c, c.k, row, kvh, x);
         for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
-          s[h * kHostKvBlock + j] = c.scale * dot8(qf + h * d, x, d);
+          s[h * kHostKvBlock + j] = c.scale * dot(qf + h * d, x, d);
         }
       }
     }

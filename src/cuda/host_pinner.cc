@@ -6,30 +6,10 @@
 #include <string>
 
 #include "common/units.h"
+#include "cuda/device_guard.h"
 
 namespace strata::cuda {
 namespace {
-
-// Makes `device` current for the lifetime of the guard and restores the previous device after.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    if (cudaGetDevice(&previous_) != cudaSuccess) {
-      cudaGetLastError();
-      previous_ = -1;
-    }
-    error_ = previous_ == device ? cudaSuccess : cudaSetDevice(device);
-    if (error_ != cudaSuccess) cudaGetLastError();
-  }
-  ~DeviceGuard() {
-    if (previous_ >= 0 && cudaSetDevice(previous_) != cudaSuccess) cudaGetLastError();
-  }
-  cudaError_t error() const { return error_; }
-
- private:
-  int previous_ = -1;
-  cudaError_t error_ = cudaSuccess;
-};
 
 StatusCode code_of(cudaError_t e) {
   switch (e) {

@@ -15,6 +15,7 @@
 #include "common/units.h"
 #include "cuda/cuda_backend_impl.h"
 #include "cuda/cuda_check.h"
+#include "cuda/device_guard.h"
 
 namespace strata::cuda {
 namespace {
@@ -22,31 +23,6 @@ namespace {
 // A span's start is resolved as the time of an epoch event plus the float milliseconds between
 // them; a float keeps ~0.25 us at 2 s, so a new epoch is chained on every this many seconds.
 constexpr double kEpochInterval_s = 2.0;
-
-// Makes `device` current for the guard's lifetime and restores the previous device after.
-// error() says whether the switch worked; callers that create or allocate check it, deleters that
-// may run after the CUDA runtime is gone (at exit) ignore it.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    if (cudaGetDevice(&previous_) != cudaSuccess) {
-      cudaGetLastError();
-      previous_ = -1;
-    }
-    error_ = previous_ == device ? cudaSuccess : cudaSetDevice(device);
-    if (error_ != cudaSuccess) cudaGetLastError();
-  }
-  ~DeviceGuard() {
-    if (previous_ >= 0 && cudaSetDevice(previous_) != cudaSuccess) cudaGetLastError();
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-  cudaError_t error() const { return error_; }
-
- private:
-  int previous_ = -1;
-  cudaError_t error_ = cudaSuccess;
-};
 
 // Reusable CUDA events of one kind (flags) on one device, so that recording in a hot loop creates
 // none. Shared by the Lanes and every Event handle it gave out, so handles may outlive the Lanes.
