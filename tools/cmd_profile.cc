@@ -19,10 +19,12 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "common/dtype.h"
 #include "common/log.h"
 #include "common/thread_pool.h"
 #include "common/units.h"
 #include "compute/backend.h"
+#include "compute/host_kv.h"
 #include "cuda/device.h"
 #include "cuda/profile.h"
 #include "planner/hardware.h"
@@ -95,29 +97,74 @@ Result<double> measure_cpu_gemm_tflops(compute::Backend& backend, DType weight_d
   return 2.0 * T * K * N / best / 1e12;
 }
 
-// Decode attention over host KV: 8 sequences, 32 heads of 128, 1024 positions each, in GFLOP/s
-// (4 FLOPs per query element per position: the scores and the weighted sum).
-Result<double> measure_cpu_attention_gflops(compute::Backend& backend) {
-  const int64_t seqs = 8, heads = 32, d = 128, len = 1024;
-  STRATA_ASSIGN_OR_RETURN(Tensor q, backend.allocate(DType::kF32, {seqs, heads, d}));
-  STRATA_ASSIGN_OR_RETURN(Tensor k, backend.allocate(DType::kF32, {seqs, heads, d}));
-  STRATA_ASSIGN_OR_RETURN(Tensor v, backend.allocate(DType::kF32, {seqs, heads, d}));
-  STRATA_ASSIGN_OR_RETURN(Tensor out, backend.allocate(DType::kF32, {seqs, heads, d}));
-  compute::LayerKvCache cache;
-  STRATA_ASSIGN_OR_RETURN(cache.k, backend.allocate(DType::kF32, {seqs, len, heads, d}));
-  STRATA_ASSIGN_OR_RETURN(cache.v, backend.allocate(DType::kF32, {seqs, len, heads, d}));
-  std::vector<compute::SeqSpan> spans;
-  for (int32_t i = 0; i < seqs; ++i) spans.push_back({i, static_cast<int32_t>(len - 1), 1, i});
-  compute::AttentionParams params;
-  params.scale = 1.0f / std::sqrt(static_cast<float>(d));
-  backend.attention(q, k, v, cache, spans, params, out);
-  double best = 1e30;
-  for (int r = 0; r < 5; ++r) {
-    const auto t0 = Clock::now();
-    backend.attention(q, k, v, cache, spans, params, out);
-    best = std::min(best, seconds_since(t0));
-  }
-  return 4.0 * seqs * heads * d * len / best / 1e9;
+// Decode attention on the CPU as the offloading engine runs it (compute/host_kv.h), one new token
+// for each of 32 sequences of 512 positions, head_dim 128, best of 5 calls:
+//  - fp16 KV with grouped queries (64 query heads over 8 kv heads, as Llama-2-70B): each KV byte
+//    carries 8 queries' work, so this measures the kernel's arithmetic: GFLOP/s, 4 FLOPs per query
+//    element per position (scores and the weighted sum);
+//  - int4-g64 KV with 32 heads of their own: the rate the kernel unpacks KV elements, in billions
+//    per second (the int4 path is bound by unpacking, not by DRAM).
+struct CpuAttentionFigures {
+  double gflops = 0;
+  double int4_gelems = 0;
+};
+
+CpuAttentionFigures measure_cpu_attention(ThreadPool& pool) {
+  const int64_t seqs = 32, len = 512, d = 128;
+  auto time_calls = [&](const compute::HostKvView& kv, int64_t heads) {
+    const int64_t qd = heads * d, e = kv.shape.row_elems();
+    std::vector<uint16_t> q(static_cast<size_t>(seqs * qd), f32_to_f16(0.05f));
+    std::vector<uint16_t> nk(static_cast<size_t>(seqs * e), f32_to_f16(0.02f));
+    std::vector<uint16_t> nv = nk, out(q.size());
+    std::vector<compute::SeqSpan> spans;
+    for (int32_t i = 0; i < seqs; ++i) spans.push_back({i, static_cast<int32_t>(len - 1), 1, i});
+    compute::AttentionParams params;
+    params.scale = 1.0f / std::sqrt(static_cast<float>(d));
+    double best = 1e30;
+    for (int r = 0; r < 6; ++r) {
+      const auto t0 = Clock::now();
+      compute::host_kv_attention(pool, kv, heads, q.data(), nk.data(), nv.data(), spans, params, out.data());
+      if (r > 0) best = std::min(best, seconds_since(t0));  // the first call warms the pool
+    }
+    return best;
+  };
+  // Keys and values of small random values (the timings do not depend on them).
+  auto make = [&](int64_t kv_heads, bool int4, std::vector<uint8_t>& k, std::vector<uint8_t>& v) {
+    compute::HostKvView view;
+    view.shape = {seqs, len, kv_heads, d, int4};
+    k.resize(view.shape.bytes_each());
+    v.resize(view.shape.bytes_each());
+    uint32_t x = 12345;
+    for (auto* buf : {&k, &v})
+      for (auto& byte : *buf) byte = static_cast<uint8_t>((x = x * 1664525u + 1013904223u) >> 24);
+    if (int4) {
+      // Scales and mins of modest fp16 values (random bytes there could be infinities).
+      const int64_t rows = seqs * len, groups = kv_heads * d / 64;
+      for (auto* buf : {&k, &v}) {
+        auto* scale = reinterpret_cast<uint16_t*>(buf->data() + view.shape.scale_offset(0));
+        auto* min = reinterpret_cast<uint16_t*>(buf->data() + view.shape.min_offset(0));
+        for (int64_t i = 0; i < rows * groups; ++i) {
+          scale[i] = f32_to_f16(0.01f);
+          min[i] = f32_to_f16(-0.08f);
+        }
+      }
+    } else {
+      for (auto* buf : {&k, &v}) {
+        auto* h = reinterpret_cast<uint16_t*>(buf->data());
+        for (size_t i = 0; i < buf->size() / 2; ++i) h[i] = f32_to_f16(static_cast<float>(h[i] % 97) / 1000.0f);
+      }
+    }
+    view.k = reinterpret_cast<std::byte*>(k.data());
+    view.v = reinterpret_cast<std::byte*>(v.data());
+    return view;
+  };
+  CpuAttentionFigures f;
+  std::vector<uint8_t> k, v;
+  const compute::HostKvView gqa = make(8, false, k, v);
+  f.gflops = 4.0 * seqs * 64 * d * len / time_calls(gqa, 64) / 1e9;
+  const compute::HostKvView q4 = make(32, true, k, v);
+  f.int4_gelems = 2.0 * seqs * len * 32 * d / time_calls(q4, 32) / 1e9;
+  return f;
 }
 
 struct DiskFigures {
@@ -179,12 +226,18 @@ Status run_profile(const ProfileArgs& a) {
   STRATA_ASSIGN_OR_RETURN(double f32, measure_cpu_gemm_tflops(*backend, DType::kF32));
   STRATA_ASSIGN_OR_RETURN(double bf16, measure_cpu_gemm_tflops(*backend, DType::kBF16));
   p.cpu.gemm_tflops = std::max(f32, bf16);
-  STRATA_ASSIGN_OR_RETURN(p.cpu.attention_gflops, measure_cpu_attention_gflops(*backend));
-  char buf[512];
+  std::fprintf(stderr, "measuring decode attention over host KV (the offloading engine's kernel, %s)...\n",
+               compute::host_kv_kernel());
+  const CpuAttentionFigures att = measure_cpu_attention(pool);
+  p.cpu.attention_gflops = att.gflops;
+  p.cpu.dequant_gelems = att.int4_gelems;
+  char buf[640];
   std::snprintf(buf, sizeof buf,
                 "DRAM read %.1f GB/s (%d threads, %s buffer); CPU GEMM 512x4096x4096 fp32 %.3f, bf16 "
-                "%.3f TFLOP/s; CPU decode attention %.1f GFLOP/s (8 x 32 heads x 1024 positions, fp32 KV); ",
-                p.cpu.dram_gbps, cores, a.dram_bytes.c_str(), f32, bf16, p.cpu.attention_gflops);
+                "%.3f TFLOP/s; CPU decode attention over host KV (%s kernel, 32 x 512 positions): "
+                "%.1f GFLOP/s fp16 with 64 query / 8 kv heads, int4 unpacked at %.1f G elements/s; ",
+                p.cpu.dram_gbps, cores, a.dram_bytes.c_str(), f32, bf16, compute::host_kv_kernel(),
+                att.gflops, att.int4_gelems);
   how += buf;
 
   struct statvfs vfs{};
