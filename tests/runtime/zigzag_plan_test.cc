@@ -176,6 +176,34 @@ TEST(ZigzagPlan, InactiveBatchesCostNothing) {
   EXPECT_TRUE(plan_step(s).empty());
 }
 
+TEST(ZigzagPlan, EveryMixOfPlacementsAndSlotCountsKeepsTheInvariants) {
+  for (int32_t slots : {2, 3, 4})
+    for (int32_t batches : {1, 2, 3})
+      for (bool prefill : {true, false})
+        for (int mix = 0; mix < 4; ++mix) {
+          StepShape s = shape(7, batches, prefill, false, false);
+          s.slots = slots;
+          // Every other layer streamed, a third of them from disk; KV on the CPU in a pattern.
+          for (int32_t u = 0; u <= 7; ++u) {
+            s.streamed[u] = (u + mix) % 2 == 0 || mix == 3;
+            s.from_disk[u] = s.streamed[u] && (u + mix) % 3 == 0;
+          }
+          for (size_t i = 0; i < s.cpu_kv.size(); ++i) s.cpu_kv[i] = (i + mix) % 3 != 0;
+          SCOPED_TRACE("slots " + std::to_string(slots) + ", batches " + std::to_string(batches) +
+                       (prefill ? ", prefill" : ", decode") + ", mix " + std::to_string(mix));
+          const auto plan = plan_step(s);
+          check_invariants(s, plan);
+          // Every streamed unit is loaded in full, each disk unit read once.
+          int streamed = 0, disk = 0;
+          for (int32_t u = 0; u <= 7; ++u) {
+            streamed += s.streamed[u];
+            disk += s.from_disk[u];
+          }
+          EXPECT_EQ(count(plan, ActionKind::kLoadWeights), streamed * batches);
+          EXPECT_EQ(count(plan, ActionKind::kDiskRead), disk);
+        }
+}
+
 TEST(ZigzagPlan, RejectsMalformedShapes) {
   StepShape s = shape(2, 2, false, true, false);
   s.slots = 1;
