@@ -141,7 +141,6 @@ struct OffloadEngine::Impl {
   Context* ctx = nullptr;
   compute::Backend* backend = nullptr;
   model::ModelConfig config;
-  planner::Policy policy;
   planner::ModelSpec spec;
   planner::Placement placement;
   OffloadOptions options;
@@ -651,8 +650,8 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
       lanes->end(lane);
       ev[i] = lanes->record(lane);
       bytes[static_cast<int>(res)] += moved;
-      // Device memory peaks inside a layer (a prompt's activations): sample after each one.
-      if (a.kind == ActionKind::kLayer || a.kind == ActionKind::kPostAttention) lanes->sample_memory();
+      // Device memory peaks inside a prompt step's layers (its activations): sample after each.
+      if (prefill && a.kind == ActionKind::kLayer) lanes->sample_memory();
     }
     return Status::ok();
   };
@@ -692,7 +691,6 @@ Result<std::unique_ptr<OffloadEngine>> OffloadEngine::create(const model::ModelC
   m.ctx = &ctx;
   m.backend = ctx.backend.get();
   m.config = config;
-  m.policy = options.policy;
   m.options = options;
   m.spec = planner::make_model_spec(config, options.policy.model);
   m.placement = planner::realise(m.spec, options.policy);
@@ -702,7 +700,7 @@ Result<std::unique_ptr<OffloadEngine>> OffloadEngine::create(const model::ModelC
 
 const model::ModelConfig& OffloadEngine::config() const { return impl_->config; }
 compute::Backend& OffloadEngine::backend() { return *impl_->backend; }
-const planner::Policy& OffloadEngine::policy() const { return impl_->policy; }
+const planner::Policy& OffloadEngine::policy() const { return impl_->options.policy; }
 
 Status OffloadEngine::reset(int32_t slots, int32_t max_len) {
   Impl& m = *impl_;

@@ -274,12 +274,6 @@ Result<std::unique_ptr<OffloadWeights>> OffloadWeights::create(
   // The dense copies of compressed weights and the other temporaries go back to the driver.
   cuda::release_cached_memory(backend);
   if (w->file_) STRATA_RETURN_IF_ERROR(w->file_->sync());
-  // Tied heads on the GPU read the token table.
-  if (w->tied_head_) {
-    auto& other = w->units_[L];
-    auto it = other.resident.find("embed.tokens");
-    if (it != other.resident.end()) other.resident["lm_head.weight"] = it->second;
-  }
   return w;
 }
 
