@@ -92,12 +92,7 @@ Status run_plan(const PlanArgs& a) {
   else if (a.attention == "gpu") options.attention = {Attention::kGpu};
   else if (a.attention != "auto")
     return invalid_argument("--attention must be cpu, gpu or auto, not '" + a.attention + "'");
-  if (!a.any_placement) {
-    if (a.attention == "gpu")
-      return invalid_argument("--attention gpu: the offloading engine attends over off-GPU KV on the CPU; "
-                              "add --any-placement to plan it anyway");
-    runtime::limit_to_engine(&options);
-  }
+  if (!a.any_placement) runtime::limit_to_engine(&options);
   if (a.gpu_batch_size > 0) options.gpu_batch_sizes = {a.gpu_batch_size};
   if (a.num_gpu_batches > 0) options.num_gpu_batches = {a.num_gpu_batches};
 
@@ -144,8 +139,8 @@ void register_plan(CLI::App& app, int* exit_code) {
   cmd->add_flag("--buffers", a.buffers, "list every buffer the runtime will allocate");
   cmd->add_flag("--any-placement", a.any_placement,
                 "search every placement the cost model knows, including those the offloading engine "
-                "does not run (KV on disk, int4 KV on the GPU, activations on the CPU, GPU attention "
-                "over CPU KV)");
+                "does not run (int4 KV on the GPU, attention on the GPU over int4 KV kept off it, "
+                "activations on the CPU)");
   cmd->callback([exit_code] { *exit_code = report("plan", run_plan(a)); });
 }
 

@@ -400,8 +400,11 @@ Result<Tensor> Lanes::allocate_pinned(DType dtype, Shape shape, const std::strin
   const size_t bytes = static_cast<size_t>(elems) * dtype_size(dtype);
   DeviceGuard guard(impl_->device);
   STRATA_CUDA_CHECK(guard.error());
+  // The driver pools small pinned allocations at less than page alignment; O_DIRECT transfers
+  // need 4 KiB, so ask for one page more and start at the first page boundary.
+  constexpr size_t kPage = 4096;
   void* p = nullptr;
-  if (const cudaError_t r = cudaHostAlloc(&p, std::max<size_t>(bytes, 64), cudaHostAllocPortable);
+  if (const cudaError_t r = cudaHostAlloc(&p, std::max<size_t>(bytes, 64) + kPage, cudaHostAllocPortable);
       r != cudaSuccess) {
     cudaGetLastError();
     return out_of_memory("cannot allocate " + format_bytes(bytes) + " of pinned host memory for " +
@@ -413,7 +416,8 @@ Result<Tensor> Lanes::allocate_pinned(DType dtype, Shape shape, const std::strin
   std::shared_ptr<void> owner(p, [](void* q) {
     if (cudaFreeHost(q) != cudaSuccess) cudaGetLastError();
   });
-  return Tensor::wrap(p, dtype, std::move(shape), MemoryKind::kPinned, std::move(owner));
+  void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(p) + kPage - 1) / kPage * kPage);
+  return Tensor::wrap(aligned, dtype, std::move(shape), MemoryKind::kPinned, std::move(owner));
 }
 
 uint64_t Lanes::device_bytes_in_use() const {

@@ -93,8 +93,8 @@ class Lanes {
   // Device memory outside the backend's activation cache: kOutOfMemory naming `what` and the
   // bytes when it does not fit. Freed when the last tensor sharing it goes.
   Result<Tensor> allocate_device(DType dtype, Shape shape, const std::string& what);
-  // Pinned host memory (cudaHostAlloc, portable): kOutOfMemory naming `what` when the driver
-  // cannot lock that much.
+  // Pinned host memory (cudaHostAlloc, portable), 4 KiB aligned (O_DIRECT transfers need it):
+  // kOutOfMemory naming `what` when the driver cannot lock that much.
   Result<Tensor> allocate_pinned(DType dtype, Shape shape, const std::string& what);
 
   // Device memory in use now (total - free from cudaMemGetInfo: every process on the GPU, this

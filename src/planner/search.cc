@@ -81,6 +81,9 @@ Result<Fractions> solve_placement_lp(const ModelSpec& spec, const Workload& w,
   double upper[kNumFracs] = {1, 1, 1, 1, 1, 1, 1, 1};
   if (!limits.kv_on_disk) upper[kCd] = 0;
   if (!limits.compressed_kv_on_gpu && choices.kv == Compression::kInt4) upper[kCg] = 0;
+  if (!limits.compressed_kv_gpu_attention && choices.kv == Compression::kInt4 &&
+      choices.attention == Attention::kGpu)
+    upper[kCc] = upper[kCd] = 0;
   if (!limits.activations_on_cpu) upper[kHc] = 0;
   for (int i = 0; i < kNumFracs; ++i) lp.add_variable(kNames[i], 0, upper[i], eps * kTier[i]);
   const int tp = lp.add_variable("T_prefill", 0, kLpInfinity, L);

@@ -18,9 +18,11 @@
 namespace strata::planner {
 
 // What the runtime can place: the LP keeps the fractions it cannot run at zero.
+// What placements the search may choose (an engine that cannot run some narrows them).
 struct PlacementLimits {
   bool kv_on_disk = true;
   bool compressed_kv_on_gpu = true;
+  bool compressed_kv_gpu_attention = true;  // attention on the GPU over int4 KV kept off the GPU
   bool activations_on_cpu = true;
 };
 

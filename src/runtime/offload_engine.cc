@@ -21,6 +21,7 @@
 #include "planner/memory_plan.h"
 #include "planner/model_spec.h"
 #include "runtime/context.h"
+#include "runtime/kv_file.h"
 #include "runtime/offload_weights.h"
 #include "runtime/trace.h"
 #include "runtime/zigzag_plan.h"
@@ -30,7 +31,8 @@ namespace strata::runtime {
 namespace {
 
 using planner::Tier;
-constexpr int kDiskStaging = 2;  // pinned staging buffers for disk parts
+constexpr int kDiskStaging = 2;    // pinned staging buffers for disk parts
+constexpr int kKvDiskStaging = 3;  // pinned staging buffers for disk KV (planner::plan_memory's 3)
 
 // A thread that runs tasks in submission order. wait(ticket) returns once that task has run, with
 // the first failure of any task so far (after a failure the remaining tasks are skipped).
@@ -133,7 +135,17 @@ struct KvUnit {
   compute::LayerKvCache gpu;     // GPU tier
   compute::HostKvView host;      // CPU tier (memory owned by host_k / host_v)
   Tensor host_k, host_v;
+  int64_t disk_region = -1;      // disk tier: its region of the KV file
 };
+
+// The rows of a GPU batch's KV that a step reads (every position up to its new ones) or writes
+// (its new ones).
+std::vector<KvRows> kv_rows(std::span<const compute::SeqSpan> seqs, bool written_only) {
+  std::vector<KvRows> r;
+  for (const auto& s : seqs)
+    r.push_back({s.slot, written_only ? s.past_len : 0, static_cast<int64_t>(s.past_len) + s.num_tokens});
+  return r;
+}
 
 }  // namespace
 
@@ -157,9 +169,14 @@ struct OffloadEngine::Impl {
   std::vector<std::unordered_map<std::string, Tensor>> unit_views;
   std::vector<Tensor> disk_staging;          // pinned
   std::vector<KvUnit> kv;                    // [layer * nb + batch]
-  bool any_cpu_kv = false;
+  bool any_off_gpu_kv = false;
   bool int4_kv = false;
-  compute::LayerKvCache kv_staging[2];       // GPU, prefill KV on its way to the host
+  bool gpu_attention = false;                // decode attention over off-GPU KV on the GPU
+  int64_t staging_len = 0;                   // positions per sequence in a GPU KV staging buffer
+  compute::LayerKvCache kv_staging[2];       // GPU: off-GPU KV of the batch computing or next
+  std::unique_ptr<KvFile> kv_file;           // the disk tier of the KV cache
+  std::vector<Tensor> kv_disk_staging;       // pinned, one disk KV region each
+  std::vector<compute::HostKvView> kv_disk_views;
   Tensor kv_blob_staging[2][2];              // int4: [staging][k/v] quantised rows
   std::vector<CpuAttentionIo> cpu_io;        // per batch
   Tensor embed_rows, embed_pos_rows;         // pinned, host-side embedding lookups
@@ -173,6 +190,7 @@ struct OffloadEngine::Impl {
   std::mutex spans_mu;
   std::vector<TraceSpan> spans;
   uint64_t bytes[kNumPlanResources] = {};
+  uint64_t disk_written = 0;  // KV written to the disk
   double report_from_s = 0;
   uint64_t pinned_bytes = 0;
 
@@ -194,6 +212,12 @@ struct OffloadEngine::Impl {
     return t;
   }
 
+  uint64_t disk_bytes() const { return weights->file_bytes() + (kv_file ? kv_file->file_bytes() : 0); }
+  // The host KV of (layer, batch): its CPU-tier memory, or the disk staging holding it.
+  const compute::HostKvView& host_kv(const KvUnit& u, int32_t host_staging) const {
+    return u.tier == Tier::kDisk ? kv_disk_views[host_staging] : u.host;
+  }
+
   Status build(model::WeightSource* source);
   Result<Tensor> step(const compute::TokenBatch& batch, std::span<const int32_t> rows);
   Status embed(const SubBatch& sb, Tensor& x);
@@ -210,16 +234,14 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
   max_len = placement.workload.prompt_len + placement.workload.gen_len;
   int4_kv = ch.kv == planner::Compression::kInt4;
   const int64_t E = config.num_kv_heads * config.head_dim;
+  gpu_attention = ch.attention == planner::Attention::kGpu;
   for (size_t i = 0; i < placement.kv.size(); ++i) {
-    if (placement.kv[i] == Tier::kDisk)
-      return unsupported("offload: the policy puts KV cache on the disk, which this engine does not "
-                         "run yet; plan with --disk-mem 0 or a policy whose KV is on the GPU and CPU");
     if (placement.kv[i] == Tier::kGpu && int4_kv)
-      return unsupported("offload: int4 KV cache on the GPU is not supported; use int4 KV only on the "
-                         "CPU (attention on the CPU) or fp16 KV");
-    if (placement.kv[i] == Tier::kCpu && ch.attention == planner::Attention::kGpu)
-      return unsupported("offload: attention over CPU KV on the GPU (copying KV over PCIe) is not "
-                         "supported; use attention on the CPU");
+      return unsupported("offload: int4 KV cache on the GPU is not supported; use int4 KV only off the GPU "
+                         "with attention on the CPU, or fp16 KV");
+    if (placement.kv[i] != Tier::kGpu && int4_kv && gpu_attention)
+      return unsupported("offload: attention on the GPU over int4 KV kept off the GPU is not supported; use "
+                         "attention on the CPU for int4 KV, or fp16 KV");
   }
   if (int4_kv && config.head_dim % 64 != 0)
     return invalid_argument("offload: int4 KV needs head_dim a multiple of 64, not " +
@@ -268,6 +290,8 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
   // KV cache.
   kv.resize(static_cast<size_t>(L * nb));
   const Shape kv_shape = {gbs, max_len, config.num_kv_heads, config.head_dim};
+  const compute::HostKvShape host_shape{gbs, max_len, config.num_kv_heads, config.head_dim, int4_kv};
+  int64_t disk_regions = 0;
   for (int64_t i = 0; i < L; ++i)
     for (int64_t b = 0; b < nb; ++b) {
       KvUnit& u = kv[i * nb + b];
@@ -277,17 +301,33 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
         STRATA_ASSIGN_OR_RETURN(u.gpu.v, backend->allocate(backend->activation_dtype(), kv_shape));
         continue;
       }
-      any_cpu_kv = true;
-      u.host.shape = {gbs, max_len, config.num_kv_heads, config.head_dim, int4_kv};
-      STRATA_ASSIGN_OR_RETURN(u.host_k, pinned(u.host.shape.bytes_each(), "kv.resident (cpu)"));
-      STRATA_ASSIGN_OR_RETURN(u.host_v, pinned(u.host.shape.bytes_each(), "kv.resident (cpu)"));
+      any_off_gpu_kv = true;
+      if (u.tier == Tier::kDisk) {
+        u.disk_region = disk_regions++;
+        continue;
+      }
+      u.host.shape = host_shape;
+      STRATA_ASSIGN_OR_RETURN(u.host_k, pinned(host_shape.bytes_each(), "kv.resident (cpu)"));
+      STRATA_ASSIGN_OR_RETURN(u.host_v, pinned(host_shape.bytes_each(), "kv.resident (cpu)"));
       u.host.k = static_cast<std::byte*>(u.host_k.raw());
       u.host.v = static_cast<std::byte*>(u.host_v.raw());
     }
-  if (any_cpu_kv) {
+  if (disk_regions > 0) {
+    STRATA_ASSIGN_OR_RETURN(kv_file, KvFile::create(*io, options.offload_dir, host_shape, disk_regions, log));
+    for (int s = 0; s < kKvDiskStaging; ++s) {
+      STRATA_ASSIGN_OR_RETURN(Tensor t, pinned(kv_file->region_bytes(), "kv.disk_staging"));
+      auto* base = static_cast<std::byte*>(t.raw());
+      kv_disk_views.push_back({host_shape, base, base + kv_file->v_offset()});
+      kv_disk_staging.push_back(std::move(t));
+    }
+  }
+  if (any_off_gpu_kv) {
     if (backend->activation_dtype() != DType::kF16)
-      return unsupported("offload: attention on the CPU needs F16 activations");
-    const Shape staging_shape = {gbs, prefill_len, config.num_kv_heads, config.head_dim};
+      return unsupported("offload: KV off the GPU needs F16 activations");
+    // Attention on the GPU reads a whole batch's KV from the staging; on the CPU, the staging only
+    // carries a prompt's KV off the GPU.
+    staging_len = gpu_attention ? max_len : prefill_len;
+    const Shape staging_shape = {gbs, staging_len, config.num_kv_heads, config.head_dim};
     for (int s = 0; s < 2; ++s) {
       STRATA_ASSIGN_OR_RETURN(kv_staging[s].k, backend->allocate(DType::kF16, staging_shape));
       STRATA_ASSIGN_OR_RETURN(kv_staging[s].v, backend->allocate(DType::kF16, staging_shape));
@@ -297,6 +337,8 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
           STRATA_ASSIGN_OR_RETURN(kv_blob_staging[s][kvi], backend->allocate(DType::kI32, blob));
         }
     }
+  }
+  if (any_off_gpu_kv && !gpu_attention) {
     cpu_io.resize(static_cast<size_t>(nb));
     const int64_t qd = config.num_heads * config.head_dim;
     for (auto& io_b : cpu_io) {
@@ -316,7 +358,7 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
     STRATA_ASSIGN_OR_RETURN(embed_pos_rows, pinned(rows * config.hidden_size * 2, "embedding rows"));
   }
 
-  disk_worker = std::make_unique<Worker>("disk reads");
+  disk_worker = std::make_unique<Worker>("the offload disk");
   cpu_worker = std::make_unique<Worker>("attention on the CPU");
 
   base_shape.num_layers = static_cast<int32_t>(L);
@@ -330,13 +372,19 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
     base_shape.from_disk[u] = weights->unit(u).disk_bytes > 0;
   }
   base_shape.cpu_kv.resize(static_cast<size_t>(L * nb));
-  for (size_t i = 0; i < kv.size(); ++i) base_shape.cpu_kv[i] = kv[i].tier == Tier::kCpu;
+  base_shape.disk_kv.resize(static_cast<size_t>(L * nb));
+  for (size_t i = 0; i < kv.size(); ++i) {
+    base_shape.cpu_kv[i] = kv[i].tier == Tier::kCpu;
+    base_shape.disk_kv[i] = kv[i].tier == Tier::kDisk;
+  }
+  base_shape.gpu_attention = gpu_attention;
+  base_shape.kv_disk_staging = kKvDiskStaging;
   STRATA_RETURN_IF_ERROR(lanes->synchronize());
   lanes->sample_memory();
   (void)lanes->take_spans();
   report_from_s = lanes->now_s();
   log.info("offload: ready: " + format_bytes(lanes->device_bytes_in_use()) + " on the GPU, " +
-           format_bytes(pinned_bytes) + " pinned, " + format_bytes(weights->file_bytes()) + " on disk");
+           format_bytes(pinned_bytes) + " pinned, " + format_bytes(disk_bytes()) + " on disk");
   return Status::ok();
 }
 
@@ -462,12 +510,28 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
     }
     return Status::ok();
   };
-  // Host actions: the GPU events they need, waited on by the worker.
-  auto gpu_events = [&](const Action& a) {
-    std::vector<cuda::Event> out;
-    for (int32_t d : a.deps)
-      if (!host_action(d)) out.push_back(ev[d]);
-    return out;
+  // Host actions: the GPU events and the other worker's tasks they need, waited on by the worker.
+  struct HostWaits {
+    std::vector<cuda::Event> events;
+    Worker* other = nullptr;
+    int64_t ticket = -1;
+  };
+  auto host_waits = [&](const Action& a, const Worker& self) {
+    HostWaits w;
+    for (int32_t d : a.deps) {
+      if (!host_action(d)) {
+        w.events.push_back(ev[d]);
+      } else if (&host_worker(d) != &self) {
+        w.other = &host_worker(d);
+        w.ticket = std::max(w.ticket, ticket[d]);
+      }
+    }
+    return w;
+  };
+  auto wait_for = [this](const HostWaits& w) -> Status {
+    if (w.other) STRATA_RETURN_IF_ERROR(w.other->wait(w.ticket));
+    for (const auto& e : w.events) STRATA_RETURN_IF_ERROR(lanes->host_wait(e));
+    return Status::ok();
   };
   auto find_in = [&](int64_t u) {
     const auto* views = &unit_views[u];
@@ -485,13 +549,13 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
       const PlanResource res = resource_of(a.kind);
       const cuda::Lane lane = lane_of(res);
       const std::string name = describe(a);
-      if (res == PlanResource::kDisk) {
+      if (res == PlanResource::kDisk && a.kind == ActionKind::kDiskRead) {
         const WeightUnit& unit = weights->unit(a.unit);
-        auto waits = gpu_events(a);
+        auto waits = host_waits(a, *disk_worker);
         void* buf = disk_staging[a.staging].raw();
         const storage::IoFile* file = weights->file();
-        ticket[i] = disk_worker->submit([this, waits, buf, file, &unit, name]() -> Status {
-          for (const auto& e : waits) STRATA_RETURN_IF_ERROR(lanes->host_wait(e));
+        ticket[i] = disk_worker->submit([this, waits, wait_for, buf, file, &unit, name]() -> Status {
+          STRATA_RETURN_IF_ERROR(wait_for(waits));
           const double t0 = lanes->now_s();
           storage::IoRequest r;
           r.kind = storage::IoOpKind::kRead;
@@ -507,20 +571,42 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
         bytes[static_cast<int>(PlanResource::kDisk)] += unit.disk_bytes;
         continue;
       }
+      if (res == PlanResource::kDisk) {  // KV between its file and pinned staging
+        const bool write = a.kind == ActionKind::kWriteKv;
+        auto rows = kv_rows(subs[a.batch].batch.seqs, write);
+        uint64_t n = 0;
+        for (const auto& [b0, b1] : kv_row_pages(kv_file->shape(), rows)) n += 2 * (b1 - b0);
+        (write ? disk_written : bytes[static_cast<int>(PlanResource::kDisk)]) += n;
+        auto waits = host_waits(a, *disk_worker);
+        auto* buf = static_cast<std::byte*>(kv_disk_staging[a.host_staging].raw());
+        const int64_t region = kv[a.unit * nb + a.batch].disk_region;
+        ticket[i] = disk_worker->submit([this, waits, wait_for, buf, region, rows, write, name, n]() -> Status {
+          STRATA_RETURN_IF_ERROR(wait_for(waits));
+          const double t0 = lanes->now_s();
+          if (write) {
+            STRATA_RETURN_IF_ERROR(kv_file->write(region, rows, buf).status());
+          } else {
+            STRATA_RETURN_IF_ERROR(kv_file->read(region, rows, buf).status());
+          }
+          host_span(write ? "disk_write" : "disk", name, t0, n);
+          return Status::ok();
+        });
+        continue;
+      }
       if (res == PlanResource::kCpu) {
         const SubBatch& sb = subs[a.batch];
-        KvUnit& kvu = kv[a.unit * nb + a.batch];
+        const compute::HostKvView view = host_kv(kv[a.unit * nb + a.batch], a.host_staging);
         CpuAttentionIo& cio = cpu_io[a.batch];
-        auto waits = gpu_events(a);
+        auto waits = host_waits(a, *cpu_worker);
         const compute::AttentionParams params = model->attention_params(a.unit);
         uint64_t kv_bytes = 0;
         for (const auto& s : sb.batch.seqs)
           kv_bytes += (static_cast<uint64_t>(s.past_len) + s.num_tokens) *
                       (int4_kv ? static_cast<uint64_t>(E) * 9 / 16 : static_cast<uint64_t>(E) * 2) * 2;
-        ticket[i] = cpu_worker->submit([this, waits, &sb, &kvu, &cio, params, name, Hq, kv_bytes]() -> Status {
-          for (const auto& e : waits) STRATA_RETURN_IF_ERROR(lanes->host_wait(e));
+        ticket[i] = cpu_worker->submit([this, waits, wait_for, &sb, view, &cio, params, name, Hq, kv_bytes]() -> Status {
+          STRATA_RETURN_IF_ERROR(wait_for(waits));
           const double t0 = lanes->now_s();
-          compute::host_kv_attention(ctx->pool, kvu.host, Hq, cio.q.data<uint16_t>(), cio.k.data<uint16_t>(),
+          compute::host_kv_attention(ctx->pool, view, Hq, cio.q.data<uint16_t>(), cio.k.data<uint16_t>(),
                                      cio.v.data<uint16_t>(), sb.batch.seqs, params, cio.out.data<uint16_t>());
           host_span("cpu", name, t0, kv_bytes);
           return Status::ok();
@@ -576,33 +662,59 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
           model->finish_layer(a.unit, find, x[a.batch], ctx_t);
           break;
         }
+        case ActionKind::kLoadKv: {
+          const SubBatch& sb = subs[a.batch];
+          const compute::HostKvView src = host_kv(kv[a.unit * nb + a.batch], a.host_staging);
+          const compute::LayerKvCache& dst = kv_staging[a.staging];
+          int32_t used_slots = 0, P = 0;  // every position before the new ones
+          for (const auto& s : sb.batch.seqs) {
+            used_slots = std::max(used_slots, s.slot + 1);
+            P = std::max(P, s.past_len);
+          }
+          lanes->begin(lane, name);
+          const size_t row = static_cast<size_t>(E) * 2;
+          for (int kvi = 0; kvi < 2 && P > 0; ++kvi) {
+            lanes->copy_2d(lane, (kvi == 0 ? dst.k : dst.v).raw(), staging_len * row, kvi == 0 ? src.k : src.v,
+                           max_len * row, P * row, used_slots);
+            moved += static_cast<uint64_t>(P) * row * used_slots;
+          }
+          break;
+        }
         case ActionKind::kStoreKv: {
           const SubBatch& sb = subs[a.batch];
-          KvUnit& kvu = kv[a.unit * nb + a.batch];
+          const compute::HostKvView host = host_kv(kv[a.unit * nb + a.batch], a.host_staging);
           int32_t used_slots = 0, P = 0;
           for (const auto& s : sb.batch.seqs) {
             used_slots = std::max(used_slots, s.slot + 1);
             P = std::max(P, s.past_len + s.num_tokens);
           }
           lanes->begin(lane, name);
+          const size_t row = static_cast<size_t>(E) * 2;
           for (int kvi = 0; kvi < 2; ++kvi) {
-            std::byte* dst = kvi == 0 ? kvu.host.k : kvu.host.v;
-            if (!int4_kv) {
-              const Tensor& src = kvi == 0 ? kv_staging[a.staging].k : kv_staging[a.staging].v;
-              const size_t row = static_cast<size_t>(E) * 2;
-              lanes->copy_2d(lane, dst, max_len * row, src.raw(), prefill_len * row, P * row, used_slots);
+            std::byte* dst = kvi == 0 ? host.k : host.v;
+            const Tensor& src = kvi == 0 ? kv_staging[a.staging].k : kv_staging[a.staging].v;
+            if (!prefill) {
+              // Decode with attention on the GPU: the new rows only.
+              for (const auto& s : sb.batch.seqs) {
+                const size_t at_host = (static_cast<size_t>(s.slot) * max_len + s.past_len) * row;
+                const size_t at_gpu = (static_cast<size_t>(s.slot) * staging_len + s.past_len) * row;
+                lanes->copy(lane, dst + at_host, static_cast<const std::byte*>(src.raw()) + at_gpu, s.num_tokens * row);
+                moved += s.num_tokens * row;
+              }
+            } else if (!int4_kv) {
+              lanes->copy_2d(lane, dst, max_len * row, src.raw(), staging_len * row, P * row, used_slots);
               moved += static_cast<uint64_t>(P) * row * used_slots;
             } else {
-              const auto* src = static_cast<const std::byte*>(kv_blob_staging[a.staging][kvi].raw());
+              const auto* blob = static_cast<const std::byte*>(kv_blob_staging[a.staging][kvi].raw());
               const size_t staged_rows = static_cast<size_t>(gbs * prefill_len);
               const size_t code_row = static_cast<size_t>(E) / 2, group_row = static_cast<size_t>(E) / 64 * 2;
-              const compute::HostKvShape& hs = kvu.host.shape;
+              const compute::HostKvShape& hs = host.shape;
               // codes, then scales, then mins: each a [rows, bytes-per-row] matrix in both blobs.
-              lanes->copy_2d(lane, dst, max_len * code_row, src, prefill_len * code_row, P * code_row, used_slots);
-              lanes->copy_2d(lane, dst + hs.scale_offset(0), max_len * group_row, src + staged_rows * code_row,
+              lanes->copy_2d(lane, dst, max_len * code_row, blob, prefill_len * code_row, P * code_row, used_slots);
+              lanes->copy_2d(lane, dst + hs.scale_offset(0), max_len * group_row, blob + staged_rows * code_row,
                              prefill_len * group_row, P * group_row, used_slots);
               lanes->copy_2d(lane, dst + hs.min_offset(0), max_len * group_row,
-                             src + staged_rows * (code_row + group_row), prefill_len * group_row, P * group_row,
+                             blob + staged_rows * (code_row + group_row), prefill_len * group_row, P * group_row,
                              used_slots);
               moved += static_cast<uint64_t>(P) * (code_row + 2 * group_row) * used_slots;
             }
@@ -725,7 +837,7 @@ Result<Tensor> OffloadEngine::forward(const compute::TokenBatch& batch, std::spa
 OffloadReport OffloadEngine::report() const {
   Impl& m = *impl_;
   OffloadReport r = m.report;
-  const std::vector<std::string> tracks = {"gpu", "h2d", "d2h", "disk", "cpu"};
+  const std::vector<std::string> tracks = {"gpu", "h2d", "d2h", "disk", "cpu", "disk_write"};
   std::vector<TrackBusy> busy;
   {
     std::lock_guard lock(m.spans_mu);
@@ -735,10 +847,11 @@ OffloadReport OffloadEngine::report() const {
   const PlanResource res[] = {PlanResource::kGpu, PlanResource::kH2d, PlanResource::kD2h, PlanResource::kDisk,
                               PlanResource::kCpu};
   for (int i = 0; i < 5; ++i) r.resources.push_back({names[i], busy[i].busy_s, m.bytes[static_cast<int>(res[i])]});
+  r.resources.push_back({"disk_write", busy[5].busy_s, m.disk_written});
   r.peak_gpu_bytes = m.lanes->peak_device_bytes();
   r.pinned_bytes = m.pinned_bytes;
   r.peak_rss_bytes = peak_rss_bytes();
-  r.disk_bytes = m.weights->file_bytes();
+  r.disk_bytes = m.disk_bytes();
   return r;
 }
 
@@ -746,6 +859,7 @@ void OffloadEngine::reset_report() {
   Impl& m = *impl_;
   m.report = {};
   for (auto& b : m.bytes) b = 0;
+  m.disk_written = 0;
   std::lock_guard lock(m.spans_mu);
   m.spans.clear();
   m.report_from_s = m.lanes->now_s();
@@ -754,7 +868,7 @@ void OffloadEngine::reset_report() {
 Status OffloadEngine::write_trace(const std::filesystem::path& path) const {
   Impl& m = *impl_;
   if (!m.options.trace) return invalid_argument("offload: the engine was made without tracing");
-  const std::vector<std::string> tracks = {"disk", "h2d", "gpu", "d2h", "cpu"};
+  const std::vector<std::string> tracks = {"disk", "disk_write", "h2d", "gpu", "d2h", "cpu"};
   std::lock_guard lock(m.spans_mu);
   return write_chrome_trace(path, m.spans, tracks);
 }

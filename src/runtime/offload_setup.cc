@@ -152,9 +152,8 @@ Status set_compress_choices(const std::string& value, planner::SearchOptions* op
 }
 
 void limit_to_engine(planner::SearchOptions* options) {
-  options->attention = {planner::Attention::kCpu};
-  options->limits.kv_on_disk = false;
   options->limits.compressed_kv_on_gpu = false;
+  options->limits.compressed_kv_gpu_attention = false;
   options->limits.activations_on_cpu = false;
 }
 

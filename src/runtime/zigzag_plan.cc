@@ -19,6 +19,9 @@ const char* action_name(ActionKind kind) {
     case ActionKind::kCpuAttention: return "cpu_attention";
     case ActionKind::kPostAttention: return "post_attention";
     case ActionKind::kHead: return "head";
+    case ActionKind::kReadKv: return "read_kv";
+    case ActionKind::kLoadKv: return "load_kv";
+    case ActionKind::kWriteKv: return "write_kv";
   }
   return "?";
 }
@@ -36,8 +39,11 @@ const char* plan_resource_name(PlanResource r) {
 
 PlanResource resource_of(ActionKind kind) {
   switch (kind) {
-    case ActionKind::kDiskRead: return PlanResource::kDisk;
-    case ActionKind::kLoadWeights: return PlanResource::kH2d;
+    case ActionKind::kDiskRead:
+    case ActionKind::kReadKv:
+    case ActionKind::kWriteKv: return PlanResource::kDisk;
+    case ActionKind::kLoadWeights:
+    case ActionKind::kLoadKv: return PlanResource::kH2d;
     case ActionKind::kStoreKv:
     case ActionKind::kQkvToHost: return PlanResource::kD2h;
     case ActionKind::kCpuAttention: return PlanResource::kCpu;
@@ -59,8 +65,14 @@ Status check_step_shape(const StepShape& s) {
   for (size_t u = 0; u < units; ++u)
     if (s.from_disk[u] && !s.streamed[u])
       return invalid_argument("step plan: unit " + std::to_string(u) + " is on disk but not streamed");
-  if (s.cpu_kv.size() != static_cast<size_t>(s.num_layers) * s.num_batches)
-    return invalid_argument("step plan: cpu_kv needs layers x batches entries");
+  const size_t kv_units = static_cast<size_t>(s.num_layers) * s.num_batches;
+  if (s.cpu_kv.size() != kv_units) return invalid_argument("step plan: cpu_kv needs layers x batches entries");
+  if (!s.disk_kv.empty() && s.disk_kv.size() != kv_units)
+    return invalid_argument("step plan: disk_kv needs layers x batches entries (or none)");
+  for (size_t i = 0; i < s.disk_kv.size(); ++i)
+    if (s.disk_kv[i] && s.cpu_kv[i])
+      return invalid_argument("step plan: KV unit " + std::to_string(i) + " is on both the CPU and the disk");
+  if (s.kv_disk_staging < 2) return invalid_argument("step plan: at least 2 disk KV staging buffers are needed");
   return Status::ok();
 }
 
@@ -84,6 +96,22 @@ class Planner {
     stream_of_.assign(static_cast<size_t>(s.num_layers) + 1, -1);
     for (size_t k = 0; k < streams_.size(); ++k) stream_of_[streams_[k].unit] = static_cast<int32_t>(k);
     hidden_.assign(s.num_batches, -1);
+    // Off-GPU KV units in the order the step reaches them.
+    kv_of_.assign(static_cast<size_t>(s.num_layers) * s.num_batches, -1);
+    int32_t disk_units = 0, gpu_stagings = 0;
+    for (int32_t j = 0; j < s.num_layers; ++j)
+      for (int32_t b : active_) {
+        const size_t i = static_cast<size_t>(j) * s.num_batches + b;
+        const bool disk = !s.disk_kv.empty() && s.disk_kv[i];
+        if (!s.cpu_kv[i] && !disk) continue;
+        KvUnit u;
+        u.layer = j;
+        u.batch = b;
+        if (disk) u.host_staging = disk_units++ % s.kv_disk_staging;
+        if (s.prefill || s.gpu_attention) u.gpu_staging = gpu_stagings++ % 2;
+        kv_of_[i] = static_cast<int32_t>(kv_.size());
+        kv_.push_back(u);
+      }
   }
 
   std::vector<Action> run() {
@@ -92,8 +120,10 @@ class Planner {
       Action a = make(ActionKind::kEmbed, -1, b);
       hidden_[b] = emit(std::move(a));
     }
-    // Prologue: the first slots - 1 streamed units, whole (nothing runs yet to spread them over).
+    // Prologue: the first slots - 1 streamed units, whole (nothing runs yet to spread them over),
+    // and the first batches' KV.
     issue_disk_reads();
+    issue_kv_ahead();
     limit_ = s_.slots - 2;
     while (issue_load_part()) {
     }
@@ -101,40 +131,15 @@ class Planner {
       limit_ = first_stream_at_or_after(j) + s_.slots - 1;
       for (int32_t b : active_) {
         ensure_loaded(j);
-        const bool cpu = !s_.prefill && s_.cpu_kv[static_cast<size_t>(j) * s_.num_batches + b];
         if (pending_ && pending_->batch == b) flush_post();
-        if (cpu) {
-          Action pre = make(ActionKind::kPreAttention, j, b);
-          pre.deps = with_loads(j, {hidden_[b]});
-          const int32_t pre_i = emit(std::move(pre));
-          Action d2h = make(ActionKind::kQkvToHost, j, b);
-          d2h.deps = {pre_i};
-          const int32_t d2h_i = emit(std::move(d2h));
-          Action att = make(ActionKind::kCpuAttention, j, b);
-          att.deps = {d2h_i};
-          const int32_t att_i = emit(std::move(att));
-          hidden_[b] = pre_i;
-          if (pending_) flush_post();
-          pending_ = Pending{j, b, att_i, pre_i};
+        const int32_t k = kv_of_[static_cast<size_t>(j) * s_.num_batches + b];
+        if (k >= 0 && !s_.prefill && !s_.gpu_attention) {
+          cpu_attention(j, b, k);
         } else {
-          Action layer = make(ActionKind::kLayer, j, b);
-          layer.deps = with_loads(j, {hidden_[b]});
-          const bool store = s_.prefill && s_.cpu_kv[static_cast<size_t>(j) * s_.num_batches + b];
-          if (store) {
-            layer.staging = kv_stagings_ % 2;
-            if (kv_stagings_ >= 2) layer.deps.push_back(stores_[kv_stagings_ - 2]);
-          }
-          const int32_t layer_i = emit(std::move(layer));
-          hidden_[b] = layer_i;
-          used(j, layer_i);
-          if (store) {
-            Action st = make(ActionKind::kStoreKv, j, b);
-            st.staging = kv_stagings_ % 2;
-            st.deps = {layer_i};
-            stores_.push_back(emit(std::move(st)));
-            ++kv_stagings_;
-          }
+          gpu_layer(j, b, k);
         }
+        if (k >= 0) ++kv_done_;
+        issue_kv_ahead();   // the next batches' KV, ahead of the weights that follow
         issue_load_part();  // one part per batch: loads are spread over the layer's batches
         issue_disk_reads();
       }
@@ -164,13 +169,156 @@ class Planner {
   struct Pending {
     int32_t layer, batch, attention, pre;
   };
+  // A (layer, batch) whose KV is off the GPU: its staging buffers and the actions on them.
+  struct KvUnit {
+    int32_t layer = 0, batch = 0;
+    int32_t host_staging = -1;  // disk KV
+    int32_t gpu_staging = -1;   // prefill, or decode with attention on the GPU
+    int32_t read = -1, load = -1, store = -1, write = -1;  // action indices
+  };
+
+  bool disk(const KvUnit& u) const { return u.host_staging >= 0; }
+
+  // The unit that used the same staging buffer before kv_[k] (kv_ index), or -1.
+  int32_t previous_in_host_staging(int32_t k) const {
+    int32_t seen = 0;
+    for (int32_t p = k - 1; p >= 0; --p)
+      if (disk(kv_[p]) && ++seen == s_.kv_disk_staging) return p;
+    return -1;
+  }
+  int32_t previous_in_gpu_staging(int32_t k) const {
+    int32_t seen = 0;
+    for (int32_t p = k - 1; p >= 0; --p)
+      if (kv_[p].gpu_staging >= 0 && ++seen == 2) return p;
+    return -1;
+  }
+  // The last action on the staging buffer of the unit before kv_[k] in it (-1: none), or -2
+  // when that action is not issued yet.
+  int32_t host_staging_free(int32_t k) const {
+    const int32_t p = previous_in_host_staging(k);
+    if (p < 0) return -1;
+    return kv_[p].write >= 0 ? kv_[p].write : -2;
+  }
+  int32_t gpu_staging_free(int32_t k) const {
+    const int32_t p = previous_in_gpu_staging(k);
+    if (p < 0) return -1;
+    return kv_[p].store >= 0 ? kv_[p].store : -2;
+  }
+
+  // Decode reads disk KV up to kv_disk_staging - 2 batches ahead of the one computing, and loads
+  // KV for attention on the GPU one batch ahead, each once its staging buffer is free.
+  void issue_kv_ahead() {
+    if (s_.prefill) return;
+    const int32_t n = static_cast<int32_t>(kv_.size());
+    for (int32_t k = kv_done_; k < n && k <= kv_done_ + s_.kv_disk_staging - 2; ++k)
+      if (disk(kv_[k]) && kv_[k].read < 0 && !issue_kv_read(k)) break;
+    if (s_.gpu_attention && kv_done_ < n && kv_[kv_done_].load < 0) issue_kv_load(kv_done_);
+    if (s_.gpu_attention && kv_done_ + 1 < n && kv_[kv_done_ + 1].load < 0) issue_kv_load(kv_done_ + 1);
+  }
+
+  bool issue_kv_read(int32_t k) {
+    KvUnit& u = kv_[k];
+    if (u.read >= 0) return true;
+    // Reads go in unit order.
+    for (int32_t p = 0; p < k; ++p)
+      if (disk(kv_[p]) && kv_[p].read < 0 && !issue_kv_read(p)) return false;
+    const int32_t free = host_staging_free(k);
+    if (free == -2) return false;
+    Action a = make(ActionKind::kReadKv, u.layer, u.batch);
+    a.host_staging = u.host_staging;
+    if (free >= 0) a.deps = {free};
+    u.read = emit(std::move(a));
+    return true;
+  }
+
+  bool issue_kv_load(int32_t k) {
+    KvUnit& u = kv_[k];
+    if (u.load >= 0) return true;
+    if (k > 0 && kv_[k - 1].load < 0 && !issue_kv_load(k - 1)) return false;
+    const int32_t free = gpu_staging_free(k);
+    if (free == -2) return false;
+    if (disk(u) && !issue_kv_read(k)) return false;
+    Action a = make(ActionKind::kLoadKv, u.layer, u.batch);
+    a.staging = u.gpu_staging;
+    a.host_staging = u.host_staging;
+    if (free >= 0) a.deps.push_back(free);
+    if (disk(u)) a.deps.push_back(u.read);
+    u.load = emit(std::move(a));
+    return true;
+  }
+
+  // Decode over CPU or disk KV with attention on the CPU.
+  void cpu_attention(int32_t j, int32_t b, int32_t k) {
+    KvUnit& u = kv_[k];
+    if (disk(u)) STRATA_CHECK(issue_kv_read(k), "step plan: the KV staging of a batch about to run is still in use");
+    Action pre = make(ActionKind::kPreAttention, j, b);
+    pre.deps = with_loads(j, {hidden_[b]});
+    const int32_t pre_i = emit(std::move(pre));
+    Action d2h = make(ActionKind::kQkvToHost, j, b);
+    d2h.deps = {pre_i};
+    const int32_t d2h_i = emit(std::move(d2h));
+    Action att = make(ActionKind::kCpuAttention, j, b);
+    att.deps = {d2h_i};
+    att.host_staging = u.host_staging;
+    if (disk(u)) att.deps.push_back(u.read);
+    const int32_t att_i = emit(std::move(att));
+    if (disk(u)) {
+      Action w = make(ActionKind::kWriteKv, j, b);
+      w.host_staging = u.host_staging;
+      w.deps = {att_i};
+      u.write = emit(std::move(w));
+    }
+    hidden_[b] = pre_i;
+    if (pending_) flush_post();
+    pending_ = Pending{j, b, att_i, pre_i};
+  }
+
+  // A whole layer on the GPU; off-GPU KV (k >= 0) goes through a GPU staging buffer.
+  void gpu_layer(int32_t j, int32_t b, int32_t k) {
+    Action layer = make(ActionKind::kLayer, j, b);
+    layer.deps = with_loads(j, {hidden_[b]});
+    if (k >= 0) {
+      KvUnit& u = kv_[k];
+      layer.staging = u.gpu_staging;
+      if (s_.prefill) {
+        const int32_t free = gpu_staging_free(k);
+        STRATA_CHECK(free != -2, "step plan: a GPU KV staging buffer is still in use");
+        if (free >= 0) layer.deps.push_back(free);
+      } else {
+        STRATA_CHECK(issue_kv_load(k), "step plan: the KV staging of a batch about to run is still in use");
+        layer.deps.push_back(u.load);
+      }
+    }
+    const int32_t layer_i = emit(std::move(layer));
+    hidden_[b] = layer_i;
+    used(j, layer_i);
+    if (k < 0) return;
+    KvUnit& u = kv_[k];
+    Action st = make(ActionKind::kStoreKv, j, b);
+    st.staging = u.gpu_staging;
+    st.host_staging = u.host_staging;
+    st.deps = {layer_i};
+    if (disk(u) && s_.prefill) {
+      const int32_t free = host_staging_free(k);
+      STRATA_CHECK(free != -2, "step plan: a disk KV staging buffer is still in use");
+      if (free >= 0) st.deps.push_back(free);
+    }
+    u.store = emit(std::move(st));
+    if (disk(u)) {
+      Action w = make(ActionKind::kWriteKv, j, b);
+      w.host_staging = u.host_staging;
+      w.deps = {u.store};
+      u.write = emit(std::move(w));
+    }
+  }
 
   Action make(ActionKind kind, int32_t unit, int32_t batch) const {
     Action a;
     a.kind = kind;
     a.unit = unit;
     a.batch = batch;
-    if (unit >= 0 && stream_of_[unit] >= 0) a.slot = streams_[stream_of_[unit]].slot;
+    const bool kv_transfer = kind == ActionKind::kReadKv || kind == ActionKind::kLoadKv || kind == ActionKind::kWriteKv;
+    if (unit >= 0 && stream_of_[unit] >= 0 && !kv_transfer) a.slot = streams_[stream_of_[unit]].slot;
     return a;
   }
 
@@ -204,7 +352,7 @@ class Planner {
     if (unit == s_.num_layers) return st.users.size() == active_.size();
     int32_t expected = 0;
     for (int32_t b : active_)
-      expected += (!s_.prefill && s_.cpu_kv[static_cast<size_t>(unit) * s_.num_batches + b]) ? 2 : 1;
+      expected += (!s_.prefill && !s_.gpu_attention && kv_of_[static_cast<size_t>(unit) * s_.num_batches + b] >= 0) ? 2 : 1;
     return static_cast<int32_t>(st.users.size()) == expected;
   }
 
@@ -293,8 +441,9 @@ class Planner {
   int32_t disk_units_ = 0;
   std::vector<int32_t> hidden_;  // last action writing each batch's hidden state
   std::optional<Pending> pending_;
-  std::vector<int32_t> stores_;
-  int32_t kv_stagings_ = 0;
+  std::vector<int32_t> kv_of_;  // [layer * batches + batch]: index into kv_, or -1 (KV on the GPU)
+  std::vector<KvUnit> kv_;
+  int32_t kv_done_ = 0;  // kv_ units computed so far
   int32_t next_load_ = 0, next_part_ = 0, next_disk_ = 0;
   int32_t limit_ = 0;
   std::vector<Action> plan_;
@@ -336,6 +485,7 @@ std::string describe(const Action& a) {
     s += " part " + std::to_string(a.part + 1) + "/" + std::to_string(a.parts);
   if (a.slot >= 0) s += " slot " + std::to_string(a.slot);
   if (a.staging >= 0) s += " staging " + std::to_string(a.staging);
+  if (a.host_staging >= 0) s += " host " + std::to_string(a.host_staging);
   return s;
 }
 

@@ -7,8 +7,12 @@
 // Where a batch's KV sits on the CPU, decode attention runs there: the GPU computes the batch's
 // queries, keys and values, they go to the host, the CPU attends, and the batch's output
 // projection and MLP are issued only after the next batch's queries, so the GPU works on other
-// batches while the CPU attends. Prefill attention always runs on the GPU; KV that belongs on
-// the CPU is stored there afterwards through two GPU staging buffers.
+// batches while the CPU attends. With `gpu_attention`, decode attention over off-GPU KV runs on
+// the GPU instead: the batch's KV is copied into one of two GPU staging buffers one batch ahead,
+// and the new rows go back afterwards. Prefill attention always runs on the GPU; KV that belongs
+// off the GPU is stored there afterwards through the two GPU staging buffers. KV on the disk
+// passes through pinned staging buffers: read two batches ahead of its attention and written
+// back (the new rows only, after decode) behind it.
 // plan_step() and simulate() are pure functions (no GPU, no threads), thread safe.
 #pragma once
 
@@ -25,12 +29,16 @@ enum class ActionKind : uint8_t {
   kLoadWeights,    // part `part` of `parts` of unit's streamed weights -> GPU slot `slot`
   kEmbed,          // batch's token (and position) embeddings -> its hidden state
   kLayer,          // a whole layer of a batch on the GPU (GPU attention)
-  kStoreKv,        // prefill KV of (layer, batch) from GPU staging `staging` -> host KV cache
+  kStoreKv,        // KV rows of (layer, batch) written this step (a prompt's, or decode's new
+                   // row), GPU staging `staging` -> host KV (or its pinned disk staging)
   kPreAttention,   // norm, q/k/v projections and rotary embedding of (layer, batch)
   kQkvToHost,      // (layer, batch)'s new q, k, v -> pinned host
   kCpuAttention,   // attention of (layer, batch) over its host KV, appending the new k, v
   kPostAttention,  // attention output -> GPU, output projection, residual and MLP
   kHead,           // final norm and LM head over the batch's logit rows
+  kReadKv,         // (layer, batch)'s disk KV -> pinned staging `host_staging`
+  kLoadKv,         // (layer, batch)'s off-GPU KV (host or pinned staging) -> GPU staging `staging`
+  kWriteKv,        // (layer, batch)'s KV rows written this step, pinned staging -> disk
 };
 const char* action_name(ActionKind kind);
 
@@ -47,7 +55,8 @@ struct Action {
   int32_t parts = 1;     // kLoadWeights
   int32_t slot = -1;     // GPU weight slot the unit occupies (streamed units), else -1
   int32_t staging = -1;  // kDiskRead / kLoadWeights from disk: pinned staging buffer;
-                         // kLayer / kStoreKv of a CPU-KV prefill: GPU KV staging buffer
+                         // kLayer / kLoadKv / kStoreKv of off-GPU KV: GPU KV staging buffer
+  int32_t host_staging = -1;  // disk KV: the pinned staging buffer holding (layer, batch)'s KV
   std::vector<int32_t> deps;  // indices of earlier actions of this plan that must finish first
 };
 
@@ -59,7 +68,10 @@ struct StepShape {
   // [num_layers + 1] (the head last): the unit has weights off the GPU / on the disk.
   std::vector<bool> streamed;
   std::vector<bool> from_disk;
-  std::vector<bool> cpu_kv;  // [layer * num_batches + batch]: that KV lives on the CPU
+  std::vector<bool> cpu_kv;   // [layer * num_batches + batch]: that KV lives on the CPU
+  std::vector<bool> disk_kv;  // [layer * num_batches + batch]: on the disk (empty: nowhere)
+  bool gpu_attention = false;  // decode attention over off-GPU KV runs on the GPU
+  int32_t kv_disk_staging = 3;  // pinned staging buffers for disk KV
   int32_t slots = 3;         // GPU weight slots (loads run slots - 1 units ahead)
   int32_t disk_staging = 2;  // pinned staging buffers for disk parts
 };

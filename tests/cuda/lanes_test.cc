@@ -356,6 +356,13 @@ TEST_F(LanesTest, PinnedMemoryIsPinned) {
   cudaPointerAttributes attr{};
   ASSERT_EQ(cudaPointerGetAttributes(&attr, t.raw()), cudaSuccess);
   EXPECT_EQ(attr.type, cudaMemoryTypeHost);
+  // Small ones too come 4 KiB aligned (O_DIRECT reads land in them).
+  for (int64_t n : {1, 17, 1000, 5000}) {
+    Tensor small = pinned(*lanes, DType::kI32, n, "small staging");
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(small.raw()) % 4096, 0u) << n;
+    ASSERT_EQ(cudaPointerGetAttributes(&attr, small.raw()), cudaSuccess);
+    EXPECT_EQ(attr.type, cudaMemoryTypeHost);
+  }
 }
 
 TEST_F(LanesTest, PeakMemoryGrowsWithAnAllocationAndStays) {

@@ -1,6 +1,7 @@
 // The offloading engine on the GPU: a model run through every placement regime (weights on the
-// GPU, pinned DRAM or disk; KV on the GPU or on the CPU with attention there; int4 weights and
-// KV) gives the greedy tokens of the plain all-GPU Transformer with the same weights.
+// GPU, pinned DRAM or disk; KV on the GPU, the CPU or the disk with attention over off-GPU KV on
+// the CPU or the GPU; int4 weights and KV) gives the greedy tokens of the plain all-GPU
+// Transformer with the same weights.
 #include "runtime/offload_engine.h"
 
 #include <gtest/gtest.h>
@@ -99,22 +100,24 @@ class OffloadEngineTest : public ::testing::Test {
   }
 
   planner::Policy policy(const model::ModelConfig& c, planner::Fractions f, planner::Compression w,
-                         planner::Compression kv) {
+                         planner::Compression kv, planner::Attention attention = planner::Attention::kCpu) {
     planner::Policy p;
     p.model = "test";
     p.workload = {longest_prompt(requests(c)), kGen, 0};
     p.batch = {kGbs, kBatches};
     p.choices.weights = w;
     p.choices.kv = kv;
-    p.choices.attention = planner::Attention::kCpu;
+    p.choices.attention = attention;
     p.fractions = f;
     return p;
   }
 
   Result<std::vector<std::vector<int32_t>>> run(const model::ModelConfig& c, const planner::Policy& p,
-                                                OffloadReport* report = nullptr) {
+                                                OffloadReport* report = nullptr,
+                                                std::vector<storage::FaultRule> faults = {}) {
     OffloadOptions o;
     o.policy = p;
+    o.io_faults = std::move(faults);
     o.offload_dir = dir_;
     o.synthetic_seed = kSeed;
     o.trace = true;
@@ -147,15 +150,22 @@ class OffloadEngineTest : public ::testing::Test {
 
 struct Regime {
   const char* name;
-  double wg, wc, wd, cg, cc;
+  double wg, wc, wd, cg, cc;  // KV on the disk: 1 - cg - cc
+  planner::Attention attention = planner::Attention::kCpu;
 };
 
+constexpr auto kGpuAttention = planner::Attention::kGpu;
 const Regime kRegimes[] = {
     {"all on the GPU", 1, 0, 0, 1, 0},
     {"weights in DRAM, KV on the GPU", 0, 1, 0, 1, 0},
     {"weights split GPU/DRAM, KV on the CPU", 0.5, 0.5, 0, 0, 1},
     {"weights over three tiers, KV split", 0.3, 0.4, 0.3, 0.5, 0.5},
     {"weights on disk, KV on the CPU", 0, 0, 1, 0, 1},
+    {"weights in DRAM, KV on the disk", 0, 1, 0, 0, 0},
+    {"weights over three tiers, KV over three tiers", 0.3, 0.4, 0.3, 0.3, 0.3},
+    {"KV on the CPU, attention on the GPU", 0.5, 0.5, 0, 0, 1, kGpuAttention},
+    {"KV on the disk, attention on the GPU", 0, 1, 0, 0, 0, kGpuAttention},
+    {"everything over three tiers, attention on the GPU", 0.3, 0.4, 0.3, 0.3, 0.3, kGpuAttention},
 };
 
 void expect_same_tokens(const std::vector<std::vector<int32_t>>& want,
@@ -171,22 +181,27 @@ TEST_F(OffloadEngineTest, EveryPlacementGivesTheAllGpuTokens) {
     for (const Regime& r : kRegimes) {
       OffloadReport rep;
       auto got = run(c, policy(c, frac(r.wg, r.wc, r.wd, r.cg, r.cc), planner::Compression::kNone,
-                               planner::Compression::kNone), &rep);
+                               planner::Compression::kNone, r.attention), &rep);
       ASSERT_TRUE(got.is_ok()) << shape << ", " << r.name << ": " << got.status().to_string();
       expect_same_tokens(want, got.value(), std::string(shape) + ", " + r.name);
       EXPECT_EQ(rep.prefill_steps, 1);
       EXPECT_EQ(rep.decode_steps, kGen - 1);
-      // Streamed weights cross PCIe every step; KV on the CPU is attended there.
-      uint64_t h2d = 0, cpu = 0, disk = 0;
+      // Streamed weights and KV for attention on the GPU cross PCIe every step; KV off the GPU is
+      // attended on the CPU otherwise; disk KV is read and written back.
+      uint64_t h2d = 0, cpu = 0, disk = 0, written = 0;
       for (const auto& u : rep.resources) {
         if (u.name == "h2d") h2d = u.bytes;
         if (u.name == "cpu_attention") cpu = u.bytes;
         if (u.name == "disk_read") disk = u.bytes;
+        if (u.name == "disk_write") written = u.bytes;
       }
-      EXPECT_EQ(h2d > 0, r.wg < 1) << r.name;
-      EXPECT_EQ(cpu > 0, r.cg < 1) << r.name;
-      EXPECT_EQ(disk > 0, r.wd > 0) << r.name;
-      EXPECT_EQ(rep.disk_bytes > 0, r.wd > 0) << r.name;
+      const bool off_gpu_kv = r.cg < 1, disk_kv = r.cg + r.cc < 1;
+      const bool gpu_attention = r.attention == kGpuAttention;
+      EXPECT_EQ(h2d > 0, r.wg < 1 || (off_gpu_kv && gpu_attention)) << r.name;
+      EXPECT_EQ(cpu > 0, off_gpu_kv && !gpu_attention) << r.name;
+      EXPECT_EQ(disk > 0, r.wd > 0 || disk_kv) << r.name;
+      EXPECT_EQ(written > 0, disk_kv) << r.name;
+      EXPECT_EQ(rep.disk_bytes > 0, r.wd > 0 || disk_kv) << r.name;
     }
   }
 }
@@ -204,12 +219,19 @@ TEST_F(OffloadEngineTest, Int4WeightsMatchTheInt4Transformer) {
   }
 }
 
-TEST_F(OffloadEngineTest, Int4KvOnTheCpuStaysCloseToFp16) {
+TEST_F(OffloadEngineTest, Int4KvOnTheCpuStaysCloseToFp16AndTheDiskChangesNothing) {
   for (const char* shape : {"opt-125m", "llama-3-8b"}) {
     const model::ModelConfig c = small(shape);
     const auto want = reference(c, false);
     auto got = run(c, policy(c, frac(0.5, 0.5, 0, 0, 1), planner::Compression::kNone, planner::Compression::kInt4));
     ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+    // The same int4 KV kept on the disk, or split over the CPU and the disk, is the same KV.
+    for (double cc : {0.0, 0.5}) {
+      auto on_disk = run(c, policy(c, frac(0.5, 0.5, 0, 0, cc), planner::Compression::kNone,
+                                   planner::Compression::kInt4));
+      ASSERT_TRUE(on_disk.is_ok()) << on_disk.status().to_string();
+      expect_same_tokens(got.value(), on_disk.value(), std::string(shape) + ", int4 KV on the disk");
+    }
     // int4 KV changes the numbers: the first token (from the prompt's fp16 attention inputs, whose
     // KV went through int4 only for positions before the last) and most of the rest agree.
     int same = 0, total = 0;
@@ -224,9 +246,11 @@ TEST_F(OffloadEngineTest, Int4KvOnTheCpuStaysCloseToFp16) {
 
 TEST_F(OffloadEngineTest, RefusesWhatItCannotRunWithAClearMessage) {
   const model::ModelConfig c = small("opt-125m");
-  auto disk_kv = run(c, policy(c, frac(1, 0, 0, 0.5, 0), planner::Compression::kNone, planner::Compression::kNone));
-  ASSERT_FALSE(disk_kv.is_ok());
-  EXPECT_NE(disk_kv.status().message().find("KV cache on the disk"), std::string::npos);
+  auto gpu_int4 = run(c, policy(c, frac(1, 0, 0, 0, 1), planner::Compression::kNone, planner::Compression::kInt4,
+                                kGpuAttention));
+  ASSERT_FALSE(gpu_int4.is_ok());
+  EXPECT_NE(gpu_int4.status().message().find("attention on the CPU for int4 KV"), std::string::npos)
+      << gpu_int4.status().to_string();
   auto p = policy(c, frac(1, 0, 0, 1, 0), planner::Compression::kNone, planner::Compression::kNone);
   OffloadOptions o;
   o.policy = p;
@@ -240,34 +264,84 @@ TEST_F(OffloadEngineTest, RefusesWhatItCannotRunWithAClearMessage) {
 }
 
 
-TEST_F(OffloadEngineTest, AFailingDiskStopsTheRunAndKeepsFinishedResults) {
-  const model::ModelConfig c = small("opt-125m");
+// Runs the requests with the disk failing for good after `skip` read ops of files whose path
+// holds `path`. Returns whether the run failed; checks that it failed with the I/O error naming
+// `what`, and that every request reported finished before that has its whole result.
+bool run_with_failing_disk(const model::ModelConfig& c, const planner::Policy& p,
+                           const std::filesystem::path& dir, Context& ctx, int skip, const char* path,
+                           const char* what, std::vector<size_t>* finished) {
   OffloadOptions o;
-  o.policy = policy(c, frac(0, 0, 1, 0, 1), planner::Compression::kNone, planner::Compression::kNone);
-  o.offload_dir = dir_;
+  o.policy = p;
+  o.offload_dir = dir;
   o.synthetic_seed = kSeed;
-  // Each step reads the disk part of every unit (3 layers and the head) once: the reads of the
-  // prompt step and the first decode step go through, then the disk fails for good.
   storage::FaultRule rule;
   rule.kind = storage::FaultKind::kError;
   rule.op = storage::IoOpKind::kRead;
-  rule.skip = 8;
+  rule.path_contains = path;
+  rule.skip = skip;
   rule.times = -1;
   o.io_faults = {rule};
-  auto engine = OffloadEngine::create(c, nullptr, o, *ctx_);
-  ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
+  auto engine = OffloadEngine::create(c, nullptr, o, ctx);
+  EXPECT_TRUE(engine.is_ok()) << engine.status().to_string();
+  if (!engine.is_ok()) return false;
   auto reqs = requests(c);
   reqs[0].max_new_tokens = 2;  // done after the first decode step
-  std::vector<size_t> finished;
   Generator gen(*engine.value());
   auto r = gen.generate(reqs, nullptr, [&](size_t i, const GenerationResult& g) {
-    finished.push_back(i);
-    EXPECT_EQ(g.tokens.size(), 2u);
+    finished->push_back(i);
+    EXPECT_EQ(g.tokens.size(), static_cast<size_t>(reqs[i].max_new_tokens));
   });
+  if (r.is_ok()) return false;
+  EXPECT_EQ(r.status().code(), StatusCode::kIoError) << r.status().to_string();
+  EXPECT_NE(r.status().message().find(what), std::string::npos) << r.status().to_string();
+  return true;
+}
+
+TEST_F(OffloadEngineTest, AFailingDiskStopsTheRunAndKeepsFinishedResults) {
+  const model::ModelConfig c = small("opt-125m");
+  struct Case {
+    planner::Fractions f;
+    const char* path;
+    const char* what;
+  };
+  // Weights on the disk (each step reads every layer's part), and KV on the disk.
+  const Case cases[] = {{frac(0, 0, 1, 0, 1), "strata-weights-", "streamed weights"},
+                        {frac(0, 1, 0, 0, 0), "strata-kv-", "KV cache"}};
+  for (const Case& k : cases) {
+    const auto p = policy(c, k.f, planner::Compression::kNone, planner::Compression::kNone);
+    // The disk fails after more and more reads: first in the prompt step (nothing finishes), then
+    // after the first decode step (request 0 has finished), and at some point not at all.
+    bool failed_after_one_finished = false, failed_in_prompt = false;
+    for (int skip = 0; skip < 400; skip += 3) {
+      std::vector<size_t> finished;
+      const bool failed = run_with_failing_disk(c, p, dir_, *ctx_, skip, k.path, k.what, &finished);
+      if (!failed) {
+        EXPECT_GT(skip, 0) << k.what;
+        break;
+      }
+      EXPECT_LE(finished.size(), 1u) << k.what << ", skip " << skip;
+      if (finished.empty()) failed_in_prompt = true;
+      if (finished == std::vector<size_t>{0}) failed_after_one_finished = true;
+    }
+    EXPECT_TRUE(failed_in_prompt) << k.what;
+    EXPECT_TRUE(failed_after_one_finished) << k.what;
+  }
+}
+
+TEST_F(OffloadEngineTest, ADiskThatFillsUpWhileWritingKvStopsTheRunWithAMessage) {
+  const model::ModelConfig c = small("opt-125m");
+  storage::FaultRule rule;
+  rule.kind = storage::FaultKind::kError;
+  rule.op = storage::IoOpKind::kWrite;
+  rule.err = ENOSPC;
+  rule.path_contains = "strata-kv-";
+  rule.skip = 6;  // the prompt's 3 layers x 3 batches of KV are written in 6 or more ops
+  rule.times = -1;
+  auto r = run(c, policy(c, frac(1, 0, 0, 0, 0), planner::Compression::kNone, planner::Compression::kNone), nullptr,
+               {rule});
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().code(), StatusCode::kIoError) << r.status().to_string();
-  EXPECT_NE(r.status().message().find("streamed weights"), std::string::npos) << r.status().to_string();
-  EXPECT_EQ(finished, std::vector<size_t>{0});
+  EXPECT_NE(r.status().message().find("writing the KV cache"), std::string::npos) << r.status().to_string();
 }
 
 }  // namespace

@@ -27,11 +27,113 @@ int count(const std::vector<Action>& plan, ActionKind kind) {
                                         [&](const Action& a) { return a.kind == kind; }));
 }
 
+bool depends(const Action& a, int32_t on) { return std::count(a.deps.begin(), a.deps.end(), on) > 0; }
+
+// What every plan must satisfy for KV off the GPU. Disk KV: in decode each unit is read once into
+// a pinned staging buffer before its attention and written once after it, prefill KV is stored
+// into the staging and written; a read into (or a prefill store to) a staging buffer waits for the
+// write of the unit that had it before. Attention on the GPU over off-GPU KV: the KV is loaded into
+// a GPU staging buffer before the layer (after the store of the unit that had that buffer) and the
+// new rows are stored after it.
+void check_kv_invariants(const StepShape& s, const std::vector<Action>& plan) {
+  auto key = [&](const Action& a) { return static_cast<size_t>(a.unit) * s.num_batches + a.batch; };
+  std::map<size_t, int32_t> read, load, attended, stored, written;
+  std::map<int32_t, size_t> host_holder, gpu_holder;  // staging -> unit in it
+  for (size_t n = 0; n < plan.size(); ++n) {
+    const Action& a = plan[n];
+    const auto i = static_cast<int32_t>(n);
+    const bool disk = a.unit >= 0 && a.unit < s.num_layers && a.batch >= 0 && !s.disk_kv.empty() &&
+                      s.disk_kv[key(a)];
+    switch (a.kind) {
+      case ActionKind::kReadKv:
+        ASSERT_TRUE(disk) << describe(a);
+        EXPECT_FALSE(s.prefill) << describe(a);
+        EXPECT_FALSE(read.count(key(a))) << describe(a) << " twice";
+        if (host_holder.count(a.host_staging)) {
+          ASSERT_TRUE(written.count(host_holder[a.host_staging])) << describe(a) << " over an unwritten unit";
+          EXPECT_TRUE(depends(a, written[host_holder[a.host_staging]])) << describe(a);
+        }
+        host_holder[a.host_staging] = key(a);
+        read[key(a)] = i;
+        break;
+      case ActionKind::kLoadKv:
+        EXPECT_TRUE(s.gpu_attention && !s.prefill) << describe(a);
+        if (disk) {
+          ASSERT_TRUE(read.count(key(a))) << describe(a);
+          EXPECT_TRUE(depends(a, read[key(a)])) << describe(a);
+          EXPECT_EQ(a.host_staging, plan[read[key(a)]].host_staging);
+        }
+        if (gpu_holder.count(a.staging)) EXPECT_TRUE(depends(a, stored.at(gpu_holder[a.staging]))) << describe(a);
+        gpu_holder[a.staging] = key(a);
+        load[key(a)] = i;
+        break;
+      case ActionKind::kCpuAttention:
+        if (disk) {
+          ASSERT_TRUE(read.count(key(a))) << describe(a);
+          EXPECT_TRUE(depends(a, read[key(a)])) << describe(a);
+          EXPECT_EQ(host_holder[a.host_staging], key(a)) << describe(a);
+        }
+        attended[key(a)] = i;
+        break;
+      case ActionKind::kLayer:
+        if (a.staging >= 0 && !s.prefill) {
+          ASSERT_TRUE(load.count(key(a))) << describe(a);
+          EXPECT_TRUE(depends(a, load[key(a)])) << describe(a);
+          EXPECT_EQ(gpu_holder[a.staging], key(a)) << describe(a);
+        }
+        if (a.staging >= 0 && s.prefill) {
+          if (gpu_holder.count(a.staging)) EXPECT_TRUE(depends(a, stored.at(gpu_holder[a.staging]))) << describe(a);
+          gpu_holder[a.staging] = key(a);
+        }
+        break;
+      case ActionKind::kStoreKv:
+        EXPECT_TRUE(s.prefill || s.gpu_attention) << describe(a);
+        EXPECT_EQ(gpu_holder[a.staging], key(a)) << describe(a);
+        if (disk && s.prefill) {
+          if (host_holder.count(a.host_staging)) EXPECT_TRUE(depends(a, written.at(host_holder[a.host_staging])));
+          host_holder[a.host_staging] = key(a);
+        }
+        if (disk) EXPECT_EQ(host_holder[a.host_staging], key(a)) << describe(a);
+        stored[key(a)] = i;
+        break;
+      case ActionKind::kWriteKv:
+        ASSERT_TRUE(disk) << describe(a);
+        EXPECT_EQ(host_holder[a.host_staging], key(a)) << describe(a);
+        if (attended.count(key(a))) {
+          EXPECT_TRUE(depends(a, attended[key(a)])) << describe(a);
+        } else {
+          ASSERT_TRUE(stored.count(key(a))) << describe(a) << " before its rows are in the staging";
+          EXPECT_TRUE(depends(a, stored[key(a)])) << describe(a);
+        }
+        EXPECT_FALSE(written.count(key(a))) << describe(a) << " twice";
+        written[key(a)] = i;
+        break;
+      default:
+        break;
+    }
+  }
+  // Every active off-GPU unit went through its whole path once.
+  for (int32_t j = 0; j < s.num_layers; ++j)
+    for (int32_t b = 0; b < s.num_batches; ++b) {
+      if (!s.batch_active[b]) continue;
+      const size_t k = static_cast<size_t>(j) * s.num_batches + b;
+      const bool disk = !s.disk_kv.empty() && s.disk_kv[k];
+      const bool off = disk || s.cpu_kv[k];
+      const bool gpu_path = s.prefill || s.gpu_attention;
+      EXPECT_EQ(read.count(k), disk && !s.prefill ? 1u : 0u) << "L" << j << " b" << b;
+      EXPECT_EQ(written.count(k), disk ? 1u : 0u) << "L" << j << " b" << b;
+      EXPECT_EQ(stored.count(k), off && gpu_path ? 1u : 0u) << "L" << j << " b" << b;
+      EXPECT_EQ(load.count(k), off && !s.prefill && s.gpu_attention ? 1u : 0u) << "L" << j << " b" << b;
+      EXPECT_EQ(attended.count(k), off && !gpu_path ? 1u : 0u) << "L" << j << " b" << b;
+    }
+}
+
 // Checks what every plan must satisfy: dependencies point backwards; each batch's hidden state
 // goes through embed, then every layer in order, then the head; every compute on a streamed unit
 // comes after all of that unit's load parts; a load into a slot comes after (depends on) every
 // compute of the unit that had the slot before.
 void check_invariants(const StepShape& s, const std::vector<Action>& plan) {
+  check_kv_invariants(s, plan);
   std::map<int32_t, std::vector<int32_t>> loads_of;       // unit -> load actions
   std::map<int32_t, int32_t> unit_in_slot;               // slot -> unit loaded last
   std::map<int32_t, std::set<int32_t>> users_of;         // unit -> compute actions so far
@@ -180,15 +282,24 @@ TEST(ZigzagPlan, EveryMixOfPlacementsAndSlotCountsKeepsTheInvariants) {
   for (int32_t slots : {2, 3, 4})
     for (int32_t batches : {1, 2, 3})
       for (bool prefill : {true, false})
-        for (int mix = 0; mix < 4; ++mix) {
+        for (int mix = 0; mix < 8; ++mix) {
           StepShape s = shape(7, batches, prefill, false, false);
           s.slots = slots;
+          // Mixes 4-7: KV also on the disk, and attention over off-GPU KV on the GPU in 6 and 7.
+          s.gpu_attention = mix >= 6;
           // Every other layer streamed, a third of them from disk; KV on the CPU in a pattern.
           for (int32_t u = 0; u <= 7; ++u) {
             s.streamed[u] = (u + mix) % 2 == 0 || mix == 3;
             s.from_disk[u] = s.streamed[u] && (u + mix) % 3 == 0;
           }
           for (size_t i = 0; i < s.cpu_kv.size(); ++i) s.cpu_kv[i] = (i + mix) % 3 != 0;
+          if (mix >= 4) {
+            s.disk_kv.assign(s.cpu_kv.size(), false);
+            for (size_t i = 0; i < s.cpu_kv.size(); ++i) {
+              s.disk_kv[i] = (i + mix) % 2 == 0 || mix == 5;
+              if (s.disk_kv[i]) s.cpu_kv[i] = false;
+            }
+          }
           SCOPED_TRACE("slots " + std::to_string(slots) + ", batches " + std::to_string(batches) +
                        (prefill ? ", prefill" : ", decode") + ", mix " + std::to_string(mix));
           const auto plan = plan_step(s);
@@ -204,6 +315,98 @@ TEST(ZigzagPlan, EveryMixOfPlacementsAndSlotCountsKeepsTheInvariants) {
         }
 }
 
+StepShape kv_shape(int32_t layers, int32_t batches, bool prefill, bool disk, bool gpu_attention) {
+  StepShape s = shape(layers, batches, prefill, true, !disk);
+  s.disk_kv.assign(s.cpu_kv.size(), disk);
+  s.gpu_attention = gpu_attention;
+  return s;
+}
+
+std::vector<std::string> kv_actions(const std::vector<Action>& plan) {
+  std::vector<std::string> out;
+  for (const auto& a : plan)
+    if (a.kind != ActionKind::kLoadWeights && a.kind != ActionKind::kEmbed && a.kind != ActionKind::kHead)
+      out.push_back(describe(a));
+  return out;
+}
+
+TEST(ZigzagPlan, DiskKvIsReadAheadOfCpuAttentionAndWrittenBehindIt) {
+  const StepShape s = kv_shape(2, 2, false, /*disk=*/true, /*gpu_attention=*/false);
+  const auto plan = plan_step(s);
+  check_invariants(s, plan);
+  // Reads run two batches ahead through three buffers; each write follows its attention.
+  const std::vector<std::string> want = {
+      "read_kv L0 b0 host 0", "read_kv L0 b1 host 1",
+      "pre_attention L0 b0 slot 0", "qkv_to_host L0 b0 slot 0", "cpu_attention L0 b0 slot 0 host 0",
+      "write_kv L0 b0 host 0", "read_kv L1 b0 host 2",
+      "pre_attention L0 b1 slot 0", "qkv_to_host L0 b1 slot 0", "cpu_attention L0 b1 slot 0 host 1",
+      "write_kv L0 b1 host 1", "post_attention L0 b0 slot 0", "read_kv L1 b1 host 0",
+      "pre_attention L1 b0 slot 1", "qkv_to_host L1 b0 slot 1", "cpu_attention L1 b0 slot 1 host 2",
+      "write_kv L1 b0 host 2", "post_attention L0 b1 slot 0",
+      "pre_attention L1 b1 slot 1", "qkv_to_host L1 b1 slot 1", "cpu_attention L1 b1 slot 1 host 0",
+      "write_kv L1 b1 host 0", "post_attention L1 b0 slot 1", "post_attention L1 b1 slot 1"};
+  EXPECT_EQ(kv_actions(plan), want);
+}
+
+TEST(ZigzagPlan, GpuAttentionOverCpuKvLoadsOneBatchAheadOfTheWeights) {
+  const StepShape s = kv_shape(2, 2, false, /*disk=*/false, /*gpu_attention=*/true);
+  const auto plan = plan_step(s);
+  check_invariants(s, plan);
+  EXPECT_EQ(count(plan, ActionKind::kCpuAttention), 0);
+  EXPECT_EQ(kv_actions(plan), (std::vector<std::string>{
+                                  "load_kv L0 b0 staging 0", "load_kv L0 b1 staging 1",
+                                  "layer L0 b0 slot 0 staging 0", "store_kv L0 b0 slot 0 staging 0",
+                                  "load_kv L1 b0 staging 0", "layer L0 b1 slot 0 staging 1",
+                                  "store_kv L0 b1 slot 0 staging 1", "load_kv L1 b1 staging 1",
+                                  "layer L1 b0 slot 1 staging 0", "store_kv L1 b0 slot 1 staging 0",
+                                  "layer L1 b1 slot 1 staging 1", "store_kv L1 b1 slot 1 staging 1"}));
+  // On the h2d lane the next batch's KV goes before the weight part issued after the layer.
+  for (size_t i = 0; i + 1 < plan.size(); ++i)
+    if (plan[i].kind == ActionKind::kStoreKv && i + 1 < plan.size() && plan[i + 1].kind == ActionKind::kLoadWeights)
+      ADD_FAILURE() << "a weight part is issued before the next batch's KV at " << describe(plan[i + 1]);
+}
+
+TEST(ZigzagPlan, GpuAttentionOverDiskKvChainsReadLoadStoreWrite) {
+  const StepShape s = kv_shape(3, 2, false, /*disk=*/true, /*gpu_attention=*/true);
+  const auto plan = plan_step(s);
+  check_invariants(s, plan);
+  EXPECT_EQ(count(plan, ActionKind::kReadKv), 6);
+  EXPECT_EQ(count(plan, ActionKind::kLoadKv), 6);
+  EXPECT_EQ(count(plan, ActionKind::kStoreKv), 6);
+  EXPECT_EQ(count(plan, ActionKind::kWriteKv), 6);
+}
+
+TEST(ZigzagPlan, PrefillStoresDiskKvIntoPinnedStagingThenWritesIt) {
+  for (bool gpu_attention : {false, true}) {
+    const StepShape s = kv_shape(3, 2, true, /*disk=*/true, gpu_attention);
+    const auto plan = plan_step(s);
+    check_invariants(s, plan);
+    EXPECT_EQ(count(plan, ActionKind::kReadKv), 0);
+    EXPECT_EQ(count(plan, ActionKind::kLoadKv), 0);
+    EXPECT_EQ(count(plan, ActionKind::kStoreKv), 6);
+    EXPECT_EQ(count(plan, ActionKind::kWriteKv), 6);
+  }
+}
+
+TEST(ZigzagPlan, DiskKvReadsKeepTheDiskBusyWhenItBinds) {
+  // Each batch's KV takes 5 ms to read and 1 ms to write, the CPU 2 ms to attend: the disk
+  // binds at 6 ms a batch, and the step must not take much longer than the disk's own time.
+  const StepShape s = kv_shape(16, 2, false, true, false);
+  auto durations = [](const Action& a, const void*) {
+    switch (a.kind) {
+      case ActionKind::kReadKv: return 5.0;
+      case ActionKind::kWriteKv: return 1.0;
+      case ActionKind::kCpuAttention: return 2.0;
+      case ActionKind::kLoadWeights: return 0.5 / a.parts;
+      default: return 0.05;
+    }
+  };
+  const Simulation sim = simulate(plan_step(s), durations, nullptr);
+  const double disk = sim.busy[static_cast<int>(PlanResource::kDisk)];
+  EXPECT_NEAR(disk, 32 * 6.0, 1e-6);
+  EXPECT_LT(sim.makespan, disk + 2.0 + 1.0 + 1.0);
+}
+
 TEST(ZigzagPlan, RejectsMalformedShapes) {
   StepShape s = shape(2, 2, false, true, false);
   s.slots = 1;
@@ -213,6 +416,12 @@ TEST(ZigzagPlan, RejectsMalformedShapes) {
   EXPECT_FALSE(check_step_shape(s).is_ok());
   s = shape(2, 2, false, false, false);
   s.from_disk[1] = true;
+  EXPECT_FALSE(check_step_shape(s).is_ok());
+  s = shape(2, 2, false, false, true);
+  s.disk_kv.assign(4, false);
+  s.disk_kv[2] = true;  // on the CPU and the disk at once
+  EXPECT_FALSE(check_step_shape(s).is_ok());
+  s.disk_kv.pop_back();
   EXPECT_FALSE(check_step_shape(s).is_ok());
 }
 
