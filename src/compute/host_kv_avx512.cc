@@ -9,9 +9,9 @@
 // -mf16c -mfma -ffp-contract=off. They share only host_kv_avx512_common.h, whose functions are
 // internal to each of them, include no other header with inline code (see host_kv_kernels.h) and
 // call only intrinsics and their own functions, so no AVX-512 code can be linked into the rest of
-// the program; the driver calls them only on a CPU with these extensions (host_kv_select_kernel()). The one
-// AVX512-VNNI instruction (vpdpwssd) is inline assembly, run only when HostKvCall::vnni says the
-// CPU has it.
+// the program; the driver calls them only on a CPU with these extensions (host_kv_select_kernel()). The int4
+// kernel's one AVX512-VNNI instruction (vpdpbusd) is inline assembly, run only when
+// HostKvCall::vnni says the CPU has it.
 //
 // int4 heads are kept in "quad order": within each group of 64, element 4i + k of the group sits
 // at 16k + i, which is the order the lookups produce (dword i of the group's codes, read as 16-bit

@@ -1,7 +1,7 @@
 // The AVX-512 kernel of host_kv_attention() for int4-g64 KV with head_dim 128: scores and
-// weighted sums computed in the quantised domain with 16-bit integer dot products. Compiled, like
+// weighted sums computed in the quantised domain with 8-bit integer dot products. Compiled, like
 // host_kv_avx512.cc, with the AVX-512 flags only (see that file's header for why no AVX-512 code
-// can leak into the rest of the program); the one AVX512-VNNI instruction (vpdpwssd) is inline
+// can leak into the rest of the program); the one AVX512-VNNI instruction (vpdpbusd) is inline
 // assembly, run only when HostKvCall::vnni says the CPU has it.
 
 #include "compute/host_kv_kernels.h"
@@ -16,58 +16,88 @@ namespace {
 
 // ---- int4-g64 with head_dim 128: arithmetic in the quantised domain ---------------------------
 //
-// A head of one row is 64 bytes of codes: two groups, each with a scale s and a min mn, so
-//   q . k = sum_g s_g (q_g . c_g) + mn_g sum(q_g).
-// The query is scaled per group of 64 by sq = max|q_g| / 32767 to integers (q ~ sq * qi), so
-// q_g . c_g is an exact integer sum (vpmaddwd, or vpdpwssd with AVX512-VNNI) and sum(q_g) comes
-// from the fp16 query itself.
-// P . V likewise: sum_j p_j (s_jg c_j + mn_jg) = sum_j w_jg c_j + sum_j p_j mn_jg, w_jg = p_j s_jg.
-// Per block of 16 positions w is scaled per (head, group) by ws = max_j w_jg / 32767; the codes of
-// positions j and j + 1 are interleaved into the two halves of each dword so one vpmaddwd adds
-// wi_j c_j + wi_j+1 c_j+1 exactly in int32, and the block's integer sum is scaled by ws into the
-// fp32 accumulator.
-// Precision: a single int16 per value (2^-16 of the group's largest) is not enough: outputs are
-// often small differences of s c and mn terms ten times larger, and the tests' tolerance is the
-// output's fp16 rounding. So q / sq and w / ws are each split into a high int16 and a low int16
-// (x = hi + lo / 2^15: 31 bits, finer than fp32's 24) and both are dotted with the codes; and
-// the codes are centred, s c + mn = s (c - 8) + (mn + 8 s), with the -8 applied exactly in the
-// integer sums (they start at -8 x the sum of the q or w integers), so the fp32 terms stay about
-// as large as the values themselves, as in the reference's dequantise-then-dot.
+// A head of one row is 64 bytes of codes: two groups, each with a scale s and a min mn; byte j
+// holds element 2j in its low nibble and 2j + 1 in its high nibble. With the codes centred,
+// s c + mn = s (c - 8) + (mn + 8 s), so
+//   q . k = sum_g s_g (q_g . (c_g - 8)) + (mn_g + 8 s_g) sum(q_g).
+// The query is scaled per group of 64 by sq = max|q_g| / R, R = 127 * 2^16, to integers Q of 23
+// bits, written as three signed bytes (signed digits: Q = 2^16 Q2 + 2^8 Q1 + Q0, each in
+// [-128, 127]), so q_g . c_g is an exact integer sum of byte products (vpdpbusd: unsigned codes
+// times signed digits, four per dword lane), and sum(q_g) comes from the fp16 query itself.
+// P . V likewise: sum_j p_j (s_jg c_j + mn_jg) = sum_j w_jg (c_j - 8) + sum_j p_j (mn_jg + 8 s_jg),
+// w_jg = p_j s_jg. Per block of positions w is scaled per (head, group) by ws = max_j w_jg / R to
+// integers W, again three signed digits; the code bytes of four rows are interleaved so that each
+// dword holds one byte position of the four rows, and one vpdpbusd adds W_j x code over them.
+// Precision: 23 bits per query or weight (a rounding of 2^-24 of the group's largest, as fine as
+// fp32's), which the tests need: outputs are often small differences of terms ten times larger,
+// and their tolerance is the output's fp16 rounding (16 bits were measured not to be enough).
+// The -8 of the centring is applied exactly in the integer sums (they start at -8 x the sum of
+// the integers), so the fp32 terms stay about as large as the values themselves, as in the
+// reference's dequantise-then-dot.
 //
-// Lane layouts. Key side: the 64 code bytes read as 32 words, nibble k of word w is element
-// 4w + k; "nibble vector" k holds nibble k of every word, so its dword i covers elements 8i + k
-// and 8i + 4 + k: dwords 0-7 belong to group 0, 8-15 to group 1, for every layout below. The
-// query is stored as the same four vectors. After the dot products of 16 query heads, a three-
-// level reduction leaves two vectors of (head, group) sums in "chunk order": lane 4c + i holds
-// head i (c = 0, 1) or 4 + i (c = 2, 3) of the eight, group c % 2. Value side: the words of two
-// rows interleaved (vpunpck[lh]wd), so dword 4L + t of the low / high half holds word 8L + t /
-// 8L + 4 + t of both rows; its nibble k is element 32L + 4t + k / 32L + 16 + 4t + k.
+// Lane layouts. Key side: "low" vector L holds the low nibbles of a head's 64 bytes (elements
+// 2j), "high" vector H the high nibbles (2j + 1); dword lane i of both covers elements
+// 8i .. 8i + 7: lanes 0-7 belong to group 0, 8-15 to group 1. The query digits are stored as the
+// same two byte vectors per digit. After the dot products of 16 query heads, a three-level
+// reduction leaves two vectors of (head, group) sums in "chunk order": lane 4c + i holds head i
+// (c = 0, 1) or 4 + i (c = 2, 3) of the eight, group c % 2.
+// Value side: four rows' code bytes interleaved (vpunpck[lh]bw, then vpunpck[lh]wd) give, for
+// half h (0, 1) and vector v (0, 1), dwords whose lane 4a + t holds code byte 16a + 8h + 4v + t
+// of the four rows, a = 0..3 the 128-bit lane (lanes 0-7 group 0, 8-15 group 1). Dotted as full
+// bytes F = lo + 16 hi and as their low nibbles L, sum W F - sum W L = 16 sum W hi gives the
+// high-nibble sums without extracting them; L and F sums start at -8 and -136 x sum W, so
+// their difference / 16 is sum W (hi - 8) exactly.
+
+constexpr int64_t kBlock = 32;                    // positions per block: scores, softmax, values
+constexpr int64_t kQuads = kBlock / 4;            // row quads per block
+constexpr float kDigitRange = 127.0f * 65536.0f;  // R: the integers' largest magnitude
+constexpr int32_t kDigit1Bias = 128, kDigit2Bias = 32896;  // byte k of x + bias_k is digit k
+
+// vpshufb indices that move byte k of every dword to byte r of it (and clear the rest), for the
+// value weights' digit k of row r of a quad.
+struct PackTable {
+  alignas(64) int8_t idx[3][4][64];
+};
+constexpr PackTable make_pack_table() {
+  PackTable t{};
+  for (int k = 0; k < 3; ++k) {
+    for (int r = 0; r < 4; ++r) {
+      for (int b = 0; b < 64; ++b) {
+        const int dword = (b % 16) / 4;  // within the 128-bit lane
+        t.idx[k][r][b] = static_cast<int8_t>(b % 4 == r ? 4 * dword + k : -128);
+      }
+    }
+  }
+  return t;
+}
+constexpr PackTable kPack = make_pack_table();
 
 // Chunk-order lane of head i (0..7) of a half batch, group gi.
 constexpr int chunk_lane(int64_t i, int64_t gi) {
   return static_cast<int>((i / 4) * 8 + gi * 4 + i % 4);
 }
 
-// acc + sum of the products of the 16-bit halves of a and b.
-template <bool kVnni>
-inline __m512i dot_words(__m512i acc, __m512i a, __m512i b) {
+// acc + per dword lane the sum of the four products of the unsigned bytes of a and the signed
+// bytes of b (vpdpbusd). kSmall: a's bytes are below 16, so AVX512-BW's vpmaddubsw cannot
+// saturate; otherwise the bytes are widened to words first.
+template <bool kVnni, bool kSmall>
+inline __m512i dot_bytes(__m512i acc, __m512i a, __m512i b) {
   if constexpr (kVnni) {
-    // vpdpwssd is AVX512-VNNI; written in assembly so the rest of this file needs no -mavx512vnni
-    // (the caller checked the CPU).
-    asm("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+    // vpdpbusd is AVX512-VNNI; written in assembly so the rest of this file needs no
+    // -mavx512vnni (the caller checked the CPU).
+    asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
     return acc;
+  } else if constexpr (kSmall) {
+    return _mm512_add_epi32(acc,
+                            _mm512_madd_epi16(_mm512_maddubs_epi16(a, b), _mm512_set1_epi16(1)));
   } else {
-    return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b));
+    const __m512i a_even = _mm512_and_si512(a, _mm512_set1_epi16(0x00ff));
+    const __m512i a_odd = _mm512_srli_epi16(a, 8);
+    const __m512i b_even = _mm512_srai_epi16(_mm512_slli_epi16(b, 8), 8);
+    const __m512i b_odd = _mm512_srai_epi16(b, 8);
+    return _mm512_add_epi32(
+        acc, _mm512_add_epi32(_mm512_madd_epi16(a_even, b_even), _mm512_madd_epi16(a_odd, b_odd)));
   }
-}
-
-// The four nibble vectors of 32 words (see above).
-inline void split_nibbles(__m512i x, __m512i* n) {
-  const __m512i lo4 = _mm512_set1_epi16(0x000f);
-  n[0] = _mm512_and_si512(x, lo4);
-  n[1] = _mm512_and_si512(_mm512_srli_epi16(x, 4), lo4);
-  n[2] = _mm512_and_si512(_mm512_srli_epi16(x, 8), lo4);
-  n[3] = _mm512_srli_epi16(x, 12);
 }
 
 // The (head, group) sums of 16 dot vectors, in chunk order: heads 0-7 in w0, 8-15 in w1.
@@ -91,10 +121,10 @@ inline void reduce_groups(const __m512* v, __m512& w0, __m512& w1) {
 struct Int4Task {
   int64_t hs = 0;            // row stride of the scores
   int64_t halves = 0;        // half batches of 8 query heads
-  float* acc = nullptr;      // [16 * batches, 128] fp32, value-side lane order
-  int16_t* qv = nullptr;     // [16 * batches, 2, 4, 32] the query (high, low parts), nibble order
-  int32_t* kinit = nullptr;  // [16 * batches, 2, 16] -8 x the query's sums per dot lane
-  float* s = nullptr;        // [16, hs]
+  float* acc = nullptr;      // [16 * batches, 8, 16] fp32, value-side lane order
+  int8_t* qv = nullptr;      // [16 * batches, 3, 2, 64] query digits (Q0, Q1, Q2) x (L, H)
+  int32_t* kinit = nullptr;  // [16 * batches, 2, 16] starts of the two key sums per dot lane
+  float* s = nullptr;        // [kBlock, hs]
   float *m = nullptr, *l = nullptr, *alpha = nullptr;
   // Per half batch, 16 lanes in chunk order:
   float* ka = nullptr;        // sq * softmax scale
@@ -104,11 +134,11 @@ struct Int4Task {
   uint32_t* gmask = nullptr;  // [halves] groups that may be loaded from gbase
   float* wsc = nullptr;       // this block's ws
   float* macc = nullptr;      // sum_j p_j (mn_jg + 8 s_jg), rescaled like acc
-  int32_t* wsum = nullptr;    // [2, halves, 16] this block's sums of the weights' high, low parts
-  float* wf = nullptr;        // [16, halves, 16] this block's w_jg
-  int32_t* wpair = nullptr;   // [8, 2, halves, 16] wi_j | wi_j+1 << 16, high then low parts
-  int32_t* nbuf = nullptr;    // [8, 8, 16] nibble vectors of one kv head's block of values
-  float* x = nullptr;         // [256]
+  int32_t* winit = nullptr;   // [4, halves, 16] starts of the L2, L10, F2, F10 value sums
+  float* wf = nullptr;        // [kBlock, halves, 16] this block's w_jg
+  int32_t* wq = nullptr;      // [kQuads, 3, halves, 16] digit k of W of a row quad, 4 bytes
+  int32_t* fbuf = nullptr;    // [kQuads, 2, 2, 16] interleaved code bytes of one kv head
+  float* x = nullptr;         // [128]
 };
 
 template <class T>
@@ -128,6 +158,24 @@ inline __m512 group_values(const uint16_t* plane, int64_t row_groups, int64_t ro
   return _mm512_permutexvar_ps(_mm512_loadu_si512(w.gidx + hb * kLanes), _mm512_cvtph_ps(h));
 }
 
+// Lanes 0-7 from a[lane0], 8-15 from a[lane1].
+inline __m512i pick2(const int32_t* a, int lane0, int lane1) {
+  return _mm512_mask_set1_epi32(_mm512_set1_epi32(a[lane0]), 0xff00, a[lane1]);
+}
+inline __m512 pick2(const float* a, int lane0, int lane1) {
+  return _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(a[lane0]), _mm512_set1_ps(a[lane1]));
+}
+
+// The two interleaved code vectors of half `half` of a quad of value rows r[0..3] (see above).
+inline void interleave_quad(const __m512i* r, int64_t half, __m512i& f0, __m512i& f1) {
+  const __m512i u01 =
+      half == 0 ? _mm512_unpacklo_epi8(r[0], r[1]) : _mm512_unpackhi_epi8(r[0], r[1]);
+  const __m512i u23 =
+      half == 0 ? _mm512_unpacklo_epi8(r[2], r[3]) : _mm512_unpackhi_epi8(r[2], r[3]);
+  f0 = _mm512_unpacklo_epi16(u01, u23);
+  f1 = _mm512_unpackhi_epi16(u01, u23);
+}
+
 }  // namespace
 
 template <bool kVnni>
@@ -141,9 +189,9 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
   w.halves = halves;
   float* at = scratch;
   w.acc = carve<float>(at, padded * kD128);
-  w.qv = carve<int16_t>(at, padded * kD128);
+  w.qv = carve<int8_t>(at, padded * 6 * 64 / 4);
   w.kinit = carve<int32_t>(at, padded * 2 * kLanes);
-  w.s = carve<float>(at, kHostKvBlock * w.hs);
+  w.s = carve<float>(at, kBlock * w.hs);
   w.m = carve<float>(at, w.hs);
   w.l = carve<float>(at, w.hs);
   w.alpha = carve<float>(at, w.hs);
@@ -154,15 +202,17 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
   w.gmask = carve<uint32_t>(at, halves);
   w.wsc = carve<float>(at, halves * kLanes);
   w.macc = carve<float>(at, halves * kLanes);
-  w.wsum = carve<int32_t>(at, 2 * halves * kLanes);
-  w.wf = carve<float>(at, kHostKvBlock * halves * kLanes);
-  w.wpair = carve<int32_t>(at, kHostKvBlock * halves * kLanes);
-  w.nbuf = carve<int32_t>(at, kHostKvBlock / 2 * 8 * kLanes);
-  w.x = carve<float>(at, 2 * kD128);
+  w.winit = carve<int32_t>(at, 4 * halves * kLanes);
+  w.wf = carve<float>(at, kBlock * halves * kLanes);
+  w.wq = carve<int32_t>(at, kQuads * 3 * halves * kLanes);
+  w.fbuf = carve<int32_t>(at, kQuads * 4 * kLanes);
+  w.x = carve<float>(at, kD128);
   const int64_t hs = w.hs;
 
-  // The query: int16 per group, nibble-vector order; per half batch its groups and coefficients.
+  // The query: per head its digits and dot starts; per half batch its groups and coefficients.
   const uint16_t* qrow = c.q + t.row * hq * kD128;
+  const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  const __m512i ones8 = _mm512_set1_epi8(1);
   for (int64_t hb = 0; hb < halves; ++hb) {
     const int64_t first = h0 + hb * 8;
     const int64_t kv_first = (first < h1 ? first : h0) / group;
@@ -171,56 +221,64 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
     w.gmask[hb] = (1u << loadable) - 1;
     for (int64_t i = 0; i < 8; ++i) {
       const int64_t h = first + i, n = h - h0;
-      int16_t* qv = w.qv + n * 2 * kD128;
-      for (int64_t gi = 0; gi < 2; ++gi) {
-        const int lane = static_cast<int>(hb * kLanes) + chunk_lane(i, gi);
-        if (h >= h1) {
+      int8_t* qv = w.qv + n * 6 * 64;
+      int32_t* kinit = w.kinit + n * 2 * kLanes;
+      if (h >= h1) {
+        for (int64_t gi = 0; gi < 2; ++gi) {
+          const int lane = static_cast<int>(hb * kLanes) + chunk_lane(i, gi);
           w.ka[lane] = w.kb[lane] = 0.0f;
           w.gidx[lane] = 0;
-          continue;
         }
+        for (int64_t b = 0; b < 6 * 64; b += 64) {
+          _mm512_storeu_si512(qv + b, _mm512_setzero_si512());
+        }
+        _mm512_storeu_si512(kinit, _mm512_setzero_si512());
+        _mm512_storeu_si512(kinit + kLanes, _mm512_setzero_si512());
+        continue;
+      }
+      for (int64_t gi = 0; gi < 2; ++gi) {
+        const int lane = static_cast<int>(hb * kLanes) + chunk_lane(i, gi);
         w.gidx[lane] = static_cast<int32_t>(2 * (h / group - kv_first) + gi);
-        float* qf = w.x + gi * 64;
+        __m512 v[4];
         __m512 mx = _mm512_setzero_ps(), sum = _mm512_setzero_ps();
-        for (int64_t e = 0; e < 64; e += kLanes) {
-          const __m512 v = _mm512_cvtph_ps(
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qrow + h * kD128 + gi * 64 + e)));
-          _mm512_storeu_ps(qf + e, v);
-          mx = _mm512_max_ps(mx, _mm512_abs_ps(v));
-          sum = _mm512_add_ps(sum, v);
+        for (int64_t e = 0; e < 4; ++e) {
+          v[e] = _mm512_cvtph_ps(_mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(qrow + h * kD128 + gi * 64 + e * kLanes)));
+          mx = _mm512_max_ps(mx, _mm512_abs_ps(v[e]));
+          sum = _mm512_add_ps(sum, v[e]);
         }
         const float maxabs = _mm512_reduce_max_ps(mx);
-        const float inv = maxabs > 0.0f ? 32767.0f / maxabs : 0.0f;
-        w.ka[lane] = maxabs / 32767.0f * c.scale;
+        const float inv = maxabs > 0.0f ? kDigitRange / maxabs : 0.0f;
+        w.ka[lane] = maxabs / kDigitRange * c.scale;
         w.kb[lane] = _mm512_reduce_add_ps(sum) * c.scale;
-        // q / sq = qh + ql / 2^15, qh in [-32767, 32767], ql in [-16384, 16384]: 31 bits.
-        for (int64_t e = 0; e < 64; e += kLanes) {
-          const __m512 x = _mm512_mul_ps(_mm512_loadu_ps(qf + e), _mm512_set1_ps(inv));
-          const __m512 r = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-          _mm512_storeu_ps(qf + e, r);
-          _mm512_storeu_ps(
-              w.x + kD128 + gi * 64 + e,
-              _mm512_roundscale_ps(_mm512_mul_ps(_mm512_sub_ps(x, r), _mm512_set1_ps(32768.0f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-        }
-      }
-      // Element 4w + k (w < 32) to word w of nibble vector k; dot lane i sums elements
-      // 8i .. 8i + 7, and starts at -8 x their sum so that it sums q (c - 8).
-      for (int64_t part = 0; part < 2; ++part) {
-        for (int64_t k = 0; k < 4; ++k) {
-          for (int64_t wd = 0; wd < 32; ++wd) {
-            qv[part * kD128 + k * 32 + wd] =
-                h < h1 ? static_cast<int16_t>(w.x[part * kD128 + 4 * wd + k]) : int16_t{0};
+        // Q = round(q / sq), |Q| <= R (+1 from rounding); digit k is byte k of Q + bias_k.
+        // Elements 16e' .. 16e' + 15 are bytes 8e' .. 8e' + 7 of the L and H vectors.
+        for (int64_t e = 0; e < 4; ++e) {
+          const __m512i qi = _mm512_cvtps_epi32(_mm512_mul_ps(v[e], _mm512_set1_ps(inv)));
+          const __m512i dk[3] = {
+              qi, _mm512_srai_epi32(_mm512_add_epi32(qi, _mm512_set1_epi32(kDigit1Bias)), 8),
+              _mm512_srai_epi32(_mm512_add_epi32(qi, _mm512_set1_epi32(kDigit2Bias)), 16)};
+          for (int64_t k = 0; k < 3; ++k) {
+            const __m128i b = _mm_shuffle_epi8(_mm512_cvtepi32_epi8(dk[k]), even_odd);
+            int8_t* dst = qv + k * 128 + gi * 32 + e * 8;
+            _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), b);
+            _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + 64), _mm_unpackhi_epi64(b, b));
           }
         }
-        for (int64_t i = 0; i < kLanes; ++i) {
-          int32_t sum = 0;
-          for (int64_t e = 8 * i; e < 8 * i + 8 && h < h1; ++e) {
-            sum += static_cast<int32_t>(w.x[part * kD128 + e]);
-          }
-          w.kinit[(n * 2 + part) * kLanes + i] = -8 * sum;
-        }
       }
+      // Per dot lane the sums of the digits over its 8 elements, as dot products with ones:
+      // the high sum starts at -8 x sum(Q2), the low one at -8 x sum(2^8 Q1 + Q0).
+      __m512i sd[3];
+      for (int64_t k = 0; k < 3; ++k) {
+        sd[k] =
+            dot_bytes<kVnni, true>(_mm512_setzero_si512(), ones8, _mm512_loadu_si512(qv + k * 128));
+        sd[k] = dot_bytes<kVnni, true>(sd[k], ones8, _mm512_loadu_si512(qv + k * 128 + 64));
+      }
+      const __m512i low = _mm512_add_epi32(_mm512_slli_epi32(sd[1], 8), sd[0]);
+      _mm512_storeu_si512(kinit,
+                          _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sd[2], 3)));
+      _mm512_storeu_si512(kinit + kLanes,
+                          _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(low, 3)));
     }
   }
   for (int64_t n = 0; n < nh * kD128; n += kLanes) _mm512_storeu_ps(w.acc + n, _mm512_setzero_ps());
@@ -234,10 +292,11 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
   const int64_t base = t.slot * c.max_len;
   const int64_t pf = c.prefetch_rows;
   const __m512i pidx0 = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7);
+  const __m512i lo4 = _mm512_set1_epi8(0x0f);
 
-  for (int64_t b0 = t.begin; b0 < t.end; b0 += kHostKvBlock) {
-    const int64_t nb = min64(kHostKvBlock, t.end - b0);
-    // Scores: per row, each kv head's codes unpacked once for its query heads.
+  for (int64_t b0 = t.begin; b0 < t.end; b0 += kBlock) {
+    const int64_t nb = min64(kBlock, t.end - b0);
+    // Scores: per row, each kv head's codes split into nibbles once for its query heads.
     for (int64_t j = 0; j < nb; ++j) {
       const int64_t row = base + b0 + j;
       const uint8_t* codes = c.k.codes + row * row_bytes;
@@ -289,20 +348,24 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
           _mm_prefetch(reinterpret_cast<const char*>(c.v.codes + row * row_bytes + kvh * 64),
                        _MM_HINT_T1);
         }
-        __m512i nib[4];
-        split_nibbles(_mm512_loadu_si512(codes + kvh * 64), nib);
+        const __m512i x = _mm512_loadu_si512(codes + kvh * 64);
+        const __m512i lo = _mm512_and_si512(x, lo4);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), lo4);
         for (int64_t r = 0; r < group; ++r) {
           const int64_t qn = kvh * group + r - h0;
-          const int16_t* qv = w.qv + qn * 2 * kD128;
+          const int8_t* qv = w.qv + qn * 6 * 64;
+          // (2^8 (2^8 (Q2 . c - 8 sum Q2) + Q1 . c) + Q0 . c - 8 sum(2^8 Q1 + Q0) = Q . (c - 8):
+          // at most 2^23 x 8 x 8 in magnitude, exact in int32.
           __m512i a = _mm512_loadu_si512(w.kinit + qn * 2 * kLanes);
-          __m512i al = _mm512_loadu_si512(w.kinit + (qn * 2 + 1) * kLanes);
-          for (int k = 0; k < 4; ++k) {
-            a = dot_words<kVnni>(a, nib[k], _mm512_loadu_si512(qv + 32 * k));
-            al = dot_words<kVnni>(al, nib[k], _mm512_loadu_si512(qv + kD128 + 32 * k));
-          }
-          // Both sums are below 2^23 in magnitude, so exact in fp32.
-          dots[n++] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(al), _mm512_set1_ps(1.0f / 32768.0f),
-                                      _mm512_cvtepi32_ps(a));
+          a = dot_bytes<kVnni, true>(a, lo, _mm512_loadu_si512(qv + 256));
+          a = dot_bytes<kVnni, true>(a, hi, _mm512_loadu_si512(qv + 320));
+          a = _mm512_slli_epi32(a, 8);
+          a = dot_bytes<kVnni, true>(a, lo, _mm512_loadu_si512(qv + 128));
+          a = dot_bytes<kVnni, true>(a, hi, _mm512_loadu_si512(qv + 192));
+          __m512i b = _mm512_loadu_si512(w.kinit + (qn * 2 + 1) * kLanes);
+          b = dot_bytes<kVnni, true>(b, lo, _mm512_loadu_si512(qv));
+          b = dot_bytes<kVnni, true>(b, hi, _mm512_loadu_si512(qv + 64));
+          dots[n++] = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_slli_epi32(a, 8), b));
           if (n == kLanes) flush();
         }
       }
@@ -310,8 +373,9 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
     }
     softmax_block(w.s, hs, nb, h0, batches, w.m, w.l, w.alpha);
 
-    // Value weights w_jg = p_j s_jg per half batch, in chunk order; their block maximum; and
-    // the min terms sum_j p_j mn_jg.
+    // Value weights w_jg = p_j s_jg per half batch, in chunk order; their block maximum; the
+    // min terms sum_j p_j mn_jg; then W = w / ws as digits, four rows' bytes to a dword.
+    const int64_t quads = (nb + 3) / 4;
     for (int64_t hb = 0; hb < halves; ++hb) {
       const __m512i pidx = _mm512_add_epi32(pidx0, _mm512_set1_epi32(static_cast<int>(hb % 2) * 8));
       const int64_t hp = h0 + (hb / 2) * kLanes;
@@ -330,103 +394,149 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
       const __m512 alpha = _mm512_permutexvar_ps(pidx, _mm512_loadu_ps(w.alpha + hp));
       float* macc = w.macc + hb * kLanes;
       _mm512_storeu_ps(macc, _mm512_fmadd_ps(_mm512_loadu_ps(macc), alpha, msum));
-      _mm512_storeu_ps(w.wsc + hb * kLanes, _mm512_mul_ps(wmax, _mm512_set1_ps(1.0f / 32767.0f)));
+      _mm512_storeu_ps(w.wsc + hb * kLanes,
+                       _mm512_mul_ps(wmax, _mm512_set1_ps(1.0f / kDigitRange)));
       const __mmask16 live = _mm512_cmp_ps_mask(wmax, _mm512_setzero_ps(), _CMP_GT_OQ);
-      const __m512 winv = _mm512_maskz_div_ps(live, _mm512_set1_ps(32767.0f), wmax);
-      // w / ws = wh + wl / 2^15 with wh in [0, 32767] and wl in [-16384, 16384]: 31 bits.
-      auto split = [&](int64_t j, __m512i& wh, __m512i& wl) {
-        if (j >= nb) {
-          wh = wl = _mm512_setzero_si512();
+      const __m512 winv = _mm512_maskz_div_ps(live, _mm512_set1_ps(kDigitRange), wmax);
+      __m512i sum2 = _mm512_setzero_si512(), sum_all = _mm512_setzero_si512();
+      for (int64_t q = 0; q < quads; ++q) {
+        __m512i d[3][4];  // [digit][row of the quad]: byte k of d[k][r] is digit k
+        for (int r = 0; r < 4; ++r) {
+          const int64_t j = 4 * q + r;
+          const __m512i x = j < nb ? _mm512_cvtps_epi32(_mm512_mul_ps(
+                                         _mm512_loadu_ps(w.wf + (j * halves + hb) * kLanes), winv))
+                                   : _mm512_setzero_si512();
+          d[0][r] = x;
+          d[1][r] = _mm512_add_epi32(x, _mm512_set1_epi32(kDigit1Bias));
+          d[2][r] = _mm512_add_epi32(x, _mm512_set1_epi32(kDigit2Bias));
+          sum_all = _mm512_add_epi32(sum_all, x);
+          sum2 = _mm512_add_epi32(sum2, _mm512_srai_epi32(d[2][r], 16));
+        }
+        for (int k = 0; k < 3; ++k) {
+          // Byte k of each dword of row r's digits to byte r of it.
+          const __m512i* idx = reinterpret_cast<const __m512i*>(kPack.idx[k]);
+          const __m512i packed = _mm512_ternarylogic_epi32(
+              _mm512_shuffle_epi8(d[k][0], _mm512_load_si512(idx)),
+              _mm512_shuffle_epi8(d[k][1], _mm512_load_si512(idx + 1)),
+              _mm512_or_si512(_mm512_shuffle_epi8(d[k][2], _mm512_load_si512(idx + 2)),
+                              _mm512_shuffle_epi8(d[k][3], _mm512_load_si512(idx + 3))),
+              0xfe);  // a | b | c
+          _mm512_storeu_si512(w.wq + ((q * 3 + k) * halves + hb) * kLanes, packed);
+        }
+      }
+      // Sums start at -8 (L) and -136 (F) x the weights' sums, per digit part: W2 and
+      // W10 = 2^8 W1 + W0 = W - 2^16 W2.
+      const __m512i sum10 = _mm512_sub_epi32(sum_all, _mm512_slli_epi32(sum2, 16));
+      const __m512i parts[2] = {sum2, sum10};
+      for (int p = 0; p < 2; ++p) {
+        _mm512_storeu_si512(w.winit + (p * halves + hb) * kLanes,
+                            _mm512_mullo_epi32(parts[p], _mm512_set1_epi32(-8)));
+        _mm512_storeu_si512(w.winit + ((2 + p) * halves + hb) * kLanes,
+                            _mm512_mullo_epi32(parts[p], _mm512_set1_epi32(-136)));
+      }
+    }
+    // acc += ws * sum_j W_j (c_j - 8): per kv head (its quads interleaved once when it has
+    // several query heads), per query head and half, 12 int32 sums over the block.
+    for (int64_t kvh = t.kv_begin; kvh < t.kv_end; ++kvh) {
+      const uint8_t* vcodes = c.v.codes + (base + b0) * row_bytes + kvh * 64;
+      auto load_quad = [&](int64_t q, __m512i* r) {
+        const uint8_t* p = vcodes + 4 * q * row_bytes;
+        if (4 * q + 3 < nb) {
+          for (int64_t i = 0; i < 4; ++i) r[i] = _mm512_loadu_si512(p + i * row_bytes);
           return;
         }
-        const __m512 x = _mm512_mul_ps(_mm512_loadu_ps(w.wf + (j * halves + hb) * kLanes), winv);
-        const __m512 r = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        wh = _mm512_cvtps_epi32(r);
-        wl = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(x, r), _mm512_set1_ps(32768.0f)));
-      };
-      const __m512i low16 = _mm512_set1_epi32(0xffff);
-      __m512i sum_h = _mm512_setzero_si512(), sum_l = _mm512_setzero_si512();
-      for (int64_t j = 0; j < nb; j += 2) {
-        __m512i h0w, l0w, h1w, l1w;
-        split(j, h0w, l0w);
-        split(j + 1, h1w, l1w);
-        sum_h = _mm512_add_epi32(sum_h, _mm512_add_epi32(h0w, h1w));
-        sum_l = _mm512_add_epi32(sum_l, _mm512_add_epi32(l0w, l1w));
-        int32_t* wp = w.wpair + ((j / 2) * 2 * halves + hb) * kLanes;
-        _mm512_storeu_si512(wp, _mm512_or_si512(h0w, _mm512_slli_epi32(h1w, 16)));
-        _mm512_storeu_si512(wp + halves * kLanes, _mm512_or_si512(_mm512_and_si512(l0w, low16),
-                                                                  _mm512_slli_epi32(l1w, 16)));
-      }
-      _mm512_storeu_si512(w.wsum + hb * kLanes, sum_h);
-      _mm512_storeu_si512(w.wsum + (halves + hb) * kLanes, sum_l);
-    }
-    // acc += ws * sum_j wi_j c_j: per kv head, its rows' codes interleaved in pairs and split
-    // into nibble vectors once, then each of its query heads with 8 int32 accumulators.
-    const int64_t pairs = (nb + 1) / 2;
-    for (int64_t kvh = t.kv_begin; kvh < t.kv_end; ++kvh) {
-      for (int64_t jp = 0; jp < pairs; ++jp) {
-        const int64_t j = 2 * jp, j1 = j + 1 < nb ? j + 1 : j;  // an odd last row pairs itself
-        const __m512i ra = _mm512_loadu_si512(c.v.codes + (base + b0 + j) * row_bytes + kvh * 64);
-        const __m512i rb = _mm512_loadu_si512(c.v.codes + (base + b0 + j1) * row_bytes + kvh * 64);
-        __m512i nib[8];
-        split_nibbles(_mm512_unpacklo_epi16(ra, rb), nib);
-        split_nibbles(_mm512_unpackhi_epi16(ra, rb), nib + 4);
-        for (int v = 0; v < 8; ++v) _mm512_storeu_si512(w.nbuf + (jp * 8 + v) * kLanes, nib[v]);
-      }
-      for (int64_t r = 0; r < group; ++r) {
-        const int64_t n = kvh * group + r - h0, hb = n / 8;
-        const int lane0 = static_cast<int>(hb * kLanes) + chunk_lane(n % 8, 0), lane1 = lane0 + 4;
-        // Started at -8 x the weights' sums, so that they sum w (c - 8).
-        const int32_t* ws_h = w.wsum;
-        const int32_t* ws_l = w.wsum + halves * kLanes;
-        const __m512i init_h =
-            _mm512_mask_set1_epi32(_mm512_set1_epi32(-8 * ws_h[lane0]), 0xff00, -8 * ws_h[lane1]);
-        const __m512i init_l =
-            _mm512_mask_set1_epi32(_mm512_set1_epi32(-8 * ws_l[lane0]), 0xff00, -8 * ws_l[lane1]);
-        __m512i acc[8], acl[8];
-        for (int v = 0; v < 8; ++v) {
-          acc[v] = init_h;
-          acl[v] = init_l;
+        for (int64_t i = 0; i < 4; ++i) {
+          const int64_t j = min64(4 * q + i, nb - 1);  // rows past nb have weight 0
+          r[i] = _mm512_loadu_si512(vcodes + j * row_bytes);
         }
-        for (int64_t jp = 0; jp < pairs; ++jp) {
-          const int32_t* wp = w.wpair + jp * 2 * halves * kLanes;
-          const int32_t* wl = wp + halves * kLanes;
-          const __m512i wvh =
-              _mm512_mask_set1_epi32(_mm512_set1_epi32(wp[lane0]), 0xff00, wp[lane1]);
-          const __m512i wvl =
-              _mm512_mask_set1_epi32(_mm512_set1_epi32(wl[lane0]), 0xff00, wl[lane1]);
-          for (int v = 0; v < 8; ++v) {
-            const __m512i nv = _mm512_loadu_si512(w.nbuf + (jp * 8 + v) * kLanes);
-            acc[v] = dot_words<kVnni>(acc[v], nv, wvh);
-            acl[v] = dot_words<kVnni>(acl[v], nv, wvl);
+      };
+      const bool buffered = group > 1;
+      if (buffered) {
+        for (int64_t q = 0; q < quads; ++q) {
+          __m512i r[4];
+          load_quad(q, r);
+          for (int64_t half = 0; half < 2; ++half) {
+            __m512i f0, f1;
+            interleave_quad(r, half, f0, f1);
+            _mm512_storeu_si512(w.fbuf + ((q * 2 + half) * 2) * kLanes, f0);
+            _mm512_storeu_si512(w.fbuf + ((q * 2 + half) * 2 + 1) * kLanes, f1);
           }
         }
-        const __m512 ws = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(w.wsc[lane0]),
-                                               _mm512_set1_ps(w.wsc[lane1]));
-        const __m512 wsl = _mm512_mul_ps(ws, _mm512_set1_ps(1.0f / 32768.0f));
+      }
+      for (int64_t rq = 0; rq < group; ++rq) {
+        const int64_t n = kvh * group + rq - h0, hb = n / 8;
+        const int lane0 = static_cast<int>(hb * kLanes) + chunk_lane(n % 8, 0), lane1 = lane0 + 4;
+        const __m512 ws = pick2(w.wsc, lane0, lane1);
         const __m512 alpha = _mm512_set1_ps(w.alpha[h0 + n]);
-        float* a = w.acc + n * kD128;
-        for (int v = 0; v < 8; ++v) {
-          const __m512 sum = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[v]), ws,
-                                             _mm512_mul_ps(_mm512_cvtepi32_ps(acl[v]), wsl));
-          _mm512_storeu_ps(a + v * kLanes,
-                           _mm512_fmadd_ps(_mm512_loadu_ps(a + v * kLanes), alpha, sum));
+        const __m512i init_l2 = pick2(w.winit, lane0, lane1);
+        const __m512i init_l10 = pick2(w.winit + halves * kLanes, lane0, lane1);
+        const __m512i init_f2 = pick2(w.winit + 2 * halves * kLanes, lane0, lane1);
+        const __m512i init_f10 = pick2(w.winit + 3 * halves * kLanes, lane0, lane1);
+        for (int64_t half = 0; half < 2; ++half) {
+          // [v][digit]: sums over L (low nibbles) and F (whole bytes).
+          __m512i sl[2][3], sf[2][3];
+          for (int v = 0; v < 2; ++v) {
+            sl[v][0] = init_l10;
+            sl[v][1] = _mm512_setzero_si512();
+            sl[v][2] = init_l2;
+            sf[v][0] = init_f10;
+            sf[v][1] = _mm512_setzero_si512();
+            sf[v][2] = init_f2;
+          }
+          for (int64_t q = 0; q < quads; ++q) {
+            __m512i f[2];
+            if (buffered) {
+              f[0] = _mm512_loadu_si512(w.fbuf + ((q * 2 + half) * 2) * kLanes);
+              f[1] = _mm512_loadu_si512(w.fbuf + ((q * 2 + half) * 2 + 1) * kLanes);
+            } else {
+              __m512i r[4];
+              load_quad(q, r);
+              interleave_quad(r, half, f[0], f[1]);
+            }
+            const int32_t* wq = w.wq + q * 3 * halves * kLanes;
+            __m512i wd[3];
+            for (int k = 0; k < 3; ++k) wd[k] = pick2(wq + k * halves * kLanes, lane0, lane1);
+            for (int v = 0; v < 2; ++v) {
+              const __m512i lo = _mm512_and_si512(f[v], lo4);
+              for (int k = 0; k < 3; ++k) {
+                sl[v][k] = dot_bytes<kVnni, true>(sl[v][k], lo, wd[k]);
+                sf[v][k] = dot_bytes<kVnni, false>(sf[v][k], f[v], wd[k]);
+              }
+            }
+          }
+          for (int v = 0; v < 2; ++v) {
+            // L: elements of the low nibbles; H = (F - L) / 16: of the high nibbles.
+            const __m512i l10 = _mm512_add_epi32(_mm512_slli_epi32(sl[v][1], 8), sl[v][0]);
+            const __m512i f10 = _mm512_add_epi32(_mm512_slli_epi32(sf[v][1], 8), sf[v][0]);
+            const __m512i h10 = _mm512_srai_epi32(_mm512_sub_epi32(f10, l10), 4);
+            const __m512i h2 = _mm512_srai_epi32(_mm512_sub_epi32(sf[v][2], sl[v][2]), 4);
+            const __m512 two16 = _mm512_set1_ps(65536.0f);
+            const __m512 vals[2] = {
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(sl[v][2]), two16, _mm512_cvtepi32_ps(l10)),
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(h2), two16, _mm512_cvtepi32_ps(h10))};
+            for (int kind = 0; kind < 2; ++kind) {
+              float* a = w.acc + n * kD128 + ((half * 2 + v) * 2 + kind) * kLanes;
+              _mm512_storeu_ps(
+                  a, _mm512_fmadd_ps(_mm512_loadu_ps(a), alpha, _mm512_mul_ps(vals[kind], ws)));
+            }
+          }
         }
       }
     }
   }
 
-  // Out: (acc + min terms) in natural order, / l as fp16, or into the partial.
+  // Out: (acc + min terms) in natural order, / l as fp16, or into the partial. Vector
+  // (half, v, kind) lane 4a + t holds element 2 (16a + 8 half + 4v + t) + kind.
   for (int64_t h = h0; h < h1; ++h) {
     const int64_t n = h - h0, hb = n / 8;
     const float* a = w.acc + n * kD128;
     const float mg[2] = {w.macc[hb * kLanes + chunk_lane(n % 8, 0)],
                          w.macc[hb * kLanes + chunk_lane(n % 8, 1)]};
-    for (int64_t v = 0; v < 8; ++v) {
-      const int64_t half = v / 4, k = v % 4;
-      for (int64_t q = 0; q < kLanes; ++q) {
-        const int64_t e = 32 * (q / 4) + 16 * half + 4 * (q % 4) + k;
-        w.x[e] = a[v * kLanes + q] + mg[q / 8];
+    for (int64_t vec = 0; vec < 8; ++vec) {
+      const int64_t half = vec / 4, v = (vec / 2) % 2, kind = vec % 2;
+      for (int64_t lane = 0; lane < kLanes; ++lane) {
+        const int64_t e = 2 * (16 * (lane / 4) + 8 * half + 4 * v + lane % 4) + kind;
+        w.x[e] = a[vec * kLanes + lane] + mg[lane / 8];
       }
     }
     if (t.partial == nullptr) {

@@ -34,7 +34,7 @@ struct HostKvCall {
   float scale = 1.0f;
   uint16_t* out = nullptr;    // [T, Hq * d] fp16
   int64_t prefetch_rows = 0;  // software prefetch of the row this many positions ahead (0: none)
-  bool vnni = false;  // AVX-512 kernel: the CPU has AVX512-VNNI (vpdpwssd) for int4 dot products
+  bool vnni = false;  // AVX-512 kernel: the CPU has AVX512-VNNI (vpdpbusd) for int4 dot products
 };
 
 // One query row against positions [begin, end) of its slot, for kv heads [kv_begin, kv_end)
