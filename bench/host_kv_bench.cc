@@ -4,7 +4,8 @@
 // (min/median/max over repetitions) and GB/s, next to the machine's parallel read bandwidth
 // measured the same way (the ceiling). Each repetition uses another copy of the cache (a
 // different "layer") so the working set exceeds the last-level cache, as in the engine.
-// Output on stdout: one JSON line per case (and one for the ceiling), then a Markdown table.
+// Output on stdout: one JSON line per case (and one for the ceiling; with --append, one more per
+// case timing the appends of one call alone), then a Markdown table.
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -38,6 +39,7 @@ struct Options {
   int64_t heads_per_task = 0;
   int64_t prefetch = -1;
   bool no_vnni = false;
+  bool append = false;  // also time the appends of one call alone, on one thread
   std::string commit = "unknown";
 };
 
@@ -226,6 +228,30 @@ int run(const Options& o) {
                                    out.data(), tuning);
         if (r >= copies) ms.push_back(now_ms() - t0);
       }
+      if (o.append) {
+        // The appends of one call alone (what a call does before its barrier), on this thread,
+        // over the same cache copies.
+        std::vector<double> ams;
+        for (int r = 0; r < o.reps + copies; ++r) {
+          const size_t c = static_cast<size_t>(r % copies);
+          const compute::HostKvView view{sh, k[c].data(), v[c].data()};
+          const double t0 = now_ms();
+          for (const compute::SeqSpan& sp : seqs) {
+            compute::host_kv_append(view, sp.slot, sp.past_len, sp.num_tokens,
+                                    kn.data() + int64_t{sp.offset} * e,
+                                    vn.data() + int64_t{sp.offset} * e);
+          }
+          if (r >= copies) ams.push_back(now_ms() - t0);
+        }
+        const Timing at = summarise(ams);
+        std::printf(
+            "{\"bench\":\"host_kv_append\",\"shape\":\"%s\",\"kv\":\"%s\",\"slots\":%lld,"
+            "\"rows\":%lld,\"threads\":1,\"reps\":%d,\"min_ms\":%.4f,\"median_ms\":%.4f,"
+            "\"max_ms\":%.4f,\"device\":\"%s\",\"commit\":\"%s\"}\n",
+            s.name.c_str(), int4 ? "int4-g64" : "fp16", static_cast<long long>(o.slots),
+            static_cast<long long>(2 * o.slots), o.reps, at.min_ms, at.median_ms, at.max_ms,
+            cpu_name().c_str(), o.commit.c_str());
+      }
       const Timing t = summarise(ms);
       const double gbps = bytes / (t.median_ms * 1e-3) / 1e9;
       rows.push_back({s.name, int4 ? "int4-g64" : "fp16", bytes / 1e6, t.median_ms, gbps,
@@ -279,6 +305,8 @@ int main(int argc, char** argv) {
   app.add_option("--heads-per-task", o.heads_per_task, "kv heads per task (0: all)");
   app.add_option("--prefetch", o.prefetch, "rows to prefetch ahead (-1: the kernel's default)");
   app.add_flag("--no-vnni", o.no_vnni, "int4: the AVX512-BW dot products even where VNNI exists");
+  app.add_flag("--append", o.append,
+               "also time one call's appends alone (all sequences, one thread)");
   app.add_option("--commit", o.commit, "commit to print with the results");
   CLI11_PARSE(app, argc, argv);
   return strata::run(o);

@@ -1,6 +1,7 @@
-// Host-resident KV cache: layout helpers, append (with int4-g64 quantisation by
-// compute::quantise_int4 itself), the portable attention kernel, and the driver that cuts a call
-// into tasks, runs them on the ThreadPool and merges split softmaxes.
+// Host-resident KV cache: layout helpers, append (int4-g64 quantised straight into the cache,
+// byte for byte as compute::quantise_int4, by the selected kernel), the portable attention kernel
+// and quantiser, and the driver that cuts a call into tasks, runs them on the ThreadPool and
+// merges split softmaxes.
 //
 // Work split: a task is one query row x all kv heads (by default) x a range of positions. One
 // head's key of one position sits at a stride of E elements from the next position's, so a task
@@ -15,6 +16,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -24,7 +26,6 @@
 
 #include "common/check.h"
 #include "common/dtype.h"
-#include "common/tensor.h"
 #include "common/thread_pool.h"
 #include "compute/dot.h"
 #include "compute/host_kv_kernels.h"
@@ -71,32 +72,31 @@ void check_shape(const HostKvShape& sh) {
                    std::to_string(sh.head_dim));
 }
 
-// Quantises rows [row0, row0 + n) of one int4 blob from fp16 rows x [n, E], through
-// quantise_int4 so the bytes are exactly the reference quantiser's.
-void append_int4(const HostKvShape& sh, std::byte* blob, int64_t row0, int64_t n, const uint16_t* x,
-                 const char* which, int64_t slot, int64_t pos) {
-  const int64_t e = sh.row_elems(), groups = e / kInt4GroupSize;
-  std::vector<std::byte> tmp(int4_blob_bytes(n, e));
-  Tensor rows =
-      Tensor::wrap(const_cast<uint16_t*>(x), DType::kF16, {n, e}, MemoryKind::kHost, nullptr);
-  Status st = quantise_int4(rows, tmp);
-  STRATA_CHECK(st.is_ok(), std::string("host KV append of ") + which + ", slot " +
-                               std::to_string(slot) + ", positions from " + std::to_string(pos) +
-                               ": " + st.to_string() +
-                               " (the layer's keys/values overflowed: check the model's dtype)");
-  const size_t code_bytes = static_cast<size_t>(n * e / 2);
-  const size_t group_bytes = static_cast<size_t>(n * groups) * sizeof(uint16_t);
-  std::memcpy(blob + sh.code_offset(row0), tmp.data(), code_bytes);
-  std::memcpy(blob + sh.scale_offset(row0), tmp.data() + code_bytes, group_bytes);
-  std::memcpy(blob + sh.min_offset(row0), tmp.data() + code_bytes + group_bytes, group_bytes);
+// Quantises rows [row0, row0 + n) of one int4 blob from fp16 rows x [n, E] straight into their
+// place, by the kernel's quantise_groups (byte for byte compute::quantise_int4; rows are
+// consecutive in the blob, so the n rows are one run of groups).
+void append_int4(const detail::HostKvKernel& kernel, const HostKvShape& sh, std::byte* blob,
+                 int64_t row0, int64_t n, const uint16_t* x, const char* which, int64_t slot,
+                 int64_t pos) {
+  const int64_t e = sh.row_elems();
+  const int64_t bad =
+      kernel.quantise_groups(x, n * (e / kInt4GroupSize),
+                             reinterpret_cast<uint8_t*>(blob + sh.code_offset(row0)),
+                             reinterpret_cast<uint16_t*>(blob + sh.scale_offset(row0)),
+                             reinterpret_cast<uint16_t*>(blob + sh.min_offset(row0)));
+  STRATA_CHECK(bad < 0, std::string("host KV append of ") + which + ", slot " +
+                            std::to_string(slot) + ", positions from " + std::to_string(pos) +
+                            ": int4-g64: non-finite value " + std::to_string(f16_to_f32(x[bad])) +
+                            " at row " + std::to_string(bad / e) + " (position " +
+                            std::to_string(pos + bad / e) + "), column " +
+                            std::to_string(bad % e) +
+                            " (the layer's keys/values overflowed: check the model's dtype)");
 }
 
-}  // namespace
-
-void host_kv_append(const HostKvView& cache, int64_t slot, int64_t pos, int64_t n,
-                    const uint16_t* k_new, const uint16_t* v_new) {
+// host_kv_append() with the given kernel's quantiser.
+void append(const detail::HostKvKernel& kernel, const HostKvView& cache, int64_t slot, int64_t pos,
+            int64_t n, const uint16_t* k_new, const uint16_t* v_new) {
   const HostKvShape& sh = cache.shape;
-  check_shape(sh);
   STRATA_CHECK(slot >= 0 && slot < sh.slots && pos >= 0 && n >= 0 && pos + n <= sh.max_len,
                "host KV append: slot " + std::to_string(slot) + " positions [" +
                    std::to_string(pos) + ", " + std::to_string(pos + n) + ") outside " +
@@ -104,14 +104,22 @@ void host_kv_append(const HostKvView& cache, int64_t slot, int64_t pos, int64_t 
   if (n == 0) return;
   const int64_t row0 = slot * sh.max_len + pos;
   if (sh.int4) {
-    append_int4(sh, cache.k, row0, n, k_new, "keys", slot, pos);
-    append_int4(sh, cache.v, row0, n, v_new, "values", slot, pos);
+    append_int4(kernel, sh, cache.k, row0, n, k_new, "keys", slot, pos);
+    append_int4(kernel, sh, cache.v, row0, n, v_new, "values", slot, pos);
     return;
   }
   const size_t bytes = static_cast<size_t>(n * sh.row_elems()) * sizeof(uint16_t);
   const size_t at = static_cast<size_t>(row0 * sh.row_elems()) * sizeof(uint16_t);
   std::memcpy(cache.k + at, k_new, bytes);
   std::memcpy(cache.v + at, v_new, bytes);
+}
+
+}  // namespace
+
+void host_kv_append(const HostKvView& cache, int64_t slot, int64_t pos, int64_t n,
+                    const uint16_t* k_new, const uint16_t* v_new) {
+  check_shape(cache.shape);
+  append(detail::host_kv_select_kernel(), cache, slot, pos, n, k_new, v_new);
 }
 
 // ---- The portable kernel --------------------------------------------------------------------
@@ -221,10 +229,89 @@ void to_f16_portable(const float* src, uint16_t* dst, int64_t n) {
 
 bool supports_any(int64_t) { return true; }
 
+// ---- The int4-g64 append ----
+//
+// quantise_int4 per group: lo, hi = the first minimum and maximum (std::min/max keep the first
+// of equal values), min = f16(lo), scale = f16((hi - lo) / 15), q = clamp(nearbyint((x - mn) /
+// scale), 0, 15) with mn, scale the fp16 values, q = 0 when the scale is 0. Here the minimum and
+// maximum are found on the fp16 bit patterns mapped to integers in value order, which ranks -0
+// below +0 where the reference keeps whichever zero comes first: a group whose minimum is a zero
+// takes the sign of its first zero. (hi - lo does not depend on the zeros' signs: it is +0 when
+// all values are zeros, as the reference's x[0] - x[0].) The loops are branch free so that they
+// vectorise.
+
+// The fp16 bit pattern h as an int16 that orders like the values (-0 just below +0).
+inline int32_t f16_order_key(uint16_t h) {
+  return static_cast<int16_t>(h ^ (static_cast<uint16_t>(static_cast<int16_t>(h) >> 15) & 0x7fff));
+}
+// The inverse of f16_order_key (the map is its own inverse on 16 bits).
+inline uint16_t f16_from_order_key(int32_t k) {
+  const auto h = static_cast<uint16_t>(k);
+  return static_cast<uint16_t>(h ^ (static_cast<uint16_t>(static_cast<int16_t>(h) >> 15) & 0x7fff));
+}
+
+// A finite fp16 bit pattern as fp32, exactly: normals by rebiasing the exponent (15 -> 127),
+// subnormals m * 2^-24 as float(m) * 2^-24; both made, one kept by an integer mask, so that a
+// loop of these has no branch and vectorises.
+inline float f16_finite_to_f32(uint16_t h) {
+  const uint32_t magnitude = h & 0x7fffu;
+  const uint32_t normal = (magnitude << 13) + (112u << 23);
+  const uint32_t subnormal = std::bit_cast<uint32_t>(static_cast<float>(magnitude) * 0x1p-24f);
+  const uint32_t is_subnormal = (h & 0x7c00u) == 0 ? ~0u : 0u;
+  const uint32_t bits = (subnormal & is_subnormal) | (normal & ~is_subnormal);
+  return std::bit_cast<float>(bits | (static_cast<uint32_t>(h & 0x8000u) << 16));
+}
+
+int64_t quantise_groups_portable(const uint16_t* x, int64_t groups, uint8_t* codes,
+                                 uint16_t* scales, uint16_t* mins) {
+  constexpr int kG = static_cast<int>(kInt4GroupSize);
+  for (int64_t g = 0; g < groups; ++g, x += kG, codes += kG / 2) {
+    int32_t kmin = INT16_MAX, kmax = INT16_MIN;
+    uint32_t bad = 0;
+    for (int i = 0; i < kG; ++i) {
+      bad |= (x[i] & 0x7c00u) == 0x7c00u ? 1u : 0u;
+      const int32_t k = f16_order_key(x[i]);
+      kmin = std::min(kmin, k);
+      kmax = std::max(kmax, k);
+    }
+    if (bad != 0) {
+      for (int i = 0; i < kG; ++i) {
+        if ((x[i] & 0x7c00u) == 0x7c00u) return g * kG + i;
+      }
+    }
+    uint16_t lo_h = f16_from_order_key(kmin);
+    if ((lo_h & 0x7fffu) == 0) {
+      int i = 0;
+      while ((x[i] & 0x7fffu) != 0) ++i;
+      lo_h = x[i];
+    }
+    const float lo = f16_to_f32(lo_h), hi = f16_to_f32(f16_from_order_key(kmax));
+    const uint16_t scale_h = f32_to_f16((hi - lo) / 15.0f);
+    const float scale = f16_to_f32(scale_h);
+    mins[g] = lo_h;
+    scales[g] = scale_h;
+    if (!(scale > 0.0f)) {
+      std::memset(codes, 0, kG / 2);
+      continue;
+    }
+    // t = (x - lo) / scale lies in [0, 23): t + 2^23 rounds it to an integer in the current
+    // rounding mode, as nearbyint, and leaves that integer in the low mantissa bits.
+    uint8_t q[kG];
+    for (int i = 0; i < kG; ++i) {
+      const float t = (f16_finite_to_f32(x[i]) - lo) / scale;
+      const uint32_t r = std::bit_cast<uint32_t>(t + 0x1p23f) - 0x4b000000u;
+      q[i] = static_cast<uint8_t>(std::min(r, 15u));
+    }
+    for (int j = 0; j < kG / 2; ++j) codes[j] = static_cast<uint8_t>(q[2 * j] | (q[2 * j + 1] << 4));
+  }
+  return -1;
+}
+
 }  // namespace
 
 const HostKvKernel& host_kv_portable_kernel() {
-  static const HostKvKernel kernel{"portable", attend_portable, to_f16_portable, supports_any};
+  static const HostKvKernel kernel{"portable", attend_portable, to_f16_portable, supports_any,
+                                   quantise_groups_portable};
   return kernel;
 }
 
@@ -318,7 +405,9 @@ void host_kv_attention(ThreadPool& pool, const HostKvView& cache, int64_t num_he
 
   const int64_t d = sh.head_dim, e = sh.row_elems(), hkv = sh.kv_heads;
   const detail::HostKvKernel* kernel = &detail::host_kv_select_kernel();
-  if (tuning.force_portable || !kernel->supports(d)) kernel = &detail::host_kv_portable_kernel();
+  if (tuning.force_portable) kernel = &detail::host_kv_portable_kernel();
+  const detail::HostKvKernel* append_kernel = kernel;  // any kernel appends any head_dim
+  if (!kernel->supports(d)) kernel = &detail::host_kv_portable_kernel();
 
   // Tasks: every query row's causal (windowed) range, cut into position chunks and kv-head
   // groups.
@@ -427,8 +516,8 @@ void host_kv_attention(ThreadPool& pool, const HostKvView& cache, int64_t num_he
     for (int64_t s = next_append.fetch_add(1, std::memory_order_relaxed); s < appends;
          s = next_append.fetch_add(1, std::memory_order_relaxed)) {
       const SeqSpan& sp = seqs[static_cast<size_t>(s)];
-      host_kv_append(cache, sp.slot, sp.past_len, sp.num_tokens, k_new + int64_t{sp.offset} * e,
-                     v_new + int64_t{sp.offset} * e);
+      append(*append_kernel, cache, sp.slot, sp.past_len, sp.num_tokens,
+             k_new + int64_t{sp.offset} * e, v_new + int64_t{sp.offset} * e);
       appended.fetch_add(1, std::memory_order_release);
     }
     while (appended.load(std::memory_order_acquire) < appends) std::this_thread::yield();

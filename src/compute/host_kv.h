@@ -79,7 +79,7 @@ const char* host_kv_kernel();
 // taken by the pool's threads one at a time, and a row split over several position ranges is
 // finished by merging their softmax partials.
 struct HostKvTuning {
-  bool force_portable = false;    // the portable kernel even where AVX-512 is available
+  bool force_portable = false;    // the portable kernel (and int4 quantiser) even with AVX-512
   int64_t chunk_positions = 0;    // positions per task; 0: sized so each thread gets ~4 tasks
   int64_t kv_heads_per_task = 0;  // 0: all kv heads, so a task reads whole contiguous rows
   int64_t prefetch_rows = -1;     // AVX-512 kernel: prefetch this many rows ahead; -1: default

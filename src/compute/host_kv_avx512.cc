@@ -3,7 +3,7 @@
 // positions. The query heads of one kv head share each loaded key and value. int4-g64 with
 // head_dim 128 computes in the quantised domain with 16-bit integer dot products (see
 // attend_int4_d128); other int4 head dims are dequantised in registers by a 16-entry table lookup
-// (vpermps).
+// (vpermps). The int4-g64 append quantises 64 values per step (quantise_groups_avx512).
 //
 // This file and host_kv_avx512_int4.cc alone are compiled with -mavx512f -mavx512bw -mavx512vl
 // -mf16c -mfma -ffp-contract=off. They share only host_kv_avx512_common.h, whose functions are
@@ -201,7 +201,62 @@ void to_f16_avx512(const float* src, uint16_t* dst, int64_t n) {
 
 bool supports_multiple_of_16(int64_t head_dim) { return head_dim % kLanes == 0; }
 
-const HostKvKernel kAvx512Kernel{"avx512", attend_avx512, to_f16_avx512, supports_multiple_of_16};
+// The int4-g64 append, byte for byte quantise_int4 (see quantise_groups_portable in host_kv.cc
+// for the rule): per group of 64, the values in fp32 (vcvtph2ps, exact), their minimum and
+// maximum, q = (x - mn) / scale by a true division, rounded by vcvtps2dq in the current rounding
+// mode (as nearbyint) and clamped, then packed two per byte. vminps picks either zero of -0 and
+// +0, the reference the first one: a group whose minimum is a zero takes its first zero's bits.
+int64_t quantise_groups_avx512(const uint16_t* x, int64_t groups, uint8_t* codes,
+                               uint16_t* scales, uint16_t* mins) {
+  const __m512i magnitude = _mm512_set1_epi16(0x7fff), inf = _mm512_set1_epi16(0x7c00);
+  // After the two packs, dword 4l + k holds elements 16k + 4l .. 16k + 4l + 3: back to order.
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m512i zero = _mm512_setzero_si512(), fifteen = _mm512_set1_epi32(15);
+  for (int64_t g = 0; g < groups; ++g, x += 64, codes += 32) {
+    const __m512i h0 = _mm512_loadu_si512(x), h1 = _mm512_loadu_si512(x + 32);
+    const __m512i a0 = _mm512_and_si512(h0, magnitude), a1 = _mm512_and_si512(h1, magnitude);
+    const uint32_t bad0 = _mm512_cmpge_epu16_mask(a0, inf), bad1 = _mm512_cmpge_epu16_mask(a1, inf);
+    if ((bad0 | bad1) != 0) {
+      return g * 64 + (bad0 != 0 ? __builtin_ctz(bad0) : 32 + __builtin_ctz(bad1));
+    }
+    const __m512 v[4] = {_mm512_cvtph_ps(_mm512_castsi512_si256(h0)),
+                         _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h0, 1)),
+                         _mm512_cvtph_ps(_mm512_castsi512_si256(h1)),
+                         _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h1, 1))};
+    const float lo = _mm512_reduce_min_ps(
+        _mm512_min_ps(_mm512_min_ps(v[0], v[1]), _mm512_min_ps(v[2], v[3])));
+    const float hi = _mm512_reduce_max_ps(
+        _mm512_max_ps(_mm512_max_ps(v[0], v[1]), _mm512_max_ps(v[2], v[3])));
+    uint16_t lo_h = _cvtss_sh(lo, _MM_FROUND_TO_NEAREST_INT);  // exact: lo is an fp16 value
+    if (lo == 0.0f) {
+      const uint32_t z0 = _mm512_cmpeq_epu16_mask(a0, zero), z1 = _mm512_cmpeq_epu16_mask(a1, zero);
+      lo_h = x[z0 != 0 ? __builtin_ctz(z0) : 32 + __builtin_ctz(z1)];
+    }
+    const uint16_t scale_h = _cvtss_sh((hi - lo) / 15.0f, _MM_FROUND_TO_NEAREST_INT);
+    const float scale = _cvtsh_ss(scale_h);
+    mins[g] = lo_h;
+    scales[g] = scale_h;
+    if (!(scale > 0.0f)) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes), _mm256_setzero_si256());
+      continue;
+    }
+    const __m512 mn = _mm512_set1_ps(lo), sv = _mm512_set1_ps(scale);
+    __m512i q[4];
+    for (int k = 0; k < 4; ++k) {
+      const __m512i r = _mm512_cvtps_epi32(_mm512_div_ps(_mm512_sub_ps(v[k], mn), sv));
+      q[k] = _mm512_min_epi32(_mm512_max_epi32(r, zero), fifteen);
+    }
+    // Codes 0..15 as bytes in element order, then byte 2j | byte 2j + 1 << 4 of each word.
+    const __m512i b = _mm512_permutexvar_epi32(
+        order, _mm512_packs_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3])));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes),
+                        _mm512_cvtepi16_epi8(_mm512_or_si512(b, _mm512_srli_epi16(b, 4))));
+  }
+  return -1;
+}
+
+const HostKvKernel kAvx512Kernel{"avx512", attend_avx512, to_f16_avx512, supports_multiple_of_16,
+                                 quantise_groups_avx512};
 
 }  // namespace
 

@@ -1,7 +1,8 @@
-// The kernels behind host_kv_attention() (compute/host_kv.h), internal to src/compute/ and its
-// tests: one task attends one query row, over a range of kv heads and a range of cache positions,
-// with an online softmax in fp32; a task covering the row's whole range writes the fp16 output,
-// otherwise it writes a partial (max, sum, unnormalised accumulator) that the driver merges.
+// The kernels behind host_kv_attention() and host_kv_append() (compute/host_kv.h), internal to
+// src/compute/ and its tests: one task attends one query row, over a range of kv heads and a
+// range of cache positions, with an online softmax in fp32; a task covering the row's whole range
+// writes the fp16 output, otherwise it writes a partial (max, sum, unnormalised accumulator) that
+// the driver merges. Each kernel also quantises int4-g64 appends.
 // This header holds plain data and declarations only, so that host_kv_avx512.cc (compiled for
 // AVX-512) includes no inline code that the rest of the program could link to. Units: elements.
 #pragma once
@@ -72,6 +73,12 @@ struct HostKvKernel {
   void (*to_f16)(const float* src, uint16_t* dst, int64_t n);
   // Whether the kernel handles this head_dim (the portable one handles all).
   bool (*supports)(int64_t head_dim);
+  // The int4-g64 append: quantises `groups` consecutive groups of 64 fp16 values (bit patterns)
+  // at x by compute::quantise_int4's rule, byte for byte, into 32 code bytes per group at
+  // `codes` and one fp16 scale and min per group. Returns -1, or the index into x of the first
+  // non-finite value (quantise_int4's error; the outputs are then unspecified).
+  int64_t (*quantise_groups)(const uint16_t* x, int64_t groups, uint8_t* codes, uint16_t* scales,
+                             uint16_t* mins);
 };
 
 // The scalar kernel; runs anywhere.
