@@ -139,8 +139,7 @@ void register_plan(CLI::App& app, int* exit_code) {
   cmd->add_flag("--buffers", a.buffers, "list every buffer the runtime will allocate");
   cmd->add_flag("--any-placement", a.any_placement,
                 "search every placement the cost model knows, including those the offloading engine "
-                "does not run (int4 KV on the GPU, attention on the GPU over int4 KV kept off it, "
-                "activations on the CPU)");
+                "does not run (int4 KV on the GPU, attention on the GPU over int4 KV kept off it)");
   cmd->callback([exit_code] { *exit_code = report("plan", run_plan(a)); });
 }
 

@@ -180,6 +180,8 @@ struct OffloadEngine::Impl {
   Tensor kv_blob_staging[2][2];              // int4: [staging][k/v] quantised rows
   std::vector<CpuAttentionIo> cpu_io;        // per batch
   Tensor embed_rows, embed_pos_rows;         // pinned, host-side embedding lookups
+  Tensor hidden_staging[2];                  // GPU: hidden states of batches kept on the CPU
+  std::vector<Tensor> host_hidden;           // pinned, per batch kept on the CPU (else undefined)
 
   std::unique_ptr<Worker> disk_worker, cpu_worker;
   StepShape base_shape;
@@ -213,6 +215,10 @@ struct OffloadEngine::Impl {
   }
 
   uint64_t disk_bytes() const { return weights->file_bytes() + (kv_file ? kv_file->file_bytes() : 0); }
+  // The first `rows` rows of a hidden-state staging buffer.
+  Tensor hidden_view(int32_t staging, int64_t rows) const {
+    return hidden_staging[staging].slice_rows(0, rows);
+  }
   // The host KV of (layer, batch): its CPU-tier memory, or the disk staging holding it.
   const compute::HostKvView& host_kv(const KvUnit& u, int32_t host_staging) const {
     return u.tier == Tier::kDisk ? kv_disk_views[host_staging] : u.host;
@@ -348,6 +354,18 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
       STRATA_ASSIGN_OR_RETURN(io_b.v, pinned(static_cast<size_t>(gbs * E * 2), "cpu_attention.new_kv"));
     }
   }
+  // Hidden states kept on the CPU between computations.
+  host_hidden.resize(static_cast<size_t>(nb));
+  const int64_t hidden_rows = gbs * std::max<int64_t>(prefill_len, 1);
+  const DType act = backend->activation_dtype();
+  for (int64_t b = 0; b < nb; ++b) {
+    if (placement.activations[b] != Tier::kCpu) continue;
+    if (!hidden_staging[0].defined())
+      for (auto& t : hidden_staging) {
+        STRATA_ASSIGN_OR_RETURN(t, backend->allocate(act, {hidden_rows, config.hidden_size}));
+      }
+    STRATA_ASSIGN_OR_RETURN(host_hidden[b], pinned(static_cast<size_t>(hidden_rows * config.hidden_size) * dtype_size(act), "activations.resident (cpu)"));
+  }
   const bool host_tokens = weights->host_table("embed.tokens") != nullptr;
   const bool host_positions = weights->host_table("embed.positions") != nullptr;
   const size_t rows = static_cast<size_t>(gbs * std::max<int64_t>(prefill_len, 1));
@@ -378,6 +396,8 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
     base_shape.disk_kv[i] = kv[i].tier == Tier::kDisk;
   }
   base_shape.gpu_attention = gpu_attention;
+  base_shape.cpu_activations.resize(static_cast<size_t>(nb));
+  for (int64_t b = 0; b < nb; ++b) base_shape.cpu_activations[b] = host_hidden[b].defined();
   base_shape.kv_disk_staging = kKvDiskStaging;
   STRATA_RETURN_IF_ERROR(lanes->synchronize());
   lanes->sample_memory();
@@ -640,6 +660,28 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
         case ActionKind::kEmbed: {
           lanes->begin(lane, name);
           STRATA_RETURN_IF_ERROR(embed(subs[a.batch], x[a.batch]));
+          if (a.hidden_staging >= 0) {  // kept on the CPU: through the staging buffer
+            Tensor staged = hidden_view(a.hidden_staging, subs[a.batch].batch.size());
+            lanes->copy_device(staged.raw(), x[a.batch].raw(), staged.bytes());
+            x[a.batch] = staged;
+          }
+          break;
+        }
+        case ActionKind::kLoadHidden: {
+          Tensor staged = hidden_view(a.hidden_staging, subs[a.batch].batch.size());
+          lanes->begin(lane, name);
+          lanes->copy(lane, staged.raw(), host_hidden[a.batch].raw(), staged.bytes());
+          x[a.batch] = staged;
+          moved = staged.bytes();
+          break;
+        }
+        case ActionKind::kStoreHidden: {
+          const Tensor& staged = x[a.batch];
+          STRATA_CHECK(staged.raw() == hidden_staging[a.hidden_staging].raw(),
+                       "offload: a batch's hidden states are not in their staging buffer");
+          lanes->begin(lane, name);
+          lanes->copy(lane, host_hidden[a.batch].raw(), staged.raw(), staged.bytes());
+          moved = staged.bytes();
           break;
         }
         case ActionKind::kLayer: {

@@ -58,7 +58,7 @@ Result<planner::HardwareProfile> catalogue_hardware_for_gpu(
 // and KV compressed) or "auto" (each either way).
 Status set_compress_choices(const std::string& value, planner::SearchOptions* options);
 // Keeps the search to what the offloading engine runs: fp16 KV on any tier with attention on the
-// CPU or the GPU, int4 KV off the GPU with attention on the CPU, activations on the GPU.
+// CPU or the GPU, int4 KV off the GPU with attention on the CPU (activations on either tier).
 void limit_to_engine(planner::SearchOptions* options);
 
 // Reads a policy file, parses it (planner::parse_policy) and evaluates it for `spec` on `hw`

@@ -22,6 +22,8 @@ const char* action_name(ActionKind kind) {
     case ActionKind::kReadKv: return "read_kv";
     case ActionKind::kLoadKv: return "load_kv";
     case ActionKind::kWriteKv: return "write_kv";
+    case ActionKind::kLoadHidden: return "load_hidden";
+    case ActionKind::kStoreHidden: return "store_hidden";
   }
   return "?";
 }
@@ -43,7 +45,9 @@ PlanResource resource_of(ActionKind kind) {
     case ActionKind::kReadKv:
     case ActionKind::kWriteKv: return PlanResource::kDisk;
     case ActionKind::kLoadWeights:
-    case ActionKind::kLoadKv: return PlanResource::kH2d;
+    case ActionKind::kLoadKv:
+    case ActionKind::kLoadHidden: return PlanResource::kH2d;
+    case ActionKind::kStoreHidden:
     case ActionKind::kStoreKv:
     case ActionKind::kQkvToHost: return PlanResource::kD2h;
     case ActionKind::kCpuAttention: return PlanResource::kCpu;
@@ -73,6 +77,8 @@ Status check_step_shape(const StepShape& s) {
     if (s.disk_kv[i] && s.cpu_kv[i])
       return invalid_argument("step plan: KV unit " + std::to_string(i) + " is on both the CPU and the disk");
   if (s.kv_disk_staging < 2) return invalid_argument("step plan: at least 2 disk KV staging buffers are needed");
+  if (!s.cpu_activations.empty() && s.cpu_activations.size() != static_cast<size_t>(s.num_batches))
+    return invalid_argument("step plan: cpu_activations needs one entry per GPU batch (or none)");
   return Status::ok();
 }
 
@@ -112,18 +118,43 @@ class Planner {
         kv_of_[i] = static_cast<int32_t>(kv_.size());
         kv_.push_back(u);
       }
+    // Uses of the GPU hidden-state staging by batches whose hidden states live on the CPU, in
+    // the order the step makes them: embeds, layers, heads.
+    hidden_of_.assign(static_cast<size_t>(s.num_layers + 2) * s.num_batches, -1);
+    for (int32_t unit = -1; unit <= s.num_layers; ++unit)
+      for (int32_t b : active_) {
+        if (s.cpu_activations.empty() || !s.cpu_activations[b]) continue;
+        HiddenUse h;
+        h.unit = unit;
+        h.batch = b;
+        h.buffer = static_cast<int32_t>(huses_.size()) % 2;
+        hidden_of_[static_cast<size_t>(unit + 1) * s.num_batches + b] = static_cast<int32_t>(huses_.size());
+        huses_.push_back(h);
+      }
   }
 
   std::vector<Action> run() {
     if (active_.empty()) return {};
     for (int32_t b : active_) {
       Action a = make(ActionKind::kEmbed, -1, b);
+      const int32_t h = hidden_use(-1, b);
+      if (h >= 0) {
+        a.hidden_staging = huses_[h].buffer;
+        const int32_t free = hidden_staging_free(h);
+        STRATA_CHECK(free != -2, "step plan: a hidden-state staging buffer is still in use");
+        if (free >= 0) a.deps = {free};
+      }
       hidden_[b] = emit(std::move(a));
+      if (h >= 0) {
+        store_hidden(h, hidden_[b]);
+        ++hidden_done_;
+      }
     }
     // Prologue: the first slots - 1 streamed units, whole (nothing runs yet to spread them over),
-    // and the first batches' KV.
+    // and the first batches' KV and hidden states.
     issue_disk_reads();
     issue_kv_ahead();
+    issue_hidden_ahead();
     limit_ = s_.slots - 2;
     while (issue_load_part()) {
     }
@@ -139,7 +170,9 @@ class Planner {
           gpu_layer(j, b, k);
         }
         if (k >= 0) ++kv_done_;
-        issue_kv_ahead();   // the next batches' KV, ahead of the weights that follow
+        if (hidden_use(j, b) >= 0) ++hidden_done_;
+        issue_kv_ahead();   // the next batches' KV and hidden states, ahead of the weights
+        issue_hidden_ahead();
         issue_load_part();  // one part per batch: loads are spread over the layer's batches
         issue_disk_reads();
       }
@@ -150,8 +183,15 @@ class Planner {
     for (int32_t b : active_) {
       Action head = make(ActionKind::kHead, s_.num_layers, b);
       head.deps = with_loads(s_.num_layers, {hidden_[b]});
+      const int32_t h = hidden_use(s_.num_layers, b);
+      if (h >= 0) load_hidden_into(h, head);
       hidden_[b] = emit(std::move(head));
       used(s_.num_layers, hidden_[b]);
+      if (h >= 0) {
+        huses_[h].last = hidden_[b];
+        ++hidden_done_;
+        issue_hidden_ahead();
+      }
     }
     return std::move(plan_);
   }
@@ -178,6 +218,61 @@ class Planner {
   };
 
   bool disk(const KvUnit& u) const { return u.host_staging >= 0; }
+
+  // A use of the hidden-state staging by a batch whose hidden states live on the CPU: its embed
+  // (unit -1), a layer, or its head (unit num_layers).
+  struct HiddenUse {
+    int32_t unit = 0, batch = 0, buffer = 0;
+    int32_t load = -1;   // kLoadHidden (layers and heads)
+    int32_t store = -1;  // kStoreHidden (embeds and layers)
+    int32_t last = -1;   // the last action on the buffer: the store, or the head
+  };
+  int32_t hidden_use(int32_t unit, int32_t b) const {
+    return hidden_of_[static_cast<size_t>(unit + 1) * s_.num_batches + b];
+  }
+  // The last action of the use before huses_[h] in the same buffer (-1: none; -2: not issued).
+  int32_t hidden_staging_free(int32_t h) const {
+    if (h < 2) return -1;
+    return huses_[h - 2].last >= 0 ? huses_[h - 2].last : -2;
+  }
+  // The store of the batch's previous use (its hidden states on the host), or -2 if not issued.
+  int32_t hidden_stored_before(int32_t h) const {
+    for (int32_t p = h - 1; p >= 0; --p)
+      if (huses_[p].batch == huses_[h].batch) return huses_[p].store >= 0 ? huses_[p].store : -2;
+    STRATA_CHECK(false, "step plan: a hidden-state load with no store before it");
+    return -2;
+  }
+  bool issue_hidden_load(int32_t h) {
+    HiddenUse& u = huses_[h];
+    if (u.load >= 0 || u.unit < 0) return true;
+    const int32_t free = hidden_staging_free(h), stored = hidden_stored_before(h);
+    if (free == -2 || stored == -2) return false;
+    Action a = make(ActionKind::kLoadHidden, u.unit, u.batch);
+    a.slot = -1;
+    a.hidden_staging = u.buffer;
+    a.deps = {stored};
+    if (free >= 0) a.deps.push_back(free);
+    u.load = emit(std::move(a));
+    return true;
+  }
+  // Loads run one use ahead of the computing one, once the buffer and the data are ready.
+  void issue_hidden_ahead() {
+    const int32_t n = static_cast<int32_t>(huses_.size());
+    for (int32_t h = hidden_done_; h < n && h <= hidden_done_ + 1; ++h)
+      if (!issue_hidden_load(h)) break;
+  }
+  void load_hidden_into(int32_t h, Action& compute) {
+    STRATA_CHECK(issue_hidden_load(h), "step plan: the hidden states of a batch about to run are not ready");
+    compute.hidden_staging = huses_[h].buffer;
+    compute.deps.push_back(huses_[h].load);
+  }
+  void store_hidden(int32_t h, int32_t after) {
+    Action a = make(ActionKind::kStoreHidden, huses_[h].unit, huses_[h].batch);
+    a.slot = -1;
+    a.hidden_staging = huses_[h].buffer;
+    a.deps = {after};
+    huses_[h].store = huses_[h].last = emit(std::move(a));
+  }
 
   // The unit that used the same staging buffer before kv_[k] (kv_ index), or -1.
   int32_t previous_in_host_staging(int32_t k) const {
@@ -253,6 +348,8 @@ class Planner {
     if (disk(u)) STRATA_CHECK(issue_kv_read(k), "step plan: the KV staging of a batch about to run is still in use");
     Action pre = make(ActionKind::kPreAttention, j, b);
     pre.deps = with_loads(j, {hidden_[b]});
+    const int32_t h = hidden_use(j, b);
+    if (h >= 0) load_hidden_into(h, pre);
     const int32_t pre_i = emit(std::move(pre));
     Action d2h = make(ActionKind::kQkvToHost, j, b);
     d2h.deps = {pre_i};
@@ -277,6 +374,8 @@ class Planner {
   void gpu_layer(int32_t j, int32_t b, int32_t k) {
     Action layer = make(ActionKind::kLayer, j, b);
     layer.deps = with_loads(j, {hidden_[b]});
+    const int32_t h = hidden_use(j, b);
+    if (h >= 0) load_hidden_into(h, layer);
     if (k >= 0) {
       KvUnit& u = kv_[k];
       layer.staging = u.gpu_staging;
@@ -292,6 +391,7 @@ class Planner {
     const int32_t layer_i = emit(std::move(layer));
     hidden_[b] = layer_i;
     used(j, layer_i);
+    if (h >= 0) store_hidden(h, layer_i);
     if (k < 0) return;
     KvUnit& u = kv_[k];
     Action st = make(ActionKind::kStoreKv, j, b);
@@ -426,11 +526,14 @@ class Planner {
   void flush_post() {
     Action post = make(ActionKind::kPostAttention, pending_->layer, pending_->batch);
     post.deps = with_loads(pending_->layer, {pending_->attention, pending_->pre});
+    const int32_t h = hidden_use(pending_->layer, pending_->batch);
+    if (h >= 0) post.hidden_staging = huses_[h].buffer;
     const int32_t i = emit(std::move(post));
     hidden_[pending_->batch] = i;
     used(pending_->layer, pending_->pre);
     used(pending_->layer, i);
     pending_.reset();
+    if (h >= 0) store_hidden(h, i);
   }
 
   const StepShape& s_;
@@ -444,6 +547,9 @@ class Planner {
   std::vector<int32_t> kv_of_;  // [layer * batches + batch]: index into kv_, or -1 (KV on the GPU)
   std::vector<KvUnit> kv_;
   int32_t kv_done_ = 0;  // kv_ units computed so far
+  std::vector<int32_t> hidden_of_;  // [(unit + 1) * batches + batch]: index into huses_, or -1
+  std::vector<HiddenUse> huses_;
+  int32_t hidden_done_ = 0;  // huses_ computed so far
   int32_t next_load_ = 0, next_part_ = 0, next_disk_ = 0;
   int32_t limit_ = 0;
   std::vector<Action> plan_;
@@ -486,6 +592,7 @@ std::string describe(const Action& a) {
   if (a.slot >= 0) s += " slot " + std::to_string(a.slot);
   if (a.staging >= 0) s += " staging " + std::to_string(a.staging);
   if (a.host_staging >= 0) s += " host " + std::to_string(a.host_staging);
+  if (a.hidden_staging >= 0) s += " hidden " + std::to_string(a.hidden_staging);
   return s;
 }
 

@@ -12,7 +12,9 @@
 // and the new rows go back afterwards. Prefill attention always runs on the GPU; KV that belongs
 // off the GPU is stored there afterwards through the two GPU staging buffers. KV on the disk
 // passes through pinned staging buffers: read two batches ahead of its attention and written
-// back (the new rows only, after decode) behind it.
+// back (the new rows only, after decode) behind it. A batch whose hidden states live on the CPU
+// (`cpu_activations`) has them loaded into one of two GPU staging buffers (one batch ahead, like
+// off-GPU KV) before each of its computations and stored back after.
 // plan_step() and simulate() are pure functions (no GPU, no threads), thread safe.
 #pragma once
 
@@ -39,6 +41,8 @@ enum class ActionKind : uint8_t {
   kReadKv,         // (layer, batch)'s disk KV -> pinned staging `host_staging`
   kLoadKv,         // (layer, batch)'s off-GPU KV (host or pinned staging) -> GPU staging `staging`
   kWriteKv,        // (layer, batch)'s KV rows written this step, pinned staging -> disk
+  kLoadHidden,     // the batch's hidden states, pinned host -> GPU staging `hidden_staging`
+  kStoreHidden,    // the batch's hidden states after embed or a layer -> pinned host
 };
 const char* action_name(ActionKind kind);
 
@@ -57,6 +61,7 @@ struct Action {
   int32_t staging = -1;  // kDiskRead / kLoadWeights from disk: pinned staging buffer;
                          // kLayer / kLoadKv / kStoreKv of off-GPU KV: GPU KV staging buffer
   int32_t host_staging = -1;  // disk KV: the pinned staging buffer holding (layer, batch)'s KV
+  int32_t hidden_staging = -1;  // CPU activations: the GPU buffer holding the batch's hidden states
   std::vector<int32_t> deps;  // indices of earlier actions of this plan that must finish first
 };
 
@@ -72,6 +77,7 @@ struct StepShape {
   std::vector<bool> disk_kv;  // [layer * num_batches + batch]: on the disk (empty: nowhere)
   bool gpu_attention = false;  // decode attention over off-GPU KV runs on the GPU
   int32_t kv_disk_staging = 3;  // pinned staging buffers for disk KV
+  std::vector<bool> cpu_activations;  // [num_batches]: hidden states kept on the CPU (empty: none)
   int32_t slots = 3;         // GPU weight slots (loads run slots - 1 units ahead)
   int32_t disk_staging = 2;  // pinned staging buffers for disk parts
 };

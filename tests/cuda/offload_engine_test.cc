@@ -132,7 +132,7 @@ class OffloadEngineTest : public ::testing::Test {
     return out;
   }
 
-  static planner::Fractions frac(double wg, double wc, double wd, double cg, double cc) {
+  static planner::Fractions frac(double wg, double wc, double wd, double cg, double cc, double hg = 1) {
     planner::Fractions f{};
     f[planner::kWg] = wg;
     f[planner::kWc] = wc;
@@ -140,7 +140,8 @@ class OffloadEngineTest : public ::testing::Test {
     f[planner::kCg] = cg;
     f[planner::kCc] = cc;
     f[planner::kCd] = 1 - cg - cc;
-    f[planner::kHg] = 1;
+    f[planner::kHg] = hg;
+    f[planner::kHc] = 1 - hg;
     return f;
   }
 
@@ -152,6 +153,7 @@ struct Regime {
   const char* name;
   double wg, wc, wd, cg, cc;  // KV on the disk: 1 - cg - cc
   planner::Attention attention = planner::Attention::kCpu;
+  double hg = 1;  // hidden states on the GPU (the rest on the CPU)
 };
 
 constexpr auto kGpuAttention = planner::Attention::kGpu;
@@ -166,6 +168,9 @@ const Regime kRegimes[] = {
     {"KV on the CPU, attention on the GPU", 0.5, 0.5, 0, 0, 1, kGpuAttention},
     {"KV on the disk, attention on the GPU", 0, 1, 0, 0, 0, kGpuAttention},
     {"everything over three tiers, attention on the GPU", 0.3, 0.4, 0.3, 0.3, 0.3, kGpuAttention},
+    {"hidden states on the CPU, KV on the GPU", 0.5, 0.5, 0, 1, 0, planner::Attention::kCpu, 0},
+    {"hidden states split, KV over three tiers", 0.3, 0.4, 0.3, 0.3, 0.3, planner::Attention::kCpu, 0.5},
+    {"hidden states on the CPU, attention on the GPU over CPU KV", 0.5, 0.5, 0, 0, 1, kGpuAttention, 0},
 };
 
 void expect_same_tokens(const std::vector<std::vector<int32_t>>& want,
@@ -180,7 +185,7 @@ TEST_F(OffloadEngineTest, EveryPlacementGivesTheAllGpuTokens) {
     const auto want = reference(c, false);
     for (const Regime& r : kRegimes) {
       OffloadReport rep;
-      auto got = run(c, policy(c, frac(r.wg, r.wc, r.wd, r.cg, r.cc), planner::Compression::kNone,
+      auto got = run(c, policy(c, frac(r.wg, r.wc, r.wd, r.cg, r.cc, r.hg), planner::Compression::kNone,
                                planner::Compression::kNone, r.attention), &rep);
       ASSERT_TRUE(got.is_ok()) << shape << ", " << r.name << ": " << got.status().to_string();
       expect_same_tokens(want, got.value(), std::string(shape) + ", " + r.name);
@@ -197,7 +202,7 @@ TEST_F(OffloadEngineTest, EveryPlacementGivesTheAllGpuTokens) {
       }
       const bool off_gpu_kv = r.cg < 1, disk_kv = r.cg + r.cc < 1;
       const bool gpu_attention = r.attention == kGpuAttention;
-      EXPECT_EQ(h2d > 0, r.wg < 1 || (off_gpu_kv && gpu_attention)) << r.name;
+      EXPECT_EQ(h2d > 0, r.wg < 1 || (off_gpu_kv && gpu_attention) || r.hg < 1) << r.name;
       EXPECT_EQ(cpu > 0, off_gpu_kv && !gpu_attention) << r.name;
       EXPECT_EQ(disk > 0, r.wd > 0 || disk_kv) << r.name;
       EXPECT_EQ(written > 0, disk_kv) << r.name;

@@ -128,12 +128,77 @@ void check_kv_invariants(const StepShape& s, const std::vector<Action>& plan) {
     }
 }
 
+// What every plan must satisfy for hidden states on the CPU: each computation of such a batch
+// (layer, queries, head) runs on a GPU staging buffer loaded for it, after the batch's previous
+// store; each embed, layer and output half stores the result back; a load into a buffer waits for
+// the last action of the batch that had the buffer before.
+void check_hidden_invariants(const StepShape& s, const std::vector<Action>& plan) {
+  std::map<int32_t, int32_t> last_store;                 // batch -> its latest kStoreHidden
+  std::map<int32_t, std::pair<int32_t, int32_t>> loaded;  // batch -> (unit, load action)
+  std::map<int32_t, int32_t> holder;                     // buffer -> batch
+  std::map<int32_t, int32_t> last_on;                    // buffer -> latest action using it
+  std::map<int32_t, int32_t> stores;                     // batch -> number of stores
+  auto cpu = [&](int32_t b) { return b >= 0 && !s.cpu_activations.empty() && s.cpu_activations[b]; };
+  for (size_t n = 0; n < plan.size(); ++n) {
+    const Action& a = plan[n];
+    const auto i = static_cast<int32_t>(n);
+    if (!cpu(a.batch)) {
+      EXPECT_NE(a.kind, ActionKind::kLoadHidden) << describe(a);
+      EXPECT_NE(a.kind, ActionKind::kStoreHidden) << describe(a);
+      EXPECT_EQ(a.hidden_staging, -1) << describe(a);
+      continue;
+    }
+    switch (a.kind) {
+      case ActionKind::kLoadHidden:
+        ASSERT_TRUE(last_store.count(a.batch)) << describe(a) << " before anything was stored";
+        EXPECT_TRUE(depends(a, last_store[a.batch])) << describe(a);
+        if (holder.count(a.hidden_staging) && holder[a.hidden_staging] != a.batch)
+          EXPECT_TRUE(depends(a, last_on[a.hidden_staging])) << describe(a);
+        holder[a.hidden_staging] = a.batch;
+        last_on[a.hidden_staging] = i;
+        loaded[a.batch] = {a.unit, i};
+        break;
+      case ActionKind::kEmbed:
+        if (holder.count(a.hidden_staging) && holder[a.hidden_staging] != a.batch)
+          EXPECT_TRUE(depends(a, last_on[a.hidden_staging])) << describe(a);
+        holder[a.hidden_staging] = a.batch;
+        last_on[a.hidden_staging] = i;
+        break;
+      case ActionKind::kLayer:
+      case ActionKind::kPreAttention:
+      case ActionKind::kHead:
+        ASSERT_TRUE(loaded.count(a.batch)) << describe(a);
+        EXPECT_EQ(loaded[a.batch].first, a.unit) << describe(a) << " on another unit's hidden states";
+        EXPECT_TRUE(depends(a, loaded[a.batch].second)) << describe(a);
+        EXPECT_EQ(holder[a.hidden_staging], a.batch) << describe(a);
+        last_on[a.hidden_staging] = i;
+        break;
+      case ActionKind::kPostAttention:
+        EXPECT_EQ(holder[a.hidden_staging], a.batch) << describe(a) << ": its buffer was reloaded";
+        last_on[a.hidden_staging] = i;
+        break;
+      case ActionKind::kStoreHidden:
+        EXPECT_TRUE(depends(a, i - 1) || depends(a, last_on[a.hidden_staging])) << describe(a);
+        EXPECT_EQ(holder[a.hidden_staging], a.batch) << describe(a);
+        last_store[a.batch] = i;
+        last_on[a.hidden_staging] = i;
+        ++stores[a.batch];
+        break;
+      default:
+        break;
+    }
+  }
+  for (int32_t b = 0; b < s.num_batches; ++b)
+    if (cpu(b) && s.batch_active[b]) EXPECT_EQ(stores[b], s.num_layers + 1) << "batch " << b;
+}
+
 // Checks what every plan must satisfy: dependencies point backwards; each batch's hidden state
 // goes through embed, then every layer in order, then the head; every compute on a streamed unit
 // comes after all of that unit's load parts; a load into a slot comes after (depends on) every
 // compute of the unit that had the slot before.
 void check_invariants(const StepShape& s, const std::vector<Action>& plan) {
   check_kv_invariants(s, plan);
+  check_hidden_invariants(s, plan);
   std::map<int32_t, std::vector<int32_t>> loads_of;       // unit -> load actions
   std::map<int32_t, int32_t> unit_in_slot;               // slot -> unit loaded last
   std::map<int32_t, std::set<int32_t>> users_of;         // unit -> compute actions so far
@@ -300,6 +365,9 @@ TEST(ZigzagPlan, EveryMixOfPlacementsAndSlotCountsKeepsTheInvariants) {
               if (s.disk_kv[i]) s.cpu_kv[i] = false;
             }
           }
+          // Hidden states on the CPU for every other batch (all of them in mix 7).
+          s.cpu_activations.assign(batches, false);
+          for (int32_t b = 0; b < batches; ++b) s.cpu_activations[b] = (b + mix) % 2 == 1 || mix == 7;
           SCOPED_TRACE("slots " + std::to_string(slots) + ", batches " + std::to_string(batches) +
                        (prefill ? ", prefill" : ", decode") + ", mix " + std::to_string(mix));
           const auto plan = plan_step(s);
@@ -407,6 +475,31 @@ TEST(ZigzagPlan, DiskKvReadsKeepTheDiskBusyWhenItBinds) {
   EXPECT_LT(sim.makespan, disk + 2.0 + 1.0 + 1.0);
 }
 
+TEST(ZigzagPlan, HiddenStatesOnTheCpuAreLoadedAheadAndStoredAfterEachLayer) {
+  StepShape s = shape(2, 2, false, false, false);
+  s.cpu_activations = {true, true};
+  const auto plan = plan_step(s);
+  check_invariants(s, plan);
+  std::vector<std::string> got;
+  for (const auto& a : plan) got.push_back(describe(a));
+  EXPECT_EQ(got, (std::vector<std::string>{
+                     "embed b0 hidden 0", "store_hidden b0 hidden 0", "embed b1 hidden 1",
+                     "store_hidden b1 hidden 1", "load_hidden L0 b0 hidden 0", "load_hidden L0 b1 hidden 1",
+                     "layer L0 b0 hidden 0", "store_hidden L0 b0 hidden 0", "load_hidden L1 b0 hidden 0",
+                     "layer L0 b1 hidden 1", "store_hidden L0 b1 hidden 1", "load_hidden L1 b1 hidden 1",
+                     "layer L1 b0 hidden 0", "store_hidden L1 b0 hidden 0", "load_hidden L2 b0 hidden 0",
+                     "layer L1 b1 hidden 1", "store_hidden L1 b1 hidden 1", "load_hidden L2 b1 hidden 1",
+                     "head L2 b0 hidden 0", "head L2 b1 hidden 1"}));
+}
+
+TEST(ZigzagPlan, HiddenStatesOnTheCpuWithCpuAttentionKeepTheirBufferUntilTheOutputHalf) {
+  for (int32_t batches : {1, 2, 3}) {
+    StepShape s = shape(3, batches, false, true, true);
+    s.cpu_activations.assign(batches, true);
+    check_invariants(s, plan_step(s));
+  }
+}
+
 TEST(ZigzagPlan, RejectsMalformedShapes) {
   StepShape s = shape(2, 2, false, true, false);
   s.slots = 1;
@@ -422,6 +515,9 @@ TEST(ZigzagPlan, RejectsMalformedShapes) {
   s.disk_kv[2] = true;  // on the CPU and the disk at once
   EXPECT_FALSE(check_step_shape(s).is_ok());
   s.disk_kv.pop_back();
+  EXPECT_FALSE(check_step_shape(s).is_ok());
+  s = shape(2, 2, false, false, false);
+  s.cpu_activations = {true};
   EXPECT_FALSE(check_step_shape(s).is_ok());
 }
 
