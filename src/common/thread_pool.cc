@@ -1,8 +1,43 @@
 #include "common/thread_pool.h"
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <algorithm>
+#include <cstring>
+#include <string>
 
 namespace strata {
+
+namespace {
+
+Status cpu_set_of(std::span<const int> cpus, cpu_set_t* set) {
+  CPU_ZERO(set);
+  if (cpus.empty()) return invalid_argument("thread binding: no CPUs given");
+  for (int c : cpus) {
+    if (c < 0 || c >= CPU_SETSIZE) return invalid_argument("thread binding: no CPU " + std::to_string(c));
+    CPU_SET(c, set);
+  }
+  return Status::ok();
+}
+
+Status bind_thread(pthread_t thread, std::span<const int> cpus) {
+  cpu_set_t set;
+  STRATA_RETURN_IF_ERROR(cpu_set_of(cpus, &set));
+  if (const int rc = pthread_setaffinity_np(thread, sizeof(set), &set); rc != 0)
+    return invalid_argument(std::string("thread binding: ") + std::strerror(rc) +
+                            " (are those CPUs online and allowed to this process?)");
+  return Status::ok();
+}
+
+}  // namespace
+
+Status bind_this_thread(std::span<const int> cpus) { return bind_thread(pthread_self(), cpus); }
+
+Status ThreadPool::bind_workers(std::span<const int> cpus) {
+  for (auto& t : workers_) STRATA_RETURN_IF_ERROR(bind_thread(t.native_handle(), cpus));
+  return Status::ok();
+}
 
 ThreadPool::ThreadPool(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

@@ -7,10 +7,16 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
+#include "common/status.h"
+
 namespace strata {
+
+// Keeps the calling thread on these CPUs (OS indexes).
+Status bind_this_thread(std::span<const int> cpus);
 
 class ThreadPool {
  public:
@@ -21,6 +27,10 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Keeps the worker threads (not the caller's) on these CPUs (OS indexes), e.g. the cores
+  // nearest a GPU; kInvalidArgument for an empty or impossible set, with the OS's reason.
+  Status bind_workers(std::span<const int> cpus);
 
   // Calls fn(begin, end) on disjoint chunks covering [0, n); at most size() chunks.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);

@@ -420,6 +420,8 @@ Result<Tensor> Lanes::allocate_pinned(DType dtype, Shape shape, const std::strin
   return Tensor::wrap(aligned, dtype, std::move(shape), MemoryKind::kPinned, std::move(owner));
 }
 
+int Lanes::device() const { return impl_->device; }
+
 uint64_t Lanes::device_bytes_in_use() const {
   DeviceGuard guard(impl_->device);
   STRATA_CUDA_CHECK(guard.error());

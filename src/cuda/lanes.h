@@ -89,6 +89,8 @@ class Lanes {
   std::vector<LaneSpan> take_spans();
   // Seconds since create() on the host clock the spans use.
   double now_s() const;
+  // The CUDA device index the lanes run on.
+  int device() const;
 
   // Device memory outside the backend's activation cache: kOutOfMemory naming `what` and the
   // bytes when it does not fit. Freed when the last tensor sharing it goes.

@@ -48,6 +48,7 @@ void Lanes::begin(Lane, const std::string&, uint64_t) { unreachable("begin"); }
 void Lanes::end(Lane) { unreachable("end"); }
 std::vector<LaneSpan> Lanes::take_spans() { unreachable("take_spans"); }
 double Lanes::now_s() const { unreachable("now_s"); }
+int Lanes::device() const { unreachable("device"); }
 Result<Tensor> Lanes::allocate_device(DType, Shape, const std::string&) {
   unreachable("allocate_device");
 }

@@ -16,6 +16,7 @@
 #include "compute/host_kv.h"
 #include "compute/transformer.h"
 #include "cuda/cuda_backend.h"
+#include "cuda/device.h"
 #include "cuda/int4_weights.h"
 #include "cuda/lanes.h"
 #include "planner/memory_plan.h"
@@ -26,6 +27,7 @@
 #include "runtime/trace.h"
 #include "runtime/zigzag_plan.h"
 #include "storage/io_backend.h"
+#include "storage/topology.h"
 
 namespace strata::runtime {
 namespace {
@@ -109,6 +111,21 @@ class Worker {
   std::thread thread_;
 };
 
+// The CPUs nearest GPU `device` on a machine of several NUMA nodes (empty: one node, or hwloc
+// cannot place the GPU, and nothing is gained by binding).
+std::vector<int> cpus_near_gpu(int device, Logger& log) {
+  const cuda::DeviceQuery q = cuda::query_devices();
+  if (device < 0 || device >= static_cast<int>(q.devices.size())) return {};
+  auto topo = storage::query_topology(q.devices[static_cast<size_t>(device)].pci_bus_id);
+  if (!topo.is_ok() || topo.value().numa_nodes.size() < 2 || !topo.value().gpu || !topo.value().gpu->found) return {};
+  auto cpus = storage::parse_cpu_list(topo.value().gpu->cpus);
+  if (!cpus.is_ok()) {
+    log.warn("offload: CPU attention left unbound: " + cpus.status().to_string());
+    return {};
+  }
+  return std::move(cpus).value();
+}
+
 uint64_t peak_rss_bytes() {
   std::ifstream f("/proc/self/status");
   std::string line;
@@ -184,6 +201,8 @@ struct OffloadEngine::Impl {
   std::vector<Tensor> host_hidden;           // pinned, per batch kept on the CPU (else undefined)
 
   std::unique_ptr<Worker> disk_worker, cpu_worker;
+  std::unique_ptr<ThreadPool> near_gpu_pool;  // CPU attention on the cores nearest the GPU
+  ThreadPool* attention_pool = nullptr;       // near_gpu_pool, or the Context's
   StepShape base_shape;
   std::map<std::pair<bool, std::vector<bool>>, std::vector<Action>> plans;
 
@@ -378,6 +397,25 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
 
   disk_worker = std::make_unique<Worker>("the offload disk");
   cpu_worker = std::make_unique<Worker>("attention on the CPU");
+  attention_pool = &ctx->pool;
+  if (!cpu_io.empty()) {
+    // Attention on the CPU reads pinned KV and talks to the GPU: keep it on the nearest cores.
+    const std::vector<int> cpus = cpus_near_gpu(lanes->device(), log);
+    if (!cpus.empty()) {
+      near_gpu_pool = std::make_unique<ThreadPool>(std::min<int>(ctx->pool.size(), static_cast<int>(cpus.size())));
+      Status bound = near_gpu_pool->bind_workers(cpus);
+      const int64_t t = cpu_worker->submit([cpus] { return bind_this_thread(cpus); });
+      if (bound.is_ok()) bound = cpu_worker->wait(t);
+      if (bound.is_ok()) {
+        attention_pool = near_gpu_pool.get();
+        log.info("offload: CPU attention on " + std::to_string(near_gpu_pool->size()) +
+                 " threads bound to the CPUs nearest the GPU");
+      } else {
+        log.warn("offload: CPU attention left unbound: " + bound.to_string());
+        cpu_worker->clear_error();
+      }
+    }
+  }
 
   base_shape.num_layers = static_cast<int32_t>(L);
   base_shape.num_batches = static_cast<int32_t>(nb);
@@ -626,7 +664,7 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
         ticket[i] = cpu_worker->submit([this, waits, wait_for, &sb, view, &cio, params, name, Hq, kv_bytes]() -> Status {
           STRATA_RETURN_IF_ERROR(wait_for(waits));
           const double t0 = lanes->now_s();
-          compute::host_kv_attention(ctx->pool, view, Hq, cio.q.data<uint16_t>(), cio.k.data<uint16_t>(),
+          compute::host_kv_attention(*attention_pool, view, Hq, cio.q.data<uint16_t>(), cio.k.data<uint16_t>(),
                                      cio.v.data<uint16_t>(), sb.batch.seqs, params, cio.out.data<uint16_t>());
           host_span("cpu", name, t0, kv_bytes);
           return Status::ok();

@@ -164,4 +164,31 @@ Status bind_memory_to_numa_node(void* addr, size_t bytes, int os_index) {
   return Status::ok();
 }
 
+Result<std::vector<int>> parse_cpu_list(std::string_view list) {
+  std::vector<int> out;
+  auto number = [&](std::string_view t, int* v) {
+    if (t.empty() || t.size() > 6 || t.find_first_not_of("0123456789") != std::string_view::npos) return false;
+    *v = std::atoi(std::string(t).c_str());
+    return true;
+  };
+  size_t at = 0;
+  while (at < list.size()) {
+    size_t comma = list.find(',', at);
+    if (comma == std::string_view::npos) comma = list.size();
+    const std::string_view part = list.substr(at, comma - at);
+    const size_t dash = part.find('-');
+    int lo = 0, hi = 0;
+    const bool ok = dash == std::string_view::npos
+                        ? number(part, &lo) && (hi = lo, true)
+                        : number(part.substr(0, dash), &lo) && number(part.substr(dash + 1), &hi);
+    if (!ok || hi < lo)
+      return invalid_argument("CPU list '" + std::string(list) + "': '" + std::string(part) +
+                              "' is not a CPU or a range like 0-15");
+    for (int c = lo; c <= hi; ++c) out.push_back(c);
+    at = comma + 1;
+  }
+  if (out.empty()) return invalid_argument("CPU list '" + std::string(list) + "' names no CPU");
+  return out;
+}
+
 }  // namespace strata::storage

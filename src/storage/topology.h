@@ -53,6 +53,10 @@ std::string format_topology(const Topology& topology);
 // the first node; -1 when the topology has no NUMA node.
 int preferred_numa_node(const Topology& topology);
 
+// The CPUs of a list such as "0-15,32-47" (GpuLocality::cpus, NumaNodeInfo::cpus), in order;
+// kInvalidArgument naming the bad part.
+Result<std::vector<int>> parse_cpu_list(std::string_view list);
+
 // Binds the pages of [addr, addr + bytes) to NUMA node `os_index` (call before first touch).
 Status bind_memory_to_numa_node(void* addr, size_t bytes, int os_index);
 

@@ -101,5 +101,31 @@ TEST(ThreadPoolTest, CallsFromSeveralThreadsAreSerialised) {
   EXPECT_EQ(total.load(), 4 * 200 * 50);
 }
 
+TEST(ThreadPool, BoundWorkersRunOnlyOnTheirCpus) {
+  ThreadPool pool(3);
+  const int cpu = sched_getcpu();
+  ASSERT_GE(cpu, 0);
+  const std::vector<int> one = {cpu};
+  ASSERT_TRUE(pool.bind_workers(one).is_ok());
+  std::mutex mu;
+  std::set<int> seen;
+  for (int rep = 0; rep < 20; ++rep)
+    pool.parallel_for(3, [&](int64_t b, int64_t) {
+      if (b == 0) return;  // the caller's chunk: the caller is not bound
+      std::lock_guard lock(mu);
+      seen.insert(sched_getcpu());
+    });
+  EXPECT_EQ(seen, std::set<int>{cpu});
+  // The caller binds itself separately (and is given its CPUs back); impossible sets are refused.
+  cpu_set_t before;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(before), &before), 0);
+  EXPECT_TRUE(bind_this_thread(one).is_ok());
+  EXPECT_EQ(sched_getcpu(), cpu);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(before), &before), 0);
+  EXPECT_FALSE(pool.bind_workers({}).is_ok());
+  const std::vector<int> bad = {-1};
+  EXPECT_FALSE(pool.bind_workers(bad).is_ok());
+}
+
 }  // namespace
 }  // namespace strata

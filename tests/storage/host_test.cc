@@ -103,5 +103,15 @@ TEST(HostArena, MlockPinningWorksOrWarns) {
   EXPECT_EQ(HostArena::create({}, log.logger()).status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST(CpuList, ParsesRangesAndSinglesInOrder) {
+  EXPECT_EQ(parse_cpu_list("0-3,8,10-11").value(), (std::vector<int>{0, 1, 2, 3, 8, 10, 11}));
+  EXPECT_EQ(parse_cpu_list("5").value(), std::vector<int>{5});
+  for (const char* bad : {"", "3-1", "a", "1-", "1,,2", "-4"}) {
+    auto r = parse_cpu_list(bad);
+    EXPECT_FALSE(r.is_ok()) << bad;
+    if (!r.is_ok()) EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace strata::storage
