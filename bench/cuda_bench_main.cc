@@ -37,6 +37,7 @@ struct Options {
   bool throughput = false;
   std::vector<int> int4_batches = {1, 16};
   bool no_fuse = false;
+  bool linear_only = false;
   int gen_batch = 64, gen_in = 512, gen_out = 32;
   std::string commit = "unknown";
   std::string dtype = "f16";
@@ -166,6 +167,7 @@ class Bench {
     STRATA_RETURN_IF_ERROR(cuda::quantise_model_weights_int4(config, backend, weights));
     const uint64_t weight_bytes = decode_weight_bytes(config, weights);
     STRATA_RETURN_IF_ERROR(time_linears(shape, config, weights, backend, true));
+    if (o_.linear_only) return Status::ok();
     compute::Transformer model(config, backend, std::move(weights));
     const uint64_t kv_per_token = 2ull * config.num_layers * config.kv_dim() * dtype_size(act_);
     for (int b : o_.int4_batches)
@@ -211,6 +213,7 @@ class Bench {
     const uint64_t weight_bytes = decode_weight_bytes(config, weights);
     if (!o_.int4_batches.empty())
       STRATA_RETURN_IF_ERROR(time_linears(shape, config, weights, *backend, false));
+    if (o_.linear_only) return Status::ok();
     compute::Transformer model(config, *backend, std::move(weights));
     const uint64_t kv_per_token = 2ull * config.num_layers * config.kv_dim() * dtype_size(act_);
 
@@ -411,6 +414,8 @@ int main(int argc, char** argv) {
   app.add_option("--dtype", o.dtype, "activations: f16 or bf16")
       ->check(CLI::IsMember({"f16", "bf16"}))
       ->capture_default_str();
+  app.add_flag("--linear-only", o.linear_only,
+               "time only the batch-1 linear micro-bench (fp16 and, unless --int4-batches is empty, int4)");
   app.add_flag("--no-fuse", o.no_fuse, "launch every op on its own (A/B timing of the op fusions)");
   CLI11_PARSE(app, argc, argv);
   return strata::Bench(o).run();

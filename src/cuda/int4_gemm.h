@@ -1,7 +1,8 @@
 // int4-g64 kernels of the CUDA backend (w4a16). A weight [n, k] is the blob of compute/int4.h in
 // device memory: codes [n, k/2] bytes, then fp16 scales [n, k/64], then fp16 mins [n, k/64].
-//   - launch_gemv_int4: y[m, n] = x[m, k] · dequant(w)^T (+ bias) for m <= kGemvMaxRows, the codes
-//     dequantised in registers (each group as scale * sum(x * q) + min * sum(x), fp32);
+//   - launch_gemv_int4 (int4_gemv.cu): y[m, n] = x[m, k] · dequant(w)^T (+ bias) for
+//     m <= kGemvMaxRows, the codes dequantised in registers (F16: half2 products summed in fp32
+//     every 32 elements; BF16: fp32);
 //   - launch_dequantise_int4: the dense [n, k] weight in the activation dtype, each value the
 //     reference value q * scale + min (fp32, no fused multiply-add) rounded once;
 //   - launch_quantise_int4: the reference quantiser (compute::quantise_int4) on the GPU, byte for

@@ -126,6 +126,45 @@ TEST_P(CudaInt4, LinearMatchesTheReferenceDequantiser) {
   }
 }
 
+// Every decode batch size the skinny GEMV specialises (1 to 8 rows, the odd ones run by the next
+// larger kernel), on row counts that leave part of a block empty and on k whose chunks do not fill
+// the lanes' last pipeline step; with a bias, and as three products sharing x.
+TEST_P(CudaInt4, SkinnyLinearCoversEveryBatchSize) {
+  const std::pair<int64_t, int64_t> shapes[] = {{301, 576}, {37, 4160}};
+  uint32_t seed = 900;
+  for (int64_t m = 1; m <= 8; ++m) {
+    for (auto [n, k] : shapes) {
+      const Tensor x = random_host({m, k}, seed++, dt());
+      const Tensor b = random_host({n}, seed++, dt());
+      Tensor gx = on(*gpu_, x), cx = on(*cpu_, x), gb = vec_on(*gpu_, b), cb = vec_on(*cpu_, b);
+      Tensor gws[3], cws[3], gys[3], cys[3];
+      for (int i = 0; i < 3; ++i) {
+        const Tensor w = random_host({n + i, k}, seed++, DType::kF32, -0.1f, 0.1f);
+        const std::vector<std::byte> blob = host_blob(w);
+        gws[i] = upload_int4(*gpu_, compute::int4_view(blob, w.shape()).value()).value();
+        cws[i] = cpu_->upload(compute::dequantise_int4(compute::int4_view(blob, w.shape()).value()),
+                              compute::WeightKind::kLinear).value();
+        gys[i] = poisoned(*gpu_, {m, n + i});
+        cys[i] = poisoned(*cpu_, {m, n + i});
+      }
+      // One product with a bias on its own, then three sharing x in one launch.
+      gpu_->linear(gx, gws[0], &gb, gys[0]);
+      cpu_->linear(cx, cws[0], &cb, cys[0]);
+      const std::string what = "int4 skinny " + std::to_string(m) + "x" + std::to_string(n) +
+                               "x" + std::to_string(k);
+      expect_matches(gpu_->to_host_f32(gys[0]), cpu_->to_host_f32(cys[0]), 2 * tol(), 4 * tol(),
+                     what + " +bias");
+      for (int i = 0; i < 3; ++i) {
+        gpu_->linear(gx, gws[i], nullptr, gys[i]);
+        cpu_->linear(cx, cws[i], nullptr, cys[i]);
+      }
+      for (int i = 0; i < 3; ++i)
+        expect_matches(gpu_->to_host_f32(gys[i]), cpu_->to_host_f32(cys[i]), 2 * tol(), 4 * tol(),
+                       what + " shared x, product " + std::to_string(i));
+    }
+  }
+}
+
 // Three products sharing x (one launch on the GPU), then a ReLU that joins a held product, for
 // int4 and dense weights, skinny and cuBLAS-sized batches.
 TEST_P(CudaInt4, SharedInputProductsAndFusedRelu) {
