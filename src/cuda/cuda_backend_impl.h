@@ -20,6 +20,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/gemm.h"
 #include "cuda/gemv.h"
+#include "cuda/int4_kv.h"
 
 namespace strata::cuda {
 
@@ -75,6 +76,10 @@ class CudaBackend final : public compute::Backend {
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, compute::LayerKvCache& cache,
                  std::span<const compute::SeqSpan> seqs, const compute::AttentionParams& params,
                  Tensor& out) override;
+  // Attention over an int4-g64 KV cache (cuda/int4_kv.h); defined in int4_kv_attention.cc.
+  Status attention_int4_kv(const Tensor& q, const Tensor& k, const Tensor& v, Int4KvCache& cache,
+                           std::span<const compute::SeqSpan> seqs,
+                           const compute::AttentionParams& params, Tensor& out);
 
   void synchronize();
   void release_cached_memory();
