@@ -193,7 +193,6 @@ Status run_model_bench(const ModelArgs& a) {
   if (a.policy == "auto") {
     SearchOptions options;
     STRATA_RETURN_IF_ERROR(runtime::set_compress_choices(a.compress, &options));
-    runtime::limit_to_engine(&options);
     const auto t0 = std::chrono::steady_clock::now();
     STRATA_ASSIGN_OR_RETURN(plan, plan_policy(spec, workload, hw, budgets, options));
     search_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -78,7 +78,6 @@ Status run_offloaded(GenerateOptions& o, runtime::Context& ctx, const text::Toke
     }
     SearchOptions options;
     STRATA_RETURN_IF_ERROR(runtime::set_compress_choices(o.compress, &options));
-    runtime::limit_to_engine(&options);
     const auto t0 = std::chrono::steady_clock::now();
     STRATA_ASSIGN_OR_RETURN(plan, plan_policy(spec, w, hw, budgets, options));
     search_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

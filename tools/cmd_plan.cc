@@ -30,7 +30,7 @@ struct PlanArgs {
   std::string weights_compression = "none", kv_compression = "none", attention = "auto";
   int64_t prompt_len = 0, gen_len = 0, requests = 0;
   int64_t gpu_batch_size = 0, num_gpu_batches = 0;
-  bool json = false, buffers = false, any_placement = false;
+  bool json = false, buffers = false;
 };
 
 Result<planner::HardwareProfile> load_hardware(const std::string& arg) {
@@ -92,7 +92,6 @@ Status run_plan(const PlanArgs& a) {
   else if (a.attention == "gpu") options.attention = {Attention::kGpu};
   else if (a.attention != "auto")
     return invalid_argument("--attention must be cpu, gpu or auto, not '" + a.attention + "'");
-  if (!a.any_placement) runtime::limit_to_engine(&options);
   if (a.gpu_batch_size > 0) options.gpu_batch_sizes = {a.gpu_batch_size};
   if (a.num_gpu_batches > 0) options.num_gpu_batches = {a.num_gpu_batches};
 
@@ -137,9 +136,6 @@ void register_plan(CLI::App& app, int* exit_code) {
   cmd->add_option("-o,--output", a.output, "where to write the policy (default policy.json; - for nowhere)");
   cmd->add_flag("--json", a.json, "print the policy JSON instead of the summary");
   cmd->add_flag("--buffers", a.buffers, "list every buffer the runtime will allocate");
-  cmd->add_flag("--any-placement", a.any_placement,
-                "search every placement the cost model knows, including those the offloading engine "
-                "does not run (int4 KV on the GPU, attention on the GPU over int4 KV kept off it)");
   cmd->callback([exit_code] { *exit_code = report("plan", run_plan(a)); });
 }
 

@@ -55,14 +55,6 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
   int4_kv = ch.kv == planner::Compression::kInt4;
   const int64_t E = config.num_kv_heads * config.head_dim;
   gpu_attention = ch.attention == planner::Attention::kGpu;
-  for (size_t i = 0; i < placement.kv.size(); ++i) {
-    if (placement.kv[i] == Tier::kGpu && int4_kv)
-      return unsupported("offload: int4 KV cache on the GPU is not supported; use int4 KV only off the GPU "
-                         "with attention on the CPU, or fp16 KV");
-    if (placement.kv[i] != Tier::kGpu && int4_kv && gpu_attention)
-      return unsupported("offload: attention on the GPU over int4 KV kept off the GPU is not supported; use "
-                         "attention on the CPU for int4 KV, or fp16 KV");
-  }
   if (int4_kv && config.head_dim % 64 != 0)
     return invalid_argument("offload: int4 KV needs head_dim a multiple of 64, not " +
                             std::to_string(config.head_dim));
@@ -116,6 +108,10 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
     for (int64_t b = 0; b < nb; ++b) {
       KvUnit& u = kv[i * nb + b];
       u.tier = placement.kv[i * nb + b];
+      if (u.tier == Tier::kGpu && int4_kv) {
+        STRATA_ASSIGN_OR_RETURN(u.gpu4, cuda::allocate_int4_kv_cache(*backend, gbs, max_len, config.num_kv_heads, config.head_dim));
+        continue;
+      }
       if (u.tier == Tier::kGpu) {
         STRATA_ASSIGN_OR_RETURN(u.gpu.k, backend->allocate(backend->activation_dtype(), kv_shape));
         STRATA_ASSIGN_OR_RETURN(u.gpu.v, backend->allocate(backend->activation_dtype(), kv_shape));
@@ -148,7 +144,10 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
     // carries a prompt's KV off the GPU.
     staging_len = gpu_attention ? max_len : prefill_len;
     const Shape staging_shape = {gbs, staging_len, config.num_kv_heads, config.head_dim};
-    for (int s = 0; s < 2; ++s) {
+    for (int s = 0; s < 2 && int4_kv && gpu_attention; ++s) {
+      STRATA_ASSIGN_OR_RETURN(kv_staging4[s], cuda::allocate_int4_kv_cache(*backend, gbs, max_len, config.num_kv_heads, config.head_dim));
+    }
+    for (int s = 0; s < 2 && !(int4_kv && gpu_attention); ++s) {
       STRATA_ASSIGN_OR_RETURN(kv_staging[s].k, backend->allocate(DType::kF16, staging_shape));
       STRATA_ASSIGN_OR_RETURN(kv_staging[s].v, backend->allocate(DType::kF16, staging_shape));
       if (int4_kv)
@@ -239,6 +238,35 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
   log.info("offload: ready: " + format_bytes(lanes->device_bytes_in_use()) + " on the GPU, " +
            format_bytes(pinned_bytes) + " pinned, " + format_bytes(disk_bytes()) + " on disk");
   return Status::ok();
+}
+
+uint64_t OffloadEngine::Impl::copy_kv_rows(cuda::Lane lane, std::byte* dst, const std::byte* src,
+                                           const compute::HostKvShape& hs, int64_t slot0, int64_t slots,
+                                           int64_t begin, int64_t end) {
+  if (end <= begin || slots <= 0) return 0;
+  const size_t E = static_cast<size_t>(hs.row_elems());
+  struct Part {
+    size_t offset, row_bytes;
+  };
+  std::vector<Part> parts;
+  if (hs.int4) {
+    parts = {{hs.code_offset(0), E / 2}, {hs.scale_offset(0), E / 64 * 2}, {hs.min_offset(0), E / 64 * 2}};
+  } else {
+    parts = {{0, E * 2}};
+  }
+  uint64_t moved = 0;
+  for (const Part& p : parts) {
+    const size_t at = p.offset + static_cast<size_t>(slot0 * hs.max_len + begin) * p.row_bytes;
+    const size_t pitch = static_cast<size_t>(hs.max_len) * p.row_bytes;
+    const size_t width = static_cast<size_t>(end - begin) * p.row_bytes;
+    if (slots == 1) {
+      lanes->copy(lane, dst + at, src + at, width);
+    } else {
+      lanes->copy_2d(lane, dst + at, pitch, src + at, pitch, width, static_cast<size_t>(slots));
+    }
+    moved += width * static_cast<uint64_t>(slots);
+  }
+  return moved;
 }
 
 Status OffloadEngine::Impl::embed(const SubBatch& sb, Tensor& x) {

@@ -14,6 +14,7 @@
 #include "common/thread_pool.h"
 #include "compute/host_kv.h"
 #include "compute/transformer.h"
+#include "cuda/int4_kv.h"
 #include "cuda/lanes.h"
 #include "planner/memory_plan.h"
 #include "planner/model_spec.h"
@@ -50,7 +51,8 @@ struct CpuAttentionIo {
 
 struct KvUnit {
   Tier tier = Tier::kGpu;
-  compute::LayerKvCache gpu;     // GPU tier
+  compute::LayerKvCache gpu;     // GPU tier, fp16
+  cuda::Int4KvCache gpu4;        // GPU tier, int4
   compute::HostKvView host;      // CPU tier (memory owned by host_k / host_v)
   Tensor host_k, host_v;
   int64_t disk_region = -1;      // disk tier: its region of the KV file
@@ -96,6 +98,7 @@ struct OffloadEngine::Impl {
   bool gpu_attention = false;                // decode attention over off-GPU KV on the GPU
   int64_t staging_len = 0;                   // positions per sequence in a GPU KV staging buffer
   compute::LayerKvCache kv_staging[2];       // GPU: off-GPU KV of the batch computing or next
+  cuda::Int4KvCache kv_staging4[2];          // the same for int4 KV with attention on the GPU
   std::unique_ptr<KvFile> kv_file;           // the disk tier of the KV cache
   std::vector<Tensor> kv_disk_staging;       // pinned, one disk KV region each
   std::vector<compute::HostKvView> kv_disk_views;
@@ -147,6 +150,19 @@ struct OffloadEngine::Impl {
   const compute::HostKvView& host_kv(const KvUnit& u, int32_t host_staging) const {
     return u.tier == planner::Tier::kDisk ? kv_disk_views[host_staging] : u.host;
   }
+
+  // The GPU staging buffer `s`'s keys (kvi 0) or values, when it has the host layout (attention
+  // on the GPU: fp16 [gbs, max_len, E] or the int4 blob).
+  std::byte* gpu_staging(int32_t s, int kvi) const {
+    const Tensor& t = int4_kv ? (kvi == 0 ? kv_staging4[s].k : kv_staging4[s].v)
+                              : (kvi == 0 ? kv_staging[s].k : kv_staging[s].v);
+    return static_cast<std::byte*>(t.raw());
+  }
+  // Copies positions [begin, end) of `slots` sequences from slot `slot0` on, between two KV
+  // buffers of the host layout (k or v of one unit; the int4 codes, scales and mins each);
+  // returns the bytes.
+  uint64_t copy_kv_rows(cuda::Lane lane, std::byte* dst, const std::byte* src, const compute::HostKvShape& hs,
+                        int64_t slot0, int64_t slots, int64_t begin, int64_t end);
 
   Status build(model::WeightSource* source);
   Result<Tensor> step(const compute::TokenBatch& batch, std::span<const int32_t> rows);

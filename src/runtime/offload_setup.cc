@@ -151,11 +151,6 @@ Status set_compress_choices(const std::string& value, planner::SearchOptions* op
   return Status::ok();
 }
 
-void limit_to_engine(planner::SearchOptions* options) {
-  options->limits.compressed_kv_on_gpu = false;
-  options->limits.compressed_kv_gpu_attention = false;
-}
-
 Result<planner::PlanResult> load_policy_file(const fs::path& path, const planner::ModelSpec& spec,
                                              const planner::HardwareProfile& hw,
                                              const planner::Budgets& budgets,

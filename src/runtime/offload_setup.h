@@ -57,9 +57,6 @@ Result<planner::HardwareProfile> catalogue_hardware_for_gpu(
 // Which int4-g64 compressions --compress lets the search try: "none" (fp16 only), "int4" (weights
 // and KV compressed) or "auto" (each either way).
 Status set_compress_choices(const std::string& value, planner::SearchOptions* options);
-// Keeps the search to what the offloading engine runs: fp16 KV on any tier with attention on the
-// CPU or the GPU, int4 KV off the GPU with attention on the CPU (activations on either tier).
-void limit_to_engine(planner::SearchOptions* options);
 
 // Reads a policy file, parses it (planner::parse_policy) and evaluates it for `spec` on `hw`
 // within `budgets`. `workload`, when its prompt_len is above 0, replaces the file's. Every error

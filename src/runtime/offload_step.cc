@@ -265,6 +265,13 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
           Tensor ctx_t = model->alloc(Tb, Hq * D);
           Tensor ctx3 = ctx_t.reshape({Tb, Hq, D});
           KvUnit& kvu = kv[a.unit * nb + a.batch];
+          if (int4_kv && (kvu.tier == Tier::kGpu || gpu_attention)) {
+            cuda::Int4KvCache& c4 = kvu.tier == Tier::kGpu ? kvu.gpu4 : kv_staging4[a.staging];
+            STRATA_RETURN_IF_ERROR(cuda::attention_int4_kv(*backend, in.q, in.k, in.v, c4, sb.batch.seqs,
+                                                           model->attention_params(a.unit), ctx3));
+            model->finish_layer(a.unit, find, x[a.batch], ctx_t);
+            break;
+          }
           compute::LayerKvCache& cache = kvu.tier == Tier::kGpu ? kvu.gpu : kv_staging[a.staging];
           backend->attention(in.q, in.k, in.v, cache, sb.batch.seqs, model->attention_params(a.unit), ctx3);
           if (kvu.tier != Tier::kGpu && int4_kv)
@@ -279,19 +286,15 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
         case ActionKind::kLoadKv: {
           const SubBatch& sb = subs[a.batch];
           const compute::HostKvView src = host_kv(kv[a.unit * nb + a.batch], a.host_staging);
-          const compute::LayerKvCache& dst = kv_staging[a.staging];
           int32_t used_slots = 0, P = 0;  // every position before the new ones
           for (const auto& s : sb.batch.seqs) {
             used_slots = std::max(used_slots, s.slot + 1);
             P = std::max(P, s.past_len);
           }
           lanes->begin(lane, name);
-          const size_t row = static_cast<size_t>(E) * 2;
-          for (int kvi = 0; kvi < 2 && P > 0; ++kvi) {
-            lanes->copy_2d(lane, (kvi == 0 ? dst.k : dst.v).raw(), staging_len * row, kvi == 0 ? src.k : src.v,
-                           max_len * row, P * row, used_slots);
-            moved += static_cast<uint64_t>(P) * row * used_slots;
-          }
+          for (int kvi = 0; kvi < 2; ++kvi)
+            moved += copy_kv_rows(lane, gpu_staging(a.staging, kvi), kvi == 0 ? src.k : src.v, src.shape, 0,
+                                  used_slots, 0, P);
           break;
         }
         case ActionKind::kStoreKv: {
@@ -303,22 +306,26 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
             P = std::max(P, s.past_len + s.num_tokens);
           }
           lanes->begin(lane, name);
-          const size_t row = static_cast<size_t>(E) * 2;
           for (int kvi = 0; kvi < 2; ++kvi) {
             std::byte* dst = kvi == 0 ? host.k : host.v;
-            const Tensor& src = kvi == 0 ? kv_staging[a.staging].k : kv_staging[a.staging].v;
-            if (!prefill) {
-              // Decode with attention on the GPU: the new rows only.
-              for (const auto& s : sb.batch.seqs) {
-                const size_t at_host = (static_cast<size_t>(s.slot) * max_len + s.past_len) * row;
-                const size_t at_gpu = (static_cast<size_t>(s.slot) * staging_len + s.past_len) * row;
-                lanes->copy(lane, dst + at_host, static_cast<const std::byte*>(src.raw()) + at_gpu, s.num_tokens * row);
-                moved += s.num_tokens * row;
+            if (gpu_attention) {
+              // The staging has the host layout: the new rows of each sequence (decode), or every
+              // sequence's prompt rows.
+              const std::byte* src = gpu_staging(a.staging, kvi);
+              if (!prefill) {
+                for (const auto& s : sb.batch.seqs)
+                  moved += copy_kv_rows(lane, dst, src, host.shape, s.slot, 1, s.past_len, s.past_len + s.num_tokens);
+              } else {
+                moved += copy_kv_rows(lane, dst, src, host.shape, 0, used_slots, 0, P);
               }
             } else if (!int4_kv) {
+              // Attention on the CPU: the prompt's fp16 KV from a [gbs, prompt] staging.
+              const size_t row = static_cast<size_t>(E) * 2;
+              const Tensor& src = kvi == 0 ? kv_staging[a.staging].k : kv_staging[a.staging].v;
               lanes->copy_2d(lane, dst, max_len * row, src.raw(), staging_len * row, P * row, used_slots);
               moved += static_cast<uint64_t>(P) * row * used_slots;
             } else {
+              // ... or its int4 blob, quantised on the GPU from that staging.
               const auto* blob = static_cast<const std::byte*>(kv_blob_staging[a.staging][kvi].raw());
               const size_t staged_rows = static_cast<size_t>(gbs * prefill_len);
               const size_t code_row = static_cast<size_t>(E) / 2, group_row = static_cast<size_t>(E) / 64 * 2;

@@ -1,7 +1,8 @@
 // The offloading engine on the GPU: a model run through every placement regime (weights on the
 // GPU, pinned DRAM or disk; KV on the GPU, the CPU or the disk with attention over off-GPU KV on
 // the CPU or the GPU; int4 weights and KV) gives the greedy tokens of the plain all-GPU
-// Transformer with the same weights.
+// Transformer with the same weights; int4 KV, on any tier and attended on either side, stays
+// close.
 #include "runtime/offload_engine.h"
 
 #include <gtest/gtest.h>
@@ -224,7 +225,7 @@ TEST_F(OffloadEngineTest, Int4WeightsMatchTheInt4Transformer) {
   }
 }
 
-TEST_F(OffloadEngineTest, Int4KvOnTheCpuStaysCloseToFp16AndTheDiskChangesNothing) {
+TEST_F(OffloadEngineTest, Int4KvOnEveryTierStaysCloseToFp16AndAgreesAcrossTiers) {
   for (const char* shape : {"opt-125m", "llama-3-8b"}) {
     const model::ModelConfig c = small(shape);
     const auto want = reference(c, false);
@@ -236,6 +237,32 @@ TEST_F(OffloadEngineTest, Int4KvOnTheCpuStaysCloseToFp16AndTheDiskChangesNothing
                                    planner::Compression::kInt4));
       ASSERT_TRUE(on_disk.is_ok()) << on_disk.status().to_string();
       expect_same_tokens(got.value(), on_disk.value(), std::string(shape) + ", int4 KV on the disk");
+    }
+    // int4 KV attended on the GPU: kept there, or copied in from the CPU and the disk, it is the
+    // same bytes under the same kernel, so every tier gives the same tokens; they stay as close to
+    // fp16 as the CPU's (the kernel itself is checked against the CPU's in int4_kv_attention_test).
+    struct GpuCase {
+      const char* name;
+      double cg, cc;
+      planner::Attention attention;
+    };
+    const GpuCase gpu_cases[] = {{"int4 KV on the GPU", 1, 0, planner::Attention::kCpu},
+                                 {"int4 KV on the CPU, attention on the GPU", 0, 1, kGpuAttention},
+                                 {"int4 KV over three tiers, attention on the GPU", 0.3, 0.3, kGpuAttention}};
+    std::vector<std::vector<int32_t>> first;
+    for (const GpuCase& g : gpu_cases) {
+      auto on_gpu = run(c, policy(c, frac(0.5, 0.5, 0, g.cg, g.cc), planner::Compression::kNone,
+                                  planner::Compression::kInt4, g.attention));
+      ASSERT_TRUE(on_gpu.is_ok()) << g.name << ": " << on_gpu.status().to_string();
+      if (first.empty()) first = on_gpu.value();
+      expect_same_tokens(first, on_gpu.value(), std::string(shape) + ", " + g.name);
+      int same_as_fp16 = 0, total = 0;
+      for (size_t i = 0; i < want.size(); ++i)
+        for (size_t t = 0; t < want[i].size(); ++t) {
+          same_as_fp16 += want[i][t] == on_gpu.value()[i][t];
+          ++total;
+        }
+      EXPECT_GE(same_as_fp16, total * 6 / 10) << shape << ", " << g.name;
     }
     // int4 KV changes the numbers: the first token (from the prompt's fp16 attention inputs, whose
     // KV went through int4 only for positions before the last) and most of the rest agree.
@@ -251,11 +278,6 @@ TEST_F(OffloadEngineTest, Int4KvOnTheCpuStaysCloseToFp16AndTheDiskChangesNothing
 
 TEST_F(OffloadEngineTest, RefusesWhatItCannotRunWithAClearMessage) {
   const model::ModelConfig c = small("opt-125m");
-  auto gpu_int4 = run(c, policy(c, frac(1, 0, 0, 0, 1), planner::Compression::kNone, planner::Compression::kInt4,
-                                kGpuAttention));
-  ASSERT_FALSE(gpu_int4.is_ok());
-  EXPECT_NE(gpu_int4.status().message().find("attention on the CPU for int4 KV"), std::string::npos)
-      << gpu_int4.status().to_string();
   auto p = policy(c, frac(1, 0, 0, 1, 0), planner::Compression::kNone, planner::Compression::kNone);
   OffloadOptions o;
   o.policy = p;
