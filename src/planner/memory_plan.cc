@@ -52,6 +52,7 @@ void place_group(const std::vector<TensorSpec>& tensors, Compression c, int64_t 
 struct Sizes {
   uint64_t kv_unit = 0;         // keys and values of one GPU batch in one layer, all positions
   uint64_t kv_gpu_staging = 0;  // one staging buffer on the GPU for off-GPU KV
+  uint64_t kv_prompt_fp16 = 0;  // int4 KV attended on the GPU: a prompt's own keys and values
   uint64_t hidden_batch = 0;    // one GPU batch's hidden states at prefill
   uint64_t logits = 0;          // [gbs, vocab] fp32
   std::vector<Buffer> working;  // GPU working activations of the computing batch + workspace
@@ -70,6 +71,9 @@ Sizes sizes(const ModelSpec& m, const Workload& w, const BatchShape& b, const Ch
                          ? z.kv_unit
                          : m.kv_bytes(static_cast<int64_t>(tokens), Compression::kNone) +
                                (ch.kv == Compression::kInt4 ? m.kv_bytes(static_cast<int64_t>(tokens), ch.kv) : 0);
+  // Attention on the GPU over an int4 cache runs a prompt in fp16 over a scratch copy of its own
+  // keys and values.
+  z.kv_prompt_fp16 = ch.kv == Compression::kInt4 ? m.kv_bytes(static_cast<int64_t>(tokens), Compression::kNone) : 0;
   z.hidden_batch = tokens * static_cast<uint64_t>(m.hidden) * 2;
   z.logits = gbs * static_cast<uint64_t>(m.vocab) * 4;
   const uint64_t h = static_cast<uint64_t>(m.hidden), q = static_cast<uint64_t>(m.q_dim);
@@ -222,6 +226,9 @@ MemoryPlan plan_memory(const ModelSpec& spec, const Placement& p) {
     add("kv.gpu_staging", Tier::kGpu, z.kv_gpu_staging, 2,
         p.choices.attention == Attention::kGpu ? "off-GPU KV of one batch and layer, loading and in use"
                                                : "a batch's new prompt KV on its way off the GPU");
+  if (kv_on[0] > 0 || (p.choices.attention == Attention::kGpu && kv_off_gpu))
+    add("kv.prompt_fp16", Tier::kGpu, z.kv_prompt_fp16, 1,
+        "a prompt's own keys and values in fp16 for attention over int4 KV on the GPU");
   add("activations.resident", Tier::kGpu, z.hidden_batch, act_on[0],
       "[gbs, prompt, hidden] fp16 hidden states of one GPU batch");
   if (act_on[1] > 0)
@@ -261,6 +268,13 @@ std::array<Affine, kNumTiers> memory_affine(const ModelSpec& spec, const Workloa
                2 * static_cast<double>(z.kv_gpu_staging) + 2 * hid;
   g.add(kWg, wall - slots * wmax);
   g.add(kCg, units * unit - 2 * static_cast<double>(z.kv_gpu_staging));
+  // The int4 prompt scratch: always with attention on the GPU, else with the KV on the GPU (the
+  // staging it replaces is counted the other way round).
+  if (ch.attention == Attention::kGpu) {
+    g.constant += static_cast<double>(z.kv_prompt_fp16);
+  } else {
+    g.add(kCg, static_cast<double>(z.kv_prompt_fp16));
+  }
   g.add(kHg, nb * hid - 2 * hid);
   Affine& c = m[1];
   c.constant = 2 * static_cast<double>(z.logits);
