@@ -37,11 +37,14 @@ void print_plan(const planner::PlanResult& r, const planner::HardwareProfile& hw
                pct(r.placement.realised[kWg]).c_str(), pct(r.placement.realised[kWc]).c_str(),
                pct(r.placement.realised[kWd]).c_str(),
                std::string(compression_name(p.choices.weights)).c_str());
-  std::fprintf(out, "kv cache     gpu %s  cpu %s  disk %s  compression %s, attention on the %s\n",
+  // With every unit's KV on the GPU, the attention choice (over off-GPU KV) has nothing to do.
+  const bool all_on_gpu = r.placement.realised[kCc] + r.placement.realised[kCd] == 0;
+  const std::string attention = all_on_gpu ? "attention on the gpu (all the KV is there)"
+                                           : "attention on the " + std::string(attention_name(p.choices.attention));
+  std::fprintf(out, "kv cache     gpu %s  cpu %s  disk %s  compression %s, %s\n",
                pct(r.placement.realised[kCg]).c_str(), pct(r.placement.realised[kCc]).c_str(),
                pct(r.placement.realised[kCd]).c_str(),
-               std::string(compression_name(p.choices.kv)).c_str(),
-               std::string(attention_name(p.choices.attention)).c_str());
+               std::string(compression_name(p.choices.kv)).c_str(), attention.c_str());
   std::fprintf(out, "activations  gpu %s  cpu %s\n", pct(r.placement.realised[kHg]).c_str(),
                pct(r.placement.realised[kHc]).c_str());
   std::fprintf(out, "predicted    %.3f tokens/s; prefill %.2f s, decode step %.3f s, block %.1f s",
