@@ -18,19 +18,28 @@ namespace {
 
 using namespace offload_detail;
 
-// The CPUs nearest GPU `device` on a machine of several NUMA nodes (empty: one node, or hwloc
-// cannot place the GPU, and nothing is gained by binding).
-std::vector<int> cpus_near_gpu(int device, Logger& log) {
+// Where GPU `device` sits on a machine of several NUMA nodes: the CPUs nearest it and its node
+// (empty and -1 with one node, or when hwloc cannot place the GPU: nothing to gain by binding).
+struct GpuNeighbourhood {
+  std::vector<int> cpus;
+  int numa_node = -1;
+};
+
+GpuNeighbourhood near_gpu(int device, Logger& log) {
+  GpuNeighbourhood n;
   const cuda::DeviceQuery q = cuda::query_devices();
-  if (device < 0 || device >= static_cast<int>(q.devices.size())) return {};
+  if (device < 0 || device >= static_cast<int>(q.devices.size())) return n;
   auto topo = storage::query_topology(q.devices[static_cast<size_t>(device)].pci_bus_id);
-  if (!topo.is_ok() || topo.value().numa_nodes.size() < 2 || !topo.value().gpu || !topo.value().gpu->found) return {};
-  auto cpus = storage::parse_cpu_list(topo.value().gpu->cpus);
+  if (!topo.is_ok() || topo.value().numa_nodes.size() < 2 || !topo.value().gpu || !topo.value().gpu->found) return n;
+  const storage::GpuLocality& gpu = *topo.value().gpu;
+  auto cpus = storage::parse_cpu_list(gpu.cpus);
   if (!cpus.is_ok()) {
     log.warn("offload: CPU attention left unbound: " + cpus.status().to_string());
-    return {};
+  } else {
+    n.cpus = std::move(cpus).value();
   }
-  return std::move(cpus).value();
+  if (!gpu.numa_nodes.empty()) n.numa_node = gpu.numa_nodes.front();
+  return n;
 }
 
 uint64_t peak_rss_bytes() {
@@ -60,6 +69,19 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
                             std::to_string(config.head_dim));
 
   STRATA_ASSIGN_OR_RETURN(lanes, cuda::Lanes::create(*backend, /*timing=*/true));
+  // Pinned buffers on the GPU's NUMA node: this thread's new pages come from there while the
+  // engine makes them.
+  const GpuNeighbourhood near = near_gpu(lanes->device(), log);
+  std::unique_ptr<storage::ThreadMemoryBinding> membind;
+  if (near.numa_node >= 0) {
+    auto bound = storage::ThreadMemoryBinding::bind(near.numa_node);
+    if (bound.is_ok()) {
+      membind = std::move(bound).value();
+      log.info("offload: pinned buffers on NUMA node " + std::to_string(near.numa_node) + ", nearest the GPU");
+    } else {
+      log.warn("offload: pinned buffers left on any NUMA node: " + bound.status().to_string());
+    }
+  }
   storage::IoBackendOptions io_options;
   io_options.queue_depth = 64;
   STRATA_ASSIGN_OR_RETURN(io, storage::make_io_backend(io_options, log));
@@ -194,7 +216,7 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
   attention_pool = &ctx->pool;
   if (!cpu_io.empty()) {
     // Attention on the CPU reads pinned KV and talks to the GPU: keep it on the nearest cores.
-    const std::vector<int> cpus = cpus_near_gpu(lanes->device(), log);
+    const std::vector<int>& cpus = near.cpus;
     if (!cpus.empty()) {
       near_gpu_pool = std::make_unique<ThreadPool>(std::min<int>(ctx->pool.size(), static_cast<int>(cpus.size())));
       Status bound = near_gpu_pool->bind_workers(cpus);

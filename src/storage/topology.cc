@@ -164,6 +164,37 @@ Status bind_memory_to_numa_node(void* addr, size_t bytes, int os_index) {
   return Status::ok();
 }
 
+struct ThreadMemoryBinding::State {
+  TopologyPtr topo;
+};
+
+Result<std::unique_ptr<ThreadMemoryBinding>> ThreadMemoryBinding::bind(int os_index) {
+  STRATA_ASSIGN_OR_RETURN(TopologyPtr topo, load(false));
+  if (os_index < 0 || hwloc_get_numanode_obj_by_os_index(topo.get(), static_cast<unsigned>(os_index)) == nullptr)
+    return Status(StatusCode::kUnsupported, "binding memory to NUMA node " + std::to_string(os_index) +
+                                                ": this machine has no such node");
+  hwloc_bitmap_t set = hwloc_bitmap_alloc();
+  hwloc_bitmap_only(set, static_cast<unsigned>(os_index));
+  const int rc = hwloc_set_membind(topo.get(), set, HWLOC_MEMBIND_BIND,
+                                   HWLOC_MEMBIND_THREAD | HWLOC_MEMBIND_BYNODESET);
+  const int err = errno;
+  hwloc_bitmap_free(set);
+  if (rc != 0)
+    return Status(StatusCode::kUnsupported,
+                  "binding memory to NUMA node " + std::to_string(os_index) + ": " + std::strerror(err), err);
+  std::unique_ptr<ThreadMemoryBinding> b(new ThreadMemoryBinding());
+  b->state_ = std::make_unique<State>();
+  b->state_->topo = std::move(topo);
+  return b;
+}
+
+ThreadMemoryBinding::~ThreadMemoryBinding() {
+  if (!state_) return;
+  hwloc_topology_t t = state_->topo.get();
+  hwloc_set_membind(t, hwloc_topology_get_complete_nodeset(t), HWLOC_MEMBIND_DEFAULT,
+                    HWLOC_MEMBIND_THREAD | HWLOC_MEMBIND_BYNODESET);
+}
+
 Result<std::vector<int>> parse_cpu_list(std::string_view list) {
   std::vector<int> out;
   auto number = [&](std::string_view t, int* v) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -52,6 +53,23 @@ std::string format_topology(const Topology& topology);
 // The NUMA node host buffers for the GPU should live on: the first node nearest the GPU, else
 // the first node; -1 when the topology has no NUMA node.
 int preferred_numa_node(const Topology& topology);
+
+// While it lives, pages that the creating thread touches first (the pinned buffers the CUDA
+// driver allocates for it included) come from NUMA node `os_index`; the thread's default policy
+// comes back when it goes. Not for sharing between threads.
+class ThreadMemoryBinding {
+ public:
+  // kUnsupported with the OS's reason when the node cannot be bound (no such node, no NUMA).
+  static Result<std::unique_ptr<ThreadMemoryBinding>> bind(int os_index);
+  ~ThreadMemoryBinding();
+  ThreadMemoryBinding(const ThreadMemoryBinding&) = delete;
+  ThreadMemoryBinding& operator=(const ThreadMemoryBinding&) = delete;
+
+ private:
+  ThreadMemoryBinding() = default;
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 // The CPUs of a list such as "0-15,32-47" (GpuLocality::cpus, NumaNodeInfo::cpus), in order;
 // kInvalidArgument naming the bad part.

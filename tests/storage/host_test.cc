@@ -1,11 +1,15 @@
 // Host arenas and the hwloc topology, checked against what the OS reports by other means
 // (sched_getaffinity, sysconf).
+#include <linux/mempolicy.h>
 #include <sched.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -111,6 +115,35 @@ TEST(CpuList, ParsesRangesAndSinglesInOrder) {
     EXPECT_FALSE(r.is_ok()) << bad;
     if (!r.is_ok()) EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
   }
+}
+
+// The calling thread's memory policy: its mode, and for an address the node its page is on.
+int thread_policy_mode() {
+  int mode = -1;
+  EXPECT_EQ(syscall(SYS_get_mempolicy, &mode, nullptr, 0, nullptr, 0), 0) << std::strerror(errno);
+  return mode;
+}
+
+TEST(ThreadMemoryBinding, NewPagesComeFromTheBoundNodeAndTheDefaultComesBack) {
+  auto topo = query_topology();
+  ASSERT_TRUE(topo.is_ok()) << topo.status().to_string();
+  if (topo.value().numa_nodes.empty()) GTEST_SKIP() << "hwloc sees no NUMA node";
+  const int node = topo.value().numa_nodes.back().os_index;
+  EXPECT_EQ(thread_policy_mode(), MPOL_DEFAULT);
+  {
+    auto bound = ThreadMemoryBinding::bind(node);
+    if (!bound.is_ok()) GTEST_SKIP() << "memory binding refused here: " << bound.status().to_string();
+    // hwloc may pick MPOL_BIND or, for the machine's only node, a preferred-nodes mode.
+    EXPECT_NE(thread_policy_mode(), MPOL_DEFAULT);
+    std::vector<char> pages(size_t{4} << 20, 1);  // touched here, under the binding
+    int where = -1;
+    ASSERT_EQ(syscall(SYS_get_mempolicy, &where, nullptr, 0, pages.data() + (size_t{2} << 20), MPOL_F_NODE | MPOL_F_ADDR), 0);
+    EXPECT_EQ(where, node);
+  }
+  EXPECT_EQ(thread_policy_mode(), MPOL_DEFAULT);
+  auto none = ThreadMemoryBinding::bind(100000);
+  ASSERT_FALSE(none.is_ok());
+  EXPECT_NE(none.status().message().find("no such node"), std::string::npos) << none.status().to_string();
 }
 
 }  // namespace
