@@ -88,8 +88,9 @@ inline void load_head(const HostKvCall& c, const HostKvPlane& p, int64_t row, in
   for_each_chunk(c, p, row, kvh, [x](int64_t i, __m512 v) { _mm512_storeu_ps(x + i, v); });
 }
 
-// The 16 horizontal sums of v[0..15], in order, in one vector.
-inline __m512 reduce16(const __m512* v) {
+// The horizontal sums of 16 vectors v[0..15] as two vectors: w0 holds those of v[0..7], w1 those
+// of v[8..15], in lanes interleaved by 128-bit quarter (see reduce16 for the natural order).
+inline void reduce_groups(const __m512* v, __m512& w0, __m512& w1) {
   __m512 t[8], u[4];
   for (int i = 0; i < 8; ++i) {
     // Per 128-bit lane: [a0 + a2, b0 + b2, a1 + a3, b1 + b3].
@@ -101,10 +102,14 @@ inline __m512 reduce16(const __m512* v) {
     u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0x44),
                          _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0xee));
   }
-  const __m512 w0 =
-      _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88), _mm512_shuffle_f32x4(u[0], u[1], 0xdd));
-  const __m512 w1 =
-      _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88), _mm512_shuffle_f32x4(u[2], u[3], 0xdd));
+  w0 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88), _mm512_shuffle_f32x4(u[0], u[1], 0xdd));
+  w1 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88), _mm512_shuffle_f32x4(u[2], u[3], 0xdd));
+}
+
+// The 16 horizontal sums of v[0..15], in order, in one vector.
+inline __m512 reduce16(const __m512* v) {
+  __m512 w0, w1;
+  reduce_groups(v, w0, w1);
   return _mm512_add_ps(_mm512_shuffle_f32x4(w0, w1, 0x88), _mm512_shuffle_f32x4(w0, w1, 0xdd));
 }
 

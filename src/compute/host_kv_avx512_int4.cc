@@ -100,23 +100,6 @@ inline __m512i dot_bytes(__m512i acc, __m512i a, __m512i b) {
   }
 }
 
-// The (head, group) sums of 16 dot vectors, in chunk order: heads 0-7 in w0, 8-15 in w1.
-inline void reduce_groups(const __m512* v, __m512& w0, __m512& w1) {
-  __m512 t[8], u[4];
-  for (int i = 0; i < 8; ++i) {
-    t[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
-                         _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
-  }
-  for (int i = 0; i < 4; ++i) {
-    u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0x44),
-                         _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0xee));
-  }
-  w0 =
-      _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88), _mm512_shuffle_f32x4(u[0], u[1], 0xdd));
-  w1 =
-      _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88), _mm512_shuffle_f32x4(u[2], u[3], 0xdd));
-}
-
 // What one task of the int4-d128 kernel keeps, carved from the scratch.
 struct Int4Task {
   int64_t hs = 0;            // row stride of the scores
@@ -305,7 +288,7 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
       auto flush = [&] {
         for (int64_t i = n; i < kLanes; ++i) dots[i] = _mm512_setzero_ps();
         __m512 g0, g1;
-        reduce_groups(dots, g0, g1);
+        reduce_groups(dots, g0, g1);  // (head, group) sums: heads 0-7 in g0, 8-15 in g1
         __m512 f[2];
         const __m512 gs[2] = {g0, g1};
         for (int64_t half = 0; half < 2; ++half) {

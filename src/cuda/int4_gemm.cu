@@ -4,6 +4,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/element.cuh"
+#include "cuda/int4_group.cuh"
 #include "cuda/gemv.h"
 #include "cuda/int4_gemm.h"
 
@@ -24,10 +25,6 @@ __host__ __device__ Int4Device int4_device_view(const void* blob, int64_t n, int
 namespace {
 
 constexpr int kGroup = 64;
-
-__device__ __forceinline__ float half_bits_to_float(uint16_t b) {
-  return __half2float(__ushort_as_half(b));
-}
 
 // One thread per code word (8 elements): the reference value q * scale + min, rounded once.
 template <typename T>
@@ -58,42 +55,9 @@ __global__ void quantise_int4_kernel(const S* __restrict__ w, int64_t n, int64_t
        gi += int64_t{gridDim.x} * blockDim.x) {
     const int64_t row = gi / groups_per_row, g = gi % groups_per_row;
     const S* src = w + row * k + g * kGroup;
-    float lo = to_float(src[0]), hi = lo;
-    bool finite = true;
-    for (int i = 0; i < kGroup; ++i) {
-      const float v = to_float(src[i]);
-      finite = finite && isfinite(v);
-      lo = v < lo ? v : lo;  // as std::min / std::max: the first of equal values (0 vs -0) stays
-      hi = hi < v ? v : hi;
-    }
-    if (!finite) atomicAdd(bad, 1u);
-    const __half min_h = __float2half_rn(lo);
-    const __half scale_h = __float2half_rn(__fdiv_rn(__fsub_rn(hi, lo), 15.0f));
-    const float mn = __half2float(min_h), scale = __half2float(scale_h);
-    scales[gi] = __half_as_ushort(scale_h);
-    mins[gi] = __half_as_ushort(min_h);
-    uint32_t packed[8];
-#pragma unroll
-    for (int word = 0; word < 8; ++word) {
-      uint32_t bits = 0;
-#pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        const float v = to_float(src[word * 8 + e]);
-        float q = scale > 0.0f ? rintf(__fdiv_rn(__fsub_rn(v, mn), scale)) : 0.0f;
-        q = fminf(fmaxf(q, 0.0f), 15.0f);
-        bits |= static_cast<uint32_t>(q) << (4 * e);
-      }
-      packed[word] = bits;
-    }
-    uint4* dst = reinterpret_cast<uint4*>(codes + row * (k / 2) + g * (kGroup / 2));
-    dst[0] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
-    dst[1] = make_uint4(packed[4], packed[5], packed[6], packed[7]);
+    if (!quantise_int4_group(src, codes + row * (k / 2) + g * (kGroup / 2), &scales[gi], &mins[gi]))
+      atomicAdd(bad, 1u);
   }
-}
-
-unsigned grid_for(int64_t items, int threads) {
-  const int64_t b = (items + threads - 1) / threads;
-  return static_cast<unsigned>(b < 1 ? 1 : (b > 65535 * 8 ? 65535 * 8 : b));
 }
 
 }  // namespace
@@ -102,7 +66,7 @@ void launch_dequantise_int4(DType dt, const Int4Device& w, void* out, cudaStream
   if (w.n == 0 || w.k == 0) return;
   STRATA_CHECK(w.k % kGroup == 0 && (reinterpret_cast<uintptr_t>(out) & 15) == 0,
                "dequantise_int4: k must be a multiple of 64 and out 16-byte aligned");
-  STRATA_DISPATCH_ACT(dt, dequantise_int4_kernel<T><<<grid_for(w.n * w.k / 8, 256), 256, 0, stream>>>(
+  STRATA_DISPATCH_ACT(dt, dequantise_int4_kernel<T><<<int4_grid_for(w.n * w.k / 8, 256), 256, 0, stream>>>(
                               w, static_cast<T*>(out)));
   STRATA_CUDA_CHECK_LAUNCH();
 }
@@ -115,7 +79,7 @@ void launch_quantise_int4(DType src_dt, const void* w, int64_t n, int64_t k, voi
   auto* codes = static_cast<uint8_t*>(blob);
   auto* scales = reinterpret_cast<uint16_t*>(codes + n * k / 2);
   auto* mins = scales + n * (k / kGroup);
-  const unsigned grid = grid_for(n * (k / kGroup), 128);
+  const unsigned grid = int4_grid_for(n * (k / kGroup), 128);
   if (src_dt == DType::kF32) {
     quantise_int4_kernel<float><<<grid, 128, 0, stream>>>(static_cast<const float*>(w), n, k,
                                                           codes, scales, mins, bad);

@@ -11,6 +11,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/element.cuh"
+#include "cuda/int4_group.cuh"
 #include "cuda/int4_kv_kernels.h"
 
 namespace strata::cuda {
@@ -27,21 +28,12 @@ __host__ __device__ inline int lanes_per_key(int64_t head_dim) {
   return l;
 }
 
-__device__ __forceinline__ float half_bits_to_float(uint16_t b) {
-  return __half2float(__ushort_as_half(b));
-}
-
 // The 8 values of one code word: code * scale + min, one rounded product and one rounded sum
 // (compute::dequantise_int4's arithmetic; no fused multiply-add).
 __device__ __forceinline__ void dequant8(uint32_t word, float scale, float mn, float out[8]) {
 #pragma unroll
   for (int e = 0; e < 8; ++e)
     out[e] = __fadd_rn(__fmul_rn(static_cast<float>((word >> (4 * e)) & 0xfu), scale), mn);
-}
-
-unsigned grid_for(int64_t items, int threads) {
-  const int64_t b = (items + threads - 1) / threads;
-  return static_cast<unsigned>(b < 1 ? 1 : (b > 65535 * 8 ? 65535 * 8 : b));
 }
 
 // One thread per (plane, new row, group of 64): compute::quantise_int4 step for step (the first
@@ -63,33 +55,8 @@ __global__ void append_kernel(const T* __restrict__ k, const T* __restrict__ v,
     uint8_t* blob = is_v ? v_blob : k_blob;
     uint16_t* scales = reinterpret_cast<uint16_t*>(blob + cache_rows * e / 2);
     uint16_t* mins = scales + cache_rows * groups_per_row;
-    float lo = to_float(src[0]), hi = lo;
-    for (int x = 0; x < kGroupSize; ++x) {
-      const float val = to_float(src[x]);
-      lo = val < lo ? val : lo;
-      hi = hi < val ? val : hi;
-    }
-    const __half min_h = __float2half_rn(lo);
-    const __half scale_h = __float2half_rn(__fdiv_rn(__fsub_rn(hi, lo), 15.0f));
-    const float mn = __half2float(min_h), scale = __half2float(scale_h);
-    scales[row * groups_per_row + g] = __half_as_ushort(scale_h);
-    mins[row * groups_per_row + g] = __half_as_ushort(min_h);
-    uint32_t packed[8];
-#pragma unroll
-    for (int word = 0; word < 8; ++word) {
-      uint32_t bits = 0;
-#pragma unroll
-      for (int x = 0; x < 8; ++x) {
-        const float val = to_float(src[word * 8 + x]);
-        float q = scale > 0.0f ? rintf(__fdiv_rn(__fsub_rn(val, mn), scale)) : 0.0f;
-        q = fminf(fmaxf(q, 0.0f), 15.0f);
-        bits |= static_cast<uint32_t>(q) << (4 * x);
-      }
-      packed[word] = bits;
-    }
-    uint4* dst = reinterpret_cast<uint4*>(blob + row * (e / 2) + g * (kGroupSize / 2));
-    dst[0] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
-    dst[1] = make_uint4(packed[4], packed[5], packed[6], packed[7]);
+    quantise_int4_group(src, blob + row * (e / 2) + g * (kGroupSize / 2), &scales[row * groups_per_row + g],
+                        &mins[row * groups_per_row + g]);
   }
 }
 
@@ -287,7 +254,7 @@ void launch_int4_kv_append(DType dt, const void* k, const void* v, void* k_blob,
                    (reinterpret_cast<uintptr_t>(k_blob) & 15) == 0 &&
                    (reinterpret_cast<uintptr_t>(v_blob) & 15) == 0,
                "int4 KV append: rows must be a multiple of 64 elements and the blobs 16-byte aligned");
-  const unsigned grid = grid_for(2 * tokens * (row_elems / kGroupSize), 128);
+  const unsigned grid = int4_grid_for(2 * tokens * (row_elems / kGroupSize), 128);
   STRATA_DISPATCH_ACT(dt, append_kernel<T><<<grid, 128, 0, stream>>>(
                               static_cast<const T*>(k), static_cast<const T*>(v),
                               static_cast<uint8_t*>(k_blob), static_cast<uint8_t*>(v_blob), seqs,

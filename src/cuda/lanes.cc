@@ -112,18 +112,6 @@ bool resolve(const std::shared_ptr<Epoch>& e) {
 
 }  // namespace
 
-const char* lane_name(Lane lane) {
-  switch (lane) {
-    case Lane::kCompute:
-      return "gpu";
-    case Lane::kH2d:
-      return "h2d";
-    case Lane::kD2h:
-      return "d2h";
-  }
-  return "?";
-}
-
 struct Lanes::Impl {
   struct OpenSpan {
     std::string name;

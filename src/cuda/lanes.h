@@ -23,7 +23,18 @@ namespace strata::cuda {
 
 enum class Lane : uint8_t { kCompute = 0, kH2d = 1, kD2h = 2 };
 inline constexpr int kNumLanes = 3;
-const char* lane_name(Lane lane);  // "gpu", "h2d", "d2h"
+// "gpu", "h2d", "d2h".
+inline const char* lane_name(Lane lane) {
+  switch (lane) {
+    case Lane::kCompute:
+      return "gpu";
+    case Lane::kH2d:
+      return "h2d";
+    case Lane::kD2h:
+      return "d2h";
+  }
+  return "?";
+}
 
 // A point in one lane's work. A default-constructed Event is "already complete".
 class Event {

@@ -5,18 +5,6 @@
 
 namespace strata::cuda {
 
-const char* lane_name(Lane lane) {
-  switch (lane) {
-    case Lane::kCompute:
-      return "gpu";
-    case Lane::kH2d:
-      return "h2d";
-    case Lane::kD2h:
-      return "d2h";
-  }
-  return "?";
-}
-
 struct Lanes::Impl {};
 
 Result<std::unique_ptr<Lanes>> Lanes::create(compute::Backend&, bool) {

@@ -164,7 +164,7 @@ Status OffloadEngine::Impl::build(model::WeightSource* source) {
       return unsupported("offload: KV off the GPU needs F16 activations");
     // Attention on the GPU reads a whole batch's KV from the staging; on the CPU, the staging only
     // carries a prompt's KV off the GPU.
-    staging_len = gpu_attention ? max_len : prefill_len;
+    const int64_t staging_len = gpu_attention ? max_len : prefill_len;
     const Shape staging_shape = {gbs, staging_len, config.num_kv_heads, config.head_dim};
     for (int s = 0; s < 2 && int4_kv && gpu_attention; ++s) {
       STRATA_ASSIGN_OR_RETURN(kv_staging4[s], cuda::allocate_int4_kv_cache(*backend, gbs, max_len, config.num_kv_heads, config.head_dim));
@@ -380,7 +380,8 @@ OffloadReport OffloadEngine::report() const {
   const PlanResource res[] = {PlanResource::kGpu, PlanResource::kH2d, PlanResource::kD2h, PlanResource::kDisk,
                               PlanResource::kCpu};
   for (int i = 0; i < 5; ++i) r.resources.push_back({names[i], busy[i].busy_s, m.bytes[static_cast<int>(res[i])]});
-  r.resources.push_back({"disk_write", busy[5].busy_s, m.disk_written});
+  r.resources[3].bytes += m.kv_disk_read;  // disk_read: the weights' parts and the KV
+  r.resources.push_back({"disk_write", busy[5].busy_s, m.kv_disk_written});
   r.peak_gpu_bytes = m.lanes->peak_device_bytes();
   r.pinned_bytes = m.pinned_bytes;
   r.peak_rss_bytes = peak_rss_bytes();
@@ -392,7 +393,8 @@ void OffloadEngine::reset_report() {
   Impl& m = *impl_;
   m.report = {};
   for (auto& b : m.bytes) b = 0;
-  m.disk_written = 0;
+  m.kv_disk_read = 0;
+  m.kv_disk_written = 0;
   std::lock_guard lock(m.spans_mu);
   m.spans.clear();
   m.report_from_s = m.lanes->now_s();

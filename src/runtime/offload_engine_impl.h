@@ -2,6 +2,7 @@
 // (offload_step.cc). Internal to src/runtime.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -96,7 +97,6 @@ struct OffloadEngine::Impl {
   bool any_off_gpu_kv = false;
   bool int4_kv = false;
   bool gpu_attention = false;                // decode attention over off-GPU KV on the GPU
-  int64_t staging_len = 0;                   // positions per sequence in a GPU KV staging buffer
   compute::LayerKvCache kv_staging[2];       // GPU: off-GPU KV of the batch computing or next
   cuda::Int4KvCache kv_staging4[2];          // the same for int4 KV with attention on the GPU
   std::unique_ptr<KvFile> kv_file;           // the disk tier of the KV cache
@@ -119,7 +119,7 @@ struct OffloadEngine::Impl {
   std::mutex spans_mu;
   std::vector<TraceSpan> spans;
   uint64_t bytes[kNumPlanResources] = {};
-  uint64_t disk_written = 0;  // KV written to the disk
+  std::atomic<uint64_t> kv_disk_read{0}, kv_disk_written{0};  // KV bytes moved by the disk worker
   double report_from_s = 0;
   uint64_t pinned_bytes = 0;
 

@@ -166,21 +166,16 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
       if (res == PlanResource::kDisk) {  // KV between its file and pinned staging
         const bool write = a.kind == ActionKind::kWriteKv;
         auto rows = kv_rows(subs[a.batch].batch.seqs, write);
-        uint64_t n = 0;
-        for (const auto& [b0, b1] : kv_row_pages(kv_file->shape(), rows)) n += 2 * (b1 - b0);
-        (write ? disk_written : bytes[static_cast<int>(PlanResource::kDisk)]) += n;
         auto waits = host_waits(a, *disk_worker);
         auto* buf = static_cast<std::byte*>(kv_disk_staging[a.host_staging].raw());
         const int64_t region = kv[a.unit * nb + a.batch].disk_region;
-        ticket[i] = disk_worker->submit([this, waits, wait_for, buf, region, rows, write, name, n]() -> Status {
+        ticket[i] = disk_worker->submit([this, waits, wait_for, buf, region, rows, write, name]() -> Status {
           STRATA_RETURN_IF_ERROR(wait_for(waits));
           const double t0 = lanes->now_s();
-          if (write) {
-            STRATA_RETURN_IF_ERROR(kv_file->write(region, rows, buf).status());
-          } else {
-            STRATA_RETURN_IF_ERROR(kv_file->read(region, rows, buf).status());
-          }
-          host_span(write ? "disk_write" : "disk", name, t0, n);
+          auto moved = write ? kv_file->write(region, rows, buf) : kv_file->read(region, rows, buf);
+          STRATA_RETURN_IF_ERROR(moved.status());
+          (write ? kv_disk_written : kv_disk_read) += moved.value();
+          host_span(write ? "disk_write" : "disk", name, t0, moved.value());
           return Status::ok();
         });
         continue;
@@ -322,7 +317,7 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
               // Attention on the CPU: the prompt's fp16 KV from a [gbs, prompt] staging.
               const size_t row = static_cast<size_t>(E) * 2;
               const Tensor& src = kvi == 0 ? kv_staging[a.staging].k : kv_staging[a.staging].v;
-              lanes->copy_2d(lane, dst, max_len * row, src.raw(), staging_len * row, P * row, used_slots);
+              lanes->copy_2d(lane, dst, max_len * row, src.raw(), prefill_len * row, P * row, used_slots);
               moved += static_cast<uint64_t>(P) * row * used_slots;
             } else {
               // ... or its int4 blob, quantised on the GPU from that staging.

@@ -1,0 +1,65 @@
+// int4-g64 kernel pieces shared by the weight quantiser (int4_gemm.cu) and the int4 KV
+// cache's append (int4_kv_attention.cu): one group of 64 values quantised by
+// compute::quantise_int4's rule step for step, fp16 bits to fp32, and the grid of their
+// grid-stride loops. Internal to src/cuda/ .cu files.
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "cuda/element.cuh"
+
+namespace strata::cuda {
+
+inline constexpr int kInt4Group = 64;
+
+// Blocks for a grid-stride loop over `items` with `threads` a block (at least 1, at most 524280).
+inline unsigned int4_grid_for(int64_t items, int threads) {
+  const int64_t b = (items + threads - 1) / threads;
+  return static_cast<unsigned>(b < 1 ? 1 : (b > 65535 * 8 ? 65535 * 8 : b));
+}
+
+__device__ __forceinline__ float half_bits_to_float(uint16_t b) { return __half2float(__ushort_as_half(b)); }
+
+// Quantises src[0, 64): the 32 code bytes to `codes` (16-byte aligned; byte j holds element 2j in
+// its low nibble), the fp16 scale and min bits to *scale and *min. The first of equal minima and
+// maxima is kept (as std::min / std::max: 0 and -0 stay apart), the division is IEEE, rounding
+// to nearest even, as compute::quantise_int4. Returns false when a value is not finite (the
+// codes are then meaningless).
+template <typename T>
+__device__ __forceinline__ bool quantise_int4_group(const T* src, uint8_t* codes, uint16_t* scale,
+                                                    uint16_t* min) {
+  float lo = to_float(src[0]), hi = lo;
+  bool finite = true;
+  for (int i = 0; i < kInt4Group; ++i) {
+    const float v = to_float(src[i]);
+    finite = finite && isfinite(v);
+    lo = v < lo ? v : lo;
+    hi = hi < v ? v : hi;
+  }
+  const __half min_h = __float2half_rn(lo);
+  const __half scale_h = __float2half_rn(__fdiv_rn(__fsub_rn(hi, lo), 15.0f));
+  const float mn = __half2float(min_h), s = __half2float(scale_h);
+  *scale = __half_as_ushort(scale_h);
+  *min = __half_as_ushort(min_h);
+  uint32_t packed[8];
+#pragma unroll
+  for (int word = 0; word < 8; ++word) {
+    uint32_t bits = 0;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const float v = to_float(src[word * 8 + e]);
+      float q = s > 0.0f ? rintf(__fdiv_rn(__fsub_rn(v, mn), s)) : 0.0f;
+      q = fminf(fmaxf(q, 0.0f), 15.0f);
+      bits |= static_cast<uint32_t>(q) << (4 * e);
+    }
+    packed[word] = bits;
+  }
+  uint4* dst = reinterpret_cast<uint4*>(codes);
+  dst[0] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+  dst[1] = make_uint4(packed[4], packed[5], packed[6], packed[7]);
+  return finite;
+}
+
+}  // namespace strata::cuda
