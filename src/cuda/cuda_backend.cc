@@ -6,6 +6,8 @@
 #include <limits>
 #include <string>
 
+#include <cuda_profiler_api.h>
+
 #include "common/units.h"
 #include "compute/op_checks.h"
 #include "cuda/cuda_backend_impl.h"
@@ -109,6 +111,23 @@ Status fill_uniform(compute::Backend& backend, Tensor& t, uint64_t seed, float c
     return invalid_argument("fill_uniform: needs an F32, F16 or BF16 device tensor");
   launch_fill_uniform(t.dtype(), t.raw(), t.numel(), seed, center, half, b->stream());
   return Status::ok();
+}
+
+Status hold_stream(compute::Backend& backend, double microseconds) {
+  CudaBackend* b = as_cuda(backend);
+  if (b == nullptr) return invalid_argument("hold_stream: needs the CUDA backend");
+  if (microseconds < 0) return invalid_argument("hold_stream: a negative time");
+  launch_hold(static_cast<uint64_t>(microseconds * 1e3), b->stream());
+  return Status::ok();
+}
+
+void profiler_capture(compute::Backend& backend, bool on) {
+  synchronize(backend);
+  if (on) {
+    cudaProfilerStart();
+  } else {
+    cudaProfilerStop();
+  }
 }
 
 Result<std::unique_ptr<compute::Backend>> make_cuda_backend(const CudaBackendOptions& options) {

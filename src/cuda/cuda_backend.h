@@ -40,4 +40,13 @@ void release_cached_memory(compute::Backend& backend);
 // pure function of (seed, element index); for synthetic benchmark weights made on the GPU.
 Status fill_uniform(compute::Backend& backend, Tensor& t, uint64_t seed, float center, float half);
 
+// Enqueues `microseconds` of idle waiting on a CUDA backend's stream: ops issued right after it
+// queue up behind it, so the time a step takes beyond the hold is its GPU time without the host's
+// launch cost (a benchmark's measure of how much launching costs).
+Status hold_stream(compute::Backend& backend, double microseconds);
+
+// Starts (on) or stops (off) a profiler's capture (cudaProfilerStart/Stop), for a benchmark run
+// under a profiler that starts with capture off; waits for the backend's work first.
+void profiler_capture(compute::Backend& backend, bool on);
+
 }  // namespace strata::cuda

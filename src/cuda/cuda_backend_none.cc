@@ -17,4 +17,10 @@ Status fill_uniform(compute::Backend&, Tensor&, uint64_t, float, float) {
   return unsupported("fill_uniform: strata was built without CUDA");
 }
 
+Status hold_stream(compute::Backend&, double) {
+  return unsupported("hold_stream: strata was built without CUDA");
+}
+
+void profiler_capture(compute::Backend&, bool) {}
+
 }  // namespace strata::cuda

@@ -50,6 +50,19 @@ __device__ __forceinline__ void store8(T* p, const float in[8]) {
   *reinterpret_cast<Vec8<T>*>(p) = x;
 }
 
+// A streamed 16-byte load of data read once (weights): kept out of L1, with a 256-byte L2 prefetch.
+__device__ __forceinline__ uint4 load_stream(const uint4* p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+#else
+  return __ldcs(p);
+#endif
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

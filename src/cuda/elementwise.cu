@@ -135,7 +135,22 @@ __global__ void fill_uniform_kernel(T* dst, int64_t n, uint64_t seed, float cent
   }
 }
 
+// One thread that spins for `ns` nanoseconds of the GPU's global timer.
+__global__ void hold_kernel(uint64_t ns) {
+  uint64_t start = 0, now = 0;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+  do {
+    __nanosleep(1000);
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+  } while (now - start < ns);
+}
+
 }  // namespace
+
+void launch_hold(uint64_t ns, cudaStream_t stream) {
+  hold_kernel<<<1, 1, 0, stream>>>(ns);
+  STRATA_CUDA_CHECK_LAUNCH();
+}
 
 void launch_add(DType dt, const void* a, const void* b, void* y, int64_t n, cudaStream_t stream) {
   STRATA_DISPATCH_ACT(dt, binary<T>(a, b, y, n, AddOp{}, stream));

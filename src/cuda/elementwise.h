@@ -1,5 +1,5 @@
 // Elementwise kernels of the CUDA backend: residual add, ReLU, the SiLU-gated product, bias rows,
-// dtype conversion and seeded uniform fill. Pointers are device memory; n counts elements. Each
+// dtype conversion, seeded uniform fill and a timed hold of the stream. Pointers are device memory; n counts elements. Each
 // launcher enqueues on `stream` and returns at once. Internal to src/cuda/.
 #pragma once
 
@@ -28,5 +28,8 @@ void launch_convert(DType src_dt, const void* src, DType dst_dt, void* dst, int6
 // F16 or BF16.
 void launch_fill_uniform(DType dt, void* dst, int64_t n, uint64_t seed, float center, float half,
                          cudaStream_t stream);
+// Keeps `stream` busy for `ns` nanoseconds (one spinning thread), so that work enqueued behind it
+// piles up and then runs without waiting on the host.
+void launch_hold(uint64_t ns, cudaStream_t stream);
 
 }  // namespace strata::cuda

@@ -1,84 +1,104 @@
-// Skinny GEMM: each warp owns kRowsPerWarp output columns (rows of w) and walks k in 16-byte
-// chunks, two chunks per iteration so that several loads are in flight; the (small) x rows are
-// read through L1. fp32 accumulation, a warp reduction, then bias, ReLU and rounding. A launch
-// covers up to three weights that share x: each block finds its segment from the grid offsets.
+// Skinny GEMM: each warp owns R output columns (rows of w); each lane takes 16-byte chunks of
+// them spaced 32 chunks apart, U chunks of every row per pipeline step, and loads the next step's
+// chunks while it multiplies the current ones, so that up to 2 * R * U streamed loads a lane are
+// in flight. The (small) x rows are read through L1, once per chunk for all R rows. fp32
+// accumulation, a warp reduction, then bias, ReLU and rounding. A launch covers up to three
+// weights that share x: each block finds its segment from the grid offsets.
+#include <string>
+
 #include "cuda/cuda_check.h"
 #include "cuda/element.cuh"
 #include "cuda/gemv.h"
+#include "cuda/gemv_variants.cuh"
 
 namespace strata::cuda {
 namespace {
 
-constexpr int kWarps = 8;
-constexpr int kRowsPerWarp = 2;
-constexpr int kMaxM = static_cast<int>(kGemvMaxRows);
+constexpr int kWarps = 4;
+
+template <int R, int U>
+struct DenseStage {
+  uint4 w[U][R];
+};
+
+template <int R, int U>
+__device__ __forceinline__ void load_dense(const uint4* const (&rows)[R], int c0, int chunks,
+                                           DenseStage<R, U>& s) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int c = c0 + 32 * u;
+#pragma unroll
+    for (int r = 0; r < R; ++r) s.w[u][r] = c < chunks ? load_stream(rows[r] + c) : make_uint4(0, 0, 0, 0);
+  }
+}
 
 template <typename T>
+__device__ __forceinline__ void unpack8(const uint4& v, float out[8]) {
+  const Vec8<T>& x = reinterpret_cast<const Vec8<T>&>(v);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) out[i] = to_float(x.v[i]);
+}
+
+template <typename T, int M, int R, int U>
 __global__ void __launch_bounds__(kWarps * 32)
     gemv_kernel(const T* __restrict__ x, GemvGrid g, int m, int64_t k) {
   const int seg = blockIdx.x >= g.start[2] ? 2 : blockIdx.x >= g.start[1] ? 1 : 0;
-  const T* __restrict__ w = static_cast<const T*>(g.w[seg]);
-  const float* __restrict__ bias = g.bias[seg];
-  T* __restrict__ y = static_cast<T*>(g.y[seg]);
-  const int64_t n = g.n[seg];
+  const unsigned start = seg == 2 ? g.start[2] : seg == 1 ? g.start[1] : g.start[0];
+  const int64_t n = pick(g.n, seg);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int64_t row0 = (int64_t{blockIdx.x - g.start[seg]} * kWarps + warp) * kRowsPerWarp;
+  const int64_t row0 = (int64_t{blockIdx.x - start} * kWarps + warp) * R;
   if (row0 >= n) return;
-  const int64_t chunks = k / 8;
-  float acc[kRowsPerWarp][kMaxM];
+  const int chunks = static_cast<int>(k / 8);
+  const auto* w = static_cast<const uint4*>(pick(g.w, seg));
+  const uint4* rows[R];
 #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r)
-#pragma unroll
-    for (int i = 0; i < kMaxM; ++i) acc[r][i] = 0.0f;
-  const T* wr[kRowsPerWarp];
-#pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) wr[r] = w + min(row0 + r, n - 1) * k;
+  for (int r = 0; r < R; ++r) rows[r] = w + min(row0 + r, n - 1) * chunks;
 
-  for (int64_t c0 = lane; c0 < chunks; c0 += 64) {
-    const int64_t c1 = c0 + 32;
-    const bool has1 = c1 < chunks;
-    float wf[2][kRowsPerWarp][8];
+  float acc[R][M];
 #pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r) {
-      load8(wr[r] + c0 * 8, wf[0][r]);
-      if (has1) {
-        load8(wr[r] + c1 * 8, wf[1][r]);
-      } else {
+  for (int r = 0; r < R; ++r)
 #pragma unroll
-        for (int e = 0; e < 8; ++e) wf[1][r][e] = 0.0f;
-      }
-    }
+    for (int i = 0; i < M; ++i) acc[r][i] = 0.0f;
+
+  constexpr int kStep = 32 * U;
+  DenseStage<R, U> cur;
+  load_dense<R, U>(rows, lane, chunks, cur);
+  for (int c0 = lane; c0 < chunks; c0 += kStep) {
+    DenseStage<R, U> next;
+    if (c0 + kStep < chunks) load_dense<R, U>(rows, c0 + kStep, chunks, next);
 #pragma unroll
-    for (int i = 0; i < kMaxM; ++i) {
-      if (i < m) {
+    for (int u = 0; u < U; ++u) {
+      const int c = c0 + 32 * u;
+      if (c >= chunks) continue;
+      float wf[R][8];
+#pragma unroll
+      for (int r = 0; r < R; ++r) unpack8<T>(cur.w[u][r], wf[r]);
+#pragma unroll
+      for (int i = 0; i < M; ++i) {
+        const int row = M == 1 ? 0 : min(i, m - 1);
         float xf[8];
-        load8(x + i * k + c0 * 8, xf);
+        unpack8<T>(__ldg(reinterpret_cast<const uint4*>(x + row * k) + c), xf);
 #pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r)
+        for (int r = 0; r < R; ++r)
 #pragma unroll
-          for (int e = 0; e < 8; ++e) acc[r][i] = fmaf(xf[e], wf[0][r][e], acc[r][i]);
-        if (has1) {
-          load8(x + i * k + c1 * 8, xf);
-#pragma unroll
-          for (int r = 0; r < kRowsPerWarp; ++r)
-#pragma unroll
-            for (int e = 0; e < 8; ++e) acc[r][i] = fmaf(xf[e], wf[1][r][e], acc[r][i]);
-        }
+          for (int e = 0; e < 8; ++e) acc[r][i] = fmaf(xf[e], wf[r][e], acc[r][i]);
       }
     }
+    cur = next;
   }
+
+  const float* __restrict__ bias = pick(g.bias, seg);
+  T* __restrict__ y = static_cast<T*>(pick(g.y, seg));
 #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
+  for (int r = 0; r < R; ++r) {
 #pragma unroll
-    for (int i = 0; i < kMaxM; ++i) {
-      if (i < m) {
-        float v = warp_sum(acc[r][i]);
-        const int64_t col = row0 + r;
-        if (lane == 0 && col < n) {
-          v += bias ? bias[col] : 0.0f;
-          if (g.relu) v = fmaxf(v, 0.0f);
-          y[i * n + col] = from_float<T>(v);
-        }
+    for (int i = 0; i < M; ++i) {
+      const float v = warp_sum(acc[r][i]);
+      const int64_t col = row0 + r;
+      if (lane == 0 && i < m && col < n) {
+        float out = v + (bias ? bias[col] : 0.0f);
+        if (g.relu) out = fmaxf(out, 0.0f);
+        y[i * n + col] = from_float<T>(out);
       }
     }
   }
@@ -108,20 +128,46 @@ GemvGrid gemv_grid(const GemvBatch& batch, int64_t per_block, bool relu) {
   return g;
 }
 
+GemvVariant default_gemv_variant(int64_t m, bool int4) {
+  // The fastest on the sum of llama-3-8b's and opt-6.7b's projection times (strata_gemv_sweep).
+  const int kr = gemv_kernel_rows(m);
+  if (int4) return kr == 1 ? GemvVariant{2, 1} : GemvVariant{4, 1};
+  switch (kr) {
+    case 1:
+    case 2: return {1, 2};
+    case 4: return {1, 1};
+    default: return {4, 2};
+  }
+}
+
+bool gemv_variant_built(int64_t m, GemvVariant v) {
+  return m >= 1 && m <= kGemvMaxRows && dispatch_gemv_variant(m, v, [](auto, auto, auto) {});
+}
+
 bool gemv_supported(int64_t m, int64_t k, const void* x, const void* w) {
-  return m >= 1 && m <= kGemvMaxRows && k % 8 == 0 && k > 0 &&
+  return m >= 1 && m <= kGemvMaxRows && k % 8 == 0 && k > 0 && k / 8 <= 0x7fffffff &&
          (reinterpret_cast<uintptr_t>(x) & 15) == 0 && (reinterpret_cast<uintptr_t>(w) & 15) == 0;
 }
 
 void launch_gemv(DType dt, const void* x, const GemvBatch& batch, int64_t m, int64_t k, bool relu,
-                 cudaStream_t stream) {
+                 cudaStream_t stream, GemvVariant variant) {
   for (int s = 0; s < batch.count; ++s)
     STRATA_CHECK(gemv_supported(m, k, x, batch.seg[s].w), "gemv: unsupported shape or alignment");
-  const GemvGrid g = gemv_grid(batch, int64_t{kWarps} * kRowsPerWarp, relu);
-  const unsigned blocks = g.start[kGemvMaxSegments];
-  if (blocks == 0) return;
-  STRATA_DISPATCH_ACT(dt, gemv_kernel<T><<<blocks, kWarps * 32, 0, stream>>>(
-                              static_cast<const T*>(x), g, static_cast<int>(m), k));
+  const GemvVariant def = default_gemv_variant(m, false);
+  if (variant.rows_per_warp == 0) variant.rows_per_warp = def.rows_per_warp;
+  if (variant.chunks_per_step == 0) variant.chunks_per_step = def.chunks_per_step;
+  STRATA_DISPATCH_ACT(dt, {
+    const bool built = dispatch_gemv_variant(m, variant, [&](auto M, auto R, auto U) {
+      const GemvGrid g = gemv_grid(batch, int64_t{kWarps} * R.value, relu);
+      const unsigned blocks = g.start[kGemvMaxSegments];
+      if (blocks == 0) return;
+      gemv_kernel<T, M.value, R.value, U.value><<<blocks, kWarps * 32, 0, stream>>>(
+          static_cast<const T*>(x), g, static_cast<int>(m), k);
+    });
+    STRATA_CHECK(built, "gemv: no kernel for " + std::to_string(variant.rows_per_warp) +
+                            " rows per warp and " + std::to_string(variant.chunks_per_step) +
+                            " chunks per step at " + std::to_string(m) + " rows");
+  });
   STRATA_CUDA_CHECK_LAUNCH();
 }
 

@@ -1,6 +1,6 @@
 // Skinny matrix products for decode-sized batches: y[m, n] = x[m, k] · w[n, k]^T (+ bias[n]) for
-// m <= kGemvMaxRows, reading each weight row once with 16-byte loads and fusing the bias (and,
-// on request, a ReLU). Up to kGemvMaxSegments products that share x (the q, k and v projections;
+// m <= kGemvMaxRows, reading each weight row once with streamed 16-byte loads, the next chunks in
+// flight while the current ones are multiplied, and fusing the bias (and, on request, a ReLU). Up to kGemvMaxSegments products that share x (the q, k and v projections;
 // gate and up) run as one launch. Bound by the bytes of w, which it streams at close to the copy
 // bandwidth; cuBLAS takes the larger batches. Device pointers; enqueued on `stream`. Internal to
 // src/cuda/.
@@ -31,10 +31,23 @@ struct GemvBatch {
   int count = 0;
 };
 
+// How a launch divides the work: the weight rows a warp owns (1, 2 or 4) and the 16-byte chunks a
+// lane loads per row and pipeline step (1, 2 or 4; 1 or 2 for batches of 5-8 rows); a lane has
+// up to twice rows x chunks loads in flight. Zero fields take the default for the batch size,
+// chosen on an H100 with weights streamed from HBM (bench/gemv_sweep).
+struct GemvVariant {
+  int rows_per_warp = 0;
+  int chunks_per_step = 0;
+};
+// The default variant for m activation rows, dense or int4-g64 weights.
+GemvVariant default_gemv_variant(int64_t m, bool int4);
+// True when `v` (after defaults) is one of the built variants for m rows.
+bool gemv_variant_built(int64_t m, GemvVariant v);
+
 // True when the shapes and pointers suit the kernel (k a multiple of 8, 16-byte aligned rows).
 bool gemv_supported(int64_t m, int64_t k, const void* x, const void* w);
 void launch_gemv(DType dt, const void* x, const GemvBatch& batch, int64_t m, int64_t k, bool relu,
-                 cudaStream_t stream);
+                 cudaStream_t stream, GemvVariant variant = {});
 
 // Where each segment's blocks start in a launch of `per_block` rows per block; start[count] is
 // the grid size. Shared by the dense and the int4 kernels.

@@ -37,7 +37,7 @@ __host__ __device__
 bool gemv_int4_supported(int64_t m, int64_t k, const void* x);
 // The segments' w are int4 blobs of [n, k] weights (see cuda/gemv.h for batches).
 void launch_gemv_int4(DType dt, const void* x, const GemvBatch& batch, int64_t m, int64_t k,
-                      bool relu, cudaStream_t stream);
+                      bool relu, cudaStream_t stream, GemvVariant variant = {});
 
 void launch_dequantise_int4(DType dt, const Int4Device& w, void* out, cudaStream_t stream);
 

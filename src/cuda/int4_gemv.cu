@@ -21,9 +21,12 @@
 
 #include <type_traits>
 
+#include <string>
+
 #include "cuda/cuda_check.h"
 #include "cuda/element.cuh"
 #include "cuda/gemv.h"
+#include "cuda/gemv_variants.cuh"
 #include "cuda/int4_gemm.h"
 
 namespace strata::cuda {
@@ -32,19 +35,6 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kGroup = 64;
 constexpr int kChunk = 32;  // elements in 16 bytes of codes
-
-// A streamed 16-byte load: read once, kept out of L1, with a 256-byte L2 prefetch.
-__device__ __forceinline__ uint4 load_stream(const uint4* p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p));
-  return v;
-#else
-  return __ldcs(p);
-#endif
-}
 
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int j) {
   return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
@@ -83,12 +73,6 @@ struct RowBlock {
   int64_t chunks_per_row, groups_per_row;
   int64_t last_row;           // rows past n - 1 read row n - 1 (their sums are not stored)
 };
-
-// a[s] for a segment index s of a kernel parameter, without copying the parameter to local memory.
-template <typename P>
-__device__ __forceinline__ P pick(const P (&a)[kGemvMaxSegments], int s) {
-  return s == 0 ? a[0] : s == 1 ? a[1] : a[2];
-}
 
 template <int R, int U>
 __device__ __forceinline__ void load_stage(const RowBlock& b, int c0, int chunks, Stage<R, U>& s) {
@@ -253,16 +237,6 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-template <typename T, int M, int R, int U>
-void launch_m(const void* x, const GemvBatch& batch, int64_t m, int64_t k, bool relu,
-              cudaStream_t stream) {
-  const GemvGrid g = gemv_grid(batch, int64_t{kWarps} * R, relu);
-  const unsigned grid = g.start[kGemvMaxSegments];
-  if (grid == 0) return;
-  gemv_int4_kernel<T, M, R, U><<<grid, kWarps * 32, 0, stream>>>(static_cast<const T*>(x), g,
-                                                                 static_cast<int>(m), k);
-}
-
 }  // namespace
 
 bool gemv_int4_supported(int64_t m, int64_t k, const void* x) {
@@ -271,23 +245,25 @@ bool gemv_int4_supported(int64_t m, int64_t k, const void* x) {
 }
 
 void launch_gemv_int4(DType dt, const void* x, const GemvBatch& batch, int64_t m, int64_t k,
-                      bool relu, cudaStream_t stream) {
+                      bool relu, cudaStream_t stream, GemvVariant variant) {
   STRATA_CHECK(gemv_int4_supported(m, k, x), "gemv_int4: unsupported shape or alignment");
   for (int s = 0; s < batch.count; ++s)
     STRATA_CHECK((reinterpret_cast<uintptr_t>(batch.seg[s].w) & 15) == 0,
                  "gemv_int4: codes not 16-byte aligned");
+  const GemvVariant def = default_gemv_variant(m, true);
+  if (variant.rows_per_warp == 0) variant.rows_per_warp = def.rows_per_warp;
+  if (variant.chunks_per_step == 0) variant.chunks_per_step = def.chunks_per_step;
   STRATA_DISPATCH_ACT(dt, {
-    // Rows per warp and chunks per lane and step as measured best on an H100 (llama-3-8b's
-    // projections): more rows per warp pay once x's loads and permutes outweigh the codes'.
-    if (m == 1) {
-      launch_m<T, 1, 2, 1>(x, batch, m, k, relu, stream);
-    } else if (m == 2) {
-      launch_m<T, 2, 2, 1>(x, batch, m, k, relu, stream);
-    } else if (m <= 4) {
-      launch_m<T, 4, 4, 1>(x, batch, m, k, relu, stream);
-    } else {
-      launch_m<T, 8, 4, 1>(x, batch, m, k, relu, stream);
-    }
+    const bool built = dispatch_gemv_variant(m, variant, [&](auto M, auto R, auto U) {
+      const GemvGrid g = gemv_grid(batch, int64_t{kWarps} * R.value, relu);
+      const unsigned grid = g.start[kGemvMaxSegments];
+      if (grid == 0) return;
+      gemv_int4_kernel<T, M.value, R.value, U.value><<<grid, kWarps * 32, 0, stream>>>(
+          static_cast<const T*>(x), g, static_cast<int>(m), k);
+    });
+    STRATA_CHECK(built, "gemv_int4: no kernel for " + std::to_string(variant.rows_per_warp) +
+                            " rows per warp and " + std::to_string(variant.chunks_per_step) +
+                            " chunks per step at " + std::to_string(m) + " rows");
   });
   STRATA_CUDA_CHECK_LAUNCH();
 }

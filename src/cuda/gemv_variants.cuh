@@ -1,0 +1,64 @@
+// Compile-time variants of the skinny GEMV kernels (gemv.cu, int4_gemv.cu): the batch size M the
+// kernel is built for (1, 2, 4, 8; a batch of 3 runs as 4, 5-7 as 8), the weight rows R a warp
+// owns and the chunks U a lane loads per row and pipeline step. dispatch_gemv_variant() maps the
+// run-time choice onto the instantiated set. Internal to src/cuda/ .cu files.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "cuda/gemv.h"
+
+namespace strata::cuda {
+
+template <int V>
+using IntC = std::integral_constant<int, V>;
+
+// a[s] for a segment index s of a kernel parameter, without copying the parameter to local memory.
+template <typename P>
+__device__ __forceinline__ P pick(const P (&a)[kGemvMaxSegments], int s) {
+  return s == 0 ? a[0] : s == 1 ? a[1] : a[2];
+}
+
+// The kernel batch size for m activation rows.
+inline int gemv_kernel_rows(int64_t m) { return m <= 1 ? 1 : m == 2 ? 2 : m <= 4 ? 4 : 8; }
+
+namespace gemv_detail {
+template <int M, int R, typename F>
+bool with_u(int u, F& f) {
+  switch (u) {
+    case 1: f(IntC<M>{}, IntC<R>{}, IntC<1>{}); return true;
+    case 2: f(IntC<M>{}, IntC<R>{}, IntC<2>{}); return true;
+    case 4:
+      if constexpr (M < 8) {
+        f(IntC<M>{}, IntC<R>{}, IntC<4>{});
+        return true;
+      }
+      return false;
+    default: return false;
+  }
+}
+template <int M, typename F>
+bool with_r(int r, int u, F& f) {
+  switch (r) {
+    case 1: return with_u<M, 1>(u, f);
+    case 2: return with_u<M, 2>(u, f);
+    case 4: return with_u<M, 4>(u, f);
+    default: return false;
+  }
+}
+}  // namespace gemv_detail
+
+// Calls f(IntC<M>, IntC<R>, IntC<U>) for the batch size m and the variant v (zero fields already
+// replaced by defaults); false when that variant is not built.
+template <typename F>
+bool dispatch_gemv_variant(int64_t m, GemvVariant v, F&& f) {
+  switch (gemv_kernel_rows(m)) {
+    case 1: return gemv_detail::with_r<1>(v.rows_per_warp, v.chunks_per_step, f);
+    case 2: return gemv_detail::with_r<2>(v.rows_per_warp, v.chunks_per_step, f);
+    case 4: return gemv_detail::with_r<4>(v.rows_per_warp, v.chunks_per_step, f);
+    default: return gemv_detail::with_r<8>(v.rows_per_warp, v.chunks_per_step, f);
+  }
+}
+
+}  // namespace strata::cuda

@@ -1,0 +1,99 @@
+// Every built variant of the skinny GEMV kernels (rows per warp, chunks per lane and pipeline
+// step; cuda/gemv.h), dense and int4-g64, at every batch size 1-8, launched directly against the
+// CPU backend's linear() on the same weights (the int4 ones through the reference dequantiser):
+// two products sharing x, one with a bias, on a row count that leaves blocks part empty and a k
+// whose chunks do not fill the lanes' last pipeline step. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "compute/int4.h"
+#include "cuda/cuda_backend_impl.h"
+#include "cuda/cuda_test_util.h"
+#include "cuda/gemv.h"
+#include "cuda/int4_gemm.h"
+#include "cuda/int4_weights.h"
+
+namespace strata::cuda {
+namespace {
+
+using testing::CudaVsCpu;
+using testing::expect_matches;
+using testing::on;
+using testing::poisoned;
+using testing::random_host;
+using testing::vec_on;
+
+using GemvVariants = CudaVsCpu;
+
+TEST_P(GemvVariants, EveryVariantMatchesTheCpuAtEveryBatchSize) {
+  constexpr int64_t kK = 4160;
+  const int64_t ns[2] = {301, 37};
+  uint32_t seed = 7000;
+  int variants_run = 0;
+  for (bool int4 : {false, true}) {
+    // Weights (and the CPU's copies) once per kind; x per batch size.
+    Tensor gw[2], cw[2];
+    for (int s = 0; s < 2; ++s) {
+      const Tensor w = random_host({ns[s], kK}, seed++, int4 ? DType::kF32 : dt(), -0.1f, 0.1f);
+      if (int4) {
+        std::vector<std::byte> blob(compute::int4_blob_bytes(ns[s], kK));
+        ASSERT_TRUE(compute::quantise_int4(w, blob).is_ok());
+        const compute::Int4View view = compute::int4_view(blob, w.shape()).value();
+        gw[s] = upload_int4(*gpu_, view).value();
+        cw[s] = cpu_->upload(compute::dequantise_int4(view), compute::WeightKind::kLinear).value();
+      } else {
+        gw[s] = on(*gpu_, w);
+        cw[s] = cpu_->upload(w, compute::WeightKind::kLinear).value();
+      }
+    }
+    const Tensor b = random_host({ns[0]}, seed++, dt());
+    Tensor gb = vec_on(*gpu_, b), cb = vec_on(*cpu_, b);
+    for (int64_t m = 1; m <= 8; ++m) {
+      const Tensor x = random_host({m, kK}, seed++, dt());
+      Tensor gx = on(*gpu_, x), cx = on(*cpu_, x);
+      Tensor cy[2];
+      for (int s = 0; s < 2; ++s) {
+        cy[s] = poisoned(*cpu_, {m, ns[s]});
+        cpu_->linear(cx, cw[s], s == 0 ? &cb : nullptr, cy[s]);
+      }
+      for (int r : {1, 2, 4}) {
+        for (int u : {1, 2, 4}) {
+          const GemvVariant v{r, u};
+          if (!gemv_variant_built(m, v)) continue;
+          Tensor gy[2] = {poisoned(*gpu_, {m, ns[0]}), poisoned(*gpu_, {m, ns[1]})};
+          GemvBatch batch;
+          batch.count = 2;
+          for (int s = 0; s < 2; ++s) {
+            batch.seg[s].w = gw[s].raw();
+            batch.seg[s].n = ns[s];
+            batch.seg[s].y = gy[s].raw();
+          }
+          batch.seg[0].bias = gb.data<float>();
+          CudaBackend* cuda = as_cuda(*gpu_);
+          if (int4) {
+            launch_gemv_int4(dt(), gx.raw(), batch, m, kK, false, cuda->stream(), v);
+          } else {
+            launch_gemv(dt(), gx.raw(), batch, m, kK, false, cuda->stream(), v);
+          }
+          const std::string what = std::string(int4 ? "int4" : "dense") + " m=" +
+                                   std::to_string(m) + " rows/warp " + std::to_string(r) +
+                                   " chunks/step " + std::to_string(u);
+          for (int s = 0; s < 2; ++s)
+            expect_matches(gpu_->to_host_f32(gy[s]), cpu_->to_host_f32(cy[s]), 2 * tol(),
+                           4 * tol(), what + ", product " + std::to_string(s));
+          ++variants_run;
+        }
+      }
+    }
+  }
+  // 9 variants at batch sizes 1-4, 6 at 5-8, for both kinds.
+  EXPECT_EQ(variants_run, 2 * (4 * 9 + 4 * 6));
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, GemvVariants, ::testing::Values(DType::kF16, DType::kBF16),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+}  // namespace
+}  // namespace strata::cuda
