@@ -14,7 +14,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm 
 cat "$out/gpu.txt"
 
 cmake -S . -B $build -DCMAKE_BUILD_TYPE=Release -DSTRATA_BUILD_BENCH=ON >"$out/build.log" 2>&1
-if ! cmake --build $build -j16 --target strata_cuda_tests strata_cuda_bench >>"$out/build.log" 2>&1; then
+if ! cmake --build $build -j16 --target strata_cuda_tests strata_cuda_bench strata_gemv_sweep >>"$out/build.log" 2>&1; then
   grep -E "error|Error" "$out/build.log" | head -40
   exit 1
 fi
@@ -42,6 +42,8 @@ echo "== strata_cuda_bench"
 # A small shape first: its decode step is nearly all host-side cost per layer.
 $build/bench/strata_cuda_bench --shapes opt-125m --batches 1,16 --commit "$commit" 2>&1 | tee "$out/bench_small.log" | grep -E "decode step"
 $build/bench/strata_cuda_bench --throughput --commit "$commit" 2>&1 | tee "$out/bench.log" | grep -v '^{'
+echo "== skinny GEMV variants, weights streamed from HBM"
+$build/bench/strata_gemv_sweep --commit "$commit" 2>&1 | tee "$out/gemv_sweep.log" | grep -v '^{'
 echo "== decode with every op launched on its own (A/B of the op fusions)"
 $build/bench/strata_cuda_bench --batches 1,16 --int4-batches 1 --no-fuse --commit "$commit" 2>&1 | tee "$out/bench_nofuse.log" | grep -E "decode step"
 [ "$mode" = nohf ] && exit 0

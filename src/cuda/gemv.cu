@@ -87,21 +87,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     cur = next;
   }
 
-  const float* __restrict__ bias = pick(g.bias, seg);
-  T* __restrict__ y = static_cast<T*>(pick(g.y, seg));
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-#pragma unroll
-    for (int i = 0; i < M; ++i) {
-      const float v = warp_sum(acc[r][i]);
-      const int64_t col = row0 + r;
-      if (lane == 0 && i < m && col < n) {
-        float out = v + (bias ? bias[col] : 0.0f);
-        if (g.relu) out = fmaxf(out, 0.0f);
-        y[i * n + col] = from_float<T>(out);
-      }
-    }
-  }
+  store_rows<T, R, M>(acc, g, seg, row0, n, m, lane);
 }
 
 }  // namespace
@@ -153,21 +139,14 @@ void launch_gemv(DType dt, const void* x, const GemvBatch& batch, int64_t m, int
                  cudaStream_t stream, GemvVariant variant) {
   for (int s = 0; s < batch.count; ++s)
     STRATA_CHECK(gemv_supported(m, k, x, batch.seg[s].w), "gemv: unsupported shape or alignment");
-  const GemvVariant def = default_gemv_variant(m, false);
-  if (variant.rows_per_warp == 0) variant.rows_per_warp = def.rows_per_warp;
-  if (variant.chunks_per_step == 0) variant.chunks_per_step = def.chunks_per_step;
-  STRATA_DISPATCH_ACT(dt, {
-    const bool built = dispatch_gemv_variant(m, variant, [&](auto M, auto R, auto U) {
-      const GemvGrid g = gemv_grid(batch, int64_t{kWarps} * R.value, relu);
-      const unsigned blocks = g.start[kGemvMaxSegments];
-      if (blocks == 0) return;
-      gemv_kernel<T, M.value, R.value, U.value><<<blocks, kWarps * 32, 0, stream>>>(
-          static_cast<const T*>(x), g, static_cast<int>(m), k);
-    });
-    STRATA_CHECK(built, "gemv: no kernel for " + std::to_string(variant.rows_per_warp) +
-                            " rows per warp and " + std::to_string(variant.chunks_per_step) +
-                            " chunks per step at " + std::to_string(m) + " rows");
-  });
+  STRATA_DISPATCH_ACT(dt, launch_gemv_variant(
+                              "gemv", false, batch, m, relu, kWarps, variant,
+                              [&](auto M, auto R, auto U, const GemvGrid& g) {
+                                gemv_kernel<T, decltype(M)::value, decltype(R)::value,
+                                            decltype(U)::value>
+                                    <<<g.start[kGemvMaxSegments], kWarps * 32, 0, stream>>>(
+                                        static_cast<const T*>(x), g, static_cast<int>(m), k);
+                              }));
   STRATA_CUDA_CHECK_LAUNCH();
 }
 

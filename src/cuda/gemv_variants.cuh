@@ -5,8 +5,11 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <type_traits>
 
+#include "common/check.h"
+#include "cuda/element.cuh"
 #include "cuda/gemv.h"
 
 namespace strata::cuda {
@@ -18,6 +21,28 @@ using IntC = std::integral_constant<int, V>;
 template <typename P>
 __device__ __forceinline__ P pick(const P (&a)[kGemvMaxSegments], int s) {
   return s == 0 ? a[0] : s == 1 ? a[1] : a[2];
+}
+
+// A warp's epilogue: sums each lane's partial products of rows row0 + r against activation rows
+// i < m over the warp, adds the bias, applies the ReLU if asked and stores the rounded results.
+template <typename T, int R, int M>
+__device__ __forceinline__ void store_rows(const float (&acc)[R][M], const GemvGrid& g, int seg,
+                                           int64_t row0, int64_t n, int m, int lane) {
+  const float* __restrict__ bias = pick(g.bias, seg);
+  T* __restrict__ y = static_cast<T*>(pick(g.y, seg));
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+#pragma unroll
+    for (int i = 0; i < M; ++i) {
+      const float v = warp_sum(acc[r][i]);
+      const int64_t col = row0 + r;
+      if (lane == 0 && i < m && col < n) {
+        float out = v + (bias ? bias[col] : 0.0f);
+        if (g.relu) out = fmaxf(out, 0.0f);
+        y[i * n + col] = from_float<T>(out);
+      }
+    }
+  }
 }
 
 // The kernel batch size for m activation rows.
@@ -59,6 +84,24 @@ bool dispatch_gemv_variant(int64_t m, GemvVariant v, F&& f) {
     case 4: return gemv_detail::with_r<4>(v.rows_per_warp, v.chunks_per_step, f);
     default: return gemv_detail::with_r<8>(v.rows_per_warp, v.chunks_per_step, f);
   }
+}
+
+// Launches variant v of a GEMV kernel (zero fields from default_gemv_variant(m, int4)) over
+// blocks of `warps` warps: calls launch(IntC<M>, IntC<R>, IntC<U>, grid) unless the grid is
+// empty. STRATA_CHECKs that the variant is built; `what` names the kernel in that message.
+template <typename F>
+void launch_gemv_variant(const char* what, bool int4, const GemvBatch& batch, int64_t m,
+                         bool relu, int warps, GemvVariant v, F&& launch) {
+  const GemvVariant def = default_gemv_variant(m, int4);
+  if (v.rows_per_warp == 0) v.rows_per_warp = def.rows_per_warp;
+  if (v.chunks_per_step == 0) v.chunks_per_step = def.chunks_per_step;
+  const bool built = dispatch_gemv_variant(m, v, [&](auto M, auto R, auto U) {
+    const GemvGrid g = gemv_grid(batch, int64_t{warps} * decltype(R)::value, relu);
+    if (g.start[kGemvMaxSegments] != 0) launch(M, R, U, g);
+  });
+  STRATA_CHECK(built, std::string(what) + ": no kernel for " + std::to_string(v.rows_per_warp) +
+                          " rows per warp and " + std::to_string(v.chunks_per_step) +
+                          " chunks per step at " + std::to_string(m) + " rows");
 }
 
 }  // namespace strata::cuda

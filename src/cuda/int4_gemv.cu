@@ -220,21 +220,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     cur = next;
   }
 
-  const float* __restrict__ bias = pick(g.bias, seg);
-  T* __restrict__ y = static_cast<T*>(pick(g.y, seg));
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-#pragma unroll
-    for (int i = 0; i < M; ++i) {
-      const float v = warp_sum(acc[r][i]);
-      const int64_t col = row0 + r;
-      if (lane == 0 && i < m && col < n) {
-        float out = v + (bias ? bias[col] : 0.0f);
-        if (g.relu) out = fmaxf(out, 0.0f);
-        y[i * n + col] = from_float<T>(out);
-      }
-    }
-  }
+  store_rows<T, R, M>(acc, g, seg, row0, n, m, lane);
 }
 
 }  // namespace
@@ -250,21 +236,14 @@ void launch_gemv_int4(DType dt, const void* x, const GemvBatch& batch, int64_t m
   for (int s = 0; s < batch.count; ++s)
     STRATA_CHECK((reinterpret_cast<uintptr_t>(batch.seg[s].w) & 15) == 0,
                  "gemv_int4: codes not 16-byte aligned");
-  const GemvVariant def = default_gemv_variant(m, true);
-  if (variant.rows_per_warp == 0) variant.rows_per_warp = def.rows_per_warp;
-  if (variant.chunks_per_step == 0) variant.chunks_per_step = def.chunks_per_step;
-  STRATA_DISPATCH_ACT(dt, {
-    const bool built = dispatch_gemv_variant(m, variant, [&](auto M, auto R, auto U) {
-      const GemvGrid g = gemv_grid(batch, int64_t{kWarps} * R.value, relu);
-      const unsigned grid = g.start[kGemvMaxSegments];
-      if (grid == 0) return;
-      gemv_int4_kernel<T, M.value, R.value, U.value><<<grid, kWarps * 32, 0, stream>>>(
-          static_cast<const T*>(x), g, static_cast<int>(m), k);
-    });
-    STRATA_CHECK(built, "gemv_int4: no kernel for " + std::to_string(variant.rows_per_warp) +
-                            " rows per warp and " + std::to_string(variant.chunks_per_step) +
-                            " chunks per step at " + std::to_string(m) + " rows");
-  });
+  STRATA_DISPATCH_ACT(dt, launch_gemv_variant(
+                              "gemv_int4", true, batch, m, relu, kWarps, variant,
+                              [&](auto M, auto R, auto U, const GemvGrid& g) {
+                                gemv_int4_kernel<T, decltype(M)::value, decltype(R)::value,
+                                                 decltype(U)::value>
+                                    <<<g.start[kGemvMaxSegments], kWarps * 32, 0, stream>>>(
+                                        static_cast<const T*>(x), g, static_cast<int>(m), k);
+                              }));
   STRATA_CUDA_CHECK_LAUNCH();
 }
 
