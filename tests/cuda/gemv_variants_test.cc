@@ -2,8 +2,11 @@
 // step; cuda/gemv.h), dense and int4-g64, at every batch size 1-8, launched directly against the
 // CPU backend's linear() on the same weights (the int4 ones through the reference dequantiser):
 // two products sharing x, one with a bias, on a row count that leaves blocks part empty and a k
-// whose chunks do not fill the lanes' last pipeline step. Skips without a GPU.
+// whose chunks do not fill the lanes' last pipeline step. Skips without a GPU; a build without
+// CUDA has no kernels to test, and this file is empty there.
 #include <gtest/gtest.h>
+
+#ifdef STRATA_HAVE_CUDA
 
 #include <string>
 #include <vector>
@@ -97,3 +100,5 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, GemvVariants, ::testing::Values(DType::kF16, DT
 
 }  // namespace
 }  // namespace strata::cuda
+
+#endif  // STRATA_HAVE_CUDA
