@@ -4,7 +4,8 @@
 //   - launch_attention_prefill: tensor-core tiles of 64 query rows x 64 keys with an online
 //     softmax, so no [s, s] score matrix exists anywhere (head_dim a multiple of 16, <= 256);
 //   - launch_attention_decode: one block per (query row, kv head, split of the context) that
-//     reads each key and value once for all query heads of the group, with a split-K combine.
+//     reads each key and value once for all query heads of the group; the last split of a row
+//     to finish merges the splits.
 // Row t of q/out belongs to seqs[token_seq[t]]; it attends to cache positions [lo, p] where p is
 // its position and lo = max(0, p - window + 1) with a window (else 0). Internal to src/cuda/.
 #pragma once
@@ -36,6 +37,9 @@ struct AttentionArgs {
   int64_t tokens = 0, hq = 0, hkv = 0, head_dim = 0, max_len = 0;
   float scale = 1.0f;
   int64_t window = 0;  // 0: full causal attention
+  // Decode with several splits: device [tokens * hkv] arrival counters, zero before the launch
+  // and zero again after it (the last split of each row and kv head resets its own).
+  unsigned* counters = nullptr;
 };
 
 // k, v [T, hkv, head_dim] -> cache rows (slot, past_len + i) of each row's sequence.
@@ -49,7 +53,9 @@ bool prefill_supported(int64_t head_dim);
 void launch_attention_prefill(const AttentionArgs& a, const int32_t* tiles, int64_t num_tiles,
                               cudaStream_t stream);
 
-// How many context splits the decode kernel should use, and the fp32 workspace it then needs.
+// How many context splits the decode kernel should use (at most kDecodeMaxSplits), and the fp32
+// workspace it then needs.
+inline constexpr int kDecodeMaxSplits = 16;
 int decode_splits(int64_t tokens, int64_t hkv, int64_t max_context, int sm_count);
 int64_t decode_workspace_floats(int64_t tokens, int64_t hq, int64_t head_dim, int splits);
 bool decode_supported(int64_t hq, int64_t hkv, int64_t head_dim);

@@ -1,9 +1,6 @@
 // Decode attention and the KV cache write. Each block owns one query row, one kv head and one
-// split of that row's context. Its 128 threads form subgroups of L = pow2ceil(head_dim / 8)
-// lanes; a subgroup reads one key (and value) row as 16-byte vectors, computes the scores of every
-// query head of the group (GQA: the row is read once for all of them) and keeps an online softmax
-// per head in registers. Subgroups then merge through shared memory; with several splits a second
-// kernel merges the splits. Scores are kept in log2 units (scale * log2(e) folded into q).
+// split of that row's context, and reads each key and value row once for all query heads of the
+// group (GQA). Scores are kept in log2 units (scale * log2(e) folded into q).
 #include <cmath>
 
 #include "cuda/attention.h"
@@ -40,8 +37,32 @@ __global__ void kv_write_kernel(const T* k, const T* v, T* kc, T* vc, const SeqD
   }
 }
 
+// A lane's 16 bytes of value rows j0, j0 + stride, j0 + 2 stride, j0 + 3 stride of a tile (zeros
+// past its end).
+template <typename T>
+__device__ __forceinline__ void load_values(const T* vbase, int64_t base, int j0, int stride,
+                                            int tile, int64_t row, uint4 (&out)[4]) {
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    const int j = j0 + u * stride;
+    out[u] = j < tile ? *reinterpret_cast<const uint4*>(vbase + (base + j) * row)
+                      : make_uint4(0, 0, 0, 0);
+  }
+}
+
 // kGroup: a compile-time bound on the query heads per kv head (1, 2, 4 or 8), so that the
 // per-head registers of small groups are not reserved for eight.
+//
+// A block walks its split in tiles of kThreads keys:
+//   1. scores: thread i takes key i of the tile and dots it with every query head of the group
+//      (q scaled into log2 units in shared memory, read as broadcasts), no shuffles;
+//   2. the tile's maximum per head (a warp maximum, then the block's), which rescales the running
+//      sums once per tile; the probabilities go to shared memory;
+//   3. values: subgroups of L = pow2ceil(head_dim / 8) lanes take the tile's keys in turn, a lane
+//      8 elements of the value row, accumulating every head's sum and probability mass.
+// The subgroups' sums are then added (they share the block's maxima). With several splits each
+// block leaves its (max, sum, output) in the workspace and the split that finishes last merges
+// them (a per-(row, kv head) arrival counter, reset by that split), so no second kernel runs.
 template <typename T, int kGroup>
 __global__ void __launch_bounds__(kThreads) decode_kernel(AttentionArgs a, int splits, float* ws) {
   extern __shared__ float smem[];
@@ -54,6 +75,14 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(AttentionArgs a, int s
   const int64_t t = blockIdx.x;
   const int kvh = blockIdx.y, split = blockIdx.z;
   const int h0 = kvh * G;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  constexpr int kWarpsPerBlock = kThreads / 32;
+
+  float* sm_q = smem;                               // [G][D], scaled
+  float* sm_p = sm_q + G * D;                       // [kThreads][kGroup] scores, then probabilities
+  float* sm_wmax = sm_p + kThreads * kGroup;        // [warps][kGroup]
+  float* sm_o = sm_wmax + kWarpsPerBlock * kGroup;  // [subgroups][G][D] at the end
+  float* sm_l = sm_o + subgroups * G * D;           // [subgroups][G]
 
   const SeqDesc s = a.seqs[a.token_seq[t]];
   const int64_t p = s.past_len + (t - s.offset);
@@ -63,83 +92,119 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(AttentionArgs a, int s
   const int64_t begin = lo + split * chunk;
   const int64_t end = begin + chunk < p + 1 ? begin + chunk : p + 1;
 
-  const T* q = static_cast<const T*>(a.q);
-  float qf[kGroup][8];
-  float acc[kGroup][8];
-  float m[kGroup], l[kGroup];
   const float qscale = a.scale * kLog2e;
+  const T* q = static_cast<const T*>(a.q) + (t * a.hq + h0) * D;
+  for (int i = threadIdx.x; i < G * D; i += kThreads) sm_q[i] = to_float(q[i]) * qscale;
+
+  const int64_t row = a.hkv * D;
+  const T* kbase = static_cast<const T*>(a.k_cache) + int64_t{s.slot} * a.max_len * row + kvh * D;
+  const T* vbase =
+      static_cast<const T*>(a.v_cache) + int64_t{s.slot} * a.max_len * row + kvh * D + li * 8;
+
+  float m[kGroup], acc[kGroup][8], lsum[kGroup];
 #pragma unroll
   for (int g = 0; g < kGroup; ++g) {
     m[g] = -INFINITY;
-    l[g] = 0.0f;
+    lsum[g] = 0.0f;
 #pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      qf[g][e] = 0.0f;
-      acc[g][e] = 0.0f;
-    }
-    if (g < G && lane_on) {
-      load8(q + (t * a.hq + h0 + g) * D + li * 8, qf[g]);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) qf[g][e] *= qscale;
-    }
+    for (int e = 0; e < 8; ++e) acc[g][e] = 0.0f;
   }
+  __syncthreads();  // sm_q
 
-  const int64_t row = a.hkv * D;
-  const T* kbase = static_cast<const T*>(a.k_cache) + int64_t{s.slot} * a.max_len * row + kvh * D + li * 8;
-  const T* vbase = static_cast<const T*>(a.v_cache) + int64_t{s.slot} * a.max_len * row + kvh * D + li * 8;
-
-  // Every subgroup runs the same number of iterations (the shuffles need the whole warp); a
-  // subgroup past the end of its range skips the update. Two keys per iteration are loaded before
-  // either is used, to keep more loads in flight.
-  for (int64_t base = begin; base < end; base += 2 * subgroups) {
-    const int64_t j0 = base + sub, j1 = j0 + subgroups;
-    const bool ok0 = j0 < end, ok1 = j1 < end;
-    float kf[2][8], vf[2][8];
+  for (int64_t base = begin; base < end; base += kThreads) {
+    const int tile = static_cast<int>(end - base < kThreads ? end - base : kThreads);
+    // 1. Scores of key base + threadIdx.x.
+    float sc[kGroup];
 #pragma unroll
-    for (int e = 0; e < 8; ++e) kf[0][e] = kf[1][e] = vf[0][e] = vf[1][e] = 0.0f;
-    if (lane_on && ok0) {
-      load8(kbase + j0 * row, kf[0]);
-      load8(vbase + j0 * row, vf[0]);
+    for (int g = 0; g < kGroup; ++g) sc[g] = 0.0f;
+    if (threadIdx.x < tile) {
+      const uint4* krow = reinterpret_cast<const uint4*>(kbase + (base + threadIdx.x) * row);
+      const int chunks = D / 8;
+      for (int c0 = 0; c0 < chunks; c0 += 8) {  // 8 loads in flight, then their products
+        uint4 kr[8];
+#pragma unroll
+        for (int u = 0; u < 8; ++u) kr[u] = c0 + u < chunks ? krow[c0 + u] : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+          if (c0 + u >= chunks) break;
+          const Vec8<T>& kv = reinterpret_cast<const Vec8<T>&>(kr[u]);
+          float kf[8];
+#pragma unroll
+          for (int e = 0; e < 8; ++e) kf[e] = to_float(kv.v[e]);
+#pragma unroll
+          for (int g = 0; g < kGroup; ++g) {
+            if (g < G) {
+              const float4* qv = reinterpret_cast<const float4*>(sm_q + g * D + 8 * (c0 + u));
+              const float4 qa = qv[0], qb = qv[1];
+              sc[g] = fmaf(qa.x, kf[0], sc[g]);
+              sc[g] = fmaf(qa.y, kf[1], sc[g]);
+              sc[g] = fmaf(qa.z, kf[2], sc[g]);
+              sc[g] = fmaf(qa.w, kf[3], sc[g]);
+              sc[g] = fmaf(qb.x, kf[4], sc[g]);
+              sc[g] = fmaf(qb.y, kf[5], sc[g]);
+              sc[g] = fmaf(qb.z, kf[6], sc[g]);
+              sc[g] = fmaf(qb.w, kf[7], sc[g]);
+            }
+          }
+        }
+      }
+    } else {
+#pragma unroll
+      for (int g = 0; g < kGroup; ++g) sc[g] = -INFINITY;
     }
-    if (lane_on && ok1) {
-      load8(kbase + j1 * row, kf[1]);
-      load8(vbase + j1 * row, vf[1]);
+    // 2. The tile's maxima, the rescale of what came before, the probabilities.
+#pragma unroll
+    for (int g = 0; g < kGroup; ++g) {
+      const float wm = warp_max(sc[g]);
+      if (lane == 0) sm_wmax[warp * kGroup + g] = wm;
     }
+    __syncthreads();
 #pragma unroll
-    for (int u = 0; u < 2; ++u) {
-      const bool ok = u == 0 ? ok0 : ok1;
+    for (int g = 0; g < kGroup; ++g) {
+      float tm = sm_wmax[g];
 #pragma unroll
-      for (int g = 0; g < kGroup; ++g) {
-        if (g < G) {
-          float d = 0.0f;
+      for (int w = 1; w < kWarpsPerBlock; ++w) tm = fmaxf(tm, sm_wmax[w * kGroup + g]);
+      const float m_new = fmaxf(m[g], tm);  // finite: the tile has at least one key
+      const float alpha = m[g] == -INFINITY ? 0.0f : exp2f(m[g] - m_new);
+      m[g] = m_new;
+      lsum[g] *= alpha;
 #pragma unroll
-          for (int e = 0; e < 8; ++e) d = fmaf(qf[g][e], kf[u][e], d);
-          for (int o = L / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-          if (ok) {
-            const float m_new = fmaxf(m[g], d);
-            const float alpha = exp2f(m[g] - m_new);
-            const float pe = exp2f(d - m_new);
-            l[g] = l[g] * alpha + pe;
+      for (int e = 0; e < 8; ++e) acc[g][e] *= alpha;
+      sm_p[threadIdx.x * kGroup + g] = threadIdx.x < tile ? exp2f(sc[g] - m_new) : 0.0f;
+    }
+    __syncthreads();
+    // 3. Values: key j of the tile for subgroup j % subgroups, 4 rows in flight at a time.
+    if (lane_on) {
+      for (int j0 = sub; j0 < tile; j0 += 4 * subgroups) {
+        uint4 vcur[4];
+        load_values(vbase, base, j0, subgroups, tile, row, vcur);
 #pragma unroll
-            for (int e = 0; e < 8; ++e) acc[g][e] = fmaf(pe, vf[u][e], acc[g][e] * alpha);
-            m[g] = m_new;
+        for (int u = 0; u < 4; ++u) {
+          const int j = j0 + u * subgroups;
+          if (j >= tile) break;
+          const Vec8<T>& vv = reinterpret_cast<const Vec8<T>&>(vcur[u]);
+          float vf[8];
+#pragma unroll
+          for (int e = 0; e < 8; ++e) vf[e] = to_float(vv.v[e]);
+#pragma unroll
+          for (int g = 0; g < kGroup; ++g) {
+            const float pg = sm_p[j * kGroup + g];
+            lsum[g] += pg;
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc[g][e] = fmaf(pg, vf[e], acc[g][e]);
           }
         }
       }
     }
+    __syncthreads();  // sm_p and sm_wmax are rewritten by the next tile
   }
 
-  // Merge the subgroups: shared [subgroups][G] maxima and sums, then [subgroups][G][D] partials.
-  float* sm_m = smem;
-  float* sm_l = sm_m + subgroups * G;
-  float* sm_o = sm_l + subgroups * G;
+  // Add the subgroups' sums (same maxima everywhere in the block).
 #pragma unroll
   for (int g = 0; g < kGroup; ++g) {
+    if (threadIdx.x == 0) sm_wmax[g] = m[g];  // -inf for an empty split
     if (g < G) {
-      if (li == 0) {
-        sm_m[sub * G + g] = m[g];
-        sm_l[sub * G + g] = l[g];
-      }
+      if (li == 0) sm_l[sub * G + g] = lsum[g];
       if (lane_on) {
 #pragma unroll
         for (int e = 0; e < 8; ++e) sm_o[(sub * G + g) * D + li * 8 + e] = acc[g][e];
@@ -147,17 +212,12 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(AttentionArgs a, int s
     }
   }
   __syncthreads();
-  for (int idx = threadIdx.x; idx < G * D; idx += blockDim.x) {
+  for (int idx = threadIdx.x; idx < G * D; idx += kThreads) {
     const int g = idx / D, d = idx % D;
-    float mx = -INFINITY;
-    for (int u = 0; u < subgroups; ++u) mx = fmaxf(mx, sm_m[u * G + g]);
     float sum = 0.0f, o = 0.0f;
-    if (mx != -INFINITY) {
-      for (int u = 0; u < subgroups; ++u) {
-        const float w = exp2f(sm_m[u * G + g] - mx);
-        sum += sm_l[u * G + g] * w;
-        o += sm_o[(u * G + g) * D + d] * w;
-      }
+    for (int u = 0; u < subgroups; ++u) {
+      sum += sm_l[u * G + g];
+      o += sm_o[(u * G + g) * D + d];
     }
     const int64_t qh = t * a.hq + h0 + g;
     if (splits == 1) {
@@ -166,29 +226,62 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(AttentionArgs a, int s
       float* part = ws + (qh * splits + split) * (D + 2);
       part[2 + d] = o;
       if (d == 0) {
-        part[0] = mx;
+        part[0] = sm_wmax[g];
         part[1] = sum;
       }
     }
   }
-}
+  if (splits == 1) return;
 
-template <typename T>
-__global__ void combine_kernel(const float* ws, int splits, int D, T* out) {
-  const int64_t qh = blockIdx.x;
-  const float* parts = ws + qh * splits * (D + 2);
-  float mx = -INFINITY;
-  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, parts[s * (D + 2)]);
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float sum = 0.0f, o = 0.0f;
-    for (int s = 0; s < splits; ++s) {
-      const float* part = parts + s * (D + 2);
-      if (part[0] == -INFINITY) continue;
-      const float w = exp2f(part[0] - mx);
-      sum += part[1] * w;
-      o += part[2 + d] * w;
+  // The last split of this (row, kv head) to finish merges all of them.
+  __shared__ bool last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned* counter = a.counters + t * a.hkv + kvh;
+    last = atomicAdd(counter, 1u) == static_cast<unsigned>(splits - 1);
+    if (last) *counter = 0;
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  // Every split's maximum and sum per head (one load each, all in flight), then each head's
+  // weights per split and 1 / total in shared memory, then the outputs.
+  float* sm_pm = sm_o;                         // [G][kDecodeMaxSplits] maxima, then weights
+  float* sm_pl = sm_o + G * kDecodeMaxSplits;  // [G][kDecodeMaxSplits] sums
+  float* sm_inv = sm_wmax;                     // [G]
+  for (int i = threadIdx.x; i < G * splits; i += kThreads) {
+    const int g = i / splits, sp = i % splits;
+    const float* part = ws + ((t * a.hq + h0 + g) * splits + sp) * (D + 2);
+    sm_pm[g * kDecodeMaxSplits + sp] = __ldcg(part);
+    sm_pl[g * kDecodeMaxSplits + sp] = __ldcg(part + 1);
+  }
+  __syncthreads();
+  if (threadIdx.x < G) {
+    float* w = sm_pm + threadIdx.x * kDecodeMaxSplits;
+    const float* l = sm_pl + threadIdx.x * kDecodeMaxSplits;
+    float mx = -INFINITY, sum = 0.0f;
+    for (int sp = 0; sp < splits; ++sp) mx = fmaxf(mx, w[sp]);
+    for (int sp = 0; sp < splits; ++sp) {
+      w[sp] = w[sp] == -INFINITY ? 0.0f : exp2f(w[sp] - mx);
+      sum += l[sp] * w[sp];
     }
-    out[qh * D + d] = from_float<T>(o / sum);
+    sm_inv[threadIdx.x] = 1.0f / sum;
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < G * D; idx += kThreads) {
+    const int g = idx / D, d = idx % D;
+    const int64_t qh = t * a.hq + h0 + g;
+    const float* parts = ws + qh * splits * (D + 2) + 2 + d;
+    float ov[kDecodeMaxSplits];
+#pragma unroll
+    for (int sp = 0; sp < kDecodeMaxSplits; ++sp)
+      ov[sp] = sp < splits ? __ldcg(parts + sp * (D + 2)) : 0.0f;
+    float o = 0.0f;
+#pragma unroll
+    for (int sp = 0; sp < kDecodeMaxSplits; ++sp)
+      if (sp < splits) o = fmaf(sm_pm[g * kDecodeMaxSplits + sp], ov[sp], o);
+    static_cast<T*>(a.out)[qh * D + d] = from_float<T>(o * sm_inv[g]);
   }
 }
 
@@ -199,27 +292,25 @@ void launch_kv_write(DType dt, const void* k, const void* v, void* k_cache, void
                      int64_t head_dim, int64_t max_len, cudaStream_t stream) {
   if (tokens == 0) return;
   STRATA_CHECK(head_dim % 8 == 0, "kv_write: head_dim must be a multiple of 8");
-  STRATA_DISPATCH_ACT(dt, kv_write_kernel<<<static_cast<unsigned>(tokens), 128, 0, stream>>>(
-                              static_cast<const T*>(k), static_cast<const T*>(v),
-                              static_cast<T*>(k_cache), static_cast<T*>(v_cache), seqs, token_seq,
-                              hkv * head_dim, max_len));
+  STRATA_DISPATCH_ACT(
+      dt, kv_write_kernel<<<static_cast<unsigned>(tokens), 128, 0, stream>>>(
+              static_cast<const T*>(k), static_cast<const T*>(v), static_cast<T*>(k_cache),
+              static_cast<T*>(v_cache), seqs, token_seq, hkv * head_dim, max_len));
   STRATA_CUDA_CHECK_LAUNCH();
 }
 
 bool decode_supported(int64_t hq, int64_t hkv, int64_t head_dim) {
-  return hkv > 0 && hq % hkv == 0 && hq / hkv <= kMaxGroup && head_dim % 8 == 0 &&
-         head_dim <= 256;
+  return hkv > 0 && hq % hkv == 0 && hq / hkv <= kMaxGroup && head_dim % 8 == 0 && head_dim <= 256;
 }
 
 int decode_splits(int64_t tokens, int64_t hkv, int64_t max_context, int sm_count) {
-  // Enough blocks for two waves of the GPU, but every split keeps at least 32 keys: a block's
-  // keys go through a chain of dependent steps (scores, shuffles, the online softmax), so a short
-  // context over few rows runs faster cut into more, shorter chains (measured on an H100: one
-  // row of llama-3-8b over 512 keys, 16 splits against 8, 17 against 23 us; 16 rows, 4 splits
-  // against 8, 40 against 49 us).
+  // Enough blocks for two waves of the GPU, but every split keeps at least 32 keys: a short
+  // context over few rows runs faster cut into more, shorter blocks (measured on an H100,
+  // llama-3-8b over 512 keys: one row, 16 splits, 20.6 us; 16 rows, 4 splits 36.3 us against
+  // 41.5 with 8 and 66.9 with 16, which more than double the merging).
   const int64_t blocks = tokens * hkv;
   int splits = 1;
-  while (splits < 32 && blocks * splits < 2 * int64_t{sm_count} &&
+  while (splits < kDecodeMaxSplits && blocks * splits < 2 * int64_t{sm_count} &&
          max_context / (splits * 2) >= 32)
     splits *= 2;
   return splits;
@@ -235,26 +326,27 @@ void launch_attention_decode(const AttentionArgs& a, int splits, float* workspac
   STRATA_CHECK(decode_supported(a.hq, a.hkv, a.head_dim),
                "attention_decode: unsupported head layout");
   STRATA_CHECK(a.hkv <= 65535 && splits <= 65535, "attention_decode: grid too large");
+  STRATA_CHECK(splits == 1 || (workspace != nullptr && a.counters != nullptr),
+               "attention_decode: several splits need the workspace and the arrival counters");
   const int G = static_cast<int>(a.hq / a.hkv), D = static_cast<int>(a.head_dim);
+  const int group = G == 1 ? 1 : G == 2 ? 2 : G <= 4 ? 4 : 8;  // the kernel's kGroup
   const int subgroups = kThreads / lanes_per_key(D);
-  const size_t smem = sizeof(float) * static_cast<size_t>(subgroups) * G * (D + 2);
+  // q, probabilities, warp maxima, then the subgroups' sums (decode_kernel's layout).
+  const size_t smem =
+      sizeof(float) * (static_cast<size_t>(G) * D + kThreads * group + (kThreads / 32) * group +
+                       size_t{1} * subgroups * G * D + size_t{1} * subgroups * G);
   const dim3 grid(static_cast<unsigned>(a.tokens), static_cast<unsigned>(a.hkv),
                   static_cast<unsigned>(splits));
   STRATA_DISPATCH_ACT(a.dtype, {
-    if (G == 1)
+    if (group == 1)
       decode_kernel<T, 1><<<grid, kThreads, smem, stream>>>(a, splits, workspace);
-    else if (G == 2)
+    else if (group == 2)
       decode_kernel<T, 2><<<grid, kThreads, smem, stream>>>(a, splits, workspace);
-    else if (G <= 4)
+    else if (group == 4)
       decode_kernel<T, 4><<<grid, kThreads, smem, stream>>>(a, splits, workspace);
     else
       decode_kernel<T, 8><<<grid, kThreads, smem, stream>>>(a, splits, workspace);
     STRATA_CUDA_CHECK_LAUNCH();
-    if (splits > 1) {
-      combine_kernel<T><<<static_cast<unsigned>(a.tokens * a.hq), D < 128 ? 64 : 128, 0, stream>>>(
-          workspace, splits, D, static_cast<T*>(a.out));
-      STRATA_CUDA_CHECK_LAUNCH();
-    }
   });
 }
 

@@ -44,8 +44,8 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
     auto which = [s] { return "attention: sequence " + std::to_string(s) + " "; };
     for (int32_t i = 0; i < sp.num_tokens; ++i) {
       int32_t& owner = token_seq[static_cast<size_t>(sp.offset + i)];
-      STRATA_CHECK(owner < 0, which() + "overlaps another sequence at row " +
-                                  std::to_string(sp.offset + i));
+      STRATA_CHECK(owner < 0,
+                   which() + "overlaps another sequence at row " + std::to_string(sp.offset + i));
       owner = static_cast<int32_t>(s);
     }
     for (int32_t r = 0; r < sp.num_tokens; r += kPrefillTileRows) {
@@ -92,13 +92,27 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
     launch_attention_prefill(a, dev_tiles, static_cast<int64_t>(tiles.size() / 2), s);
     return;
   }
-  STRATA_CHECK(decode_ok, "attention: no cuda kernel for " + std::to_string(hq) + " query heads over " +
-                              std::to_string(hkv) + " kv heads of head_dim " + std::to_string(d));
+  STRATA_CHECK(decode_ok, "attention: no cuda kernel for " + std::to_string(hq) +
+                              " query heads over " + std::to_string(hkv) +
+                              " kv heads of head_dim " + std::to_string(d));
   const int64_t context = a.window > 0 ? std::min(max_context, a.window) : max_context;
   const int splits = decode_splits(t_count, hkv, context, sm_count_);
   Tensor workspace;
-  if (splits > 1) workspace = scratch(DType::kF32, {decode_workspace_floats(t_count, hq, d, splits)});
+  if (splits > 1) {
+    workspace = scratch(DType::kF32, {decode_workspace_floats(t_count, hq, d, splits)});
+    a.counters = decode_counters(t_count * hkv);
+  }
   launch_attention_decode(a, splits, workspace.defined() ? workspace.data<float>() : nullptr, s);
+}
+
+unsigned* CudaBackend::decode_counters(int64_t n) {
+  if (!decode_counters_.defined() || decode_counters_.numel() < n) {
+    decode_counters_ = Tensor();
+    Result<Tensor> t = allocate_impl(DType::kI32, {std::max<int64_t>(n, 4096)}, true);
+    STRATA_CHECK(t.is_ok(), t.status().to_string());
+    decode_counters_ = std::move(t).value();
+  }
+  return static_cast<unsigned*>(decode_counters_.raw());
 }
 
 }  // namespace strata::cuda

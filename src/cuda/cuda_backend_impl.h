@@ -117,6 +117,9 @@ class CudaBackend final : public compute::Backend {
   // y = x · dequant(w)^T past the skinny range, for an int4-g64 weight w [n, k]
   // (cuda/int4_weights.h); the caller adds the bias.
   void linear_int4(const Tensor& x, const Tensor& w, Tensor& y, int64_t m, int64_t n, int64_t k);
+  // n zeroed arrival counters for a decode attention of several splits (attention.h); the
+  // kernel leaves them zero, so the same buffer serves every launch on this stream.
+  unsigned* decode_counters(int64_t n);
   // Launches the held-back op, if any, as it is.
   void flush_pending();
   // True when the held op is a residual add whose output is x (a norm of x can join it).
@@ -152,6 +155,7 @@ class CudaBackend final : public compute::Backend {
   int sm_count_ = 0;
   std::string device_name_;
   Gemm gemm_;
+  Tensor decode_counters_;  // I32, see decode_counters()
 
   struct StagedRange {
     size_t offset = 0, bytes = 0;

@@ -131,7 +131,7 @@ bool gemv_variant_built(int64_t m, GemvVariant v) {
 }
 
 bool gemv_supported(int64_t m, int64_t k, const void* x, const void* w) {
-  return m >= 1 && m <= kGemvMaxRows && k % 8 == 0 && k > 0 && k / 8 <= 0x7fffffff &&
+  return m >= 1 && (m <= kGemvMaxRows || gemv_mma_supported(m)) && k % 8 == 0 && k > 0 && k / 8 <= 0x7fffffff &&
          (reinterpret_cast<uintptr_t>(x) & 15) == 0 && (reinterpret_cast<uintptr_t>(w) & 15) == 0;
 }
 
@@ -139,6 +139,11 @@ void launch_gemv(DType dt, const void* x, const GemvBatch& batch, int64_t m, int
                  cudaStream_t stream, GemvVariant variant) {
   for (int s = 0; s < batch.count; ++s)
     STRATA_CHECK(gemv_supported(m, k, x, batch.seg[s].w), "gemv: unsupported shape or alignment");
+  const bool given = variant.rows_per_warp != 0 || variant.chunks_per_step != 0;
+  if (m > kGemvMaxRows || (m >= 2 && !given && gemv_mma_supported(m))) {
+    launch_gemv_mma(dt, x, batch, m, k, relu, stream);
+    return;
+  }
   STRATA_DISPATCH_ACT(dt, launch_gemv_variant(
                               "gemv", false, batch, m, relu, kWarps, variant,
                               [&](auto M, auto R, auto U, const GemvGrid& g) {

@@ -15,6 +15,9 @@
 namespace strata::cuda {
 
 inline constexpr int64_t kGemvMaxRows = 8;
+// On a device with mma.sync (compute capability 8.0 on), batches of 2 to kGemvMmaMaxRows rows run
+// on the tensor cores (gemv_mma.cu); above 16 rows cuBLAS reads the weights as fast.
+inline constexpr int64_t kGemvMmaMaxRows = 16;
 inline constexpr int kGemvMaxSegments = 3;
 
 // One product of a batch: w [n, k] (dense in the activation dtype, or an int4-g64 blob), an
@@ -44,10 +47,24 @@ GemvVariant default_gemv_variant(int64_t m, bool int4);
 // True when `v` (after defaults) is one of the built variants for m rows.
 bool gemv_variant_built(int64_t m, GemvVariant v);
 
-// True when the shapes and pointers suit the kernel (k a multiple of 8, 16-byte aligned rows).
+// True when the shapes and pointers suit the kernels (k a multiple of 8, 16-byte aligned rows,
+// m <= kGemvMaxRows, or up to kGemvMmaMaxRows on a device with mma.sync).
 bool gemv_supported(int64_t m, int64_t k, const void* x, const void* w);
+// A default `variant` sends batches of 2 rows and more to launch_gemv_mma where the device has
+// it; a given one runs that variant of the CUDA-core kernel.
 void launch_gemv(DType dt, const void* x, const GemvBatch& batch, int64_t m, int64_t k, bool relu,
                  cudaStream_t stream, GemvVariant variant = {});
+
+// The tensor-core kernel for 1 <= m <= kGemvMmaMaxRows: 16 weight rows a block of 4 or 8 warps,
+// 1 or 2 chunks of 16 bytes a lane, row and pipeline step. Zero fields take the defaults (8 warps,
+// 2 chunks; bench/gemv_sweep). gemv_mma_supported(m): m in range and the device has mma.sync.
+struct GemvMmaVariant {
+  int warps = 0;
+  int chunks_per_step = 0;
+};
+bool gemv_mma_supported(int64_t m);
+void launch_gemv_mma(DType dt, const void* x, const GemvBatch& batch, int64_t m, int64_t k,
+                     bool relu, cudaStream_t stream, GemvMmaVariant variant = {});
 
 // Where each segment's blocks start in a launch of `per_block` rows per block; start[count] is
 // the grid size. Shared by the dense and the int4 kernels.

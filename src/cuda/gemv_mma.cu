@@ -1,0 +1,207 @@
+// Skinny GEMM on the tensor cores for batches of 2 to kGemvMmaMaxRows rows: y[m, n] = x[m, k] ·
+// w[n, k]^T, bound by streaming w once, where the CUDA-core GEMV (gemv.cu) becomes bound by its
+// fp32 multiply-adds and cuBLAS by its tile shapes and split-k reductions (bench/gemv_sweep).
+//
+// Work: a block of W warps owns 16 weight rows; its warps take turns along k, a warp step being U
+// chunks of 16 bytes (8 elements) of every row a lane. Lane (g, t) = (lane / 4, lane % 4) streams
+// rows g and g + 8 and reads the same chunks of activation rows g, g + 8, ... through L1; the
+// next step's chunks (weights and activations) are in flight while the current ones are
+// multiplied. One chunk
+// feeds two m16n8k16 products per 8 activation rows: a dot product may take k in any order as
+// long as both operands take the same one, so a lane's 8 contiguous elements stand for the
+// fragment positions (2t, 2t + 1, 2t + 8, 2t + 9) of two consecutive products, for the weight (A)
+// and the activations (B) alike. fp32 accumulation; the warps' partial sums are added through
+// shared memory, then bias, ReLU and rounding.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "cuda/cuda_check.h"
+#include "cuda/element.cuh"
+#include "cuda/gemv.h"
+#include "cuda/gemv_variants.cuh"
+
+namespace strata::cuda {
+namespace {
+
+constexpr int kTileRows = 16;
+
+template <typename T>
+__device__ __forceinline__ void mma_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                          uint32_t a3, uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if constexpr (std::is_same_v<T, __half>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+#else
+  __trap();  // launch_gemv_mma refuses devices below compute capability 8.0
+#endif
+}
+
+// One lane's chunks of a warp step: weight rows g and g + 8 and activation rows 8 j + g, U chunks
+// each, loaded a step ahead of their products.
+template <int NT, int U>
+struct MmaStage {
+  uint4 lo[U], hi[U], x[U][NT];
+};
+
+template <int NT, int U>
+__device__ __forceinline__ void load_mma_stage(const uint4* lo, const uint4* hi,
+                                               const uint4* const (&xr)[NT], int c0, int tail,
+                                               MmaStage<NT, U>& s) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int c = c0 + 4 * u;
+    const bool in = c < tail;
+    s.lo[u] = in ? load_stream(lo + c) : make_uint4(0, 0, 0, 0);
+    s.hi[u] = in ? load_stream(hi + c) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int j = 0; j < NT; ++j) s.x[u][j] = in ? __ldg(xr[j] + c) : make_uint4(0, 0, 0, 0);
+  }
+}
+
+// NT tiles of 8 activation rows (m <= 8 NT), U chunks a lane and step, W warps a block.
+template <typename T, int NT, int U, int W>
+__global__ void __launch_bounds__(W * 32)
+    gemv_mma_kernel(const T* __restrict__ x, GemvGrid g, int m, int64_t k) {
+  __shared__ float partial[W][NT * 4][32];
+  const int seg = blockIdx.x >= g.start[2] ? 2 : blockIdx.x >= g.start[1] ? 1 : 0;
+  const unsigned start = seg == 2 ? g.start[2] : seg == 1 ? g.start[1] : g.start[0];
+  const int64_t n = pick(g.n, seg);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, gq = lane / 4, t = lane % 4;
+  const int64_t row0 = int64_t{blockIdx.x - start} * kTileRows;
+  const int chunks = static_cast<int>(k / 8);
+  const auto* w = static_cast<const uint4*>(pick(g.w, seg));
+  const uint4* lo = w + min(row0 + gq, n - 1) * chunks + t;
+  const uint4* hi = w + min(row0 + gq + 8, n - 1) * chunks + t;
+  const uint4* xr[NT];
+#pragma unroll
+  for (int j = 0; j < NT; ++j)
+    xr[j] = reinterpret_cast<const uint4*>(x + int64_t{min(8 * j + gq, m - 1)} * k) + t;
+
+  float acc[NT][4];
+#pragma unroll
+  for (int j = 0; j < NT; ++j)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) acc[j][q] = 0.0f;
+
+  // A warp step covers 4 U chunks of each row (lane t takes every fourth); the warps interleave.
+  constexpr int kWarpStep = 4 * U, kBlockStep = W * kWarpStep;
+  const int tail = chunks - t;  // chunk c0 + 4u of this lane exists while c0 + 4u < tail
+  int c0 = warp * kWarpStep;
+  MmaStage<NT, U> cur;
+  load_mma_stage<NT, U>(lo, hi, xr, c0, tail, cur);
+  for (; c0 < chunks; c0 += kBlockStep) {
+    MmaStage<NT, U> next;
+    if (c0 + kBlockStep < chunks) load_mma_stage<NT, U>(lo, hi, xr, c0 + kBlockStep, tail, next);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (c0 + 4 * u >= chunks) break;  // uniform over the warp: the rest is past the row's end
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        const uint4& xv = cur.x[u][j];
+        mma_16816<T>(acc[j], cur.lo[u].x, cur.hi[u].x, cur.lo[u].y, cur.hi[u].y, xv.x, xv.y);
+        mma_16816<T>(acc[j], cur.lo[u].z, cur.hi[u].z, cur.lo[u].w, cur.hi[u].w, xv.z, xv.w);
+      }
+    }
+    cur = next;
+  }
+
+#pragma unroll
+  for (int j = 0; j < NT; ++j)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) partial[warp][j * 4 + q][lane] = acc[j][q];
+  __syncthreads();
+
+  // Accumulator q of lane (g, t) in tile j: weight row g (+ 8 for q >= 2), activation row
+  // 8 j + 2 t (+ 1 for odd q).
+  const float* __restrict__ bias = pick(g.bias, seg);
+  T* __restrict__ y = static_cast<T*>(pick(g.y, seg));
+  for (int e = threadIdx.x; e < NT * 4 * 32; e += W * 32) {
+    const int jq = e / 32, l = e % 32, q = jq % 4, j = jq / 4;
+    float v = 0.0f;
+#pragma unroll
+    for (int wp = 0; wp < W; ++wp) v += partial[wp][jq][l];
+    const int64_t col = row0 + l / 4 + (q >= 2 ? 8 : 0);
+    const int i = 8 * j + 2 * (l % 4) + (q & 1);
+    if (i < m && col < n) {
+      float out = v + (bias ? bias[col] : 0.0f);
+      if (g.relu) out = fmaxf(out, 0.0f);
+      y[int64_t{i} * n + col] = from_float<T>(out);
+    }
+  }
+}
+
+template <typename T, int NT>
+void launch_tiles(const T* x, const GemvGrid& g, int m, int64_t k, GemvMmaVariant v,
+                  cudaStream_t stream) {
+  const unsigned blocks = g.start[kGemvMaxSegments];
+  switch (v.warps * 10 + v.chunks_per_step) {
+    case 41:
+      gemv_mma_kernel<T, NT, 1, 4><<<blocks, 4 * 32, 0, stream>>>(x, g, m, k);
+      break;
+    case 42:
+      gemv_mma_kernel<T, NT, 2, 4><<<blocks, 4 * 32, 0, stream>>>(x, g, m, k);
+      break;
+    case 81:
+      gemv_mma_kernel<T, NT, 1, 8><<<blocks, 8 * 32, 0, stream>>>(x, g, m, k);
+      break;
+    case 82:
+      gemv_mma_kernel<T, NT, 2, 8><<<blocks, 8 * 32, 0, stream>>>(x, g, m, k);
+      break;
+    default:
+      STRATA_CHECK(false, "gemv_mma: no kernel for " + std::to_string(v.warps) + " warps and " +
+                              std::to_string(v.chunks_per_step) + " chunks per step");
+  }
+}
+
+bool mma_capable() {
+  static const bool capable = [] {
+    int dev = 0, major = 0;
+    return cudaGetDevice(&dev) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+           major >= 8;
+  }();
+  return capable;
+}
+
+}  // namespace
+
+bool gemv_mma_supported(int64_t m) { return m >= 1 && m <= kGemvMmaMaxRows && mma_capable(); }
+
+void launch_gemv_mma(DType dt, const void* x, const GemvBatch& batch, int64_t m, int64_t k,
+                     bool relu, cudaStream_t stream, GemvMmaVariant v) {
+  STRATA_CHECK(m >= 1 && m <= kGemvMmaMaxRows && mma_capable(),
+               "gemv_mma: " + std::to_string(m) + " rows (at most " +
+                   std::to_string(kGemvMmaMaxRows) + ", compute capability 8.0 or later)");
+  if (v.warps == 0) v.warps = 8;
+  if (v.chunks_per_step == 0) v.chunks_per_step = 2;
+  const GemvGrid g = gemv_grid(batch, kTileRows, relu);
+  if (g.start[kGemvMaxSegments] == 0) return;
+  const int mi = static_cast<int>(m);
+  STRATA_DISPATCH_ACT(dt, {
+    const T* xt = static_cast<const T*>(x);
+    if (m <= 8) {
+      launch_tiles<T, 1>(xt, g, mi, k, v, stream);
+    } else if (m <= 16) {
+      launch_tiles<T, 2>(xt, g, mi, k, v, stream);
+    } else {
+      launch_tiles<T, 4>(xt, g, mi, k, v, stream);
+    }
+  });
+  STRATA_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace strata::cuda
