@@ -30,6 +30,20 @@ using testing::vec_on;
 
 using GemvVariants = CudaVsCpu;
 
+// Two products sharing x: w[s] [ns[s], k] into y[s], the first with bias b.
+GemvBatch two_products(const Tensor (&w)[2], const int64_t (&ns)[2], Tensor (&y)[2],
+                       const Tensor& b) {
+  GemvBatch batch;
+  batch.count = 2;
+  for (int s = 0; s < 2; ++s) {
+    batch.seg[s].w = w[s].raw();
+    batch.seg[s].n = ns[s];
+    batch.seg[s].y = y[s].raw();
+  }
+  batch.seg[0].bias = b.data<float>();
+  return batch;
+}
+
 TEST_P(GemvVariants, EveryVariantMatchesTheCpuAtEveryBatchSize) {
   constexpr int64_t kK = 4160;
   const int64_t ns[2] = {301, 37};
@@ -66,14 +80,7 @@ TEST_P(GemvVariants, EveryVariantMatchesTheCpuAtEveryBatchSize) {
           const GemvVariant v{r, u};
           if (!gemv_variant_built(m, v)) continue;
           Tensor gy[2] = {poisoned(*gpu_, {m, ns[0]}), poisoned(*gpu_, {m, ns[1]})};
-          GemvBatch batch;
-          batch.count = 2;
-          for (int s = 0; s < 2; ++s) {
-            batch.seg[s].w = gw[s].raw();
-            batch.seg[s].n = ns[s];
-            batch.seg[s].y = gy[s].raw();
-          }
-          batch.seg[0].bias = gb.data<float>();
+          const GemvBatch batch = two_products(gw, ns, gy, gb);
           CudaBackend* cuda = as_cuda(*gpu_);
           if (int4) {
             launch_gemv_int4(dt(), gx.raw(), batch, m, kK, false, cuda->stream(), v);
@@ -124,14 +131,7 @@ TEST_P(GemvVariants, TensorCoreKernelMatchesTheCpu) {
     for (const GemvMmaVariant v :
          {GemvMmaVariant{4, 1}, GemvMmaVariant{4, 2}, GemvMmaVariant{8, 1}, GemvMmaVariant{8, 2}}) {
       Tensor gy[2] = {poisoned(*gpu_, {m, ns[0]}), poisoned(*gpu_, {m, ns[1]})};
-      GemvBatch batch;
-      batch.count = 2;
-      for (int s = 0; s < 2; ++s) {
-        batch.seg[s].w = gw[s].raw();
-        batch.seg[s].n = ns[s];
-        batch.seg[s].y = gy[s].raw();
-      }
-      batch.seg[0].bias = gb.data<float>();
+      const GemvBatch batch = two_products(gw, ns, gy, gb);
       launch_gemv_mma(dt(), gx.raw(), batch, m, kK, true, as_cuda(*gpu_)->stream(), v);
       const std::string what = "mma m=" + std::to_string(m) + " warps " + std::to_string(v.warps) +
                                " chunks/step " + std::to_string(v.chunks_per_step);
