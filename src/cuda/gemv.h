@@ -1,9 +1,10 @@
-// Skinny matrix products for decode-sized batches: y[m, n] = x[m, k] · w[n, k]^T (+ bias[n]) for
-// m <= kGemvMaxRows, reading each weight row once with streamed 16-byte loads, the next chunks in
-// flight while the current ones are multiplied, and fusing the bias (and, on request, a ReLU). Up to kGemvMaxSegments products that share x (the q, k and v projections;
-// gate and up) run as one launch. Bound by the bytes of w, which it streams at close to the copy
-// bandwidth; cuBLAS takes the larger batches. Device pointers; enqueued on `stream`. Internal to
-// src/cuda/.
+// Skinny matrix products for decode-sized batches: y[m, n] = x[m, k] · w[n, k]^T (+ bias[n]),
+// reading each weight row once with streamed 16-byte loads, the next chunks in flight while the
+// current ones are multiplied, and fusing the bias (and, on request, a ReLU): a CUDA-core kernel
+// for m <= kGemvMaxRows (batch 1 by default) and a tensor-core one up to kGemvMmaMaxRows. Up to
+// kGemvMaxSegments products that share x (the q, k and v projections; gate and up) run as one
+// launch. Bound by the bytes of w, which they stream at close to the copy bandwidth; cuBLAS takes
+// the larger batches. Device pointers; enqueued on `stream`. Internal to src/cuda/.
 #pragma once
 
 #include <cuda_runtime_api.h>
