@@ -68,10 +68,12 @@ int main(int argc, char** argv) {
   app.add_option("--rotate-mib", rotate_mib, "bytes of weight copies to rotate through")
       ->capture_default_str();
   app.add_option("--batches", batches, "batch sizes (1-8) for the CUDA-core kernels")
-      ->delimiter(',')->capture_default_str();
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_option("--only", only, "run only the projections whose model/name contains this");
   app.add_option("--mma-batches", mma_batches, "batch sizes for the tensor-core kernel and cuBLAS")
-      ->delimiter(',')->capture_default_str();
+      ->delimiter(',')
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   const std::vector<ShapeCase> cases = {
@@ -154,7 +156,7 @@ int main(int argc, char** argv) {
           const GemvVariant d = default_gemv_variant(m, int4);
           def = {Kind::kSimt, d.rows_per_warp, d.chunks_per_step};
         } else if (m <= kGemvMmaMaxRows) {
-          def = {Kind::kMma, 0, 0};
+          def = {Kind::kMma, kGemvMmaDefault.warps, kGemvMmaDefault.chunks_per_step};
         }
         for (const Variant& v : variants) {
           auto launch = [&](int copy) {
@@ -201,11 +203,7 @@ int main(int argc, char** argv) {
             it->second.v = v;
             it->second.p = p;
           }
-          const bool is_def =
-              v.kind == def.kind &&
-              (def.kind == Kind::kCublas || (def.kind == Kind::kMma && v.a == 8 && v.b == 2) ||
-               (v.a == def.a && v.b == def.b));
-          if (is_def) it->second.def = p;
+          if (v.kind == def.kind && v.a == def.a && v.b == def.b) it->second.def = p;
         }
       }
       for (void* p : w) CHECK_CUDA(cudaFree(p));
@@ -217,7 +215,8 @@ int main(int argc, char** argv) {
               commit.c_str(), rotate_mib);
   std::printf(
       "gemv R,U: the CUDA-core kernel, rows per warp and chunks per step; mma W,U: the tensor-core "
-      "kernel, warps per block and chunks per step (its default: 8,2).\n\n");
+      "kernel, warps per block and chunks per step (its default: %d,%d).\n\n",
+      kGemvMmaDefault.warps, kGemvMmaDefault.chunks_per_step);
   std::printf("| weights | model | projection | m | best kernel | best GB/s | default GB/s |\n");
   std::printf("|---|---|---|---|---|---|---|\n");
   for (const std::string& key : order) {

@@ -57,12 +57,13 @@ void launch_gemv(DType dt, const void* x, const GemvBatch& batch, int64_t m, int
                  cudaStream_t stream, GemvVariant variant = {});
 
 // The tensor-core kernel for 1 <= m <= kGemvMmaMaxRows: 16 weight rows a block of 4 or 8 warps,
-// 1 or 2 chunks of 16 bytes a lane, row and pipeline step. Zero fields take the defaults (8 warps,
-// 2 chunks; bench/gemv_sweep). gemv_mma_supported(m): m in range and the device has mma.sync.
+// 1 or 2 chunks of 16 bytes a lane, row and pipeline step. Zero fields take the default's
+// (bench/gemv_sweep). gemv_mma_supported(m): m in range and the device has mma.sync.
 struct GemvMmaVariant {
   int warps = 0;
   int chunks_per_step = 0;
 };
+inline constexpr GemvMmaVariant kGemvMmaDefault{8, 2};
 bool gemv_mma_supported(int64_t m);
 void launch_gemv_mma(DType dt, const void* x, const GemvBatch& batch, int64_t m, int64_t k,
                      bool relu, cudaStream_t stream, GemvMmaVariant variant = {});

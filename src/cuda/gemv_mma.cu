@@ -186,8 +186,8 @@ void launch_gemv_mma(DType dt, const void* x, const GemvBatch& batch, int64_t m,
   STRATA_CHECK(m >= 1 && m <= kGemvMmaMaxRows && mma_capable(),
                "gemv_mma: " + std::to_string(m) + " rows (at most " +
                    std::to_string(kGemvMmaMaxRows) + ", compute capability 8.0 or later)");
-  if (v.warps == 0) v.warps = 8;
-  if (v.chunks_per_step == 0) v.chunks_per_step = 2;
+  if (v.warps == 0) v.warps = kGemvMmaDefault.warps;
+  if (v.chunks_per_step == 0) v.chunks_per_step = kGemvMmaDefault.chunks_per_step;
   const GemvGrid g = gemv_grid(batch, kTileRows, relu);
   if (g.start[kGemvMaxSegments] == 0) return;
   const int mi = static_cast<int>(m);
