@@ -39,16 +39,17 @@ struct Point {
   double us = 0, gbps = 0;
 };
 
-// A kernel and its variant: the CUDA-core GEMV (rows per warp, chunks per step), cuBLAS, or the
-// tensor-core kernel (warps per block, chunks per step).
+// A kernel and its variant: the CUDA-core GEMV (rows per warp, chunks per step, and for int4 the
+// warps splitting k), cuBLAS, or the tensor-core kernel (warps per block, chunks per step).
 enum class Kind { kSimt, kCublas, kMma };
 struct Variant {
   Kind kind;
   int a, b;
+  int split = 0;
   std::string name() const {
     if (kind == Kind::kCublas) return "cublas";
     return std::string(kind == Kind::kMma ? "mma " : "gemv ") + std::to_string(a) + "," +
-           std::to_string(b);
+           std::to_string(b) + (split > 0 ? "/" + std::to_string(split) : "");
   }
 };
 
@@ -133,31 +134,45 @@ int main(int argc, char** argv) {
       CHECK_CUDA(cudaMalloc(&y, max_m * ymax * 2 * c.n.size()));
       std::vector<int> ms = batches;
       for (int m : mma_batches)
-        if (!int4 && std::find(ms.begin(), ms.end(), m) == ms.end()) ms.push_back(m);
+        if ((!int4 || m <= kGemvMmaMaxRows) && std::find(ms.begin(), ms.end(), m) == ms.end())
+          ms.push_back(m);
       for (int m : ms) {
         std::vector<Variant> variants;
         const bool simt = std::find(batches.begin(), batches.end(), m) != batches.end();
-        const bool mma =
-            !int4 && std::find(mma_batches.begin(), mma_batches.end(), m) != mma_batches.end();
+        const bool mma = std::find(mma_batches.begin(), mma_batches.end(), m) != mma_batches.end();
         if (simt) {
           for (int r : {1, 2, 4})
-            for (int u : {1, 2, 4})
-              if (gemv_variant_built(m, GemvVariant{r, u})) variants.push_back({Kind::kSimt, r, u});
+            for (int u : {1, 2, 4}) {
+              if (!gemv_variant_built(m, GemvVariant{r, u})) continue;
+              if (!int4) {
+                variants.push_back({Kind::kSimt, r, u});
+                continue;
+              }
+              for (int split : {1, 2, 4}) variants.push_back({Kind::kSimt, r, u, split});
+            }
         }
         if (mma) {
-          variants.push_back({Kind::kCublas, 0, 0});
+          if (!int4) variants.push_back({Kind::kCublas, 0, 0});
           if (m <= kGemvMmaMaxRows)
             for (int wp : {4, 8})
               for (int u : {1, 2}) variants.push_back({Kind::kMma, wp, u});
         }
         // What linear() runs at this batch size.
         Variant def{Kind::kCublas, 0, 0};
-        if (m == 1 || int4) {
+        if (int4 && m >= 2) {
+          def = {Kind::kMma, kGemvInt4MmaDefault.warps, kGemvInt4MmaDefault.chunks_per_step};
+        } else if (int4) {  // the split picked by the shape: matched by kernel and rows below
+          const GemvVariant d = default_gemv_variant(m, int4);
+          def = {Kind::kSimt, d.rows_per_warp, d.chunks_per_step, -1};
+        } else if (m == 1) {
           const GemvVariant d = default_gemv_variant(m, int4);
           def = {Kind::kSimt, d.rows_per_warp, d.chunks_per_step};
         } else if (m <= kGemvMmaMaxRows) {
           def = {Kind::kMma, kGemvMmaDefault.warps, kGemvMmaDefault.chunks_per_step};
         }
+        int64_t rows = 0;
+        for (int64_t n : c.n) rows += n;
+        const int default_split = gemv_int4_split_k(rows, def.a > 0 ? def.a : 1);
         for (const Variant& v : variants) {
           auto launch = [&](int copy) {
             GemvBatch b;
@@ -170,10 +185,12 @@ int main(int argc, char** argv) {
             if (v.kind == Kind::kCublas) {
               for (int s = 0; s < b.count; ++s)
                 gemm.run(dt, x, b.seg[s].w, b.seg[s].y, m, b.seg[s].n, c.k);
+            } else if (v.kind == Kind::kMma && int4) {
+              launch_gemv_int4_mma(x, b, m, c.k, false, stream, GemvMmaVariant{v.a, v.b});
             } else if (v.kind == Kind::kMma) {
               launch_gemv_mma(dt, x, b, m, c.k, false, stream, GemvMmaVariant{v.a, v.b});
             } else if (int4) {
-              launch_gemv_int4(dt, x, b, m, c.k, false, stream, GemvVariant{v.a, v.b});
+              launch_gemv_int4(dt, x, b, m, c.k, false, stream, GemvVariant{v.a, v.b, v.split});
             } else {
               launch_gemv(dt, x, b, m, c.k, false, stream, GemvVariant{v.a, v.b});
             }
@@ -203,7 +220,9 @@ int main(int argc, char** argv) {
             it->second.v = v;
             it->second.p = p;
           }
-          if (v.kind == def.kind && v.a == def.a && v.b == def.b) it->second.def = p;
+          if (v.kind == def.kind && v.a == def.a && v.b == def.b &&
+              (def.split < 0 ? v.split == default_split : v.split == def.split))
+            it->second.def = p;
         }
       }
       for (void* p : w) CHECK_CUDA(cudaFree(p));
@@ -215,8 +234,9 @@ int main(int argc, char** argv) {
               commit.c_str(), rotate_mib);
   std::printf(
       "gemv R,U: the CUDA-core kernel, rows per warp and chunks per step; mma W,U: the tensor-core "
-      "kernel, warps per block and chunks per step (its default: %d,%d).\n\n",
-      kGemvMmaDefault.warps, kGemvMmaDefault.chunks_per_step);
+      "kernel, warps per block and chunks per step (its default: %d,%d dense, %d,%d int4).\n\n",
+      kGemvMmaDefault.warps, kGemvMmaDefault.chunks_per_step, kGemvInt4MmaDefault.warps,
+      kGemvInt4MmaDefault.chunks_per_step);
   std::printf("| weights | model | projection | m | best kernel | best GB/s | default GB/s |\n");
   std::printf("|---|---|---|---|---|---|---|\n");
   for (const std::string& key : order) {

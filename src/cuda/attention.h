@@ -4,8 +4,8 @@
 //   - launch_attention_prefill: tensor-core tiles of 64 query rows x 64 keys with an online
 //     softmax, so no [s, s] score matrix exists anywhere (head_dim a multiple of 16, <= 256);
 //   - launch_attention_decode: one block per (query row, kv head, split of the context) that
-//     reads each key and value once for all query heads of the group; the last split of a row
-//     to finish merges the splits.
+//     reads each key and value once for all query heads of the group, on the tensor cores where
+//     the shapes allow; the last split of a row to finish merges the splits.
 // Row t of q/out belongs to seqs[token_seq[t]]; it attends to cache positions [lo, p] where p is
 // its position and lo = max(0, p - window + 1) with a window (else 0). Internal to src/cuda/.
 #pragma once
@@ -32,8 +32,8 @@ struct AttentionArgs {
   void* out = nullptr;            // [T, hq, head_dim]
   const void* k_cache = nullptr;  // [slots, max_len, hkv, head_dim]
   const void* v_cache = nullptr;
-  const SeqDesc* seqs = nullptr;        // device
-  const int32_t* token_seq = nullptr;   // device [T]: index into seqs of each row
+  const SeqDesc* seqs = nullptr;       // device
+  const int32_t* token_seq = nullptr;  // device [T]: index into seqs of each row
   int64_t tokens = 0, hq = 0, hkv = 0, head_dim = 0, max_len = 0;
   float scale = 1.0f;
   int64_t window = 0;  // 0: full causal attention
@@ -61,5 +61,13 @@ int64_t decode_workspace_floats(int64_t tokens, int64_t hq, int64_t head_dim, in
 bool decode_supported(int64_t hq, int64_t hkv, int64_t head_dim);
 void launch_attention_decode(const AttentionArgs& a, int splits, float* workspace,
                              cudaStream_t stream);
+// The tensor-core decode kernel (attention_decode_mma.cu), which launch_attention_decode runs
+// where it applies: head_dim 64 or 128, at most 8 query heads per kv head, mma.sync on the
+// device. Same arguments, splits and workspace.
+bool decode_mma_supported(int64_t hq, int64_t hkv, int64_t head_dim);
+// Its splits of the context (it gains less from splitting than the CUDA-core kernel).
+int decode_mma_splits(int64_t tokens, int64_t hkv, int64_t max_context, int sm_count);
+void launch_attention_decode_mma(const AttentionArgs& a, int splits, float* workspace,
+                                 cudaStream_t stream);
 
 }  // namespace strata::cuda

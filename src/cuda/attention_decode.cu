@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "cuda/attention.h"
+#include "cuda/attention_decode.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/element.cuh"
 
@@ -84,13 +85,9 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(AttentionArgs a, int s
   float* sm_o = sm_wmax + kWarpsPerBlock * kGroup;  // [subgroups][G][D] at the end
   float* sm_l = sm_o + subgroups * G * D;           // [subgroups][G]
 
-  const SeqDesc s = a.seqs[a.token_seq[t]];
-  const int64_t p = s.past_len + (t - s.offset);
-  const int64_t lo = a.window > 0 ? (p - a.window + 1 > 0 ? p - a.window + 1 : 0) : 0;
-  const int64_t n = p - lo + 1;
-  const int64_t chunk = (n + splits - 1) / splits;
-  const int64_t begin = lo + split * chunk;
-  const int64_t end = begin + chunk < p + 1 ? begin + chunk : p + 1;
+  const DecodeSpan span = decode_span(a, t, splits, split);
+  const SeqDesc s = span.seq;
+  const int64_t begin = span.begin, end = span.end;
 
   const float qscale = a.scale * kLog2e;
   const T* q = static_cast<const T*>(a.q) + (t * a.hq + h0) * D;
@@ -219,70 +216,10 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(AttentionArgs a, int s
       sum += sm_l[u * G + g];
       o += sm_o[(u * G + g) * D + d];
     }
-    const int64_t qh = t * a.hq + h0 + g;
-    if (splits == 1) {
-      static_cast<T*>(a.out)[qh * D + d] = from_float<T>(o / sum);
-    } else {
-      float* part = ws + (qh * splits + split) * (D + 2);
-      part[2 + d] = o;
-      if (d == 0) {
-        part[0] = sm_wmax[g];
-        part[1] = sum;
-      }
-    }
+    store_split_result<T>(a, ws, t * a.hq + h0 + g, splits, split, D, d, o, sum, sm_wmax[g]);
   }
   if (splits == 1) return;
-
-  // The last split of this (row, kv head) to finish merges all of them.
-  __shared__ bool last;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    unsigned* counter = a.counters + t * a.hkv + kvh;
-    last = atomicAdd(counter, 1u) == static_cast<unsigned>(splits - 1);
-    if (last) *counter = 0;
-  }
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  // Every split's maximum and sum per head (one load each, all in flight), then each head's
-  // weights per split and 1 / total in shared memory, then the outputs.
-  float* sm_pm = sm_o;                         // [G][kDecodeMaxSplits] maxima, then weights
-  float* sm_pl = sm_o + G * kDecodeMaxSplits;  // [G][kDecodeMaxSplits] sums
-  float* sm_inv = sm_wmax;                     // [G]
-  for (int i = threadIdx.x; i < G * splits; i += kThreads) {
-    const int g = i / splits, sp = i % splits;
-    const float* part = ws + ((t * a.hq + h0 + g) * splits + sp) * (D + 2);
-    sm_pm[g * kDecodeMaxSplits + sp] = __ldcg(part);
-    sm_pl[g * kDecodeMaxSplits + sp] = __ldcg(part + 1);
-  }
-  __syncthreads();
-  if (threadIdx.x < G) {
-    float* w = sm_pm + threadIdx.x * kDecodeMaxSplits;
-    const float* l = sm_pl + threadIdx.x * kDecodeMaxSplits;
-    float mx = -INFINITY, sum = 0.0f;
-    for (int sp = 0; sp < splits; ++sp) mx = fmaxf(mx, w[sp]);
-    for (int sp = 0; sp < splits; ++sp) {
-      w[sp] = w[sp] == -INFINITY ? 0.0f : exp2f(w[sp] - mx);
-      sum += l[sp] * w[sp];
-    }
-    sm_inv[threadIdx.x] = 1.0f / sum;
-  }
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < G * D; idx += kThreads) {
-    const int g = idx / D, d = idx % D;
-    const int64_t qh = t * a.hq + h0 + g;
-    const float* parts = ws + qh * splits * (D + 2) + 2 + d;
-    float ov[kDecodeMaxSplits];
-#pragma unroll
-    for (int sp = 0; sp < kDecodeMaxSplits; ++sp)
-      ov[sp] = sp < splits ? __ldcg(parts + sp * (D + 2)) : 0.0f;
-    float o = 0.0f;
-#pragma unroll
-    for (int sp = 0; sp < kDecodeMaxSplits; ++sp)
-      if (sp < splits) o = fmaf(sm_pm[g * kDecodeMaxSplits + sp], ov[sp], o);
-    static_cast<T*>(a.out)[qh * D + d] = from_float<T>(o * sm_inv[g]);
-  }
+  merge_splits_if_last<T>(a, splits, ws, t, kvh, G, D, sm_o, sm_o + G * kDecodeMaxSplits, sm_wmax);
 }
 
 }  // namespace
@@ -328,6 +265,10 @@ void launch_attention_decode(const AttentionArgs& a, int splits, float* workspac
   STRATA_CHECK(a.hkv <= 65535 && splits <= 65535, "attention_decode: grid too large");
   STRATA_CHECK(splits == 1 || (workspace != nullptr && a.counters != nullptr),
                "attention_decode: several splits need the workspace and the arrival counters");
+  if (decode_mma_supported(a.hq, a.hkv, a.head_dim)) {
+    launch_attention_decode_mma(a, splits, workspace, stream);
+    return;
+  }
   const int G = static_cast<int>(a.hq / a.hkv), D = static_cast<int>(a.head_dim);
   const int group = G == 1 ? 1 : G == 2 ? 2 : G <= 4 ? 4 : 8;  // the kernel's kGroup
   const int subgroups = kThreads / lanes_per_key(D);

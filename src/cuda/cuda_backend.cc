@@ -378,10 +378,15 @@ void CudaBackend::flush_pending() {
       break;
     case Pending::Kind::kBias: launch_add_bias(act_, p.y, p.bias, p.rows, p.cols, false, s); break;
     case Pending::Kind::kAdd: launch_add(act_, p.a, p.b, p.y, p.rows * p.cols, s); break;
+    case Pending::Kind::kRope:
+      for (int i = 0; i < p.rope_count; ++i)
+        launch_rope(act_, p.rope_x[i], p.positions, p.inv_freq, p.rows, p.rope_heads[i], p.cols, s);
+      break;
     case Pending::Kind::kNone: break;
   }
   p.kind = Pending::Kind::kNone;
-  p.batch.count = 0;
+  p.batch = GemvBatch{};
+  p.rope_count = 0;
   p.hold.clear();
 }
 
@@ -401,7 +406,7 @@ void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, T
   STRATA_CHECK(x.raw() != y.raw(), "linear: y must not alias x");
   check_f32_vector(bias, n, "linear", "bias");
   if (m == 0) return;
-  const bool skinny = int4 ? gemv_int4_supported(m, k, x.raw())
+  const bool skinny = int4 ? gemv_int4_supported(act_, m, k, x.raw())
                            : gemv_supported(m, k, x.raw(), w.raw());
   if (skinny) {  // decode-sized: stream w once, bias fused; joins the held product if x is shared
     Pending& p = pending_;
@@ -528,7 +533,7 @@ void CudaBackend::relu(Tensor& x) {
     else
       launch_gemv(act_, p.x, p.batch, p.m, p.k, true, state_->stream);
     p.kind = Pending::Kind::kNone;
-    p.batch.count = 0;
+    p.batch = GemvBatch{};
     p.hold.clear();
     return;
   }
@@ -537,13 +542,30 @@ void CudaBackend::relu(Tensor& x) {
 }
 
 void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor& y) {
-  flush_pending();
   check_act(gate, "silu_mul", "gate");
   check_act(up, "silu_mul", "up");
   check_act(y, "silu_mul", "y");
   STRATA_CHECK(gate.numel() == up.numel() && gate.numel() == y.numel(),
                "silu_mul: shapes " + shape_string(gate.shape()) + ", " + shape_string(up.shape()) +
                    " -> " + shape_string(y.shape()));
+  // The held gate and up products of the same rows, from 2 rows (where they run on the tensor
+  // cores anyway): silu(gate) * up in their epilogue, rounded as the separate launches round it
+  // (cuda/mma.cuh).
+  Pending& p = pending_;
+  const bool gated =
+      p.kind == Pending::Kind::kGemv && p.batch.count == 2 && p.batch.seg[0].y == gate.raw() &&
+      p.batch.seg[1].y == up.raw() && p.batch.seg[0].n == p.batch.seg[1].n &&
+      p.m * p.batch.seg[0].n == gate.numel() && p.m >= 2 && gemv_mma_supported(p.m) &&
+      (!p.int4 || act_ == DType::kF16) && !overlap(y, p.hold[0]) &&
+      (y.raw() == gate.raw() || y.raw() == up.raw() || (!overlap(y, gate) && !overlap(y, up)));
+  if (gated) {
+    p.batch.gated = true;
+    p.batch.seg[0].y = y.raw();
+    p.hold.push_back(y);
+    flush_pending();
+    return;
+  }
+  flush_pending();
   launch_silu_mul(act_, gate.raw(), up.raw(), y.raw(), gate.numel(), stream());
 }
 
@@ -573,7 +595,7 @@ void CudaBackend::gather_rows(const Tensor& x, std::span<const int32_t> rows, Te
 
 void CudaBackend::rope(Tensor& x, std::span<const int32_t> positions,
                        const compute::RopeTable& table) {
-  flush_pending();
+  if (pending_.kind != Pending::Kind::kRope) flush_pending();
   check_act(x, "rope", "x");
   STRATA_CHECK(x.rank() == 3, "rope: x must be [T, heads, head_dim], got " + shape_string(x.shape()));
   const int64_t t_count = x.dim(0), heads = x.dim(1), d = x.dim(2);
@@ -583,10 +605,34 @@ void CudaBackend::rope(Tensor& x, std::span<const int32_t> positions,
   STRATA_CHECK(static_cast<int64_t>(positions.size()) == t_count,
                "rope: " + std::to_string(positions.size()) + " positions for " +
                    std::to_string(t_count) + " tokens");
-  if (t_count == 0) return;
+  if (t_count == 0) {
+    flush_pending();
+    return;
+  }
+  // May synchronize, which launches what is held.
   reserve_staging(positions.size_bytes() + table.inv_freq.size() * sizeof(float) + 2 * kStageAlign);
   const float* inv_freq = stage(std::span<const float>(table.inv_freq));
-  launch_rope(act_, x.raw(), stage(positions), inv_freq, t_count, heads, d, stream());
+  const int32_t* pos = stage(positions);
+  // Held back: the attention after the RoPE of q and k may join both to its cache write. The
+  // staging ring hands the same bytes the same address, so equal pointers mean equal arguments.
+  Pending& p = pending_;
+  const bool joins = p.kind == Pending::Kind::kRope && p.rope_count == 1 && p.positions == pos &&
+                     p.inv_freq == inv_freq && p.rows == t_count && p.cols == d &&
+                     !overlap(x, p.hold[0]);
+  if (!joins) {
+    flush_pending();
+    p.kind = Pending::Kind::kRope;
+    p.rope_count = 0;
+    p.positions = pos;
+    p.inv_freq = inv_freq;
+    p.rows = t_count;
+    p.cols = d;
+    p.host_positions.assign(positions.begin(), positions.end());
+  }
+  p.rope_x[p.rope_count] = x.raw();
+  p.rope_heads[p.rope_count++] = heads;
+  p.hold.push_back(x);
+  if (!fuse_) flush_pending();
 }
 
 }  // namespace strata::cuda

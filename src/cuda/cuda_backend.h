@@ -19,7 +19,8 @@ struct CudaBackendOptions {
   int device = 0;                        // CUDA device index
   DType activation_dtype = DType::kF16;  // F16 or BF16
   // Join adjacent ops into one launch (skinny products sharing x, bias + ReLU, residual add +
-  // norm). false launches every op on its own, for A/B timing; results are the same.
+  // norm, RoPE of q and k + the KV cache write). false launches every op on its own, for A/B
+  // timing; results are the same.
   bool fuse_ops = true;
 };
 

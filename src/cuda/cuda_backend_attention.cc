@@ -1,6 +1,7 @@
 // CudaBackend::attention: validates the ragged batch, stages its description (sequence spans,
 // the sequence of every row, the prefill tiles) and picks a kernel: the tensor-core prefill
-// kernel when some sequence brings more than a few new tokens, else the decode kernel.
+// kernel when some sequence brings more than a few new tokens, else the decode kernel. The cache
+// write joins a held RoPE of q and k (rope.h) when every row's position is its cache position.
 #include <algorithm>
 #include <initializer_list>
 #include <string>
@@ -10,6 +11,7 @@
 #include "cuda/attention.h"
 #include "cuda/cuda_backend_impl.h"
 #include "cuda/cuda_check.h"
+#include "cuda/rope.h"
 
 namespace strata::cuda {
 
@@ -23,7 +25,6 @@ constexpr int32_t kDecodeMaxTokens = 4;
 void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
                             compute::LayerKvCache& cache, std::span<const compute::SeqSpan> seqs,
                             const compute::AttentionParams& params, Tensor& out) {
-  flush_pending();
   for (const Tensor* t : std::initializer_list<const Tensor*>{&q, &k, &v, &cache.k, &cache.v, &out})
     check_act(*t, "attention", "q, k, v, the cache and out");
   compute::check_attention_shapes(q, k, v, cache, out, params);
@@ -58,6 +59,8 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
   for (int64_t t = 0; t < t_count; ++t)
     STRATA_CHECK(token_seq[static_cast<size_t>(t)] >= 0,
                  "attention: row " + std::to_string(t) + " belongs to no sequence");
+  const bool rope_joins = joins_rope(q, k, v, seqs);
+  if (!rope_joins) flush_pending();
   if (t_count == 0) return;
 
   const size_t seq_bytes = seqs.size_bytes();
@@ -65,10 +68,7 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
   const SeqDesc* dev_seqs = static_cast<const SeqDesc*>(stage(seqs.data(), seq_bytes));
   const int32_t* dev_token_seq = stage(std::span<const int32_t>(token_seq));
 
-  cudaStream_t s = stream();
-  launch_kv_write(act_, k.raw(), v.raw(), cache.k.raw(), cache.v.raw(), dev_seqs, dev_token_seq,
-                  t_count, hkv, d, max_len, s);
-
+  cudaStream_t s = state_->stream;
   AttentionArgs a;
   a.dtype = act_;
   a.q = q.raw();
@@ -85,6 +85,23 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
   a.scale = params.scale;
   a.window = params.sliding_window.value_or(0);
 
+  if (rope_joins && pending_.kind == Pending::Kind::kRope) {  // not launched by reserve_staging
+    RopeKvWrite r;
+    r.attn = a;
+    r.k = k.raw();
+    r.v = v.raw();
+    r.positions = pending_.positions;
+    r.inv_freq = pending_.inv_freq;
+    launch_rope_kv_write(r, s);
+    pending_.kind = Pending::Kind::kNone;
+    pending_.rope_count = 0;
+    pending_.hold.clear();
+  } else {
+    flush_pending();
+    launch_kv_write(act_, k.raw(), v.raw(), cache.k.raw(), cache.v.raw(), dev_seqs, dev_token_seq,
+                    t_count, hkv, d, max_len, s);
+  }
+
   const bool decode_ok = decode_supported(hq, hkv, d);
   const bool use_prefill = prefill_supported(d) && (max_new > kDecodeMaxTokens || !decode_ok);
   if (use_prefill) {
@@ -96,13 +113,28 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
                               " query heads over " + std::to_string(hkv) +
                               " kv heads of head_dim " + std::to_string(d));
   const int64_t context = a.window > 0 ? std::min(max_context, a.window) : max_context;
-  const int splits = decode_splits(t_count, hkv, context, sm_count_);
+  const int splits = decode_mma_supported(hq, hkv, d)
+                         ? decode_mma_splits(t_count, hkv, context, sm_count_)
+                         : decode_splits(t_count, hkv, context, sm_count_);
   Tensor workspace;
   if (splits > 1) {
     workspace = scratch(DType::kF32, {decode_workspace_floats(t_count, hq, d, splits)});
     a.counters = decode_counters(t_count * hkv);
   }
   launch_attention_decode(a, splits, workspace.defined() ? workspace.data<float>() : nullptr, s);
+}
+
+bool CudaBackend::joins_rope(const Tensor& q, const Tensor& k, const Tensor& v,
+                             std::span<const compute::SeqSpan> seqs) const {
+  const Pending& p = pending_;
+  if (p.kind != Pending::Kind::kRope || p.rope_count != 2 || p.rope_x[0] != q.raw() ||
+      p.rope_x[1] != k.raw() || p.rows != q.dim(0) || p.cols != q.dim(2) ||
+      p.rope_heads[0] != q.dim(1) || p.rope_heads[1] != k.dim(1) || overlap(v, q) || overlap(v, k))
+    return false;
+  for (const compute::SeqSpan& sp : seqs)
+    for (int32_t i = 0; i < sp.num_tokens; ++i)
+      if (p.host_positions[static_cast<size_t>(sp.offset + i)] != sp.past_len + i) return false;
+  return true;
 }
 
 unsigned* CudaBackend::decode_counters(int64_t n) {

@@ -3,8 +3,9 @@
 // transformer passes (token ids, positions, rows, sequence spans) reach the device, and a small
 // pool of pinned buffers that to_host_f32() returns logits in. It holds back one op at a time so
 // that the next can join it in one launch (skinny products sharing x; a bias with the ReLU after
-// it; a residual add with the norm after it): every entry point that enqueues work or hands out
-// memory launches what is held first, so the order of work on the stream is the order of calls.
+// it; a residual add with the norm after it; the RoPE of q and k with the attention's cache write
+// after it): every entry point that enqueues work or hands out memory launches what is held first,
+// so the order of work on the stream is the order of calls.
 // Not thread safe. Internal to src/cuda/ (it includes CUDA headers).
 #pragma once
 
@@ -127,10 +128,15 @@ class CudaBackend final : public compute::Backend {
     return pending_.kind == Pending::Kind::kAdd && pending_.y == x.raw() &&
            pending_.rows * pending_.cols == x.numel();
   }
+  // True when the held op is the RoPE of this q, then this k, and every row's position is its
+  // cache position in `seqs` (validated): the cache write of k and v can join it. Defined in
+  // cuda_backend_attention.cc.
+  bool joins_rope(const Tensor& q, const Tensor& k, const Tensor& v,
+                  std::span<const compute::SeqSpan> seqs) const;
 
   // The op held back, waiting to see whether the next op joins it.
   struct Pending {
-    enum class Kind { kNone, kGemv, kBias, kAdd };
+    enum class Kind { kNone, kGemv, kBias, kAdd, kRope };
     Kind kind = Kind::kNone;
     // kGemv: skinny products of x [m, k] (int4 or dense weights).
     const void* x = nullptr;
@@ -143,6 +149,14 @@ class CudaBackend final : public compute::Backend {
     void* y = nullptr;
     const float* bias = nullptr;
     int64_t rows = 0, cols = 0;
+    // kRope: rope_x[i] [rows, rope_heads[i], cols] rotated in place, i < rope_count (q, then k),
+    // by the staged positions [rows] (a host copy beside them) and inv_freq [cols / 2].
+    void* rope_x[2] = {};
+    int64_t rope_heads[2] = {};
+    int rope_count = 0;
+    const int32_t* positions = nullptr;
+    const float* inv_freq = nullptr;
+    std::vector<int32_t> host_positions;
     // Every tensor the held op reads or writes, so that none of them is freed (and its memory
     // handed out again) before the op is launched.
     std::vector<Tensor> hold;
@@ -168,6 +182,13 @@ class CudaBackend final : public compute::Backend {
   Tensor last_download_device_;      // F32 device copy of the last to_host_f32 result
   const void* last_download_host_ = nullptr;
 };
+
+// True when the bytes of a and b intersect.
+inline bool overlap(const Tensor& a, const Tensor& b) {
+  const char* pa = static_cast<const char*>(a.raw());
+  const char* pb = static_cast<const char*>(b.raw());
+  return pa < pb + b.bytes() && pb < pa + a.bytes();
+}
 
 // The CudaBackend behind `backend`, or null.
 CudaBackend* as_cuda(compute::Backend& backend);

@@ -28,7 +28,8 @@ __device__ __forceinline__ void load_dense(const uint4* const (&rows)[R], int c0
   for (int u = 0; u < U; ++u) {
     const int c = c0 + 32 * u;
 #pragma unroll
-    for (int r = 0; r < R; ++r) s.w[u][r] = c < chunks ? load_stream(rows[r] + c) : make_uint4(0, 0, 0, 0);
+    for (int r = 0; r < R; ++r)
+      s.w[u][r] = c < chunks ? load_stream(rows[r] + c) : make_uint4(0, 0, 0, 0);
   }
 }
 
@@ -95,6 +96,23 @@ __global__ void __launch_bounds__(kWarps * 32)
 GemvGrid gemv_grid(const GemvBatch& batch, int64_t per_block, bool relu) {
   STRATA_CHECK(batch.count >= 1 && batch.count <= kGemvMaxSegments, "gemv: 1 to 3 segments");
   GemvGrid g{};
+  if (batch.gated) {  // per_block / 2 rows of gate and the same rows of up a block
+    STRATA_CHECK(batch.count == 2 && batch.seg[0].n == batch.seg[1].n,
+                 "gemv: a gated batch is two products of the same rows");
+    for (int s = 0; s < 2; ++s) {
+      g.w[s] = batch.seg[s].w;
+      g.bias[s] = batch.seg[s].bias;
+      g.y[s] = batch.seg[s].y;
+      g.n[s] = batch.seg[s].n;
+    }
+    const int64_t blocks = (batch.seg[0].n + per_block / 2 - 1) / (per_block / 2);
+    STRATA_CHECK(blocks <= 0x7fffffff, "gemv: too many rows");
+    g.start[0] = 0;
+    for (int s = 1; s <= kGemvMaxSegments; ++s) g.start[s] = static_cast<unsigned>(blocks);
+    g.relu = relu;
+    g.gated = true;
+    return g;
+  }
   int64_t blocks = 0;
   for (int s = 0; s < kGemvMaxSegments; ++s) {
     g.start[s] = static_cast<unsigned>(blocks);
@@ -120,9 +138,12 @@ GemvVariant default_gemv_variant(int64_t m, bool int4) {
   if (int4) return kr == 1 ? GemvVariant{2, 1} : GemvVariant{4, 1};
   switch (kr) {
     case 1:
-    case 2: return {1, 2};
-    case 4: return {1, 1};
-    default: return {4, 2};
+    case 2:
+      return {1, 2};
+    case 4:
+      return {1, 1};
+    default:
+      return {4, 2};
   }
 }
 
@@ -131,27 +152,29 @@ bool gemv_variant_built(int64_t m, GemvVariant v) {
 }
 
 bool gemv_supported(int64_t m, int64_t k, const void* x, const void* w) {
-  return m >= 1 && (m <= kGemvMaxRows || gemv_mma_supported(m)) && k % 8 == 0 && k > 0 && k / 8 <= 0x7fffffff &&
-         (reinterpret_cast<uintptr_t>(x) & 15) == 0 && (reinterpret_cast<uintptr_t>(w) & 15) == 0;
+  return m >= 1 && (m <= kGemvMaxRows || gemv_mma_supported(m)) && k % 8 == 0 && k > 0 &&
+         k / 8 <= 0x7fffffff && (reinterpret_cast<uintptr_t>(x) & 15) == 0 &&
+         (reinterpret_cast<uintptr_t>(w) & 15) == 0;
 }
 
 void launch_gemv(DType dt, const void* x, const GemvBatch& batch, int64_t m, int64_t k, bool relu,
                  cudaStream_t stream, GemvVariant variant) {
   for (int s = 0; s < batch.count; ++s)
     STRATA_CHECK(gemv_supported(m, k, x, batch.seg[s].w), "gemv: unsupported shape or alignment");
+  STRATA_CHECK(variant.split_k <= 1, "gemv: split_k is for int4 weights");
   const bool given = variant.rows_per_warp != 0 || variant.chunks_per_step != 0;
-  if (m > kGemvMaxRows || (m >= 2 && !given && gemv_mma_supported(m))) {
+  if (batch.gated || m > kGemvMaxRows || (m >= 2 && !given && gemv_mma_supported(m))) {
     launch_gemv_mma(dt, x, batch, m, k, relu, stream);
     return;
   }
-  STRATA_DISPATCH_ACT(dt, launch_gemv_variant(
-                              "gemv", false, batch, m, relu, kWarps, variant,
-                              [&](auto M, auto R, auto U, const GemvGrid& g) {
-                                gemv_kernel<T, decltype(M)::value, decltype(R)::value,
-                                            decltype(U)::value>
-                                    <<<g.start[kGemvMaxSegments], kWarps * 32, 0, stream>>>(
-                                        static_cast<const T*>(x), g, static_cast<int>(m), k);
-                              }));
+  STRATA_DISPATCH_ACT(
+      dt, launch_gemv_variant(
+              "gemv", false, batch, m, relu, kWarps, variant,
+              [&](auto M, auto R, auto U, const GemvGrid& g) {
+                gemv_kernel<T, decltype(M)::value, decltype(R)::value, decltype(U)::value>
+                    <<<g.start[kGemvMaxSegments], kWarps * 32, 0, stream>>>(
+                        static_cast<const T*>(x), g, static_cast<int>(m), k);
+              }));
   STRATA_CUDA_CHECK_LAUNCH();
 }
 

@@ -33,6 +33,9 @@ struct GemvSegment {
 struct GemvBatch {
   GemvSegment seg[kGemvMaxSegments];
   int count = 0;
+  // seg[0] and seg[1] are the gate and up products of a SiLU-gated MLP (same n, tensor-core
+  // kernels only): silu(gate) * up is stored into seg[0].y, nothing into seg[1].y.
+  bool gated = false;
 };
 
 // How a launch divides the work: the weight rows a warp owns (1, 2 or 4) and the 16-byte chunks a
@@ -42,6 +45,9 @@ struct GemvBatch {
 struct GemvVariant {
   int rows_per_warp = 0;
   int chunks_per_step = 0;
+  // int4 only: the warps of a block that share its rows and take turns along k (1, 2 or 4),
+  // so that a projection of few rows still spreads over enough warps; 0 picks by the shape.
+  int split_k = 0;
 };
 // The default variant for m activation rows, dense or int4-g64 weights.
 GemvVariant default_gemv_variant(int64_t m, bool int4);
@@ -52,7 +58,8 @@ bool gemv_variant_built(int64_t m, GemvVariant v);
 // m <= kGemvMaxRows, or up to kGemvMmaMaxRows on a device with mma.sync).
 bool gemv_supported(int64_t m, int64_t k, const void* x, const void* w);
 // A default `variant` sends batches of 2 rows and more to launch_gemv_mma where the device has
-// it; a given one runs that variant of the CUDA-core kernel.
+// it; a given one runs that variant of the CUDA-core kernel. Gated batches always take
+// launch_gemv_mma.
 void launch_gemv(DType dt, const void* x, const GemvBatch& batch, int64_t m, int64_t k, bool relu,
                  cudaStream_t stream, GemvVariant variant = {});
 
@@ -64,6 +71,8 @@ struct GemvMmaVariant {
   int chunks_per_step = 0;
 };
 inline constexpr GemvMmaVariant kGemvMmaDefault{8, 2};
+// The current device has mma.sync (compute capability 8.0 on).
+bool mma_sync_available();
 bool gemv_mma_supported(int64_t m);
 void launch_gemv_mma(DType dt, const void* x, const GemvBatch& batch, int64_t m, int64_t k,
                      bool relu, cudaStream_t stream, GemvMmaVariant variant = {});
@@ -77,6 +86,7 @@ struct GemvGrid {
   int64_t n[kGemvMaxSegments];
   unsigned start[kGemvMaxSegments + 1];
   bool relu;
+  bool gated;  // GemvBatch::gated: every block is in segment 0, half its rows from segment 1
 };
 GemvGrid gemv_grid(const GemvBatch& batch, int64_t per_block, bool relu);
 

@@ -11,7 +11,7 @@
 // long as both operands take the same one, so a lane's 8 contiguous elements stand for the
 // fragment positions (2t, 2t + 1, 2t + 8, 2t + 9) of two consecutive products, for the weight (A)
 // and the activations (B) alike. fp32 accumulation; the warps' partial sums are added through
-// shared memory, then bias, ReLU and rounding.
+// shared memory, then bias, ReLU and rounding (cuda/mma.cuh).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -22,33 +22,12 @@
 #include "cuda/element.cuh"
 #include "cuda/gemv.h"
 #include "cuda/gemv_variants.cuh"
+#include "cuda/mma.cuh"
 
 namespace strata::cuda {
 namespace {
 
 constexpr int kTileRows = 16;
-
-template <typename T>
-__device__ __forceinline__ void mma_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                          uint32_t a3, uint32_t b0, uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  if constexpr (std::is_same_v<T, __half>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-        "{%8, %9}, {%0, %1, %2, %3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-        "{%8, %9}, {%0, %1, %2, %3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-  }
-#else
-  __trap();  // launch_gemv_mma refuses devices below compute capability 8.0
-#endif
-}
 
 // One lane's chunks of a warp step: weight rows g and g + 8 and activation rows 8 j + g, U chunks
 // each, loaded a step ahead of their products.
@@ -77,15 +56,12 @@ template <typename T, int NT, int U, int W>
 __global__ void __launch_bounds__(W * 32)
     gemv_mma_kernel(const T* __restrict__ x, GemvGrid g, int m, int64_t k) {
   __shared__ float partial[W][NT * 4][32];
-  const int seg = blockIdx.x >= g.start[2] ? 2 : blockIdx.x >= g.start[1] ? 1 : 0;
-  const unsigned start = seg == 2 ? g.start[2] : seg == 1 ? g.start[1] : g.start[0];
-  const int64_t n = pick(g.n, seg);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, gq = lane / 4, t = lane % 4;
-  const int64_t row0 = int64_t{blockIdx.x - start} * kTileRows;
+  const MmaRows rows = mma_rows(g, gq);
+  const int64_t n = rows.n;
   const int chunks = static_cast<int>(k / 8);
-  const auto* w = static_cast<const uint4*>(pick(g.w, seg));
-  const uint4* lo = w + min(row0 + gq, n - 1) * chunks + t;
-  const uint4* hi = w + min(row0 + gq + 8, n - 1) * chunks + t;
+  const uint4* lo = static_cast<const uint4*>(rows.w_lo) + rows.lo * chunks + t;
+  const uint4* hi = static_cast<const uint4*>(rows.w_hi) + rows.hi * chunks + t;
   const uint4* xr[NT];
 #pragma unroll
   for (int j = 0; j < NT; ++j)
@@ -119,29 +95,7 @@ __global__ void __launch_bounds__(W * 32)
     cur = next;
   }
 
-#pragma unroll
-  for (int j = 0; j < NT; ++j)
-#pragma unroll
-    for (int q = 0; q < 4; ++q) partial[warp][j * 4 + q][lane] = acc[j][q];
-  __syncthreads();
-
-  // Accumulator q of lane (g, t) in tile j: weight row g (+ 8 for q >= 2), activation row
-  // 8 j + 2 t (+ 1 for odd q).
-  const float* __restrict__ bias = pick(g.bias, seg);
-  T* __restrict__ y = static_cast<T*>(pick(g.y, seg));
-  for (int e = threadIdx.x; e < NT * 4 * 32; e += W * 32) {
-    const int jq = e / 32, l = e % 32, q = jq % 4, j = jq / 4;
-    float v = 0.0f;
-#pragma unroll
-    for (int wp = 0; wp < W; ++wp) v += partial[wp][jq][l];
-    const int64_t col = row0 + l / 4 + (q >= 2 ? 8 : 0);
-    const int i = 8 * j + 2 * (l % 4) + (q & 1);
-    if (i < m && col < n) {
-      float out = v + (bias ? bias[col] : 0.0f);
-      if (g.relu) out = fmaxf(out, 0.0f);
-      y[int64_t{i} * n + col] = from_float<T>(out);
-    }
-  }
+  store_mma_tiles<T, NT, W>(partial, acc, g, rows.seg, rows.row0, n, m);
 }
 
 template <typename T, int NT>
@@ -167,7 +121,9 @@ void launch_tiles(const T* x, const GemvGrid& g, int m, int64_t k, GemvMmaVarian
   }
 }
 
-bool mma_capable() {
+}  // namespace
+
+bool mma_sync_available() {
   static const bool capable = [] {
     int dev = 0, major = 0;
     return cudaGetDevice(&dev) == cudaSuccess &&
@@ -177,13 +133,13 @@ bool mma_capable() {
   return capable;
 }
 
-}  // namespace
-
-bool gemv_mma_supported(int64_t m) { return m >= 1 && m <= kGemvMmaMaxRows && mma_capable(); }
+bool gemv_mma_supported(int64_t m) {
+  return m >= 1 && m <= kGemvMmaMaxRows && mma_sync_available();
+}
 
 void launch_gemv_mma(DType dt, const void* x, const GemvBatch& batch, int64_t m, int64_t k,
                      bool relu, cudaStream_t stream, GemvMmaVariant v) {
-  STRATA_CHECK(m >= 1 && m <= kGemvMmaMaxRows && mma_capable(),
+  STRATA_CHECK(m >= 1 && m <= kGemvMmaMaxRows && mma_sync_available(),
                "gemv_mma: " + std::to_string(m) + " rows (at most " +
                    std::to_string(kGemvMmaMaxRows) + ", compute capability 8.0 or later)");
   if (v.warps == 0) v.warps = kGemvMmaDefault.warps;

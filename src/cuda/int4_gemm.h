@@ -1,8 +1,8 @@
 // int4-g64 kernels of the CUDA backend (w4a16). A weight [n, k] is the blob of compute/int4.h in
 // device memory: codes [n, k/2] bytes, then fp16 scales [n, k/64], then fp16 mins [n, k/64].
-//   - launch_gemv_int4 (int4_gemv.cu): y[m, n] = x[m, k] · dequant(w)^T (+ bias) for
-//     m <= kGemvMaxRows, the codes dequantised in registers (F16: half2 products summed in fp32
-//     every 32 elements; BF16: fp32);
+//   - launch_gemv_int4 (int4_gemv.cu, int4_gemv_mma.cu): y[m, n] = x[m, k] · dequant(w)^T
+//     (+ bias) for decode-sized m, the codes dequantised in registers (F16: fp16 weights into
+//     tensor-core products with fp32 sums; BF16: fp32 on the CUDA cores);
 //   - launch_dequantise_int4: the dense [n, k] weight in the activation dtype, each value the
 //     reference value q * scale + min (fp32, no fused multiply-add) rounded once;
 //   - launch_quantise_int4: the reference quantiser (compute::quantise_int4) on the GPU, byte for
@@ -33,11 +33,23 @@ __host__ __device__
     Int4Device
     int4_device_view(const void* blob, int64_t n, int64_t k);
 
-// True when the shapes and pointers suit launch_gemv_int4 (x rows 16-byte aligned).
-bool gemv_int4_supported(int64_t m, int64_t k, const void* x);
-// The segments' w are int4 blobs of [n, k] weights (see cuda/gemv.h for batches).
+// True when the shapes and pointers suit launch_gemv_int4 for activations of dtype dt: k a
+// multiple of 64, x rows 16-byte aligned, m <= kGemvMaxRows, or up to kGemvMmaMaxRows for F16 on
+// a device with mma.sync.
+bool gemv_int4_supported(DType dt, int64_t m, int64_t k, const void* x);
+// The segments' w are int4 blobs of [n, k] weights (see cuda/gemv.h for batches). F16 batches of
+// 2 rows and more with a default `variant` (and gated batches) run the tensor-core kernel where
+// the device has it; batch 1, BF16 or a given variant the CUDA-core kernel (at most kGemvMaxRows
+// rows), which at batch 1 streams the codes faster (bench/gemv_sweep).
 void launch_gemv_int4(DType dt, const void* x, const GemvBatch& batch, int64_t m, int64_t k,
                       bool relu, cudaStream_t stream, GemvVariant variant = {});
+// The warps splitting k that the CUDA-core kernel takes by default for `rows` weight rows in all.
+int gemv_int4_split_k(int64_t rows, int rows_per_warp);
+// The tensor-core kernel (int4_gemv_mma.cu), F16 activations, 1 <= m <= kGemvMmaMaxRows: 16
+// weight rows a block of 4 or 8 warps, 1 or 2 chunks of 32 codes a lane, row and step.
+inline constexpr GemvMmaVariant kGemvInt4MmaDefault{4, 1};
+void launch_gemv_int4_mma(const void* x, const GemvBatch& batch, int64_t m, int64_t k, bool relu,
+                          cudaStream_t stream, GemvMmaVariant variant = {});
 
 void launch_dequantise_int4(DType dt, const Int4Device& w, void* out, cudaStream_t stream);
 

@@ -1,16 +1,16 @@
-// The int4-g64 skinny GEMV (w4a16, decode-sized batches): y[m, n] = x[m, k] · dequant(w)^T for
-// m <= kGemvMaxRows, streaming the 4.5-bit blob once at close to the copy bandwidth.
+// The int4-g64 skinny GEMV on the CUDA cores (w4a16, decode-sized batches): y[m, n] = x[m, k] ·
+// dequant(w)^T for m <= kGemvMaxRows, streaming the 4.5-bit blob once. It serves BF16, devices
+// without mma.sync, batch 1 and explicitly chosen variants; F16 batches of 2 to kGemvMmaMaxRows
+// rows take the tensor-core kernel (int4_gemv_mma.cu) by default.
 //
-// Work: a warp owns R weight rows; each lane takes 16-byte chunks of codes (32 elements, half a
-// group) spaced 32 chunks apart, and loads the next U chunks of its R rows while it computes on
-// the current ones, so that 2 * U * R loads per lane are in flight. The activation rows are read
-// through L1 (every warp of an SM reads the same x). The batch size M is a template parameter
-// (1, 2, 4, 8; a batch of 3 runs as 4 with the last row read twice and not stored).
+// Work: a warp owns R weight rows (with split-k, `split` warps own them and take turns along k);
+// each lane takes 16-byte chunks of codes (32 elements, half a group) spaced 32 chunks apart, and
+// loads the next U chunks of its R rows while it computes on the current ones, so that 2 * U * R
+// loads per lane are in flight. The activation rows are read through L1 (every warp of an SM reads
+// the same x). The batch size M is a template parameter (1, 2, 4, 8; a batch of 3 runs as 4 with
+// the last row read twice and not stored).
 //
-// Codes to numbers, two elements per instruction: in a 32-bit word of 8 codes (element e in bits
-// [4e, 4e + 4)), (word & 0x000f000f) | 0x64006400 is the fp16 pair (1024 + q0, 1024 + q4) and
-// (word & 0x00f000f0) | 0x64006400 is (1024 + 16 q1, 1024 + 16 q5); one subtraction, or one
-// multiply-add by 1/16, leaves the exact codes; the word shifted by 8 gives elements 2, 6, 3, 7.
+// Codes to numbers: unpack_codes (cuda/int4_group.cuh), two exact codes per instruction.
 // F16: each code pair becomes the pair of weights q * scale + min (one fp16 multiply-add, exact
 // but for its single rounding) and is multiplied into two half2 accumulators per chunk (8
 // products a lane each), which are added in fp32 to the row's sums once per chunk; x's pairs
@@ -19,15 +19,15 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <type_traits>
-
 #include <string>
+#include <type_traits>
 
 #include "cuda/cuda_check.h"
 #include "cuda/element.cuh"
 #include "cuda/gemv.h"
 #include "cuda/gemv_variants.cuh"
 #include "cuda/int4_gemm.h"
+#include "cuda/int4_group.cuh"
 
 namespace strata::cuda {
 namespace {
@@ -40,25 +40,6 @@ __device__ __forceinline__ uint32_t word_of(const uint4& v, int j) {
   return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
 }
 
-__device__ __forceinline__ __half2 h2_bits(uint32_t bits) {
-  __half2 h;
-  static_assert(sizeof(h) == sizeof(bits));
-  memcpy(&h, &bits, sizeof(bits));
-  return h;
-}
-
-// The 8 codes of `w` as exact fp16 pairs: q[j] = (code j, code j + 4).
-__device__ __forceinline__ void unpack_codes(uint32_t w, __half2 q[4]) {
-  const __half2 k1024 = h2_bits(0x64006400u);       // (1024, 1024)
-  const __half2 kSixteenth = h2_bits(0x2c002c00u);  // (1/16, 1/16)
-  const __half2 kMinus64 = h2_bits(0xd400d400u);    // (-64, -64)
-  const uint32_t w8 = w >> 8;
-  q[0] = __hsub2(h2_bits((w & 0x000f000fu) | 0x64006400u), k1024);
-  q[1] = __hfma2(h2_bits((w & 0x00f000f0u) | 0x64006400u), kSixteenth, kMinus64);
-  q[2] = __hsub2(h2_bits((w8 & 0x000f000fu) | 0x64006400u), k1024);
-  q[3] = __hfma2(h2_bits((w8 & 0x00f000f0u) | 0x64006400u), kSixteenth, kMinus64);
-}
-
 // One lane's share of a pipeline step: U chunks of R rows, with their groups' scale and min.
 template <int R, int U>
 struct Stage {
@@ -67,11 +48,11 @@ struct Stage {
 };
 
 struct RowBlock {
-  const uint4* codes;         // row row0's first chunk
-  const uint16_t* scales;     // row row0's first group
+  const uint4* codes;      // row row0's first chunk
+  const uint16_t* scales;  // row row0's first group
   const uint16_t* mins;
   int64_t chunks_per_row, groups_per_row;
-  int64_t last_row;           // rows past n - 1 read row n - 1 (their sums are not stored)
+  int64_t last_row;  // rows past n - 1 read row n - 1 (their sums are not stored)
 };
 
 template <int R, int U>
@@ -111,11 +92,7 @@ __device__ __forceinline__ void chunk_dot(const __half* __restrict__ x, int64_t 
 #pragma unroll
     for (int i = 0; i < M; ++i) {
       const int row = M == 1 ? 0 : min(i, m - 1);
-      const uint4 v = __ldg(reinterpret_cast<const uint4*>(x + row * k + c * kChunk + j * 8));
-      xp[i][0] = h2_bits(__byte_perm(v.x, v.z, 0x5410));
-      xp[i][1] = h2_bits(__byte_perm(v.x, v.z, 0x7632));
-      xp[i][2] = h2_bits(__byte_perm(v.y, v.w, 0x5410));
-      xp[i][3] = h2_bits(__byte_perm(v.y, v.w, 0x7632));
+      x_pairs(__ldg(reinterpret_cast<const uint4*>(x + row * k + c * kChunk + j * 8)), xp[i]);
     }
 #pragma unroll
     for (int r = 0; r < R; ++r) {
@@ -179,15 +156,19 @@ __device__ __forceinline__ void chunk_dot(const __nv_bfloat16* __restrict__ x, i
   }
 }
 
+// `split` warps of a block (1, 2 or 4) share R rows and take turns along k; their sums meet in
+// shared memory.
 template <typename T, int M, int R, int U>
 __global__ void __launch_bounds__(kWarps * 32)
-    gemv_int4_kernel(const T* __restrict__ x, GemvGrid g, int m, int64_t k) {
+    gemv_int4_kernel(const T* __restrict__ x, GemvGrid g, int m, int64_t k, int split) {
+  __shared__ float red[kWarps][R][M];
   const int seg = blockIdx.x >= g.start[2] ? 2 : blockIdx.x >= g.start[1] ? 1 : 0;
   const unsigned start = seg == 2 ? g.start[2] : seg == 1 ? g.start[1] : g.start[0];
   const int64_t n = pick(g.n, seg);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int64_t row0 = (int64_t{blockIdx.x - start} * kWarps + warp) * R;
-  if (row0 >= n) return;
+  const int wk = warp % split;  // this warp's turn along k
+  const int64_t row0 = (int64_t{blockIdx.x - start} * (kWarps / split) + warp / split) * R;
+  const bool active = row0 < n;
   const int chunks = static_cast<int>(k / kChunk);
   const int64_t groups = k / kGroup;
   const auto* base = static_cast<const uint8_t*>(pick(g.w, seg));
@@ -207,11 +188,13 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int i = 0; i < M; ++i) acc[r][i] = 0.0f;
 
   constexpr int kStep = kChunk * U;  // chunks a warp covers per step
+  const int stride = kStep * split;
+  const int first = active ? lane + kStep * wk : chunks;
   Stage<R, U> cur;
-  load_stage(b, lane, chunks, cur);
-  for (int c0 = lane; c0 < chunks; c0 += kStep) {
+  if (first < chunks) load_stage(b, first, chunks, cur);
+  for (int c0 = first; c0 < chunks; c0 += stride) {
     Stage<R, U> next;
-    if (c0 + kStep < chunks) load_stage(b, c0 + kStep, chunks, next);
+    if (c0 + stride < chunks) load_stage(b, c0 + stride, chunks, next);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = c0 + kChunk * u;
@@ -220,30 +203,74 @@ __global__ void __launch_bounds__(kWarps * 32)
     cur = next;
   }
 
-  store_rows<T, R, M>(acc, g, seg, row0, n, m, lane);
+  if (split > 1) {  // the first warp of each row group takes the others' sums (in its lane 0)
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int i = 0; i < M; ++i) {
+        const float v = warp_sum(acc[r][i]);
+        if (lane == 0) red[warp][r][i] = v;
+      }
+    __syncthreads();
+    if (wk != 0) return;
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int i = 0; i < M; ++i) {
+        float v = 0.0f;
+        if (lane == 0)
+          for (int w = 0; w < split; ++w) v += red[warp + w][r][i];
+        acc[r][i] = v;
+      }
+  }
+  if (active) store_rows<T, R, M>(acc, g, seg, row0, n, m, lane);
 }
 
 }  // namespace
 
-bool gemv_int4_supported(int64_t m, int64_t k, const void* x) {
-  return m >= 1 && m <= kGemvMaxRows && k > 0 && k % kGroup == 0 &&
-         k / kChunk <= 0x7fffffff && (reinterpret_cast<uintptr_t>(x) & 15) == 0;
+int gemv_int4_split_k(int64_t rows, int rows_per_warp) {
+  // Two warps a row group when one a group would leave fewer than ~3K warps in all (23 an SM of
+  // an H100): llama-3-8b's o and down projections and opt-6.7b's fc2 at batch 1 gain 1-8% (down
+  // 18.5 to 17.8 us, and 2x over one warp with R = 2), while more warps slow every projection
+  // and qkv (3072 warps) is fastest with one (bench/gemv_sweep).
+  return rows / rows_per_warp < 3072 ? 2 : 1;
+}
+
+bool gemv_int4_supported(DType dt, int64_t m, int64_t k, const void* x) {
+  const bool rows = m >= 1 && (m <= kGemvMaxRows || (dt == DType::kF16 && gemv_mma_supported(m)));
+  return rows && k > 0 && k % kGroup == 0 && k / kChunk <= 0x7fffffff &&
+         (reinterpret_cast<uintptr_t>(x) & 15) == 0;
 }
 
 void launch_gemv_int4(DType dt, const void* x, const GemvBatch& batch, int64_t m, int64_t k,
                       bool relu, cudaStream_t stream, GemvVariant variant) {
-  STRATA_CHECK(gemv_int4_supported(m, k, x), "gemv_int4: unsupported shape or alignment");
+  STRATA_CHECK(gemv_int4_supported(dt, m, k, x), "gemv_int4: unsupported shape or alignment");
   for (int s = 0; s < batch.count; ++s)
     STRATA_CHECK((reinterpret_cast<uintptr_t>(batch.seg[s].w) & 15) == 0,
                  "gemv_int4: codes not 16-byte aligned");
-  STRATA_DISPATCH_ACT(dt, launch_gemv_variant(
-                              "gemv_int4", true, batch, m, relu, kWarps, variant,
-                              [&](auto M, auto R, auto U, const GemvGrid& g) {
-                                gemv_int4_kernel<T, decltype(M)::value, decltype(R)::value,
-                                                 decltype(U)::value>
-                                    <<<g.start[kGemvMaxSegments], kWarps * 32, 0, stream>>>(
-                                        static_cast<const T*>(x), g, static_cast<int>(m), k);
-                              }));
+  const bool given =
+      variant.rows_per_warp != 0 || variant.chunks_per_step != 0 || variant.split_k != 0;
+  STRATA_CHECK(!batch.gated || dt == DType::kF16, "gemv_int4: gated products need F16");
+  if (dt == DType::kF16 && gemv_mma_supported(m) &&
+      (batch.gated || m > kGemvMaxRows || (m >= 2 && !given))) {
+    launch_gemv_int4_mma(x, batch, m, k, relu, stream);
+    return;
+  }
+  if (variant.rows_per_warp == 0)
+    variant.rows_per_warp = default_gemv_variant(m, true).rows_per_warp;
+  int64_t rows = 0;
+  for (int s = 0; s < batch.count; ++s) rows += batch.seg[s].n;
+  const int split =
+      variant.split_k != 0 ? variant.split_k : gemv_int4_split_k(rows, variant.rows_per_warp);
+  STRATA_CHECK(split == 1 || split == 2 || split == 4, "gemv_int4: split_k must be 1, 2 or 4");
+  STRATA_DISPATCH_ACT(
+      dt, launch_gemv_variant(
+              "gemv_int4", true, batch, m, relu, kWarps / split, variant,
+              [&](auto M, auto R, auto U, const GemvGrid& g) {
+                gemv_int4_kernel<T, decltype(M)::value, decltype(R)::value, decltype(U)::value>
+                    <<<g.start[kGemvMaxSegments], kWarps * 32, 0, stream>>>(
+                        static_cast<const T*>(x), g, static_cast<int>(m), k, split);
+              }));
   STRATA_CUDA_CHECK_LAUNCH();
 }
 

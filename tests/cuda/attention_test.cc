@@ -1,7 +1,8 @@
 // The CUDA attention kernels against the CPU backend's attention: ragged prefill (the tiled
 // tensor-core kernel), decode over sequences of very different lengths (the split-context decode
-// kernel), grouped-query heads, sliding windows, head_dim 16 to 128, and chunked prefill on top of
-// an existing cache. The KV cache each backend writes is compared too. Skips without a GPU.
+// kernels: tensor cores at head_dim 64 and 128, CUDA cores elsewhere), grouped-query heads,
+// sliding windows, head_dim 16 to 128, and chunked prefill on top of an existing cache. The KV
+// cache each backend writes is compared too. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -76,7 +77,7 @@ TEST_P(CudaAttention, PrefillWithASlidingWindow) {
 }
 
 TEST_P(CudaAttention, DecodeOverSequencesOfDifferentLengths) {
-  for (int64_t d : {16, 32, 80, 128}) {
+  for (int64_t d : {16, 32, 64, 80, 128}) {
     for (auto [hq, hkv] : {std::pair<int64_t, int64_t>{4, 4}, {8, 2}, {16, 2}}) {
       run({"decode", hq, hkv, d,
            {{0, 0, 1, 0}, {3, 1, 1, 0}, {1, 63, 1, 0}, {4, 200, 1, 0}, {2, 1500, 1, 0}},

@@ -3,11 +3,21 @@
 // element no kernel writes fails the comparison. Skips without a GPU.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "compute/int4.h"
 #include "cuda/cuda_test_util.h"
+#include "cuda/int4_weights.h"
 #include "model/config.h"
+
+#ifdef STRATA_HAVE_CUDA
+#include "cuda/gemv.h"  // gemv_mma_supported
+#endif
 
 namespace strata::cuda {
 namespace {
@@ -153,6 +163,186 @@ TEST_P(CudaOps, RopeDefaultAndLlama3Scaling) {
                      "rope d=" + std::to_string(d));
     }
   }
+}
+
+// Bit-for-bit equality of x (on backend a) and y (on b), through F32 host copies (exact for F16
+// and BF16).
+void expect_same_bits(compute::Backend& a, const Tensor& x, compute::Backend& b, const Tensor& y,
+                      const std::string& what) {
+  const Tensor hx = a.to_host_f32(x), hy = b.to_host_f32(y);
+  ASSERT_TRUE(hx.shape() == hy.shape())
+      << what << ": " << shape_string(hx.shape()) << " vs " << shape_string(hy.shape());
+  const float* px = hx.data<float>();
+  const float* py = hy.data<float>();
+  for (int64_t i = 0; i < hx.numel(); ++i) {
+    if (std::memcmp(px + i, py + i, sizeof(float)) != 0) {
+      ADD_FAILURE() << what << ": element " << i << " is " << px[i] << " against " << py[i];
+      return;
+    }
+  }
+}
+
+// One backend's tensors after rope(q), rope(k) (unless rope_k is false) and attention.
+struct RopedAttention {
+  Tensor q, k, out;
+  compute::LayerKvCache cache;
+};
+
+RopedAttention rope_then_attention(compute::Backend& b, const Tensor& q, const Tensor& k,
+                                   const Tensor& v, const Tensor& ck, const Tensor& cv,
+                                   std::span<const int32_t> positions,
+                                   const compute::RopeTable& table,
+                                   std::span<const compute::SeqSpan> seqs, bool rope_k) {
+  // Every upload first: an upload launches whatever the backend holds back.
+  RopedAttention r{on(b, q), on(b, k), poisoned(b, q.shape()), {on(b, ck), on(b, cv)}};
+  const Tensor bv = on(b, v);
+  compute::AttentionParams p;
+  p.scale = 1.0f / std::sqrt(static_cast<float>(q.dim(2)));
+  b.rope(r.q, positions, table);
+  if (rope_k) b.rope(r.k, positions, table);
+  b.attention(r.q, r.k, bv, r.cache, seqs, p, r.out);
+  return r;
+}
+
+// rope(q), rope(k), attention as the transformer calls them: with fusion on, one launch rotates q
+// and k and writes the cache when every row's position is its cache position. Everything it
+// writes must equal, bit for bit, what a backend with fuse_ops = false writes, including when
+// the positions differ (one row off) or only q is rotated (no joining then).
+TEST_P(CudaOps, RopeJoinedToTheKvCacheWriteMatchesUnfusedBitForBit) {
+  CudaBackendOptions o;
+  o.activation_dtype = dt();
+  o.fuse_ops = false;
+  auto made = make_cuda_backend(o);
+  ASSERT_TRUE(made.is_ok()) << made.status().to_string();
+  std::unique_ptr<compute::Backend> plain = std::move(made).value();
+
+  model::RopeConfig cfg;
+  cfg.theta = 500000.0;
+  cfg.type = model::RopeType::kLlama3;
+  cfg.factor = 8.0;
+  cfg.low_freq_factor = 1.0;
+  cfg.high_freq_factor = 4.0;
+  cfg.original_max_position_embeddings = 8192;
+  struct Batch {
+    const char* name;
+    std::vector<compute::SeqSpan> seqs;  // {slot, past_len, num_tokens, offset}; offsets filled in
+    int32_t slots, max_len;
+  };
+  const Batch batches[] = {
+      {"decode",
+       {{0, 0, 1, 0}, {3, 1, 1, 0}, {1, 63, 1, 0}, {4, 200, 1, 0}, {2, 1500, 1, 0}},
+       5,
+       1600},
+      {"chunked prefill", {{1, 30, 100, 0}, {0, 64, 64, 0}, {2, 7, 9, 0}}, 3, 200}};
+  enum class Use { kJoined, kOtherPositions, kQOnly };
+  const int64_t hq = 8, hkv = 2;
+  const double attn_tol = dt() == DType::kBF16 ? 1.5e-2 : 2e-3;  // as attention_test.cc
+  uint32_t seed = 500;
+  for (Batch batch : batches) {
+    int32_t t = 0;
+    for (auto& s : batch.seqs) {
+      s.offset = t;
+      t += s.num_tokens;
+    }
+    for (int64_t d : {64, 128}) {
+      const compute::RopeTable table = compute::make_rope_table(cfg, d);
+      const Tensor q = random_host({t, hq, d}, seed++, dt(), -2.0f, 2.0f);
+      const Tensor k = random_host({t, hkv, d}, seed++, dt(), -2.0f, 2.0f);
+      const Tensor v = random_host({t, hkv, d}, seed++, dt());
+      const Tensor ck =
+          random_host({batch.slots, batch.max_len, hkv, d}, seed++, dt(), -2.0f, 2.0f);
+      const Tensor cv = random_host({batch.slots, batch.max_len, hkv, d}, seed++, dt());
+      for (Use use : {Use::kJoined, Use::kOtherPositions, Use::kQOnly}) {
+        std::vector<int32_t> pos;
+        for (const auto& s : batch.seqs)
+          for (int32_t i = 0; i < s.num_tokens; ++i) pos.push_back(s.past_len + i);
+        if (use == Use::kOtherPositions) pos.back() += 1;
+        const std::string what = std::string(batch.name) + " d=" + std::to_string(d) +
+                                 (use == Use::kJoined           ? ""
+                                  : use == Use::kOtherPositions ? " other positions"
+                                                                : " q only");
+        const bool rope_k = use != Use::kQOnly;
+        RopedAttention f =
+            rope_then_attention(*gpu_, q, k, v, ck, cv, pos, table, batch.seqs, rope_k);
+        RopedAttention u =
+            rope_then_attention(*plain, q, k, v, ck, cv, pos, table, batch.seqs, rope_k);
+        expect_same_bits(*gpu_, f.q, *plain, u.q, what + ": q");
+        expect_same_bits(*gpu_, f.k, *plain, u.k, what + ": k");
+        expect_same_bits(*gpu_, f.out, *plain, u.out, what + ": out");
+        expect_same_bits(*gpu_, f.cache.k, *plain, u.cache.k, what + ": cache k");
+        expect_same_bits(*gpu_, f.cache.v, *plain, u.cache.v, what + ": cache v");
+        if (use != Use::kJoined) continue;
+        // Both against the CPU reference, so that a path both backends share cannot hide a bug.
+        RopedAttention c =
+            rope_then_attention(*cpu_, q, k, v, ck, cv, pos, table, batch.seqs, true);
+        expect_matches(gpu_->to_host_f32(f.cache.k), cpu_->to_host_f32(c.cache.k), tol(), 4 * tol(),
+                       what + ": cache k against the CPU");
+        expect_matches(gpu_->to_host_f32(f.out), cpu_->to_host_f32(c.out), 2 * attn_tol,
+                       8 * attn_tol, what + ": out against the CPU");
+      }
+    }
+  }
+}
+
+// gate = linear(x, w_gate), up = linear(x, w_up), silu_mul(gate, up, gate), as the Llama MLP
+// calls them, on backend b (every upload and allocation first: they launch what b holds back).
+Tensor gated_mlp(compute::Backend& b, const Tensor& x, const Tensor& wg, const Tensor& wu) {
+  const Tensor bx = on(b, x);
+  Tensor gate = poisoned(b, {x.dim(0), wg.dim(0)}), up = poisoned(b, {x.dim(0), wg.dim(0)});
+  b.linear(bx, wg, nullptr, gate);
+  b.linear(bx, wu, nullptr, up);
+  b.silu_mul(gate, up, gate);
+  return gate;
+}
+
+// With fusion on, the held gate and up products and the SiLU-gated product run as one
+// tensor-core launch from 2 rows (dense, and int4 for F16); a batch of 1 keeps the separate
+// launches. Every output is bit-identical to a backend with fuse_ops = false and matches the CPU.
+TEST_P(CudaOps, GatedMlpProductsInOneLaunch) {
+#ifdef STRATA_HAVE_CUDA
+  if (!gemv_mma_supported(kGemvMmaMaxRows)) GTEST_SKIP() << "no mma.sync on this device";
+#endif
+  CudaBackendOptions o;
+  o.activation_dtype = dt();
+  o.fuse_ops = false;
+  auto made = make_cuda_backend(o);
+  ASSERT_TRUE(made.is_ok()) << made.status().to_string();
+  std::unique_ptr<compute::Backend> plain = std::move(made).value();
+  constexpr int64_t kN = 301, kK = 4160;
+  uint32_t seed = 900;
+  int runs = 0;
+  for (bool int4 : {false, true}) {
+    if (int4 && dt() != DType::kF16) continue;  // BF16 int4 keeps separate launches
+    Tensor fw[2], pw[2], cw[2];
+    for (int s = 0; s < 2; ++s) {
+      const Tensor w = random_host({kN, kK}, seed++, int4 ? DType::kF32 : dt(), -0.1f, 0.1f);
+      if (int4) {
+        std::vector<std::byte> blob(compute::int4_blob_bytes(kN, kK));
+        ASSERT_TRUE(compute::quantise_int4(w, blob).is_ok());
+        const compute::Int4View view = compute::int4_view(blob, w.shape()).value();
+        fw[s] = upload_int4(*gpu_, view).value();
+        pw[s] = upload_int4(*plain, view).value();
+        cw[s] = cpu_->upload(compute::dequantise_int4(view), compute::WeightKind::kLinear).value();
+      } else {
+        fw[s] = gpu_->upload(w, compute::WeightKind::kLinear).value();
+        pw[s] = plain->upload(w, compute::WeightKind::kLinear).value();
+        cw[s] = cpu_->upload(w, compute::WeightKind::kLinear).value();
+      }
+    }
+    for (int64_t m : {1, 3, 16}) {
+      const Tensor x = random_host({m, kK}, seed++, dt());
+      const std::string what =
+          std::string(int4 ? "int4" : "dense") + " gated MLP m=" + std::to_string(m);
+      const Tensor f = gated_mlp(*gpu_, x, fw[0], fw[1]);
+      const Tensor u = gated_mlp(*plain, x, pw[0], pw[1]);
+      const Tensor c = gated_mlp(*cpu_, x, cw[0], cw[1]);
+      expect_same_bits(*gpu_, f, *plain, u, what + ": fused against separate");
+      expect_matches(gpu_->to_host_f32(f), cpu_->to_host_f32(c), 4 * tol(), 8 * tol(),
+                     what + ": against the CPU");
+      ++runs;
+    }
+  }
+  EXPECT_EQ(runs, dt() == DType::kF16 ? 6 : 3);
 }
 
 TEST_P(CudaOps, AllocationThatDoesNotFitIsAnError) {
