@@ -548,15 +548,19 @@ void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor& y) {
   STRATA_CHECK(gate.numel() == up.numel() && gate.numel() == y.numel(),
                "silu_mul: shapes " + shape_string(gate.shape()) + ", " + shape_string(up.shape()) +
                    " -> " + shape_string(y.shape()));
-  // The held gate and up products of the same rows, from 2 rows (where they run on the tensor
-  // cores anyway): silu(gate) * up in their epilogue, rounded as the separate launches round it
-  // (cuda/mma.cuh).
+  // The held gate and up products of the same rows: silu(gate) * up in their epilogue, rounded as
+  // the separate launches round it, where one launch is faster: on the tensor cores from 2 rows,
+  // and for int4 at batch 1 (a warp's two rows a gate row and its up row). Dense batch 1 keeps
+  // its launches: the CUDA-core kernel's two-row variant is slower there (6.6 against 6.06 ms
+  // a llama-3-8b step).
   Pending& p = pending_;
   const bool gated =
       p.kind == Pending::Kind::kGemv && p.batch.count == 2 && p.batch.seg[0].y == gate.raw() &&
       p.batch.seg[1].y == up.raw() && p.batch.seg[0].n == p.batch.seg[1].n &&
-      p.m * p.batch.seg[0].n == gate.numel() && p.m >= 2 && gemv_mma_supported(p.m) &&
-      (!p.int4 || act_ == DType::kF16) && !overlap(y, p.hold[0]) &&
+      p.m * p.batch.seg[0].n == gate.numel() &&
+      (p.int4 ? p.m == 1 || (act_ == DType::kF16 && gemv_mma_supported(p.m))
+              : p.m >= 2 && gemv_mma_supported(p.m)) &&
+      !overlap(y, p.hold[0]) &&
       (y.raw() == gate.raw() || y.raw() == up.raw() || (!overlap(y, gate) && !overlap(y, up)));
   if (gated) {
     p.batch.gated = true;

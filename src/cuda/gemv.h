@@ -33,8 +33,9 @@ struct GemvSegment {
 struct GemvBatch {
   GemvSegment seg[kGemvMaxSegments];
   int count = 0;
-  // seg[0] and seg[1] are the gate and up products of a SiLU-gated MLP (same n, tensor-core
-  // kernels only): silu(gate) * up is stored into seg[0].y, nothing into seg[1].y.
+  // seg[0] and seg[1] are the gate and up products of a SiLU-gated MLP (same n; dense weights:
+  // the tensor-core kernel; int4: the CUDA-core kernel at batch 1, else the tensor-core one):
+  // silu(gate) * up is stored into seg[0].y, nothing into seg[1].y.
   bool gated = false;
 };
 

@@ -23,13 +23,34 @@ __device__ __forceinline__ P pick(const P (&a)[kGemvMaxSegments], int s) {
   return s == 0 ? a[0] : s == 1 ? a[1] : a[2];
 }
 
+// silu(gate) * up of a gated batch (GemvBatch::gated) as the separate launches compute it: both
+// products rounded to T, then SiluMulOp's arithmetic (elementwise.cu).
+template <typename T>
+__device__ __forceinline__ float silu_times(float gate, float up) {
+  const float gr = to_float(from_float<T>(gate)), ur = to_float(from_float<T>(up));
+  return gr / (1.0f + __expf(-gr)) * ur;
+}
+
 // A warp's epilogue: sums each lane's partial products of rows row0 + r against activation rows
 // i < m over the warp, adds the bias, applies the ReLU if asked and stores the rounded results.
+// A gated batch's warp (R = 2) holds gate row row0 and up row row0: it stores silu(gate) * up.
 template <typename T, int R, int M>
 __device__ __forceinline__ void store_rows(const float (&acc)[R][M], const GemvGrid& g, int seg,
                                            int64_t row0, int64_t n, int m, int lane) {
   const float* __restrict__ bias = pick(g.bias, seg);
   T* __restrict__ y = static_cast<T*>(pick(g.y, seg));
+  if constexpr (R == 2) {
+    if (g.gated) {
+#pragma unroll
+      for (int i = 0; i < M; ++i) {
+        const float gate = warp_sum(acc[0][i]), up = warp_sum(acc[1][i]);
+        if (lane == 0 && i < m && row0 < n)
+          y[i * n + row0] = from_float<T>(silu_times<T>(
+              gate + (bias ? bias[row0] : 0.0f), up + (g.bias[1] ? g.bias[1][row0] : 0.0f)));
+      }
+      return;
+    }
+  }
 #pragma unroll
   for (int r = 0; r < R; ++r) {
 #pragma unroll

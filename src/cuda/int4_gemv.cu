@@ -53,6 +53,11 @@ struct RowBlock {
   const uint16_t* mins;
   int64_t chunks_per_row, groups_per_row;
   int64_t last_row;  // rows past n - 1 read row n - 1 (their sums are not stored)
+  // A gated batch (R = 2): row 1 is row row0 of the up blob, from these.
+  bool gated;
+  const uint4* up_codes;
+  const uint16_t* up_scales;
+  const uint16_t* up_mins;
 };
 
 template <int R, int U>
@@ -62,11 +67,13 @@ __device__ __forceinline__ void load_stage(const RowBlock& b, int c0, int chunks
     const int c = c0 + kChunk * u;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      const int64_t rr = min(int64_t{r}, b.last_row);
+      const bool up = r == 1 && b.gated;
+      const int64_t rr = up ? 0 : min(int64_t{r}, b.last_row);
       if (c < chunks) {
-        s.code[u][r] = load_stream(b.codes + rr * b.chunks_per_row + c);
+        s.code[u][r] = load_stream((up ? b.up_codes : b.codes) + rr * b.chunks_per_row + c);
         const int64_t gi = rr * b.groups_per_row + c / 2;
-        s.scale_min[u][r] = uint32_t{__ldg(b.scales + gi)} | (uint32_t{__ldg(b.mins + gi)} << 16);
+        s.scale_min[u][r] = uint32_t{__ldg((up ? b.up_scales : b.scales) + gi)} |
+                            (uint32_t{__ldg((up ? b.up_mins : b.mins) + gi)} << 16);
       } else {
         s.code[u][r] = make_uint4(0, 0, 0, 0);
         s.scale_min[u][r] = 0;
@@ -166,8 +173,10 @@ __global__ void __launch_bounds__(kWarps * 32)
   const unsigned start = seg == 2 ? g.start[2] : seg == 1 ? g.start[1] : g.start[0];
   const int64_t n = pick(g.n, seg);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int wk = warp % split;  // this warp's turn along k
-  const int64_t row0 = (int64_t{blockIdx.x - start} * (kWarps / split) + warp / split) * R;
+  const int wk = warp % split;           // this warp's turn along k
+  const bool gated = R == 2 && g.gated;  // a row group's one output: gate and up rows row0
+  const int64_t row0 =
+      (int64_t{blockIdx.x - start} * (kWarps / split) + warp / split) * (gated ? 1 : R);
   const bool active = row0 < n;
   const int chunks = static_cast<int>(k / kChunk);
   const int64_t groups = k / kGroup;
@@ -180,6 +189,14 @@ __global__ void __launch_bounds__(kWarps * 32)
   b.chunks_per_row = chunks;
   b.groups_per_row = groups;
   b.last_row = n - 1 - row0;
+  b.gated = gated;
+  if (gated) {
+    const auto* up = static_cast<const uint8_t*>(g.w[1]);
+    const auto* up_scales = reinterpret_cast<const uint16_t*>(up + n * k / 2);
+    b.up_codes = reinterpret_cast<const uint4*>(up) + row0 * chunks;
+    b.up_scales = up_scales + row0 * groups;
+    b.up_mins = up_scales + n * groups + row0 * groups;
+  }
 
   float acc[R][M];
 #pragma unroll
@@ -250,12 +267,14 @@ void launch_gemv_int4(DType dt, const void* x, const GemvBatch& batch, int64_t m
                  "gemv_int4: codes not 16-byte aligned");
   const bool given =
       variant.rows_per_warp != 0 || variant.chunks_per_step != 0 || variant.split_k != 0;
-  STRATA_CHECK(!batch.gated || dt == DType::kF16, "gemv_int4: gated products need F16");
+  STRATA_CHECK(!batch.gated || m == 1 || dt == DType::kF16,
+               "gemv_int4: gated products of several rows need F16");
   if (dt == DType::kF16 && gemv_mma_supported(m) &&
-      (batch.gated || m > kGemvMaxRows || (m >= 2 && !given))) {
+      ((batch.gated && m > 1) || m > kGemvMaxRows || (m >= 2 && !given))) {
     launch_gemv_int4_mma(x, batch, m, k, relu, stream);
     return;
   }
+  if (batch.gated) variant.rows_per_warp = 2;  // a gate row and an up row a row group
   if (variant.rows_per_warp == 0)
     variant.rows_per_warp = default_gemv_variant(m, true).rows_per_warp;
   int64_t rows = 0;

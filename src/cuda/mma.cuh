@@ -95,9 +95,7 @@ __device__ __forceinline__ void store_mma_tiles(float (&partial)[W][NT * 4][32],
       float up = g.bias[1] ? g.bias[1][col] : 0.0f;
 #pragma unroll
       for (int wp = 0; wp < W; ++wp) up += partial[wp][jq + 2][l];
-      // As the separate launches: both products rounded to T, then SiluMulOp's arithmetic.
-      const float gr = to_float(from_float<T>(out)), ur = to_float(from_float<T>(up));
-      out = gr / (1.0f + __expf(-gr)) * ur;
+      out = silu_times<T>(out, up);
     } else if (g.relu) {
       out = fmaxf(out, 0.0f);
     }

@@ -112,6 +112,7 @@ __global__ void __launch_bounds__(kVecThreads)
   const int64_t off = blockIdx.x * cols;
   const int chunks = static_cast<int>(cols / 8);
   Vec8<T> s[kVecChunks];
+  float4 g[kVecChunks][2];  // gamma, loaded with the rows rather than after the reduction
   float sq = 0.0f;
 #pragma unroll
   for (int u = 0; u < kVecChunks; ++u) {
@@ -120,6 +121,8 @@ __global__ void __launch_bounds__(kVecThreads)
     float av[8], bv[8];
     load8(a + off + 8 * c, av);
     load8(b + off + 8 * c, bv);
+    g[u][0] = reinterpret_cast<const float4*>(gamma + 8 * c)[0];
+    g[u][1] = reinterpret_cast<const float4*>(gamma + 8 * c)[1];
 #pragma unroll
     for (int e = 0; e < 8; ++e) {
       s[u].v[e] = from_float<T>(av[e] + bv[e]);
@@ -133,8 +136,7 @@ __global__ void __launch_bounds__(kVecThreads)
   for (int u = 0; u < kVecChunks; ++u) {
     const int c = threadIdx.x + u * blockDim.x;
     if (c >= chunks) break;
-    const float4* g = reinterpret_cast<const float4*>(gamma + 8 * c);
-    const float4 g0 = g[0], g1 = g[1];
+    const float4 g0 = g[u][0], g1 = g[u][1];
     const float gv[8] = {g0.x, g0.y, g0.z, g0.w, g1.x, g1.y, g1.z, g1.w};
     float out[8];
 #pragma unroll
