@@ -1,6 +1,7 @@
 // Decode attention and the KV cache write. Each block owns one query row, one kv head and one
 // split of that row's context, and reads each key and value row once for all query heads of the
 // group (GQA). Scores are kept in log2 units (scale * log2(e) folded into q).
+#include <algorithm>
 #include <cmath>
 
 #include "cuda/attention.h"
@@ -32,7 +33,8 @@ __global__ void kv_write_kernel(const T* k, const T* v, T* kc, T* vc, const SeqD
   const uint4* vs = reinterpret_cast<const uint4*>(v + t * row);
   uint4* kd = reinterpret_cast<uint4*>(kc + dst);
   uint4* vd = reinterpret_cast<uint4*>(vc + dst);
-  for (int64_t i = threadIdx.x; i < row / 8; i += blockDim.x) {
+  for (int64_t i = int64_t{blockIdx.y} * blockDim.x + threadIdx.x; i < row / 8;
+       i += int64_t{gridDim.y} * blockDim.x) {
     kd[i] = ks[i];
     vd[i] = vs[i];
   }
@@ -229,8 +231,13 @@ void launch_kv_write(DType dt, const void* k, const void* v, void* k_cache, void
                      int64_t head_dim, int64_t max_len, cudaStream_t stream) {
   if (tokens == 0) return;
   STRATA_CHECK(head_dim % 8 == 0, "kv_write: head_dim must be a multiple of 8");
+  STRATA_CHECK(tokens <= 0x7fffffff, "kv_write: too many tokens");
+  // A 16-byte piece of k and of v a thread: a decode row spreads over several blocks.
+  const int64_t pieces = hkv * head_dim / 8;
+  const dim3 grid(static_cast<unsigned>(tokens),
+                  static_cast<unsigned>(std::min<int64_t>((pieces + 127) / 128, 65535)));
   STRATA_DISPATCH_ACT(
-      dt, kv_write_kernel<<<static_cast<unsigned>(tokens), 128, 0, stream>>>(
+      dt, kv_write_kernel<<<grid, 128, 0, stream>>>(
               static_cast<const T*>(k), static_cast<const T*>(v), static_cast<T*>(k_cache),
               static_cast<T*>(v_cache), seqs, token_seq, hkv * head_dim, max_len));
   STRATA_CUDA_CHECK_LAUNCH();

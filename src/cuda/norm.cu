@@ -98,22 +98,24 @@ __global__ void add_rms_norm_kernel(const T* a, const T* b, T* sum, const float*
     y[off + i] = from_float<T>(gamma[i] * (to_float(sum[off + i]) * inv));
 }
 
-// add_rms_norm for rows of a multiple of 8 elements up to kVecThreads * 8 * kVecChunks: 16-byte
-// accesses, and each thread keeps its sums in registers for the scaling pass, so a row is read
-// once (one round trip to memory before the reduction instead of one per pass).
+// add_rms_norm and add_layer_norm for rows of a multiple of 8 elements up to kVecThreads * 8 *
+// kVecChunks: 16-byte accesses, and each thread keeps its sums (and gamma, beta) in registers for
+// the later passes, so a row is read once (one round trip to memory before the reductions
+// instead of one per pass). kLayer: LayerNorm (mean, then the deviations' variance from the
+// registers); else RMSNorm. gamma may be null for LayerNorm, beta is.
 constexpr int kVecThreads = 512;
-constexpr int kVecChunks = 8;
+constexpr int kVecChunks = 4;
 
-template <typename T>
+template <typename T, bool kLayer>
 __global__ void __launch_bounds__(kVecThreads)
-    add_rms_norm_vec_kernel(const T* a, const T* b, T* sum, const float* gamma, float eps, T* y,
-                            int64_t cols) {
+    add_norm_vec_kernel(const T* a, const T* b, T* sum, const float* gamma, const float* beta,
+                        float eps, T* y, int64_t cols) {
   __shared__ float scratch[32];
   const int64_t off = blockIdx.x * cols;
   const int chunks = static_cast<int>(cols / 8);
   Vec8<T> s[kVecChunks];
-  float4 g[kVecChunks][2];  // gamma, loaded with the rows rather than after the reduction
-  float sq = 0.0f;
+  float4 g[kVecChunks][2], bt[kLayer ? kVecChunks : 1][2];
+  float total = 0.0f, sq = 0.0f;
 #pragma unroll
   for (int u = 0; u < kVecChunks; ++u) {
     const int c = threadIdx.x + u * blockDim.x;
@@ -121,35 +123,70 @@ __global__ void __launch_bounds__(kVecThreads)
     float av[8], bv[8];
     load8(a + off + 8 * c, av);
     load8(b + off + 8 * c, bv);
-    g[u][0] = reinterpret_cast<const float4*>(gamma + 8 * c)[0];
-    g[u][1] = reinterpret_cast<const float4*>(gamma + 8 * c)[1];
+    const float4 one = make_float4(1.0f, 1.0f, 1.0f, 1.0f), zero = make_float4(0, 0, 0, 0);
+    g[u][0] = gamma ? reinterpret_cast<const float4*>(gamma + 8 * c)[0] : one;
+    g[u][1] = gamma ? reinterpret_cast<const float4*>(gamma + 8 * c)[1] : one;
+    if constexpr (kLayer) {
+      bt[u][0] = beta ? reinterpret_cast<const float4*>(beta + 8 * c)[0] : zero;
+      bt[u][1] = beta ? reinterpret_cast<const float4*>(beta + 8 * c)[1] : zero;
+    }
 #pragma unroll
     for (int e = 0; e < 8; ++e) {
       s[u].v[e] = from_float<T>(av[e] + bv[e]);
       const float v = to_float(s[u].v[e]);
+      total += v;
       sq += v * v;
     }
     *reinterpret_cast<Vec8<T>*>(sum + off + 8 * c) = s[u];
   }
-  const float inv = rsqrtf(block_sum(sq, scratch) / static_cast<float>(cols) + eps);
+  float shift = 0.0f, scale;
+  if constexpr (kLayer) {
+    shift = block_sum(total, scratch) / static_cast<float>(cols);  // the mean
+    sq = 0.0f;
+#pragma unroll
+    for (int u = 0; u < kVecChunks; ++u) {
+      const int c = threadIdx.x + u * blockDim.x;
+      if (c >= chunks) break;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const float d = to_float(s[u].v[e]) - shift;
+        sq += d * d;
+      }
+    }
+  }
+  scale = rsqrtf(block_sum(sq, scratch) / static_cast<float>(cols) + eps);
 #pragma unroll
   for (int u = 0; u < kVecChunks; ++u) {
     const int c = threadIdx.x + u * blockDim.x;
     if (c >= chunks) break;
-    const float4 g0 = g[u][0], g1 = g[u][1];
-    const float gv[8] = {g0.x, g0.y, g0.z, g0.w, g1.x, g1.y, g1.z, g1.w};
+    const float gv[8] = {g[u][0].x, g[u][0].y, g[u][0].z, g[u][0].w,
+                         g[u][1].x, g[u][1].y, g[u][1].z, g[u][1].w};
     float out[8];
+    if constexpr (kLayer) {
+      const float bv[8] = {bt[u][0].x, bt[u][0].y, bt[u][0].z, bt[u][0].w,
+                           bt[u][1].x, bt[u][1].y, bt[u][1].z, bt[u][1].w};
 #pragma unroll
-    for (int e = 0; e < 8; ++e) out[e] = gv[e] * (to_float(s[u].v[e]) * inv);
+      for (int e = 0; e < 8; ++e) out[e] = (to_float(s[u].v[e]) - shift) * scale * gv[e] + bv[e];
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) out[e] = gv[e] * (to_float(s[u].v[e]) * scale);
+    }
     store8(y + off + 8 * c, out);
   }
 }
 
 bool vec_row_ok(int64_t cols, const void* a, const void* b, const void* sum, const float* gamma,
-                const void* y) {
+                const float* beta, const void* y) {
   const auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
   return cols % 8 == 0 && cols <= int64_t{kVecThreads} * 8 * kVecChunks && aligned(a) &&
-         aligned(b) && aligned(sum) && aligned(gamma) && aligned(y);
+         aligned(b) && aligned(sum) && aligned(gamma) && aligned(beta) && aligned(y);
+}
+
+// Threads for add_norm_vec_kernel over rows of `cols` (rows are 16-byte aligned too: cols * 2
+// bytes is a multiple of 16).
+int vec_threads(int64_t cols) {
+  const int chunks = static_cast<int>(cols / 8);
+  return std::min(kVecThreads, (chunks + 31) / 32 * 32);
 }
 
 }  // namespace
@@ -159,6 +196,15 @@ void launch_add_layer_norm(DType dt, const void* a, const void* b, void* sum, co
                            cudaStream_t stream) {
   if (rows == 0 || cols == 0) return;
   STRATA_CHECK(rows <= 0x7fffffff, "add_layer_norm: too many rows");
+  if (vec_row_ok(cols, a, b, sum, gamma, beta, y)) {
+    STRATA_DISPATCH_ACT(
+        dt, (add_norm_vec_kernel<T, true>
+             <<<static_cast<unsigned>(rows), vec_threads(cols), 0, stream>>>(
+                 static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(sum), gamma,
+                 beta, eps, static_cast<T*>(y), cols)));
+    STRATA_CUDA_CHECK_LAUNCH();
+    return;
+  }
   STRATA_DISPATCH_ACT(
       dt, add_layer_norm_kernel<<<static_cast<unsigned>(rows), threads_for(cols), 0, stream>>>(
               static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(sum), gamma, beta,
@@ -170,14 +216,12 @@ void launch_add_rms_norm(DType dt, const void* a, const void* b, void* sum, cons
                          float eps, void* y, int64_t rows, int64_t cols, cudaStream_t stream) {
   if (rows == 0 || cols == 0) return;
   STRATA_CHECK(rows <= 0x7fffffff, "add_rms_norm: too many rows");
-  if (vec_row_ok(cols, a, b, sum, gamma, y)) {
-    // Rows are 16-byte aligned too: cols * 2 bytes is a multiple of 16.
-    const int chunks = static_cast<int>(cols / 8);
-    const int threads = std::min(kVecThreads, (chunks + 31) / 32 * 32);
+  if (vec_row_ok(cols, a, b, sum, gamma, nullptr, y)) {
     STRATA_DISPATCH_ACT(
-        dt, add_rms_norm_vec_kernel<<<static_cast<unsigned>(rows), threads, 0, stream>>>(
-                static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(sum), gamma,
-                eps, static_cast<T*>(y), cols));
+        dt, (add_norm_vec_kernel<T, false>
+             <<<static_cast<unsigned>(rows), vec_threads(cols), 0, stream>>>(
+                 static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(sum), gamma,
+                 nullptr, eps, static_cast<T*>(y), cols)));
     STRATA_CUDA_CHECK_LAUNCH();
     return;
   }

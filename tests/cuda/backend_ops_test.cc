@@ -88,6 +88,42 @@ TEST_P(CudaOps, NormsOverRowsOfManyWidths) {
   }
 }
 
+// add(a, b, x) then a norm of x, as a layer's residual stream runs: the backend joins them into
+// one launch (register-resident for rows of a multiple of 8 up to 16384, a generic kernel
+// otherwise). Both the sum and the norm must match the CPU.
+TEST_P(CudaOps, ResidualAddJoinedToTheNorm) {
+  const std::pair<int64_t, int64_t> shapes[] = {{1, 4096}, {16, 4096}, {3, 768},
+                                                {2, 12288}, {2, 20000}, {4, 100}};
+  uint32_t seed = 150;
+  for (auto [t, c] : shapes) {
+    const Tensor a = random_host({t, c}, seed++, dt(), -2.0f, 3.0f);
+    const Tensor b = random_host({t, c}, seed++, dt(), -1.0f, 1.0f);
+    const Tensor g = random_host({c}, seed++, dt(), 0.5f, 1.5f);
+    const Tensor be = random_host({c}, seed++, dt());
+    Tensor gg = vec_on(*gpu_, g), cg = vec_on(*cpu_, g), gb = vec_on(*gpu_, be),
+           cb = vec_on(*cpu_, be);
+    for (int kind = 0; kind < 3; ++kind) {  // LayerNorm affine, LayerNorm plain, RMSNorm
+      const std::string what = std::string(kind == 2 ? "add + rms_norm " : "add + layer_norm ") +
+                               std::to_string(t) + "x" + std::to_string(c) +
+                               (kind == 0 ? " affine" : "");
+      Tensor ga = on(*gpu_, a), gbx = on(*gpu_, b), ca = on(*cpu_, a), cbx = on(*cpu_, b);
+      Tensor gx = poisoned(*gpu_, {t, c}), cx = poisoned(*cpu_, {t, c});
+      Tensor gy = poisoned(*gpu_, {t, c}), cy = poisoned(*cpu_, {t, c});
+      gpu_->add(ga, gbx, gx);
+      cpu_->add(ca, cbx, cx);
+      if (kind == 2) {
+        gpu_->rms_norm(gx, gg, 1e-6f, gy);
+        cpu_->rms_norm(cx, cg, 1e-6f, cy);
+      } else {
+        gpu_->layer_norm(gx, kind == 0 ? &gg : nullptr, kind == 0 ? &gb : nullptr, 1e-5f, gy);
+        cpu_->layer_norm(cx, kind == 0 ? &cg : nullptr, kind == 0 ? &cb : nullptr, 1e-5f, cy);
+      }
+      expect_matches(gpu_->to_host_f32(gx), cpu_->to_host_f32(cx), tol(), tol(), what + ": sum");
+      expect_matches(gpu_->to_host_f32(gy), cpu_->to_host_f32(cy), tol(), 2 * tol(), what);
+    }
+  }
+}
+
 TEST_P(CudaOps, ElementwiseOps) {
   uint32_t seed = 200;
   for (int64_t n : {1, 7, 8, 4096, 100003}) {
