@@ -174,16 +174,35 @@ TEST_P(CudaOps, EmbeddingAndGatherRowsCopyExactly) {
   }
 }
 
+// Llama 3's RoPE scaling (rope_type "llama3", as in its config.json).
+model::RopeConfig llama3_rope() {
+  model::RopeConfig c;
+  c.theta = 500000.0;
+  c.type = model::RopeType::kLlama3;
+  c.factor = 8.0;
+  c.low_freq_factor = 1.0;
+  c.high_freq_factor = 4.0;
+  c.original_max_position_embeddings = 8192;
+  return c;
+}
+
+// A CUDA backend that launches every op on its own (fuse_ops = false), or null with a failure.
+std::unique_ptr<compute::Backend> unfused_backend(DType dt) {
+  CudaBackendOptions o;
+  o.activation_dtype = dt;
+  o.fuse_ops = false;
+  auto made = make_cuda_backend(o);
+  if (!made.is_ok()) {
+    ADD_FAILURE() << made.status().to_string();
+    return nullptr;
+  }
+  return std::move(made).value();
+}
+
 TEST_P(CudaOps, RopeDefaultAndLlama3Scaling) {
   model::RopeConfig plain;
   plain.theta = 10000.0;
-  model::RopeConfig llama3;
-  llama3.theta = 500000.0;
-  llama3.type = model::RopeType::kLlama3;
-  llama3.factor = 8.0;
-  llama3.low_freq_factor = 1.0;
-  llama3.high_freq_factor = 4.0;
-  llama3.original_max_position_embeddings = 8192;
+  const model::RopeConfig llama3 = llama3_rope();
   uint32_t seed = 400;
   for (const auto& cfg : {plain, llama3}) {
     for (int64_t d : {16, 64, 128}) {
@@ -245,20 +264,10 @@ RopedAttention rope_then_attention(compute::Backend& b, const Tensor& q, const T
 // writes must equal, bit for bit, what a backend with fuse_ops = false writes, including when
 // the positions differ (one row off) or only q is rotated (no joining then).
 TEST_P(CudaOps, RopeJoinedToTheKvCacheWriteMatchesUnfusedBitForBit) {
-  CudaBackendOptions o;
-  o.activation_dtype = dt();
-  o.fuse_ops = false;
-  auto made = make_cuda_backend(o);
-  ASSERT_TRUE(made.is_ok()) << made.status().to_string();
-  std::unique_ptr<compute::Backend> plain = std::move(made).value();
+  std::unique_ptr<compute::Backend> plain = unfused_backend(dt());
+  ASSERT_NE(plain, nullptr);
 
-  model::RopeConfig cfg;
-  cfg.theta = 500000.0;
-  cfg.type = model::RopeType::kLlama3;
-  cfg.factor = 8.0;
-  cfg.low_freq_factor = 1.0;
-  cfg.high_freq_factor = 4.0;
-  cfg.original_max_position_embeddings = 8192;
+  const model::RopeConfig cfg = llama3_rope();
   struct Batch {
     const char* name;
     std::vector<compute::SeqSpan> seqs;  // {slot, past_len, num_tokens, offset}; offsets filled in
@@ -338,12 +347,8 @@ TEST_P(CudaOps, GatedMlpProductsInOneLaunch) {
 #ifdef STRATA_HAVE_CUDA
   if (!gemv_mma_supported(kGemvMmaMaxRows)) GTEST_SKIP() << "no mma.sync on this device";
 #endif
-  CudaBackendOptions o;
-  o.activation_dtype = dt();
-  o.fuse_ops = false;
-  auto made = make_cuda_backend(o);
-  ASSERT_TRUE(made.is_ok()) << made.status().to_string();
-  std::unique_ptr<compute::Backend> plain = std::move(made).value();
+  std::unique_ptr<compute::Backend> plain = unfused_backend(dt());
+  ASSERT_NE(plain, nullptr);
   constexpr int64_t kN = 301, kK = 4160;
   uint32_t seed = 900;
   int runs = 0;
