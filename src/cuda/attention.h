@@ -37,6 +37,7 @@ struct AttentionArgs {
   int64_t tokens = 0, hq = 0, hkv = 0, head_dim = 0, max_len = 0;
   float scale = 1.0f;
   int64_t window = 0;  // 0: full causal attention
+  int sm_count = 1;     // the device's SMs (the decode kernels size their grids by it)
   // Decode with several splits: device [tokens * hkv] arrival counters, zero before the launch
   // and zero again after it (the last split of each row and kv head resets its own).
   unsigned* counters = nullptr;

@@ -65,10 +65,6 @@ __device__ __forceinline__ void load_step(const T* kbase, const T* vbase, int64_
   }
 }
 
-__device__ __forceinline__ uint32_t word_of(const uint4& v, int j) {
-  return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
-}
-
 template <typename T>
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
   if constexpr (std::is_same_v<T, __half>) {
@@ -216,17 +212,6 @@ __global__ void __launch_bounds__(W * 32)
                           scratch + 2 * G * kDecodeMaxSplits);
 }
 
-int sm_count() {
-  static const int count = [] {
-    int dev = 0, n = 0;
-    return cudaGetDevice(&dev) == cudaSuccess &&
-                   cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess
-               ? n
-               : 1;
-  }();
-  return count;
-}
-
 }  // namespace
 
 bool decode_mma_supported(int64_t hq, int64_t hkv, int64_t head_dim) {
@@ -243,7 +228,7 @@ void launch_attention_decode_mma(const AttentionArgs& a, int splits, float* work
   // Blocks of 4 warps, or of 8 where that leaves the GPU short of warps (llama-3-8b over 512 keys
   // at batch 16: 128 blocks of 8 warps, ~2x faster than of 4).
   const int64_t blocks = a.tokens * a.hkv * splits;
-  const bool wide = blocks < 2 * int64_t{sm_count()};
+  const bool wide = blocks < 2 * int64_t{a.sm_count};
   STRATA_DISPATCH_ACT(a.dtype, {
     if (a.head_dim == 64) {
       if (wide)

@@ -384,6 +384,11 @@ void CudaBackend::flush_pending() {
       break;
     case Pending::Kind::kNone: break;
   }
+  clear_pending();
+}
+
+void CudaBackend::clear_pending() {
+  Pending& p = pending_;
   p.kind = Pending::Kind::kNone;
   p.batch = GemvBatch{};
   p.rope_count = 0;
@@ -470,8 +475,7 @@ void CudaBackend::layer_norm(const Tensor& x, const Tensor* gamma, const Tensor*
   if (joins_add(x)) {  // the residual add just before: one pass for both
     launch_add_layer_norm(act_, pending_.a, pending_.b, pending_.y, g, b, eps, y.raw(),
                           rows_of(x, c), c, state_->stream);
-    pending_.kind = Pending::Kind::kNone;
-    pending_.hold.clear();
+    clear_pending();
     return;
   }
   flush_pending();
@@ -489,8 +493,7 @@ void CudaBackend::rms_norm(const Tensor& x, const Tensor& gamma, float eps, Tens
   if (joins_add(x)) {
     launch_add_rms_norm(act_, pending_.a, pending_.b, pending_.y, gamma.data<float>(), eps,
                         y.raw(), rows_of(x, c), c, state_->stream);
-    pending_.kind = Pending::Kind::kNone;
-    pending_.hold.clear();
+    clear_pending();
     return;
   }
   flush_pending();
@@ -522,8 +525,7 @@ void CudaBackend::relu(Tensor& x) {
   Pending& p = pending_;
   if (p.kind == Pending::Kind::kBias && p.y == x.raw() && p.rows * p.cols == x.numel()) {
     launch_add_bias(act_, p.y, p.bias, p.rows, p.cols, true, state_->stream);
-    p.kind = Pending::Kind::kNone;
-    p.hold.clear();
+    clear_pending();
     return;
   }
   if (p.kind == Pending::Kind::kGemv && p.batch.count == 1 && p.batch.seg[0].y == x.raw() &&
@@ -532,9 +534,7 @@ void CudaBackend::relu(Tensor& x) {
       launch_gemv_int4(act_, p.x, p.batch, p.m, p.k, true, state_->stream);
     else
       launch_gemv(act_, p.x, p.batch, p.m, p.k, true, state_->stream);
-    p.kind = Pending::Kind::kNone;
-    p.batch = GemvBatch{};
-    p.hold.clear();
+    clear_pending();
     return;
   }
   flush_pending();

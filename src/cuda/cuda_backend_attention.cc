@@ -84,6 +84,7 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
   a.max_len = max_len;
   a.scale = params.scale;
   a.window = params.sliding_window.value_or(0);
+  a.sm_count = sm_count_;
 
   if (rope_joins && pending_.kind == Pending::Kind::kRope) {  // not launched by reserve_staging
     RopeKvWrite r;
@@ -93,9 +94,7 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
     r.positions = pending_.positions;
     r.inv_freq = pending_.inv_freq;
     launch_rope_kv_write(r, s);
-    pending_.kind = Pending::Kind::kNone;
-    pending_.rope_count = 0;
-    pending_.hold.clear();
+    clear_pending();
   } else {
     flush_pending();
     launch_kv_write(act_, k.raw(), v.raw(), cache.k.raw(), cache.v.raw(), dev_seqs, dev_token_seq,

@@ -123,6 +123,8 @@ class CudaBackend final : public compute::Backend {
   unsigned* decode_counters(int64_t n);
   // Launches the held-back op, if any, as it is.
   void flush_pending();
+  // Forgets the held op (launched by flush_pending, or by an op that joined it).
+  void clear_pending();
   // True when the held op is a residual add whose output is x (a norm of x can join it).
   bool joins_add(const Tensor& x) const {
     return pending_.kind == Pending::Kind::kAdd && pending_.y == x.raw() &&

@@ -50,6 +50,11 @@ __device__ __forceinline__ void store8(T* p, const float in[8]) {
   *reinterpret_cast<Vec8<T>*>(p) = x;
 }
 
+// 32-bit word j (0-3) of a 16-byte vector.
+__device__ __forceinline__ uint32_t word_of(const uint4& v, int j) {
+  return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
+}
+
 // A streamed 16-byte load of data read once (weights): kept out of L1, with a 256-byte L2 prefetch.
 __device__ __forceinline__ uint4 load_stream(const uint4* p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800

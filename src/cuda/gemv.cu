@@ -95,24 +95,12 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 GemvGrid gemv_grid(const GemvBatch& batch, int64_t per_block, bool relu) {
   STRATA_CHECK(batch.count >= 1 && batch.count <= kGemvMaxSegments, "gemv: 1 to 3 segments");
+  STRATA_CHECK(!batch.gated || (batch.count == 2 && batch.seg[0].n == batch.seg[1].n),
+               "gemv: a gated batch is two products of the same rows");
+  // A gated batch's blocks are all in segment 0, each per_block / 2 rows of gate and the same
+  // rows of up.
+  const int64_t rows_per_block = batch.gated ? per_block / 2 : per_block;
   GemvGrid g{};
-  if (batch.gated) {  // per_block / 2 rows of gate and the same rows of up a block
-    STRATA_CHECK(batch.count == 2 && batch.seg[0].n == batch.seg[1].n,
-                 "gemv: a gated batch is two products of the same rows");
-    for (int s = 0; s < 2; ++s) {
-      g.w[s] = batch.seg[s].w;
-      g.bias[s] = batch.seg[s].bias;
-      g.y[s] = batch.seg[s].y;
-      g.n[s] = batch.seg[s].n;
-    }
-    const int64_t blocks = (batch.seg[0].n + per_block / 2 - 1) / (per_block / 2);
-    STRATA_CHECK(blocks <= 0x7fffffff, "gemv: too many rows");
-    g.start[0] = 0;
-    for (int s = 1; s <= kGemvMaxSegments; ++s) g.start[s] = static_cast<unsigned>(blocks);
-    g.relu = relu;
-    g.gated = true;
-    return g;
-  }
   int64_t blocks = 0;
   for (int s = 0; s < kGemvMaxSegments; ++s) {
     g.start[s] = static_cast<unsigned>(blocks);
@@ -122,13 +110,15 @@ GemvGrid gemv_grid(const GemvBatch& batch, int64_t per_block, bool relu) {
     g.bias[s] = seg.bias;
     g.y[s] = seg.y;
     g.n[s] = seg.n;
-    blocks += (seg.n + per_block - 1) / per_block;
+    if (batch.gated && s > 0) continue;
+    blocks += (seg.n + rows_per_block - 1) / rows_per_block;
     STRATA_CHECK(blocks <= 0x7fffffff, "gemv: too many rows");
   }
   g.start[kGemvMaxSegments] = static_cast<unsigned>(blocks);
   // Unused segments start at the end of the grid, so no block maps to them.
   for (int s = batch.count; s < kGemvMaxSegments; ++s) g.start[s] = static_cast<unsigned>(blocks);
   g.relu = relu;
+  g.gated = batch.gated;
   return g;
 }
 

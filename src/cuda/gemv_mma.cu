@@ -27,8 +27,6 @@
 namespace strata::cuda {
 namespace {
 
-constexpr int kTileRows = 16;
-
 // One lane's chunks of a warp step: weight rows g and g + 8 and activation rows 8 j + g, U chunks
 // each, loaded a step ahead of their products.
 template <int NT, int U>
@@ -98,29 +96,6 @@ __global__ void __launch_bounds__(W * 32)
   store_mma_tiles<T, NT, W>(partial, acc, g, rows.seg, rows.row0, n, m);
 }
 
-template <typename T, int NT>
-void launch_tiles(const T* x, const GemvGrid& g, int m, int64_t k, GemvMmaVariant v,
-                  cudaStream_t stream) {
-  const unsigned blocks = g.start[kGemvMaxSegments];
-  switch (v.warps * 10 + v.chunks_per_step) {
-    case 41:
-      gemv_mma_kernel<T, NT, 1, 4><<<blocks, 4 * 32, 0, stream>>>(x, g, m, k);
-      break;
-    case 42:
-      gemv_mma_kernel<T, NT, 2, 4><<<blocks, 4 * 32, 0, stream>>>(x, g, m, k);
-      break;
-    case 81:
-      gemv_mma_kernel<T, NT, 1, 8><<<blocks, 8 * 32, 0, stream>>>(x, g, m, k);
-      break;
-    case 82:
-      gemv_mma_kernel<T, NT, 2, 8><<<blocks, 8 * 32, 0, stream>>>(x, g, m, k);
-      break;
-    default:
-      STRATA_CHECK(false, "gemv_mma: no kernel for " + std::to_string(v.warps) + " warps and " +
-                              std::to_string(v.chunks_per_step) + " chunks per step");
-  }
-}
-
 }  // namespace
 
 bool mma_sync_available() {
@@ -142,21 +117,14 @@ void launch_gemv_mma(DType dt, const void* x, const GemvBatch& batch, int64_t m,
   STRATA_CHECK(m >= 1 && m <= kGemvMmaMaxRows && mma_sync_available(),
                "gemv_mma: " + std::to_string(m) + " rows (at most " +
                    std::to_string(kGemvMmaMaxRows) + ", compute capability 8.0 or later)");
-  if (v.warps == 0) v.warps = kGemvMmaDefault.warps;
-  if (v.chunks_per_step == 0) v.chunks_per_step = kGemvMmaDefault.chunks_per_step;
-  const GemvGrid g = gemv_grid(batch, kTileRows, relu);
-  if (g.start[kGemvMaxSegments] == 0) return;
-  const int mi = static_cast<int>(m);
-  STRATA_DISPATCH_ACT(dt, {
-    const T* xt = static_cast<const T*>(x);
-    if (m <= 8) {
-      launch_tiles<T, 1>(xt, g, mi, k, v, stream);
-    } else if (m <= 16) {
-      launch_tiles<T, 2>(xt, g, mi, k, v, stream);
-    } else {
-      launch_tiles<T, 4>(xt, g, mi, k, v, stream);
-    }
-  });
+  STRATA_DISPATCH_ACT(
+      dt, launch_mma_variant("gemv_mma", batch, m, relu, v, kGemvMmaDefault,
+                             [&](auto NT, auto U, auto W, const GemvGrid& g) {
+                               constexpr int kW = decltype(W)::value;
+                               gemv_mma_kernel<T, decltype(NT)::value, decltype(U)::value, kW>
+                                   <<<g.start[kGemvMaxSegments], kW * 32, 0, stream>>>(
+                                       static_cast<const T*>(x), g, static_cast<int>(m), k);
+                             }));
   STRATA_CUDA_CHECK_LAUNCH();
 }
 

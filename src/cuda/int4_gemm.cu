@@ -10,31 +10,17 @@
 
 namespace strata::cuda {
 
-__host__ __device__ Int4Device int4_device_view(const void* blob, int64_t n, int64_t k) {
-  Int4Device v;
-  const auto* base = static_cast<const uint8_t*>(blob);
-  const int64_t code_bytes = n * k / 2, groups = n * (k / 64);
-  v.codes = base;
-  v.scales = reinterpret_cast<const uint16_t*>(base + code_bytes);
-  v.mins = reinterpret_cast<const uint16_t*>(base + code_bytes + groups * 2);
-  v.n = n;
-  v.k = k;
-  return v;
-}
-
 namespace {
-
-constexpr int kGroup = 64;
 
 // One thread per code word (8 elements): the reference value q * scale + min, rounded once.
 template <typename T>
 __global__ void dequantise_int4_kernel(Int4Device w, T* __restrict__ out) {
-  const int64_t words_per_row = w.k / 8, words = w.n * words_per_row, groups = w.k / kGroup;
+  const int64_t words_per_row = w.k / 8, words = w.n * words_per_row, groups = w.k / kInt4Group;
   const uint32_t* codes = reinterpret_cast<const uint32_t*>(w.codes);
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < words;
        i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t row = i / words_per_row, col = (i % words_per_row) * 8;
-    const int64_t g = row * groups + col / kGroup;
+    const int64_t g = row * groups + col / kInt4Group;
     const float s = half_bits_to_float(w.scales[g]), mn = half_bits_to_float(w.mins[g]);
     const uint32_t word = codes[i];
     float v[8];
@@ -50,12 +36,13 @@ template <typename S>
 __global__ void quantise_int4_kernel(const S* __restrict__ w, int64_t n, int64_t k,
                                      uint8_t* __restrict__ codes, uint16_t* __restrict__ scales,
                                      uint16_t* __restrict__ mins, unsigned* bad) {
-  const int64_t groups_per_row = k / kGroup, groups = n * groups_per_row;
+  const int64_t groups_per_row = k / kInt4Group, groups = n * groups_per_row;
   for (int64_t gi = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; gi < groups;
        gi += int64_t{gridDim.x} * blockDim.x) {
     const int64_t row = gi / groups_per_row, g = gi % groups_per_row;
-    const S* src = w + row * k + g * kGroup;
-    if (!quantise_int4_group(src, codes + row * (k / 2) + g * (kGroup / 2), &scales[gi], &mins[gi]))
+    const S* src = w + row * k + g * kInt4Group;
+    if (!quantise_int4_group(src, codes + row * (k / 2) + g * (kInt4Group / 2), &scales[gi],
+                             &mins[gi]))
       atomicAdd(bad, 1u);
   }
 }
@@ -64,7 +51,7 @@ __global__ void quantise_int4_kernel(const S* __restrict__ w, int64_t n, int64_t
 
 void launch_dequantise_int4(DType dt, const Int4Device& w, void* out, cudaStream_t stream) {
   if (w.n == 0 || w.k == 0) return;
-  STRATA_CHECK(w.k % kGroup == 0 && (reinterpret_cast<uintptr_t>(out) & 15) == 0,
+  STRATA_CHECK(w.k % kInt4Group == 0 && (reinterpret_cast<uintptr_t>(out) & 15) == 0,
                "dequantise_int4: k must be a multiple of 64 and out 16-byte aligned");
   STRATA_DISPATCH_ACT(dt, dequantise_int4_kernel<T><<<int4_grid_for(w.n * w.k / 8, 256), 256, 0, stream>>>(
                               w, static_cast<T*>(out)));
@@ -74,12 +61,12 @@ void launch_dequantise_int4(DType dt, const Int4Device& w, void* out, cudaStream
 void launch_quantise_int4(DType src_dt, const void* w, int64_t n, int64_t k, void* blob,
                           unsigned* bad, cudaStream_t stream) {
   if (n == 0) return;
-  STRATA_CHECK(k > 0 && k % kGroup == 0 && (reinterpret_cast<uintptr_t>(blob) & 15) == 0,
+  STRATA_CHECK(k > 0 && k % kInt4Group == 0 && (reinterpret_cast<uintptr_t>(blob) & 15) == 0,
                "quantise_int4: k must be a multiple of 64 and the blob 16-byte aligned");
   auto* codes = static_cast<uint8_t*>(blob);
   auto* scales = reinterpret_cast<uint16_t*>(codes + n * k / 2);
-  auto* mins = scales + n * (k / kGroup);
-  const unsigned grid = int4_grid_for(n * (k / kGroup), 128);
+  auto* mins = scales + n * (k / kInt4Group);
+  const unsigned grid = int4_grid_for(n * (k / kInt4Group), 128);
   if (src_dt == DType::kF32) {
     quantise_int4_kernel<float><<<grid, 128, 0, stream>>>(static_cast<const float*>(w), n, k,
                                                           codes, scales, mins, bad);

@@ -30,8 +30,18 @@ struct Int4Device {
 #ifdef __CUDACC__
 __host__ __device__
 #endif
-    Int4Device
-    int4_device_view(const void* blob, int64_t n, int64_t k);
+    inline Int4Device
+    int4_device_view(const void* blob, int64_t n, int64_t k) {
+  Int4Device v;
+  const auto* base = static_cast<const uint8_t*>(blob);
+  const int64_t code_bytes = n * k / 2, groups = n * (k / 64);
+  v.codes = base;
+  v.scales = reinterpret_cast<const uint16_t*>(base + code_bytes);
+  v.mins = reinterpret_cast<const uint16_t*>(base + code_bytes + groups * 2);
+  v.n = n;
+  v.k = k;
+  return v;
+}
 
 // True when the shapes and pointers suit launch_gemv_int4 for activations of dtype dt: k a
 // multiple of 64, x rows 16-byte aligned, m <= kGemvMaxRows, or up to kGemvMmaMaxRows for F16 on

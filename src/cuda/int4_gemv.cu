@@ -33,12 +33,7 @@ namespace strata::cuda {
 namespace {
 
 constexpr int kWarps = 4;
-constexpr int kGroup = 64;
 constexpr int kChunk = 32;  // elements in 16 bytes of codes
-
-__device__ __forceinline__ uint32_t word_of(const uint4& v, int j) {
-  return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
-}
 
 // One lane's share of a pipeline step: U chunks of R rows, with their groups' scale and min.
 template <int R, int U>
@@ -48,16 +43,12 @@ struct Stage {
 };
 
 struct RowBlock {
-  const uint4* codes;      // row row0's first chunk
-  const uint16_t* scales;  // row row0's first group
-  const uint16_t* mins;
+  Int4Row w;  // row row0 of the segment's blob
   int64_t chunks_per_row, groups_per_row;
   int64_t last_row;  // rows past n - 1 read row n - 1 (their sums are not stored)
-  // A gated batch (R = 2): row 1 is row row0 of the up blob, from these.
+  // A gated batch (R = 2): row 1 is row row0 of the up blob, `up`.
   bool gated;
-  const uint4* up_codes;
-  const uint16_t* up_scales;
-  const uint16_t* up_mins;
+  Int4Row up;
 };
 
 template <int R, int U>
@@ -70,10 +61,11 @@ __device__ __forceinline__ void load_stage(const RowBlock& b, int c0, int chunks
       const bool up = r == 1 && b.gated;
       const int64_t rr = up ? 0 : min(int64_t{r}, b.last_row);
       if (c < chunks) {
-        s.code[u][r] = load_stream((up ? b.up_codes : b.codes) + rr * b.chunks_per_row + c);
+        const Int4Row& src = up ? b.up : b.w;
+        s.code[u][r] = load_stream(src.codes + rr * b.chunks_per_row + c);
         const int64_t gi = rr * b.groups_per_row + c / 2;
-        s.scale_min[u][r] = uint32_t{__ldg((up ? b.up_scales : b.scales) + gi)} |
-                            (uint32_t{__ldg((up ? b.up_mins : b.mins) + gi)} << 16);
+        s.scale_min[u][r] =
+            uint32_t{__ldg(src.scales + gi)} | (uint32_t{__ldg(src.mins + gi)} << 16);
       } else {
         s.code[u][r] = make_uint4(0, 0, 0, 0);
         s.scale_min[u][r] = 0;
@@ -179,24 +171,14 @@ __global__ void __launch_bounds__(kWarps * 32)
       (int64_t{blockIdx.x - start} * (kWarps / split) + warp / split) * (gated ? 1 : R);
   const bool active = row0 < n;
   const int chunks = static_cast<int>(k / kChunk);
-  const int64_t groups = k / kGroup;
-  const auto* base = static_cast<const uint8_t*>(pick(g.w, seg));
-  const auto* scales = reinterpret_cast<const uint16_t*>(base + n * k / 2);
+  const int64_t groups = k / kInt4Group;
   RowBlock b;
-  b.codes = reinterpret_cast<const uint4*>(base) + row0 * chunks;
-  b.scales = scales + row0 * groups;
-  b.mins = scales + n * groups + row0 * groups;
+  b.w = int4_row(pick(g.w, seg), n, k, row0);
   b.chunks_per_row = chunks;
   b.groups_per_row = groups;
   b.last_row = n - 1 - row0;
   b.gated = gated;
-  if (gated) {
-    const auto* up = static_cast<const uint8_t*>(g.w[1]);
-    const auto* up_scales = reinterpret_cast<const uint16_t*>(up + n * k / 2);
-    b.up_codes = reinterpret_cast<const uint4*>(up) + row0 * chunks;
-    b.up_scales = up_scales + row0 * groups;
-    b.up_mins = up_scales + n * groups + row0 * groups;
-  }
+  if (gated) b.up = int4_row(g.w[1], n, k, row0);
 
   float acc[R][M];
 #pragma unroll
@@ -255,7 +237,7 @@ int gemv_int4_split_k(int64_t rows, int rows_per_warp) {
 
 bool gemv_int4_supported(DType dt, int64_t m, int64_t k, const void* x) {
   const bool rows = m >= 1 && (m <= kGemvMaxRows || (dt == DType::kF16 && gemv_mma_supported(m)));
-  return rows && k > 0 && k % kGroup == 0 && k / kChunk <= 0x7fffffff &&
+  return rows && k > 0 && k % kInt4Group == 0 && k / kChunk <= 0x7fffffff &&
          (reinterpret_cast<uintptr_t>(x) & 15) == 0;
 }
 

@@ -29,7 +29,6 @@
 namespace strata::cuda {
 namespace {
 
-constexpr int kTileRows = 16;
 constexpr int kChunkElems = 32;  // codes in 16 bytes
 
 // A lane's loads of one warp step: U chunks of codes of rows g and g + 8, their groups' scale
@@ -41,12 +40,9 @@ struct Int4MmaStage {
   uint4 x[U][NT][4];
 };
 
+// Rows g and g + 8 of a lane, their codes from the lane's first chunk t.
 struct Int4Rows {
-  const uint4* lo;  // chunk t of row g
-  const uint4* hi;  // chunk t of row g + 8
-  const uint16_t* scale_lo;
-  const uint16_t* scale_hi;
-  int64_t mins;  // from a row's scales to its mins
+  Int4Row lo, hi;
 };
 
 template <int NT, int U>
@@ -57,14 +53,12 @@ __device__ __forceinline__ void load_int4_stage(const Int4Rows& r, const uint4* 
     const int c = c0 + 4 * u;  // the lane's chunk is c + t
     const bool in = c < tail;
     const int gi = (c + t) / 2;
-    s.lo[u] = in ? load_stream(r.lo + c) : make_uint4(0, 0, 0, 0);
-    s.hi[u] = in ? load_stream(r.hi + c) : make_uint4(0, 0, 0, 0);
+    s.lo[u] = in ? load_stream(r.lo.codes + c) : make_uint4(0, 0, 0, 0);
+    s.hi[u] = in ? load_stream(r.hi.codes + c) : make_uint4(0, 0, 0, 0);
     s.sm_lo[u] =
-        in ? uint32_t{__ldg(r.scale_lo + gi)} | (uint32_t{__ldg(r.scale_lo + r.mins + gi)} << 16)
-           : 0u;
+        in ? uint32_t{__ldg(r.lo.scales + gi)} | (uint32_t{__ldg(r.lo.mins + gi)} << 16) : 0u;
     s.sm_hi[u] =
-        in ? uint32_t{__ldg(r.scale_hi + gi)} | (uint32_t{__ldg(r.scale_hi + r.mins + gi)} << 16)
-           : 0u;
+        in ? uint32_t{__ldg(r.hi.scales + gi)} | (uint32_t{__ldg(r.hi.mins + gi)} << 16) : 0u;
 #pragma unroll
     for (int j = 0; j < NT; ++j)
 #pragma unroll
@@ -86,10 +80,6 @@ __device__ __forceinline__ void dequant_word(uint32_t word, uint32_t scale_min, 
   }
 }
 
-__device__ __forceinline__ uint32_t word_at(const uint4& v, int j) {
-  return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
-}
-
 template <int NT, int U, int W>
 __global__ void __launch_bounds__(W * 32)
     gemv_int4_mma_kernel(const __half* __restrict__ x, GemvGrid g, int m, int64_t k) {
@@ -98,15 +88,9 @@ __global__ void __launch_bounds__(W * 32)
   const MmaRows rows = mma_rows(g, gq);
   const int64_t n = rows.n;
   const int chunks = static_cast<int>(k / kChunkElems);
-  const int64_t groups = k / kInt4Group;
-  const auto* base_lo = static_cast<const uint8_t*>(rows.w_lo);
-  const auto* base_hi = static_cast<const uint8_t*>(rows.w_hi);
-  Int4Rows r;  // a blob: codes [n, k / 2], scales [n, groups], mins [n, groups]
-  r.lo = reinterpret_cast<const uint4*>(base_lo) + rows.lo * chunks + t;
-  r.hi = reinterpret_cast<const uint4*>(base_hi) + rows.hi * chunks + t;
-  r.scale_lo = reinterpret_cast<const uint16_t*>(base_lo + n * k / 2) + rows.lo * groups;
-  r.scale_hi = reinterpret_cast<const uint16_t*>(base_hi + n * k / 2) + rows.hi * groups;
-  r.mins = n * groups;
+  Int4Rows r{int4_row(rows.w_lo, n, k, rows.lo), int4_row(rows.w_hi, n, k, rows.hi)};
+  r.lo.codes += t;
+  r.hi.codes += t;
   const uint4* xr[NT];
 #pragma unroll
   for (int j = 0; j < NT; ++j)
@@ -132,8 +116,8 @@ __global__ void __launch_bounds__(W * 32)
 #pragma unroll
       for (int wd = 0; wd < 4; ++wd) {
         uint32_t wl[4], wh[4];
-        dequant_word(word_at(cur.lo[u], wd), cur.sm_lo[u], wl);
-        dequant_word(word_at(cur.hi[u], wd), cur.sm_hi[u], wh);
+        dequant_word(word_of(cur.lo[u], wd), cur.sm_lo[u], wl);
+        dequant_word(word_of(cur.hi[u], wd), cur.sm_hi[u], wh);
 #pragma unroll
         for (int j = 0; j < NT; ++j) {
           __half2 xp[4];
@@ -150,30 +134,6 @@ __global__ void __launch_bounds__(W * 32)
   store_mma_tiles<__half, NT, W>(partial, acc, g, rows.seg, rows.row0, n, m);
 }
 
-template <int NT>
-void launch_int4_tiles(const __half* x, const GemvGrid& g, int m, int64_t k, GemvMmaVariant v,
-                       cudaStream_t stream) {
-  const unsigned blocks = g.start[kGemvMaxSegments];
-  switch (v.warps * 10 + v.chunks_per_step) {
-    case 41:
-      gemv_int4_mma_kernel<NT, 1, 4><<<blocks, 4 * 32, 0, stream>>>(x, g, m, k);
-      break;
-    case 42:
-      gemv_int4_mma_kernel<NT, 2, 4><<<blocks, 4 * 32, 0, stream>>>(x, g, m, k);
-      break;
-    case 81:
-      gemv_int4_mma_kernel<NT, 1, 8><<<blocks, 8 * 32, 0, stream>>>(x, g, m, k);
-      break;
-    case 82:
-      gemv_int4_mma_kernel<NT, 2, 8><<<blocks, 8 * 32, 0, stream>>>(x, g, m, k);
-      break;
-    default:
-      STRATA_CHECK(false, "gemv_int4_mma: no kernel for " + std::to_string(v.warps) +
-                              " warps and " + std::to_string(v.chunks_per_step) +
-                              " chunks per step");
-  }
-}
-
 }  // namespace
 
 void launch_gemv_int4_mma(const void* x, const GemvBatch& batch, int64_t m, int64_t k, bool relu,
@@ -182,15 +142,13 @@ void launch_gemv_int4_mma(const void* x, const GemvBatch& batch, int64_t m, int6
                "gemv_int4_mma: " + std::to_string(m) + " rows of " + std::to_string(k) +
                    " (at most " + std::to_string(kGemvMmaMaxRows) +
                    " rows, k a multiple of 64, compute capability 8.0 or later)");
-  if (v.warps == 0) v.warps = kGemvInt4MmaDefault.warps;
-  if (v.chunks_per_step == 0) v.chunks_per_step = kGemvInt4MmaDefault.chunks_per_step;
-  const GemvGrid g = gemv_grid(batch, kTileRows, relu);
-  if (g.start[kGemvMaxSegments] == 0) return;
-  const auto* xt = static_cast<const __half*>(x);
-  if (m <= 8)
-    launch_int4_tiles<1>(xt, g, static_cast<int>(m), k, v, stream);
-  else
-    launch_int4_tiles<2>(xt, g, static_cast<int>(m), k, v, stream);
+  launch_mma_variant("gemv_int4_mma", batch, m, relu, v, kGemvInt4MmaDefault,
+                     [&](auto NT, auto U, auto W, const GemvGrid& g) {
+                       constexpr int kW = decltype(W)::value;
+                       gemv_int4_mma_kernel<decltype(NT)::value, decltype(U)::value, kW>
+                           <<<g.start[kGemvMaxSegments], kW * 32, 0, stream>>>(
+                               static_cast<const __half*>(x), g, static_cast<int>(m), k);
+                     });
   STRATA_CUDA_CHECK_LAUNCH();
 }
 

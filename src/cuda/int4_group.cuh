@@ -10,10 +10,24 @@
 #include <cstdint>
 
 #include "cuda/element.cuh"
+#include "cuda/int4_gemm.h"
 
 namespace strata::cuda {
 
 inline constexpr int kInt4Group = 64;
+
+// Row `row` of an int4-g64 blob [n, k] (int4_gemm.h): its first 16 bytes of codes, first scale
+// and first min.
+struct Int4Row {
+  const uint4* codes;
+  const uint16_t* scales;
+  const uint16_t* mins;
+};
+__device__ __forceinline__ Int4Row int4_row(const void* blob, int64_t n, int64_t k, int64_t row) {
+  const Int4Device w = int4_device_view(blob, n, k);
+  return {reinterpret_cast<const uint4*>(w.codes) + row * (k / 32), w.scales + row * (k / 64),
+          w.mins + row * (k / 64)};
+}
 
 // fp16 bits as a pair.
 __device__ __forceinline__ __half2 h2_bits(uint32_t bits) {

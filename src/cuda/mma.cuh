@@ -10,6 +10,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <string>
 #include <type_traits>
 
 #include "cuda/element.cuh"
@@ -17,6 +18,9 @@
 #include "cuda/gemv_variants.cuh"
 
 namespace strata::cuda {
+
+// Weight rows a skinny GEMM block owns.
+inline constexpr int kMmaTileRows = 16;
 
 // c += A · B for T = __half or __nv_bfloat16 operands.
 template <typename T>
@@ -56,7 +60,7 @@ __device__ __forceinline__ MmaRows mma_rows(const GemvGrid& g, int gq) {
   r.seg = blockIdx.x >= g.start[2] ? 2 : blockIdx.x >= g.start[1] ? 1 : 0;
   const unsigned start = r.seg == 2 ? g.start[2] : r.seg == 1 ? g.start[1] : g.start[0];
   r.n = pick(g.n, r.seg);
-  r.row0 = int64_t{blockIdx.x - start} * (g.gated ? 8 : 16);
+  r.row0 = int64_t{blockIdx.x - start} * (g.gated ? kMmaTileRows / 2 : kMmaTileRows);
   r.lo = min(r.row0 + gq, r.n - 1);
   r.hi = g.gated ? r.lo : min(r.row0 + gq + 8, r.n - 1);
   r.w_lo = pick(g.w, r.seg);
@@ -101,6 +105,43 @@ __device__ __forceinline__ void store_mma_tiles(float (&partial)[W][NT * 4][32],
     }
     y[int64_t{i} * n + col] = from_float<T>(out);
   }
+}
+
+// Launches variant v of a skinny GEMM kernel (zero fields from def) over blocks of kMmaTileRows
+// weight rows: calls launch(IntC<NT>, IntC<U>, IntC<W>, grid) for NT tiles of 8 activation rows
+// (m <= 16), U chunks a lane and step and W warps a block, unless the grid is empty.
+// STRATA_CHECKs that the variant is built; `what` names the kernel in that message.
+template <typename F>
+void launch_mma_variant(const char* what, const GemvBatch& batch, int64_t m, bool relu,
+                        GemvMmaVariant v, GemvMmaVariant def, F&& launch) {
+  if (v.warps == 0) v.warps = def.warps;
+  if (v.chunks_per_step == 0) v.chunks_per_step = def.chunks_per_step;
+  const GemvGrid g = gemv_grid(batch, kMmaTileRows, relu);
+  if (g.start[kGemvMaxSegments] == 0) return;
+  const auto with_tiles = [&](auto nt) {
+    switch (v.warps * 10 + v.chunks_per_step) {
+      case 41:
+        launch(nt, IntC<1>{}, IntC<4>{}, g);
+        return;
+      case 42:
+        launch(nt, IntC<2>{}, IntC<4>{}, g);
+        return;
+      case 81:
+        launch(nt, IntC<1>{}, IntC<8>{}, g);
+        return;
+      case 82:
+        launch(nt, IntC<2>{}, IntC<8>{}, g);
+        return;
+      default:
+        STRATA_CHECK(false, std::string(what) + ": no kernel for " + std::to_string(v.warps) +
+                                " warps and " + std::to_string(v.chunks_per_step) +
+                                " chunks per step");
+    }
+  };
+  if (m <= 8)
+    with_tiles(IntC<1>{});
+  else
+    with_tiles(IntC<2>{});
 }
 
 }  // namespace strata::cuda
