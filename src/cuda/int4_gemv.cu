@@ -61,7 +61,7 @@ __device__ __forceinline__ void load_stage(const RowBlock& b, int c0, int chunks
       const bool up = r == 1 && b.gated;
       const int64_t rr = up ? 0 : min(int64_t{r}, b.last_row);
       if (c < chunks) {
-        const Int4Row& src = up ? b.up : b.w;
+        const Int4Row src = up ? b.up : b.w;
         s.code[u][r] = load_stream(src.codes + rr * b.chunks_per_row + c);
         const int64_t gi = rr * b.groups_per_row + c / 2;
         s.scale_min[u][r] =
