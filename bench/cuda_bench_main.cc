@@ -37,6 +37,7 @@ struct Options {
   bool throughput = false;
   std::vector<int> int4_batches = {1, 16};
   bool no_fuse = false;
+  bool no_chain = false;
   bool linear_only = false;
   bool profile_step = false;
   int gen_batch = 64, gen_in = 512, gen_out = 32;
@@ -107,10 +108,11 @@ class Bench {
         return 1;
       }
     }
-    std::printf("\ndevice: %s, commit %s, activations %s%s, %d timed repetitions after warm-up "
-                "(median; min-max in the JSON lines)\n\n",
-                device_.c_str(), o_.commit.c_str(), o_.dtype.c_str(),
-                o_.no_fuse ? ", op fusion off" : "", o_.reps);
+    std::printf(
+        "\ndevice: %s, commit %s, activations %s%s%s, %d timed repetitions after warm-up "
+        "(median; min-max in the JSON lines)\n\n",
+        device_.c_str(), o_.commit.c_str(), o_.dtype.c_str(), o_.no_fuse ? ", op fusion off" : "",
+        o_.no_chain ? ", chained launches off" : "", o_.reps);
     std::printf("| bench | model | case | median | rate | vs ceiling |\n|---|---|---|---|---|---|\n");
     for (const auto& r : rows_)
       std::printf("| %s | %s | %s | %s | %s | %s |\n", r.what.c_str(), r.model.c_str(),
@@ -435,8 +437,12 @@ int main(int argc, char** argv) {
   app.add_flag("--linear-only", o.linear_only,
                "time only the batch-1 linear micro-bench (fp16 and, unless --int4-batches is empty, int4)");
   app.add_flag("--no-fuse", o.no_fuse, "launch every op on its own (A/B timing of the op fusions)");
+  app.add_flag(
+      "--no-chain", o.no_chain,
+      "launch every kernel only once the one before has finished (A/B timing of chained launches)");
   app.add_flag("--profile-step", o.profile_step,
                "run one more decode step of each case inside a profiler's capture (ncu --profile-from-start off)");
   CLI11_PARSE(app, argc, argv);
+  strata::cuda::set_chained_launches(!o.no_chain);
   return strata::Bench(o).run();
 }

@@ -6,6 +6,7 @@
 
 #include "cuda/attention.h"
 #include "cuda/attention_decode.cuh"
+#include "cuda/chain.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/element.cuh"
 
@@ -25,6 +26,8 @@ __host__ __device__ inline int lanes_per_key(int64_t head_dim) {
 template <typename T>
 __global__ void kv_write_kernel(const T* k, const T* v, T* kc, T* vc, const SeqDesc* seqs,
                                 const int32_t* token_seq, int64_t row, int64_t max_len) {
+  wait_for_prior_kernels();
+  release_next_kernel();
   const int64_t t = blockIdx.x;
   const SeqDesc s = seqs[token_seq[t]];
   const int64_t pos = s.past_len + (t - s.offset);
@@ -237,10 +240,9 @@ void launch_kv_write(DType dt, const void* k, const void* v, void* k_cache, void
   const dim3 grid(static_cast<unsigned>(tokens),
                   static_cast<unsigned>(std::min<int64_t>((pieces + 127) / 128, 65535)));
   STRATA_DISPATCH_ACT(
-      dt, kv_write_kernel<<<grid, 128, 0, stream>>>(
-              static_cast<const T*>(k), static_cast<const T*>(v), static_cast<T*>(k_cache),
-              static_cast<T*>(v_cache), seqs, token_seq, hkv * head_dim, max_len));
-  STRATA_CUDA_CHECK_LAUNCH();
+      dt, launch_chained(kv_write_kernel<T>, grid, 128, 0, stream, static_cast<const T*>(k),
+                         static_cast<const T*>(v), static_cast<T*>(k_cache),
+                         static_cast<T*>(v_cache), seqs, token_seq, hkv * head_dim, max_len));
 }
 
 bool decode_supported(int64_t hq, int64_t hkv, int64_t head_dim) {

@@ -27,6 +27,7 @@
 
 #include "cuda/attention.h"
 #include "cuda/attention_decode.cuh"
+#include "cuda/chain.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/element.cuh"
 #include "cuda/mma.cuh"
@@ -88,6 +89,8 @@ __global__ void __launch_bounds__(W * 32)
   const int kvh = blockIdx.y, split = blockIdx.z;
   const int h0 = kvh * G;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
+  wait_for_prior_kernels();
+  release_next_kernel();
 
   const DecodeSpan span = decode_span(a, t_row, splits, split);
   const SeqDesc s = span.seq;
@@ -232,16 +235,15 @@ void launch_attention_decode_mma(const AttentionArgs& a, int splits, float* work
   STRATA_DISPATCH_ACT(a.dtype, {
     if (a.head_dim == 64) {
       if (wide)
-        decode_mma_kernel<T, 64, 8><<<grid, 8 * 32, 0, stream>>>(a, splits, workspace);
+        launch_chained(decode_mma_kernel<T, 64, 8>, grid, 8 * 32, 0, stream, a, splits, workspace);
       else
-        decode_mma_kernel<T, 64, 4><<<grid, 4 * 32, 0, stream>>>(a, splits, workspace);
+        launch_chained(decode_mma_kernel<T, 64, 4>, grid, 4 * 32, 0, stream, a, splits, workspace);
     } else {
       if (wide)
-        decode_mma_kernel<T, 128, 8><<<grid, 8 * 32, 0, stream>>>(a, splits, workspace);
+        launch_chained(decode_mma_kernel<T, 128, 8>, grid, 8 * 32, 0, stream, a, splits, workspace);
       else
-        decode_mma_kernel<T, 128, 4><<<grid, 4 * 32, 0, stream>>>(a, splits, workspace);
+        launch_chained(decode_mma_kernel<T, 128, 4>, grid, 4 * 32, 0, stream, a, splits, workspace);
     }
-    STRATA_CUDA_CHECK_LAUNCH();
   });
 }
 

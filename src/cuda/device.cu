@@ -1,5 +1,8 @@
 #include <cuda_runtime.h>
 
+#include <atomic>
+
+#include "cuda/chain.cuh"
 #include "cuda/device.h"
 
 namespace strata::cuda {
@@ -33,6 +36,37 @@ DeviceQuery query_devices() {
   }
   if (q.devices.empty()) q.note = "CUDA reports no devices";
   return q;
+}
+
+namespace {
+std::atomic<bool> chained{true};
+__global__ void settle_kernel() {}
+}  // namespace
+
+void settle_weights(cudaStream_t stream) {
+  settle_kernel<<<1, 1, 0, stream>>>();
+  STRATA_CUDA_CHECK_LAUNCH();
+}
+
+void set_chained_launches(bool on) { chained.store(on, std::memory_order_relaxed); }
+bool chained_launches() { return chained.load(std::memory_order_relaxed); }
+
+bool chained_launch_available() {
+  constexpr int kDevices = 64;
+  static std::atomic<int> capable[kDevices] = {};  // 0 unknown, 1 no, 2 yes
+  if (!chained_launches()) return false;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= kDevices) return false;
+  int c = capable[dev].load(std::memory_order_relaxed);
+  if (c == 0) {
+    int major = 0;
+    c = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+                major >= 9
+            ? 2
+            : 1;
+    capable[dev].store(c, std::memory_order_relaxed);
+  }
+  return c == 2;
 }
 
 }  // namespace strata::cuda

@@ -26,4 +26,11 @@ struct DeviceQuery {
 
 DeviceQuery query_devices();
 
+// Whether the CUDA backend's kernels may start while the kernel before them in the stream
+// finishes (programmatic dependent launch, compute capability 9.0 and later; see
+// src/cuda/chain.cuh). On by default; process-wide; the benchmarks turn it off to measure what
+// it gains.
+void set_chained_launches(bool on);
+bool chained_launches();
+
 }  // namespace strata::cuda

@@ -9,4 +9,7 @@ DeviceQuery query_devices() {
   return q;
 }
 
+void set_chained_launches(bool) {}
+bool chained_launches() { return false; }
+
 }  // namespace strata::cuda

@@ -1,4 +1,5 @@
 // Elementwise kernels: grid-stride loops, 16-byte vectors where the pointers and sizes allow.
+#include "cuda/chain.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/element.cuh"
 #include "cuda/elementwise.h"
@@ -191,6 +192,7 @@ void launch_convert(DType src_dt, const void* src, DType dst_dt, void* dst, int6
       break;
     default: STRATA_CHECK(false, "convert: source must be F32, F16 or BF16");
   }
+  settle_weights(stream);  // conversions make weights (upload)
 }
 
 void launch_fill_uniform(DType dt, void* dst, int64_t n, uint64_t seed, float center, float half,
@@ -204,6 +206,7 @@ void launch_fill_uniform(DType dt, void* dst, int64_t n, uint64_t seed, float ce
                                 static_cast<T*>(dst), n, seed, center, half));
   }
   STRATA_CUDA_CHECK_LAUNCH();
+  settle_weights(stream);  // fills make synthetic weights
 }
 
 }  // namespace strata::cuda

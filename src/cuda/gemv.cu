@@ -6,6 +6,7 @@
 // weights that share x: each block finds its segment from the grid offsets.
 #include <string>
 
+#include "cuda/chain.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/element.cuh"
 #include "cuda/gemv.h"
@@ -48,9 +49,12 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t n = pick(g.n, seg);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t row0 = (int64_t{blockIdx.x - start} * kWarps + warp) * R;
-  if (row0 >= n) return;
-  const int chunks = static_cast<int>(k / 8);
   const auto* w = static_cast<const uint4*>(pick(g.w, seg));
+  if (row0 >= n) {  // warp 0 of every block has rows, and waits
+    wait_for_prior_kernels();
+    return;
+  }
+  const int chunks = static_cast<int>(k / 8);
   const uint4* rows[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) rows[r] = w + min(row0 + r, n - 1) * chunks;
@@ -62,8 +66,10 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int i = 0; i < M; ++i) acc[r][i] = 0.0f;
 
   constexpr int kStep = 32 * U;
-  DenseStage<R, U> cur;
+  DenseStage<R, U> cur;  // the first weights load while the kernel before finishes (chain.cuh)
   load_dense<R, U>(rows, lane, chunks, cur);
+  wait_for_prior_kernels();
+  release_next_kernel();
   for (int c0 = lane; c0 < chunks; c0 += kStep) {
     DenseStage<R, U> next;
     if (c0 + kStep < chunks) load_dense<R, U>(rows, c0 + kStep, chunks, next);
@@ -161,11 +167,11 @@ void launch_gemv(DType dt, const void* x, const GemvBatch& batch, int64_t m, int
       dt, launch_gemv_variant(
               "gemv", false, batch, m, relu, kWarps, variant,
               [&](auto M, auto R, auto U, const GemvGrid& g) {
-                gemv_kernel<T, decltype(M)::value, decltype(R)::value, decltype(U)::value>
-                    <<<g.start[kGemvMaxSegments], kWarps * 32, 0, stream>>>(
-                        static_cast<const T*>(x), g, static_cast<int>(m), k);
+                launch_chained(
+                    gemv_kernel<T, decltype(M)::value, decltype(R)::value, decltype(U)::value>,
+                    g.start[kGemvMaxSegments], kWarps * 32, 0, stream, static_cast<const T*>(x), g,
+                    static_cast<int>(m), k);
               }));
-  STRATA_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace strata::cuda

@@ -18,6 +18,7 @@
 
 #include <string>
 
+#include "cuda/chain.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/element.cuh"
 #include "cuda/gemv.h"
@@ -34,7 +35,9 @@ struct MmaStage {
   uint4 lo[U], hi[U], x[U][NT];
 };
 
-template <int NT, int U>
+// kWeights, kX: which of the stage's loads to issue (the first stage loads its weights before
+// the kernel waits for the one before, chain.cuh).
+template <int NT, int U, bool kWeights = true, bool kX = true>
 __device__ __forceinline__ void load_mma_stage(const uint4* lo, const uint4* hi,
                                                const uint4* const (&xr)[NT], int c0, int tail,
                                                MmaStage<NT, U>& s) {
@@ -42,10 +45,14 @@ __device__ __forceinline__ void load_mma_stage(const uint4* lo, const uint4* hi,
   for (int u = 0; u < U; ++u) {
     const int c = c0 + 4 * u;
     const bool in = c < tail;
-    s.lo[u] = in ? load_stream(lo + c) : make_uint4(0, 0, 0, 0);
-    s.hi[u] = in ? load_stream(hi + c) : make_uint4(0, 0, 0, 0);
+    if constexpr (kWeights) {
+      s.lo[u] = in ? load_stream(lo + c) : make_uint4(0, 0, 0, 0);
+      s.hi[u] = in ? load_stream(hi + c) : make_uint4(0, 0, 0, 0);
+    }
+    if constexpr (kX) {
 #pragma unroll
-    for (int j = 0; j < NT; ++j) s.x[u][j] = in ? __ldg(xr[j] + c) : make_uint4(0, 0, 0, 0);
+      for (int j = 0; j < NT; ++j) s.x[u][j] = in ? __ldg(xr[j] + c) : make_uint4(0, 0, 0, 0);
+    }
   }
 }
 
@@ -76,7 +83,10 @@ __global__ void __launch_bounds__(W * 32)
   const int tail = chunks - t;  // chunk c0 + 4u of this lane exists while c0 + 4u < tail
   int c0 = warp * kWarpStep;
   MmaStage<NT, U> cur;
-  load_mma_stage<NT, U>(lo, hi, xr, c0, tail, cur);
+  load_mma_stage<NT, U, true, false>(lo, hi, xr, c0, tail, cur);
+  wait_for_prior_kernels();
+  release_next_kernel();
+  load_mma_stage<NT, U, false, true>(lo, hi, xr, c0, tail, cur);
   for (; c0 < chunks; c0 += kBlockStep) {
     MmaStage<NT, U> next;
     if (c0 + kBlockStep < chunks) load_mma_stage<NT, U>(lo, hi, xr, c0 + kBlockStep, tail, next);
@@ -121,11 +131,11 @@ void launch_gemv_mma(DType dt, const void* x, const GemvBatch& batch, int64_t m,
       dt, launch_mma_variant("gemv_mma", batch, m, relu, v, kGemvMmaDefault,
                              [&](auto NT, auto U, auto W, const GemvGrid& g) {
                                constexpr int kW = decltype(W)::value;
-                               gemv_mma_kernel<T, decltype(NT)::value, decltype(U)::value, kW>
-                                   <<<g.start[kGemvMaxSegments], kW * 32, 0, stream>>>(
-                                       static_cast<const T*>(x), g, static_cast<int>(m), k);
+                               launch_chained(
+                                   gemv_mma_kernel<T, decltype(NT)::value, decltype(U)::value, kW>,
+                                   g.start[kGemvMaxSegments], kW * 32, 0, stream,
+                                   static_cast<const T*>(x), g, static_cast<int>(m), k);
                              }));
-  STRATA_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace strata::cuda

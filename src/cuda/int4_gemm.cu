@@ -2,11 +2,12 @@
 // quantiser on the GPU (the skinny GEMV is in int4_gemv.cu).
 #include <cuda_fp16.h>
 
+#include "cuda/chain.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/element.cuh"
-#include "cuda/int4_group.cuh"
 #include "cuda/gemv.h"
 #include "cuda/int4_gemm.h"
+#include "cuda/int4_group.cuh"
 
 namespace strata::cuda {
 
@@ -56,6 +57,7 @@ void launch_dequantise_int4(DType dt, const Int4Device& w, void* out, cudaStream
   STRATA_DISPATCH_ACT(dt, dequantise_int4_kernel<T><<<int4_grid_for(w.n * w.k / 8, 256), 256, 0, stream>>>(
                               w, static_cast<T*>(out)));
   STRATA_CUDA_CHECK_LAUNCH();
+  settle_weights(stream);
 }
 
 void launch_quantise_int4(DType src_dt, const void* w, int64_t n, int64_t k, void* blob,
@@ -75,6 +77,7 @@ void launch_quantise_int4(DType src_dt, const void* w, int64_t n, int64_t k, voi
                                     static_cast<const T*>(w), n, k, codes, scales, mins, bad));
   }
   STRATA_CUDA_CHECK_LAUNCH();
+  settle_weights(stream);
 }
 
 }  // namespace strata::cuda

@@ -22,6 +22,7 @@
 #include <string>
 #include <type_traits>
 
+#include "cuda/chain.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/element.cuh"
 #include "cuda/gemv.h"
@@ -189,8 +190,10 @@ __global__ void __launch_bounds__(kWarps * 32)
   constexpr int kStep = kChunk * U;  // chunks a warp covers per step
   const int stride = kStep * split;
   const int first = active ? lane + kStep * wk : chunks;
-  Stage<R, U> cur;
+  Stage<R, U> cur;  // the first weights load while the kernel before finishes (chain.cuh)
   if (first < chunks) load_stage(b, first, chunks, cur);
+  wait_for_prior_kernels();
+  release_next_kernel();
   for (int c0 = first; c0 < chunks; c0 += stride) {
     Stage<R, U> next;
     if (c0 + stride < chunks) load_stage(b, c0 + stride, chunks, next);
@@ -268,11 +271,11 @@ void launch_gemv_int4(DType dt, const void* x, const GemvBatch& batch, int64_t m
       dt, launch_gemv_variant(
               "gemv_int4", true, batch, m, relu, kWarps / split, variant,
               [&](auto M, auto R, auto U, const GemvGrid& g) {
-                gemv_int4_kernel<T, decltype(M)::value, decltype(R)::value, decltype(U)::value>
-                    <<<g.start[kGemvMaxSegments], kWarps * 32, 0, stream>>>(
-                        static_cast<const T*>(x), g, static_cast<int>(m), k, split);
+                launch_chained(
+                    gemv_int4_kernel<T, decltype(M)::value, decltype(R)::value, decltype(U)::value>,
+                    g.start[kGemvMaxSegments], kWarps * 32, 0, stream, static_cast<const T*>(x), g,
+                    static_cast<int>(m), k, split);
               }));
-  STRATA_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace strata::cuda

@@ -145,6 +145,8 @@ void launch_gemv_int4_mma(const void* x, const GemvBatch& batch, int64_t m, int6
   launch_mma_variant("gemv_int4_mma", batch, m, relu, v, kGemvInt4MmaDefault,
                      [&](auto NT, auto U, auto W, const GemvGrid& g) {
                        constexpr int kW = decltype(W)::value;
+                       // An ordinary launch: chained (chain.cuh), the llama-3-8b batch-8 step
+                       // took 4.20 ms against 4.00.
                        gemv_int4_mma_kernel<decltype(NT)::value, decltype(U)::value, kW>
                            <<<g.start[kGemvMaxSegments], kW * 32, 0, stream>>>(
                                static_cast<const __half*>(x), g, static_cast<int>(m), k);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "cuda/chain.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/element.cuh"
 #include "cuda/norm.h"
@@ -111,6 +112,8 @@ __global__ void __launch_bounds__(kVecThreads)
     add_norm_vec_kernel(const T* a, const T* b, T* sum, const float* gamma, const float* beta,
                         float eps, T* y, int64_t cols) {
   __shared__ float scratch[32];
+  wait_for_prior_kernels();
+  release_next_kernel();
   const int64_t off = blockIdx.x * cols;
   const int chunks = static_cast<int>(cols / 8);
   Vec8<T> s[kVecChunks];
@@ -198,11 +201,10 @@ void launch_add_layer_norm(DType dt, const void* a, const void* b, void* sum, co
   STRATA_CHECK(rows <= 0x7fffffff, "add_layer_norm: too many rows");
   if (vec_row_ok(cols, a, b, sum, gamma, beta, y)) {
     STRATA_DISPATCH_ACT(
-        dt, (add_norm_vec_kernel<T, true>
-             <<<static_cast<unsigned>(rows), vec_threads(cols), 0, stream>>>(
-                 static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(sum), gamma,
-                 beta, eps, static_cast<T*>(y), cols)));
-    STRATA_CUDA_CHECK_LAUNCH();
+        dt,
+        launch_chained(add_norm_vec_kernel<T, true>, static_cast<unsigned>(rows), vec_threads(cols),
+                       0, stream, static_cast<const T*>(a), static_cast<const T*>(b),
+                       static_cast<T*>(sum), gamma, beta, eps, static_cast<T*>(y), cols));
     return;
   }
   STRATA_DISPATCH_ACT(
@@ -218,11 +220,10 @@ void launch_add_rms_norm(DType dt, const void* a, const void* b, void* sum, cons
   STRATA_CHECK(rows <= 0x7fffffff, "add_rms_norm: too many rows");
   if (vec_row_ok(cols, a, b, sum, gamma, nullptr, y)) {
     STRATA_DISPATCH_ACT(
-        dt, (add_norm_vec_kernel<T, false>
-             <<<static_cast<unsigned>(rows), vec_threads(cols), 0, stream>>>(
-                 static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(sum), gamma,
-                 nullptr, eps, static_cast<T*>(y), cols)));
-    STRATA_CUDA_CHECK_LAUNCH();
+        dt, launch_chained(add_norm_vec_kernel<T, false>, static_cast<unsigned>(rows),
+                           vec_threads(cols), 0, stream, static_cast<const T*>(a),
+                           static_cast<const T*>(b), static_cast<T*>(sum), gamma, nullptr, eps,
+                           static_cast<T*>(y), cols));
     return;
   }
   STRATA_DISPATCH_ACT(

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "cuda/attention.h"
+#include "cuda/chain.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/element.cuh"
 #include "cuda/rope.h"
@@ -52,6 +53,8 @@ __global__ void rope_kv_write_kernel(T* q, T* k, const T* v, T* kc, T* vc, const
                                      const float* inv_freq, const SeqDesc* seqs,
                                      const int32_t* token_seq, int64_t hq, int64_t hkv,
                                      int64_t head_dim, int64_t max_len) {
+  wait_for_prior_kernels();
+  release_next_kernel();
   const int64_t t = blockIdx.x, half = head_dim / 2, row = hkv * head_dim;
   const float pos = static_cast<float>(positions[t]);
   const SeqDesc s = seqs[token_seq[t]];
@@ -111,12 +114,12 @@ void launch_rope_kv_write(const RopeKvWrite& r, cudaStream_t stream) {
   const dim3 grid =
       token_grid(a.tokens, (a.hq + a.hkv) * (a.head_dim / 2) + a.hkv * a.head_dim / 8, threads);
   STRATA_DISPATCH_ACT(
-      a.dtype, rope_kv_write_kernel<<<grid, threads, 0, stream>>>(
-                   static_cast<T*>(const_cast<void*>(a.q)), static_cast<T*>(r.k),
-                   static_cast<const T*>(r.v), static_cast<T*>(const_cast<void*>(a.k_cache)),
-                   static_cast<T*>(const_cast<void*>(a.v_cache)), r.positions, r.inv_freq, a.seqs,
-                   a.token_seq, a.hq, a.hkv, a.head_dim, a.max_len));
-  STRATA_CUDA_CHECK_LAUNCH();
+      a.dtype,
+      launch_chained(rope_kv_write_kernel<T>, grid, threads, 0, stream,
+                     static_cast<T*>(const_cast<void*>(a.q)), static_cast<T*>(r.k),
+                     static_cast<const T*>(r.v), static_cast<T*>(const_cast<void*>(a.k_cache)),
+                     static_cast<T*>(const_cast<void*>(a.v_cache)), r.positions, r.inv_freq, a.seqs,
+                     a.token_seq, a.hq, a.hkv, a.head_dim, a.max_len));
 }
 
 }  // namespace strata::cuda

@@ -15,6 +15,7 @@
 #include "compute/int4.h"
 #include "cuda/cuda_backend_impl.h"
 #include "cuda/cuda_test_util.h"
+#include "cuda/elementwise.h"
 #include "cuda/gemv.h"
 #include "cuda/int4_gemm.h"
 #include "cuda/int4_weights.h"
@@ -161,6 +162,64 @@ TEST_P(GemvVariants, TensorCoreKernelsMatchTheCpu) {
     }
   }
   EXPECT_EQ(runs, dt() == DType::kF16 ? 44 : 20);
+}
+
+// A kernel that writes a weight just before a GEMV that may start early (cuda/chain.cuh) is
+// finished before the GEMV's first loads: each round rewrites the same buffers on the GPU (a
+// fill, then a conversion to the activation dtype and the int4 quantiser) and multiplies at
+// once, and every round's products must be of that round's weights.
+TEST_P(GemvVariants, ProductsReadTheWeightsWrittenJustBefore) {
+  constexpr int64_t kN = 1000, kK = 4096;
+  constexpr int kRounds = 6;
+  CudaBackend* cuda = as_cuda(*gpu_);
+  cudaStream_t stream = cuda->stream();
+  Tensor src = gpu_->allocate(DType::kF32, {kN, kK}).value();
+  Tensor dense = gpu_->allocate(dt(), {kN, kK}).value();
+  const int64_t blob_bytes = compute::int4_blob_bytes(kN, kK);
+  Tensor blob = gpu_->allocate(DType::kF32, {(blob_bytes + 3) / 4 + 1}).value();
+  Tensor bad = gpu_->allocate(DType::kF32, {1}).value();
+  const Tensor x = random_host({1, kK}, 7200, dt());
+  Tensor gx = on(*gpu_, x), cx = on(*cpu_, x);
+  std::vector<Tensor> y_dense, y_int4, w_host;
+  for (int r = 0; r < kRounds; ++r) {
+    y_dense.push_back(poisoned(*gpu_, {1, kN}));
+    y_int4.push_back(poisoned(*gpu_, {1, kN}));
+  }
+  for (int r = 0; r < kRounds; ++r) {
+    launch_fill_uniform(DType::kF32, src.raw(), kN * kK, 7300 + r, 0.0f, 0.1f, stream);
+    GemvBatch batch;
+    batch.count = 1;
+    batch.seg[0] = {dense.raw(), nullptr, y_dense[r].raw(), kN};
+    launch_convert(DType::kF32, src.raw(), dt(), dense.raw(), kN * kK, stream);
+    launch_gemv(dt(), gx.raw(), batch, 1, kK, false, stream);
+    batch.seg[0] = {blob.raw(), nullptr, y_int4[r].raw(), kN};
+    launch_quantise_int4(DType::kF32, src.raw(), kN, kK, blob.raw(),
+                         static_cast<unsigned*>(bad.raw()), stream);
+    launch_gemv_int4(dt(), gx.raw(), batch, 1, kK, false, stream);
+    w_host.push_back(gpu_->to_host_f32(src));  // waits for the round
+  }
+  for (int r = 0; r < kRounds; ++r) {
+    const Tensor w = w_host[r];
+    Tensor w_dt = Tensor::host(DType::kF32, {kN, kK});  // w rounded to the activation dtype
+    for (int64_t i = 0; i < w.numel(); ++i) {
+      const float v = w.data<float>()[i];
+      w_dt.data<float>()[i] =
+          dt() == DType::kBF16 ? bf16_to_f32(f32_to_bf16(v)) : f16_to_f32(f32_to_f16(v));
+    }
+    std::vector<std::byte> host_blob(blob_bytes);
+    ASSERT_TRUE(compute::quantise_int4(w, host_blob).is_ok());
+    const compute::Int4View view = compute::int4_view(host_blob, w.shape()).value();
+    const Tensor cw[2] = {
+        cpu_->upload(w_dt, compute::WeightKind::kLinear).value(),
+        cpu_->upload(compute::dequantise_int4(view), compute::WeightKind::kLinear).value()};
+    const Tensor* gy[2] = {&y_dense[r], &y_int4[r]};
+    for (int s = 0; s < 2; ++s) {
+      Tensor cy = poisoned(*cpu_, {1, kN});
+      cpu_->linear(cx, cw[s], nullptr, cy);
+      expect_matches(gpu_->to_host_f32(*gy[s]), cpu_->to_host_f32(cy), 2 * tol(), 4 * tol(),
+                     std::string(s == 0 ? "dense" : "int4") + " round " + std::to_string(r));
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, GemvVariants, ::testing::Values(DType::kF16, DType::kBF16),

@@ -250,6 +250,29 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, CudaInt4, ::testing::Values(DType::kF16, DType:
 // A fixture model whose layer weights are int4-g64 on the GPU (quantised by the reference
 // quantiser, uploaded as blobs) against the CPU backend running what `strata convert --compress
 // int4-g64` yields: prompt logits must agree as closely as the dense model's do.
+// The fixture's weights on `gpu`: int4-g64 where runtime::int4_applies() if `int4`.
+compute::ModelWeights gpu_weights(compute::Backend& gpu, const model::ModelFiles& files,
+                                  bool int4) {
+  const model::ModelConfig& config = files.config;
+  compute::ModelWeights gw;
+  for (const auto& spec : model::model_weights(config)) {
+    Tensor host = files.weights->load(spec).value();
+    const bool table = spec.name == "embed.tokens" || spec.name == "embed.positions";
+    if (int4 && runtime::int4_applies(spec)) {
+      const std::vector<std::byte> blob = host_blob(host);
+      gw.put(spec.name, upload_int4(gpu, compute::int4_view(blob, host.shape()).value()).value());
+      continue;
+    }
+    const auto kind = table ? compute::WeightKind::kTable
+                      : host.rank() == 2 ? compute::WeightKind::kLinear
+                                         : compute::WeightKind::kVector;
+    gw.put(spec.name, gpu.upload(host, kind).value());
+    if (spec.name == "embed.tokens" && config.tie_word_embeddings)
+      gw.put("lm_head.weight", gpu.upload(host, compute::WeightKind::kLinear).value());
+  }
+  return gw;
+}
+
 TEST(CudaInt4Model, LlamaWithInt4LayersMatchesTheCpuRoundTrip) {
   STRATA_REQUIRE_GPU();
   const auto dir = strata::testing::test_data_dir() / "fixtures" / "llama_gqa_llama3";
@@ -257,23 +280,7 @@ TEST(CudaInt4Model, LlamaWithInt4LayersMatchesTheCpuRoundTrip) {
   ASSERT_TRUE(files.is_ok()) << files.status().to_string();
   const model::ModelConfig config = files->config;
   auto gpu = make_cuda_backend({}).value();
-  compute::ModelWeights gw;
-  for (const auto& spec : model::model_weights(config)) {
-    Tensor host = files->weights->load(spec).value();
-    const bool table = spec.name == "embed.tokens" || spec.name == "embed.positions";
-    if (runtime::int4_applies(spec)) {
-      const std::vector<std::byte> blob = host_blob(host);
-      gw.put(spec.name, upload_int4(*gpu, compute::int4_view(blob, host.shape()).value()).value());
-      continue;
-    }
-    const auto kind = table ? compute::WeightKind::kTable
-                      : host.rank() == 2 ? compute::WeightKind::kLinear
-                                         : compute::WeightKind::kVector;
-    gw.put(spec.name, gpu->upload(host, kind).value());
-    if (spec.name == "embed.tokens" && config.tie_word_embeddings)
-      gw.put("lm_head.weight", gpu->upload(host, compute::WeightKind::kLinear).value());
-  }
-  compute::Transformer gpu_model(config, *gpu, std::move(gw));
+  compute::Transformer gpu_model(config, *gpu, gpu_weights(*gpu, *files, true));
 
   ThreadPool pool(4);
   auto cpu = compute::make_cpu_backend(pool);
@@ -303,6 +310,54 @@ TEST(CudaInt4Model, LlamaWithInt4LayersMatchesTheCpuRoundTrip) {
     Tensor c = cpu_model.forward(d, cc, {&row, 1}).value();
     const auto de = testing::compare(g, c);
     EXPECT_LE(de.max_abs / std::max(1.0, de.max_ref), 1e-2) << "decode step " << step;
+  }
+}
+
+// Prompts of `seqs` sequences, then 4 decode steps of all of them: every logit, in order.
+std::vector<float> prompt_then_decode(compute::Transformer& model, int seqs) {
+  auto cache = model.make_kv_cache(seqs, 32).value();
+  compute::TokenBatch batch;
+  std::vector<int32_t> rows;
+  for (int s = 0; s < seqs; ++s) {
+    const std::vector<int32_t> prompt = {1, 5 + s, 9, 150, 17, 3, 64 + s, 101};
+    batch.add_sequence(s, 0, prompt);
+    rows.push_back(batch.size() - 1);
+  }
+  std::vector<float> out;
+  for (int step = 0; step <= 4; ++step) {
+    Tensor l = model.forward(batch, cache, rows).value();
+    out.insert(out.end(), l.data<float>(), l.data<float>() + l.numel());
+    batch = {};
+    rows.clear();
+    for (int s = 0; s < seqs; ++s) {
+      const int32_t tok = 11 + step + s;
+      batch.add_sequence(s, 8 + step, {&tok, 1});
+      rows.push_back(s);
+    }
+  }
+  return out;
+}
+
+// Kernels that start while the one before finishes (cuda/chain.cuh) compute the same bits as
+// kernels that start after it: dense and int4 layers, one sequence (the CUDA-core GEMVs) and
+// three (the tensor-core ones).
+TEST(CudaInt4Model, ChainedLaunchesGiveTheSameBits) {
+  STRATA_REQUIRE_GPU();
+  const auto dir = strata::testing::test_data_dir() / "fixtures" / "llama_gqa_llama3";
+  auto files = model::open_model_dir(dir);
+  ASSERT_TRUE(files.is_ok()) << files.status().to_string();
+  auto gpu = make_cuda_backend({}).value();
+  for (bool int4 : {false, true}) {
+    compute::Transformer model(files->config, *gpu, gpu_weights(*gpu, *files, int4));
+    for (int seqs : {1, 3}) {
+      set_chained_launches(false);
+      const std::vector<float> plain = prompt_then_decode(model, seqs);
+      set_chained_launches(true);
+      const std::vector<float> chained = prompt_then_decode(model, seqs);
+      ASSERT_EQ(plain.size(), chained.size());
+      EXPECT_EQ(0, std::memcmp(plain.data(), chained.data(), plain.size() * sizeof(float)))
+          << (int4 ? "int4" : "dense") << " layers, " << seqs << " sequences";
+    }
   }
 }
 
