@@ -178,20 +178,24 @@ class Bench {
     return Status::ok();
   }
 
-  // One linear() at batch 1 on its own, on layer 0's projections: the weight bytes it streams per
-  // second (the decode step's ceiling, without the small ops around it).
-  Status time_linears(const std::string& shape, const model::ModelConfig& /*config*/,
+  // linear() at batch 1 on its own, one projection of every layer in turn (so that no weight is
+  // still in L2 from the call before): the weight bytes it streams per second (the decode step's
+  // ceiling, without the small ops around it).
+  Status time_linears(const std::string& shape, const model::ModelConfig& config,
                       const compute::ModelWeights& weights, compute::Backend& backend, bool int4) {
     const char* names[] = {"q.weight", "down.weight", "fc2.weight", "gate.weight", "fc1.weight"};
     for (const char* suffix : names) {
-      const Tensor* w = weights.find(model::layer_weight_name(0, suffix));
-      if (w == nullptr) continue;
+      std::vector<const Tensor*> layers;
+      for (int l = 0; l < config.num_layers; ++l)
+        if (const Tensor* lw = weights.find(model::layer_weight_name(l, suffix))) layers.push_back(lw);
+      if (layers.empty()) continue;
+      const Tensor* w = layers[0];
       const int64_t n = w->dim(0), k = int4 ? cuda::int4_weight_cols(*w) : w->dim(1);
       STRATA_ASSIGN_OR_RETURN(Tensor x, backend.allocate(act_, {1, k}));
       STRATA_ASSIGN_OR_RETURN(Tensor y, backend.allocate(act_, {1, n}));
       const int reps = 200;
       Timing t = time_it(1, 5, [&] {
-        for (int r = 0; r < reps; ++r) backend.linear(x, *w, nullptr, y);
+        for (int r = 0; r < reps; ++r) backend.linear(x, *layers[r % layers.size()], nullptr, y);
         cuda::synchronize(backend);
       });
       const double us = t.median_ms * 1e3 / reps;
