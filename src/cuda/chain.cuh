@@ -10,10 +10,11 @@
 //   - A chained kernel's threads call wait_for_prior_kernels() before they read data an earlier
 //     kernel may have written (activations, caches, counters) and before their first global
 //     write, then release_next_kernel().
-//   - Before the wait they may read weights only. Weights arrive by copies, which a chained launch
-//     never overtakes, or are written by a kernel (quantisation, conversion, fills); every such
-//     launcher ends with settle_weights(), so the kernel just before a chained one never writes
-//     weights.
+//   - Before the wait they may read weights only. Weights arrive by copies (on the same stream,
+//     or on another one joined by an event wait), which only the kernel just before a chained
+//     launch may overlap, or are written by a kernel (quantisation, conversion, fills); every
+//     such launcher ends with settle_weights(), so the kernel just before a chained one never
+//     writes weights.
 // Internal to src/cuda/ .cu files.
 #pragma once
 
