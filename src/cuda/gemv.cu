@@ -49,12 +49,9 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t n = pick(g.n, seg);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t row0 = (int64_t{blockIdx.x - start} * kWarps + warp) * R;
-  const auto* w = static_cast<const uint4*>(pick(g.w, seg));
-  if (row0 >= n) {  // warp 0 of every block has rows, and waits
-    wait_for_prior_kernels();
-    return;
-  }
+  if (row0 >= n) return;  // warp 0 of every block has rows, and waits for the kernel before
   const int chunks = static_cast<int>(k / 8);
+  const auto* w = static_cast<const uint4*>(pick(g.w, seg));
   const uint4* rows[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) rows[r] = w + min(row0 + r, n - 1) * chunks;
