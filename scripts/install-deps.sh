@@ -7,6 +7,8 @@ packages=(
   build-essential cmake pkg-config git
   libdnnl-dev liburing-dev libhwloc-dev libzstd-dev libcli11-dev nlohmann-json3-dev
   coinor-libclp-dev libpcre2-dev libicu-dev libgtest-dev libbenchmark-dev libxxhash-dev zstd
+  # libdnnl-dev's CMake config looks for OpenCL (its GPU runtime); Debian only recommends it.
+  ocl-icd-opencl-dev
 )
 
 missing=()
