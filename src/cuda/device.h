@@ -33,4 +33,9 @@ DeviceQuery query_devices();
 void set_chained_launches(bool on);
 bool chained_launches();
 
+// Whether the int4 GEMV at batch 1 in F16 stages x in shared memory by default (GemvVariant::
+// stage_x). Off by default; process-wide; the benchmarks turn it on to measure it.
+void set_int4_x_staging(bool on);
+bool int4_x_staging();
+
 }  // namespace strata::cuda

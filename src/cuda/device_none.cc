@@ -11,5 +11,7 @@ DeviceQuery query_devices() {
 
 void set_chained_launches(bool) {}
 bool chained_launches() { return false; }
+void set_int4_x_staging(bool) {}
+bool int4_x_staging() { return false; }
 
 }  // namespace strata::cuda
