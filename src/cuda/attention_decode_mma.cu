@@ -17,7 +17,11 @@
 // A step's key and value loads are all issued before its products; where the grid is small, more
 // warps a block stand in for a deeper pipeline (loading a step ahead measured no faster). The
 // warps' (max, sum, output) are merged in shared memory, then across splits as the CUDA-core
-// kernel.
+// kernel, or (attention_cluster_merge(), cuda/device.h) with the splits of a (row, kv head) as
+// one thread-block cluster: each block leaves its (max, sum, output) in its shared memory, and
+// after a cluster barrier every block merges a share of the outputs from all of them
+// (distributed shared memory), with no global workspace, counter or second pass.
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -38,6 +42,7 @@ namespace {
 constexpr int kStepKeys = 16;
 constexpr int kHeads = 8;  // query heads per kv head, at most (the B columns of step 3)
 constexpr float kLog2e = 1.4426950408889634f;
+constexpr int kDecodeClusterMax = 8;  // splits a cluster (the portable cluster size)
 
 // One lane's loads of a step of keys [base, base + 16).
 template <int D>
@@ -77,13 +82,61 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
   }
 }
 
-// W warps a block: 8 where the grid is too small to fill the GPU with blocks of 4.
-template <typename T, int D, int W>
+// The end of a cluster of `splits` blocks (one per split of row t and the kv head of query heads
+// h0 .. h0 + G - 1), each of which has left its (max m, sum l, output o [G][D]) per query head in
+// its shared memory: block `rank` merges outputs rank * threads + i, then the cluster waits until
+// every block has read what it needs from the others.
+template <typename T>
+__device__ void merge_splits_in_cluster(const AttentionArgs& a, int splits, int64_t t, int h0,
+                                        int G, int D, float* own_m, float* own_l, float* own_o) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  cg::cluster_group cluster = cg::this_cluster();
+  cluster.sync();  // every block's partials are in its shared memory
+  const int rank = static_cast<int>(cluster.block_rank());
+  const int threads = static_cast<int>(blockDim.x);
+  for (int idx = rank * threads + static_cast<int>(threadIdx.x); idx < G * D;
+       idx += splits * threads) {
+    const int hg = idx / D;
+    float pm[kDecodeClusterMax], pl[kDecodeClusterMax], po[kDecodeClusterMax];
+#pragma unroll
+    for (int p = 0; p < kDecodeClusterMax; ++p) {
+      if (p < splits) {
+        pm[p] = *cluster.map_shared_rank(own_m + hg, p);
+        pl[p] = *cluster.map_shared_rank(own_l + hg, p);
+        po[p] = *cluster.map_shared_rank(own_o + idx, p);
+      } else {
+        pm[p] = -INFINITY;
+        pl[p] = po[p] = 0.0f;
+      }
+    }
+    float mx = -INFINITY;
+#pragma unroll
+    for (int p = 0; p < kDecodeClusterMax; ++p) mx = fmaxf(mx, pm[p]);
+    float sum = 0.0f, o = 0.0f;
+#pragma unroll
+    for (int p = 0; p < kDecodeClusterMax; ++p) {
+      const float f = pm[p] == -INFINITY ? 0.0f : exp2f(pm[p] - mx);
+      sum = fmaf(f, pl[p], sum);
+      o = fmaf(f, po[p], o);
+    }
+    static_cast<T*>(a.out)[(t * a.hq + h0 + hg) * D + idx % D] = from_float<T>(o / sum);
+  }
+  cluster.sync();  // no block leaves while another reads its shared memory
+#endif
+}
+
+// W warps a block: 8 where the grid is too small to fill the GPU with blocks of 4. kCluster: the
+// splits of a (row, kv head) are one cluster (merge_splits_in_cluster).
+template <typename T, int D, int W, bool kCluster>
 __global__ void __launch_bounds__(W * 32)
     decode_mma_kernel(AttentionArgs a, int splits, float* ws) {
   constexpr int kTiles = D / 16;  // m16 tiles of the output's dimensions
   __shared__ float sm_o[W][kHeads][D];
   __shared__ float sm_m[W][kHeads], sm_l[W][kHeads];
+  // kCluster: this split's (max, sum) per head and outputs, read by the cluster's blocks.
+  __shared__ float cl_m[kCluster ? kHeads : 1], cl_l[kCluster ? kHeads : 1];
+  __shared__ float cl_o[kCluster ? kHeads * D : 1];
   const int G = static_cast<int>(a.hq / a.hkv);
   const int64_t t_row = blockIdx.x;
   const int kvh = blockIdx.y, split = blockIdx.z;
@@ -206,7 +259,19 @@ __global__ void __launch_bounds__(W * 32)
       sum = fmaf(f, sm_l[w][hg], sum);
       o = fmaf(f, sm_o[w][hg][d], o);
     }
-    store_split_result<T>(a, ws, t_row * a.hq + h0 + hg, splits, split, D, d, o, sum, mb);
+    if constexpr (kCluster) {
+      cl_o[idx] = o;
+      if (d == 0) {
+        cl_m[hg] = mb;  // -inf for an empty split
+        cl_l[hg] = sum;
+      }
+    } else {
+      store_split_result<T>(a, ws, t_row * a.hq + h0 + hg, splits, split, D, d, o, sum, mb);
+    }
+  }
+  if constexpr (kCluster) {
+    merge_splits_in_cluster<T>(a, splits, t_row, h0, G, D, cl_m, cl_l, cl_o);
+    return;
   }
   if (splits == 1) return;
   // sm_o is free again once every thread is past the loop above (the merge synchronises first).
@@ -232,17 +297,27 @@ void launch_attention_decode_mma(const AttentionArgs& a, int splits, float* work
   // at batch 16: 128 blocks of 8 warps, ~2x faster than of 4).
   const int64_t blocks = a.tokens * a.hkv * splits;
   const bool wide = blocks < 2 * int64_t{a.sm_count};
+  const bool cluster =
+      splits > 1 && splits <= kDecodeClusterMax && attention_cluster_merge() && hopper_or_later();
+  const dim3 cluster_dim(1, 1, cluster ? static_cast<unsigned>(splits) : 1);
   STRATA_DISPATCH_ACT(a.dtype, {
+    auto go = [&](auto kernel, int warps) {
+      launch_chained_in_clusters(kernel, grid, warps * 32, cluster_dim, 0, stream, a, splits,
+                                 workspace);
+    };
     if (a.head_dim == 64) {
-      if (wide)
-        launch_chained(decode_mma_kernel<T, 64, 8>, grid, 8 * 32, 0, stream, a, splits, workspace);
+      if (cluster)
+        wide ? go(decode_mma_kernel<T, 64, 8, true>, 8) : go(decode_mma_kernel<T, 64, 4, true>, 4);
       else
-        launch_chained(decode_mma_kernel<T, 64, 4>, grid, 4 * 32, 0, stream, a, splits, workspace);
+        wide ? go(decode_mma_kernel<T, 64, 8, false>, 8)
+             : go(decode_mma_kernel<T, 64, 4, false>, 4);
     } else {
-      if (wide)
-        launch_chained(decode_mma_kernel<T, 128, 8>, grid, 8 * 32, 0, stream, a, splits, workspace);
+      if (cluster)
+        wide ? go(decode_mma_kernel<T, 128, 8, true>, 8)
+             : go(decode_mma_kernel<T, 128, 4, true>, 4);
       else
-        launch_chained(decode_mma_kernel<T, 128, 4>, grid, 4 * 32, 0, stream, a, splits, workspace);
+        wide ? go(decode_mma_kernel<T, 128, 8, false>, 8)
+             : go(decode_mma_kernel<T, 128, 4, false>, 4);
     }
   });
 }

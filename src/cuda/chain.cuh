@@ -44,26 +44,50 @@ __device__ __forceinline__ void release_next_kernel() {
 // only once that kernel has finished, so its loads of weights before its wait see the new values.
 void settle_weights(cudaStream_t stream);
 
-// True when launches on the current device may be chained: the device has compute capability
-// 9.0 or later and chained launches are on (set_chained_launches).
+// True when the current device has compute capability 9.0 or later (chained launches, thread-block
+// clusters).
+bool hopper_or_later();
+// True when launches on the current device may be chained: hopper_or_later() and chained launches
+// are on (set_chained_launches).
 bool chained_launch_available();
 
-// kernel<<<grid, block, smem, stream>>>(args...), chained to the kernel before it where
-// chained_launch_available(). Checks the launch.
+// kernel<<<grid, block, smem, stream>>>(args...) in thread-block clusters of `cluster` blocks (no
+// clusters when it is 1 x 1 x 1; else the device must be hopper_or_later()), chained to the
+// kernel before it where chained_launch_available(). Checks the launch.
 template <typename... Params, typename... Args>
-void launch_chained(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
-                    cudaStream_t stream, Args&&... args) {
-  cudaLaunchAttribute attr[1] = {};
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+void launch_chained_in_clusters(void (*kernel)(Params...), dim3 grid, dim3 block, dim3 cluster,
+                                size_t smem, cudaStream_t stream, Args&&... args) {
+  cudaLaunchAttribute attr[2] = {};
+  unsigned n = 0;
+  if (cluster.x * cluster.y * cluster.z > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = cluster.x;
+    attr[n].val.clusterDim.y = cluster.y;
+    attr[n].val.clusterDim.z = cluster.z;
+    ++n;
+  }
+  if (chained_launch_available()) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n].val.programmaticStreamSerializationAllowed = 1;
+    ++n;
+  }
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
   cfg.attrs = attr;
-  cfg.numAttrs = chained_launch_available() ? 1 : 0;
+  cfg.numAttrs = n;
   STRATA_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...), chained to the kernel before it where
+// chained_launch_available(). Checks the launch.
+template <typename... Params, typename... Args>
+void launch_chained(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                    cudaStream_t stream, Args&&... args) {
+  launch_chained_in_clusters(kernel, grid, block, dim3(1, 1, 1), smem, stream,
+                             std::forward<Args>(args)...);
 }
 
 }  // namespace strata::cuda

@@ -41,6 +41,7 @@ DeviceQuery query_devices() {
 namespace {
 std::atomic<bool> chained{true};
 std::atomic<bool> int4_staging{false};
+std::atomic<bool> cluster_merge{false};
 __global__ void settle_kernel() {}
 }  // namespace
 
@@ -54,10 +55,14 @@ bool chained_launches() { return chained.load(std::memory_order_relaxed); }
 void set_int4_x_staging(bool on) { int4_staging.store(on, std::memory_order_relaxed); }
 bool int4_x_staging() { return int4_staging.load(std::memory_order_relaxed); }
 
-bool chained_launch_available() {
+void set_attention_cluster_merge(bool on) { cluster_merge.store(on, std::memory_order_relaxed); }
+bool attention_cluster_merge() { return cluster_merge.load(std::memory_order_relaxed); }
+
+bool chained_launch_available() { return chained_launches() && hopper_or_later(); }
+
+bool hopper_or_later() {
   constexpr int kDevices = 64;
   static std::atomic<int> capable[kDevices] = {};  // 0 unknown, 1 no, 2 yes
-  if (!chained_launches()) return false;
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= kDevices) return false;
   int c = capable[dev].load(std::memory_order_relaxed);

@@ -38,4 +38,11 @@ bool chained_launches();
 void set_int4_x_staging(bool on);
 bool int4_x_staging();
 
+// Whether the tensor-core decode attention merges the splits of a row's context through the
+// shared memory of a thread-block cluster (compute capability 9.0 and later, at most 8 splits)
+// instead of global memory and an arrival counter. Off by default; process-wide; the benchmarks
+// turn it on to measure it.
+void set_attention_cluster_merge(bool on);
+bool attention_cluster_merge();
+
 }  // namespace strata::cuda

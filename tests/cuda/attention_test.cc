@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cuda/cuda_test_util.h"
+#include "cuda/device.h"
 
 namespace strata::cuda {
 namespace {
@@ -90,6 +91,31 @@ TEST_P(CudaAttention, DecodeOverSequencesOfDifferentLengths) {
 TEST_P(CudaAttention, DecodeOfALongContextAloneSplitsIt) {
   run({"decode long", 32, 8, 128, {{0, 3000, 1, 0}}, 1, 3001, 0}, 21);
   run({"decode long window", 32, 8, 128, {{0, 3000, 1, 0}}, 1, 3001, 500}, 22);
+}
+
+// The same decode cases with the splits of a row merged inside a thread-block cluster
+// (attention_cluster_merge(), cuda/device.h): 8 splits for the long context alone, 4 for the
+// five sequences of different lengths, head_dim 64 and 128 (the tensor-core kernel's).
+TEST_P(CudaAttention, DecodeSplitsMergedInAClusterMatchTheCpu) {
+  set_attention_cluster_merge(true);
+  struct Restore {
+    ~Restore() { set_attention_cluster_merge(false); }
+  } restore;
+  for (int64_t d : {64, 128}) {
+    for (auto [hq, hkv] : {std::pair<int64_t, int64_t>{4, 4}, {16, 2}}) {
+      run({"decode in clusters",
+           hq,
+           hkv,
+           d,
+           {{0, 0, 1, 0}, {3, 1, 1, 0}, {1, 63, 1, 0}, {4, 200, 1, 0}, {2, 1500, 1, 0}},
+           5,
+           1600,
+           0},
+          static_cast<uint32_t>(d * 1000 + hq));
+    }
+  }
+  run({"decode long in clusters", 32, 8, 128, {{0, 3000, 1, 0}}, 1, 3001, 0}, 23);
+  run({"decode long window in clusters", 32, 8, 128, {{0, 3000, 1, 0}}, 1, 3001, 500}, 24);
 }
 
 TEST_P(CudaAttention, FewNewTokensPerSequenceUseTheDecodeKernel) {
