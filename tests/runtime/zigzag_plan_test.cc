@@ -63,7 +63,9 @@ void check_kv_invariants(const StepShape& s, const std::vector<Action>& plan) {
           EXPECT_TRUE(depends(a, read[key(a)])) << describe(a);
           EXPECT_EQ(a.host_staging, plan[read[key(a)]].host_staging);
         }
-        if (gpu_holder.count(a.staging)) EXPECT_TRUE(depends(a, stored.at(gpu_holder[a.staging]))) << describe(a);
+        if (gpu_holder.count(a.staging)) {
+          EXPECT_TRUE(depends(a, stored.at(gpu_holder[a.staging]))) << describe(a);
+        }
         gpu_holder[a.staging] = key(a);
         load[key(a)] = i;
         break;
@@ -82,7 +84,9 @@ void check_kv_invariants(const StepShape& s, const std::vector<Action>& plan) {
           EXPECT_EQ(gpu_holder[a.staging], key(a)) << describe(a);
         }
         if (a.staging >= 0 && s.prefill) {
-          if (gpu_holder.count(a.staging)) EXPECT_TRUE(depends(a, stored.at(gpu_holder[a.staging]))) << describe(a);
+          if (gpu_holder.count(a.staging)) {
+            EXPECT_TRUE(depends(a, stored.at(gpu_holder[a.staging]))) << describe(a);
+          }
           gpu_holder[a.staging] = key(a);
         }
         break;
@@ -90,10 +94,14 @@ void check_kv_invariants(const StepShape& s, const std::vector<Action>& plan) {
         EXPECT_TRUE(s.prefill || s.gpu_attention) << describe(a);
         EXPECT_EQ(gpu_holder[a.staging], key(a)) << describe(a);
         if (disk && s.prefill) {
-          if (host_holder.count(a.host_staging)) EXPECT_TRUE(depends(a, written.at(host_holder[a.host_staging])));
+          if (host_holder.count(a.host_staging)) {
+            EXPECT_TRUE(depends(a, written.at(host_holder[a.host_staging])));
+          }
           host_holder[a.host_staging] = key(a);
         }
-        if (disk) EXPECT_EQ(host_holder[a.host_staging], key(a)) << describe(a);
+        if (disk) {
+          EXPECT_EQ(host_holder[a.host_staging], key(a)) << describe(a);
+        }
         stored[key(a)] = i;
         break;
       case ActionKind::kWriteKv:
@@ -152,15 +160,17 @@ void check_hidden_invariants(const StepShape& s, const std::vector<Action>& plan
       case ActionKind::kLoadHidden:
         ASSERT_TRUE(last_store.count(a.batch)) << describe(a) << " before anything was stored";
         EXPECT_TRUE(depends(a, last_store[a.batch])) << describe(a);
-        if (holder.count(a.hidden_staging) && holder[a.hidden_staging] != a.batch)
+        if (holder.count(a.hidden_staging) && holder[a.hidden_staging] != a.batch) {
           EXPECT_TRUE(depends(a, last_on[a.hidden_staging])) << describe(a);
+        }
         holder[a.hidden_staging] = a.batch;
         last_on[a.hidden_staging] = i;
         loaded[a.batch] = {a.unit, i};
         break;
       case ActionKind::kEmbed:
-        if (holder.count(a.hidden_staging) && holder[a.hidden_staging] != a.batch)
+        if (holder.count(a.hidden_staging) && holder[a.hidden_staging] != a.batch) {
           EXPECT_TRUE(depends(a, last_on[a.hidden_staging])) << describe(a);
+        }
         holder[a.hidden_staging] = a.batch;
         last_on[a.hidden_staging] = i;
         break;
@@ -189,7 +199,9 @@ void check_hidden_invariants(const StepShape& s, const std::vector<Action>& plan
     }
   }
   for (int32_t b = 0; b < s.num_batches; ++b)
-    if (cpu(b) && s.batch_active[b]) EXPECT_EQ(stores[b], s.num_layers + 1) << "batch " << b;
+    if (cpu(b) && s.batch_active[b]) {
+      EXPECT_EQ(stores[b], s.num_layers + 1) << "batch " << b;
+    }
 }
 
 // Checks what every plan must satisfy: dependencies point backwards; each batch's hidden state
@@ -229,8 +241,12 @@ void check_invariants(const StepShape& s, const std::vector<Action>& plan) {
       EXPECT_EQ(next_layer[a.batch], a.unit) << describe(a);
       next_layer[a.batch] = a.unit + 1;
     }
-    if (a.kind == ActionKind::kPreAttention) EXPECT_EQ(next_layer[a.batch], a.unit) << describe(a);
-    if (a.kind == ActionKind::kHead) EXPECT_EQ(next_layer[a.batch], s.num_layers);
+    if (a.kind == ActionKind::kPreAttention) {
+      EXPECT_EQ(next_layer[a.batch], a.unit) << describe(a);
+    }
+    if (a.kind == ActionKind::kHead) {
+      EXPECT_EQ(next_layer[a.batch], s.num_layers);
+    }
   }
 }
 
@@ -268,7 +284,9 @@ TEST(ZigzagPlan, StreamedWeightsRunTwoUnitsAheadSpreadOverTheBatches) {
       while (j < plan.size() && plan[j].kind == ActionKind::kLoadWeights) ++loads, ++j;
       EXPECT_LE(loads, 1u) << describe(plan[i]);
     }
-    if (plan[i].kind == ActionKind::kLoadWeights) EXPECT_EQ(plan[i].unit, layer + 2) << describe(plan[i]);
+    if (plan[i].kind == ActionKind::kLoadWeights) {
+      EXPECT_EQ(plan[i].unit, layer + 2) << describe(plan[i]);
+    }
   }
 }
 
@@ -305,7 +323,9 @@ TEST(ZigzagPlan, PrefillStoresCpuKvThroughTwoAlternatingStagingBuffers) {
     if (plan[i].kind == ActionKind::kLayer) {
       const int32_t n = static_cast<int32_t>(stores.size());
       EXPECT_EQ(plan[i].staging, n % 2);
-      if (n >= 2) EXPECT_TRUE(std::count(plan[i].deps.begin(), plan[i].deps.end(), stores[n - 2]));
+      if (n >= 2) {
+        EXPECT_TRUE(std::count(plan[i].deps.begin(), plan[i].deps.end(), stores[n - 2]));
+      }
     }
   }
 }
@@ -321,8 +341,9 @@ TEST(ZigzagPlan, DiskPartsAreReadIntoStagingBeforeTheirCopy) {
     if (a.kind == ActionKind::kDiskRead) {
       read_of[a.unit] = static_cast<int32_t>(i);
       auto it = last_load_from_staging.find(a.staging);
-      if (it != last_load_from_staging.end())
+      if (it != last_load_from_staging.end()) {
         EXPECT_TRUE(std::count(a.deps.begin(), a.deps.end(), it->second)) << describe(a);
+      }
     }
     if (a.kind == ActionKind::kLoadWeights) {
       ASSERT_TRUE(read_of.count(a.unit)) << describe(a);

@@ -113,7 +113,9 @@ TEST(CpuList, ParsesRangesAndSinglesInOrder) {
   for (const char* bad : {"", "3-1", "a", "1-", "1,,2", "-4"}) {
     auto r = parse_cpu_list(bad);
     EXPECT_FALSE(r.is_ok()) << bad;
-    if (!r.is_ok()) EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+    if (!r.is_ok()) {
+      EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+    }
   }
 }
 
