@@ -38,8 +38,7 @@ struct Options {
   std::vector<int> int4_batches = {1, 16};
   bool no_fuse = false;
   bool no_chain = false;
-  bool int4_stage_x = false;
-  bool cluster_merge = false;
+  bool no_cluster_merge = false;
   bool linear_only = false;
   bool profile_step = false;
   int gen_batch = 64, gen_in = 512, gen_out = 32;
@@ -111,12 +110,12 @@ class Bench {
       }
     }
     std::printf(
-        "\ndevice: %s, commit %s, activations %s%s%s%s%s, %d timed repetitions after warm-up "
+        "\ndevice: %s, commit %s, activations %s%s%s%s, %d timed repetitions after warm-up "
         "(median; min-max in the JSON lines)\n\n",
         device_.c_str(), o_.commit.c_str(), o_.dtype.c_str(), o_.no_fuse ? ", op fusion off" : "",
         o_.no_chain ? ", chained launches off" : "",
-        o_.int4_stage_x ? ", int4 batch-1 x staged" : "",
-        o_.cluster_merge ? ", decode attention splits merged in clusters" : "", o_.reps);
+        o_.no_cluster_merge ? ", decode attention splits merged through global memory" : "",
+        o_.reps);
     std::printf("| bench | model | case | median | rate | vs ceiling |\n|---|---|---|---|---|---|\n");
     for (const auto& r : rows_)
       std::printf("| %s | %s | %s | %s | %s | %s |\n", r.what.c_str(), r.model.c_str(),
@@ -448,17 +447,13 @@ int main(int argc, char** argv) {
   app.add_flag(
       "--no-chain", o.no_chain,
       "launch every kernel only once the one before has finished (A/B timing of chained launches)");
-  app.add_flag(
-      "--int4-stage-x", o.int4_stage_x,
-      "int4 GEMV at batch 1: stage x in shared memory (A/B timing of GemvVariant::stage_x)");
-  app.add_flag(
-      "--attention-cluster-merge", o.cluster_merge,
-      "decode attention: merge a row's context splits in a thread-block cluster (A/B timing)");
+  app.add_flag("--no-cluster-merge", o.no_cluster_merge,
+               "decode attention: merge a row's context splits through global memory instead of a "
+               "thread-block cluster (A/B timing)");
   app.add_flag("--profile-step", o.profile_step,
                "run one more decode step of each case inside a profiler's capture (ncu --profile-from-start off)");
   CLI11_PARSE(app, argc, argv);
   strata::cuda::set_chained_launches(!o.no_chain);
-  strata::cuda::set_int4_x_staging(o.int4_stage_x);
-  strata::cuda::set_attention_cluster_merge(o.cluster_merge);
+  strata::cuda::set_attention_cluster_merge(!o.no_cluster_merge);
   return strata::Bench(o).run();
 }

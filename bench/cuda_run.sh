@@ -4,7 +4,8 @@
 # backend, attention kernels, Hugging Face fixtures on the GPU), compare `strata complete` on
 # --device cpu and --device cuda, then strata_cuda_bench and transformers' generate() baseline.
 #   bench/cuda_run.sh [COMMIT] [full|quick|nohf|variants]
-# variants: after the tests, the A/B timings of the opt-in kernel variants instead of the benches.
+# variants: after the tests, the A/B timings of the kernel variants behind switches
+# (cuda/device.h) instead of the benches.
 set -uo pipefail
 commit=${1:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 mode=${2:-full}
@@ -39,14 +40,14 @@ if [ -x $build/tools/strata ]; then
 fi
 
 if [ "$mode" = variants ]; then
-  echo "== opt-in kernel variants (cuda/device.h): decode steps, each beside the default"
-  for flags in "" "--int4-stage-x" "--attention-cluster-merge" "--int4-stage-x --attention-cluster-merge"; do
+  echo "== kernel variants behind switches (cuda/device.h): decode steps, each beside the default"
+  for flags in "" "--no-cluster-merge" "--no-chain"; do
     echo "-- ${flags:-default}"
     # shellcheck disable=SC2086
     $build/bench/strata_cuda_bench --shapes llama-3-8b,opt-6.7b --batches 1,16 --int4-batches 1 $flags \
       --commit "$commit" 2>&1 | tee -a "$out/variants.log" | grep -E "decode step"
   done
-  echo "== int4 GEMV at batch 1, x plain and staged"
+  echo "== int4 GEMV at batch 1 and 2, every variant"
   $build/bench/strata_gemv_sweep --batches 1 --mma-batches 2 --commit "$commit" 2>&1 |
     tee "$out/gemv_b1.log" | grep -v '^{' | grep -i int4
   exit 0

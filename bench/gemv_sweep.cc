@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "compute/int4.h"
-#include "cuda/device.h"
 #include "cuda/gemm.h"
 #include "cuda/gemv.h"
 #include "cuda/int4_gemm.h"
@@ -47,12 +46,10 @@ struct Variant {
   Kind kind;
   int a, b;
   int split = 0;
-  int stage = 1;  // int4 at batch 1: 2 with x staged in shared memory (GemvVariant::stage_x)
   std::string name() const {
     if (kind == Kind::kCublas) return "cublas";
     return std::string(kind == Kind::kMma ? "mma " : "gemv ") + std::to_string(a) + "," +
-           std::to_string(b) + (split > 0 ? "/" + std::to_string(split) : "") +
-           (stage == 2 ? " staged" : "");
+           std::to_string(b) + (split > 0 ? "/" + std::to_string(split) : "");
   }
 };
 
@@ -151,9 +148,7 @@ int main(int argc, char** argv) {
                 variants.push_back({Kind::kSimt, r, u});
                 continue;
               }
-              for (int split : {1, 2, 4})
-                for (int stage : {1, 2})
-                  if (stage == 1 || m == 1) variants.push_back({Kind::kSimt, r, u, split, stage});
+              for (int split : {1, 2, 4}) variants.push_back({Kind::kSimt, r, u, split});
             }
         }
         if (mma) {
@@ -168,7 +163,7 @@ int main(int argc, char** argv) {
           def = {Kind::kMma, kGemvInt4MmaDefault.warps, kGemvInt4MmaDefault.chunks_per_step};
         } else if (int4) {  // the split picked by the shape: matched by kernel and rows below
           const GemvVariant d = default_gemv_variant(m, int4);
-          def = {Kind::kSimt, d.rows_per_warp, d.chunks_per_step, -1, int4_x_staging() ? 2 : 1};
+          def = {Kind::kSimt, d.rows_per_warp, d.chunks_per_step, -1};
         } else if (m == 1) {
           const GemvVariant d = default_gemv_variant(m, int4);
           def = {Kind::kSimt, d.rows_per_warp, d.chunks_per_step};
@@ -195,8 +190,7 @@ int main(int argc, char** argv) {
             } else if (v.kind == Kind::kMma) {
               launch_gemv_mma(dt, x, b, m, c.k, false, stream, GemvMmaVariant{v.a, v.b});
             } else if (int4) {
-              launch_gemv_int4(dt, x, b, m, c.k, false, stream,
-                               GemvVariant{v.a, v.b, v.split, v.stage});
+              launch_gemv_int4(dt, x, b, m, c.k, false, stream, GemvVariant{v.a, v.b, v.split});
             } else {
               launch_gemv(dt, x, b, m, c.k, false, stream, GemvVariant{v.a, v.b});
             }
@@ -226,7 +220,7 @@ int main(int argc, char** argv) {
             it->second.v = v;
             it->second.p = p;
           }
-          if (v.kind == def.kind && v.a == def.a && v.b == def.b && v.stage == def.stage &&
+          if (v.kind == def.kind && v.a == def.a && v.b == def.b &&
               (def.split < 0 ? v.split == default_split : v.split == def.split))
             it->second.def = p;
         }

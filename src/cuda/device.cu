@@ -40,8 +40,7 @@ DeviceQuery query_devices() {
 
 namespace {
 std::atomic<bool> chained{true};
-std::atomic<bool> int4_staging{false};
-std::atomic<bool> cluster_merge{false};
+std::atomic<bool> cluster_merge{true};
 __global__ void settle_kernel() {}
 }  // namespace
 
@@ -52,8 +51,6 @@ void settle_weights(cudaStream_t stream) {
 
 void set_chained_launches(bool on) { chained.store(on, std::memory_order_relaxed); }
 bool chained_launches() { return chained.load(std::memory_order_relaxed); }
-void set_int4_x_staging(bool on) { int4_staging.store(on, std::memory_order_relaxed); }
-bool int4_x_staging() { return int4_staging.load(std::memory_order_relaxed); }
 
 void set_attention_cluster_merge(bool on) { cluster_merge.store(on, std::memory_order_relaxed); }
 bool attention_cluster_merge() { return cluster_merge.load(std::memory_order_relaxed); }

@@ -33,15 +33,10 @@ DeviceQuery query_devices();
 void set_chained_launches(bool on);
 bool chained_launches();
 
-// Whether the int4 GEMV at batch 1 in F16 stages x in shared memory by default (GemvVariant::
-// stage_x). Off by default; process-wide; the benchmarks turn it on to measure it.
-void set_int4_x_staging(bool on);
-bool int4_x_staging();
-
 // Whether the tensor-core decode attention merges the splits of a row's context through the
 // shared memory of a thread-block cluster (compute capability 9.0 and later, at most 8 splits)
-// instead of global memory and an arrival counter. Off by default; process-wide; the benchmarks
-// turn it on to measure it.
+// instead of global memory and an arrival counter. On by default; process-wide; the benchmarks
+// turn it off to measure what it gains.
 void set_attention_cluster_merge(bool on);
 bool attention_cluster_merge();
 

@@ -11,8 +11,6 @@ DeviceQuery query_devices() {
 
 void set_chained_launches(bool) {}
 bool chained_launches() { return false; }
-void set_int4_x_staging(bool) {}
-bool int4_x_staging() { return false; }
 void set_attention_cluster_merge(bool) {}
 bool attention_cluster_merge() { return false; }
 

@@ -49,10 +49,6 @@ struct GemvVariant {
   // int4 only: the warps of a block that share its rows and take turns along k (1, 2 or 4),
   // so that a projection of few rows still spreads over enough warps; 0 picks by the shape.
   int split_k = 0;
-  // int4, F16, batch 1 only: x staged in shared memory with its chunk sums, the codes centred
-  // (int4_gemv.cu); 0 takes the process-wide default (int4_x_staging() in cuda/device.h), 1 no,
-  // 2 yes. Up to k = 16384; longer rows are not staged.
-  int stage_x = 0;
 };
 // The default variant for m activation rows, dense or int4-g64 weights.
 GemvVariant default_gemv_variant(int64_t m, bool int4);

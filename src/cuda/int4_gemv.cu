@@ -16,10 +16,6 @@
 // products a lane each), which are added in fp32 to the row's sums once per chunk; x's pairs
 // (e, e + 4) are made with byte permutes. BF16 (whose 8-bit mantissa is too short to accumulate
 // in): the same exact codes, widened to fp32, weights and products in fp32.
-//
-// A variant for F16 at batch 1 (GemvVariant::stage_x, off by default until it is measured) stages
-// x in shared memory in the pairs' order and takes the minimum out of the products (see
-// gemv_int4_staged_kernel).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -28,7 +24,6 @@
 
 #include "cuda/chain.cuh"
 #include "cuda/cuda_check.h"
-#include "cuda/device.h"
 #include "cuda/element.cuh"
 #include "cuda/gemv.h"
 #include "cuda/gemv_variants.cuh"
@@ -268,102 +263,6 @@ __global__ void __launch_bounds__(kWarps * 32)
   if (w.active) store_rows<T, R, M>(acc, g, w.seg, w.row0, w.n, m, w.lane);
 }
 
-// Batch 1 in F16 with x staged in shared memory (GemvVariant::stage_x): each block first copies
-// x there with its elements in the order of unpack_codes' pairs, beside each chunk's sum in
-// fp32; a chunk of a row is then
-//   sum_e x_e (q_e scale + min) = 8 scale sum_e x_e (q_e - 8) / 8 + (min + 8 scale) sum_e x_e,
-// the codes (q - 8) / 8 exact in fp16 and multiplied into one half2 sum per word (4 products a
-// half, so |x| up to 16K cannot overflow it), so that a word of codes costs 4 masks, 4
-// multiply-adds to the exact codes and 4 products, without the permutes of x or the scale and
-// min per weight. Word j of chunk c is at xs[j * chunks + c]: the lanes of a warp read 16
-// consecutive bytes each.
-constexpr int64_t kStagedMaxK = 16384;  // x and its sums in at most 34 KB
-
-__device__ __forceinline__ void unpack_centred_codes(uint32_t w, __half2 q[4]) {
-  const __half2 kEighth = h2_bits(0x30003000u);    // (1/8, 1/8)
-  const __half2 kMinus129 = h2_bits(0xd808d808u);  // (-129, -129)
-  const __half2 k128th = h2_bits(0x20002000u);     // (1/128, 1/128)
-  const __half2 kMinus9 = h2_bits(0xc880c880u);    // (-9, -9)
-  const uint32_t w8 = w >> 8;
-  // (1024 + q) / 8 - 129 and (1024 + 16 q) / 128 - 9 are (q - 8) / 8, exactly.
-  q[0] = __hfma2(h2_bits((w & 0x000f000fu) | 0x64006400u), kEighth, kMinus129);
-  q[1] = __hfma2(h2_bits((w & 0x00f000f0u) | 0x64006400u), k128th, kMinus9);
-  q[2] = __hfma2(h2_bits((w8 & 0x000f000fu) | 0x64006400u), kEighth, kMinus129);
-  q[3] = __hfma2(h2_bits((w8 & 0x00f000f0u) | 0x64006400u), k128th, kMinus9);
-}
-
-template <int R>
-__device__ __forceinline__ void chunk_dot_staged(const uint4* __restrict__ xc, int chunks,
-                                                 float xsum, const uint4 (&code)[R],
-                                                 const uint32_t (&scale_min)[R],
-                                                 float (&acc)[R][1]) {
-  __half2 dot[R][4];
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) dot[r][j] = __float2half2_rn(0.0f);
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const uint4 xv = xc[j * chunks];
-    const __half2 xp[4] = {h2_bits(xv.x), h2_bits(xv.y), h2_bits(xv.z), h2_bits(xv.w)};
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      __half2 q[4];
-      unpack_centred_codes(word_of(code[r], j), q);
-#pragma unroll
-      for (int e = 0; e < 4; ++e) dot[r][j] = __hfma2(xp[e], q[e], dot[r][j]);
-    }
-  }
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    const float2 a = __half22float2(dot[r][0]), b = __half22float2(dot[r][1]);
-    const float2 c = __half22float2(dot[r][2]), e = __half22float2(dot[r][3]);
-    const float d = ((a.x + a.y) + (b.x + b.y)) + ((c.x + c.y) + (e.x + e.y));
-    const float s8 = 8.0f * half_bits_to_float(static_cast<uint16_t>(scale_min[r]));
-    const float mn = half_bits_to_float(static_cast<uint16_t>(scale_min[r] >> 16));
-    acc[r][0] = fmaf(s8, d, fmaf(mn + s8, xsum, acc[r][0]));
-  }
-}
-
-template <int R, int U>
-__global__ void __launch_bounds__(kWarps * 32)
-    gemv_int4_staged_kernel(const __half* __restrict__ x, GemvGrid g, int64_t k, int split) {
-  extern __shared__ uint4 xs[];  // [4][chunks] x in pair order, then float sums[chunks]
-  __shared__ float red[kWarps][R][1];
-  const WarpRows w = warp_rows<R, U>(g, k, split);
-  const int chunks = w.chunks;
-  float acc[R][1];
-#pragma unroll
-  for (int r = 0; r < R; ++r) acc[r][0] = 0.0f;
-  Stage<R, U> cur;
-  load_first_then_wait(w, cur);
-
-  // Every warp stages a share of x, also those without rows.
-  float* sums = reinterpret_cast<float*>(xs + 4 * int64_t{chunks});
-  for (int c = threadIdx.x; c < chunks; c += kWarps * 32) {
-    const uint4* src = reinterpret_cast<const uint4*>(x) + 4 * int64_t{c};
-    float sum = 0.0f;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const uint4 v = __ldg(src + j);
-      xs[j * chunks + c] = make_uint4(__byte_perm(v.x, v.z, 0x5410), __byte_perm(v.x, v.z, 0x7632),
-                                      __byte_perm(v.y, v.w, 0x5410), __byte_perm(v.y, v.w, 0x7632));
-      // Pairs of elements added in fp16 (one rounding of two terms), the rest in fp32.
-      const float2 f = __half22float2(__hadd2(h2_bits(v.x), h2_bits(v.y)));
-      const float2 h = __half22float2(__hadd2(h2_bits(v.z), h2_bits(v.w)));
-      sum += (f.x + f.y) + (h.x + h.y);
-    }
-    sums[c] = sum;
-  }
-  __syncthreads();
-
-  stream_chunks<R, U>(w, cur, [&](int c, const uint4(&code)[R], const uint32_t(&scale_min)[R]) {
-    chunk_dot_staged<R>(xs + c, chunks, sums[c], code, scale_min, acc);
-  });
-  if (!merge_split_sums<R, 1>(acc, red, w, split)) return;
-  if (w.active) store_rows<__half, R, 1>(acc, g, w.seg, w.row0, w.n, 1, w.lane);
-}
-
 }  // namespace
 
 int gemv_int4_split_k(int64_t rows, int rows_per_warp) {
@@ -403,19 +302,6 @@ void launch_gemv_int4(DType dt, const void* x, const GemvBatch& batch, int64_t m
   const int split =
       variant.split_k != 0 ? variant.split_k : gemv_int4_split_k(rows, variant.rows_per_warp);
   STRATA_CHECK(split == 1 || split == 2 || split == 4, "gemv_int4: split_k must be 1, 2 or 4");
-  const int stage_x = variant.stage_x != 0 ? variant.stage_x : int4_x_staging() ? 2 : 1;
-  if (dt == DType::kF16 && m == 1 && k <= kStagedMaxK && stage_x == 2) {
-    const size_t smem = static_cast<size_t>(k / kChunk) * (64 + 4);
-    launch_gemv_variant("gemv_int4", true, batch, m, relu, kWarps / split, variant,
-                        [&](auto M, auto R, auto U, const GemvGrid& g) {
-                          if constexpr (decltype(M)::value == 1)
-                            launch_chained(
-                                gemv_int4_staged_kernel<decltype(R)::value, decltype(U)::value>,
-                                g.start[kGemvMaxSegments], kWarps * 32, smem, stream,
-                                static_cast<const __half*>(x), g, k, split);
-                        });
-    return;
-  }
   STRATA_DISPATCH_ACT(
       dt, launch_gemv_variant(
               "gemv_int4", true, batch, m, relu, kWarps / split, variant,

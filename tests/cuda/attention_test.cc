@@ -93,17 +93,19 @@ TEST_P(CudaAttention, DecodeOfALongContextAloneSplitsIt) {
   run({"decode long window", 32, 8, 128, {{0, 3000, 1, 0}}, 1, 3001, 500}, 22);
 }
 
-// The same decode cases with the splits of a row merged inside a thread-block cluster
-// (attention_cluster_merge(), cuda/device.h): 8 splits for the long context alone, 4 for the
-// five sequences of different lengths, head_dim 64 and 128 (the tensor-core kernel's).
-TEST_P(CudaAttention, DecodeSplitsMergedInAClusterMatchTheCpu) {
-  set_attention_cluster_merge(true);
+// The same decode cases with the splits of a row merged through global memory, an arrival
+// counter and the last block's pass, as on GPUs without clusters (the other tests take the
+// default, attention_cluster_merge() in cuda/device.h, where a Hopper GPU merges in a
+// thread-block cluster): 8 splits for the long context alone, 4 for the five sequences of
+// different lengths, head_dim 64 and 128 (the tensor-core kernel's).
+TEST_P(CudaAttention, DecodeSplitsMergedThroughGlobalMemoryMatchTheCpu) {
+  set_attention_cluster_merge(false);
   struct Restore {
-    ~Restore() { set_attention_cluster_merge(false); }
+    ~Restore() { set_attention_cluster_merge(true); }
   } restore;
   for (int64_t d : {64, 128}) {
     for (auto [hq, hkv] : {std::pair<int64_t, int64_t>{4, 4}, {16, 2}}) {
-      run({"decode in clusters",
+      run({"decode through global memory",
            hq,
            hkv,
            d,
@@ -114,8 +116,9 @@ TEST_P(CudaAttention, DecodeSplitsMergedInAClusterMatchTheCpu) {
           static_cast<uint32_t>(d * 1000 + hq));
     }
   }
-  run({"decode long in clusters", 32, 8, 128, {{0, 3000, 1, 0}}, 1, 3001, 0}, 23);
-  run({"decode long window in clusters", 32, 8, 128, {{0, 3000, 1, 0}}, 1, 3001, 500}, 24);
+  run({"decode long through global memory", 32, 8, 128, {{0, 3000, 1, 0}}, 1, 3001, 0}, 23);
+  run({"decode long window through global memory", 32, 8, 128, {{0, 3000, 1, 0}}, 1, 3001, 500},
+      24);
 }
 
 TEST_P(CudaAttention, FewNewTokensPerSequenceUseTheDecodeKernel) {

@@ -88,36 +88,32 @@ TEST_P(GemvVariants, EveryVariantMatchesTheCpuAtEveryBatchSize) {
       for (int r : {1, 2, 4}) {
         for (int u : {1, 2, 4}) {
           for (int split : {1, 2, 4}) {
-            for (int stage : {1, 2}) {
-              if (!int4 && split > 1) continue;               // split-k is the int4 kernel's
-              if (stage == 2 && !(int4 && m == 1)) continue;  // staged x: int4 at batch 1
-              const GemvVariant v{r, u, split, stage};
-              if (!gemv_variant_built(m, v)) continue;
-              Tensor gy[2] = {poisoned(*gpu_, {m, ns[0]}), poisoned(*gpu_, {m, ns[1]})};
-              const GemvBatch batch = two_products(gw, ns, gy, gb);
-              CudaBackend* cuda = as_cuda(*gpu_);
-              if (int4) {
-                launch_gemv_int4(dt(), gx.raw(), batch, m, kK, false, cuda->stream(), v);
-              } else {
-                launch_gemv(dt(), gx.raw(), batch, m, kK, false, cuda->stream(), v);
-              }
-              const std::string what =
-                  std::string(int4 ? "int4" : "dense") + " m=" + std::to_string(m) + " rows/warp " +
-                  std::to_string(r) + " chunks/step " + std::to_string(u) + " split-k " +
-                  std::to_string(split) + (stage == 2 ? " staged x" : "");
-              for (int s = 0; s < 2; ++s)
-                expect_matches(gpu_->to_host_f32(gy[s]), cpu_->to_host_f32(cy[s]), 2 * tol(),
-                               4 * tol(), what + ", product " + std::to_string(s));
-              ++variants_run;
+            if (!int4 && split > 1) continue;  // split-k is the int4 kernel's
+            const GemvVariant v{r, u, split};
+            if (!gemv_variant_built(m, v)) continue;
+            Tensor gy[2] = {poisoned(*gpu_, {m, ns[0]}), poisoned(*gpu_, {m, ns[1]})};
+            const GemvBatch batch = two_products(gw, ns, gy, gb);
+            CudaBackend* cuda = as_cuda(*gpu_);
+            if (int4) {
+              launch_gemv_int4(dt(), gx.raw(), batch, m, kK, false, cuda->stream(), v);
+            } else {
+              launch_gemv(dt(), gx.raw(), batch, m, kK, false, cuda->stream(), v);
             }
+            const std::string what = std::string(int4 ? "int4" : "dense") +
+                                     " m=" + std::to_string(m) + " rows/warp " + std::to_string(r) +
+                                     " chunks/step " + std::to_string(u) + " split-k " +
+                                     std::to_string(split);
+            for (int s = 0; s < 2; ++s)
+              expect_matches(gpu_->to_host_f32(gy[s]), cpu_->to_host_f32(cy[s]), 2 * tol(),
+                             4 * tol(), what + ", product " + std::to_string(s));
+            ++variants_run;
           }
         }
       }
     }
   }
-  // 9 variants at batch sizes 1-4, 6 at 5-8, dense once, int4 at 3 splits of k; int4 at batch 1
-  // once more with x staged (the F16 kernel; BF16 takes the plain one).
-  EXPECT_EQ(variants_run, 4 * (4 * 9 + 4 * 6) + 3 * 9);
+  // 9 variants at batch sizes 1-4, 6 at 5-8, dense once, int4 at 3 splits of k.
+  EXPECT_EQ(variants_run, 4 * (4 * 9 + 4 * 6));
 }
 
 // The tensor-core kernels (dense, and int4-g64 for F16) at batch sizes that fill 1 and 2 tiles of

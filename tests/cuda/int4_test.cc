@@ -247,8 +247,6 @@ TEST_P(CudaInt4, ResidualAddThenNormMatchesTheUnfusedPair) {
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaInt4, ::testing::Values(DType::kF16, DType::kBF16),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
-class CudaInt4Staged : public ::testing::TestWithParam<bool> {};
-
 // A fixture model whose layer weights are int4-g64 on the GPU (quantised by the reference
 // quantiser, uploaded as blobs) against the CPU backend running what `strata convert --compress
 // int4-g64` yields: prompt logits must agree as closely as the dense model's do.
@@ -275,7 +273,7 @@ compute::ModelWeights gpu_weights(compute::Backend& gpu, const model::ModelFiles
   return gw;
 }
 
-TEST_P(CudaInt4Staged, LlamaWithInt4LayersMatchesTheCpuRoundTrip) {
+TEST(CudaInt4Model, LlamaWithInt4LayersMatchesTheCpuRoundTrip) {
   STRATA_REQUIRE_GPU();
   const auto dir = strata::testing::test_data_dir() / "fixtures" / "llama_gqa_llama3";
   auto files = model::open_model_dir(dir);
@@ -283,12 +281,6 @@ TEST_P(CudaInt4Staged, LlamaWithInt4LayersMatchesTheCpuRoundTrip) {
   const model::ModelConfig config = files->config;
   auto gpu = make_cuda_backend({}).value();
   compute::Transformer gpu_model(config, *gpu, gpu_weights(*gpu, *files, true));
-  // The int4 GEMV at batch 1 with x staged in shared memory (cuda/device.h) as well as without.
-  const bool staged = GetParam();
-  set_int4_x_staging(staged);
-  struct Restore {
-    ~Restore() { set_int4_x_staging(false); }
-  } restore;
 
   ThreadPool pool(4);
   auto cpu = compute::make_cpu_backend(pool);
@@ -320,11 +312,6 @@ TEST_P(CudaInt4Staged, LlamaWithInt4LayersMatchesTheCpuRoundTrip) {
     EXPECT_LE(de.max_abs / std::max(1.0, de.max_ref), 1e-2) << "decode step " << step;
   }
 }
-
-INSTANTIATE_TEST_SUITE_P(XStaging, CudaInt4Staged, ::testing::Bool(),
-                         [](const ::testing::TestParamInfo<bool>& i) {
-                           return i.param ? "StagedX" : "PlainX";
-                         });
 
 // Prompts of `seqs` sequences, then 4 decode steps of all of them: every logit, in order.
 std::vector<float> prompt_then_decode(compute::Transformer& model, int seqs) {
