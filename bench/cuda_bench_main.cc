@@ -39,7 +39,6 @@ struct Options {
   bool no_fuse = false;
   bool no_chain = false;
   bool no_cluster_merge = false;
-  bool no_attention_kv_write = false;
   bool linear_only = false;
   bool profile_step = false;
   int gen_batch = 64, gen_in = 512, gen_out = 32;
@@ -111,13 +110,11 @@ class Bench {
       }
     }
     std::printf(
-        "\ndevice: %s, commit %s, activations %s%s%s%s%s, %d timed repetitions after warm-up "
+        "\ndevice: %s, commit %s, activations %s%s%s%s, %d timed repetitions after warm-up "
         "(median; min-max in the JSON lines)\n\n",
         device_.c_str(), o_.commit.c_str(), o_.dtype.c_str(), o_.no_fuse ? ", op fusion off" : "",
         o_.no_chain ? ", chained launches off" : "",
         o_.no_cluster_merge ? ", decode attention splits merged through global memory" : "",
-        o_.no_attention_kv_write ? ", RoPE and cache write launched before the decode attention"
-                                 : "",
         o_.reps);
     std::printf("| bench | model | case | median | rate | vs ceiling |\n|---|---|---|---|---|---|\n");
     for (const auto& r : rows_)
@@ -453,14 +450,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-cluster-merge", o.no_cluster_merge,
                "decode attention: merge a row's context splits through global memory instead of a "
                "thread-block cluster (A/B timing)");
-  app.add_flag("--no-attention-kv-write", o.no_attention_kv_write,
-               "decode: launch the RoPE and KV cache write on their own before the tensor-core "
-               "attention instead of inside it (A/B timing)");
   app.add_flag("--profile-step", o.profile_step,
                "run one more decode step of each case inside a profiler's capture (ncu --profile-from-start off)");
   CLI11_PARSE(app, argc, argv);
   strata::cuda::set_chained_launches(!o.no_chain);
   strata::cuda::set_attention_cluster_merge(!o.no_cluster_merge);
-  strata::cuda::set_attention_writes_kv(!o.no_attention_kv_write);
   return strata::Bench(o).run();
 }

@@ -41,7 +41,7 @@ fi
 
 if [ "$mode" = variants ]; then
   echo "== kernel variants behind switches (cuda/device.h): decode steps, each beside the default"
-  for flags in "" "--no-attention-kv-write" "--no-cluster-merge" "--no-chain"; do
+  for flags in "" "--no-cluster-merge" "--no-chain"; do
     echo "-- ${flags:-default}"
     # shellcheck disable=SC2086
     $build/bench/strata_cuda_bench --shapes llama-3-8b,opt-6.7b --batches 1,16 --int4-batches 1 $flags \

@@ -41,15 +41,6 @@ struct AttentionArgs {
   // Decode with several splits: device [tokens * hkv] arrival counters, zero before the launch
   // and zero again after it (the last split of each row and kv head resets its own).
   unsigned* counters = nullptr;
-  // The tensor-core decode kernel only, every row the one new token of its sequence: with
-  // new_k set, the kernel writes this step's k and v rows [T, hkv, head_dim] into the cache
-  // itself (the block whose split holds the row's position, before it reads them), and with
-  // positions [T] and inv_freq [head_dim / 2] also set, it first rotates q and k as
-  // launch_rope_kv_write (rope.h) would, leaving both rotated in place.
-  void* new_k = nullptr;
-  const void* new_v = nullptr;
-  const int32_t* positions = nullptr;
-  const float* inv_freq = nullptr;
 };
 
 // k, v [T, hkv, head_dim] -> cache rows (slot, past_len + i) of each row's sequence.

@@ -278,8 +278,6 @@ void launch_attention_decode(const AttentionArgs& a, int splits, float* workspac
     launch_attention_decode_mma(a, splits, workspace, stream);
     return;
   }
-  STRATA_CHECK(a.new_k == nullptr,
-               "attention_decode: only the tensor-core kernel writes this step's k and v itself");
   const int G = static_cast<int>(a.hq / a.hkv), D = static_cast<int>(a.head_dim);
   const int group = G == 1 ? 1 : G == 2 ? 2 : G <= 4 ? 4 : 8;  // the kernel's kGroup
   const int subgroups = kThreads / lanes_per_key(D);

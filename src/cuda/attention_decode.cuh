@@ -57,11 +57,10 @@ __device__ __forceinline__ void store_split_result(const AttentionArgs& a, float
 
 // Called by every thread of a split's block once its partials are stored: the split that
 // finishes last for row t and kv head kvh (an arrival counter, which it resets) merges all
-// splits of the G heads h0 .. h0 + G - 1 into a.out, and returns true (every other split of
-// the row and kv head is done). Shared scratch: sm_pm and sm_pl hold G * kDecodeMaxSplits floats
-// each, sm_inv G.
+// splits of the G heads h0 .. h0 + G - 1 into a.out. Shared scratch: sm_pm and sm_pl hold
+// G * kDecodeMaxSplits floats each, sm_inv G.
 template <typename T>
-__device__ bool merge_splits_if_last(const AttentionArgs& a, int splits, float* ws, int64_t t,
+__device__ void merge_splits_if_last(const AttentionArgs& a, int splits, float* ws, int64_t t,
                                      int kvh, int G, int D, float* sm_pm, float* sm_pl,
                                      float* sm_inv) {
   __shared__ bool last;
@@ -74,7 +73,7 @@ __device__ bool merge_splits_if_last(const AttentionArgs& a, int splits, float* 
     if (last) *counter = 0;
   }
   __syncthreads();
-  if (!last) return false;
+  if (!last) return;
   __threadfence();
   // Every split's maximum and sum per head (one load each, all in flight), then each head's
   // weights per split and 1 / total in shared memory, then the outputs.
@@ -111,7 +110,6 @@ __device__ bool merge_splits_if_last(const AttentionArgs& a, int splits, float* 
       if (sp < splits) o = fmaf(sm_pm[g * kDecodeMaxSplits + sp], ov[sp], o);
     static_cast<T*>(a.out)[qh * D + d] = from_float<T>(o * sm_inv[g]);
   }
-  return true;
 }
 
 }  // namespace strata::cuda

@@ -21,10 +21,6 @@
 // one thread-block cluster: each block leaves its (max, sum, output) in its shared memory, and
 // after a cluster barrier every block merges a share of the outputs from all of them
 // (distributed shared memory), with no global workspace, counter or second pass.
-// In a decode step (one new token a row) the kernel also takes the layer's RoPE and cache write
-// (AttentionArgs::new_k): every block rotates its q heads in registers, with the turns computed
-// before it waits for the kernel before it, and the block whose split holds the row's position
-// rotates and stores the row's k and v first; one launch and one kernel boundary fewer a layer.
 #include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -39,7 +35,6 @@
 #include "cuda/cuda_check.h"
 #include "cuda/element.cuh"
 #include "cuda/mma.cuh"
-#include "cuda/rope.cuh"
 
 namespace strata::cuda {
 namespace {
@@ -74,14 +69,6 @@ __device__ __forceinline__ void load_step(const T* kbase, const T* vbase, int64_
 #pragma unroll
     for (int h = 0; h < D / 64; ++h) s.v[i][h] = key < end ? vr[g + 8 * h] : make_uint4(0, 0, 0, 0);
   }
-}
-
-template <typename T>
-__device__ __forceinline__ float2 unpack2(uint32_t w) {
-  if constexpr (std::is_same_v<T, __half>)
-    return __half22float2(*reinterpret_cast<const __half2*>(&w));
-  else
-    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w));
 }
 
 template <typename T>
@@ -155,86 +142,23 @@ __global__ void __launch_bounds__(W * 32)
   const int kvh = blockIdx.y, split = blockIdx.z;
   const int h0 = kvh * G;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
-  // Before the wait, from what only copies from the host write: the span, and with RoPE the
-  // turns of the q pairs this lane rotates (chunk t + 4 u against chunk t + 4 u + D / 16) and of
-  // the k pair this thread rotates where the block writes the row's k.
-  const DecodeSpan span = decode_span(a, t_row, splits, split);
-  const SeqDesc s = span.seq;
-  const int64_t begin = span.begin, end = span.end;
-  const int64_t pos = s.past_len + (t_row - s.offset);
-  const bool writes_kv = a.new_k != nullptr && begin <= pos && pos < end;  // block-uniform
-  const bool rope = a.new_k != nullptr && a.positions != nullptr;
-  constexpr int kLoChunks = D / 64;  // of q's chunks a lane holds, those of the first half
-  RopeTurn qturn[kLoChunks][8];
-  RopeTurn kturn{1.0f, 0.0f};
-  if (rope) {
-    const float p = static_cast<float>(a.positions[t_row]);
-#pragma unroll
-    for (int u = 0; u < kLoChunks; ++u)
-#pragma unroll
-      for (int e = 0; e < 8; ++e) qturn[u][e] = rope_turn(p, a.inv_freq[8 * (t + 4 * u) + e]);
-    if (writes_kv && threadIdx.x < D / 2) kturn = rope_turn(p, a.inv_freq[threadIdx.x]);
-  }
   wait_for_prior_kernels();
   release_next_kernel();
 
+  const DecodeSpan span = decode_span(a, t_row, splits, split);
+  const SeqDesc s = span.seq;
+  const int64_t begin = span.begin, end = span.end;
+
   // q of head g in the order of the key chunks: chunk t + 4 u (zero rows past the group).
   uint4 qv[D / 32];
-  T* q = static_cast<T*>(const_cast<void*>(a.q)) + (t_row * a.hq + h0 + g) * D;
+  const T* q = static_cast<const T*>(a.q) + (t_row * a.hq + h0 + g) * D;
 #pragma unroll
   for (int u = 0; u < D / 32; ++u)
     qv[u] = g < G ? reinterpret_cast<const uint4*>(q)[t + 4 * u] : make_uint4(0, 0, 0, 0);
-  if (rope && g < G) {
-#pragma unroll
-    for (int u = 0; u < kLoChunks; ++u) {
-      uint32_t lo[4] = {qv[u].x, qv[u].y, qv[u].z, qv[u].w};
-      uint32_t hi[4] = {qv[u + kLoChunks].x, qv[u + kLoChunks].y, qv[u + kLoChunks].z,
-                        qv[u + kLoChunks].w};
-#pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        const float2 l = unpack2<T>(lo[w]), h = unpack2<T>(hi[w]);
-        const float2 r0 = rope_rotate(l.x, h.x, qturn[u][2 * w]);
-        const float2 r1 = rope_rotate(l.y, h.y, qturn[u][2 * w + 1]);
-        lo[w] = pack2<T>(r0.x, r1.x);
-        hi[w] = pack2<T>(r0.y, r1.y);
-      }
-      qv[u] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
-      qv[u + kLoChunks] = make_uint4(hi[0], hi[1], hi[2], hi[3]);
-    }
-  }
-  // The rotated q back in place, by warp 0 of one block of the row and kv head once every block
-  // of them has read it.
-  auto store_q = [&] {
-    if (!rope || warp != 0 || g >= G) return;
-#pragma unroll
-    for (int u = 0; u < D / 32; ++u) reinterpret_cast<uint4*>(q)[t + 4 * u] = qv[u];
-  };
 
   const int64_t row = a.hkv * D;
   const T* kbase = static_cast<const T*>(a.k_cache) + int64_t{s.slot} * a.max_len * row + kvh * D;
   const T* vbase = static_cast<const T*>(a.v_cache) + int64_t{s.slot} * a.max_len * row + kvh * D;
-  if (writes_kv) {  // the row's k (rotated) and v into the cache, before any warp reads them
-    T* kn = static_cast<T*>(a.new_k) + (t_row * a.hkv + kvh) * D;
-    const T* vn = static_cast<const T*>(a.new_v) + (t_row * a.hkv + kvh) * D;
-    T* kc = const_cast<T*>(kbase) + pos * row;
-    T* vc = const_cast<T*>(vbase) + pos * row;
-    const int i = static_cast<int>(threadIdx.x);
-    if (i < D / 2) {
-      T lo = kn[i], hi = kn[i + D / 2];
-      if (rope) {
-        const float2 r = rope_rotate(to_float(lo), to_float(hi), kturn);
-        lo = from_float<T>(r.x);
-        hi = from_float<T>(r.y);
-        kn[i] = lo;
-        kn[i + D / 2] = hi;
-      }
-      kc[i] = lo;
-      kc[i + D / 2] = hi;
-    } else if (i < D / 2 + D / 8) {
-      reinterpret_cast<uint4*>(vc)[i - D / 2] = reinterpret_cast<const uint4*>(vn)[i - D / 2];
-    }
-    __syncthreads();
-  }
   const float qscale = a.scale * kLog2e;
 
   float acc[kTiles][4];
@@ -347,18 +271,13 @@ __global__ void __launch_bounds__(W * 32)
   }
   if constexpr (kCluster) {
     merge_splits_in_cluster<T>(a, splits, t_row, h0, G, D, cl_m, cl_l, cl_o);
-    if (split == 0) store_q();  // the merge's cluster barriers: every block has read q
     return;
   }
-  if (splits == 1) {
-    store_q();  // past the block barrier above: every warp has read q
-    return;
-  }
+  if (splits == 1) return;
   // sm_o is free again once every thread is past the loop above (the merge synchronises first).
   float* scratch = &sm_o[0][0][0];
-  if (merge_splits_if_last<T>(a, splits, ws, t_row, kvh, G, D, scratch,
-                              scratch + G * kDecodeMaxSplits, scratch + 2 * G * kDecodeMaxSplits))
-    store_q();  // the last split of the row and kv head: every other has read q
+  merge_splits_if_last<T>(a, splits, ws, t_row, kvh, G, D, scratch, scratch + G * kDecodeMaxSplits,
+                          scratch + 2 * G * kDecodeMaxSplits);
 }
 
 }  // namespace

@@ -1,9 +1,7 @@
 // CudaBackend::attention: validates the ragged batch, stages its description (sequence spans,
 // the sequence of every row, the prefill tiles) and picks a kernel: the tensor-core prefill
 // kernel when some sequence brings more than a few new tokens, else the decode kernel. The cache
-// write joins a held RoPE of q and k (rope.h) when every row's position is its cache position,
-// and in a decode step (one new token a sequence) the tensor-core decode kernel takes both into
-// its own launch (AttentionArgs::new_k).
+// write joins a held RoPE of q and k (rope.h) when every row's position is its cache position.
 #include <algorithm>
 #include <initializer_list>
 #include <string>
@@ -13,7 +11,6 @@
 #include "cuda/attention.h"
 #include "cuda/cuda_backend_impl.h"
 #include "cuda/cuda_check.h"
-#include "cuda/device.h"
 #include "cuda/rope.h"
 
 namespace strata::cuda {
@@ -89,22 +86,7 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
   a.window = params.sliding_window.value_or(0);
   a.sm_count = sm_count_;
 
-  const bool decode_ok = decode_supported(hq, hkv, d);
-  const bool use_prefill = prefill_supported(d) && (max_new > kDecodeMaxTokens || !decode_ok);
-  // One new token a sequence on the tensor-core kernel: the attention writes the cache itself.
-  const bool attention_writes = fuse_ && !use_prefill && max_new == 1 &&
-                                decode_mma_supported(hq, hkv, d) && attention_writes_kv();
-  if (attention_writes) {
-    a.new_k = k.raw();
-    a.new_v = v.raw();
-    if (rope_joins && pending_.kind == Pending::Kind::kRope) {  // not launched by reserve_staging
-      a.positions = pending_.positions;
-      a.inv_freq = pending_.inv_freq;
-      clear_pending();
-    } else {
-      flush_pending();
-    }
-  } else if (rope_joins && pending_.kind == Pending::Kind::kRope) {
+  if (rope_joins && pending_.kind == Pending::Kind::kRope) {  // not launched by reserve_staging
     RopeKvWrite r;
     r.attn = a;
     r.k = k.raw();
@@ -119,6 +101,8 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
                     t_count, hkv, d, max_len, s);
   }
 
+  const bool decode_ok = decode_supported(hq, hkv, d);
+  const bool use_prefill = prefill_supported(d) && (max_new > kDecodeMaxTokens || !decode_ok);
   if (use_prefill) {
     const int32_t* dev_tiles = stage(std::span<const int32_t>(tiles));
     launch_attention_prefill(a, dev_tiles, static_cast<int64_t>(tiles.size() / 2), s);

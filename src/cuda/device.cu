@@ -41,7 +41,6 @@ DeviceQuery query_devices() {
 namespace {
 std::atomic<bool> chained{true};
 std::atomic<bool> cluster_merge{true};
-std::atomic<bool> writes_kv{true};
 __global__ void settle_kernel() {}
 }  // namespace
 
@@ -55,8 +54,6 @@ bool chained_launches() { return chained.load(std::memory_order_relaxed); }
 
 void set_attention_cluster_merge(bool on) { cluster_merge.store(on, std::memory_order_relaxed); }
 bool attention_cluster_merge() { return cluster_merge.load(std::memory_order_relaxed); }
-void set_attention_writes_kv(bool on) { writes_kv.store(on, std::memory_order_relaxed); }
-bool attention_writes_kv() { return writes_kv.load(std::memory_order_relaxed); }
 
 bool chained_launch_available() { return chained_launches() && hopper_or_later(); }
 

@@ -40,10 +40,4 @@ bool chained_launches();
 void set_attention_cluster_merge(bool on);
 bool attention_cluster_merge();
 
-// Whether the tensor-core decode attention takes a decode step's RoPE and KV cache write into its
-// own launch (AttentionArgs::new_k in cuda/attention.h) instead of a kernel of their own before
-// it. On by default; process-wide; the benchmarks turn it off to measure what it gains.
-void set_attention_writes_kv(bool on);
-bool attention_writes_kv();
-
 }  // namespace strata::cuda

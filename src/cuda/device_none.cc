@@ -13,7 +13,5 @@ void set_chained_launches(bool) {}
 bool chained_launches() { return false; }
 void set_attention_cluster_merge(bool) {}
 bool attention_cluster_merge() { return false; }
-void set_attention_writes_kv(bool) {}
-bool attention_writes_kv() { return false; }
 
 }  // namespace strata::cuda

@@ -1,15 +1,14 @@
 // RoPE: blockIdx.x is the token, blockIdx.y a range of blockDim.x pairs (i, i + half) of its
-// heads, one pair a thread (a decode step of one token still spreads over several SMs), rotated as
-// rope.cuh says. rope_kv_write_kernel lays out the same way over a token's q pairs, then its k
-// pairs (each also stored to the cache), then the 16-byte pieces of its v row; both rotate through
-// rotate_pair.
+// heads, one pair a thread (a decode step of one token still spreads over several SMs). The angle
+// is the fp32 product position * inv_freq, then accurate (not fast-math) cosf/sinf, as transformers
+// does. rope_kv_write_kernel lays out the same way over a token's q pairs, then its k pairs (each
+// also stored to the cache), then the 16-byte pieces of its v row; both rotate through rotate_pair.
 #include <algorithm>
 
 #include "cuda/attention.h"
 #include "cuda/chain.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/element.cuh"
-#include "cuda/rope.cuh"
 #include "cuda/rope.h"
 
 namespace strata::cuda {
@@ -24,8 +23,11 @@ struct Rotated {
 template <typename T>
 __device__ __forceinline__ Rotated<T> rotate_pair(const T* x, int64_t i, int64_t half, float pos,
                                                   float inv_freq) {
-  const float2 r = rope_rotate(to_float(x[i]), to_float(x[i + half]), rope_turn(pos, inv_freq));
-  return {from_float<T>(r.x), from_float<T>(r.y)};
+  const float angle = __fmul_rn(pos, inv_freq);
+  float s, c;
+  sincosf(angle, &s, &c);
+  const float a = to_float(x[i]), b = to_float(x[i + half]);
+  return {from_float<T>(a * c - b * s), from_float<T>(b * c + a * s)};
 }
 
 template <typename T>

@@ -12,7 +12,6 @@
 
 #include "compute/int4.h"
 #include "cuda/cuda_test_util.h"
-#include "cuda/device.h"
 #include "cuda/int4_weights.h"
 #include "model/config.h"
 
@@ -38,8 +37,8 @@ struct LinearShape {
 
 TEST_P(CudaOps, LinearWithAndWithoutBias) {
   // m <= 8 with k % 8 == 0 takes the skinny kernel (bias fused), the rest cuBLAS.
-  const LinearShape shapes[] = {{1, 64, 32}, {7, 200, 96},   {8, 1000, 4096},
-                                {3, 50, 36}, {16, 512, 256}, {130, 384, 1024}};
+  const LinearShape shapes[] = {{1, 64, 32},     {7, 200, 96},    {8, 1000, 4096},
+                                {3, 50, 36},     {16, 512, 256},  {130, 384, 1024}};
   uint32_t seed = 1;
   for (const auto& s : shapes) {
     for (bool with_bias : {false, true}) {
@@ -67,8 +66,7 @@ TEST_P(CudaOps, NormsOverRowsOfManyWidths) {
     const Tensor g = random_host({c}, seed++, dt(), 0.5f, 1.5f);
     const Tensor b = random_host({c}, seed++, dt());
     const std::string shape = std::to_string(t) + "x" + std::to_string(c);
-    Tensor gg = vec_on(*gpu_, g), cg = vec_on(*cpu_, g), gb = vec_on(*gpu_, b),
-           cb = vec_on(*cpu_, b);
+    Tensor gg = vec_on(*gpu_, g), cg = vec_on(*cpu_, g), gb = vec_on(*gpu_, b), cb = vec_on(*cpu_, b);
     for (int affine = 0; affine < 2; ++affine) {
       Tensor gy = poisoned(*gpu_, {t, c}), cy = poisoned(*cpu_, {t, c});
       gpu_->layer_norm(on(*gpu_, x), affine ? &gg : nullptr, affine ? &gb : nullptr, 1e-5f, gy);
@@ -94,7 +92,7 @@ TEST_P(CudaOps, NormsOverRowsOfManyWidths) {
 // one launch (register-resident for rows of a multiple of 8 up to 16384, a generic kernel
 // otherwise). Both the sum and the norm must match the CPU.
 TEST_P(CudaOps, ResidualAddJoinedToTheNorm) {
-  const std::pair<int64_t, int64_t> shapes[] = {{1, 4096},  {16, 4096}, {3, 768},
+  const std::pair<int64_t, int64_t> shapes[] = {{1, 4096}, {16, 4096}, {3, 768},
                                                 {2, 12288}, {2, 20000}, {4, 100}};
   uint32_t seed = 150;
   for (auto [t, c] : shapes) {
@@ -262,18 +260,10 @@ RopedAttention rope_then_attention(compute::Backend& b, const Tensor& q, const T
 }
 
 // rope(q), rope(k), attention as the transformer calls them: with fusion on, one launch rotates q
-// and k and writes the cache when every row's position is its cache position, and in a decode
-// step the tensor-core attention does both itself (cuda/device.h: attention_writes_kv), with its
-// context splits merged in a cluster or through global memory, or not split (the short decode).
-// Everything written must equal, bit for bit, what a backend with fuse_ops = false writes,
-// including when the positions differ (one row off) or only q is rotated (no joining then).
+// and k and writes the cache when every row's position is its cache position. Everything it
+// writes must equal, bit for bit, what a backend with fuse_ops = false writes, including when
+// the positions differ (one row off) or only q is rotated (no joining then).
 TEST_P(CudaOps, RopeJoinedToTheKvCacheWriteMatchesUnfusedBitForBit) {
-  struct Restore {
-    ~Restore() {
-      set_attention_writes_kv(true);
-      set_attention_cluster_merge(true);
-    }
-  } restore;
   std::unique_ptr<compute::Backend> plain = unfused_backend(dt());
   ASSERT_NE(plain, nullptr);
 
@@ -288,62 +278,52 @@ TEST_P(CudaOps, RopeJoinedToTheKvCacheWriteMatchesUnfusedBitForBit) {
        {{0, 0, 1, 0}, {3, 1, 1, 0}, {1, 63, 1, 0}, {4, 200, 1, 0}, {2, 1500, 1, 0}},
        5,
        1600},
-      {"short decode", {{0, 0, 1, 0}, {1, 5, 1, 0}, {2, 20, 1, 0}}, 3, 64},
       {"chunked prefill", {{1, 30, 100, 0}, {0, 64, 64, 0}, {2, 7, 9, 0}}, 3, 200}};
   enum class Use { kJoined, kOtherPositions, kQOnly };
   const int64_t hq = 8, hkv = 2;
   const double attn_tol = dt() == DType::kBF16 ? 1.5e-2 : 2e-3;  // as attention_test.cc
   uint32_t seed = 500;
-  enum class Path { kInAttention, kInAttentionGlobalMerge, kOwnKernel };
-  for (Path path : {Path::kInAttention, Path::kInAttentionGlobalMerge, Path::kOwnKernel}) {
-    set_attention_writes_kv(path != Path::kOwnKernel);
-    set_attention_cluster_merge(path != Path::kInAttentionGlobalMerge);
-    const std::string path_name = path == Path::kInAttention              ? ""
-                                  : path == Path::kInAttentionGlobalMerge ? ", global merge"
-                                                                          : ", own kernel";
-    for (Batch batch : batches) {
-      int32_t t = 0;
-      for (auto& s : batch.seqs) {
-        s.offset = t;
-        t += s.num_tokens;
-      }
-      for (int64_t d : {64, 128}) {
-        const compute::RopeTable table = compute::make_rope_table(cfg, d);
-        const Tensor q = random_host({t, hq, d}, seed++, dt(), -2.0f, 2.0f);
-        const Tensor k = random_host({t, hkv, d}, seed++, dt(), -2.0f, 2.0f);
-        const Tensor v = random_host({t, hkv, d}, seed++, dt());
-        const Tensor ck =
-            random_host({batch.slots, batch.max_len, hkv, d}, seed++, dt(), -2.0f, 2.0f);
-        const Tensor cv = random_host({batch.slots, batch.max_len, hkv, d}, seed++, dt());
-        for (Use use : {Use::kJoined, Use::kOtherPositions, Use::kQOnly}) {
-          std::vector<int32_t> pos;
-          for (const auto& s : batch.seqs)
-            for (int32_t i = 0; i < s.num_tokens; ++i) pos.push_back(s.past_len + i);
-          if (use == Use::kOtherPositions) pos.back() += 1;
-          const std::string what = std::string(batch.name) + " d=" + std::to_string(d) +
-                                   (use == Use::kJoined           ? ""
-                                    : use == Use::kOtherPositions ? " other positions"
-                                                                  : " q only") +
-                                   path_name;
-          const bool rope_k = use != Use::kQOnly;
-          RopedAttention f =
-              rope_then_attention(*gpu_, q, k, v, ck, cv, pos, table, batch.seqs, rope_k);
-          RopedAttention u =
-              rope_then_attention(*plain, q, k, v, ck, cv, pos, table, batch.seqs, rope_k);
-          expect_same_bits(*gpu_, f.q, *plain, u.q, what + ": q");
-          expect_same_bits(*gpu_, f.k, *plain, u.k, what + ": k");
-          expect_same_bits(*gpu_, f.out, *plain, u.out, what + ": out");
-          expect_same_bits(*gpu_, f.cache.k, *plain, u.cache.k, what + ": cache k");
-          expect_same_bits(*gpu_, f.cache.v, *plain, u.cache.v, what + ": cache v");
-          if (use != Use::kJoined) continue;
-          // Both against the CPU reference, so that a path both backends share cannot hide a bug.
-          RopedAttention c =
-              rope_then_attention(*cpu_, q, k, v, ck, cv, pos, table, batch.seqs, true);
-          expect_matches(gpu_->to_host_f32(f.cache.k), cpu_->to_host_f32(c.cache.k), tol(),
-                         4 * tol(), what + ": cache k against the CPU");
-          expect_matches(gpu_->to_host_f32(f.out), cpu_->to_host_f32(c.out), 2 * attn_tol,
-                         8 * attn_tol, what + ": out against the CPU");
-        }
+  for (Batch batch : batches) {
+    int32_t t = 0;
+    for (auto& s : batch.seqs) {
+      s.offset = t;
+      t += s.num_tokens;
+    }
+    for (int64_t d : {64, 128}) {
+      const compute::RopeTable table = compute::make_rope_table(cfg, d);
+      const Tensor q = random_host({t, hq, d}, seed++, dt(), -2.0f, 2.0f);
+      const Tensor k = random_host({t, hkv, d}, seed++, dt(), -2.0f, 2.0f);
+      const Tensor v = random_host({t, hkv, d}, seed++, dt());
+      const Tensor ck =
+          random_host({batch.slots, batch.max_len, hkv, d}, seed++, dt(), -2.0f, 2.0f);
+      const Tensor cv = random_host({batch.slots, batch.max_len, hkv, d}, seed++, dt());
+      for (Use use : {Use::kJoined, Use::kOtherPositions, Use::kQOnly}) {
+        std::vector<int32_t> pos;
+        for (const auto& s : batch.seqs)
+          for (int32_t i = 0; i < s.num_tokens; ++i) pos.push_back(s.past_len + i);
+        if (use == Use::kOtherPositions) pos.back() += 1;
+        const std::string what = std::string(batch.name) + " d=" + std::to_string(d) +
+                                 (use == Use::kJoined           ? ""
+                                  : use == Use::kOtherPositions ? " other positions"
+                                                                : " q only");
+        const bool rope_k = use != Use::kQOnly;
+        RopedAttention f =
+            rope_then_attention(*gpu_, q, k, v, ck, cv, pos, table, batch.seqs, rope_k);
+        RopedAttention u =
+            rope_then_attention(*plain, q, k, v, ck, cv, pos, table, batch.seqs, rope_k);
+        expect_same_bits(*gpu_, f.q, *plain, u.q, what + ": q");
+        expect_same_bits(*gpu_, f.k, *plain, u.k, what + ": k");
+        expect_same_bits(*gpu_, f.out, *plain, u.out, what + ": out");
+        expect_same_bits(*gpu_, f.cache.k, *plain, u.cache.k, what + ": cache k");
+        expect_same_bits(*gpu_, f.cache.v, *plain, u.cache.v, what + ": cache v");
+        if (use != Use::kJoined) continue;
+        // Both against the CPU reference, so that a path both backends share cannot hide a bug.
+        RopedAttention c =
+            rope_then_attention(*cpu_, q, k, v, ck, cv, pos, table, batch.seqs, true);
+        expect_matches(gpu_->to_host_f32(f.cache.k), cpu_->to_host_f32(c.cache.k), tol(), 4 * tol(),
+                       what + ": cache k against the CPU");
+        expect_matches(gpu_->to_host_f32(f.out), cpu_->to_host_f32(c.out), 2 * attn_tol,
+                       8 * attn_tol, what + ": out against the CPU");
       }
     }
   }
