@@ -16,14 +16,14 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm 
 cat "$out/gpu.txt"
 
 cmake -S . -B $build -DCMAKE_BUILD_TYPE=Release -DSTRATA_BUILD_BENCH=ON >"$out/build.log" 2>&1
-if ! cmake --build $build -j16 --target strata_cuda_tests strata_cuda_bench strata_gemv_sweep >>"$out/build.log" 2>&1; then
+if ! cmake --build $build -j16 --target strata_cuda_tests strata_offload_tests strata_cuda_bench strata_gemv_sweep >>"$out/build.log" 2>&1; then
   grep -E "error|Error" "$out/build.log" | head -40
   exit 1
 fi
 cmake --build $build -j16 --target strata >>"$out/build.log" 2>&1 || echo "the strata CLI did not build (see build.log)"
 
 echo "== CUDA tests"
-$build/tests/cuda/strata_cuda_tests >"$out/tests.log" 2>&1
+{ $build/tests/cuda/strata_cuda_tests; $build/tests/offload/strata_offload_tests; } >"$out/tests.log" 2>&1
 grep -E "^\[  FAILED|^\[  PASSED|^\[  SKIPPED|Failure|error|Expected|Which is|actual" "$out/tests.log" | head -60
 tail -3 "$out/tests.log"
 

@@ -14,18 +14,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/drivers/io_bench.h"
+#include "bench/drivers/offload_bench.h"
 #include "commands.h"
 #include "common/log.h"
 #include "common/units.h"
 #include "cuda/device.h"
 #include "model/shapes.h"
+#include "offload_setup.h"
 #include "plan_print.h"
 #include "planner/model_spec.h"
 #include "planner/search.h"
 #include "runtime/context.h"
-#include "runtime/offload_bench.h"
-#include "runtime/offload_setup.h"
-#include "storage/io_bench.h"
 #include "storage/topology.h"
 
 namespace strata::tools {
@@ -78,12 +78,12 @@ std::string machine_line(const std::string& dir) {
   struct utsname u {};
   ::uname(&u);
   return std::string("host ") + host + ", Linux " + u.release + ", " + dir + " on " +
-         storage::filesystem_type(dir);
+         bench::filesystem_type(dir);
 }
 
 Status run_io(const IoArgs& a) {
   Logger log;
-  storage::IoBenchOptions o;
+  bench::IoBenchOptions o;
   o.dir = a.dir;
   STRATA_ASSIGN_OR_RETURN(o.file_bytes, parse_bytes(a.size));
   STRATA_ASSIGN_OR_RETURN(o.depths, parse_list<int>(a.depths, "--depths", parse_depth));
@@ -106,13 +106,13 @@ Status run_io(const IoArgs& a) {
   STRATA_ASSIGN_OR_RETURN(storage::Topology topo, storage::query_topology(a.gpu_bus_id));
   std::printf("%s\n", storage::format_topology(topo).c_str());
   STRATA_ASSIGN_OR_RETURN(auto results,
-                          storage::run_io_bench(o, log, [](const storage::IoBenchResult& r) {
-                            std::printf("%s\n", storage::io_bench_json(r).c_str());
+                          bench::run_io_bench(o, log, [](const bench::IoBenchResult& r) {
+                            std::printf("%s\n", bench::io_bench_json(r).c_str());
                             std::fflush(stdout);
                           }));
   std::printf("\n%s; file %s; each repetition reads the file once or stops after %.1f s\n\n%s",
               machine.c_str(), format_bytes(o.file_bytes).c_str(), o.max_seconds_per_rep,
-              storage::io_bench_table(results).c_str());
+              bench::io_bench_table(results).c_str());
   return Status::ok();
 }
 
@@ -143,7 +143,7 @@ void register_bench_io(CLI::App& bench, int* exit_code) {
 struct ModelArgs {
   std::string shape;
   int64_t prompt_len = 0, gen_len = 0;
-  runtime::BudgetFlags budgets;
+  BudgetFlags budgets;
   std::string hardware, policy = "auto", compress = "none", offload_dir, device = "cuda", trace;
   bool json = false, warmup = false;
   uint64_t seed = 0;
@@ -180,24 +180,24 @@ Status run_model_bench(const ModelArgs& a) {
   // Without --hardware: the catalogue entry of the GPU in use (so no GPU fails here, clearly).
   HardwareProfile hw;
   if (!a.hardware.empty()) {
-    STRATA_ASSIGN_OR_RETURN(hw, runtime::load_hardware_profile(a.hardware));
+    STRATA_ASSIGN_OR_RETURN(hw, load_hardware_profile(a.hardware));
   } else {
     STRATA_ASSIGN_OR_RETURN(std::string gpu, cuda_device_name(device));
-    STRATA_ASSIGN_OR_RETURN(hw, runtime::catalogue_hardware_for_gpu(gpu, hardware_catalogue()));
+    STRATA_ASSIGN_OR_RETURN(hw, catalogue_hardware_for_gpu(gpu, hardware_catalogue()));
   }
   Budgets budgets = default_budgets(hw);
-  STRATA_RETURN_IF_ERROR(runtime::apply_budget_flags(a.budgets, &budgets));
+  STRATA_RETURN_IF_ERROR(apply_budget_flags(a.budgets, &budgets));
   const Workload workload{a.prompt_len, a.gen_len, 0};
   PlanResult plan;
   double search_s = -1;
   if (a.policy == "auto") {
     SearchOptions options;
-    STRATA_RETURN_IF_ERROR(runtime::set_compress_choices(a.compress, &options));
+    STRATA_RETURN_IF_ERROR(set_compress_choices(a.compress, &options));
     const auto t0 = std::chrono::steady_clock::now();
     STRATA_ASSIGN_OR_RETURN(plan, plan_policy(spec, workload, hw, budgets, options));
     search_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   } else {
-    STRATA_ASSIGN_OR_RETURN(plan, runtime::load_policy_file(a.policy, spec, hw, budgets, workload));
+    STRATA_ASSIGN_OR_RETURN(plan, load_policy_file(a.policy, spec, hw, budgets, workload));
   }
   if (!a.json) {
     print_plan(plan, hw, search_s, /*buffers=*/false);
@@ -209,21 +209,21 @@ Status run_model_bench(const ModelArgs& a) {
   runtime::ContextOptions copts;
   copts.device = a.device;
   STRATA_ASSIGN_OR_RETURN(auto ctx, runtime::make_context(copts));
-  runtime::OffloadBenchOptions o;
+  bench::OffloadBenchOptions o;
   o.model = a.shape;
   o.workload = workload;
-  o.offload_dir = a.offload_dir.empty() ? runtime::default_offload_dir() : std::filesystem::path(a.offload_dir);
+  o.offload_dir = a.offload_dir.empty() ? default_offload_dir() : std::filesystem::path(a.offload_dir);
   o.seed = a.seed;
   o.warmup = a.warmup;
   o.trace = a.trace;
-  STRATA_ASSIGN_OR_RETURN(runtime::OffloadBenchResult r, runtime::run_offload_bench(config, plan.policy, o, *ctx));
+  STRATA_ASSIGN_OR_RETURN(bench::OffloadBenchResult r, bench::run_offload_bench(config, plan.policy, o, *ctx));
   if (a.json) {
-    nlohmann::json j = runtime::offload_bench_json(r);
+    nlohmann::json j = bench::offload_bench_json(r);
     j["hardware"] = hw.name;
     j["policy"] = policy_to_json(plan.policy);
     std::printf("%s\n", j.dump(2).c_str());
   } else {
-    std::printf("%s", runtime::format_offload_bench(r).c_str());
+    std::printf("%s", bench::format_offload_bench(r).c_str());
     if (!a.trace.empty()) std::printf("trace        %s\n", a.trace.c_str());
   }
   return Status::ok();

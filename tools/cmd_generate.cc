@@ -14,15 +14,14 @@
 
 #include "commands.h"
 #include "cuda/device.h"
+#include "offload/engine.h"
+#include "offload_setup.h"
 #include "plan_print.h"
 #include "planner/model_spec.h"
 #include "planner/search.h"
 #include "runtime/batch_job.h"
 #include "runtime/context.h"
 #include "runtime/load_model.h"
-#include "runtime/offload_bench.h"
-#include "runtime/offload_engine.h"
-#include "runtime/offload_setup.h"
 #include "text/tokenizer.h"
 
 namespace strata::tools {
@@ -38,7 +37,7 @@ struct GenerateOptions {
   std::string json_summary;
   // The offloading engine (CUDA only).
   std::string policy = "auto", hardware, compress = "none", offload_dir, trace;
-  runtime::BudgetFlags budgets;
+  BudgetFlags budgets;
   int64_t max_prompt_len = 0;
 };
 
@@ -65,8 +64,8 @@ Status run_offloaded(GenerateOptions& o, runtime::Context& ctx, const text::Toke
   using namespace planner;
   STRATA_ASSIGN_OR_RETURN(model::ModelFiles files, runtime::open_model_files(ctx, o.model));
   const std::filesystem::path offload_dir =
-      o.offload_dir.empty() ? runtime::default_offload_dir() : std::filesystem::path(o.offload_dir);
-  STRATA_ASSIGN_OR_RETURN(Budgets budgets, runtime::resolve_budgets(o.budgets, cuda_index(o.device), offload_dir));
+      o.offload_dir.empty() ? default_offload_dir() : std::filesystem::path(o.offload_dir);
+  STRATA_ASSIGN_OR_RETURN(Budgets budgets, resolve_budgets(o.budgets, cuda_index(o.device), offload_dir));
   const ModelSpec spec = make_model_spec(files.config, o.job.model_name);
   PlanResult plan;
   double search_s = -1;
@@ -77,29 +76,30 @@ Status run_offloaded(GenerateOptions& o, runtime::Context& ctx, const text::Toke
       w = {std::max<int64_t>(1, shape.max_prompt_tokens), std::max<int64_t>(1, shape.max_new_tokens), shape.requests};
     }
     SearchOptions options;
-    STRATA_RETURN_IF_ERROR(runtime::set_compress_choices(o.compress, &options));
+    STRATA_RETURN_IF_ERROR(set_compress_choices(o.compress, &options));
     const auto t0 = std::chrono::steady_clock::now();
     STRATA_ASSIGN_OR_RETURN(plan, plan_policy(spec, w, hw, budgets, options));
     search_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   } else {
-    STRATA_ASSIGN_OR_RETURN(plan, runtime::load_policy_file(o.policy, spec, hw, budgets, Workload{}));
+    STRATA_ASSIGN_OR_RETURN(plan, load_policy_file(o.policy, spec, hw, budgets, Workload{}));
   }
   if (!o.quiet) {
     print_plan(plan, hw, search_s, /*buffers=*/false, stderr);
     std::fprintf(stderr, "\n");
   }
-  runtime::OffloadOptions eo;
+  offload::OffloadOptions eo;
   eo.policy = plan.policy;
   eo.offload_dir = offload_dir;
   eo.trace = !o.trace.empty();
-  STRATA_ASSIGN_OR_RETURN(auto engine, runtime::OffloadEngine::create(files.config, files.weights.get(), eo, ctx));
+  STRATA_ASSIGN_OR_RETURN(auto engine, offload::OffloadEngine::create(files.config, files.weights.get(), eo,
+                                                                    *ctx.backend, ctx.pool, ctx.logger));
   const int64_t block = plan.policy.batch.block();
   o.job.batch_size = static_cast<int32_t>(block);
   o.job.window = std::max<int32_t>(o.job.window, static_cast<int32_t>(block));
   o.job.max_sequence_len = plan.policy.workload.prompt_len + plan.policy.workload.gen_len;
   STRATA_ASSIGN_OR_RETURN(runtime::BatchSummary summary, runtime::run_batch_job(*engine, tokenizer, o.job, ctx.logger));
   if (!o.trace.empty()) STRATA_RETURN_IF_ERROR(engine->write_trace(o.trace));
-  if (!o.quiet) std::fprintf(stderr, "%s", runtime::format_offload_report(engine->report()).c_str());
+  if (!o.quiet) std::fprintf(stderr, "%s", offload::format_offload_report(engine->report()).c_str());
   return write_summary(o, summary);
 }
 
@@ -133,13 +133,13 @@ Status run(GenerateOptions& o) {
   planner::HardwareProfile hw;
   if (policy != "none") {
     if (!o.hardware.empty()) {
-      STRATA_ASSIGN_OR_RETURN(hw, runtime::load_hardware_profile(o.hardware));
+      STRATA_ASSIGN_OR_RETURN(hw, load_hardware_profile(o.hardware));
     } else {
       const cuda::DeviceQuery q = cuda::query_devices();
       std::string gpu;
       for (const auto& d : q.devices)
         if (d.index == cuda_index(o.device)) gpu = d.name;
-      auto found = runtime::catalogue_hardware_for_gpu(gpu, planner::hardware_catalogue());
+      auto found = catalogue_hardware_for_gpu(gpu, planner::hardware_catalogue());
       if (found.is_ok()) {
         hw = *found;
       } else if (policy == "auto") {

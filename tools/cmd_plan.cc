@@ -18,7 +18,7 @@
 #include "planner/hardware.h"
 #include "planner/memory_plan.h"
 #include "planner/search.h"
-#include "runtime/offload_setup.h"
+#include "offload_setup.h"
 
 namespace strata::tools {
 

@@ -1,6 +1,6 @@
 // strata profile: measures this machine and writes a hardware profile for `strata plan`: CPU GEMM
 // and decode attention through the CPU backend, DRAM read bandwidth with every core, disk read and
-// write with O_DIRECT through strata's I/O backends (storage/io_bench.h), capacities, and the
+// write with O_DIRECT through strata's I/O backends (bench/drivers/io_bench.h), capacities, and the
 // GPU's links, GEMM rates and HBM bandwidth when a GPU is present (cuda/profile.h). --topology
 // prints the NUMA/PCIe topology hwloc sees.
 #include <sys/statvfs.h>
@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/drivers/io_bench.h"
 #include "commands.h"
 #include "common/dtype.h"
 #include "common/log.h"
@@ -28,7 +29,6 @@
 #include "cuda/device.h"
 #include "cuda/profile.h"
 #include "planner/hardware.h"
-#include "storage/io_bench.h"
 #include "storage/topology.h"
 
 namespace strata::tools {
@@ -174,7 +174,7 @@ struct DiskFigures {
 
 // O_DIRECT reads and writes of 4 MiB blocks at queue depth 16 through strata's I/O backends.
 Result<DiskFigures> measure_disk(const std::string& dir, uint64_t bytes, Logger& log) {
-  storage::IoBenchOptions o;
+  bench::IoBenchOptions o;
   o.dir = dir;
   o.file_bytes = bytes;
   o.depths = {16};
@@ -182,7 +182,7 @@ Result<DiskFigures> measure_disk(const std::string& dir, uint64_t bytes, Logger&
   o.fallback_depths = {16};
   o.repetitions = 2;
   o.max_seconds_per_rep = 3.0;
-  STRATA_ASSIGN_OR_RETURN(auto results, storage::run_io_bench(o, log));
+  STRATA_ASSIGN_OR_RETURN(auto results, bench::run_io_bench(o, log));
   DiskFigures d;
   for (const auto& r : results) {
     if (r.op == "write") d.write_gbps = std::max(d.write_gbps, r.max);
@@ -243,7 +243,7 @@ Status run_profile(const ProfileArgs& a) {
   struct statvfs vfs{};
   if (statvfs(a.dir.c_str(), &vfs) != 0)
     return io_error("cannot stat the offload directory " + a.dir + ": " + std::strerror(errno), errno);
-  p.disk.name = a.dir + " (" + storage::filesystem_type(a.dir) + ")";
+  p.disk.name = a.dir + " (" + bench::filesystem_type(a.dir) + ")";
   p.disk.capacity_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
   if (!a.skip_disk) {
     STRATA_ASSIGN_OR_RETURN(uint64_t disk_test, parse_bytes(a.disk_bytes));

@@ -15,6 +15,7 @@
 
 #include "common/status.h"
 #include "common/tensor.h"
+#include "compute/logit_stats.h"
 #include "model/config.h"
 
 namespace strata {
@@ -103,6 +104,13 @@ class Backend {
   virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, LayerKvCache& cache,
                          std::span<const SeqSpan> seqs, const AttentionParams& params,
                          Tensor& out) = 0;
+  // Statistics of each row of `logits`, the host F32 [R, V] tensor this backend's model returned,
+  // for sampling (compute/logit_stats.h): computed on the host here; a GPU backend reads the
+  // device copy the logits came from instead.
+  virtual Result<std::vector<LogitStats>> logit_stats(const Tensor& logits,
+                                                      std::span<const LogitQuery> queries) {
+    return logit_stats_on_host(logits, queries);
+  }
 };
 
 // The CPU backend (oneDNN matmul, threaded kernels). Activations are F32; linear weights are kept

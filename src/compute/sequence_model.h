@@ -1,6 +1,6 @@
 // SequenceModel: what the Generator drives: a model that keeps the KV state of a set of sequences
 // (slots) and runs one ragged step over them at a time. The Transformer with its own KV cache
-// (TransformerModel) and the offloading engine (runtime/offload_engine.h) implement it.
+// (TransformerModel) and the offloading engine (offload/engine.h) implement it.
 // Not thread safe: one step at a time.
 #pragma once
 

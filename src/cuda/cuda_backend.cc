@@ -16,6 +16,7 @@
 #include "cuda/gemv.h"
 #include "cuda/int4_gemm.h"
 #include "cuda/int4_weights.h"
+#include "cuda/logit_stats.h"
 #include "cuda/norm.h"
 #include "cuda/rope.h"
 #include "cuda/rows.h"
@@ -286,6 +287,11 @@ Tensor CudaBackend::device_copy_of(const Tensor& host) const {
       host.shape() != last_download_device_.shape())
     return Tensor();
   return last_download_device_;
+}
+
+Result<std::vector<compute::LogitStats>> CudaBackend::logit_stats(
+    const Tensor& logits, std::span<const compute::LogitQuery> queries) {
+  return cuda::logit_stats(*this, logits, queries);
 }
 
 Tensor CudaBackend::to_host_f32(const Tensor& t) {

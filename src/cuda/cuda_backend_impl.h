@@ -77,6 +77,9 @@ class CudaBackend final : public compute::Backend {
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, compute::LayerKvCache& cache,
                  std::span<const compute::SeqSpan> seqs, const compute::AttentionParams& params,
                  Tensor& out) override;
+  // On the device copy the logits came from (cuda/logit_stats.h).
+  Result<std::vector<compute::LogitStats>> logit_stats(
+      const Tensor& logits, std::span<const compute::LogitQuery> queries) override;
   // Attention over an int4-g64 KV cache (cuda/int4_kv.h); defined in int4_kv_attention.cc.
   Status attention_int4_kv(const Tensor& q, const Tensor& k, const Tensor& v, Int4KvCache& cache,
                            std::span<const compute::SeqSpan> seqs,

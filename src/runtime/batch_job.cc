@@ -8,9 +8,9 @@
 #include <unordered_set>
 
 #include <nlohmann/json.hpp>
-#include <sys/resource.h>
 #include <unistd.h>
 
+#include "common/process.h"
 #include "runtime/generator.h"
 #include "text/batch_request.h"
 #include "text/incremental_decoder.h"
@@ -34,12 +34,6 @@ uint64_t request_seed(uint64_t seed, const std::string& custom_id) {
 
 bool is_blank(const std::string& s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
-}
-
-int64_t peak_rss_bytes() {
-  struct rusage ru {};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<int64_t>(ru.ru_maxrss) * 1024;
 }
 
 // A request ready for the engine.
@@ -381,7 +375,7 @@ Result<BatchSummary> Job::run() {
   STRATA_RETURN_IF_ERROR(writer_->sync());
   progress_->finish();
   sum_.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  sum_.peak_rss_bytes = peak_rss_bytes();
+  sum_.peak_rss_bytes = static_cast<int64_t>(peak_rss_bytes());
   return sum_;
 }
 

@@ -2,77 +2,18 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
-#include <random>
-
-#include "cuda/cuda_backend.h"
-#include "cuda/logit_stats.h"
+#include <utility>
 
 namespace strata::runtime {
 
 const char* finish_reason_name(FinishReason r) { return r == FinishReason::kStop ? "stop" : "length"; }
 
 namespace {
-// The k most likely tokens of a row of logits with their log-softmax, best first.
-std::vector<std::pair<int32_t, float>> top_logprobs(std::span<const float> logits, int32_t k) {
-  const int32_t V = static_cast<int32_t>(logits.size());
-  k = std::min(k, V);
-  std::vector<int32_t> idx(V);
-  for (int32_t i = 0; i < V; ++i) idx[i] = i;
-  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) {
-    return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
-  });
-  double mx = logits[idx[0]], sum = 0;
-  for (float v : logits) sum += std::exp(static_cast<double>(v) - mx);
-  const double lse = mx + std::log(sum);
-  std::vector<std::pair<int32_t, float>> out;
-  for (int32_t i = 0; i < k; ++i) out.emplace_back(idx[i], static_cast<float>(logits[idx[i]] - lse));
-  return out;
-}
-
-// What runtime::Sampler picks, computed from the GPU's statistics of a row instead of the row:
-// the same candidates in the same order and the same double arithmetic, so both paths choose the
-// same token from the same random draw. False when the candidates the GPU returned do not cover
-// the set Sampler would draw from (top_p over a flat distribution, or a large top_k); the caller
-// then runs the full host path on the row.
-constexpr int32_t kGpuCandidates = 1024;
-
-bool pick_from_stats(const SamplingParams& p, std::mt19937_64& rng,
-                     const cuda::LogitStats& st, int32_t vocab, Sample& out) {
-  const double mx_raw = st.max_logit;
-  if (p.greedy()) {
-    out.token = st.argmax;
-    return true;
-  }
-  const auto& cand = st.top;
-  const int32_t have = static_cast<int32_t>(cand.size());
-  const int32_t keep = (p.top_k > 0 && p.top_k < vocab) ? p.top_k : vocab;
-  const double inv_t = 1.0 / p.temperature;
-  const double mx = cand.empty() ? mx_raw * inv_t : cand[0].first * inv_t;
-  double sum = 0;
-  std::vector<double> probs;
-  if (keep <= have) {
-    probs.resize(keep);
-    for (int32_t i = 0; i < keep; ++i) sum += probs[i] = std::exp(cand[i].first * inv_t - mx);
-  } else if (keep == vocab && p.top_p < 1.0f) {
-    probs.resize(have);
-    for (int32_t i = 0; i < have; ++i) probs[i] = std::exp(cand[i].first * inv_t - mx);
-    sum = st.temperature_sum;
-  } else {
-    return false;
-  }
-  if (probs.empty()) return false;
-  for (auto& q : probs) q /= sum;
-  const bool complete = static_cast<int32_t>(probs.size()) >= keep;
-  const std::optional<int32_t> chosen = draw_nucleus(probs, p.top_p, complete, rng);
-  if (!chosen) return false;
-  out.token = cand[*chosen].second;
-  return true;
-}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
+
 }  // namespace
 
 Status Generator::validate(std::span<const GenerationRequest> requests) const {
@@ -118,14 +59,6 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
   std::vector<int32_t> length(n);   // tokens in the cache (prompt + generated so far)
   std::vector<int32_t> active;      // slots still generating, in slot order
 
-  // On a CUDA backend the pass over the vocabulary (argmax, softmax sums, best candidates) runs on
-  // the GPU and the host finishes each choice from a short list. Those rows draw from their own
-  // generator, seeded and used as Sampler uses its own, so both paths pick the same tokens.
-  const bool gpu_sampling = cuda::is_cuda_backend(model_.backend());
-  std::vector<std::mt19937_64> rngs;
-  if (gpu_sampling)
-    for (const auto& r : requests) rngs.emplace_back(r.sampling.seed);
-
   // Records the token chosen for `slot`; returns false once the sequence is done.
   auto record = [&](int32_t slot, const Sample& s, std::vector<std::pair<int32_t, float>> top) {
     const GenerationRequest& req = requests[slot];
@@ -149,62 +82,25 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
   };
 
   // Chooses the next token of each slot in `slots` from logits [slots.size(), V] (host F32) and
-  // returns the slots still running.
+  // returns the slots still running. The backend computes each row's statistics where the logits
+  // are (on the GPU for a CUDA backend) and the samplers finish each choice from them.
   auto advance_all = [&](const Tensor& logits, std::span<const int32_t> slots) -> Result<std::vector<int32_t>> {
     const int64_t V = logits.dim(1);
+    std::vector<compute::LogitQuery> queries(slots.size());
+    for (size_t i = 0; i < slots.size(); ++i)
+      queries[i] = logit_query(requests[slots[i]].sampling, requests[slots[i]].top_logprobs);
+    STRATA_ASSIGN_OR_RETURN(std::vector<compute::LogitStats> stats, model_.backend().logit_stats(logits, queries));
     std::vector<int32_t> still;
-    auto row_of = [&](size_t i) {
-      return std::span<const float>(logits.data<float>() + i * V, static_cast<size_t>(V));
-    };
-    if (!gpu_sampling) {
-      for (size_t i = 0; i < slots.size(); ++i) {
-        const int32_t slot = slots[i];
-        const auto row = row_of(i);
-        Sample s = samplers[slot].sample(row);
-        std::vector<std::pair<int32_t, float>> top;
-        if (requests[slot].top_logprobs > 0) top = top_logprobs(row, requests[slot].top_logprobs);
-        if (record(slot, s, std::move(top))) still.push_back(slot);
-      }
-      return still;
-    }
-    std::vector<cuda::LogitQuery> queries(slots.size());
-    for (size_t i = 0; i < slots.size(); ++i) {
-      const GenerationRequest& req = requests[slots[i]];
-      if (!req.sampling.greedy()) {
-        queries[i].temperature = req.sampling.temperature;
-        queries[i].candidates = req.sampling.top_k > 0 && req.sampling.top_k <= kGpuCandidates
-                                    ? req.sampling.top_k
-                                    : kGpuCandidates;
-      }
-      queries[i].candidates = std::max(queries[i].candidates, req.top_logprobs);
-    }
-    STRATA_ASSIGN_OR_RETURN(std::vector<cuda::LogitStats> stats,
-                            cuda::logit_stats(model_.backend(), logits, queries));
     for (size_t i = 0; i < slots.size(); ++i) {
       const int32_t slot = slots[i];
       const GenerationRequest& req = requests[slot];
-      const cuda::LogitStats& st = stats[i];
-      const auto row = row_of(i);
-      Sample s;
-      if (!pick_from_stats(req.sampling, rngs[slot], st, static_cast<int32_t>(V), s)) {
-        // The host path on this row, with this row's generator (Sampler's algorithm).
-        std::vector<std::pair<float, int32_t>> all(static_cast<size_t>(V));
-        for (int32_t t = 0; t < V; ++t) all[t] = {row[t], t};
-        std::stable_sort(all.begin(), all.end(),
-                         [](const auto& a, const auto& b) { return a.first > b.first; });
-        cuda::LogitStats full = st;
-        full.top = std::move(all);
-        STRATA_CHECK(pick_from_stats(req.sampling, rngs[slot], full, static_cast<int32_t>(V), s),
-                     "sampling over the whole row must succeed");
-      }
-      // log-softmax at the token as token_logprob() computes it: (x - max) - log(sum).
-      s.logprob = static_cast<float>(static_cast<double>(row[s.token]) - st.max_logit - st.log_sum);
+      const compute::LogitStats& st = stats[i];
+      const Sample s = samplers[slot].sample(st, {logits.data<float>() + i * V, static_cast<size_t>(V)});
       std::vector<std::pair<int32_t, float>> top;
       if (req.top_logprobs > 0) {
         const double lse = st.max_logit + st.log_sum;
         const int32_t k = std::min<int32_t>(req.top_logprobs, static_cast<int32_t>(st.top.size()));
-        for (int32_t j = 0; j < k; ++j)
-          top.emplace_back(st.top[j].second, static_cast<float>(st.top[j].first - lse));
+        for (int32_t j = 0; j < k; ++j) top.emplace_back(st.top[j].second, static_cast<float>(st.top[j].first - lse));
       }
       if (record(slot, s, std::move(top))) still.push_back(slot);
     }

@@ -49,41 +49,78 @@ std::optional<int32_t> draw_nucleus(std::span<const double> probs, float top_p, 
   return keep - 1;
 }
 
+compute::LogitQuery logit_query(const SamplingParams& p, int32_t top_logprobs) {
+  compute::LogitQuery q;
+  if (!p.greedy()) {
+    q.temperature = p.temperature;
+    q.candidates = p.top_k > 0 && p.top_k <= kSampleCandidates ? p.top_k : kSampleCandidates;
+  }
+  q.candidates = std::max(q.candidates, top_logprobs);
+  return q;
+}
+
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
+
+// Softmax of logit / temperature over the kept candidates (top_k of them, in stats.top's order),
+// normalised by their own sum, or by the whole row's when top_k keeps the whole vocabulary and
+// top_p may stop inside the candidates; then the nucleus draw.
+bool Sampler::pick(const compute::LogitStats& st, int32_t vocab, int32_t* token) {
+  if (params_.greedy()) {
+    *token = st.argmax;
+    return true;
+  }
+  const auto& cand = st.top;
+  const int32_t have = static_cast<int32_t>(cand.size());
+  const int32_t keep = (params_.top_k > 0 && params_.top_k < vocab) ? params_.top_k : vocab;
+  const double inv_t = 1.0 / params_.temperature;
+  const double mx = cand.empty() ? st.max_logit * inv_t : cand[0].first * inv_t;
+  double sum = 0;
+  std::vector<double> probs;
+  if (keep <= have) {
+    probs.resize(keep);
+    for (int32_t i = 0; i < keep; ++i) sum += probs[i] = std::exp(cand[i].first * inv_t - mx);
+  } else if (keep == vocab && params_.top_p < 1.0f) {
+    probs.resize(have);
+    for (int32_t i = 0; i < have; ++i) probs[i] = std::exp(cand[i].first * inv_t - mx);
+    sum = st.temperature_sum;
+  } else {
+    return false;
+  }
+  if (probs.empty()) return false;
+  for (auto& q : probs) q /= sum;
+  const bool complete = static_cast<int32_t>(probs.size()) >= keep;
+  const std::optional<int32_t> chosen = draw_nucleus(probs, params_.top_p, complete, rng_);
+  if (!chosen) return false;
+  *token = cand[*chosen].second;
+  return true;
+}
+
+Sample Sampler::sample(const compute::LogitStats& stats, std::span<const float> logits) {
+  STRATA_CHECK(!logits.empty());
+  const int32_t V = static_cast<int32_t>(logits.size());
+  Sample out;
+  if (!pick(stats, V, &out.token)) {
+    // Every candidate, from the row.
+    const compute::LogitQuery all{params_.temperature, V};
+    const Tensor row = Tensor::wrap(const_cast<float*>(logits.data()), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
+    compute::LogitStats full = stats;
+    full.top = std::move(compute::logit_stats_on_host(row, {&all, 1}).value()[0].top);
+    STRATA_CHECK(pick(full, V, &out.token), "sampling over the whole row must succeed");
+  }
+  // log-softmax at the token as token_logprob() computes it: (x - max) - log(sum).
+  out.logprob = static_cast<float>(static_cast<double>(logits[out.token]) - stats.max_logit - stats.log_sum);
+  return out;
+}
 
 Sample Sampler::sample(std::span<const float> logits) {
   STRATA_CHECK(!logits.empty());
   const int32_t V = static_cast<int32_t>(logits.size());
-  Sample out;
-  if (params_.greedy()) {
-    out.token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    out.logprob = token_logprob(logits, out.token);
-    return out;
-  }
-  // Candidates sorted by logit, descending; ties broken by token id for determinism.
-  scratch_.resize(V);
-  for (int32_t i = 0; i < V; ++i) scratch_[i] = {logits[i], i};
-  auto by_logit = [](const auto& a, const auto& b) {
-    return a.first != b.first ? a.first > b.first : a.second < b.second;
-  };
-  int32_t keep = V;
-  if (params_.top_k > 0 && params_.top_k < V) {
-    keep = params_.top_k;
-    std::partial_sort(scratch_.begin(), scratch_.begin() + keep, scratch_.end(), by_logit);
-  } else {
-    std::sort(scratch_.begin(), scratch_.end(), by_logit);
-  }
-  // Softmax of logit / temperature over the kept candidates.
-  const double inv_t = 1.0 / params_.temperature;
-  const double mx = scratch_[0].first * inv_t;
-  std::vector<double> probs(keep);
-  double sum = 0;
-  for (int32_t i = 0; i < keep; ++i) sum += probs[i] = std::exp(scratch_[i].first * inv_t - mx);
-  for (auto& p : probs) p /= sum;
-  const int32_t chosen = *draw_nucleus(probs, params_.top_p, /*complete=*/true, rng_);
-  out.token = scratch_[chosen].second;
-  out.logprob = token_logprob(logits, out.token);
-  return out;
+  compute::LogitQuery q;
+  if (!params_.greedy()) q = {params_.temperature, params_.top_k > 0 && params_.top_k < V ? params_.top_k : V};
+  const Tensor row = Tensor::wrap(const_cast<float*>(logits.data()), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
+  auto stats = compute::logit_stats_on_host(row, {&q, 1});
+  STRATA_CHECK(stats.is_ok(), stats.status().to_string());
+  return sample(stats.value()[0], logits);
 }
 
 }  // namespace strata::runtime

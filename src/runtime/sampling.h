@@ -1,7 +1,8 @@
 // Sampler: picks the next token from a row of logits, greedily or by seeded sampling with
-// temperature, top-k and top-p applied in that order (as transformers does). One Sampler per
-// sequence: it owns that sequence's random stream, so results do not depend on batch makeup.
-// Not thread safe.
+// temperature, top-k and top-p applied in that order (as transformers does), from the row's
+// statistics (compute/logit_stats.h) that the backend computes where the logits are, so one
+// sampling path serves every backend. One Sampler per sequence: it owns that sequence's random
+// stream, so results do not depend on batch makeup. Not thread safe.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "compute/logit_stats.h"
 
 namespace strata::runtime {
 
@@ -30,15 +32,28 @@ struct Sample {
   float logprob = 0.0f;  // log-softmax of the raw logits at `token`
 };
 
+// Candidates a sampled (not greedy) row asks the backend for when its top_k does not bound them.
+inline constexpr int32_t kSampleCandidates = 1024;
+
+// The statistics sampling with `p` needs of a row, with at least `top_logprobs` candidates.
+compute::LogitQuery logit_query(const SamplingParams& p, int32_t top_logprobs);
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);
+  // Picks from `stats` (made for logit_query(params)) of the row `logits`; the row itself is read
+  // only when the candidates in `stats` do not cover the set to draw from (top_p over a flat
+  // distribution, or a top_k beyond them).
+  Sample sample(const compute::LogitStats& stats, std::span<const float> logits);
+  // The same, from the row alone.
   Sample sample(std::span<const float> logits);
 
  private:
+  // False when stats.top is too short for the draw (nothing drawn).
+  bool pick(const compute::LogitStats& stats, int32_t vocab, int32_t* token);
+
   SamplingParams params_;
   std::mt19937_64 rng_;
-  std::vector<std::pair<float, int32_t>> scratch_;  // (logit, token), reused across calls
 };
 
 // The last step of sampling: `probs` are candidates' probabilities, descending and normalised over

@@ -1,0 +1,58 @@
+#include "compute/logit_stats.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+namespace strata::compute {
+
+namespace {
+
+LogitStats row_stats(const float* x, int64_t V, const LogitQuery& q) {
+  LogitStats st;
+  const int64_t arg = std::max_element(x, x + V) - x;
+  st.argmax = static_cast<int32_t>(arg);
+  st.max_logit = x[arg];
+  const double inv_t = q.temperature > 0 ? 1.0 / q.temperature : 0.0;
+  double sum = 0, tsum = 0;
+  for (int64_t i = 0; i < V; ++i) {
+    sum += std::exp(static_cast<double>(x[i]) - x[arg]);
+    if (inv_t > 0) tsum += std::exp(x[i] * inv_t - x[arg] * inv_t);
+  }
+  st.log_sum = std::log(sum);
+  st.temperature_sum = tsum;
+  const int64_t k = std::min<int64_t>(std::max<int32_t>(q.candidates, 0), V);
+  if (k > 0) {
+    std::vector<std::pair<float, int32_t>> all(static_cast<size_t>(V));
+    for (int64_t i = 0; i < V; ++i) all[i] = {x[i], static_cast<int32_t>(i)};
+    auto better = [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first > b.first : a.second < b.second;
+    };
+    if (k == V) {
+      std::sort(all.begin(), all.end(), better);
+    } else {
+      std::partial_sort(all.begin(), all.begin() + k, all.end(), better);
+    }
+    all.resize(static_cast<size_t>(k));
+    st.top = std::move(all);
+  }
+  return st;
+}
+
+}  // namespace
+
+Result<std::vector<LogitStats>> logit_stats_on_host(const Tensor& logits,
+                                                    std::span<const LogitQuery> queries) {
+  if (logits.dtype() != DType::kF32 || logits.rank() != 2 || logits.memory() == MemoryKind::kGpu)
+    return invalid_argument("logit statistics: the logits must be a host F32 [rows, vocab] tensor");
+  const int64_t R = logits.dim(0), V = logits.dim(1);
+  if (static_cast<int64_t>(queries.size()) != R)
+    return invalid_argument("logit statistics: " + std::to_string(queries.size()) + " queries for " +
+                            std::to_string(R) + " rows");
+  std::vector<LogitStats> out;
+  out.reserve(static_cast<size_t>(R));
+  for (int64_t r = 0; r < R; ++r) out.push_back(row_stats(logits.data<float>() + r * V, V, queries[r]));
+  return out;
+}
+
+}  // namespace strata::compute

@@ -1,0 +1,37 @@
+// Per-row statistics of a batch of logits, for choosing the next token without another pass over
+// the vocabulary: the first index of the largest logit, log-sum-exp (for log-softmax), the
+// softmax denominator at a temperature, and the best `candidates` (logit, token) pairs sorted by
+// logit descending, then token ascending. Sums are in double. A backend computes them where its
+// logits are (Backend::logit_stats; the CUDA backend on the GPU); logit_stats_on_host is the
+// reference every backend matches. Pure, thread safe.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "common/tensor.h"
+
+namespace strata::compute {
+
+struct LogitQuery {
+  float temperature = 0.0f;  // > 0: also sum exp(x / T - max / T) over the row
+  int32_t candidates = 0;    // how many of the best (logit, token) pairs to return
+};
+
+struct LogitStats {
+  int32_t argmax = 0;          // first index of the largest logit
+  float max_logit = 0.0f;
+  double log_sum = 0.0;        // log(sum exp(x - max)): logprob(t) = (x[t] - max) - log_sum
+  double temperature_sum = 0;  // sum over the row of exp(x / T - max / T), when T > 0
+  std::vector<std::pair<float, int32_t>> top;  // (logit, token), best first
+};
+
+// The statistics of host logits [R, V] (F32), one query per row, summed in index order.
+// kInvalidArgument when the tensor is not host F32 [R, V] or the queries are not R.
+Result<std::vector<LogitStats>> logit_stats_on_host(const Tensor& logits,
+                                                    std::span<const LogitQuery> queries);
+
+}  // namespace strata::compute

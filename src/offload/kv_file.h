@@ -1,0 +1,74 @@
+// KvFile: the disk tier of the KV cache. One region per (layer, GPU batch) in a file of the
+// offload directory holds that unit's keys, then its values, each in compute/host_kv.h's layout
+// (fp16 or int4-g64), so a region and a pinned staging buffer of region_bytes() are byte for byte
+// the same and a step moves only the pages holding the rows it reads or writes. The file is
+// created with its full size reserved (a full disk fails at create(), naming the directory) and
+// removed by the destructor. Transfers are driven by one thread at a time (the IoBackend's rule).
+// Units: bytes, positions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "common/log.h"
+#include "common/status.h"
+#include "compute/host_kv.h"
+#include "storage/io_backend.h"
+#include "storage/io_file.h"
+
+namespace strata::offload {
+
+// Positions [begin, end) of the sequence in `slot`.
+struct KvRows {
+  int64_t slot = 0;
+  int64_t begin = 0;
+  int64_t end = 0;
+};
+
+// The byte ranges [first, second) of one of k or v (offsets from its start) that hold `rows`
+// (codes, scales and mins for int4), rounded out to storage::kIoAlignment and merged, in order.
+std::vector<std::pair<uint64_t, uint64_t>> kv_row_pages(const compute::HostKvShape& shape,
+                                                        std::span<const KvRows> rows);
+
+class KvFile {
+ public:
+  // A file of `units` regions for KV of `shape` in `dir` (created if missing).
+  static Result<std::unique_ptr<KvFile>> create(storage::IoBackend& io, const std::filesystem::path& dir,
+                                                const compute::HostKvShape& shape, int64_t units, Logger& log);
+  ~KvFile();
+  KvFile(const KvFile&) = delete;
+  KvFile& operator=(const KvFile&) = delete;
+
+  const compute::HostKvShape& shape() const { return shape_; }
+  size_t region_bytes() const { return 2 * v_offset_; }  // a staging buffer's size
+  size_t v_offset() const { return v_offset_; }           // values' offset in a region
+  uint64_t file_bytes() const { return file_bytes_; }
+  const std::filesystem::path& path() const { return path_; }
+
+  // Moves the pages of unit `unit` holding `rows` of k and v between the file and `staging`
+  // (region_bytes(), kIoAlignment-aligned). Returns the bytes moved. A write only changes pages
+  // that hold some of `rows`; the rest of such a page comes from `staging`, so the rows in it must
+  // have been read into staging before (a decode step reads every position up to its new ones).
+  Result<uint64_t> read(int64_t unit, std::span<const KvRows> rows, std::byte* staging);
+  Result<uint64_t> write(int64_t unit, std::span<const KvRows> rows, const std::byte* staging);
+
+ private:
+  KvFile(storage::IoBackend& io, compute::HostKvShape shape) : io_(io), shape_(shape) {}
+  Result<uint64_t> transfer(storage::IoOpKind kind, int64_t unit, std::span<const KvRows> rows,
+                            std::byte* staging);
+
+  storage::IoBackend& io_;
+  compute::HostKvShape shape_;
+  size_t v_offset_ = 0;
+  int64_t units_ = 0;
+  uint64_t file_bytes_ = 0;
+  std::filesystem::path path_;
+  std::unique_ptr<storage::IoFile> file_;
+};
+
+}  // namespace strata::offload

@@ -1,0 +1,54 @@
+// One step of the block: the batch split by GPU batch, the zig-zag plan of this kind of step
+// (offload/plan.h, made once per kind and kept), and its actions run by the executor, each by the
+// component that owns what it touches (engine_impl.h lists them). Read this and plan.cc's
+// Planner::run to know the schedule.
+#include <string>
+
+#include "cuda/cuda_backend.h"
+#include "offload/engine_impl.h"
+
+namespace strata::offload {
+
+const std::vector<Action>& OffloadEngine::Impl::plan_for(bool prefill, const std::vector<bool>& active) {
+  auto key = std::make_pair(prefill, active);
+  auto it = plans.find(key);
+  if (it == plans.end()) {
+    StepShape shape = base_shape;
+    shape.prefill = prefill;
+    shape.batch_active = active;
+    it = plans.emplace(std::move(key), plan_step(shape)).first;
+  }
+  return it->second;
+}
+
+Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::span<const int32_t> rows) {
+  compute::Transformer& model = compute->model();
+  STRATA_RETURN_IF_ERROR(model.check_batch(batch));
+  STRATA_RETURN_IF_ERROR(split_step(batch, rows, dims, limits, &step_state));
+  const bool prefill = step_state.prefill;
+  const std::vector<Action>& plan = plan_for(prefill, step_state.active);
+
+  const double t0 = lanes->now_s();
+  step_state.x.assign(static_cast<size_t>(dims.batches), Tensor());
+  step_state.qkv.assign(static_cast<size_t>(dims.batches), {});
+  step_state.logits = model.alloc(static_cast<int64_t>(rows.size()), config.vocab_size);
+  accounting->begin_step(prefill);
+  Executor executor(*gpu, *disk_worker, *cpu_worker);
+  const Status ran = executor.run(plan, handlers, *accounting);
+  if (!ran.is_ok()) {
+    step_state = StepState{};
+    return ran.with_context("offload: step " + std::to_string(accounting->steps()));
+  }
+  lanes->sample_memory();
+  accounting->collect_gpu_spans();
+  Tensor host = rows.empty() ? Tensor::host(DType::kF32, {0, config.vocab_size})
+                             : backend->to_host_f32(step_state.logits);
+  // The step's activations go back to the backend; a prompt step's would otherwise stay
+  // reserved in its cache through decoding.
+  step_state = StepState{};
+  if (prefill) cuda::release_cached_memory(*backend);
+  accounting->end_step(lanes->now_s() - t0, batch.size());
+  return host;
+}
+
+}  // namespace strata::offload

@@ -1,0 +1,77 @@
+#include "offload/step_state.h"
+
+#include <string>
+
+namespace strata::offload {
+
+namespace {
+
+// Each sequence into its GPU batch's SubBatch, checking order, room and kind.
+Status split_sequences(const compute::TokenBatch& batch, const BlockDims& dims,
+                       const StepLimits& limits, StepState* st) {
+  bool prefill = false, decode = false;
+  int32_t last_slot = -1;
+  for (const auto& s : batch.seqs) {
+    if (s.slot <= last_slot || s.slot >= limits.slots)
+      return invalid_argument("offload: sequences must come in increasing slot order within [0, " +
+                              std::to_string(limits.slots) + ")");
+    last_slot = s.slot;
+    if (s.past_len + s.num_tokens > limits.max_len)
+      return invalid_argument("offload: the sequence in slot " + std::to_string(s.slot) + " needs " +
+                              std::to_string(s.past_len + s.num_tokens) +
+                              " positions; reset() made room for " + std::to_string(limits.max_len));
+    (s.past_len == 0 ? prefill : decode) = true;
+    if (s.past_len == 0 && s.num_tokens > dims.prefill_len)
+      return invalid_argument("offload: a prompt of " + std::to_string(s.num_tokens) +
+                              " tokens is longer than the policy's prompt length " +
+                              std::to_string(dims.prefill_len));
+    const int64_t b = s.slot / dims.gbs;
+    SubBatch& sb = st->subs[b];
+    if (!st->active[b]) sb.first_row = s.offset;
+    st->active[b] = true;
+    sb.batch.add_sequence(static_cast<int32_t>(s.slot - b * dims.gbs), s.past_len,
+                          std::span<const int32_t>(batch.tokens).subspan(s.offset, s.num_tokens));
+  }
+  if (prefill && decode)
+    return unsupported("offload: a step mixes prompts and decoding; run them as separate steps");
+  if (decode)
+    for (const auto& s : batch.seqs)
+      if (s.num_tokens != 1) return unsupported("offload: decode steps take one token per sequence");
+  st->prefill = prefill;
+  return Status::ok();
+}
+
+}  // namespace
+
+Status split_step(const compute::TokenBatch& batch, std::span<const int32_t> rows,
+                  const BlockDims& dims, const StepLimits& limits, StepState* st) {
+  *st = StepState{};
+  st->subs.resize(static_cast<size_t>(dims.batches));
+  st->active.assign(static_cast<size_t>(dims.batches), false);
+  STRATA_RETURN_IF_ERROR(split_sequences(batch, dims, limits, st));
+  // Logit rows, by batch, in order.
+  int32_t r_out = 0;
+  for (int64_t b = 0, ri = 0; b < dims.batches; ++b) {
+    if (!st->active[b]) continue;
+    SubBatch& sb = st->subs[b];
+    sb.logit_begin = r_out;
+    const int32_t end = sb.first_row + sb.batch.size();
+    while (ri < static_cast<int64_t>(rows.size()) && rows[ri] >= sb.first_row && rows[ri] < end) {
+      sb.rows.push_back(rows[ri++] - sb.first_row);
+      ++r_out;
+    }
+  }
+  if (r_out != static_cast<int32_t>(rows.size()))
+    return invalid_argument("offload: logit rows must be in increasing order within [0, " +
+                            std::to_string(batch.size()) + ")");
+  return Status::ok();
+}
+
+std::vector<KvRows> kv_rows(std::span<const compute::SeqSpan> seqs, bool written_only) {
+  std::vector<KvRows> r;
+  for (const auto& s : seqs)
+    r.push_back({s.slot, written_only ? s.past_len : 0, static_cast<int64_t>(s.past_len) + s.num_tokens});
+  return r;
+}
+
+}  // namespace strata::offload

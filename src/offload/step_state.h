@@ -1,0 +1,64 @@
+// The step in flight, as the engine's components see it: the block's fixed sizes, the step's
+// batch split by GPU batch, and each GPU batch's tensors between one action and the next (hidden
+// states, the q/k/v of a batch attended on the CPU, the step's logits). step() fills it; the
+// handlers read and write it on the issuing thread (host tasks copy what they need when they are
+// made). Not thread safe. Units: tokens, sequences.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "common/status.h"
+#include "common/tensor.h"
+#include "compute/sequence_model.h"
+#include "compute/transformer.h"
+#include "offload/kv_file.h"
+#include "offload/plan.h"
+
+namespace strata::offload {
+
+// The block's sizes, fixed when the engine is built.
+struct BlockDims {
+  int64_t layers = 0;       // unit `layers` holds the head and the other non-layer weights
+  int64_t batches = 1;      // GPU batches per block
+  int64_t gbs = 1;          // sequences per GPU batch
+  int64_t prefill_len = 0;  // the policy's prompt length: the longest prompt a step may carry
+  int64_t max_len = 0;      // prompt + generated positions per sequence
+};
+
+// One GPU batch's share of a step.
+struct SubBatch {
+  compute::TokenBatch batch;  // local slots (from 0), offsets from 0
+  int32_t first_row = 0;      // its first token's row in the step's batch
+  std::vector<int32_t> rows;  // its logit rows, local
+  int32_t logit_begin = 0;    // where its logit rows go in the step's output
+};
+
+struct StepState {
+  bool prefill = false;
+  std::vector<bool> active;       // [batches]: the GPU batch has sequences this step
+  std::vector<SubBatch> subs;     // [batches]
+  std::vector<Tensor> x;          // [batches] hidden states [tokens, hidden] (gpu)
+  std::vector<compute::Transformer::AttentionInputs> qkv;  // [batches] q, k, v (gpu) of batches
+                                                            // attended on the CPU
+  Tensor logits;                  // [logit rows, vocab] f32 (gpu)
+};
+
+// How much of the block the sequences in use may take (OffloadEngine::reset's arguments).
+struct StepLimits {
+  int32_t slots = 0;    // sequences in [0, slots)
+  int32_t max_len = 0;  // positions per sequence
+};
+
+// Splits a step's batch by GPU batch (slots [b * gbs, (b + 1) * gbs) form batch b) and its logit
+// rows, into `st` (subs, active, prefill; the tensors are cleared). Errors say what the batch
+// breaks: slot order, lengths, prompts mixed with decoding, rows out of order.
+Status split_step(const compute::TokenBatch& batch, std::span<const int32_t> rows,
+                  const BlockDims& dims, const StepLimits& limits, StepState* st);
+
+// The rows of a GPU batch's KV that a step reads (every position up to its new ones) or writes
+// (its new ones).
+std::vector<KvRows> kv_rows(std::span<const compute::SeqSpan> seqs, bool written_only);
+
+}  // namespace strata::offload
