@@ -1,17 +1,17 @@
 // The cost model: for a model, a workload, a machine, a batch shape and the compression and
 // attention choices, the seconds each resource is busy per layer in one prefill step and in one
-// decode step (at the mean decode context) of a whole block, as affine functions of the placement
-// fractions. Layer time is the max over the bounds the zig-zag schedule overlaps. The LP minimises
-// exactly these functions and predictions evaluate them, so the two cannot disagree.
+// decode step of a whole block, as affine functions of the placement fractions; layer time is the
+// max over the bounds the zig-zag schedule overlaps. The LP minimises exactly what predictions
+// evaluate. Pure functions, thread safe. Units: seconds, bytes.
+//
 // FlexGen's model (paper section 4.3) corrected: weight loading overlaps compute in decode too,
 // compression changes the bytes moved and adds dequantisation work, GQA shrinks the KV cache,
-// Llama MLPs have three matrices, and where attention over off-GPU KV runs is a choice.
-// Where the profile has them, every call also pays its fixed cost: kernel launches per (layer, GPU
-// batch), CPU attention per call, latency per copy and per disk request, with the calls counted as
-// the engine issues them (engine_calls.h); a cost tied to a tier scales with that tier's fraction
-// of the KV units, weights or GPU batches, so the model stays affine. A workload with a mix of
-// lengths is a weighted sum of one model per length (JobModel).
-// Pure functions, thread safe. Units: seconds, bytes.
+// Llama MLPs have three matrices, and where attention over off-GPU KV runs is a choice. Where the
+// profile has them, every call also pays its fixed cost: kernel launches per (layer, GPU batch),
+// CPU attention per call, latency per copy and per disk request, with the calls counted as the
+// engine issues them (engine_calls.h); a cost tied to a tier scales with that tier's fraction of
+// the KV units, weights or GPU batches, so the model stays affine. A job of mixed lengths is a
+// weighted sum of one model per length (JobModel).
 #pragma once
 
 #include <array>

@@ -1,9 +1,7 @@
-// How many calls the offloading engine issues per layer of one step, counted as its step code
-// issues them: copies of a KV unit (one per part of the stored form, for keys and for values; a
-// copy of many sequences' rows is one 2-D copy, a decode step's new rows of GPU-attended off-GPU
-// KV are one copy per sequence), and disk requests of a KV unit's file region (the pages holding
-// the rows moved, merged where they touch). The cost model charges each call its fixed cost.
-// Pure functions, thread safe. Units: positions, calls.
+// The calls the offloading engine issues per layer of one step that the cost model counts beyond
+// their bytes: a KV unit's copies by part (kv_parts) and its disk requests (the pages holding the
+// rows moved, merged where they touch, as the engine's KV file issues them). Pure functions,
+// thread safe. Units: positions, calls.
 #pragma once
 
 #include <cstdint>

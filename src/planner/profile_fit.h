@@ -1,9 +1,7 @@
-// Fits of the hardware profile's per-call costs from timed calls: a fixed cost plus a rate
-// (copies, disk requests, a layer's kernels), CPU attention's fixed, per-sequence and per-byte
-// cost, and a GEMM rate curve over rows per call that never falls as rows grow. Least squares on
-// the relative error, so short calls (which carry the fixed cost) weigh as much as long ones;
-// every coefficient is kept >= 0. Pure functions, thread safe. Units: seconds, bytes (or any
-// count of x), FLOPs, rows.
+// Fits of the hardware profile's per-call costs from timed calls: a fixed cost plus a rate, CPU
+// attention's per-call, per-sequence and per-byte cost, and a GEMM rate curve over rows that never
+// falls as rows grow. Least squares on the relative error (short calls carry the fixed cost), all
+// coefficients >= 0. Pure functions, thread safe. Units: seconds, bytes (or any x), FLOPs, rows.
 #pragma once
 
 #include <string>

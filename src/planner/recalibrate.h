@@ -1,15 +1,7 @@
-// Recalibration: a profile corrected from runs of the engine. For each phase (prefill, decode)
-// and resource (gpu, h2d, d2h, disk_read, disk_write, cpu_attention) it compares the busy seconds
-// the cost model predicted with those measured and stores a correction factor in the profile's
-// `calibration`, which the cost model multiplies into that resource's time.
-// Why factors and not refit rates: a resource's predicted time is a sum of terms (a copy's bytes
-// over the link rate plus its latency; GEMMs, fixed kernel time and dequantisation) and one busy
-// time per run cannot say which term is wrong; a factor on the sum is exact for the run measured,
-// keeps every term's shape (so the LP still sees how a placement moves each one), composes over
-// successive runs (new factor = old factor x measured / predicted), and leaves the measured rates
-// (`strata profile`) readable. A scale wrong in one rate (a slower link, a slower GPU) is
-// corrected for every placement; several runs are fitted together by least squares.
-// Pure functions, thread safe. Units: seconds.
+// Recalibration: a profile corrected from runs of the engine, as per-phase, per-resource factors
+// (gpu, h2d, d2h, disk_read, disk_write, cpu_attention) in the profile's `calibration`, which the
+// cost model multiplies into that resource's predicted time. Pure functions, thread safe.
+// Units: seconds.
 #pragma once
 
 #include <array>
@@ -21,6 +13,14 @@
 #include "planner/policy.h"
 
 namespace strata::planner {
+
+// Why factors and not refit rates: a resource's predicted time is a sum of terms (a copy's bytes
+// over the link rate plus its latency; GEMMs, fixed kernel time and dequantisation) and one busy
+// time per run cannot say which term is wrong. A factor on the sum is exact for the run measured,
+// keeps every term's shape (so the LP still sees how a placement moves each one), composes over
+// successive runs (new factor = old factor x measured / predicted) and leaves the measured rates
+// (`strata profile`) readable. A scale wrong in one rate (a slower link, a slower GPU) is then
+// corrected for every placement; several runs are fitted together by least squares.
 
 // Busy seconds of each resource (CalibratedResource order) in one prefill step and in one decode
 // step of a block, all layers (or over any span, the same for prediction and measurement).

@@ -104,7 +104,8 @@ Result<Fractions> solve_placement_lp(const ModelSpec& spec, const Workload& w,
   for (size_t p = 0; p < job.parts.size(); ++p) {
     const CostModel& cm = job.parts[p];
     const double L = static_cast<double>(cm.layers), steps = static_cast<double>(cm.decode_steps);
-    const std::string tag = job.parts.size() > 1 ? "_" + std::to_string(p) : "";
+    std::string tag;
+    if (job.parts.size() > 1) tag = std::string("_").append(std::to_string(p));
     const int tp = lp.add_variable("T_prefill" + tag, 0, kLpInfinity, job.blocks[p] * L);
     const int tg = lp.add_variable("T_decode" + tag, 0, kLpInfinity, job.blocks[p] * L * steps);
     add_bounds(cm.prefill, tp);
