@@ -14,7 +14,66 @@ std::string pct(double f) {
   return buf;
 }
 
+std::string placement(const planner::Fractions& f, int first, int count) {
+  std::string s;
+  for (int i = 0; i < count; ++i) s += (i ? " / " : "") + pct(f[first + i]);
+  return s;
+}
+
+std::string number(const char* format, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+
 }  // namespace
+
+void print_comparison(const planner::PlanResult& given, const std::string& given_label,
+                      const planner::PlanResult& planned, const planner::HardwareProfile& hw, std::FILE* out) {
+  using namespace planner;
+  const Policy& a = given.policy;
+  const Policy& b = planned.policy;
+  std::fprintf(out, "model        %s, %lld prompt + %lld generated tokens", a.model.c_str(),
+               static_cast<long long>(a.workload.prompt_len), static_cast<long long>(a.workload.gen_len));
+  if (!a.workload.mix.empty()) std::fprintf(out, " at most (%zu lengths)", a.workload.mix.size());
+  std::fprintf(out, "\nhardware     %s\nbudgets      gpu %s, cpu %s, disk %s\n\n", hw.name.c_str(),
+               format_bytes(a.budgets.gpu).c_str(), format_bytes(a.budgets.cpu).c_str(),
+               format_bytes(a.budgets.disk).c_str());
+  auto row = [&](const char* name, const std::string& x, const std::string& y) {
+    std::fprintf(out, "  %-24s %-28s %-28s\n", name, x.c_str(), y.c_str());
+  };
+  auto batch = [](const Policy& p) {
+    return std::to_string(p.batch.gpu_batch_size) + " x " + std::to_string(p.batch.num_gpu_batches) + " = " +
+           std::to_string(p.batch.block());
+  };
+  auto choices = [](const Policy& p) {
+    return std::string(compression_name(p.choices.weights)) + ", kv " + std::string(compression_name(p.choices.kv)) +
+           ", attn " + std::string(attention_name(p.choices.attention));
+  };
+  const Prediction& qa = a.predicted;
+  const Prediction& qb = b.predicted;
+  row("", given_label, "planner's choice");
+  row("batch", batch(a), batch(b));
+  row("weights gpu/cpu/disk", placement(given.placement.realised, kWg, 3), placement(planned.placement.realised, kWg, 3));
+  row("kv gpu/cpu/disk", placement(given.placement.realised, kCg, 3), placement(planned.placement.realised, kCg, 3));
+  row("activations gpu/cpu", placement(given.placement.realised, kHg, 2), placement(planned.placement.realised, kHg, 2));
+  row("compression, attention", choices(a), choices(b));
+  row("predicted tokens/s", number("%.4g", qa.tokens_per_s), number("%.4g", qb.tokens_per_s));
+  row("prefill (s)", number("%.4g", qa.prefill_s), number("%.4g", qb.prefill_s));
+  row("decode step (s)", number("%.4g", qa.decode_step_s), number("%.4g", qb.decode_step_s));
+  if (qa.job_s > 0) row("job (s)", number("%.4g", qa.job_s), number("%.4g", qb.job_s));
+  row("bottleneck", qa.bottleneck, qb.bottleneck);
+  for (int t = 0; t < kNumTiers; ++t)
+    row(("memory " + std::string(tier_name(static_cast<Tier>(t)))).c_str(), format_bytes(qa.bytes[t]),
+        format_bytes(qb.bytes[t]));
+  std::fprintf(out, "\nseconds per layer that each resource is busy, prefill | decode\n");
+  for (size_t i = 0; i < qa.prefill.resources.size(); ++i)
+    row(qa.prefill.resources[i].first.c_str(),
+        number("%.6g", qa.prefill.resources[i].second) + " | " + number("%.6g", qa.decode.resources[i].second),
+        number("%.6g", qb.prefill.resources[i].second) + " | " + number("%.6g", qb.decode.resources[i].second));
+  row("layer time", number("%.6g", qa.prefill.layer_s) + " | " + number("%.6g", qa.decode.layer_s),
+      number("%.6g", qb.prefill.layer_s) + " | " + number("%.6g", qb.decode.layer_s));
+}
 
 void print_plan(const planner::PlanResult& r, const planner::HardwareProfile& hw, double search_s,
                 bool buffers, std::FILE* out) {

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/check.h"
+#include "planner/engine_calls.h"
 
 namespace strata::planner {
 
@@ -34,30 +35,43 @@ const char* resource_name(int r) {
 
 namespace {
 
+constexpr double kUs = 1e-6;
+
 Affine constant(double c) {
   Affine a;
   a.constant = c;
   return a;
 }
 
-// Bytes moved per layer in one phase, as affine functions of the fractions.
+// What one layer of one phase moves and computes, as affine functions of the fractions.
 struct Traffic {
-  Affine h2d, d2h, disk_read, disk_write, dram_extra;  // dram_extra: CPU attention's KV reads
-  Affine gpu_s, cpu_s;                                 // compute seconds
+  Affine h2d, d2h, disk_read, disk_write, dram_extra;  // bytes; dram_extra: CPU attention's KV reads
+  Affine h2d_copies, d2h_copies, read_requests, write_requests;  // calls, each paying its latency
+  Affine gpu_s, cpu_s;                                             // compute seconds
 };
 
-PhaseModel finish(const Traffic& t, const HardwareProfile& hw, int64_t nb) {
+PhaseModel finish(const Traffic& t, const HardwareProfile& hw, int64_t nb, Phase phase) {
   const double h2d = hw.links.h2d_gbps * 1e9, d2h = hw.links.d2h_gbps * 1e9;
   const double duplex = hw.links.duplex_gbps * 1e9;
   const double rd = hw.disk.read_gbps * 1e9, wr = hw.disk.write_gbps * 1e9;
   const double dram = hw.cpu.dram_gbps * 1e9;
+  const Calibration& cal = hw.calibration;
+  auto cal_of = [&](int r) { return cal.of(phase, r); };
   PhaseModel m;
-  m.seconds[kDiskRead] = t.disk_read * (1 / rd);
-  m.seconds[kDiskWrite] = t.disk_write * (1 / wr);
-  m.seconds[kH2d] = t.h2d * (1 / h2d);
-  m.seconds[kD2h] = t.d2h * (1 / d2h);
-  m.seconds[kGpuCompute] = t.gpu_s;
-  m.seconds[kCpuCompute] = t.cpu_s;
+  Affine disk_read = t.disk_read * (1 / rd);
+  disk_read += t.read_requests * (hw.disk.read_latency_us * kUs);
+  Affine disk_write = t.disk_write * (1 / wr);
+  disk_write += t.write_requests * (hw.disk.write_latency_us * kUs);
+  Affine h2d_s = t.h2d * (1 / h2d);
+  h2d_s += t.h2d_copies * (hw.links.h2d_latency_us * kUs);
+  Affine d2h_s = t.d2h * (1 / d2h);
+  d2h_s += t.d2h_copies * (hw.links.d2h_latency_us * kUs);
+  m.seconds[kDiskRead] = disk_read * cal_of(kCalDiskRead);
+  m.seconds[kDiskWrite] = disk_write * cal_of(kCalDiskWrite);
+  m.seconds[kH2d] = h2d_s * cal_of(kCalH2d);
+  m.seconds[kD2h] = d2h_s * cal_of(kCalD2h);
+  m.seconds[kGpuCompute] = t.gpu_s * cal_of(kCalGpu);
+  m.seconds[kCpuCompute] = t.cpu_s * cal_of(kCalCpuAttention);
   // Every DMA byte crosses DRAM once (disk reads land in pinned staging and leave it over PCIe:
   // counted once in disk_read and once in h2d); CPU attention reads its KV from DRAM too.
   Affine dram_bytes = t.h2d;
@@ -70,15 +84,19 @@ PhaseModel finish(const Traffic& t, const HardwareProfile& hw, int64_t nb) {
   // One NVMe device serves reads and writes in turn.
   Affine disk = m.seconds[kDiskRead];
   disk += m.seconds[kDiskWrite];
-  Affine pcie = t.h2d;
-  pcie += t.d2h;
-  pcie = pcie * (1 / (2 * duplex));
+  // Both directions at once share the link: each at the duplex rate, each copy paying its latency.
+  Affine pcie_h2d = t.h2d * (1 / duplex);
+  pcie_h2d += t.h2d_copies * (hw.links.h2d_latency_us * kUs);
+  Affine pcie_d2h = t.d2h * (1 / duplex);
+  pcie_d2h += t.d2h_copies * (hw.links.d2h_latency_us * kUs);
+  Affine pcie = pcie_h2d * (0.5 * cal_of(kCalH2d));
+  pcie += pcie_d2h * (0.5 * cal_of(kCalD2h));
   // The GPU and the CPU work on different GPU batches at once; with nb batches the pipeline
   // fills and drains once per layer, so the shorter side adds 1/nb of itself.
-  Affine gpu = t.gpu_s;
-  gpu += t.cpu_s * (1.0 / static_cast<double>(nb));
-  Affine cpu = t.cpu_s;
-  cpu += t.gpu_s * (1.0 / static_cast<double>(nb));
+  Affine gpu = m.seconds[kGpuCompute];
+  gpu += m.seconds[kCpuCompute] * (1.0 / static_cast<double>(nb));
+  Affine cpu = m.seconds[kCpuCompute];
+  cpu += m.seconds[kGpuCompute] * (1.0 / static_cast<double>(nb));
   m.bounds = {{"disk", disk},
               {"h2d", m.seconds[kH2d]},
               {"d2h", m.seconds[kD2h]},
@@ -89,113 +107,206 @@ PhaseModel finish(const Traffic& t, const HardwareProfile& hw, int64_t nb) {
   return m;
 }
 
+// The shape of the problem: model, workload and batch numbers every term below uses.
+struct Shape {
+  double L, gbs, nb, B, s, n, ctx;
+  int64_t max_len;
+  double layer_w, head_w, w_stream;  // bytes: a layer, the head, a layer plus its share of the head
+  double p_layer, p_head;            // GEMM parameters
+  double deq_elems;                  // int4 weight elements a layer's GEMMs dequantise (0: fp16)
+  double q_dim, hidden, kv_elems_per_token;
+  double kv_token_bytes;             // one token's keys and values in one layer, stored form
+  double parts;                      // KV copies per unit for keys or values (1, or 3 for int4)
+};
+
+// Seconds of a linear layer's GEMMs in one call of `rows` rows: the rate at that many rows or
+// reading the weights from HBM, whichever is slower.
+double linear_s(const RateCurve& curve, double rows, double flops, double bytes, double hbm) {
+  return std::max(flops / (curve.tflops(rows) * 1e12), bytes / hbm);
+}
+
+// The curve that prices the weights' GEMMs, or nullptr for the scalar rates.
+const RateCurve* weight_curve(const GpuProfile& g, Compression cw) {
+  if (cw == Compression::kInt4 && !g.linear_int4.empty()) return &g.linear_int4;
+  return g.linear_fp16.empty() ? nullptr : &g.linear_fp16;
+}
+
+// Copies of a layer's streamed weights: one per part of each tier off the GPU per GPU batch, and
+// the same again for the head (one more unit per step); one disk request per unit's disk part.
+void weight_calls(const Shape& z, Traffic& t) {
+  const double per_layer = 1 + 1 / z.L;
+  t.h2d_copies.add(kWc, z.nb * per_layer).add(kWd, z.nb * per_layer);
+  t.read_requests.add(kWd, per_layer);
+}
+
+PhaseModel prefill_model(const Shape& z, const ModelSpec& spec, const HardwareProfile& hw,
+                         const BatchShape& batch, const Choices& ch) {
+  Traffic t;
+  const GpuProfile& g = hw.gpu;
+  const double hbm = g.hbm_gbps * 1e9;
+  const double attn_flops = 2 * z.B * z.s * z.s * z.q_dim;  // QK^T and PV, causal half of each
+  const RateCurve* curve = weight_curve(g, ch.weights);
+  double gpu;
+  if (curve == nullptr) {
+    const double gemm_flops = 2 * z.B * z.s * z.p_layer + 2 * z.B * z.p_head / z.L;  // head: last token
+    gpu = (gemm_flops + attn_flops) / (g.gemm_prefill_tflops * 1e12);
+  } else {
+    const double rows = z.gbs * z.s;
+    gpu = z.nb * linear_s(*curve, rows, 2 * rows * z.p_layer, z.layer_w, hbm);
+    gpu += z.nb * linear_s(*curve, z.gbs, 2 * z.gbs * z.p_head, z.head_w, hbm) / z.L;
+    const double attn_rate = g.linear_fp16.empty() ? g.gemm_prefill_tflops : g.linear_fp16.tflops(rows);
+    gpu += attn_flops / (attn_rate * 1e12);
+  }
+  // Each GPU batch's GEMMs dequantise the weights again (an int4 curve has that inside).
+  if (curve != &g.linear_int4) gpu += z.nb * z.deq_elems / g.dequant_rate();
+  if (ch.kv == Compression::kInt4) gpu += z.B * z.s * z.kv_elems_per_token / g.dequant_rate();  // quantise
+  gpu += z.nb * g.fixed.prefill_layer_us * kUs;
+  t.gpu_s = constant(gpu);
+
+  const double kv_new = z.kv_token_bytes * z.B * z.s;
+  const double hid = z.B * z.s * z.hidden * 2;
+  t.h2d.add(kWc, z.w_stream).add(kWd, z.w_stream).add(kHc, hid);
+  t.d2h.add(kCc, kv_new).add(kCd, kv_new).add(kHc, hid);
+  t.disk_read.add(kWd, z.w_stream);
+  t.disk_write.add(kCd, kv_new);
+  weight_calls(z, t);
+  // A batch's hidden states go to the host after each layer and come back before the next.
+  t.h2d_copies.add(kHc, z.nb);
+  t.d2h_copies.add(kHc, z.nb);
+  // Off-GPU KV leaves in one 2-D copy per part, for keys and values; disk KV is then written
+  // sequence by sequence.
+  t.d2h_copies.add(kCc, z.nb * 2 * z.parts).add(kCd, z.nb * 2 * z.parts);
+  const auto gbs = batch.gpu_batch_size;
+  t.write_requests.add(kCd, z.nb * static_cast<double>(kv_disk_requests(
+                                       spec, ch.kv, gbs, z.max_len, 0, static_cast<int64_t>(z.s))));
+  return finish(t, hw, batch.num_gpu_batches, kPrefill);
+}
+
+// Seconds of one CPU attention call over a GPU batch's KV of `kv_bytes`; without a per-call
+// profile the kernel's arithmetic, its unpacking of int4 KV, or its read of the KV from DRAM,
+// whichever is slowest (the dram bound adds the PCIe traffic sharing that bandwidth).
+double cpu_attention_call_s(const Shape& z, const HardwareProfile& hw, Compression ckv, double kv_bytes) {
+  const CpuAttentionCost& c = ckv == Compression::kInt4 ? hw.cpu.attention_int4 : hw.cpu.attention_fp16;
+  if (c.present()) return c.fixed_us * kUs + c.per_sequence_us * kUs * z.gbs + kv_bytes / (c.gbps * 1e9);
+  const double kv_deq = ckv == Compression::kInt4 ? z.gbs * z.ctx * z.kv_elems_per_token / hw.cpu.dequant_rate() : 0;
+  return std::max({4 * z.gbs * z.ctx * z.q_dim / (hw.cpu.attention_gflops * 1e9), kv_deq,
+                   kv_bytes / (hw.cpu.dram_gbps * 1e9)});
+}
+
+PhaseModel decode_model(const Shape& z, const ModelSpec& spec, const HardwareProfile& hw,
+                        const BatchShape& batch, const Choices& ch) {
+  Traffic t;
+  const GpuProfile& g = hw.gpu;
+  const double hbm = g.hbm_gbps * 1e9;
+  const RateCurve* curve = weight_curve(g, ch.weights);
+  // Per GPU batch the GEMMs either run at the decode rate or wait on reading the weights from
+  // HBM, whichever is slower.
+  double gpu;
+  if (curve == nullptr) {
+    const double rate = g.gemm_decode_tflops * 1e12;
+    gpu = z.nb * std::max(2 * z.gbs * z.p_layer / rate, z.layer_w / hbm);
+    gpu += z.nb * std::max(2 * z.gbs * z.p_head / rate, z.head_w / hbm) / z.L;
+  } else {
+    gpu = z.nb * linear_s(*curve, z.gbs, 2 * z.gbs * z.p_layer, z.layer_w, hbm);
+    gpu += z.nb * linear_s(*curve, z.gbs, 2 * z.gbs * z.p_head, z.head_w, hbm) / z.L;
+  }
+  if (curve != &g.linear_int4) gpu += z.nb * z.deq_elems / g.dequant_rate();
+  if (ch.kv == Compression::kInt4) gpu += z.B * z.kv_elems_per_token / g.dequant_rate();
+  t.gpu_s = constant(gpu);
+
+  const double kv_read = z.kv_token_bytes * z.B * z.ctx;
+  const double kv_new = z.kv_token_bytes * z.B;
+  const double kv_deq_gpu = ch.kv == Compression::kInt4 ? z.B * z.ctx * z.kv_elems_per_token / g.dequant_rate() : 0;
+  const double fixed = z.nb * g.fixed.decode_layer_us * kUs;
+  // Attention over GPU-resident KV: bound by reading it from HBM.
+  t.gpu_s.add(kCg, kv_read / hbm + kv_deq_gpu + fixed);
+  if (ch.attention == Attention::kGpu) {
+    for (Frac f : {kCc, kCd}) {
+      t.h2d.add(f, kv_read);
+      t.d2h.add(f, kv_new);
+      t.gpu_s.add(f, kv_read / hbm + kv_deq_gpu + fixed);
+      // The unit comes in one 2-D copy per part for keys and values; each sequence's new row goes
+      // back in its own copies.
+      t.h2d_copies.add(f, z.nb * 2 * z.parts);
+      t.d2h_copies.add(f, z.B * 2 * z.parts);
+    }
+  } else {
+    const double qo = z.B * z.q_dim * 2;  // fp16 queries out, attention outputs back
+    const double call = cpu_attention_call_s(z, hw, ch.kv, kv_read / z.nb);
+    for (Frac f : {kCc, kCd}) {
+      t.d2h.add(f, qo + kv_new);
+      t.h2d.add(f, qo);
+      t.cpu_s.add(f, z.nb * call);
+      t.dram_extra.add(f, kv_read);
+      t.gpu_s.add(f, z.nb * g.fixed.decode_split_layer_us * kUs);
+      t.d2h_copies.add(f, z.nb * 3);  // q, k and v to the host
+    }
+  }
+  t.disk_read.add(kCd, kv_read);
+  t.disk_write.add(kCd, kv_new);
+  const auto gbs = batch.gpu_batch_size;
+  const auto c = static_cast<int64_t>(z.ctx);
+  t.read_requests.add(kCd, z.nb * static_cast<double>(kv_disk_requests(spec, ch.kv, gbs, z.max_len, 0, c + 1)));
+  t.write_requests.add(kCd, z.nb * static_cast<double>(kv_disk_requests(spec, ch.kv, gbs, z.max_len, c, c + 1)));
+  const double hid = z.B * z.hidden * 2;
+  t.h2d.add(kWc, z.w_stream).add(kWd, z.w_stream).add(kHc, hid);
+  t.d2h.add(kHc, hid);
+  t.disk_read.add(kWd, z.w_stream);
+  weight_calls(z, t);
+  t.h2d_copies.add(kHc, z.nb);
+  t.d2h_copies.add(kHc, z.nb);
+  return finish(t, hw, batch.num_gpu_batches, kDecode);
+}
+
 }  // namespace
 
-CostModel build_cost_model(const ModelSpec& spec, const Workload& w, const HardwareProfile& hw,
-                           const BatchShape& batch, const Choices& ch) {
+namespace {
+
+// Blocks of `w.prompt_len + w.gen_len`-token requests in KV caches laid out for `max_len`
+// positions per sequence (the longest request of the job).
+CostModel build_for(const ModelSpec& spec, const Workload& w, int64_t max_len, const HardwareProfile& hw,
+                    const BatchShape& batch, const Choices& ch) {
   STRATA_CHECK(w.prompt_len > 0 && w.gen_len > 0, "workload lengths must be positive");
+  STRATA_CHECK(w.prompt_len + w.gen_len <= max_len, "a request longer than its KV cache");
   CostModel cm;
   cm.layers = spec.num_layers;
   cm.decode_steps = w.gen_len - 1;
   cm.block = batch.block();
   cm.gen_len = w.gen_len;
 
-  const double L = static_cast<double>(spec.num_layers);
-  const double gbs = static_cast<double>(batch.gpu_batch_size);
-  const double nb = static_cast<double>(batch.num_gpu_batches);
-  const double B = gbs * nb;
-  const double s = static_cast<double>(w.prompt_len);
-  const double n = static_cast<double>(w.gen_len);
-  const double ctx = s + n / 2;  // mean context a decode step attends to
-
-  const double rate_p = hw.gpu.gemm_prefill_tflops * 1e12;
-  const double rate_g = hw.gpu.gemm_decode_tflops * 1e12;
-  const double hbm = hw.gpu.hbm_gbps * 1e9;
-  const double deq_gpu = hw.gpu.dequant_rate();
-  const double deq_cpu = hw.cpu.dequant_rate();
-  const double cpu_attn = hw.cpu.attention_gflops * 1e9;
-
-  const Compression cw = ch.weights, ckv = ch.kv;
+  Shape z;
+  z.L = static_cast<double>(spec.num_layers);
+  z.gbs = static_cast<double>(batch.gpu_batch_size);
+  z.nb = static_cast<double>(batch.num_gpu_batches);
+  z.B = z.gbs * z.nb;
+  z.s = static_cast<double>(w.prompt_len);
+  z.n = static_cast<double>(w.gen_len);
+  z.ctx = z.s + z.n / 2;  // mean context a decode step attends to
+  z.max_len = max_len;
   // Bytes streamed per layer when a layer is entirely off the GPU: the layer plus its share of
   // the head, which is streamed like one more layer per step.
-  const double layer_w = static_cast<double>(spec.layer_bytes(cw));
-  const double head_w = static_cast<double>(spec.head_bytes(cw));
-  const double w_stream = layer_w + head_w / L;
-  const double p_layer = static_cast<double>(spec.layer_gemm_params);
-  const double p_head = static_cast<double>(spec.head_gemm_params);
-  const double deq_elems = cw == Compression::kInt4
-                               ? static_cast<double>(spec.layer_compressible_elements())
-                               : 0.0;
-  const double q_dim = static_cast<double>(spec.q_dim);
-  const double hidden = static_cast<double>(spec.hidden);
-  const double kv_elems_per_token = 2.0 * static_cast<double>(spec.kv_dim);
-  auto kv_bytes = [&](double tokens) {
-    return static_cast<double>(spec.kv_bytes(1, ckv)) * tokens;
-  };
+  z.layer_w = static_cast<double>(spec.layer_bytes(ch.weights));
+  z.head_w = static_cast<double>(spec.head_bytes(ch.weights));
+  z.w_stream = z.layer_w + z.head_w / z.L;
+  z.p_layer = static_cast<double>(spec.layer_gemm_params);
+  z.p_head = static_cast<double>(spec.head_gemm_params);
+  z.deq_elems = ch.weights == Compression::kInt4 ? static_cast<double>(spec.layer_compressible_elements()) : 0.0;
+  z.q_dim = static_cast<double>(spec.q_dim);
+  z.hidden = static_cast<double>(spec.hidden);
+  z.kv_elems_per_token = 2.0 * static_cast<double>(spec.kv_dim);
+  z.kv_token_bytes = static_cast<double>(spec.kv_bytes(1, ch.kv));
+  z.parts = kv_parts(ch.kv);
 
-  // ---- Prefill: the whole prompt of every sequence of the block, one layer.
-  {
-    Traffic t;
-    const double gemm_flops = 2 * B * s * p_layer + 2 * B * p_head / L;  // head: last token only
-    const double attn_flops = 2 * B * s * s * q_dim;  // QK^T and PV, causal half of each
-    double gpu = (gemm_flops + attn_flops) / rate_p;
-    gpu += nb * deq_elems / deq_gpu;  // each GPU batch's GEMMs dequantise the weights again
-    if (ckv == Compression::kInt4) gpu += B * s * kv_elems_per_token / deq_gpu;  // quantise
-    t.gpu_s = constant(gpu);
-    const double kv_new = kv_bytes(B * s);
-    const double hid = B * s * hidden * 2;
-    t.h2d.add(kWc, w_stream).add(kWd, w_stream).add(kHc, hid);
-    t.d2h.add(kCc, kv_new).add(kCd, kv_new).add(kHc, hid);
-    t.disk_read.add(kWd, w_stream);
-    t.disk_write.add(kCd, kv_new);
-    cm.prefill = finish(t, hw, batch.num_gpu_batches);
-  }
-
-  // ---- Decode: one new token per sequence, attending to ctx positions, one layer.
-  {
-    Traffic t;
-    // Per GPU batch the GEMMs either run at the decode rate or wait on reading the weights from
-    // HBM, whichever is slower.
-    double gpu = nb * std::max(2 * gbs * p_layer / rate_g, layer_w / hbm);
-    gpu += nb * std::max(2 * gbs * p_head / rate_g, head_w / hbm) / L;
-    gpu += nb * deq_elems / deq_gpu;
-    if (ckv == Compression::kInt4) gpu += B * kv_elems_per_token / deq_gpu;
-    t.gpu_s = constant(gpu);
-
-    const double kv_read = kv_bytes(B * ctx);
-    const double kv_new = kv_bytes(B);
-    const double kv_deq_gpu = ckv == Compression::kInt4 ? B * ctx * kv_elems_per_token / deq_gpu : 0;
-    const double kv_deq_cpu = ckv == Compression::kInt4 ? B * ctx * kv_elems_per_token / deq_cpu : 0;
-    // Attention over GPU-resident KV: bound by reading it from HBM.
-    t.gpu_s.add(kCg, kv_read / hbm + kv_deq_gpu);
-    if (ch.attention == Attention::kGpu) {
-      for (Frac f : {kCc, kCd}) {
-        t.h2d.add(f, kv_read);
-        t.d2h.add(f, kv_new);
-        t.gpu_s.add(f, kv_read / hbm + kv_deq_gpu);
-      }
-    } else {
-      const double qo = B * q_dim * 2;  // fp16 queries out, attention outputs back
-      // The kernel's arithmetic, its unpacking of int4 KV, or its read of the KV from DRAM,
-      // whichever is slowest (the dram bound adds the PCIe traffic sharing that bandwidth).
-      const double attn_s = std::max({4 * B * ctx * q_dim / cpu_attn, kv_deq_cpu,
-                                      kv_read / (hw.cpu.dram_gbps * 1e9)});
-      for (Frac f : {kCc, kCd}) {
-        t.d2h.add(f, qo + kv_new);
-        t.h2d.add(f, qo);
-        t.cpu_s.add(f, attn_s);
-        t.dram_extra.add(f, kv_read);
-      }
-    }
-    t.disk_read.add(kCd, kv_read);
-    t.disk_write.add(kCd, kv_new);
-    const double hid = B * hidden * 2;
-    t.h2d.add(kWc, w_stream).add(kWd, w_stream).add(kHc, hid);
-    t.d2h.add(kHc, hid);
-    t.disk_read.add(kWd, w_stream);
-    cm.decode = finish(t, hw, batch.num_gpu_batches);
-  }
+  cm.prefill = prefill_model(z, spec, hw, batch, ch);
+  cm.decode = decode_model(z, spec, hw, batch, ch);
   return cm;
+}
+
+}  // namespace
+
+CostModel build_cost_model(const ModelSpec& spec, const Workload& w, const HardwareProfile& hw,
+                           const BatchShape& batch, const Choices& ch) {
+  return build_for(spec, w, w.prompt_len + w.gen_len, hw, batch, ch);
 }
 
 PhaseTimes evaluate_phase(const PhaseModel& phase, const Fractions& f) {
@@ -236,6 +347,54 @@ Prediction predict(const CostModel& m, const Fractions& f, const Workload& w) {
                      ? p.prefill.bottleneck
                      : p.decode.bottleneck;
   return p;
+}
+
+JobModel build_job_model(const ModelSpec& spec, const Workload& w, const HardwareProfile& hw,
+                         const BatchShape& batch, const Choices& ch) {
+  JobModel job;
+  const double block = static_cast<double>(batch.block());
+  if (w.mix.empty()) {
+    job.parts.push_back(build_cost_model(spec, w, hw, batch, ch));
+    job.blocks.push_back(1);
+    return job;
+  }
+  double total = 0;
+  for (const auto& b : w.mix) total += static_cast<double>(b.count);
+  for (const auto& b : w.mix) {
+    job.parts.push_back(build_for(spec, {b.prompt_len, b.gen_len, 0, {}}, w.prompt_len + w.gen_len, hw, batch, ch));
+    job.blocks.push_back(w.requests > 0 ? std::ceil(static_cast<double>(b.count) / block)
+                                        : static_cast<double>(b.count) / total);
+  }
+  return job;
+}
+
+Prediction predict(const JobModel& job, const Fractions& f, const Workload& w) {
+  STRATA_CHECK(!job.parts.empty() && job.parts.size() == job.blocks.size(), "a job model needs its parts");
+  if (job.parts.size() == 1 && w.mix.empty()) return predict(job.parts[0], f, w);
+  Prediction out;
+  double blocks = 0, time = 0, tokens = 0, heaviest = -1;
+  for (size_t i = 0; i < job.parts.size(); ++i) {
+    const CostModel& m = job.parts[i];
+    const Prediction p = predict(m, f, Workload{});
+    const double b = job.blocks[i];
+    blocks += b;
+    time += b * p.block_s;
+    tokens += b * static_cast<double>(m.block * m.gen_len);
+    out.prefill_s += b * p.prefill_s;
+    out.decode_step_s += b * p.decode_step_s;
+    if (b * p.block_s > heaviest) {
+      heaviest = b * p.block_s;
+      out.prefill = p.prefill;
+      out.decode = p.decode;
+      out.bottleneck = p.bottleneck;
+    }
+  }
+  out.prefill_s /= blocks;
+  out.decode_step_s /= blocks;
+  out.block_s = time / blocks;
+  out.tokens_per_s = tokens / time;
+  if (w.requests > 0) out.job_s = time;
+  return out;
 }
 
 }  // namespace strata::planner

@@ -1,12 +1,17 @@
 // The cost model: for a model, a workload, a machine, a batch shape and the compression and
 // attention choices, the seconds each resource is busy per layer in one prefill step and in one
-// decode step (at the mean decode context) of a whole block, as affine functions of the placement
-// fractions. Layer time is the max over the bounds the zig-zag schedule overlaps. The LP minimises
-// exactly these functions and predictions evaluate them, so the two cannot disagree.
+// decode step of a whole block, as affine functions of the placement fractions; layer time is the
+// max over the bounds the zig-zag schedule overlaps. The LP minimises exactly what predictions
+// evaluate. Pure functions, thread safe. Units: seconds, bytes.
+//
 // FlexGen's model (paper section 4.3) corrected: weight loading overlaps compute in decode too,
 // compression changes the bytes moved and adds dequantisation work, GQA shrinks the KV cache,
-// Llama MLPs have three matrices, and where attention over off-GPU KV runs is a choice.
-// Pure functions, thread safe. Units: seconds, bytes.
+// Llama MLPs have three matrices, and where attention over off-GPU KV runs is a choice. Where the
+// profile has them, every call also pays its fixed cost: kernel launches per (layer, GPU batch),
+// CPU attention per call, latency per copy and per disk request, with the calls counted as the
+// engine issues them (engine_calls.h); a cost tied to a tier scales with that tier's fraction of
+// the KV units, weights or GPU batches, so the model stays affine. A job of mixed lengths is a
+// weighted sum of one model per length (JobModel).
 #pragma once
 
 #include <array>
@@ -54,6 +59,8 @@ struct CostModel {
   int64_t gen_len = 0;
 };
 
+// The model of blocks whose requests are workload.prompt_len + workload.gen_len tokens (the mix,
+// if any, is not looked at: see JobModel).
 CostModel build_cost_model(const ModelSpec& spec, const Workload& workload,
                            const HardwareProfile& hw, const BatchShape& batch,
                            const Choices& choices);
@@ -62,5 +69,19 @@ CostModel build_cost_model(const ModelSpec& spec, const Workload& workload,
 PhaseTimes evaluate_phase(const PhaseModel& phase, const Fractions& f);
 // Times of a block at `f` (bytes and job_s are left for the caller).
 Prediction predict(const CostModel& model, const Fractions& f, const Workload& workload);
+
+// A job: one CostModel per length bucket with the number of blocks it runs (ceil(count / block)
+// with a request count, else its share of the requests). The LP minimises
+// sum(blocks x (layers x prefill layer time + layers x steps x decode layer time)), which is the
+// job's time with a request count and proportional to the time per token without one.
+struct JobModel {
+  std::vector<CostModel> parts;
+  std::vector<double> blocks;
+};
+JobModel build_job_model(const ModelSpec& spec, const Workload& workload, const HardwareProfile& hw,
+                         const BatchShape& batch, const Choices& choices);
+// The job at `f`: tokens/s and job_s over every part; prefill_s, decode_step_s and block_s are the
+// means per block; the phase times and the bottleneck are those of the part taking most time.
+Prediction predict(const JobModel& job, const Fractions& f, const Workload& workload);
 
 }  // namespace strata::planner

@@ -1,5 +1,6 @@
 #include "planner/policy.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <nlohmann/json.hpp>
@@ -18,6 +19,58 @@ std::string_view tier_name(Tier t) {
 }
 
 std::string_view attention_name(Attention a) { return a == Attention::kCpu ? "cpu" : "gpu"; }
+
+Status check_workload(const Workload& w) {
+  if (w.prompt_len <= 0 || w.gen_len <= 0)
+    return invalid_argument("prompt and generation lengths must be positive (got " +
+                            std::to_string(w.prompt_len) + " and " + std::to_string(w.gen_len) + ")");
+  if (w.requests < 0) return invalid_argument("the request count cannot be negative");
+  int64_t total = 0;
+  for (size_t i = 0; i < w.mix.size(); ++i) {
+    const LengthBucket& b = w.mix[i];
+    const std::string at = "length mix bucket " + std::to_string(i) + " (" + std::to_string(b.prompt_len) +
+                           "+" + std::to_string(b.gen_len) + " tokens, count " + std::to_string(b.count) + ")";
+    if (b.prompt_len <= 0 || b.gen_len <= 0 || b.count <= 0)
+      return invalid_argument(at + ": lengths and count must be positive");
+    if (b.prompt_len > w.prompt_len || b.gen_len > w.gen_len)
+      return invalid_argument(at + ": longer than the workload's maximum " + std::to_string(w.prompt_len) +
+                              "+" + std::to_string(w.gen_len) + " that memory is planned for");
+    total += b.count;
+  }
+  if (!w.mix.empty() && w.requests > 0 && total != w.requests)
+    return invalid_argument("the length mix counts " + std::to_string(total) + " requests but the job has " +
+                            std::to_string(w.requests));
+  return Status::ok();
+}
+
+Workload workload_from_lengths(const std::vector<std::pair<int64_t, int64_t>>& lengths, int max_buckets) {
+  Workload w;
+  if (lengths.empty() || max_buckets <= 0) return w;
+  std::vector<std::pair<int64_t, int64_t>> sorted(lengths);
+  std::sort(sorted.begin(), sorted.end());
+  const int64_t n = static_cast<int64_t>(sorted.size());
+  const int64_t buckets = std::min<int64_t>(max_buckets, n);
+  w.requests = n;
+  for (int64_t b = 0; b < buckets; ++b) {
+    const int64_t first = b * n / buckets, last = (b + 1) * n / buckets;
+    LengthBucket bucket;
+    bucket.count = last - first;
+    for (int64_t i = first; i < last; ++i) {
+      bucket.prompt_len = std::max(bucket.prompt_len, sorted[i].first);
+      bucket.gen_len = std::max(bucket.gen_len, sorted[i].second);
+    }
+    w.prompt_len = std::max(w.prompt_len, bucket.prompt_len);
+    w.gen_len = std::max(w.gen_len, bucket.gen_len);
+    // Buckets that come out the same lengths are one bucket.
+    if (!w.mix.empty() && w.mix.back().prompt_len == bucket.prompt_len && w.mix.back().gen_len == bucket.gen_len) {
+      w.mix.back().count += bucket.count;
+    } else {
+      w.mix.push_back(bucket);
+    }
+  }
+  if (w.mix.size() == 1) w.mix.clear();  // one length: the plain workload
+  return w;
+}
 
 namespace {
 
@@ -91,6 +144,12 @@ json policy_to_json(const Policy& p) {
   j["prompt_len"] = p.workload.prompt_len;
   j["gen_len"] = p.workload.gen_len;
   if (p.workload.requests > 0) j["requests"] = p.workload.requests;
+  if (!p.workload.mix.empty()) {
+    json mix = json::array();
+    for (const auto& b : p.workload.mix)
+      mix.push_back({{"prompt_len", b.prompt_len}, {"gen_len", b.gen_len}, {"count", b.count}});
+    j["mix"] = mix;
+  }
   j["gpu_batch_size"] = p.batch.gpu_batch_size;
   j["num_gpu_batches"] = p.batch.num_gpu_batches;
   j["weights"] = {{"gpu", tidy(f[kWg])}, {"cpu", tidy(f[kWc])}, {"disk", tidy(f[kWd])},
@@ -123,6 +182,24 @@ Result<Policy> parse_policy(const json& j, const std::string& source) {
   STRATA_ASSIGN_OR_RETURN(p.workload.prompt_len, r.integer(j, "prompt_len", 1));
   STRATA_ASSIGN_OR_RETURN(p.workload.gen_len, r.integer(j, "gen_len", 1));
   STRATA_ASSIGN_OR_RETURN(p.workload.requests, r.integer(j, "requests", 0, false));
+  if (j.contains("mix")) {
+    const json& mix = j.at("mix");
+    if (!mix.is_array()) return r.error("mix", "must be an array of {\"prompt_len\", \"gen_len\", \"count\"}");
+    for (size_t i = 0; i < mix.size(); ++i) {
+      const std::string at = "mix[" + std::to_string(i) + "]";
+      if (!mix[i].is_object()) return r.error(at, "must be an object {\"prompt_len\", \"gen_len\", \"count\"}");
+      LengthBucket b;
+      for (auto [key, dst] : {std::pair{"prompt_len", &b.prompt_len}, std::pair{"gen_len", &b.gen_len},
+                              std::pair{"count", &b.count}}) {
+        auto v = r.integer(mix[i], key, 1);
+        if (!v.is_ok()) return r.error(at + "." + key, "must be an integer >= 1");
+        *dst = *v;
+      }
+      p.workload.mix.push_back(b);
+    }
+    Status ok = check_workload(p.workload);
+    if (!ok.is_ok()) return r.error("mix", ok.message());
+  }
   STRATA_ASSIGN_OR_RETURN(p.batch.gpu_batch_size, r.integer(j, "gpu_batch_size", 1));
   STRATA_ASSIGN_OR_RETURN(p.batch.num_gpu_batches, r.integer(j, "num_gpu_batches", 1));
   if (j.contains("prefetch_slots")) {

@@ -52,11 +52,29 @@ struct Choices {
   int prefetch_slots = kMaxPrefetchSlots;
 };
 
-struct Workload {
+// Requests of one prompt length and generation length within a job of mixed lengths.
+struct LengthBucket {
   int64_t prompt_len = 0;
   int64_t gen_len = 0;
-  int64_t requests = 0;  // 0: as many as wanted (the plan maximises tokens/s)
+  int64_t count = 0;  // requests (with Workload::requests > 0), else a relative share
 };
+
+struct Workload {
+  int64_t prompt_len = 0;  // the longest prompt: memory is planned for it
+  int64_t gen_len = 0;     // the longest generation
+  int64_t requests = 0;    // 0: as many as wanted (the plan maximises tokens/s)
+  // The job's lengths, for a job of mixed lengths: blocks run one bucket's requests at a time, so
+  // the time of the job is each bucket's blocks at that bucket's lengths. Empty: every request is
+  // prompt_len + gen_len. Each bucket fits in prompt_len and gen_len; with requests > 0 the counts
+  // add up to it.
+  std::vector<LengthBucket> mix = {};
+};
+
+// Why a workload is malformed (lengths, counts, a mix outside the maximum lengths), or ok.
+Status check_workload(const Workload& w);
+// A workload for requests of the given (prompt, generation) lengths: up to `max_buckets` buckets
+// of nearly equal counts by prompt length, each at its longest prompt and generation.
+Workload workload_from_lengths(const std::vector<std::pair<int64_t, int64_t>>& lengths, int max_buckets);
 
 struct Budgets {
   uint64_t gpu = 0, cpu = 0, disk = 0;  // bytes strata may allocate on each tier

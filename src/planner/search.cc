@@ -61,18 +61,21 @@ Result<Fractions> solve_placement_lp(const ModelSpec& spec, const Workload& w,
                                      const BatchShape& batch, const Choices& choices,
                                      const std::array<double, kNumTiers>& cut,
                                      const PlacementLimits& limits) {
-  const CostModel cm = build_cost_model(spec, w, hw, batch, choices);
+  const JobModel job = build_job_model(spec, w, hw, batch, choices);
   const auto mem = memory_affine(spec, w, batch, choices);
-  const double L = static_cast<double>(cm.layers);
-  const double steps = static_cast<double>(cm.decode_steps);
 
   // A tie-break one millionth of the objective's size: among equally fast placements prefer the
   // faster tiers (less traffic, more slack), so the answer is unique.
   Fractions slow{};
   slow[kWc] = slow[kCc] = slow[kHc] = 1;
   double scale = 0;
-  for (const auto& b : cm.prefill.bounds) scale = std::max(scale, L * b.seconds.eval(slow));
-  for (const auto& b : cm.decode.bounds) scale = std::max(scale, L * steps * b.seconds.eval(slow) / 4);
+  for (size_t p = 0; p < job.parts.size(); ++p) {
+    const CostModel& cm = job.parts[p];
+    const double L = static_cast<double>(cm.layers), steps = static_cast<double>(cm.decode_steps);
+    for (const auto& b : cm.prefill.bounds) scale = std::max(scale, job.blocks[p] * L * b.seconds.eval(slow));
+    for (const auto& b : cm.decode.bounds)
+      scale = std::max(scale, job.blocks[p] * L * steps * b.seconds.eval(slow) / 4);
+  }
   const double eps = 1e-6 * std::max(scale, 1e-9);
 
   LinearProgram lp;
@@ -86,8 +89,6 @@ Result<Fractions> solve_placement_lp(const ModelSpec& spec, const Workload& w,
     upper[kCc] = upper[kCd] = 0;
   if (!limits.activations_on_cpu) upper[kHc] = 0;
   for (int i = 0; i < kNumFracs; ++i) lp.add_variable(kNames[i], 0, upper[i], eps * kTier[i]);
-  const int tp = lp.add_variable("T_prefill", 0, kLpInfinity, L);
-  const int tg = lp.add_variable("T_decode", 0, kLpInfinity, L * steps);
   lp.add_row({{kWg, 1}, {kWc, 1}, {kWd, 1}}, 1, 1, "weights");
   lp.add_row({{kCg, 1}, {kCc, 1}, {kCd, 1}}, 1, 1, "kv");
   lp.add_row({{kHg, 1}, {kHc, 1}}, 1, 1, "activations");
@@ -99,8 +100,17 @@ Result<Fractions> solve_placement_lp(const ModelSpec& spec, const Workload& w,
       lp.add_row(std::move(terms), b.seconds.constant, kLpInfinity, b.name);
     }
   };
-  add_bounds(cm.prefill, tp);
-  if (cm.decode_steps > 0) add_bounds(cm.decode, tg);
+  // Per part, a prefill and a decode layer time, weighted by the part's blocks and steps.
+  for (size_t p = 0; p < job.parts.size(); ++p) {
+    const CostModel& cm = job.parts[p];
+    const double L = static_cast<double>(cm.layers), steps = static_cast<double>(cm.decode_steps);
+    std::string tag;
+    if (job.parts.size() > 1) tag = std::string("_").append(std::to_string(p));
+    const int tp = lp.add_variable("T_prefill" + tag, 0, kLpInfinity, job.blocks[p] * L);
+    const int tg = lp.add_variable("T_decode" + tag, 0, kLpInfinity, job.blocks[p] * L * steps);
+    add_bounds(cm.prefill, tp);
+    if (cm.decode_steps > 0) add_bounds(cm.decode, tg);
+  }
   for (int t = 0; t < kNumTiers; ++t) {
     // Rows in units of the budget keep the coefficients near 1 for the simplex.
     const double budget = static_cast<double>(budgets.of(static_cast<Tier>(t))) - cut[t];
@@ -153,8 +163,7 @@ Outcome solve_candidate(const ModelSpec& spec, const Workload& w, const Hardware
       }
     }
     if (!fits) continue;
-    const CostModel cm = build_cost_model(spec, w, hw, batch, choices);
-    c.prediction = predict(cm, c.placement.realised, w);
+    c.prediction = predict(build_job_model(spec, w, hw, batch, choices), c.placement.realised, w);
     c.prediction.bytes = c.memory.totals();
     *out = std::move(c);
     return Outcome::kFits;
@@ -220,10 +229,7 @@ Status explain_infeasible(const ModelSpec& spec, const Workload& w, const Budget
 
 Result<PlanResult> plan_policy(const ModelSpec& spec, const Workload& w, const HardwareProfile& hw,
                                const Budgets& budgets, const SearchOptions& options) {
-  if (w.prompt_len <= 0 || w.gen_len <= 0)
-    return invalid_argument("prompt and generation lengths must be positive (got " +
-                            std::to_string(w.prompt_len) + " and " + std::to_string(w.gen_len) + ")");
-  if (w.requests < 0) return invalid_argument("the request count cannot be negative");
+  STRATA_RETURN_IF_ERROR(check_workload(w));
   if (options.weight_compression.empty() || options.kv_compression.empty() || options.attention.empty())
     return invalid_argument("the search needs at least one compression and attention choice");
   const auto& gbs_list = options.gpu_batch_sizes.empty() ? kGpuBatchSizes : options.gpu_batch_sizes;
@@ -294,8 +300,9 @@ Result<PlanResult> evaluate_policy(const ModelSpec& spec, const Policy& policy,
   r.placement = realise(spec, policy);
   r.memory = plan_memory(spec, r.placement);
   STRATA_RETURN_IF_ERROR(check_memory(r.memory, budgets));
-  const CostModel cm = build_cost_model(spec, policy.workload, hw, policy.batch, policy.choices);
-  r.policy.predicted = predict(cm, r.placement.realised, policy.workload);
+  STRATA_RETURN_IF_ERROR(check_workload(policy.workload));
+  const JobModel job = build_job_model(spec, policy.workload, hw, policy.batch, policy.choices);
+  r.policy.predicted = predict(job, r.placement.realised, policy.workload);
   r.policy.predicted.bytes = r.memory.totals();
   r.policy.hardware = hw.name;
   r.policy.budgets = budgets;

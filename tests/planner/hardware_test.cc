@@ -17,7 +17,7 @@ TEST(Hardware, TheCatalogueHasEveryEntryWithItsSource) {
     EXPECT_FALSE(h.source.empty()) << h.name;
   }
   for (const char* want : {"t4-flexgen", "l4", "a10g", "a100-40gb", "a100-80gb", "h100-pcie", "h100-sxm",
-                           "rtx-4090", "h100-test-host"})
+                           "rtx-4090", "h100-test-host", "rtx-3090", "rtx-a6000", "l40s", "h200"})
     EXPECT_NE(std::find(names.begin(), names.end(), want), names.end()) << want;
 }
 
@@ -76,6 +76,82 @@ TEST(Hardware, BadProfilesNameTheFileAndTheField) {
   EXPECT_NE(r.status().message().find("--assume-gpu"), std::string::npos);
 
   EXPECT_EQ(catalogue_hardware("no-such-gpu").status().code(), StatusCode::kNotFound);
+}
+
+// A profile with every per-call field, as `strata profile` will write them.
+nlohmann::json with_call_costs() {
+  auto j = hardware_profile_to_json(*catalogue_hardware("h100-test-host"));
+  j["gpu"]["linear_fp16"] = nlohmann::json::parse(R"([{"rows": 1, "tflops": 2}, {"rows": 64, "tflops": 90},
+                                                      {"rows": 4096, "tflops": 600}])");
+  j["gpu"]["linear_int4"] = nlohmann::json::parse(R"([{"rows": 1, "tflops": 4}, {"rows": 4096, "tflops": 500}])");
+  j["gpu"]["fixed"] = {{"prefill_layer_us", 300}, {"decode_layer_us", 120}, {"decode_split_layer_us", 200}};
+  j["cpu"]["attention_fp16"] = {{"fixed_us", 40}, {"per_sequence_us", 1.5}, {"gbps", 90}};
+  j["cpu"]["attention_int4"] = {{"fixed_us", 40}, {"gbps", 60}};
+  j["links"]["h2d_latency_us"] = 6;
+  j["links"]["d2h_latency_us"] = 2.5;
+  j["disk"]["read_latency_us"] = 90;
+  j["disk"]["write_latency_us"] = 30;
+  j["calibration"] = {{"decode", {{"h2d", 1.25}, {"gpu", 0.9}}}};
+  return j;
+}
+
+TEST(Hardware, PerCallCostsParseAndRoundTrip) {
+  auto p = parse_hardware_profile(with_call_costs(), "measured.json");
+  ASSERT_TRUE(p.is_ok()) << p.status().to_string();
+  EXPECT_EQ(p->gpu.linear_fp16.points.size(), 3u);
+  EXPECT_DOUBLE_EQ(p->gpu.fixed.decode_split_layer_us, 200);
+  EXPECT_DOUBLE_EQ(p->cpu.attention_fp16.per_sequence_us, 1.5);
+  EXPECT_DOUBLE_EQ(p->cpu.attention_int4.per_sequence_us, 0);  // optional inside the object
+  EXPECT_DOUBLE_EQ(p->links.d2h_latency_us, 2.5);
+  EXPECT_DOUBLE_EQ(p->disk.read_latency_us, 90);
+  EXPECT_DOUBLE_EQ(p->calibration.of(kDecode, kCalH2d), 1.25);
+  EXPECT_DOUBLE_EQ(p->calibration.of(kDecode, kCalD2h), 1);  // absent: 1
+  EXPECT_DOUBLE_EQ(p->calibration.of(kPrefill, kCalGpu), 1);
+  auto again = parse_hardware_profile(hardware_profile_to_json(*p), "again");
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  EXPECT_EQ(hardware_profile_to_json(*again), hardware_profile_to_json(*p));
+  // A profile without them writes none of them.
+  const auto plain = hardware_profile_to_json(*catalogue_hardware("l4"));
+  for (const char* key : {"linear_fp16", "linear_int4", "fixed"}) EXPECT_FALSE(plain["gpu"].contains(key));
+  EXPECT_FALSE(plain["links"].contains("h2d_latency_us"));
+  EXPECT_FALSE(plain.contains("calibration"));
+}
+
+TEST(Hardware, BadPerCallCostsNameTheField) {
+  struct Case {
+    const char* pointer;
+    nlohmann::json value;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"/gpu/linear_fp16", nlohmann::json::array(), "measured.json: gpu.linear_fp16: must be a non-empty array"},
+      {"/gpu/linear_fp16/1/rows", 0.5, "gpu.linear_fp16[1].rows: must be larger than the previous point's"},
+      {"/gpu/linear_int4/0/tflops", -3, "gpu.linear_int4[0].tflops: must be a positive number"},
+      {"/gpu/fixed/decode_layer_us", "fast", "gpu.fixed.decode_layer_us: must be a number >= 0"},
+      {"/cpu/attention_fp16/gbps", 0, "cpu.attention_fp16.gbps: must be a positive number"},
+      {"/links/h2d_latency_us", -1, "links.h2d_latency_us: must be a number >= 0"},
+      {"/disk/write_latency_us", nullptr, "disk.write_latency_us: must be a number >= 0"},
+      {"/calibration/prefill/d2h", 0, "calibration.prefill.d2h: must be a positive number"},
+      {"/gpu/cuda_names/0", "", "gpu.cuda_names[0]: must be a non-empty string"},
+  };
+  for (const auto& c : cases) {
+    auto j = with_call_costs();
+    j["gpu"]["cuda_names"] = {"NVIDIA H100 80GB HBM3"};
+    j[nlohmann::json::json_pointer(c.pointer)] = c.value;
+    auto r = parse_hardware_profile(j, "measured.json");
+    ASSERT_FALSE(r.is_ok()) << c.pointer;
+    EXPECT_NE(r.status().message().find(c.message), std::string::npos) << r.status().message();
+  }
+}
+
+TEST(Hardware, RateCurvesInterpolateInLogRowsAndClampAtTheEnds) {
+  RateCurve c;
+  c.points = {{1, 10}, {100, 100}, {10000, 400}};
+  EXPECT_DOUBLE_EQ(c.tflops(0.5), 10);     // below the first point
+  EXPECT_DOUBLE_EQ(c.tflops(1), 10);
+  EXPECT_NEAR(c.tflops(10), 55, 1e-9);     // halfway in log(rows) from 1 to 100
+  EXPECT_NEAR(c.tflops(1000), 250, 1e-9);  // halfway from 100 to 10000
+  EXPECT_DOUBLE_EQ(c.tflops(1e6), 400);    // above the last
 }
 
 }  // namespace
