@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -23,6 +24,8 @@
 #include "model/shapes.h"
 #include "offload_setup.h"
 #include "plan_print.h"
+#include "planner/recalibrate.h"
+#include "run_calibration.h"
 #include "planner/model_spec.h"
 #include "planner/search.h"
 #include "runtime/context.h"
@@ -147,6 +150,8 @@ struct ModelArgs {
   std::string hardware, policy = "auto", compress = "none", offload_dir, device = "cuda", trace;
   bool json = false, warmup = false;
   uint64_t seed = 0;
+  int rank = 1;                  // the planner's choice (1) or a runner-up
+  std::string save_calibration;  // the profile refit from the run, written here
 };
 
 // The CUDA device index of --device ("cuda" = 0, "cuda:N" = N).
@@ -168,6 +173,25 @@ Result<std::string> cuda_device_name(int index) {
                      (q.devices.empty() ? "none is usable here (" + q.note + ")"
                                         : "there is no device " + std::to_string(index)) +
                      ". `strata plan --model-shape ... --hardware NAME` predicts without one");
+}
+
+// The profile refit from the measured block (planner/recalibrate.h), written to `path`, and the
+// per-phase comparison it comes from (on stderr with --json, else stdout).
+Status save_calibration(const std::string& path, const bench::OffloadBenchResult& r, const planner::ModelSpec& spec,
+                        const planner::Policy& policy, const planner::HardwareProfile& hw, bool json) {
+  STRATA_ASSIGN_OR_RETURN(planner::RunSample sample, run_sample(r.report, spec, policy, hw));
+  STRATA_ASSIGN_OR_RETURN(planner::Recalibration rec, planner::recalibrate(hw, {sample}));
+  std::FILE* out = json ? stderr : stdout;
+  std::fprintf(out, "calibration (a step, measured beside predicted):\n");
+  for (const std::string& line : describe_sample(sample)) std::fprintf(out, "  %s\n", line.c_str());
+  for (const std::string& line : rec.notes) std::fprintf(out, "  refit: %s\n", line.c_str());
+  std::ofstream f(path, std::ios::trunc);
+  f << planner::hardware_profile_to_json(rec.profile).dump(2) << "\n";
+  f.close();
+  if (!f) return io_error(path + ": cannot write the refit profile (--save-calibration)", errno);
+  std::fprintf(out, "wrote the refit profile to %s (%s); pass it as --hardware to plan or bench\n", path.c_str(),
+               rec.off ? "some resource was more than 10% off" : "every resource within 10%");
+  return Status::ok();
 }
 
 Status run_model_bench(const ModelArgs& a) {
@@ -193,9 +217,16 @@ Status run_model_bench(const ModelArgs& a) {
   if (a.policy == "auto") {
     SearchOptions options;
     STRATA_RETURN_IF_ERROR(set_compress_choices(a.compress, &options));
+    options.runners_up = a.rank - 1;
     const auto t0 = std::chrono::steady_clock::now();
     STRATA_ASSIGN_OR_RETURN(plan, plan_policy(spec, workload, hw, budgets, options));
     search_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (a.rank > 1) {
+      if (static_cast<int>(plan.runners_up.size()) < a.rank - 1)
+        return invalid_argument("--rank " + std::to_string(a.rank) + ": the planner found only " +
+                                std::to_string(plan.runners_up.size() + 1) + " policies that fit these budgets");
+      STRATA_ASSIGN_OR_RETURN(plan, evaluate_policy(spec, plan.runners_up[static_cast<size_t>(a.rank - 2)], hw, budgets));
+    }
   } else {
     STRATA_ASSIGN_OR_RETURN(plan, load_policy_file(a.policy, spec, hw, budgets, workload));
   }
@@ -217,6 +248,7 @@ Status run_model_bench(const ModelArgs& a) {
   o.warmup = a.warmup;
   o.trace = a.trace;
   STRATA_ASSIGN_OR_RETURN(bench::OffloadBenchResult r, bench::run_offload_bench(config, plan.policy, o, *ctx));
+  if (!a.save_calibration.empty()) STRATA_RETURN_IF_ERROR(save_calibration(a.save_calibration, r, spec, plan.policy, hw, a.json));
   if (a.json) {
     nlohmann::json j = bench::offload_bench_json(r);
     j["hardware"] = hw.name;
@@ -250,6 +282,11 @@ void register_bench_model(CLI::App& bench, int* exit_code) {
   bench.add_option("--trace", a.trace, "write a Chrome/Perfetto trace of the measured block here");
   bench.add_flag("--json", a.json, "print the result (and the policy) as JSON instead of the tables");
   bench.add_flag("--warmup", a.warmup, "run one unmeasured block first");
+  bench.add_option("--rank", a.rank, "with --policy auto: run the planner's K-th best policy (1: its choice)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  bench.add_option("--save-calibration", a.save_calibration,
+                   "write the profile refit from this run's busy times (per phase and resource) to FILE");
   bench.add_option("--seed", a.seed, "seed of the synthetic weights and prompts")->capture_default_str();
   bench.callback([&bench, exit_code] {
     if (!bench.get_subcommands().empty()) return;  // `strata bench io ...` ran its own callback

@@ -16,6 +16,7 @@
 #include "cuda/device.h"
 #include "offload/engine.h"
 #include "offload_setup.h"
+#include "offloaded_job.h"
 #include "plan_print.h"
 #include "planner/model_spec.h"
 #include "planner/search.h"
@@ -31,7 +32,7 @@ namespace {
 struct GenerateOptions {
   runtime::BatchJobOptions job;
   std::string model;
-  std::string device = "cpu";
+  std::string device = "auto";
   int threads = 0;
   bool quiet = false;
   std::string json_summary;
@@ -39,6 +40,7 @@ struct GenerateOptions {
   std::string policy = "auto", hardware, compress = "none", offload_dir, trace;
   BudgetFlags budgets;
   int64_t max_prompt_len = 0;
+  bool no_recalibrate = false;
 };
 
 Status write_summary(const GenerateOptions& o, const runtime::BatchSummary& summary) {
@@ -57,49 +59,61 @@ int cuda_index(const std::string& device) {
   return colon == std::string::npos ? 0 : std::atoi(device.c_str() + colon + 1);
 }
 
+// The job's workload for the planner: its lengths from a scan of the input (a mix of up to
+// kLengthBuckets buckets), or the --max-prompt-len and --max-tokens the user gave.
+constexpr int kLengthBuckets = 8;
+
+Result<planner::Workload> job_workload(const GenerateOptions& o, const model::ModelConfig& config,
+                                       const text::Tokenizer& tokenizer, Logger& log) {
+  if (o.max_prompt_len > 0) return planner::Workload{o.max_prompt_len, o.job.max_tokens, 0};
+  STRATA_ASSIGN_OR_RETURN(runtime::JobShape shape, runtime::scan_batch_job(config, tokenizer, o.job, log));
+  if (shape.lengths.empty()) return planner::Workload{1, std::max<int64_t>(1, o.job.max_tokens), 0};
+  planner::Workload w = planner::workload_from_lengths(shape.lengths, kLengthBuckets);
+  STRATA_RETURN_IF_ERROR(planner::check_workload(w).with_context("the job's lengths"));
+  return w;
+}
+
 // The job on the offloading engine: plan (or read) the policy, place the weights, run blocks of
-// the policy's size.
+// the policy's size, and re-plan after the first block when it ran far from the prediction.
 Status run_offloaded(GenerateOptions& o, runtime::Context& ctx, const text::Tokenizer& tokenizer,
                      const planner::HardwareProfile& hw) {
   using namespace planner;
   STRATA_ASSIGN_OR_RETURN(model::ModelFiles files, runtime::open_model_files(ctx, o.model));
-  const std::filesystem::path offload_dir =
-      o.offload_dir.empty() ? default_offload_dir() : std::filesystem::path(o.offload_dir);
-  STRATA_ASSIGN_OR_RETURN(Budgets budgets, resolve_budgets(o.budgets, cuda_index(o.device), offload_dir));
+  OffloadedJobOptions jo;
+  jo.hardware = hw;
+  jo.offload_dir = o.offload_dir.empty() ? default_offload_dir() : std::filesystem::path(o.offload_dir);
+  jo.trace = !o.trace.empty();
+  jo.quiet = o.quiet;
+  jo.recalibrate = !o.no_recalibrate;
+  STRATA_ASSIGN_OR_RETURN(jo.budgets, resolve_budgets(o.budgets, cuda_index(o.device), jo.offload_dir));
   const ModelSpec spec = make_model_spec(files.config, o.job.model_name);
   PlanResult plan;
   double search_s = -1;
-  if (o.policy == "auto") {
-    Workload w{o.max_prompt_len, o.job.max_tokens, 0};
-    if (o.max_prompt_len <= 0) {
-      STRATA_ASSIGN_OR_RETURN(runtime::JobShape shape, runtime::scan_batch_job(files.config, tokenizer, o.job, ctx.logger));
-      w = {std::max<int64_t>(1, shape.max_prompt_tokens), std::max<int64_t>(1, shape.max_new_tokens), shape.requests};
-    }
-    SearchOptions options;
-    STRATA_RETURN_IF_ERROR(set_compress_choices(o.compress, &options));
+  jo.planned = o.policy == "auto";
+  if (jo.planned) {
+    STRATA_ASSIGN_OR_RETURN(jo.workload, job_workload(o, files.config, tokenizer, ctx.logger));
+    STRATA_RETURN_IF_ERROR(set_compress_choices(o.compress, &jo.search));
     const auto t0 = std::chrono::steady_clock::now();
-    STRATA_ASSIGN_OR_RETURN(plan, plan_policy(spec, w, hw, budgets, options));
+    STRATA_ASSIGN_OR_RETURN(plan, plan_policy(spec, jo.workload, hw, jo.budgets, jo.search));
     search_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   } else {
-    STRATA_ASSIGN_OR_RETURN(plan, load_policy_file(o.policy, spec, hw, budgets, Workload{}));
+    STRATA_ASSIGN_OR_RETURN(plan, load_policy_file(o.policy, spec, hw, jo.budgets, Workload{}));
+    jo.workload = plan.policy.workload;
   }
   if (!o.quiet) {
     print_plan(plan, hw, search_s, /*buffers=*/false, stderr);
     std::fprintf(stderr, "\n");
   }
-  offload::OffloadOptions eo;
-  eo.policy = plan.policy;
-  eo.offload_dir = offload_dir;
-  eo.trace = !o.trace.empty();
-  STRATA_ASSIGN_OR_RETURN(auto engine, offload::OffloadEngine::create(files.config, files.weights.get(), eo,
-                                                                    *ctx.backend, ctx.pool, ctx.logger));
+  OffloadedJob job(ctx, files, spec, plan, std::move(jo));
+  STRATA_RETURN_IF_ERROR(job.start());
   const int64_t block = plan.policy.batch.block();
   o.job.batch_size = static_cast<int32_t>(block);
   o.job.window = std::max<int32_t>(o.job.window, static_cast<int32_t>(block));
   o.job.max_sequence_len = plan.policy.workload.prompt_len + plan.policy.workload.gen_len;
-  STRATA_ASSIGN_OR_RETURN(runtime::BatchSummary summary, runtime::run_batch_job(*engine, tokenizer, o.job, ctx.logger));
-  if (!o.trace.empty()) STRATA_RETURN_IF_ERROR(engine->write_trace(o.trace));
-  if (!o.quiet) std::fprintf(stderr, "%s", offload::format_offload_report(engine->report()).c_str());
+  o.job.after_block = [&job](int64_t done) { return job.after_block(done); };
+  STRATA_ASSIGN_OR_RETURN(runtime::BatchSummary summary, runtime::run_batch_job(job.engine(), tokenizer, o.job, ctx.logger));
+  if (!o.trace.empty()) STRATA_RETURN_IF_ERROR(job.engine().write_trace(o.trace));
+  if (!o.quiet) std::fprintf(stderr, "%s", offload::format_offload_report(job.engine().report()).c_str());
   return write_summary(o, summary);
 }
 
@@ -113,6 +127,8 @@ Status run(GenerateOptions& o) {
     if (!probe) return io_error(o.json_summary + ": cannot write the JSON summary there", errno);
   }
   STRATA_ASSIGN_OR_RETURN(auto tokenizer, text::Tokenizer::load_dir(o.model));
+  // --device auto: the first GPU when there is one, else the CPU.
+  if (o.device == "auto") o.device = cuda::query_devices().devices.empty() ? "cpu" : "cuda";
   runtime::ContextOptions copts;
   copts.device = o.device;
   copts.threads = o.threads;
@@ -195,7 +211,8 @@ void register_generate(CLI::App& app, int* exit_code) {
   cmd->add_flag("--quiet", o.quiet, "no progress and no summary on stderr");
   cmd->add_option("--json-summary", o.json_summary, "also write the summary as JSON to this file");
   cmd->add_option("--threads", o.threads, "CPU threads (0 = all cores)")->capture_default_str();
-  cmd->add_option("--device", o.device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--device", o.device, "auto (the first GPU when there is one, else the CPU), cpu, cuda or cuda:N")
+      ->capture_default_str();
   cmd->add_option("--policy", o.policy,
                   "on a GPU: auto (plan the placement over GPU, pinned DRAM and --offload-dir for this job and "
                   "these budgets), a policy file (strata plan -o FILE), or none (the whole model on the GPU); "
@@ -216,6 +233,9 @@ void register_generate(CLI::App& app, int* exit_code) {
                   "get an error line")
       ->capture_default_str();
   cmd->add_option("--trace", o.trace, "write a Chrome/Perfetto trace of the offloading engine here");
+  cmd->add_flag("--no-recalibrate", o.no_recalibrate,
+                "keep the plan after the first block even when it ran more than 10% from the prediction "
+                "(by default the profile is refit from it and the rest of the job re-planned)");
   cmd->callback([exit_code] { *exit_code = report("generate", run(o)); });
 }
 

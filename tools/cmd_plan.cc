@@ -34,6 +34,7 @@ struct PlanArgs {
   bool output_given = false;
   int64_t prompt_len = 0, gen_len = 0, requests = 0;
   int64_t gpu_batch_size = 0, num_gpu_batches = 0;
+  int runners_up = 0;
   bool json = false, buffers = false;
 };
 
@@ -102,6 +103,7 @@ Result<planner::SearchOptions> search_options_of(const PlanArgs& a) {
     return invalid_argument("--attention must be cpu, gpu or auto, not '" + a.attention + "'");
   if (a.gpu_batch_size > 0) options.gpu_batch_sizes = {a.gpu_batch_size};
   if (a.num_gpu_batches > 0) options.num_gpu_batches = {a.num_gpu_batches};
+  options.runners_up = a.runners_up;
   return options;
 }
 
@@ -207,9 +209,19 @@ Status run_plan(const PlanArgs& a) {
   STRATA_ASSIGN_OR_RETURN(PlanResult r, plan_policy(spec, workload, hw, budgets, options));
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const std::string text = policy_to_json(r.policy).dump(2) + "\n";
-  if (a.json) std::fputs(text.c_str(), stdout);
-  else print_plan(r, hw, seconds, a.buffers);
+  nlohmann::json j = policy_to_json(r.policy);
+  if (a.runners_up > 0) {
+    nlohmann::json next = nlohmann::json::array();
+    for (const Policy& p : r.runners_up) next.push_back(policy_to_json(p));
+    j["runners_up"] = next;
+  }
+  const std::string text = j.dump(2) + "\n";
+  if (a.json) {
+    std::fputs(text.c_str(), stdout);
+  } else {
+    print_plan(r, hw, seconds, a.buffers);
+    if (!r.runners_up.empty()) print_runners_up(r.runners_up);
+  }
   if (!a.output.empty() && a.output != "-") {
     std::ofstream out(a.output);
     out << text;
@@ -250,6 +262,9 @@ void register_plan(CLI::App& app, int* exit_code) {
   auto* out = cmd->add_option("-o,--output", a.output,
                                "where to write the policy (default policy.json; - for nowhere; with --policy only "
                                "when given)");
+  cmd->add_option("--runners-up", a.runners_up,
+                  "also list the next N candidates by predicted time (the policy file keeps them under runners_up)")
+      ->check(CLI::Range(0, 64));
   cmd->add_flag("--json", a.json, "print the policy JSON instead of the summary");
   cmd->add_flag("--buffers", a.buffers, "list every buffer the runtime will allocate");
   cmd->callback([exit_code, out] {

@@ -139,4 +139,21 @@ void print_plan(const planner::PlanResult& r, const planner::HardwareProfile& hw
                  static_cast<long long>(r.candidates_feasible), search_s);
 }
 
+void print_runners_up(const std::vector<planner::Policy>& policies, std::FILE* out) {
+  std::fprintf(out, "\nrunners-up (rank, batch, weights/kv/attention, weights gpu/cpu/disk, kv gpu/cpu/disk, "
+                    "predicted):\n");
+  int rank = 2;
+  for (const planner::Policy& p : policies) {
+    const auto& f = p.fractions;
+    std::fprintf(out, "  %2d  %4lld x %-3lld  %s/%s/%s  w %.2f/%.2f/%.2f  kv %.2f/%.2f/%.2f  %.2f token/s (%s)\n",
+                 rank++, static_cast<long long>(p.batch.gpu_batch_size),
+                 static_cast<long long>(p.batch.num_gpu_batches),
+                 std::string(planner::compression_name(p.choices.weights)).c_str(),
+                 std::string(planner::compression_name(p.choices.kv)).c_str(),
+                 std::string(planner::attention_name(p.choices.attention)).c_str(), f[planner::kWg],
+                 f[planner::kWc], f[planner::kWd], f[planner::kCg], f[planner::kCc], f[planner::kCd],
+                 p.predicted.tokens_per_s, p.predicted.bottleneck.c_str());
+  }
+}
+
 }  // namespace strata::tools

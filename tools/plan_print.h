@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdio>
+#include <vector>
 
 #include "planner/hardware.h"
 #include "planner/search.h"
@@ -15,6 +16,10 @@ namespace strata::tools {
 // `buffers` lists every buffer the runtime allocates.
 void print_plan(const planner::PlanResult& r, const planner::HardwareProfile& hw, double search_s,
                 bool buffers, std::FILE* out = stdout);
+
+// The planner's runners-up, one line each: rank, batch shape, compression and attention, the
+// realised placement fractions, predicted tokens/s and bottleneck.
+void print_runners_up(const std::vector<planner::Policy>& policies, std::FILE* out = stdout);
 
 // Two policies side by side under the same profile and budgets: batch, placement, predicted
 // tokens/s, prefill, decode step, bottleneck, memory per tier, and the seconds per layer each

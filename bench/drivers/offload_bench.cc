@@ -119,6 +119,7 @@ Result<OffloadBenchResult> run_offload_bench(const model::ModelConfig& config,
   if (!options.trace.empty()) STRATA_RETURN_IF_ERROR(engine->write_trace(options.trace));
 
   OffloadBenchResult r;
+  r.report = rep;
   r.model = options.model;
   r.device = ctx.backend->name();
   r.workload = w;

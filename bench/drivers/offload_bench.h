@@ -50,6 +50,7 @@ struct OffloadBenchResult {
   std::vector<ResourceBusy> resources;
   uint64_t peak_gpu_bytes = 0, pinned_bytes = 0, peak_rss_bytes = 0, disk_bytes = 0;
   planner::Prediction predicted;  // the policy's prediction for this workload
+  offload::OffloadReport report;  // the engine's own report of the measured block
 
   double tokens_per_s() const;          // FlexGen's metric: generated / (prefill_s + decode_s)
   double prefill_tokens_per_s() const;  // prompt tokens / prefill_s

@@ -19,8 +19,8 @@ class SequenceModel {
  public:
   virtual ~SequenceModel() = default;
   virtual const model::ModelConfig& config() const = 0;
-  // The backend the logits of forward() were computed on (the Generator samples on the GPU when
-  // it is a CUDA backend).
+  // The backend the logits of forward() were computed on (the Generator asks it for their
+  // statistics: on the GPU for a CUDA backend).
   virtual Backend& backend() = 0;
   // Drops every sequence and makes room for `slots` sequences of up to `max_len` positions
   // (0 slots: just drop them, freeing what can be freed).

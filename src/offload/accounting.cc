@@ -49,14 +49,23 @@ Accounting::Counter Accounting::counter_of(ActionKind kind) {
 
 void Accounting::reset() {
   report_ = {};
+  prefill_windows_.clear();
+  decode_windows_.clear();
   for (auto& b : bytes_) b = 0;
   std::lock_guard lock(spans_mu_);
   spans_.clear();
   from_s_ = lanes_.now_s();
 }
 
-void Accounting::end_step(double seconds, int64_t tokens) {
-  (prefill_ ? report_.prefill_s : report_.decode_s) += seconds;
+void Accounting::begin_step(bool prefill) {
+  prefill_ = prefill;
+  step_start_s_ = lanes_.now_s();
+}
+
+void Accounting::end_step(int64_t tokens) {
+  const double now = lanes_.now_s();
+  (prefill_ ? prefill_windows_ : decode_windows_).push_back({step_start_s_, now});
+  (prefill_ ? report_.prefill_s : report_.decode_s) += now - step_start_s_;
   (prefill_ ? report_.prefill_steps : report_.decode_steps) += 1;
   (prefill_ ? report_.prefill_tokens : report_.decode_tokens) += tokens;
 }
@@ -86,11 +95,15 @@ void Accounting::host_done(const Action& action, const std::string& name, double
 OffloadReport Accounting::report(uint64_t pinned_bytes, uint64_t disk_bytes) const {
   OffloadReport r = report_;
   std::vector<TrackBusy> busy;
+  std::vector<double> prefill, decode;
   {
     std::lock_guard lock(spans_mu_);
     busy = busy_by_track(spans_, kReportTracks, from_s_, lanes_.now_s());
+    prefill = busy_in_windows(spans_, kReportTracks, prefill_windows_);
+    decode = busy_in_windows(spans_, kReportTracks, decode_windows_);
   }
-  for (int c = 0; c < kNumCounters; ++c) r.resources.push_back({kResourceNames[c], busy[c].busy_s, bytes_[c]});
+  for (int c = 0; c < kNumCounters; ++c)
+    r.resources.push_back({kResourceNames[c], busy[c].busy_s, bytes_[c], prefill[c], decode[c]});
   r.peak_gpu_bytes = lanes_.peak_device_bytes();
   r.pinned_bytes = pinned_bytes;
   r.peak_rss_bytes = peak_rss_bytes();

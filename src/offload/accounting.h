@@ -25,6 +25,8 @@ struct ResourceUse {
   std::string name;     // "gpu", "h2d", "d2h", "disk_read", "disk_write", "cpu_attention"
   double busy_s = 0;    // seconds it was busy
   uint64_t bytes = 0;   // bytes it moved (or read, for cpu_attention)
+  double prefill_busy_s = 0;  // of busy_s, the seconds within prefill steps
+  double decode_busy_s = 0;   // ... and within decode steps
 };
 
 struct OffloadReport {
@@ -50,9 +52,9 @@ class Accounting final : public ExecutorObserver {
 
   // Starts the report's window now, forgetting what came before.
   void reset();
-  // A step begins (prefill or decode); it ended after `seconds` with `tokens` fed.
-  void begin_step(bool prefill) { prefill_ = prefill; }
-  void end_step(double seconds, int64_t tokens);
+  // A step begins (prefill or decode) now; it ends now, with `tokens` fed.
+  void begin_step(bool prefill);
+  void end_step(int64_t tokens);
   int64_t steps() const { return report_.prefill_steps + report_.decode_steps; }
   // Takes the GPU lanes' finished spans into the trace.
   void collect_gpu_spans();
@@ -71,7 +73,9 @@ class Accounting final : public ExecutorObserver {
 
   cuda::Lanes& lanes_;
   bool prefill_ = false;
+  double step_start_s_ = 0;
   OffloadReport report_;  // the step figures
+  std::vector<Window> prefill_windows_, decode_windows_;  // when each step ran
   std::atomic<uint64_t> bytes_[kNumCounters] = {};
   mutable std::mutex spans_mu_;
   std::vector<TraceSpan> spans_;

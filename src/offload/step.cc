@@ -28,11 +28,10 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
   const bool prefill = step_state.prefill;
   const std::vector<Action>& plan = plan_for(prefill, step_state.active);
 
-  const double t0 = lanes->now_s();
+  accounting->begin_step(prefill);
   step_state.x.assign(static_cast<size_t>(dims.batches), Tensor());
   step_state.qkv.assign(static_cast<size_t>(dims.batches), {});
   step_state.logits = model.alloc(static_cast<int64_t>(rows.size()), config.vocab_size);
-  accounting->begin_step(prefill);
   Executor executor(*gpu, *disk_worker, *cpu_worker);
   const Status ran = executor.run(plan, handlers, *accounting);
   if (!ran.is_ok()) {
@@ -47,7 +46,7 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
   // reserved in its cache through decoding.
   step_state = StepState{};
   if (prefill) cuda::release_cached_memory(*backend);
-  accounting->end_step(lanes->now_s() - t0, batch.size());
+  accounting->end_step(batch.size());
   return host;
 }
 

@@ -170,4 +170,46 @@ std::vector<TrackBusy> busy_by_track(std::span<const TraceSpan> spans,
   return out;
 }
 
+namespace {
+
+// Sorted, disjoint intervals covering the same time as `v`.
+std::vector<std::pair<double, double>> merged(std::vector<std::pair<double, double>> v) {
+  std::sort(v.begin(), v.end());
+  std::vector<std::pair<double, double>> out;
+  for (const auto& [a, b] : v) {
+    if (b <= a) continue;
+    if (!out.empty() && a <= out.back().second) {
+      out.back().second = std::max(out.back().second, b);
+    } else {
+      out.emplace_back(a, b);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<double> busy_in_windows(std::span<const TraceSpan> spans, std::span<const std::string> tracks,
+                                    std::span<const Window> windows) {
+  std::vector<std::pair<double, double>> w;
+  for (const Window& x : windows) w.emplace_back(x.from_s, x.to_s);
+  const auto win = merged(std::move(w));
+  std::vector<double> out;
+  for (const std::string& t : tracks) {
+    std::vector<std::pair<double, double>> v;
+    for (const TraceSpan& s : spans)
+      if (s.track == t) v.emplace_back(s.start_s, s.end_s);
+    const auto busy = merged(std::move(v));
+    double total = 0;
+    size_t i = 0, j = 0;  // two pointers over the sorted, disjoint lists
+    while (i < busy.size() && j < win.size()) {
+      const double a = std::max(busy[i].first, win[j].first), b = std::min(busy[i].second, win[j].second);
+      if (b > a) total += b - a;
+      (busy[i].second < win[j].second ? i : j) += 1;
+    }
+    out.push_back(total);
+  }
+  return out;
+}
+
 }  // namespace strata::offload

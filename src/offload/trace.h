@@ -47,4 +47,16 @@ std::vector<TrackBusy> busy_by_track(std::span<const TraceSpan> spans,
                                      std::span<const std::string> track_order, double from_s,
                                      double to_s);
 
+// A stretch of time [from_s, to_s).
+struct Window {
+  double from_s = 0;
+  double to_s = 0;
+};
+
+// For each of `tracks`, in order: the seconds the union of its spans covers within the union of
+// `windows` (which need not be sorted; overlapping windows count once), e.g. within every
+// prefill step of a run.
+std::vector<double> busy_in_windows(std::span<const TraceSpan> spans, std::span<const std::string> tracks,
+                                    std::span<const Window> windows);
+
 }  // namespace strata::offload

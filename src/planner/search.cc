@@ -235,9 +235,13 @@ Result<PlanResult> plan_policy(const ModelSpec& spec, const Workload& w, const H
   const auto& gbs_list = options.gpu_batch_sizes.empty() ? kGpuBatchSizes : options.gpu_batch_sizes;
   const auto& nb_list = options.num_gpu_batches.empty() ? kNumGpuBatches : options.num_gpu_batches;
 
-  std::optional<Candidate> best;
-  BatchShape best_batch;
-  Choices best_choices;
+  // Every feasible candidate's policy by score; the best is the plan, the next its runners-up.
+  struct Ranked {
+    double score;
+    Policy policy;
+    Candidate candidate;
+  };
+  std::vector<Ranked> ranked;
   int64_t lps = 0, feasible = 0;
   for (Compression cw : options.weight_compression) {
     for (Compression ckv : options.kv_compression) {
@@ -261,32 +265,40 @@ Result<PlanResult> plan_policy(const ModelSpec& spec, const Workload& w, const H
             any = true;
             if (o != Outcome::kFits) continue;
             ++feasible;
-            if (!best || score(c.prediction) < score(best->prediction) * (1 - 1e-9)) {
-              best = std::move(c);
-              best_batch = batch;
-              best_choices = choices;
-            }
+            Policy p;
+            p.model = spec.name;
+            p.workload = w;
+            p.batch = batch;
+            p.choices = choices;
+            p.fractions = c.target;
+            p.hardware = hw.name;
+            p.budgets = budgets;
+            p.predicted = c.prediction;
+            ranked.push_back({score(c.prediction), std::move(p), std::move(c)});
           }
           if (!any) break;  // a bigger GPU batch needs more memory still
         }
       }
     }
   }
-  if (!best) return explain_infeasible(spec, w, budgets, options);
+  if (ranked.empty()) return explain_infeasible(spec, w, budgets, options);
+  // The best: the first found unless a later one is faster by more than rounding; then the rest
+  // by score (ties in the search's order).
+  size_t best = 0;
+  for (size_t i = 1; i < ranked.size(); ++i)
+    if (ranked[i].score < ranked[best].score * (1 - 1e-9)) best = i;
+  std::swap(ranked[0], ranked[best]);
+  std::stable_sort(ranked.begin() + 1, ranked.end(),
+                   [](const Ranked& a, const Ranked& b) { return a.score < b.score; });
 
   PlanResult r;
-  r.policy.model = spec.name;
-  r.policy.workload = w;
-  r.policy.batch = best_batch;
-  r.policy.choices = best_choices;
-  r.policy.fractions = best->target;
-  r.policy.hardware = hw.name;
-  r.policy.budgets = budgets;
-  r.policy.predicted = best->prediction;
-  r.placement = std::move(best->placement);
-  r.memory = std::move(best->memory);
+  r.policy = ranked[0].policy;
+  r.placement = std::move(ranked[0].candidate.placement);
+  r.memory = std::move(ranked[0].candidate.memory);
   r.lps_solved = lps;
   r.candidates_feasible = feasible;
+  for (size_t i = 1; i < ranked.size() && static_cast<int>(i) <= options.runners_up; ++i)
+    r.runners_up.push_back(std::move(ranked[i].policy));
   return r;
 }
 

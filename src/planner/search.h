@@ -33,6 +33,7 @@ struct SearchOptions {
   std::vector<int64_t> gpu_batch_sizes;  // empty: 1, 2, 4, 8, 16, 24, ..., 1024
   std::vector<int64_t> num_gpu_batches;  // empty: 1, 2, 3, 4, 6, 8, ..., 64
   PlacementLimits limits;
+  int runners_up = 0;  // how many of the next best candidates PlanResult keeps
 };
 
 struct PlanResult {
@@ -41,6 +42,9 @@ struct PlanResult {
   MemoryPlan memory;
   int64_t lps_solved = 0;
   int64_t candidates_feasible = 0;
+  // The next best candidates (other batch shapes, compression or attention choices, each with its
+  // own placement), best first: up to SearchOptions::runners_up of them.
+  std::vector<Policy> runners_up;
 };
 
 // Default budgets for a machine: GPU memory less 1 GiB for the CUDA context, DRAM less 10%

@@ -56,7 +56,7 @@ class Job {
   // `model` may be null for scan().
   Job(const model::ModelConfig& cfg, compute::SequenceModel* model, const text::Tokenizer& tok,
       const BatchJobOptions& o, Logger& log)
-      : cfg_(cfg), model_(model), tok_(tok), o_(o), log_(log) {}
+      : cfg_(cfg), model_(model), tok_(tok), o_(o), log_(log), batch_size_(std::max(1, o.batch_size)) {}
 
   Result<BatchSummary> run();
   Result<JobShape> scan();
@@ -84,6 +84,7 @@ class Job {
   std::unordered_set<std::string> done_ids_;
   std::unordered_set<std::string> seen_ids_;
   std::string model_name_;
+  int32_t batch_size_;  // sequences per block: the options', or the switched model's
 };
 
 Status Job::write_error(int64_t line, const std::optional<std::string>& custom_id, const text::RequestError& e) {
@@ -275,9 +276,17 @@ Status Job::run_window(std::vector<Prepared>& window) {
   // Similar prompt lengths share a block, so the block's KV cache and work pad little.
   std::stable_sort(window.begin(), window.end(),
                    [](const Prepared& a, const Prepared& b) { return a.gen.prompt.size() < b.gen.prompt.size(); });
-  const size_t bs = static_cast<size_t>(std::max(1, o_.batch_size));
-  for (size_t b = 0; b < window.size(); b += bs)
-    STRATA_RETURN_IF_ERROR(run_block(std::span<Prepared>(window).subspan(b, std::min(bs, window.size() - b))));
+  for (size_t b = 0; b < window.size();) {
+    const size_t bs = std::min(static_cast<size_t>(batch_size_), window.size() - b);
+    STRATA_RETURN_IF_ERROR(run_block(std::span<Prepared>(window).subspan(b, bs)));
+    b += bs;
+    if (!o_.after_block) continue;
+    STRATA_ASSIGN_OR_RETURN(ModelSwitch next, o_.after_block(sum_.blocks));
+    if (next.model) {
+      model_ = next.model;
+      batch_size_ = std::max(1, next.batch_size);
+    }
+  }
   window.clear();
   return Status::ok();
 }
@@ -317,6 +326,7 @@ Result<JobShape> Job::scan() {
     shape.max_prompt_tokens = std::max(shape.max_prompt_tokens, prompt);
     shape.max_new_tokens = std::max<int64_t>(shape.max_new_tokens, p.gen.max_new_tokens);
     shape.max_sequence_len = std::max<int64_t>(shape.max_sequence_len, prompt + p.gen.max_new_tokens);
+    shape.lengths.emplace_back(prompt, p.gen.max_new_tokens);
   }
   log_.info("planning for " + std::to_string(shape.requests) + " requests of " + o_.input + ": prompts up to " +
             std::to_string(shape.max_prompt_tokens) + " tokens, max_tokens up to " +

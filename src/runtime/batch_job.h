@@ -9,7 +9,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -22,6 +24,13 @@
 #include "text/tokenizer.h"
 
 namespace strata::runtime {
+
+// What runs the blocks after this one: another model (e.g. the offloading engine re-planned from
+// what the first block measured) and its block size; a null model keeps the current one.
+struct ModelSwitch {
+  compute::SequenceModel* model = nullptr;
+  int32_t batch_size = 0;
+};
 
 struct BatchJobOptions {
   std::string input;            // .jsonl or .jsonl.zst ("-" = standard input)
@@ -45,6 +54,9 @@ struct BatchJobOptions {
   std::string chat_template;    // llama2, llama3, mistral or chatml; "" = detect
   std::string model_name;       // the "model" of results whose request names none
   ProgressOptions progress;
+  // Called after each block with the number of blocks run so far (this run's); its error stops
+  // the job (the results written so far stay, and --resume goes on from them).
+  std::function<Result<ModelSwitch>(int64_t blocks_done)> after_block;
 };
 
 struct BatchSummary {
@@ -80,6 +92,7 @@ struct JobShape {
   int64_t max_prompt_tokens = 0;
   int64_t max_new_tokens = 0;
   int64_t max_sequence_len = 0;
+  std::vector<std::pair<int64_t, int64_t>> lengths;  // each request's (prompt tokens, max_tokens)
 };
 
 // Reads and tokenizes the whole input once (not standard input) without generating or writing

@@ -123,9 +123,11 @@ TEST(Executor, EveryActionStartsAfterItsDependenciesAndEachResourceKeepsPlanOrde
       for (int32_t d : plan[i].deps)
         EXPECT_LT(t.end[d].load(), t.start[i].load()) << describe(plan[i]) << " started before " << describe(plan[d]) << " ended";
       const int r = resource_key(plan[i].kind);
-      if (last_on.count(r))
-        EXPECT_LT(t.end[last_on[r]].load(), t.start[i].load()) << describe(plan[i]) << " overlapped the action before it on "
-                                                 << plan_resource_name(resource_of(plan[i].kind));
+      if (last_on.count(r)) {
+        EXPECT_LT(t.end[last_on[r]].load(), t.start[i].load())
+            << describe(plan[i]) << " overlapped the action before it on "
+            << plan_resource_name(resource_of(plan[i].kind));
+      }
       last_on[r] = i;
       const bool host = r == static_cast<int>(PlanResource::kDisk) || r == static_cast<int>(PlanResource::kCpu);
       (host ? host_expected : gpu_expected) += host ? 3 : 2;
@@ -193,7 +195,9 @@ TEST(Executor, AFailingTaskStopsTheStepAndDrainsEverything) {
   EXPECT_EQ(t.running.load(), 0);
   for (size_t i = 0; i < plan.size(); ++i)
     for (int32_t d : plan[i].deps)
-      if (static_cast<size_t>(d) == first_read) EXPECT_EQ(t.start[i].load(), -1) << describe(plan[i]) << " ran";
+      if (static_cast<size_t>(d) == first_read) {
+        EXPECT_EQ(t.start[i].load(), -1) << describe(plan[i]) << " ran";
+      }
   // The workers take the next step after a failure has been seen.
   disk.clear_error();
   cpu.clear_error();

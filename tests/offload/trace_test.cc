@@ -183,5 +183,38 @@ TEST(BusyByTrack, InstantSpansCountBytesNotTime) {
   EXPECT_EQ(b[0].bytes, 4096u);
 }
 
+// Busy time split by phase: the same spans within the prefill steps' windows and within the
+// decode steps' windows, each track's union intersected with the windows' union.
+TEST(BusyInWindows, EachTracksUnionWithinTheWindows) {
+  const std::vector<TraceSpan> spans = {
+      {"gpu", "a", 0.0, 2.0, 0},  {"gpu", "b", 1.0, 3.0, 0},  // [0, 3)
+      {"gpu", "c", 5.0, 6.0, 0},  {"h2d", "x", 2.5, 5.5, 9},
+      {"disk", "flush", 4.0, 4.0, 1},  // an instant: no time
+  };
+  const std::vector<std::string> tracks = {"gpu", "h2d", "disk", "cpu"};
+  // Two prefill steps [0, 1) and [2, 4), given out of order and overlapping one another.
+  const std::vector<Window> prefill = {{2.0, 4.0}, {0.0, 1.0}, {3.0, 3.5}};
+  const std::vector<double> p = busy_in_windows(spans, tracks, prefill);
+  ASSERT_EQ(p.size(), 4u);
+  EXPECT_DOUBLE_EQ(p[0], 1.0 + 1.0);  // gpu [0, 1) and [2, 3)
+  EXPECT_DOUBLE_EQ(p[1], 1.5);        // h2d [2.5, 4)
+  EXPECT_DOUBLE_EQ(p[2], 0.0);
+  EXPECT_DOUBLE_EQ(p[3], 0.0);
+  const std::vector<Window> decode = {{4.0, 7.0}};
+  const std::vector<double> d = busy_in_windows(spans, tracks, decode);
+  EXPECT_DOUBLE_EQ(d[0], 1.0);  // c
+  EXPECT_DOUBLE_EQ(d[1], 1.5);  // h2d [4, 5.5)
+  // Windows that cover the run give the whole run's busy time.
+  std::vector<Window> both = prefill;
+  both.insert(both.end(), decode.begin(), decode.end());
+  both.push_back({1.0, 2.0});
+  const std::vector<double> all = busy_in_windows(spans, tracks, both);
+  const std::vector<TrackBusy> whole = busy_by_track(spans, tracks, 0.0, 7.0);
+  for (size_t t = 0; t < tracks.size(); ++t) {
+    EXPECT_DOUBLE_EQ(all[t], whole[t].busy_s) << tracks[t];
+  }
+  EXPECT_TRUE(busy_in_windows(spans, tracks, {}) == std::vector<double>(4, 0.0));
+}
+
 }  // namespace
 }  // namespace strata::offload

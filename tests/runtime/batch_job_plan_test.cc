@@ -75,6 +75,10 @@ TEST_F(BatchJobPlanTest, ScanFindsTheLongestPromptAndLargestMaxTokensOfValidRequ
   EXPECT_EQ(shape->max_prompt_tokens, tokens(long_p));
   EXPECT_EQ(shape->max_new_tokens, 40);
   EXPECT_EQ(shape->max_sequence_len, std::max(tokens(long_p) + 5, tokens(short_p) + 40));
+  // Each valid request's lengths, in input order, for a plan of the job's mix.
+  const std::vector<std::pair<int64_t, int64_t>> lengths = {
+      {tokens(short_p), 16}, {tokens(long_p), 5}, {tokens(short_p), 40}};
+  EXPECT_EQ(shape->lengths, lengths);
 
   BatchJobOptions from_stdin = options("-");
   auto s = scan_batch_job(*cfg, *tok_, from_stdin, ctx_->logger);

@@ -144,6 +144,70 @@ TEST_F(BatchJobTest, GreedyTextEqualsTransformers) {
   EXPECT_EQ(text_of(results.find("ids")->second), text_of(results.find("r0")->second));
 }
 
+// A SequenceModel that counts what it is asked to run.
+class CountingModel final : public compute::SequenceModel {
+ public:
+  explicit CountingModel(compute::Transformer& m) : inner_(m) {}
+  const model::ModelConfig& config() const override { return inner_.config(); }
+  compute::Backend& backend() override { return inner_.backend(); }
+  Status reset(int32_t slots, int32_t max_len) override {
+    if (slots > 0) {
+      ++blocks;
+      largest_block = std::max(largest_block, slots);
+    }
+    return inner_.reset(slots, max_len);
+  }
+  Result<Tensor> forward(const compute::TokenBatch& batch, std::span<const int32_t> rows) override {
+    return inner_.forward(batch, rows);
+  }
+  int blocks = 0;
+  int32_t largest_block = 0;
+
+ private:
+  compute::TransformerModel inner_;
+};
+
+// After the first block the job moves to another model with another block size (as `generate`
+// does when it re-plans): the rest of the blocks run there, and every answer is the same.
+TEST_F(BatchJobTest, AfterABlockTheRestCanRunOnAnotherModel) {
+  const auto tmp = testing::make_temp_dir("strata-batch");
+  const std::string in = (tmp / "in.jsonl").string(), out = (tmp / "out.jsonl").string(),
+                    plain = (tmp / "plain.jsonl").string();
+  const auto lines = reference_requests();
+  write_lines(in, lines);
+  ASSERT_TRUE(run(options(in, plain)).is_ok());
+
+  CountingModel first(*model_), second(*model_);
+  std::vector<int64_t> calls;
+  BatchJobOptions o = options(in, out);
+  o.after_block = [&](int64_t done) -> Result<ModelSwitch> {
+    calls.push_back(done);
+    if (done == 1) return ModelSwitch{&second, 3};
+    return ModelSwitch{};
+  };
+  auto sum = run_batch_job(first, *tok_, o, ctx_->logger);
+  ASSERT_TRUE(sum.is_ok()) << sum.status().to_string();
+  EXPECT_EQ(sum->ok, static_cast<int64_t>(lines.size()));
+  EXPECT_EQ(first.blocks, 1);
+  EXPECT_EQ(first.largest_block, 4);
+  EXPECT_EQ(second.largest_block, 3);
+  EXPECT_EQ(second.blocks, sum->blocks - 1);
+  ASSERT_EQ(calls.size(), static_cast<size_t>(sum->blocks));
+  for (size_t i = 0; i < calls.size(); ++i) EXPECT_EQ(calls[i], static_cast<int64_t>(i) + 1);
+  auto a = read_results(plain), b = read_results(out);
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [id, r] : a) EXPECT_EQ(text_of(b.find(id)->second), text_of(r)) << id;
+
+  // A failing switch stops the job with its error; what was written stays for --resume.
+  const std::string failed = (tmp / "failed.jsonl").string();
+  BatchJobOptions f = options(in, failed);
+  f.after_block = [](int64_t) -> Result<ModelSwitch> { return out_of_memory("the re-planned engine does not fit"); };
+  auto stopped = run(f);
+  ASSERT_FALSE(stopped.is_ok());
+  EXPECT_NE(stopped.status().message().find("does not fit"), std::string::npos);
+  EXPECT_EQ(read_results(failed).size(), 4u);
+}
+
 TEST_F(BatchJobTest, BadLinesBecomeErrorLinesAndTheJobGoesOn) {
   const auto tmp = testing::make_temp_dir("strata-batch");
   const std::string in = (tmp / "in.jsonl").string(), out = (tmp / "out.jsonl").string();
