@@ -41,6 +41,7 @@ struct GenerateOptions {
   BudgetFlags budgets;
   int64_t max_prompt_len = 0;
   bool no_recalibrate = false;
+  bool verbose = false;
 };
 
 Status write_summary(const GenerateOptions& o, const runtime::BatchSummary& summary) {
@@ -132,7 +133,7 @@ Status run(GenerateOptions& o) {
   runtime::ContextOptions copts;
   copts.device = o.device;
   copts.threads = o.threads;
-  copts.log_level = o.quiet ? LogLevel::kWarn : LogLevel::kInfo;
+  copts.log_level = o.quiet ? LogLevel::kWarn : o.verbose ? LogLevel::kDebug : LogLevel::kInfo;
   STRATA_ASSIGN_OR_RETURN(auto ctx, runtime::make_context(copts));
   o.job.model_name = std::filesystem::path(o.model).lexically_normal().filename().string();
   if (o.job.model_name.empty()) o.job.model_name = std::filesystem::path(o.model).parent_path().filename().string();
@@ -209,6 +210,7 @@ void register_generate(CLI::App& app, int* exit_code) {
                   "seconds between progress lines when stderr is not a terminal")
       ->capture_default_str();
   cmd->add_flag("--quiet", o.quiet, "no progress and no summary on stderr");
+  cmd->add_flag("--verbose", o.verbose, "also log the engine's memory after each step (debug messages)");
   cmd->add_option("--json-summary", o.json_summary, "also write the summary as JSON to this file");
   cmd->add_option("--threads", o.threads, "CPU threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--device", o.device, "auto (the first GPU when there is one, else the CPU), cpu, cuda or cuda:N")

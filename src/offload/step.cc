@@ -4,6 +4,7 @@
 // Planner::run to know the schedule.
 #include <string>
 
+#include "common/units.h"
 #include "cuda/cuda_backend.h"
 #include "offload/engine_impl.h"
 
@@ -39,6 +40,10 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
     return ran.with_context("offload: step " + std::to_string(accounting->steps()));
   }
   lanes->sample_memory();
+  if (log->level() <= LogLevel::kDebug)
+    log->debug("offload: step " + std::to_string(accounting->steps()) + (prefill ? " (prefill)" : "") + ": " +
+               format_bytes(lanes->device_bytes_in_use()) + " in use on the GPU, peak " +
+               format_bytes(lanes->peak_device_bytes()));
   accounting->collect_gpu_spans();
   Tensor host = rows.empty() ? Tensor::host(DType::kF32, {0, config.vocab_size})
                              : backend->to_host_f32(step_state.logits);

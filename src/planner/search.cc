@@ -297,8 +297,21 @@ Result<PlanResult> plan_policy(const ModelSpec& spec, const Workload& w, const H
   r.memory = std::move(ranked[0].candidate.memory);
   r.lps_solved = lps;
   r.candidates_feasible = feasible;
-  for (size_t i = 1; i < ranked.size() && static_cast<int>(i) <= options.runners_up; ++i)
-    r.runners_up.push_back(std::move(ranked[i].policy));
+  // Runners-up that would run exactly as one before them (the same batch, compression and
+  // realised placement, where the attention choice has no KV off the GPU to act on) are left out.
+  auto same_run = [&](const Ranked& a, const Ranked& b) {
+    const Policy &x = a.policy, &y = b.policy;
+    const Fractions &fx = a.candidate.placement.realised, &fy = b.candidate.placement.realised;
+    const bool attention_matters = fx[kCg] < 1 || fy[kCg] < 1;
+    return x.batch.gpu_batch_size == y.batch.gpu_batch_size && x.batch.num_gpu_batches == y.batch.num_gpu_batches &&
+           x.choices.weights == y.choices.weights && x.choices.kv == y.choices.kv &&
+           (!attention_matters || x.choices.attention == y.choices.attention) && fx == fy;
+  };
+  for (size_t i = 1; i < ranked.size() && static_cast<int>(r.runners_up.size()) < options.runners_up; ++i) {
+    bool repeat = false;
+    for (size_t k = 0; k < i && !repeat; ++k) repeat = same_run(ranked[i], ranked[k]);
+    if (!repeat) r.runners_up.push_back(ranked[i].policy);
+  }
   return r;
 }
 

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "common/units.h"
 #include "planner/policy.h"
 #include "planner_test_util.h"
@@ -126,6 +128,42 @@ TEST(Search, CompressionIsChosenWhenAllowedAndItHelps) {
   ASSERT_TRUE(packed.is_ok()) << packed.status().to_string();
   EXPECT_EQ(packed->policy.choices.weights, Compression::kInt4);
   EXPECT_GT(packed->policy.predicted.tokens_per_s, 1.5 * plain->policy.predicted.tokens_per_s);
+}
+
+// The runners-up: the next candidates by predicted time, each evaluated again to the same
+// prediction, each a different run (batch, compression, attention or placement), within the
+// budgets; asking for them does not change the choice.
+TEST(Search, RunnersUpAreTheNextDistinctCandidatesInOrder) {
+  auto spec = spec_of("llama-3-8b");
+  auto hw = hardware("h100-test-host");
+  const Budgets b{40 * kGiB, 60 * kGiB, 0};
+  const Workload w{1024, 64, 0};
+  SearchOptions o;
+  o.attention = {Attention::kCpu, Attention::kGpu};
+  auto alone = plan_policy(spec, w, hw, b, o);
+  ASSERT_TRUE(alone.is_ok());
+  EXPECT_TRUE(alone->runners_up.empty());
+  o.runners_up = 5;
+  auto r = plan_policy(spec, w, hw, b, o);
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(policy_to_json(r->policy), policy_to_json(alone->policy));
+  ASSERT_EQ(r->runners_up.size(), 5u);
+  double last = r->policy.predicted.tokens_per_s;
+  std::vector<std::string> seen = {policy_to_json(r->policy).dump()};
+  for (const Policy& p : r->runners_up) {
+    EXPECT_LE(p.predicted.tokens_per_s, last * (1 + 1e-9));
+    last = p.predicted.tokens_per_s;
+    auto again = evaluate_policy(spec, p, hw, b);
+    ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+    EXPECT_NEAR(again->policy.predicted.tokens_per_s, p.predicted.tokens_per_s, 1e-6 * p.predicted.tokens_per_s);
+    // A different run: the attention choice only counts with KV off the GPU.
+    Policy key = p;
+    if (again->placement.realised[kCg] >= 1) key.choices.attention = Attention::kCpu;
+    key.predicted = {};
+    const std::string k = policy_to_json(key).dump();
+    for (const auto& other : seen) EXPECT_NE(k, other);
+    seen.push_back(k);
+  }
 }
 
 TEST(Search, APlanTakesWellUnderASecond) {
