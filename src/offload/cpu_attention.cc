@@ -4,6 +4,7 @@
 #include <string>
 
 #include "compute/host_kv.h"
+#include "offload/pinned.h"
 
 namespace strata::offload {
 
@@ -19,11 +20,8 @@ Result<std::unique_ptr<CpuAttention>> CpuAttention::create(bool enabled,
   c->io_.resize(static_cast<size_t>(dims.batches));
   const size_t q_bytes = static_cast<size_t>(dims.gbs * config.num_heads * config.head_dim * 2);
   const size_t kv_bytes = static_cast<size_t>(dims.gbs * config.num_kv_heads * config.head_dim * 2);
-  auto pinned = [&](size_t bytes, const char* what) -> Result<Tensor> {
-    const Shape words = {static_cast<int64_t>((bytes + 3) / 4)};
-    STRATA_ASSIGN_OR_RETURN(Tensor t, lanes.allocate_pinned(DType::kI32, words, what));
-    c->pinned_bytes_ += t.bytes();
-    return t;
+  auto pinned = [&](size_t bytes, const char* what) {
+    return allocate_pinned_bytes(lanes, bytes, what, &c->pinned_bytes_);
   };
   for (auto& b : c->io_) {
     STRATA_ASSIGN_OR_RETURN(b.q, pinned(q_bytes, "cpu_attention.queries"));

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/check.h"
+#include "offload/pinned.h"
 
 namespace strata::offload {
 
@@ -21,9 +22,7 @@ Result<std::unique_ptr<HiddenStaging>> HiddenStaging::create(const planner::Plac
         STRATA_ASSIGN_OR_RETURN(t, backend.allocate(act, {rows, hidden}));
       }
     const size_t bytes = static_cast<size_t>(rows * hidden) * dtype_size(act);
-    const Shape words = {static_cast<int64_t>((bytes + 3) / 4)};
-    STRATA_ASSIGN_OR_RETURN(h->host_[b], lanes.allocate_pinned(DType::kI32, words, "activations.resident (cpu)"));
-    h->pinned_bytes_ += h->host_[b].bytes();
+    STRATA_ASSIGN_OR_RETURN(h->host_[b], allocate_pinned_bytes(lanes, bytes, "activations.resident (cpu)", &h->pinned_bytes_));
   }
   return h;
 }

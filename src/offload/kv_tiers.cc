@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "cuda/int4_weights.h"
+#include "offload/pinned.h"
 
 namespace strata::offload {
 
@@ -30,10 +31,7 @@ Result<std::unique_ptr<KvTiers>> KvTiers::create(const model::ModelConfig& confi
 }
 
 Result<Tensor> KvTiers::pinned(size_t bytes, const char* what) {
-  const Shape words = {static_cast<int64_t>((bytes + 3) / 4)};
-  STRATA_ASSIGN_OR_RETURN(Tensor t, lanes_.allocate_pinned(DType::kI32, words, what));
-  pinned_bytes_ += t.bytes();
-  return t;
+  return allocate_pinned_bytes(lanes_, bytes, what, &pinned_bytes_);
 }
 
 Status KvTiers::allocate_units(const planner::Placement& placement, storage::IoBackend& io,

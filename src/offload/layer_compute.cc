@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cuda/cuda_backend.h"
+#include "offload/pinned.h"
 
 namespace strata::offload {
 
@@ -30,12 +31,7 @@ Result<std::unique_ptr<LayerCompute>> LayerCompute::create(
       new LayerCompute(config, dims, backend, lanes, weights, kv, hidden, cpu_attention));
   const OffloadWeights& w = weights.weights();
   const size_t rows = static_cast<size_t>(dims.gbs * std::max<int64_t>(dims.prefill_len, 1));
-  auto pinned = [&](size_t bytes) -> Result<Tensor> {
-    const Shape words = {static_cast<int64_t>((bytes + 3) / 4)};
-    STRATA_ASSIGN_OR_RETURN(Tensor t, lanes.allocate_pinned(DType::kI32, words, "embedding rows"));
-    c->pinned_bytes_ += t.bytes();
-    return t;
-  };
+  auto pinned = [&](size_t bytes) { return allocate_pinned_bytes(lanes, bytes, "embedding rows", &c->pinned_bytes_); };
   if (w.host_table("embed.tokens")) {
     STRATA_ASSIGN_OR_RETURN(c->embed_rows_, pinned(rows * config.embed_dim() * 2));
   }

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "common/check.h"
+#include "offload/pinned.h"
 #include "storage/io_file.h"
 
 namespace strata::offload {
@@ -30,9 +31,7 @@ Result<std::unique_ptr<WeightSlots>> WeightSlots::create(std::unique_ptr<Offload
   for (int64_t u = 0; u < units; ++u)
     w->views_[u] = ow.views(u, w->unit_slot_[u] >= 0 ? w->slots_[w->unit_slot_[u]] : Tensor());
   for (int s = 0; s < kDiskStaging && ow.max_disk_bytes() > 0; ++s) {
-    const Shape words = {static_cast<int64_t>((ow.max_disk_bytes() + 3) / 4)};
-    STRATA_ASSIGN_OR_RETURN(Tensor t, lanes.allocate_pinned(DType::kI32, words, "weights.disk_staging"));
-    w->pinned_bytes_ += t.bytes();
+    STRATA_ASSIGN_OR_RETURN(Tensor t, allocate_pinned_bytes(lanes, ow.max_disk_bytes(), "weights.disk_staging", &w->pinned_bytes_));
     w->disk_staging_.push_back(std::move(t));
   }
   return w;
