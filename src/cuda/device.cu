@@ -1,11 +1,28 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
+#include <cstdio>
 
 #include "cuda/chain.cuh"
 #include "cuda/device.h"
 
 namespace strata::cuda {
+
+namespace {
+
+// "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", as nvidia-smi prints it.
+std::string format_uuid(const cudaUUID_t& id) {
+  std::string out = "GPU-";
+  char hex[3];
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
+    std::snprintf(hex, sizeof hex, "%02x", static_cast<unsigned char>(id.bytes[i]));
+    out += hex;
+  }
+  return out;
+}
+
+}  // namespace
 
 DeviceQuery query_devices() {
   DeviceQuery q;
@@ -27,6 +44,7 @@ DeviceQuery query_devices() {
     d.compute_minor = prop.minor;
     d.total_memory = prop.totalGlobalMem;
     d.multiprocessors = prop.multiProcessorCount;
+    d.uuid = format_uuid(prop.uuid);
     char bus[32] = {};
     if (cudaDeviceGetPCIBusId(bus, sizeof bus, i) == cudaSuccess) d.pci_bus_id = bus;
     size_t free_b = 0, total_b = 0;

@@ -16,6 +16,9 @@ struct DeviceInfo {
   uint64_t free_memory = 0;   // bytes, at query time
   int multiprocessors = 0;
   std::string pci_bus_id;     // "0000:41:00.0"
+  // The GPU's UUID as nvidia-smi -L prints it ("GPU-" then 32 hex digits in 8-4-4-4-12 groups);
+  // unlike the index, it names the same card across reboots and CUDA_VISIBLE_DEVICES.
+  std::string uuid;
 };
 
 struct DeviceQuery {

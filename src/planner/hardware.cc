@@ -205,6 +205,18 @@ json calibration_to_json(const Calibration& c) {
   return j;
 }
 
+Result<MachineId> parse_machine(const json& j, const std::string& source) {
+  MachineId m;
+  if (!j.contains("machine")) return m;
+  Fields f(j.at("machine"), source, "machine");
+  STRATA_RETURN_IF_ERROR(f.check_object());
+  STRATA_ASSIGN_OR_RETURN(m.gpu_uuid, f.text("gpu_uuid", false));
+  STRATA_ASSIGN_OR_RETURN(m.gpu_name, f.text("gpu_name", false));
+  STRATA_ASSIGN_OR_RETURN(m.cpu_model, f.text("cpu_model", false));
+  STRATA_ASSIGN_OR_RETURN(m.offload_device, f.text("offload_device", false));
+  return m;
+}
+
 uint64_t gib_to_bytes(double gib) { return static_cast<uint64_t>(gib * kGiB + 0.5); }
 
 }  // namespace
@@ -272,6 +284,7 @@ Result<HardwareProfile> parse_hardware_profile(const json& j, const std::string&
   STRATA_ASSIGN_OR_RETURN(p.disk.read_latency_us, df.nonnegative("read_latency_us"));
   STRATA_ASSIGN_OR_RETURN(p.disk.write_latency_us, df.nonnegative("write_latency_us"));
   STRATA_ASSIGN_OR_RETURN(p.calibration, parse_calibration(j, source));
+  STRATA_ASSIGN_OR_RETURN(p.machine, parse_machine(j, source));
   return p;
 }
 
@@ -318,6 +331,11 @@ json hardware_profile_to_json(const HardwareProfile& p) {
   if (p.disk.read_latency_us > 0) j["disk"]["read_latency_us"] = p.disk.read_latency_us;
   if (p.disk.write_latency_us > 0) j["disk"]["write_latency_us"] = p.disk.write_latency_us;
   if (!p.calibration.identity()) j["calibration"] = calibration_to_json(p.calibration);
+  if (!p.machine.empty())
+    j["machine"] = {{"gpu_uuid", p.machine.gpu_uuid},
+                    {"gpu_name", p.machine.gpu_name},
+                    {"cpu_model", p.machine.cpu_model},
+                    {"offload_device", p.machine.offload_device}};
   return j;
 }
 

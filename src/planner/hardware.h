@@ -116,6 +116,19 @@ struct Calibration {
   double of(Phase p, int r) const { return factor[p][r]; }
 };
 
+// The machine a measured profile describes: `strata profile` records it and the profile cache
+// (tools/profile_cache.h) is keyed by it. Empty in catalogue entries and hand-written profiles.
+struct MachineId {
+  std::string gpu_uuid;        // CUDA's UUID of the GPU ("GPU-8c2e0f1a-..."); empty without one
+  std::string gpu_name;        // CUDA's name of the GPU
+  std::string cpu_model;       // /proc/cpuinfo's "model name"
+  std::string offload_device;  // the offload directory's device (st_dev), "major:minor"
+  bool empty() const {
+    return gpu_uuid.empty() && gpu_name.empty() && cpu_model.empty() && offload_device.empty();
+  }
+  bool operator==(const MachineId&) const = default;
+};
+
 struct HardwareProfile {
   std::string name;
   std::string description;
@@ -126,6 +139,7 @@ struct HardwareProfile {
   LinkProfile links;
   DiskProfile disk;
   Calibration calibration = {};
+  MachineId machine = {};  // optional in the JSON ("machine"): where a measured profile came from
 };
 
 // Parses a profile. `source` (a file name or catalogue name) prefixes every error, which names

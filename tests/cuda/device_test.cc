@@ -21,6 +21,8 @@ TEST(Device, QueryNeverFailsAndExplainsAnEmptyList) {
     EXPECT_GT(d.total_memory, 0u);
     EXPECT_LE(d.free_memory, d.total_memory);
     EXPECT_GE(d.compute_major, 5);
+    EXPECT_EQ(d.uuid.size(), 40u) << d.uuid;  // "GPU-" + 32 hex digits + 4 dashes
+    EXPECT_EQ(d.uuid.rfind("GPU-", 0), 0u) << d.uuid;
   }
 }
 

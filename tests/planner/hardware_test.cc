@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "common/units.h"
 
@@ -141,6 +142,39 @@ TEST(Hardware, BadPerCallCostsNameTheField) {
     auto r = parse_hardware_profile(j, "measured.json");
     ASSERT_FALSE(r.is_ok()) << c.pointer;
     EXPECT_NE(r.status().message().find(c.message), std::string::npos) << r.status().message();
+  }
+}
+
+TEST(Hardware, TheMachineOfAMeasuredProfileIsOptionalAndRoundTrips) {
+  auto j = with_call_costs();
+  EXPECT_TRUE(parse_hardware_profile(j, "measured.json")->machine.empty());  // absent: empty
+  j["machine"] = {{"gpu_uuid", "GPU-0a1b2c3d-0000-1111-2222-333344445555"},
+                  {"gpu_name", "NVIDIA H100 80GB HBM3"},
+                  {"cpu_model", "AMD EPYC 9454 48-Core Processor"},
+                  {"offload_device", "259:3"}};
+  auto p = parse_hardware_profile(j, "measured.json");
+  ASSERT_TRUE(p.is_ok()) << p.status().to_string();
+  EXPECT_EQ(p->machine.gpu_uuid, "GPU-0a1b2c3d-0000-1111-2222-333344445555");
+  EXPECT_EQ(p->machine.offload_device, "259:3");
+  EXPECT_EQ(hardware_profile_to_json(*p)["machine"], j["machine"]);
+  // Only the fields a machine has: a host without a GPU records none for it.
+  j["machine"] = {{"cpu_model", "Intel(R) Xeon(R) Gold 6338"}};
+  p = parse_hardware_profile(j, "measured.json");
+  ASSERT_TRUE(p.is_ok()) << p.status().to_string();
+  EXPECT_TRUE(p->machine.gpu_uuid.empty());
+  EXPECT_FALSE(p->machine.empty());
+  // The catalogue's entries describe no particular machine and write none.
+  EXPECT_FALSE(hardware_profile_to_json(*catalogue_hardware("l4")).contains("machine"));
+
+  for (auto [pointer, value, message] :
+       {std::tuple{"/machine", nlohmann::json("h100"), "measured.json: machine: must be an object"},
+        std::tuple{"/machine/gpu_uuid", nlohmann::json(7),
+                   "measured.json: machine.gpu_uuid: must be a string"}}) {
+    auto bad = with_call_costs();
+    bad[nlohmann::json::json_pointer(pointer)] = value;
+    auto r = parse_hardware_profile(bad, "measured.json");
+    ASSERT_FALSE(r.is_ok()) << pointer;
+    EXPECT_NE(r.status().message().find(message), std::string::npos) << r.status().message();
   }
 }
 
