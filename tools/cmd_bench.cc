@@ -201,14 +201,12 @@ Status run_model_bench(const ModelArgs& a) {
   STRATA_ASSIGN_OR_RETURN(int device, cuda_index(a.device));
   STRATA_ASSIGN_OR_RETURN(model::ModelConfig config, model::named_shape(a.shape));
   const ModelSpec spec = make_model_spec(config, a.shape);
-  // Without --hardware: the catalogue entry of the GPU in use (so no GPU fails here, clearly).
-  HardwareProfile hw;
-  if (!a.hardware.empty()) {
-    STRATA_ASSIGN_OR_RETURN(hw, load_hardware_profile(a.hardware));
-  } else {
-    STRATA_ASSIGN_OR_RETURN(std::string gpu, cuda_device_name(device));
-    STRATA_ASSIGN_OR_RETURN(hw, catalogue_hardware_for_gpu(gpu, hardware_catalogue()));
-  }
+  // Without --hardware: this machine's profile (so no GPU fails here, clearly).
+  const std::filesystem::path offload_dir =
+      a.offload_dir.empty() ? default_offload_dir() : std::filesystem::path(a.offload_dir);
+  if (a.hardware.empty()) STRATA_RETURN_IF_ERROR(cuda_device_name(device).status());
+  Logger log(a.json ? LogLevel::kWarn : LogLevel::kInfo);
+  STRATA_ASSIGN_OR_RETURN(HardwareProfile hw, machine_hardware(a.hardware, device, offload_dir, log, a.json));
   Budgets budgets = default_budgets(hw);
   STRATA_RETURN_IF_ERROR(apply_budget_flags(a.budgets, &budgets));
   const Workload workload{a.prompt_len, a.gen_len, 0};
@@ -243,7 +241,7 @@ Status run_model_bench(const ModelArgs& a) {
   bench::OffloadBenchOptions o;
   o.model = a.shape;
   o.workload = workload;
-  o.offload_dir = a.offload_dir.empty() ? default_offload_dir() : std::filesystem::path(a.offload_dir);
+  o.offload_dir = offload_dir;
   o.seed = a.seed;
   o.warmup = a.warmup;
   o.trace = a.trace;
@@ -270,8 +268,8 @@ void register_bench_model(CLI::App& bench, int* exit_code) {
   bench.add_option("--cpu-mem", a.budgets.cpu, "pinned DRAM budget (default: the profile's DRAM - 10%)");
   bench.add_option("--disk-mem", a.budgets.disk, "offload disk budget (default: 95% of the profile's disk)");
   bench.add_option("--hardware", a.hardware,
-                   "hardware profile JSON (strata profile) or catalogue name (default: the catalogue entry "
-                   "of the GPU in use, e.g. h100-test-host for an H100 80GB HBM3)");
+                   "hardware profile JSON (strata profile) or catalogue name (default: this machine's "
+                   "profile, measured once by a quick `strata profile` and cached)");
   bench.add_option("--policy", a.policy, "auto (plan for these budgets) or a policy file (strata plan -o FILE)")
       ->capture_default_str();
   bench.add_option("--compress", a.compress,

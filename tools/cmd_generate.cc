@@ -76,13 +76,13 @@ Result<planner::Workload> job_workload(const GenerateOptions& o, const model::Mo
 
 // The job on the offloading engine: plan (or read) the policy, place the weights, run blocks of
 // the policy's size, and re-plan after the first block when it ran far from the prediction.
-Status run_offloaded(GenerateOptions& o, runtime::Context& ctx, const text::Tokenizer& tokenizer,
-                     const planner::HardwareProfile& hw) {
+Status run_offloaded(GenerateOptions& o, runtime::Context& ctx, const text::Tokenizer& tokenizer) {
   using namespace planner;
   STRATA_ASSIGN_OR_RETURN(model::ModelFiles files, runtime::open_model_files(ctx, o.model));
   OffloadedJobOptions jo;
-  jo.hardware = hw;
   jo.offload_dir = o.offload_dir.empty() ? default_offload_dir() : std::filesystem::path(o.offload_dir);
+  STRATA_ASSIGN_OR_RETURN(jo.hardware, machine_hardware(o.hardware, cuda_index(o.device), jo.offload_dir, ctx.logger, o.quiet));
+  const HardwareProfile& hw = jo.hardware;
   jo.trace = !o.trace.empty();
   jo.quiet = o.quiet;
   jo.recalibrate = !o.no_recalibrate;
@@ -147,29 +147,9 @@ Status run(GenerateOptions& o) {
       ctx->logger.warn("--policy " + policy + " is ignored on the CPU: the model runs in DRAM (offloading needs a GPU)");
     policy = "none";
   }
-  planner::HardwareProfile hw;
-  if (policy != "none") {
-    if (!o.hardware.empty()) {
-      STRATA_ASSIGN_OR_RETURN(hw, load_hardware_profile(o.hardware));
-    } else {
-      const cuda::DeviceQuery q = cuda::query_devices();
-      std::string gpu;
-      for (const auto& d : q.devices)
-        if (d.index == cuda_index(o.device)) gpu = d.name;
-      auto found = catalogue_hardware_for_gpu(gpu, planner::hardware_catalogue());
-      if (found.is_ok()) {
-        hw = *found;
-      } else if (policy == "auto") {
-        ctx->logger.warn(found.status().message() + "; until then the whole model runs on the GPU (--policy none)");
-        policy = "none";
-      } else {
-        return found.status().with_context("--policy " + policy);
-      }
-    }
-  }
   if (policy != "none") {
     o.policy = policy;
-    return run_offloaded(o, *ctx, *tokenizer, hw);
+    return run_offloaded(o, *ctx, *tokenizer);
   }
 
   STRATA_ASSIGN_OR_RETURN(auto model, runtime::load_model_dir(*ctx, o.model));
@@ -221,8 +201,8 @@ void register_generate(CLI::App& app, int* exit_code) {
                   "ignored on the CPU. With a policy, blocks are the policy's size (not --batch-size)")
       ->capture_default_str();
   cmd->add_option("--hardware", o.hardware,
-                  "hardware profile JSON (strata profile) or catalogue name for the planner (default: the "
-                  "catalogue entry of the GPU in use; none found: --policy auto falls back to none)");
+                  "hardware profile JSON (strata profile) or catalogue name for the planner (default: this "
+                  "machine's profile, measured once by a quick `strata profile` and cached)");
   cmd->add_option("--gpu-mem", o.budgets.gpu, "GPU memory budget (default: the GPU's free memory - 1 GiB)");
   cmd->add_option("--cpu-mem", o.budgets.cpu, "pinned DRAM budget (default: MemAvailable - 10%)");
   cmd->add_option("--disk-mem", o.budgets.disk, "disk budget (default: 95% of the free space of --offload-dir)");

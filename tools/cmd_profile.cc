@@ -31,20 +31,6 @@ struct ProfileArgs {
        no_cache = false;
 };
 
-// One line on stderr that updates in place on a terminal; elsewhere a line per finished stage.
-ProgressFn progress_printer() {
-  const bool tty = isatty(STDERR_FILENO) != 0;
-  return [tty](const std::string& what, int done, int total) {
-    if (tty) {
-      std::fprintf(stderr, "\r\033[Kprofile: %s: %d of %d%s", what.c_str(), done, total,
-                   done == total ? "\n" : "");
-    } else if (done == total) {
-      std::fprintf(stderr, "profile: %s: %d of %d\n", what.c_str(), done, total);
-    }
-    std::fflush(stderr);
-  };
-}
-
 Status write_profile(const nlohmann::json& j, const std::string& output) {
   std::printf("%s\n", j.dump(2).c_str());
   std::ofstream out(output);
@@ -81,7 +67,7 @@ Result<MeasureOptions> measure_options(const ProfileArgs& a) {
   if (!a.dram_bytes.empty()) {
     STRATA_ASSIGN_OR_RETURN(o.dram_test_bytes, parse_bytes(a.dram_bytes));
   }
-  o.progress = progress_printer();
+  o.progress = stderr_progress("profile");
   return o;
 }
 

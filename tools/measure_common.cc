@@ -1,5 +1,9 @@
 #include "measure_common.h"
 
+#include <unistd.h>
+
+#include <cstdio>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -77,6 +81,19 @@ std::string describe_fixed_plus_rate(const std::string& what, const std::string&
   for (size_t i = 0; i < samples.size(); ++i)
     out += (i ? ", " : " ") + short_bytes(samples[i].x) + " " + short_seconds(samples[i].seconds);
   return out;
+}
+
+ProgressFn stderr_progress(const std::string& prefix) {
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  return [tty, prefix](const std::string& what, int done, int total) {
+    if (tty) {
+      std::fprintf(stderr, "\r\033[K%s: %s: %d of %d%s", prefix.c_str(), what.c_str(), done, total,
+                   done == total ? "\n" : "");
+    } else if (done == total) {
+      std::fprintf(stderr, "%s: %s: %d of %d\n", prefix.c_str(), what.c_str(), done, total);
+    }
+    std::fflush(stderr);
+  };
 }
 
 }  // namespace strata::tools

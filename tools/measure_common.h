@@ -19,6 +19,9 @@ using ProgressFn = std::function<void(const std::string& what, int done, int tot
 inline void report_progress(const ProgressFn& p, const std::string& what, int done, int total) {
   if (p) p(what, done, total);
 }
+// Progress on stderr as "PREFIX: what: n of N": one line updated in place on a terminal,
+// elsewhere a line per finished stage.
+ProgressFn stderr_progress(const std::string& prefix);
 
 using Clock = std::chrono::steady_clock;
 inline double seconds_since(Clock::time_point t0) {

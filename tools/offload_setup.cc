@@ -12,6 +12,9 @@
 
 #include "common/units.h"
 #include "cuda/device.h"
+#include "machine_profile.h"
+#include "measure_common.h"
+#include "profile_cache.h"
 
 namespace strata::tools {
 
@@ -126,14 +129,33 @@ Result<planner::HardwareProfile> load_hardware_profile(const std::string& arg) {
   return planner::parse_hardware_profile(j, arg);
 }
 
-Result<planner::HardwareProfile> catalogue_hardware_for_gpu(
-    std::string_view gpu_name, const std::vector<planner::HardwareProfile>& catalogue) {
-  for (const auto& h : catalogue)
-    if (h.gpu.name == gpu_name) return h;
-  return not_found(
-      "no hardware profile in the catalogue is for the GPU '" + std::string(gpu_name) +
-      "': run `strata profile -o hardware.json` on this machine and pass --hardware hardware.json "
-      "(or a catalogue name, see `strata capacity --list`)");
+Result<planner::HardwareProfile> machine_hardware(const std::string& hardware_flag, int device,
+                                                  const fs::path& offload_dir, Logger& log, bool quiet) {
+  if (!hardware_flag.empty()) return load_hardware_profile(hardware_flag);
+  std::error_code ec;
+  fs::create_directories(offload_dir, ec);
+  STRATA_ASSIGN_OR_RETURN(MachineKey key, machine_key(offload_dir, device));
+  STRATA_ASSIGN_OR_RETURN(std::optional<CachedProfile> cached, load_cached_profile_entry(key));
+  if (cached) {
+    log.info("hardware: this machine's profile, " + cached->file.string() + (cached->quick ? " (quick)" : ""));
+    return cached->profile;
+  }
+  log.info("hardware: no profile of this machine yet: measuring one (strata profile --quick, under a minute; "
+           "`strata profile` measures more, --hardware FILE uses another)");
+  MeasureOptions o;
+  o.quick = true;
+  o.offload_dir = offload_dir;
+  o.device = device;
+  if (!quiet) o.progress = stderr_progress("profile");
+  STRATA_ASSIGN_OR_RETURN(planner::HardwareProfile p, measure_machine(o, log));
+  if (!gpu_measured(p)) return unsupported("hardware: no GPU could be measured on this machine: " + p.source);
+  auto stored = store_cached_profile(key, p, /*quick=*/true);
+  if (stored.is_ok()) {
+    log.info("hardware: profile cached in " + stored->string());
+  } else {
+    log.warn("hardware: the profile could not be cached (" + stored.status().message() + "); the next run measures again");
+  }
+  return p;
 }
 
 Status set_compress_choices(const std::string& value, planner::SearchOptions* options) {

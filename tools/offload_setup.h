@@ -1,7 +1,7 @@
 // What `strata generate` and `strata bench` need before they can build the offloading engine: the
 // memory budgets (detected on this machine, or given as --gpu-mem/--cpu-mem/--disk-mem), the
-// hardware profile (a file, a catalogue name, or the catalogue entry of the detected GPU) and the
-// policy (planned, or read from a file and checked against the budgets).
+// hardware profile (a file, a catalogue name, or this machine's own, measured once and cached) and
+// the policy (planned, or read from a file and checked against the budgets).
 // The parsers and rules are pure functions; resolve_budgets reads /proc/meminfo, statvfs(2) and
 // the CUDA driver. Thread safe. Units: bytes.
 #pragma once
@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/log.h"
 #include "common/status.h"
 #include "planner/hardware.h"
 #include "planner/policy.h"
@@ -49,10 +50,14 @@ std::filesystem::path default_offload_dir();
 
 // A hardware profile from a file written by `strata profile`, or a catalogue name.
 Result<planner::HardwareProfile> load_hardware_profile(const std::string& name_or_file);
-// The catalogue entry whose GPU is named exactly `gpu_name` (as the CUDA driver reports it, e.g.
-// "NVIDIA H100 80GB HBM3"); kNotFound says to run `strata profile` and pass --hardware.
-Result<planner::HardwareProfile> catalogue_hardware_for_gpu(
-    std::string_view gpu_name, const std::vector<planner::HardwareProfile>& catalogue);
+// The profile a run on CUDA device `device` plans with, the disk tier in `offload_dir`: the
+// --hardware flag's (a file or a catalogue name) when given; else this machine's cached profile
+// (`strata profile`); else a quick profile measured now (under a minute, progress on stderr
+// unless `quiet`) and cached for the next run. The catalogue is for machines one does not have
+// (`strata plan`, `strata capacity`).
+Result<planner::HardwareProfile> machine_hardware(const std::string& hardware_flag, int device,
+                                                  const std::filesystem::path& offload_dir, Logger& log,
+                                                  bool quiet);
 
 // Which int4-g64 compressions --compress lets the search try: "none" (fp16 only), "int4" (weights
 // and KV compressed) or "auto" (each either way).

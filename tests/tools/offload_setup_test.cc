@@ -1,6 +1,7 @@
 // The budgets, hardware and policy-file rules `strata generate` and `strata bench` use before the
 // offloading engine starts, checked against hand-computed values and real catalogue entries.
 #include "offload_setup.h"
+#include "profile_cache.h"
 
 #include <gtest/gtest.h>
 
@@ -82,22 +83,28 @@ TEST(OffloadSetup, ResolveBudgetsUsesTheFlagsAndMeasuresTheDisk) {
   EXPECT_EQ(default_offload_dir().filename(), "strata-offload");
 }
 
-TEST(OffloadSetup, HardwareOfTheDetectedGpuComesFromTheCatalogue) {
-  const auto catalogue = planner::hardware_catalogue();
-  auto host = catalogue_hardware_for_gpu("NVIDIA H100 80GB HBM3", catalogue);
-  ASSERT_TRUE(host.is_ok()) << host.status().to_string();
-  EXPECT_EQ(host->name, "h100-test-host");
-  auto t4 = catalogue_hardware_for_gpu("NVIDIA T4", catalogue);
-  ASSERT_TRUE(t4.is_ok());
-  EXPECT_EQ(t4->name, "t4-flexgen");
-  auto none = catalogue_hardware_for_gpu("NVIDIA H200", catalogue);
-  ASSERT_FALSE(none.is_ok());
-  EXPECT_NE(none.status().message().find("strata profile"), std::string::npos);
-  EXPECT_NE(none.status().message().find("NVIDIA H200"), std::string::npos);
+// Without --hardware a run plans with this machine's cached profile (here one stored by hand in a
+// test cache); with it, the file or catalogue entry it names.
+TEST(OffloadSetup, HardwareIsTheFlagsOrThisMachinesCachedProfile) {
+  const auto dir = testing::make_temp_dir("strata-machine-hardware");
+  ::setenv("STRATA_CACHE_DIR", (dir / "cache").c_str(), 1);
+  Logger log(LogLevel::kWarn);
+  auto key = machine_key(dir, 0);
+  ASSERT_TRUE(key.is_ok()) << key.status().to_string();
+  planner::HardwareProfile mine = planner::catalogue_hardware("h100-test-host").value();
+  mine.name = "this machine";
+  ASSERT_TRUE(store_cached_profile(*key, mine).is_ok());
+  auto got = machine_hardware("", 0, dir, log, /*quiet=*/true);
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  EXPECT_EQ(got->name, "this machine");
 
-  auto by_name = load_hardware_profile("t4-flexgen");
+  auto by_name = machine_hardware("t4-flexgen", 0, dir, log, true);
   ASSERT_TRUE(by_name.is_ok());
   EXPECT_EQ(by_name->gpu.memory_bytes, 15 * kGiB);  // policies/hardware/t4-flexgen.json: 15 GiB
+  auto unknown = machine_hardware("no-such-card", 0, dir, log, true);
+  ASSERT_FALSE(unknown.is_ok());
+  EXPECT_NE(unknown.status().message().find("no-such-card"), std::string::npos);
+  ::unsetenv("STRATA_CACHE_DIR");
 }
 
 TEST(OffloadSetup, CompressChoices) {
