@@ -14,17 +14,8 @@ namespace strata::planner {
 namespace {
 
 using testing::hardware;
+using testing::round_machine;
 using testing::spec_of;
-
-HardwareProfile round_machine() {
-  HardwareProfile hw;
-  hw.name = "round";
-  hw.gpu = {"gpu", 40 * kGiB, 100, 50, 1000, 0};
-  hw.cpu = {"cpu", 16, 256 * kGiB, 100, 1, 100, 0};
-  hw.links = {10, 10, 10};
-  hw.disk = {"disk", 1000 * kGiB, 2, 1};
-  return hw;
-}
 
 Fractions at(double wg, double wc, double wd, double cg, double cc, double cd, double hg) {
   return {wg, wc, wd, cg, cc, cd, hg, 1 - hg};

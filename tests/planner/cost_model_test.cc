@@ -10,18 +10,8 @@ namespace strata::planner {
 namespace {
 
 using testing::hardware;
+using testing::round_machine;
 using testing::spec_of;
-
-// Round numbers so every expected time below is worked out by hand.
-HardwareProfile round_machine() {
-  HardwareProfile hw;
-  hw.name = "round";
-  hw.gpu = {"gpu", 40 * kGiB, 100, 50, 1000, 0};
-  hw.cpu = {"cpu", 16, 256 * kGiB, 100, 1, 100, 0};
-  hw.links = {10, 10, 10};
-  hw.disk = {"disk", 1000 * kGiB, 2, 1};
-  return hw;
-}
 
 // opt-1.3b by hand: hidden 2048, ffn 8192, 24 layers, vocab 50272, head tied to the embedding.
 constexpr double kLayerBytes = 2.0 * (4 * 2048.0 * 2048 + 2 * 2048.0 * 8192 + 4 * 2048 + 8192 + 2048 + 4 * 2048);
