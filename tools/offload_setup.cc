@@ -147,8 +147,23 @@ Result<planner::HardwareProfile> machine_hardware(const std::string& hardware_fl
   o.offload_dir = offload_dir;
   o.device = device;
   if (!quiet) o.progress = stderr_progress("profile");
-  STRATA_ASSIGN_OR_RETURN(planner::HardwareProfile p, measure_machine(o, log));
-  if (!gpu_measured(p)) return unsupported("hardware: no GPU could be measured on this machine: " + p.source);
+  auto measured = measure_machine(o, log);
+  if (!measured.is_ok() || !gpu_measured(*measured)) {
+    // A measurement that fails leaves the catalogue's entry for this card, when there is one.
+    const std::string why = measured.is_ok() ? "no GPU could be measured" : measured.status().message();
+    const cuda::DeviceQuery q = cuda::query_devices();
+    for (const auto& d : q.devices) {
+      if (d.index != device) continue;
+      auto entry = planner::catalogue_hardware_for_cuda_name(d.name, d.total_memory);
+      if (!entry.is_ok()) break;
+      log.warn("hardware: measuring this machine failed (" + why + "); planning with the catalogue's " +
+               entry->name + " instead (run `strata profile` to see why)");
+      return entry;
+    }
+    return unsupported("hardware: measuring this machine failed (" + why +
+                       ") and the catalogue has no entry for its GPU; pass --hardware FILE or NAME");
+  }
+  planner::HardwareProfile p = std::move(measured).value();
   auto stored = store_cached_profile(key, p, /*quick=*/true);
   if (stored.is_ok()) {
     log.info("hardware: profile cached in " + stored->string());

@@ -53,8 +53,9 @@ Result<planner::HardwareProfile> load_hardware_profile(const std::string& name_o
 // The profile a run on CUDA device `device` plans with, the disk tier in `offload_dir`: the
 // --hardware flag's (a file or a catalogue name) when given; else this machine's cached profile
 // (`strata profile`); else a quick profile measured now (under a minute, progress on stderr
-// unless `quiet`) and cached for the next run. The catalogue is for machines one does not have
-// (`strata plan`, `strata capacity`).
+// unless `quiet`) and cached for the next run; should measuring fail, the catalogue's entry for the
+// card (by the name CUDA reports), with a warning. The catalogue is otherwise for machines one
+// does not have (`strata plan`, `strata capacity`).
 Result<planner::HardwareProfile> machine_hardware(const std::string& hardware_flag, int device,
                                                   const std::filesystem::path& offload_dir, Logger& log,
                                                   bool quiet);
