@@ -54,7 +54,7 @@ struct Sizes {
   uint64_t kv_gpu_staging = 0;  // one staging buffer on the GPU for off-GPU KV
   uint64_t kv_prompt_fp16 = 0;  // int4 KV attended on the GPU: a prompt's own keys and values
   uint64_t hidden_batch = 0;    // one GPU batch's hidden states at prefill
-  uint64_t logits = 0;          // [gbs, vocab] fp32
+  uint64_t logits = 0;          // [block, vocab] fp32: a step's logits on the host
   std::vector<Buffer> working;  // GPU working activations of the computing batch + workspace
   std::vector<Buffer> cpu_attention;  // when attention runs on the CPU over off-GPU KV
 };
@@ -75,7 +75,9 @@ Sizes sizes(const ModelSpec& m, const Workload& w, const BatchShape& b, const Ch
   // keys and values.
   z.kv_prompt_fp16 = ch.kv == Compression::kInt4 ? m.kv_bytes(static_cast<int64_t>(tokens), Compression::kNone) : 0;
   z.hidden_batch = tokens * static_cast<uint64_t>(m.hidden) * 2;
-  z.logits = gbs * static_cast<uint64_t>(m.vocab) * 4;
+  // A step's logit rows are every sequence of the block's, sampled together once the step is done.
+  const uint64_t block = static_cast<uint64_t>(b.block()), vocab = static_cast<uint64_t>(m.vocab);
+  z.logits = block * vocab * 4;
   const uint64_t h = static_cast<uint64_t>(m.hidden), q = static_cast<uint64_t>(m.q_dim);
   const uint64_t kv = static_cast<uint64_t>(m.kv_dim), ffn = static_cast<uint64_t>(m.ffn);
   auto work = [&](const char* name, uint64_t bytes, int64_t count, const char* what) {
@@ -89,7 +91,10 @@ Sizes sizes(const ModelSpec& m, const Workload& w, const BatchShape& b, const Ch
   work("work.mlp", tokens * ffn * 2, m.family == model::Family::kLlama ? 2 : 1,
        m.family == model::Family::kLlama ? "[gbs*prompt, ffn] fp16 gate, up" : "[gbs*prompt, ffn] fp16 fc1 output");
   work("work.projected", tokens * h * 2, 2, "[gbs*prompt, hidden] fp16 attention and MLP outputs");
-  work("work.logits", z.logits, 1, "[gbs, vocab] fp32 logits of the last positions");
+  work("work.logits", block * vocab * 2, 1, "[block, vocab] fp16 logits of the step's last positions");
+  work("logits.download", z.logits, 1, "[block, vocab] fp32 device copy the sampling statistics read");
+  work("sampling.scratch", block * vocab * 20, 1,
+       "[block, vocab] sort keys, values and token ids, and the sort's scratch, of the sampling statistics");
   if (ch.weights == Compression::kInt4) {
     // Prompt-sized products dequantise the int4 weight into an fp16 copy for cuBLAS.
     uint64_t largest = 0;
@@ -245,7 +250,7 @@ MemoryPlan plan_memory(const ModelSpec& spec, const Placement& p) {
       "[gbs, prompt, hidden] fp16 hidden states of one GPU batch");
   if (p.choices.attention == Attention::kCpu && kv_off_gpu)
     for (const auto& b : z.cpu_attention) plan.buffers.push_back(b);
-  add("host.logits", Tier::kCpu, z.logits, 2, "[gbs, vocab] fp32 logits for sampling");
+  add("host.logits", Tier::kCpu, z.logits, 2, "[block, vocab] fp32 logits for sampling: pinned download and copy");
   // Disk.
   add("weights.resident", Tier::kDisk, resident[2], 1, "weight tensors in the offload directory");
   add("kv.resident", Tier::kDisk, z.kv_unit, kv_on[2], "KV of one GPU batch in one layer");

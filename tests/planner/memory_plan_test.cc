@@ -24,11 +24,15 @@ constexpr uint64_t gbs = 4, nb = 2, s = 128, n = 32;
 constexpr uint64_t T = gbs * s;
 constexpr uint64_t kUnit = gbs * (s + n) * 2 * kv * 2;  // fp16 K and V of one batch, one layer
 constexpr uint64_t kHidden = T * h * 2;
-constexpr uint64_t kLogits = gbs * V * 4;
+// A step's logits are every sequence's of the block: fp32 on the host; on the GPU fp16, the fp32
+// copy the sampling statistics read, and their sort buffers (keys, values, ids and scratch).
+constexpr uint64_t kBlock = gbs * nb;
+constexpr uint64_t kLogits = kBlock * V * 4;
+constexpr uint64_t kGpuLogits = kBlock * V * 2 + kBlock * V * 4 + kBlock * V * 20;
 // Residual, normed input, the two projection outputs; q and the attention output; new k and v;
 // gate and up; the logits; the GEMM workspace and the CUDA context.
 constexpr uint64_t kWorking = T * h * 2 * 4 + T * q * 2 * 2 + T * kv * 2 * 2 + T * ffn * 2 * 2 +
-                              kLogits + (64ull << 20) + (640ull << 20);
+                              kGpuLogits + (64ull << 20) + (640ull << 20);
 
 std::array<uint64_t, 3> totals(Fractions f, Attention att) {
   auto spec = spec_of("llama-3-8b");
