@@ -96,6 +96,11 @@ void release_cached_memory(compute::Backend& backend) {
   b->release_cached_memory();
 }
 
+void drop_cached_blocks(compute::Backend& backend) {
+  CudaBackend* b = as_cuda(backend);
+  if (b != nullptr) b->drop_cached_blocks();
+}
+
 void CudaBackend::release_cached_memory() {
   synchronize();
   state_->drop_cache();

@@ -36,6 +36,11 @@ void synchronize(compute::Backend& backend);
 // Waits, then hands the device memory the backend keeps cached for reuse back to the driver (after
 // a setup phase whose temporaries would otherwise stay reserved). A no-op for other backends.
 void release_cached_memory(compute::Backend& backend);
+// Hands the blocks the backend keeps for reuse by exact size back to its stream-ordered pool
+// (freed in stream order), where an allocation of any size can reuse them; unlike
+// release_cached_memory, nothing goes back to the driver and nothing waits. For callers whose
+// allocation sizes change from step to step, so the size-keyed blocks do not pile up.
+void drop_cached_blocks(compute::Backend& backend);
 
 // Fills a device tensor of `backend` with uniform values in [center - half, center + half), a
 // pure function of (seed, element index); for synthetic benchmark weights made on the GPU.

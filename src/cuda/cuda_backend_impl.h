@@ -87,6 +87,7 @@ class CudaBackend final : public compute::Backend {
 
   void synchronize();
   void release_cached_memory();
+  void drop_cached_blocks() { state_->drop_cache(); }
   // The stream every op runs on; launches any held-back op first, so that work the caller
   // enqueues comes after it.
   cudaStream_t stream() {

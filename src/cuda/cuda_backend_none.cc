@@ -12,6 +12,7 @@ bool is_cuda_backend(const compute::Backend&) { return false; }
 
 void synchronize(compute::Backend&) {}
 void release_cached_memory(compute::Backend&) {}
+void drop_cached_blocks(compute::Backend&) {}
 
 Status fill_uniform(compute::Backend&, Tensor&, uint64_t, float, float) {
   return unsupported("fill_uniform: strata was built without CUDA");

@@ -48,9 +48,14 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
   Tensor host = rows.empty() ? Tensor::host(DType::kF32, {0, config.vocab_size})
                              : backend->to_host_f32(step_state.logits);
   // The step's activations go back to the backend; a prompt step's would otherwise stay
-  // reserved in its cache through decoding.
+  // reserved in its cache through decoding, and blocks of a decode step's sizes (which change as
+  // sequences stop, and with the sampling's scratch) would pile up beside the next step's.
   step_state = StepState{};
-  if (prefill) cuda::release_cached_memory(*backend);
+  if (prefill) {
+    cuda::release_cached_memory(*backend);
+  } else {
+    cuda::drop_cached_blocks(*backend);
+  }
   accounting->end_step(batch.size());
   return host;
 }
