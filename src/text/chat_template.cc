@@ -204,9 +204,10 @@ Result<ChatTemplate> ChatTemplate::choose(const Tokenizer& tok, const std::strin
         std::string list;
         for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
         warnings.push_back(
-            "--chat-template " + choice + ": " + list + (missing.size() > 1 ? " are" : " is") +
-            " not a special token of this tokenizer, so the prompts will spell the markers as "
-            "plain text; this family is probably not the one the model was trained with");
+            "--chat-template " + choice + ": " + list +
+            (missing.size() > 1 ? " are not special tokens" : " is not a special token") +
+            " of this tokenizer, so the prompts will spell the markers as plain text; "
+            "this family is probably not the one the model was trained with");
       }
       chosen = from_family(*family);
     } else if (std::filesystem::is_regular_file(choice)) {

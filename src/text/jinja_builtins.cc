@@ -518,6 +518,9 @@ Result<Value> binary_op(std::string_view op, const Value& a, const Value& b) {
     const Value& times = &seq == &a ? b : a;
     if (!is_index(times)) return bad();
     const int64_t k = std::max<int64_t>(0, to_index(times));
+    const size_t unit = seq.is_string() ? seq.as_string().size() : seq.as_list().size();
+    if (unit > 0 && static_cast<uint64_t>(k) > (uint64_t{1} << 26) / unit)
+      return type_error("the repeated " + std::string(seq.type_name()) + " would be too large");
     if (seq.is_string()) {
       std::string out;
       for (int64_t i = 0; i < k; ++i) out += seq.as_string();

@@ -13,7 +13,7 @@ namespace strata::text::jinja {
 
 namespace {
 
-constexpr int kMaxCallDepth = 256;
+constexpr int kMaxCallDepth = 100;  // nested macro calls
 
 enum class Flow { kNormal, kBreak, kContinue };
 

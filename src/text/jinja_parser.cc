@@ -141,6 +141,8 @@ class Parser {
   }
 
   Result<std::unique_ptr<Stmt>> parse_statement() {
+    DepthGuard guard(depth_);
+    if (depth_ > kMaxDepth) return too_deep();
     const Token& tag = cur();
     if (tag.type != TokenType::kName) return unexpected("a tag name");
     const std::string name = next().text;
@@ -304,6 +306,8 @@ class Parser {
   }
 
   Result<ExprPtr> parse_expression() {
+    DepthGuard guard(depth_);
+    if (depth_ > kMaxDepth) return too_deep();
     STRATA_ASSIGN_OR_RETURN(ExprPtr e, parse_or());
     while (skip_name("if")) {
       auto c = make_expr(ExprKind::kCond, e->line);
@@ -339,6 +343,8 @@ class Parser {
   }
 
   Result<ExprPtr> parse_not() {
+    DepthGuard guard(depth_);
+    if (depth_ > kMaxDepth) return too_deep();
     if (at_name("not")) {
       auto n = make_expr(ExprKind::kNot, next().line);
       STRATA_ASSIGN_OR_RETURN(ExprPtr e, parse_not());
@@ -414,6 +420,8 @@ class Parser {
   }
 
   Result<ExprPtr> parse_unary(bool with_filter = true) {
+    DepthGuard guard(depth_);
+    if (depth_ > kMaxDepth) return too_deep();
     ExprPtr e;
     if (at_op("-") || at_op("+")) {
       e = make_expr(at_op("-") ? ExprKind::kNeg : ExprKind::kPos, cur().line);
@@ -613,10 +621,20 @@ class Parser {
     return at_op("[") || at_op("{");
   }
 
+  // Nesting (of blocks, brackets, "not" and "-") is bounded so that no template exhausts the stack.
+  static constexpr int kMaxDepth = 100;
+  struct DepthGuard {
+    int& depth;
+    explicit DepthGuard(int& d) : depth(++d) {}
+    ~DepthGuard() { --depth; }
+  };
+  Status too_deep() const { return fail(cur().line, "expressions or blocks nested too deeply"); }
+
   std::vector<Token> toks_;
   const std::string& name_;
   size_t pos_ = 0;
   int loops_ = 0;
+  int depth_ = 0;
 };
 
 }  // namespace

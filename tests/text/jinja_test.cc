@@ -7,7 +7,6 @@
 
 #include <ctime>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "testing/test_data.h"
@@ -133,11 +132,30 @@ TEST(Jinja, RuntimeErrorsNameTheLineTheyHappenOn) {
   EXPECT_EQ(out.status().message(), "chat.jinja, line 3: 'x' is undefined");
 }
 
-TEST(Jinja, RunawayRecursionIsAnErrorNotACrash) {
+TEST(Jinja, RunawayRecursionAndDeepNestingAreErrorsNotCrashes) {
   auto out = render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}");
   ASSERT_FALSE(out.is_ok());
   EXPECT_NE(out.status().message().find("nested too deeply"), std::string::npos)
       << out.status().message();
+  for (const std::string deep :
+       {std::string(5000, '(') + "1" + std::string(5000, ')'), std::string(5000, '-') + "1",
+        std::string(5000, '[') + std::string(5000, ']'), [] {
+          std::string s;
+          for (int i = 0; i < 5000; ++i) s += "not ";
+          return s + "1";
+        }()}) {
+    auto t = Template::parse("{{ " + deep + " }}", "deep.jinja");
+    ASSERT_FALSE(t.is_ok());
+  }
+  std::string nested;
+  for (int i = 0; i < 5000; ++i) nested += "{% if true %}";
+  auto t = Template::parse(nested, "deep.jinja");
+  ASSERT_FALSE(t.is_ok());
+  EXPECT_NE(t.status().message().find("nested too deeply"), std::string::npos)
+      << t.status().message();
+  out = render("{{ ('x' * 1000000000) | length }}");
+  ASSERT_FALSE(out.is_ok());
+  EXPECT_NE(out.status().message().find("too large"), std::string::npos) << out.status().message();
   out = render("{{ range(1000000) | length }}");
   ASSERT_FALSE(out.is_ok());
   EXPECT_NE(out.status().message().find("range too big"), std::string::npos)
