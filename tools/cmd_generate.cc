@@ -180,9 +180,10 @@ void register_generate(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--stop", o.job.stop, "default stop string (repeat for several)");
   cmd->add_flag("--ignore-eos", o.job.ignore_eos, "keep generating after an end-of-sequence token");
-  cmd->add_option("--chat-template", o.job.chat_template,
-                  "chat template family for /v1/chat/completions: llama2, llama3, mistral or chatml "
-                  "(default: detected from tokenizer_config.json)");
+  cmd->add_option(
+      "--chat-template", o.job.chat_template,
+      "chat template for /v1/chat/completions: a built-in family (llama2, llama3, mistral, chatml) "
+      "or a Jinja file (default: the model's own chat_template)");
   cmd->add_option("--batch-size", o.job.batch_size, "sequences per block")->capture_default_str();
   cmd->add_option("--window", o.job.window, "requests read ahead and grouped into blocks by prompt length")
       ->capture_default_str();

@@ -47,12 +47,10 @@ Status run(const TokenizeOptions& o) {
   };
   for (const auto& t : o.texts) print("", tok->encode(t, add_special));
   if (!o.input.empty()) {
-    std::optional<text::ChatFamily> family;
-    if (!o.chat_template.empty()) {
-      STRATA_ASSIGN_OR_RETURN(family, text::parse_chat_family(o.chat_template));
-    } else {
-      family = text::detect_chat_family(tok->chat_template());
-    }
+    std::vector<std::string> warnings;
+    STRATA_ASSIGN_OR_RETURN(text::ChatTemplate chat,
+                            text::ChatTemplate::choose(*tok, o.chat_template, warnings));
+    for (const auto& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     const bool jsonl = o.jsonl || o.input.find(".jsonl") != std::string::npos;
     STRATA_ASSIGN_OR_RETURN(auto reader, text::LineReader::open(o.input));
     std::string line, all;
@@ -77,11 +75,13 @@ Status run(const TokenizeOptions& o) {
       } else if (r.prompt_ids) {
         ids = *r.prompt_ids;
       } else {
-        if (!family) return unsupported(o.input + ": line " + std::to_string(r.line) +
-                                        " is a chat request and the model has no recognised chat template; pass "
-                                        "--chat-template");
-        STRATA_ASSIGN_OR_RETURN(std::string rendered, text::render_chat(*family, r.messages, tok->bos_token(), tok->eos_token()));
-        ids = tok->encode(rendered, false);
+        auto rendered = chat.render(r.messages, r.chat);
+        if (!rendered.is_ok()) {
+          std::printf("line %lld: error: %s\n", static_cast<long long>(r.line),
+                      rendered.status().message().c_str());
+          continue;
+        }
+        ids = tok->encode(*rendered, false);
       }
       print(r.custom_id + "\t", ids);
     }
@@ -104,7 +104,9 @@ void register_tokenize(CLI::App& app, int* exit_code) {
   cmd->add_flag("--no-special", o.no_special, "do not add BOS/EOS as the tokenizer's post-processor would");
   cmd->add_flag("--counts", o.counts_only, "print counts only");
   cmd->add_flag("--decode", o.decode, "decode the --text token ids instead");
-  cmd->add_option("--chat-template", o.chat_template, "llama2, llama3, mistral or chatml (default: detected)");
+  cmd->add_option("--chat-template", o.chat_template,
+                  "a built-in family (llama2, llama3, mistral, chatml) or a Jinja file (default: "
+                  "the model's own)");
   cmd->callback([exit_code] { *exit_code = report("tokenize", run(o)); });
 }
 

@@ -62,7 +62,7 @@ class Job {
   Result<JobShape> scan();
 
  private:
-  Status init_chat();
+  Status init_chat(bool warn);
   Status handle_line(const std::string& line, int64_t line_no, std::vector<Prepared>& window);
   Status run_window(std::vector<Prepared>& window);
   Status run_block(std::span<Prepared> block);
@@ -78,8 +78,7 @@ class Job {
   std::unique_ptr<text::RecordWriter> writer_;
   std::unique_ptr<Progress> progress_;
   BatchSummary sum_;
-  std::optional<text::ChatFamily> chat_family_;
-  std::string chat_family_error_;
+  std::optional<text::ChatTemplate> chat_template_;
   std::unordered_set<int64_t> done_lines_;
   std::unordered_set<std::string> done_ids_;
   std::unordered_set<std::string> seen_ids_;
@@ -109,11 +108,16 @@ std::optional<text::RequestError> Job::prepare(Prepared& p) {
       if (prompt.empty()) return text::RequestError{"invalid_prompt", who + ": the prompt is empty"};
     }
   } else {
-    if (!chat_family_) return text::RequestError{"unsupported", who + ": " + chat_family_error_};
-    auto rendered = text::render_chat(*chat_family_, r.messages, tok_.bos_token(), tok_.eos_token());
-    if (!rendered.is_ok())
-      return text::RequestError{"invalid_prompt", who + ": chat template " + text::chat_family_name(*chat_family_) +
-                                                      ": " + rendered.status().message()};
+    auto rendered = chat_template_->render(r.messages, r.chat);
+    if (!rendered.is_ok()) {
+      const Status& st = rendered.status();
+      if (st.code() == StatusCode::kUnsupported)
+        return text::RequestError{"unsupported", who + ": " + st.message()};
+      return text::RequestError{
+          "invalid_prompt", who + ": chat template " +
+                                (chat_template_->is_jinja() ? "" : chat_template_->name() + ": ") +
+                                st.message()};
+    }
     prompt = tok_.encode(*rendered, /*add_special_tokens=*/false);
   }
   if (prompt.empty()) return text::RequestError{"invalid_prompt", who + ": the prompt has no tokens"};
@@ -291,24 +295,21 @@ Status Job::run_window(std::vector<Prepared>& window) {
   return Status::ok();
 }
 
-Status Job::init_chat() {
-  if (!o_.chat_template.empty()) {
-    STRATA_ASSIGN_OR_RETURN(chat_family_, text::parse_chat_family(o_.chat_template));
-  } else if (auto f = text::detect_chat_family(tok_.chat_template())) {
-    chat_family_ = *f;
-  } else {
-    chat_family_error_ = tok_.chat_template().empty()
-                             ? "the model has no chat template; pass --chat-template llama2|llama3|mistral|chatml"
-                             : "the model's chat template is not one strata recognises; pass --chat-template "
-                               "llama2|llama3|mistral|chatml";
-  }
+// The chat template: the model's own, or --chat-template's family or file. Its warnings are
+// logged by run() (scan() chooses it too, before run(), and stays quiet).
+Status Job::init_chat(bool warn) {
+  std::vector<std::string> warnings;
+  STRATA_ASSIGN_OR_RETURN(chat_template_,
+                          text::ChatTemplate::choose(tok_, o_.chat_template, warnings));
+  if (warn)
+    for (const auto& w : warnings) log_.warn(w);
   return Status::ok();
 }
 
 Result<JobShape> Job::scan() {
   if (o_.input == "-")
     return invalid_argument("standard input cannot be read twice to plan the job; give --max-prompt-len");
-  STRATA_RETURN_IF_ERROR(init_chat());
+  STRATA_RETURN_IF_ERROR(init_chat(/*warn=*/false));
   JobShape shape;
   STRATA_ASSIGN_OR_RETURN(auto reader, text::LineReader::open(o_.input));
   std::string line;
@@ -337,7 +338,7 @@ Result<JobShape> Job::scan() {
 Result<BatchSummary> Job::run() {
   const auto t0 = std::chrono::steady_clock::now();
   model_name_ = o_.model_name;
-  STRATA_RETURN_IF_ERROR(init_chat());
+  STRATA_RETURN_IF_ERROR(init_chat(/*warn=*/true));
   // Resume: what the output already answers (its torn last line is cut off first).
   if (o_.overwrite && !o_.resume && fs::exists(o_.output)) {
     std::error_code ec;

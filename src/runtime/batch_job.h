@@ -51,7 +51,7 @@ struct BatchJobOptions {
   // Positions (prompt + max_tokens) a request may need; more is an error line for that request.
   // The offloading engine's policy sets it (its prompt_len + gen_len); 0 = the model's context.
   int64_t max_sequence_len = 0;
-  std::string chat_template;    // llama2, llama3, mistral or chatml; "" = detect
+  std::string chat_template;    // a family or a .jinja file; "" = the model's own template
   std::string model_name;       // the "model" of results whose request names none
   ProgressOptions progress;
   // Called after each block with the number of blocks run so far (this run's); its error stops

@@ -1,5 +1,6 @@
 #include "text/batch_request.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace strata::text {
@@ -134,7 +135,9 @@ std::optional<Fail> read_body(const json& body, BatchRequest& r, const std::stri
       const std::string mi = "messages[" + std::to_string(i) + "]";
       if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
         return bad(mi, "must be an object with a string 'role'");
-      ChatMessage msg{m["role"].get<std::string>(), ""};
+      if (m.contains("tool_calls") && !m["tool_calls"].is_null() && !m["tool_calls"].is_array())
+        return bad(mi + ".tool_calls", "must be an array");
+      ChatMessage msg{m["role"].get<std::string>(), "", {}};
       const json content = m.contains("content") ? m["content"] : json();
       if (content.is_string()) {
         msg.content = content.get<std::string>();
@@ -149,8 +152,38 @@ std::optional<Fail> read_body(const json& body, BatchRequest& r, const std::stri
       }
       r.messages.push_back(std::move(msg));
     }
+    if (body.contains("tools") && !body["tools"].is_null()) {
+      const auto& t = body["tools"];
+      if (!t.is_array() ||
+          !std::all_of(t.begin(), t.end(), [](const json& x) { return x.is_object(); }))
+        return bad("tools", "must be an array of tool objects");
+    }
+    if (body.contains("chat_template_kwargs") && !body["chat_template_kwargs"].is_null() &&
+        !body["chat_template_kwargs"].is_object())
+      return bad("chat_template_kwargs", "must be an object");
+    if (body.contains("add_generation_prompt") && !body["add_generation_prompt"].is_null()) {
+      if (!body["add_generation_prompt"].is_boolean())
+        return bad("add_generation_prompt", "must be true or false");
+      r.chat.add_generation_prompt = body["add_generation_prompt"].get<bool>();
+    }
   }
   return std::nullopt;
+}
+
+// What a chat template reads beyond role and content (tool calls, tools, template variables),
+// kept with the keys in the order the request gives them (the checks above used `json`, which
+// sorts them; tojson in a template must not).
+void keep_chat_json(std::string_view line, BatchRequest& r) {
+  const auto j = nlohmann::ordered_json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return;
+  const auto& body = j.contains("body") && j["body"].is_object() ? j["body"] : j;
+  if (!body.contains("messages") || !body["messages"].is_array() ||
+      body["messages"].size() != r.messages.size())
+    return;
+  for (size_t i = 0; i < r.messages.size(); ++i) r.messages[i].message = body["messages"][i];
+  if (body.contains("tools") && body["tools"].is_array()) r.chat.tools = body["tools"];
+  if (body.contains("chat_template_kwargs") && body["chat_template_kwargs"].is_object())
+    r.chat.kwargs = body["chat_template_kwargs"];
 }
 
 }  // namespace
@@ -192,6 +225,7 @@ ParsedLine parse_request_line(std::string_view line, int64_t line_no) {
     r.endpoint = has_messages ? Endpoint::kChatCompletions : Endpoint::kCompletions;
   }
   if (auto f = read_body(*body, r, where)) return fail(f->code, f->message);
+  if (r.endpoint == Endpoint::kChatCompletions) keep_chat_json(line, r);
   out.request = std::move(r);
   return out;
 }

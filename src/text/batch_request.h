@@ -39,6 +39,7 @@ struct BatchRequest {
   std::optional<std::string> prompt;               // completions: text
   std::optional<std::vector<int32_t>> prompt_ids;  // completions: token ids
   std::vector<ChatMessage> messages;               // chat completions
+  ChatOptions chat;  // chat completions: tools, add_generation_prompt, chat_template_kwargs
   RequestOverrides overrides;
   bool logprobs = false;       // return the log-probability of each generated token
   int32_t top_logprobs = 0;    // and this many alternatives per position

@@ -105,8 +105,10 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::load_dir(const fs::path& dir) {
     STRATA_ASSIGN_OR_RETURN(config, read_json_file(config_path.string()));
   }
   STRATA_ASSIGN_OR_RETURN(auto t, from_json(tok, config, tok_path.string()));
+  if (!t->chat_template_.empty()) t->chat_template_source_ = config_path.string();
   if (fs::exists(dir / "chat_template.jinja")) {
     STRATA_ASSIGN_OR_RETURN(t->chat_template_, read_text_file(dir / "chat_template.jinja"));
+    t->chat_template_source_ = (dir / "chat_template.jinja").string();
   }
   const fs::path gen_path = dir / "generation_config.json";
   if (fs::exists(gen_path)) {
@@ -190,12 +192,33 @@ Status Tokenizer::finish_config(const nlohmann::json& config, const std::string&
     const auto& ct = config["chat_template"];
     if (ct.is_string()) {
       chat_template_ = ct.get<std::string>();
-    } else if (ct.is_array()) {  // [{"name": "default", "template": "..."}, ...]
-      for (const auto& e : ct)
-        if (e.is_object() && e.value("name", "") == "default" && e.contains("template") && e["template"].is_string())
+    } else if (ct.is_array()) {  // [{"name": "default", "template": "..."}, {"name": "tool_use",
+                                 // ...}]
+      for (const auto& e : ct) {
+        if (!e.is_object() || !e.contains("name") || !e["name"].is_string() ||
+            !e.contains("template") || !e["template"].is_string())
+          continue;
+        const std::string name = e["name"].get<std::string>();
+        if (name == "default")
           chat_template_ = e["template"].get<std::string>();
+        else if (name == "tool_use")
+          tool_use_chat_template_ = e["template"].get<std::string>();
+      }
     }
   }
+  for (const char* key : {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token",
+                          "cls_token", "mask_token"}) {
+    const std::string v = config_token(config, key);
+    if (!v.empty()) special_tokens_map_.emplace_back(key, v);
+  }
+  if (config.is_object() && config.contains("additional_special_tokens") &&
+      config["additional_special_tokens"].is_array())
+    for (const auto& e : config["additional_special_tokens"]) {
+      if (e.is_string())
+        additional_special_tokens_.push_back(e.get<std::string>());
+      else if (e.is_object() && e.contains("content") && e["content"].is_string())
+        additional_special_tokens_.push_back(e["content"].get<std::string>());
+    }
   // Llama-style tokenizer classes say whether BOS/EOS are added; that overrides the template.
   if (config.is_object() && config.contains("add_bos_token") && config["add_bos_token"].is_boolean() && bos_id_) {
     std::erase(prefix_ids_, *bos_id_);

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -66,6 +67,19 @@ class Tokenizer {
   const std::string& eos_token() const { return eos_token_; }
   // The chat template text (tokenizer_config.json "chat_template" or chat_template.jinja), or "".
   const std::string& chat_template() const { return chat_template_; }
+  // The "tool_use" template when tokenizer_config.json lists named templates, or "".
+  const std::string& tool_use_chat_template() const { return tool_use_chat_template_; }
+  // The file the chat template came from (for messages), or "".
+  const std::string& chat_template_source() const { return chat_template_source_; }
+  // transformers' special_tokens_map: bos/eos/unk/sep/pad/cls/mask tokens that
+  // tokenizer_config.json sets, and its additional_special_tokens. Chat templates see them as
+  // variables.
+  const std::vector<std::pair<std::string, std::string>>& special_tokens_map() const {
+    return special_tokens_map_;
+  }
+  const std::vector<std::string>& additional_special_tokens() const {
+    return additional_special_tokens_;
+  }
 
  private:
   Tokenizer();
@@ -89,7 +103,9 @@ class Tokenizer {
   std::optional<int32_t> bos_id_;
   std::vector<int32_t> eos_ids_;
   std::string bos_token_, eos_token_;
-  std::string chat_template_;
+  std::string chat_template_, tool_use_chat_template_, chat_template_source_;
+  std::vector<std::pair<std::string, std::string>> special_tokens_map_;
+  std::vector<std::string> additional_special_tokens_;
 };
 
 }  // namespace strata::text
