@@ -137,7 +137,7 @@ TEST(Jinja, RunawayRecursionAndDeepNestingAreErrorsNotCrashes) {
   ASSERT_FALSE(out.is_ok());
   EXPECT_NE(out.status().message().find("nested too deeply"), std::string::npos)
       << out.status().message();
-  for (const std::string deep :
+  for (const std::string& deep :
        {std::string(5000, '(') + "1" + std::string(5000, ')'), std::string(5000, '-') + "1",
         std::string(5000, '[') + std::string(5000, ']'), [] {
           std::string s;
