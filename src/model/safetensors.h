@@ -70,6 +70,18 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// The checked contents of a header.
+struct SafetensorsHeader {
+  std::vector<SafetensorsEntry> entries;  // in data order (ascending begin)
+  std::map<std::string, std::string> metadata;
+};
+
+// Parses and validates the JSON header of `path` (named in errors) whose data section holds
+// `data_size` bytes: every entry's dtype, shape and byte range, ranges inside the data section and
+// not overlapping. Pure; the reader behind SafetensorsFile::open.
+Result<SafetensorsHeader> parse_safetensors_header(std::string_view header, uint64_t data_size,
+                                                   const std::string& path);
+
 // Size in bytes of one element of a safetensors dtype ("F16" -> 2, "BOOL" -> 1), or nullopt for a
 // name the format does not define.
 std::optional<size_t> safetensors_dtype_size(std::string_view dtype_name);

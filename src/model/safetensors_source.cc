@@ -1,12 +1,11 @@
 // The WeightSource over a Hugging Face safetensors checkpoint: one model.safetensors, or the shards
 // named by model.safetensors.index.json. Every header is validated when the source opens. With an
 // index, weight_map is authoritative: tensors a shard holds but the map does not list are ignored.
-#include <fstream>
-#include <sstream>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_read.h"
 #include "model/safetensors.h"
 #include "model/weight_source.h"
 
@@ -15,6 +14,8 @@ namespace {
 
 constexpr const char* kSingleFile = "model.safetensors";
 constexpr const char* kIndexFile = "model.safetensors.index.json";
+// An index lists each tensor once: a few MiB for the largest models.
+constexpr uint64_t kMaxIndexBytes = 256 << 20;
 
 std::string join(const std::vector<std::string>& v) {
   std::string out;
@@ -42,6 +43,13 @@ class SafetensorsSource final : public WeightSource {
   Result<Tensor> load(const WeightSpec& spec) override {
     STRATA_ASSIGN_OR_RETURN(Located loc, locate(spec));
     return loc.file->read(*loc.entry);
+  }
+
+  std::vector<std::string> tensor_names() const override {
+    std::vector<std::string> names;
+    names.reserve(tensors_.size());
+    for (const auto& [name, loc] : tensors_) names.push_back(name);
+    return names;
   }
 
   Status check(const std::vector<WeightSpec>& specs) override {
@@ -87,18 +95,6 @@ class SafetensorsSource final : public WeightSource {
   std::unordered_map<std::string, Located> tensors_;
 };
 
-Result<nlohmann::json> read_json(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return io_error(file.string() + ": cannot open for reading", errno);
-  std::stringstream buf;
-  buf << in.rdbuf();
-  try {
-    return nlohmann::json::parse(buf.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    return corrupt(file.string() + ": invalid JSON: " + e.what());
-  }
-}
-
 // A shard name must stay inside the model directory.
 bool safe_relative(const std::string& name) {
   std::filesystem::path p(name);
@@ -112,7 +108,7 @@ bool safe_relative(const std::string& name) {
 Result<std::unique_ptr<WeightSource>> open_index(const std::filesystem::path& dir,
                                                  const std::filesystem::path& index_path) {
   const std::string ip = index_path.string();
-  STRATA_ASSIGN_OR_RETURN(nlohmann::json j, read_json(index_path));
+  STRATA_ASSIGN_OR_RETURN(nlohmann::json j, read_json_file(index_path, JsonLimits{.max_bytes = kMaxIndexBytes}));
   if (!j.is_object()) return corrupt(ip + ": expected a JSON object");
   auto wm = j.find("weight_map");
   if (wm == j.end() || !wm->is_object()) {

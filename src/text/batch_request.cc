@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "common/json_read.h"
+
 namespace strata::text {
 
 namespace {
@@ -9,6 +11,10 @@ namespace {
 using json = nlohmann::json;
 
 constexpr int32_t kMaxTopLogprobs = 20;
+// Beyond this a temperature is a flat distribution anyway; the bound keeps it a finite float.
+constexpr double kMaxTemperature = 1e6;
+// A request line: a long prompt is a few MiB; nesting past a few levels is not a request.
+constexpr JsonLimits kLineLimits{.max_bytes = 64 << 20, .max_depth = 32};
 
 struct Fail {
   std::string code, message;
@@ -31,8 +37,8 @@ std::optional<Fail> read_body(const json& body, BatchRequest& r, const std::stri
   }
   if (body.contains("temperature") && !body["temperature"].is_null()) {
     const auto& v = body["temperature"];
-    if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0)
-      return bad("temperature", "must be a number >= 0");
+    if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0 || v.get<double>() > kMaxTemperature)
+      return bad("temperature", "must be a number in [0, 1e6]");
     r.overrides.temperature = v.get<float>();
   }
   if (body.contains("top_p") && !body["top_p"].is_null()) {
@@ -42,9 +48,9 @@ std::optional<Fail> read_body(const json& body, BatchRequest& r, const std::stri
   }
   if (body.contains("top_k") && !body["top_k"].is_null()) {
     const auto& v = body["top_k"];
-    if (!v.is_number_integer() || v.get<int64_t>() < -1 || v.get<int64_t>() > INT32_MAX)
-      return bad("top_k", "must be an integer >= 0 (or -1 for no limit)");
-    r.overrides.top_k = static_cast<int32_t>(std::max<int64_t>(0, v.get<int64_t>()));
+    const std::optional<int64_t> k = v.is_number_integer() ? json_to_int64(v) : std::nullopt;
+    if (!k || *k < -1 || *k > INT32_MAX) return bad("top_k", "must be an integer >= 0 (or -1 for no limit)");
+    r.overrides.top_k = static_cast<int32_t>(std::max<int64_t>(0, *k));
   }
   if (body.contains("seed") && !body["seed"].is_null()) {
     const auto& v = body["seed"];
@@ -162,8 +168,9 @@ ParsedLine parse_request_line(std::string_view line, int64_t line_no) {
     out.error = {std::move(code), std::move(message)};
     return out;
   };
-  json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return fail("invalid_json", at + ": not valid JSON");
+  Result<json> parsed = parse_json(line, at, kLineLimits);
+  if (!parsed.is_ok()) return fail("invalid_json", parsed.status().message());
+  json& j = *parsed;
   if (!j.is_object()) return fail("invalid_json", at + ": expected a JSON object");
   if (j.contains("custom_id") && j["custom_id"].is_string()) out.custom_id = j["custom_id"].get<std::string>();
   if (!j.contains("custom_id")) return fail("invalid_request", at + ": missing 'custom_id'");
