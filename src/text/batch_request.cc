@@ -240,30 +240,38 @@ std::string format_error(int64_t line, const std::optional<std::string>& custom_
   out["id"] = result_id(line);
   out["custom_id"] = custom_id ? json(*custom_id) : json();
   out["response"] = nullptr;
-  out["error"] = {{"code", err.code}, {"message", err.message}, {"line", line}};
+  out["error"] = {{"code", err.code}, {"message", err.message}, {"line", line}, {"scope", err.job_level ? "job" : "request"}};
   return out.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::optional<ResultRecord> parse_result_line(std::string_view line) {
-  json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  Result<json> parsed = parse_json(line, "result", kLineLimits);
+  if (!parsed.is_ok() || !parsed->is_object()) return std::nullopt;
+  const json& j = *parsed;
   ResultRecord r;
-  if (j.contains("id") && j["id"].is_string()) {
-    const std::string id = j["id"].get<std::string>();
-    const std::string prefix = "batch_req_";
-    if (id.compare(0, prefix.size(), prefix) == 0) {
-      try {
-        r.line = std::stoll(id.substr(prefix.size()));
-      } catch (...) {
-        r.line = 0;
-      }
-    }
+  const auto id = j.find("id");
+  const std::string prefix = "batch_req_";
+  if (id == j.end() || !id->is_string()) return std::nullopt;
+  const std::string& ids = id->get_ref<const std::string&>();
+  if (ids.size() <= prefix.size() || ids.size() > prefix.size() + 18 || ids.compare(0, prefix.size(), prefix) != 0)
+    return std::nullopt;
+  for (size_t i = prefix.size(); i < ids.size(); ++i) {
+    if (ids[i] < '0' || ids[i] > '9') return std::nullopt;
+    r.line = r.line * 10 + (ids[i] - '0');
   }
-  if (j.contains("custom_id") && j["custom_id"].is_string()) r.custom_id = j["custom_id"].get<std::string>();
-  r.ok = j.contains("response") && j["response"].is_object();
-  if (j.contains("error") && j["error"].is_object() && j["error"].contains("code") && j["error"]["code"].is_string())
-    r.error_code = j["error"]["code"].get<std::string>();
-  if (r.line == 0 && !r.custom_id) return std::nullopt;
+  const auto cid = j.find("custom_id");
+  if (cid == j.end() || !(cid->is_string() || cid->is_null())) return std::nullopt;
+  if (cid->is_string()) r.custom_id = cid->get<std::string>();
+  const auto response = j.find("response"), error = j.find("error");
+  if (response == j.end() || error == j.end()) return std::nullopt;
+  r.ok = response->is_object();
+  if (r.ok == !error->is_null()) return std::nullopt;  // exactly one of them
+  if (!r.ok) {
+    if (!response->is_null() || !error->is_object() || !error->contains("code") || !(*error)["code"].is_string())
+      return std::nullopt;
+    r.error_code = (*error)["code"].get<std::string>();
+    r.job_level = error->contains("scope") && (*error)["scope"] == "job";
+  }
   return r;
 }
 
