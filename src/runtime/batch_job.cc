@@ -383,7 +383,7 @@ Status Job::open_output(int64_t& total) {
   total = now.input.requests;
   const bool has_output = fs::exists(o_.output, ec) && fs::file_size(o_.output, ec) > 0;
   if (o_.resume && has_output) {
-    STRATA_ASSIGN_OR_RETURN(resume_, prepare_resume(o_.output, o_.input, now, o_.resume_anyway, log_));
+    STRATA_ASSIGN_OR_RETURN(resume_, prepare_resume(o_.output, now, o_.resume_anyway, log_));
     sum_.retried = resume_.retried;
   }
   // The job file says who writes this output; a resumed job with a different identity (allowed
@@ -449,6 +449,7 @@ Status check_job_options(const BatchJobOptions& o) {
 
 Status check_batch_files(const BatchJobOptions& o) {
   if (o.input.empty()) return invalid_argument("--input is required");
+  if (o.resume_anyway && !o.resume) return invalid_argument("--resume-anyway needs --resume");
   if (o.output.empty()) return invalid_argument("--output is required");
   if (o.input != "-") {
     std::error_code ec;
@@ -472,7 +473,6 @@ Status check_batch_files(const BatchJobOptions& o) {
     if (::access(parent.c_str(), W_OK) != 0)
       return io_error(o.output + ": cannot create the output in " + parent.string() + " (not writable)", errno);
   }
-  if (o.resume_anyway && !o.resume) return invalid_argument("--resume-anyway needs --resume");
   return check_job_options(o);
 }
 
@@ -533,13 +533,19 @@ std::string BatchSummary::to_text() const {
   std::string out = buf;
   if (!errors.empty()) {
     out += "errors:";
-    for (const auto& [code, n] : errors) out += " " + std::to_string(n) + " " + code;
+    for (const auto& [code, n] : errors) {
+      out += ' ';
+      out += std::to_string(n);
+      out += ' ';
+      out += code;
+    }
     out += "\n";
   }
-  if (failed_job > 0)
-    out += std::to_string(failed_job) +
-           " requests failed because of a job setting or the model, not their own content (error lines with "
+  if (failed_job > 0) {
+    out += std::to_string(failed_job);
+    out += " requests failed because of a job setting or the model, not their own content (error lines with "
            "\"scope\": \"job\"); fix the setting and run again with --resume to retry just those\n";
+  }
   return out;
 }
 

@@ -156,8 +156,8 @@ Result<JobIdentity> JobIdentity::from_json(const json& j, const std::string& whe
   return id;
 }
 
-std::vector<std::string> identity_differences(const JobIdentity& recorded, const JobIdentity& now,
-                                              int64_t answered_not_in_input) {
+std::vector<std::string> input_differences(const JobIdentity& recorded, const JobIdentity& now,
+                                           int64_t answered_not_in_input) {
   std::vector<std::string> out;
   const InputFingerprint &a = recorded.input, &b = now.input;
   if (!a.from_stdin && !b.from_stdin) {
@@ -171,6 +171,11 @@ std::vector<std::string> identity_differences(const JobIdentity& recorded, const
     if (!out.empty() && answered_not_in_input > 0)
       out.back() += " (" + std::to_string(answered_not_in_input) + " custom_ids answered in the output are not in it)";
   }
+  return out;
+}
+
+std::vector<std::string> settings_differences(const JobIdentity& recorded, const JobIdentity& now) {
+  std::vector<std::string> out;
   static const std::map<std::string, std::string> kNames = {
       {"model", "the model name"},          {"model_files_xxh64", "the model's files"},
       {"max_tokens", "--max-tokens"},       {"temperature", "--temperature"},

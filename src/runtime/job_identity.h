@@ -53,11 +53,13 @@ nlohmann::json answer_settings(const BatchJobOptions& o, const text::Tokenizer& 
 // of its weight files (their contents would take as long to hash as to load).
 std::string model_files_fingerprint(const std::filesystem::path& dir);
 
-// How `now` differs from `recorded`, one phrase per difference ("--temperature was 0, now 0.7");
-// empty when they are the same job. `answered_not_in_input` is how many custom_ids answered in
-// the output the current input lacks (-1: not counted).
-std::vector<std::string> identity_differences(const JobIdentity& recorded, const JobIdentity& now,
-                                              int64_t answered_not_in_input);
+// How the input of `now` differs from that of `recorded` (one phrase, or none); nothing is said
+// about standard input. `answered_not_in_input` is how many custom_ids answered in the output the
+// current input lacks (-1: not counted).
+std::vector<std::string> input_differences(const JobIdentity& recorded, const JobIdentity& now,
+                                           int64_t answered_not_in_input);
+// How the settings differ, one phrase per setting ("--temperature was 0, now 0.7").
+std::vector<std::string> settings_differences(const JobIdentity& recorded, const JobIdentity& now);
 
 // How many of `ids` the lines of `input` do not name.
 Result<int64_t> count_missing_ids(const std::string& input, const std::unordered_set<std::string>& ids);

@@ -31,11 +31,13 @@ Result<std::string> read_tail(const std::string& path, uint64_t offset, size_t n
   return out;
 }
 
-// Checks the recorded identity against `now`; a job file that is missing (an output of an older
-// strata) or different is a warning with `anyway`, else a missing one is a warning and a
-// different one an error.
-Status check_identity(const std::string& output, const std::string& input, const JobIdentity& now,
-                      const std::unordered_set<std::string>& answered_ids, bool anyway, Logger& log) {
+// Checks the recorded identity against `now`. A different input is an error; so are different
+// settings when the output holds answers made with the old ones (`answers` > 0: with none, only
+// error lines, the job simply goes on with the new settings). With `anyway` both are warnings. A
+// missing job file (an output of an older strata) is a warning.
+Status check_identity(const std::string& output, const JobIdentity& now,
+                      const std::unordered_set<std::string>& answered_ids, int64_t answers, bool anyway,
+                      Logger& log) {
   STRATA_ASSIGN_OR_RETURN(std::optional<JobIdentity> recorded, read_job_file(output));
   if (!recorded) {
     log.warn("resume: " + output + " has no job file (" + job_file_path(output) +
@@ -43,33 +45,43 @@ Status check_identity(const std::string& output, const std::string& input, const
              "continuing, keyed by custom_id");
     return Status::ok();
   }
-  std::vector<std::string> diff = identity_differences(*recorded, now, -1);
-  if (diff.empty()) {
-    if (recorded->input.from_stdin != now.input.from_stdin || now.input.from_stdin)
-      log.warn("resume: the input is standard input, which cannot be checked against the job's; continuing, "
-               "keyed by custom_id");
+  if (now.input.from_stdin || recorded->input.from_stdin)
+    log.warn("resume: the input is standard input, which cannot be checked against the job's; continuing, keyed "
+             "by custom_id");
+  std::vector<std::string> input = input_differences(*recorded, now, -1);
+  if (!input.empty() && recorded->input.ids != now.input.ids) {
+    // Count the answered ids the input lacks, for a message that says how far apart they are.
+    STRATA_ASSIGN_OR_RETURN(int64_t missing, count_missing_ids(now.input.path, answered_ids));
+    input = input_differences(*recorded, now, missing);
+  }
+  std::vector<std::string> settings = settings_differences(*recorded, now);
+  auto join = [](const std::vector<std::string>& v) {
+    std::string out;
+    for (const std::string& d : v) out += (out.empty() ? "" : "; ") + d;
+    return out;
+  };
+  if (!settings.empty() && answers == 0 && input.empty()) {
+    log.info("resume: the settings changed (" + join(settings) + "); " + output +
+             " holds no answers yet, only error lines, so the job goes on with the new settings");
     return Status::ok();
   }
-  // Count the answered ids the input lacks, for a message that says how far apart they are.
-  if (recorded->input.ids != now.input.ids && !now.input.from_stdin) {
-    STRATA_ASSIGN_OR_RETURN(int64_t missing, count_missing_ids(input, answered_ids));
-    diff = identity_differences(*recorded, now, missing);
-  }
-  std::string list;
-  for (const std::string& d : diff) list += (list.empty() ? "" : "; ") + d;
+  std::vector<std::string> all = input;
+  all.insert(all.end(), settings.begin(), settings.end());
+  if (all.empty()) return Status::ok();
   if (anyway) {
     log.warn("resume: continuing " + output + " although this is not the job that wrote it (--resume-anyway): " +
-             list + ". Requests are matched by custom_id; answers already written stay as they are");
+             join(all) + ". Requests are matched by custom_id; answers already written stay as they are");
     return Status::ok();
   }
-  return invalid_argument("--resume: " + output + " was written by a different job: " + list +
-                          ". Resume with the input and settings of that job, write to another --output, or pass "
-                          "--resume-anyway to continue it regardless (requests matched by custom_id)");
+  return invalid_argument("--resume: " + output + " was written by a different job: " + join(all) + ". Resume " +
+                          "with the input and settings of that job, write to another --output, or pass " +
+                          "--resume-anyway to continue it regardless (requests matched by custom_id; the " +
+                          std::to_string(answers) + " answers already written stay as they are)");
 }
 
 }  // namespace
 
-Result<ResumeState> prepare_resume(const std::string& output, const std::string& input, const JobIdentity& now,
+Result<ResumeState> prepare_resume(const std::string& output, const JobIdentity& now,
                                    bool anyway, Logger& log) {
   ResumeState st;
   STRATA_ASSIGN_OR_RETURN(text::RecordScan scan, text::scan_records(output));
@@ -97,10 +109,12 @@ Result<ResumeState> prepare_resume(const std::string& output, const std::string&
                                     " bytes are not the start of a strata result line");
   }
   std::unordered_set<std::string> ids;
-  for (const auto& r : parsed)
+  int64_t answers = 0;
+  for (const auto& r : parsed) {
     if (r.custom_id && !r.job_level) ids.insert(*r.custom_id);
-  if (!scan.records.empty() || scan.file_bytes > 0)
-    STRATA_RETURN_IF_ERROR(check_identity(output, input, now, ids, anyway, log));
+    answers += r.ok;
+  }
+  STRATA_RETURN_IF_ERROR(check_identity(output, now, ids, answers, anyway, log));
 
   for (const text::ResultRecord& r : parsed) {
     if (r.job_level) {

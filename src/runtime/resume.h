@@ -29,10 +29,11 @@ struct ResumeState {
 };
 
 // Reads `output` (not changing it) and refuses one that is not strata's. Then checks the identity
-// of the job that wrote it against `now`: a difference is an error listing each one, unless
+// of the job that wrote it against `now`: a different input, or different settings when the
+// output holds answers made with the old ones, is an error listing each difference, unless
 // `anyway`, when it is a warning. Then cuts a torn last record and removes job-level error lines
 // (atomically), and returns what the output answers.
-Result<ResumeState> prepare_resume(const std::string& output, const std::string& input, const JobIdentity& now,
+Result<ResumeState> prepare_resume(const std::string& output, const JobIdentity& now,
                                    bool anyway, Logger& log);
 
 }  // namespace strata::runtime
