@@ -84,9 +84,7 @@ Status interrupted_status(const GenerateOptions& o, const Status& s) {
 Status check_flags(const GenerateOptions& o, const std::string& device, std::vector<std::string>& ignored) {
   STRATA_RETURN_IF_ERROR(check_device_flag(o.device));
   STRATA_RETURN_IF_ERROR(check_compress_flag(o.compress));
-  STRATA_RETURN_IF_ERROR(check_bytes_flag("--gpu-mem", o.budgets.gpu));
-  STRATA_RETURN_IF_ERROR(check_bytes_flag("--cpu-mem", o.budgets.cpu));
-  STRATA_RETURN_IF_ERROR(check_bytes_flag("--disk-mem", o.budgets.disk));
+  STRATA_RETURN_IF_ERROR(check_budget_flags(o.budgets.gpu, o.budgets.cpu, o.budgets.disk));
   if (o.threads < 0) return invalid_argument("--threads must be >= 0 (0 = all cores), got " + std::to_string(o.threads));
   if (o.max_prompt_len < 0)
     return invalid_argument("--max-prompt-len must be >= 0 (0 = scan the input), got " + std::to_string(o.max_prompt_len));

@@ -19,12 +19,18 @@ Status bad(const char* flag, const std::string& allowed, const std::string& got)
 
 }  // namespace
 
-Status check_bytes_flag(const char* flag, const std::string& value) {
+Status check_bytes_flag(const char* flag, const std::string& value, bool allow_zero) {
   if (value.empty()) return Status::ok();
   Result<uint64_t> bytes = parse_bytes(value);
   if (!bytes.is_ok()) return bytes.status().with_context(flag);
-  if (*bytes == 0) return bad(flag, "a byte size above zero, such as 24GiB or 512MiB", value);
+  if (*bytes == 0 && !allow_zero) return bad(flag, "a byte size above zero, such as 24GiB or 512MiB", value);
   return Status::ok();
+}
+
+Status check_budget_flags(const std::string& gpu, const std::string& cpu, const std::string& disk) {
+  STRATA_RETURN_IF_ERROR(check_bytes_flag("--gpu-mem", gpu));
+  STRATA_RETURN_IF_ERROR(check_bytes_flag("--cpu-mem", cpu));
+  return check_bytes_flag("--disk-mem", disk, /*allow_zero=*/true);
 }
 
 Status check_device_flag(const std::string& value) {

@@ -10,8 +10,11 @@
 
 namespace strata::tools {
 
-// A byte size ("24GiB", "512MB", "4096") above zero; "" (not given) passes.
-Status check_bytes_flag(const char* flag, const std::string& value);
+// A byte size ("24GiB", "512MB", "4096") above zero (or zero, with `allow_zero`: --disk-mem 0
+// keeps everything off the disk); "" (not given) passes.
+Status check_bytes_flag(const char* flag, const std::string& value, bool allow_zero = false);
+// --gpu-mem and --cpu-mem above zero, --disk-mem zero or more.
+Status check_budget_flags(const std::string& gpu, const std::string& cpu, const std::string& disk);
 // auto, cpu, cuda, gpu or cuda:N.
 Status check_device_flag(const std::string& value);
 // none, int4 (or int4-g64) or auto.

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -81,6 +82,16 @@ struct SafetensorsHeader {
 // not overlapping. Pure; the reader behind SafetensorsFile::open.
 Result<SafetensorsHeader> parse_safetensors_header(std::string_view header, uint64_t data_size,
                                                    const std::string& path);
+
+// model.safetensors.index.json: which shard file holds each tensor.
+struct SafetensorsIndex {
+  std::vector<std::pair<std::string, std::string>> weight_map;  // (tensor, shard), in name order
+};
+// An index lists each tensor once: a few MiB for the largest models.
+inline constexpr uint64_t kMaxSafetensorsIndexBytes = 256 << 20;
+// Parses an index (`path` names it in errors): an object with a "weight_map" object of shard file
+// names, each a relative path inside the model directory. Pure.
+Result<SafetensorsIndex> parse_safetensors_index(std::string_view text, const std::string& path);
 
 // Size in bytes of one element of a safetensors dtype ("F16" -> 2, "BOOL" -> 1), or nullopt for a
 // name the format does not define.

@@ -14,8 +14,6 @@ namespace {
 
 constexpr const char* kSingleFile = "model.safetensors";
 constexpr const char* kIndexFile = "model.safetensors.index.json";
-// An index lists each tensor once: a few MiB for the largest models.
-constexpr uint64_t kMaxIndexBytes = 256 << 20;
 
 std::string join(const std::vector<std::string>& v) {
   std::string out;
@@ -108,14 +106,44 @@ bool safe_relative(const std::string& name) {
 Result<std::unique_ptr<WeightSource>> open_index(const std::filesystem::path& dir,
                                                  const std::filesystem::path& index_path) {
   const std::string ip = index_path.string();
-  STRATA_ASSIGN_OR_RETURN(nlohmann::json j, read_json_file(index_path, JsonLimits{.max_bytes = kMaxIndexBytes}));
+  STRATA_ASSIGN_OR_RETURN(std::string text, read_regular_file(index_path, kMaxSafetensorsIndexBytes));
+  STRATA_ASSIGN_OR_RETURN(SafetensorsIndex index, parse_safetensors_index(text, ip));
+  auto source = std::make_unique<SafetensorsSource>(dir);
+  std::unordered_map<std::string, SafetensorsFile*> shards;
+  for (const auto& [tensor, shard] : index.weight_map) {
+    auto found = shards.find(shard);
+    if (found == shards.end()) {
+      Result<std::unique_ptr<SafetensorsFile>> f = SafetensorsFile::open(dir / shard);
+      if (!f.is_ok()) {
+        if (f.status().code() == StatusCode::kNotFound) {
+          return not_found(ip + ": shard '" + shard + "' (listed for tensor '" + tensor + "') does not exist in " +
+                           dir.string());
+        }
+        return f.status();
+      }
+      found = shards.emplace(shard, source->add_file(std::move(f).value())).first;
+    }
+    const SafetensorsEntry* e = found->second->find(tensor);
+    if (!e) {
+      return corrupt(ip + ": maps tensor '" + tensor + "' to shard '" + shard +
+                     "', but that shard has no such tensor");
+    }
+    source->add_tensor(tensor, found->second, e);
+  }
+  return std::unique_ptr<WeightSource>(std::move(source));
+}
+
+}  // namespace
+
+Result<SafetensorsIndex> parse_safetensors_index(std::string_view text, const std::string& ip) {
+  STRATA_ASSIGN_OR_RETURN(nlohmann::json j,
+                          parse_json(text, ip, JsonLimits{.max_bytes = kMaxSafetensorsIndexBytes, .max_depth = 16}));
   if (!j.is_object()) return corrupt(ip + ": expected a JSON object");
   auto wm = j.find("weight_map");
   if (wm == j.end() || !wm->is_object()) {
     return corrupt(ip + ": missing 'weight_map' object ({tensor name: shard file})");
   }
-  auto source = std::make_unique<SafetensorsSource>(dir);
-  std::unordered_map<std::string, SafetensorsFile*> shards;
+  SafetensorsIndex index;
   for (auto it = wm->begin(); it != wm->end(); ++it) {
     if (!it.value().is_string()) {
       return corrupt(ip + ": weight_map entry for '" + it.key() + "' must be a shard file name");
@@ -125,29 +153,10 @@ Result<std::unique_ptr<WeightSource>> open_index(const std::filesystem::path& di
       return corrupt(ip + ": shard name '" + shard + "' for '" + it.key() +
                      "' must be a file name inside the model directory");
     }
-    auto found = shards.find(shard);
-    if (found == shards.end()) {
-      Result<std::unique_ptr<SafetensorsFile>> f = SafetensorsFile::open(dir / shard);
-      if (!f.is_ok()) {
-        if (f.status().code() == StatusCode::kNotFound) {
-          return not_found(ip + ": shard '" + shard + "' (listed for tensor '" + it.key() +
-                           "') does not exist in " + dir.string());
-        }
-        return f.status();
-      }
-      found = shards.emplace(shard, source->add_file(std::move(f).value())).first;
-    }
-    const SafetensorsEntry* e = found->second->find(it.key());
-    if (!e) {
-      return corrupt(ip + ": maps tensor '" + it.key() + "' to shard '" + shard +
-                     "', but that shard has no such tensor");
-    }
-    source->add_tensor(it.key(), found->second, e);
+    index.weight_map.emplace_back(it.key(), shard);
   }
-  return std::unique_ptr<WeightSource>(std::move(source));
+  return index;
 }
-
-}  // namespace
 
 Result<std::unique_ptr<WeightSource>> open_safetensors_source(const std::filesystem::path& dir) {
   std::error_code ec;

@@ -177,6 +177,30 @@ TEST_F(HostileCli, BadFlagValuesAreRefusedBeforeAnyWork) {
   }
 }
 
+TEST_F(HostileCli, OtherSubcommandsCheckTheSameFlags) {
+  struct Case {
+    std::vector<std::string> args;
+    const char* names;
+  } cases[] = {
+      {{"complete", "--model", model_.string(), "--tokens", "1 2", "--temperature", "-1"}, "--temperature"},
+      {{"complete", "--model", model_.string(), "--tokens", "1 2", "--top-p", "2"}, "--top-p"},
+      {{"complete", "--model", model_.string(), "--tokens", "1 2", "--device", "tpu"}, "--device"},
+      {{"plan", "--model-shape", "opt-125m", "--prompt-len", "8", "--gen-len", "8", "--hardware", "t4-flexgen",
+        "--gpu-mem", "0"},
+       "--gpu-mem"},
+      {{"plan", "--model-shape", "opt-125m", "--prompt-len", "8", "--gen-len", "8", "--hardware", "t4-flexgen",
+        "--cpu-mem", "garbage"},
+       "--cpu-mem"},
+      {{"bench", "--model-shape", "opt-125m", "--prompt-len", "8", "--gen-len", "8", "--compress", "wat"}, "--compress"},
+      {{"bench", "--model-shape", "opt-125m", "--prompt-len", "8", "--gen-len", "8", "--cpu-mem", "-5"}, "--cpu-mem"},
+  };
+  for (const auto& c : cases) {
+    const auto o = run(c.args, 30);
+    EXPECT_EQ(o.code, 2) << c.args[0] << ": " << o.output;
+    EXPECT_NE(o.output.find(c.names), std::string::npos) << o.output;
+  }
+}
+
 TEST_F(HostileCli, FlagsTheCpuDoesNotUseAreNamedInAWarning) {
   const auto o = run(generate({"--device", "cpu", "--offload-dir", "/nonexistent/dir", "--cpu-mem", "4GiB",
                                "--compress", "int4"}),
