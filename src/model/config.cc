@@ -16,6 +16,9 @@ using nlohmann::json;
 // Dimensions above this are surely a typo, and keeping them small keeps every product of two
 // dimensions (and a dtype size) inside int64.
 constexpr int64_t kMaxDim = int64_t{1} << 31;
+// The deepest models have a few hundred layers; a count past this is a typo or an attack, and
+// planning for it would take hours before anything could check it against the weights.
+constexpr int64_t kMaxLayers = 4096;
 // A config.json is a few KiB; anything past this is not one.
 constexpr uint64_t kMaxConfigBytes = 16 << 20;
 
@@ -70,6 +73,12 @@ class Fields {
     return out;
   }
 
+  Result<int64_t> layer_count(const char* f) const {
+    if (!given(f)) return missing(f, "a positive integer");
+    STRATA_ASSIGN_OR_RETURN(int64_t n, int_in_range(f, 1, "a positive integer"));
+    if (n > kMaxLayers) return bad(f, "a layer count of at most " + std::to_string(kMaxLayers));
+    return n;
+  }
   Result<int64_t> positive_int(const char* f) const {
     if (!given(f)) return missing(f, "a positive integer");
     return int_in_range(f, 1, "a positive integer");
@@ -248,7 +257,7 @@ Status parse_opt(const Fields& fs, ModelConfig& c) {
   STRATA_ASSIGN_OR_RETURN(c.vocab_size, fs.positive_int("vocab_size"));
   STRATA_ASSIGN_OR_RETURN(c.hidden_size, fs.positive_int("hidden_size"));
   STRATA_ASSIGN_OR_RETURN(c.intermediate_size, fs.positive_int("ffn_dim"));
-  STRATA_ASSIGN_OR_RETURN(c.num_layers, fs.positive_int("num_hidden_layers"));
+  STRATA_ASSIGN_OR_RETURN(c.num_layers, fs.layer_count("num_hidden_layers"));
   STRATA_ASSIGN_OR_RETURN(c.num_heads, fs.positive_int("num_attention_heads"));
   STRATA_ASSIGN_OR_RETURN(c.max_position_embeddings, fs.positive_int("max_position_embeddings"));
   STRATA_ASSIGN_OR_RETURN(c.word_embed_proj_dim,
@@ -281,7 +290,7 @@ Status parse_llama_family(const Fields& fs, const json& j, ModelConfig& c) {
   STRATA_ASSIGN_OR_RETURN(c.vocab_size, fs.positive_int("vocab_size"));
   STRATA_ASSIGN_OR_RETURN(c.hidden_size, fs.positive_int("hidden_size"));
   STRATA_ASSIGN_OR_RETURN(c.intermediate_size, fs.positive_int("intermediate_size"));
-  STRATA_ASSIGN_OR_RETURN(c.num_layers, fs.positive_int("num_hidden_layers"));
+  STRATA_ASSIGN_OR_RETURN(c.num_layers, fs.layer_count("num_hidden_layers"));
   STRATA_ASSIGN_OR_RETURN(c.num_heads, fs.positive_int("num_attention_heads"));
   STRATA_ASSIGN_OR_RETURN(c.max_position_embeddings, fs.positive_int("max_position_embeddings"));
   STRATA_ASSIGN_OR_RETURN(c.num_kv_heads, fs.positive_int_or("num_key_value_heads", c.num_heads));

@@ -194,6 +194,12 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_json(const nlohmann::json& j,
                    [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
   t->added_by_id_.clear();
   for (size_t i = 0; i < t->added_.size(); ++i) t->added_by_id_[t->added_[i].id] = i;
+  // What the post-processor adds must be tokens the tokenizer knows (and decodes).
+  for (const auto* ids : {&t->prefix_ids_, &t->suffix_ids_})
+    for (int32_t id : *ids)
+      if (!t->id_to_token(id))
+        return invalid_argument(source + ": post_processor: token id " + std::to_string(id) +
+                                " is neither in the vocabulary nor an added token");
   STRATA_RETURN_IF_ERROR(t->finish_config(config, source));
   return t;
 }

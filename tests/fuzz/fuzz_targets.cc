@@ -109,9 +109,12 @@ int safetensors_file(const uint8_t* data, size_t size) {
 
 int safetensors_index(const uint8_t* data, size_t size) {
   auto index = model::parse_safetensors_index(as_text(data, size), "index.json");
-  if (index.is_ok())
-    for (const auto& [tensor, shard] : index->weight_map)
-      require(!shard.empty() && shard[0] != '/' && shard.find("..") != 0, "an unsafe shard name was accepted");
+  if (!index.is_ok()) return 0;
+  for (const auto& [tensor, shard] : index->weight_map) {
+    const std::filesystem::path p(shard);
+    require(!shard.empty() && !p.is_absolute(), "an absolute or empty shard name was accepted");
+    for (const auto& part : p) require(part != "..", "a shard name leaving the model directory was accepted");
+  }
   return 0;
 }
 

@@ -148,6 +148,9 @@ TEST(Tokenizer, HostileIdsAreErrorsBeforeAnyTableIsSized) {
         {"special_tokens", {{"<s>", {{"ids", {4294967296LL}}}}}}},
        "must be token ids"},
       {"/post_processor", {{"type", "RobertaProcessing"}, {"cls", {"<s>", -5}}, {"sep", {"</s>", 2}}}, "'cls'"},
+      // Found by the fuzzer: an id the post-processor adds that the tokenizer does not know.
+      {"/post_processor", {{"type", "RobertaProcessing"}, {"cls", {"<s>", 9}}, {"sep", {"</s>", 2}}},
+       "token id 9 is neither in the vocabulary nor an added token"},
   };
   for (const auto& c : cases) {
     auto j = minimal_bpe();

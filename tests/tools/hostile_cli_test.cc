@@ -97,10 +97,20 @@ TEST_F(HostileCli, ALayerCountTheWeightsDoNotHave) {
   j["num_hidden_layers"] = 1;  // the weights hold 2
   set_config(j);
   expect_refused({"num_hidden_layers is 1", "hold 2 layers"});
+  j["num_hidden_layers"] = 3000;  // cheap to describe, still not what the weights hold
+  set_config(j);
+  expect_refused({"num_hidden_layers is 3000", "hold 2 layers"});
+  // A count no model has is refused when config.json is read, before anything is sized by it
+  // (plan reads only config.json, and would plan for a billion layers).
   j["num_hidden_layers"] = 1000000000;
   set_config(j);
   const auto t0 = std::chrono::steady_clock::now();
-  expect_refused({"num_hidden_layers is 1000000000", "hold 2 layers"});
+  expect_refused({"config.json", "'num_hidden_layers'", "at most 4096"});
+  const auto plan = run({"plan", "--model", model_.string(), "--prompt-len", "8", "--gen-len", "8", "--hardware",
+                         "t4-flexgen"},
+                        30);
+  EXPECT_EQ(plan.code, 2) << plan.output;
+  EXPECT_NE(plan.output.find("'num_hidden_layers'"), std::string::npos) << plan.output;
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
 }
 
