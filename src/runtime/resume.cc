@@ -38,7 +38,16 @@ Result<std::string> read_tail(const std::string& path, uint64_t offset, size_t n
 Status check_identity(const std::string& output, const JobIdentity& now,
                       const std::unordered_set<std::string>& answered_ids, int64_t answers, bool anyway,
                       Logger& log) {
-  STRATA_ASSIGN_OR_RETURN(std::optional<JobIdentity> recorded, read_job_file(output));
+  Result<std::optional<JobIdentity>> read = read_job_file(output);
+  if (!read.is_ok()) {
+    if (!anyway)
+      return read.status().with_context("--resume: the job file of " + output +
+                                        " cannot be read, so the job that wrote it is unknown (pass --resume-anyway "
+                                        "to continue it regardless)");
+    log.warn("resume: " + read.status().message() + "; continuing (--resume-anyway)");
+    return Status::ok();
+  }
+  const std::optional<JobIdentity>& recorded = *read;
   if (!recorded) {
     log.warn("resume: " + output + " has no job file (" + job_file_path(output) +
              "), so strata cannot check that the input and the settings are those of the run that wrote it; "
