@@ -94,6 +94,9 @@ def write_input(path, n):
                                     "body": body}) + "\n")
             else:
                 f.write(json.dumps({"custom_id": "c%d" % i, "prompt": prompts[i % 8], "max_tokens": 8 + i % 40}) + "\n")
+        # Past the demo model's context of 1024 only with the job's default max_tokens (256): an error
+        # line of scope "job", which every resume removes and writes again (the output's rewrite).
+        f.write(json.dumps({"custom_id": "long", "prompt": "And the LORD said unto Moses, " * 115}) + "\n")
         f.write('{"custom_id": "broken", "prompt": \n')  # an error line without a readable custom_id
         f.write(json.dumps({"custom_id": "c0", "prompt": "a duplicate"}) + "\n")
 
@@ -106,6 +109,7 @@ class Runner:
     def command(self, out, resume):
         cmd = [self.args.strata, "generate", "--model", self.args.model, "--input", self.input, "--output", out,
                "--temperature", "0", "--batch-size", str(self.args.batch_size), "--window", "16",
+               "--max-tokens", "256",
                "--threads", str(self.args.threads), "--quiet"]
         return cmd + (["--resume"] if resume else [])
 
