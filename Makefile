@@ -1,9 +1,10 @@
-# strata: make demo | make test | make bench. BUILD_DIR and JOBS may be overridden.
+# strata: make demo | make test | make bench | make fuzz. BUILD_DIR, JOBS and FUZZ_SECONDS may be
+# overridden.
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test demo bench clean
+.PHONY: all deps configure build test demo bench fuzz clean
 
 all: build
 
@@ -24,6 +25,11 @@ demo: deps build
 
 bench: build
 	scripts/bench.sh $(BUILD_DIR)
+
+# The parsers' libFuzzer targets (clang, ASan, UBSan in build-fuzz), each for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(JOBS) scripts/fuzz.sh
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -18,6 +18,7 @@
 #include "bench/drivers/io_bench.h"
 #include "bench/drivers/offload_bench.h"
 #include "commands.h"
+#include "flag_checks.h"
 #include "common/log.h"
 #include "common/units.h"
 #include "cuda/device.h"
@@ -198,6 +199,12 @@ Status run_model_bench(const ModelArgs& a) {
   using namespace planner;
   if (a.shape.empty()) return invalid_argument("give --model-shape NAME (e.g. opt-30b), or a subcommand: io");
   if (a.prompt_len < 1 || a.gen_len < 1) return invalid_argument("give --prompt-len N and --gen-len N (at least 1)");
+  STRATA_RETURN_IF_ERROR(check_device_flag(a.device));
+  STRATA_RETURN_IF_ERROR(check_compress_flag(a.compress));
+  STRATA_RETURN_IF_ERROR(check_policy_flag(a.policy));
+  STRATA_RETURN_IF_ERROR(check_budget_flags(a.budgets.gpu, a.budgets.cpu, a.budgets.disk));
+  STRATA_RETURN_IF_ERROR(check_dir_flag("--offload-dir", a.offload_dir.empty() ? default_offload_dir()
+                                                                               : std::filesystem::path(a.offload_dir)));
   STRATA_ASSIGN_OR_RETURN(int device, cuda_index(a.device));
   STRATA_ASSIGN_OR_RETURN(model::ModelConfig config, model::named_shape(a.shape));
   const ModelSpec spec = make_model_spec(config, a.shape);

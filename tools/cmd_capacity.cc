@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "common/json_read.h"
 #include "common/units.h"
 #include "model/shapes.h"
 #include "planner/capacity.h"
@@ -27,12 +28,8 @@ struct CapacityArgs {
 };
 
 Result<nlohmann::json> read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return not_found(path + ": cannot open");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  auto j = nlohmann::json::parse(buf.str(), nullptr, false);
-  if (j.is_discarded()) return invalid_argument(path + ": not valid JSON");
+  Result<nlohmann::json> j = strata::read_json_file(path, JsonLimits{.max_bytes = 16 << 20});
+  if (!j.is_ok() && j.status().code() == StatusCode::kCorrupt) return invalid_argument(j.status().message());
   return j;
 }
 

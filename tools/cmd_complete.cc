@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "flag_checks.h"
 #include "runtime/context.h"
 #include "runtime/generator.h"
 #include "runtime/load_model.h"
@@ -27,6 +28,10 @@ struct CompleteOptions {
 };
 
 Status run(const CompleteOptions& o) {
+  STRATA_RETURN_IF_ERROR(check_device_flag(o.device));
+  STRATA_RETURN_IF_ERROR(check_sampling_flags(o.temperature, o.top_p, o.top_k));
+  if (o.max_tokens < 1) return invalid_argument("--max-tokens must be an integer >= 1 (got " + std::to_string(o.max_tokens) + ")");
+  if (o.threads < 0) return invalid_argument("--threads must be >= 0 (0 = all cores), got " + std::to_string(o.threads));
   runtime::ContextOptions copts;
   copts.device = o.device;
   copts.threads = o.threads;

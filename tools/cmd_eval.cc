@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "common/json_read.h"
 #include "model/model_dir.h"
 #include "planner/policy.h"
 #include "runtime/context.h"
@@ -46,10 +47,9 @@ Status run(const EvalCliOptions& o) {
   STRATA_ASSIGN_OR_RETURN(bool int4_weights, parse_compression("--compress-weights", o.compress_weights));
   STRATA_ASSIGN_OR_RETURN(bool int4_kv, parse_compression("--compress-kv", o.compress_kv));
   if (!o.policy.empty()) {
-    std::ifstream in(o.policy);
-    if (!in) return not_found(o.policy + ": cannot read the policy file");
-    nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-    if (j.is_discarded()) return invalid_argument(o.policy + ": not valid JSON");
+    Result<nlohmann::json> parsed = read_json_file(o.policy, JsonLimits{.max_bytes = 16 << 20});
+    if (!parsed.is_ok()) return parsed.status().with_context("--policy");
+    const nlohmann::json& j = *parsed;
     STRATA_ASSIGN_OR_RETURN(planner::Policy p, planner::parse_policy(j, o.policy));
     int4_weights = p.choices.weights == planner::Compression::kInt4;
     int4_kv = p.choices.kv == planner::Compression::kInt4;

@@ -2,8 +2,12 @@
 // with progress on stderr, a summary at the end and --resume after a crash. Formats: DESIGN.md,
 // "Offline batch I/O". On a GPU the model runs on the offloading engine with a policy planned for
 // the job and this machine's memory (or read from a file); --policy none keeps it all on the GPU.
+// Every flag is checked before any work; SIGINT and SIGTERM stop the job after the record being
+// written, with the output synced and a note on how to resume (exit code 130).
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -13,7 +17,9 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "common/crash_point.h"
 #include "cuda/device.h"
+#include "flag_checks.h"
 #include "offload/engine.h"
 #include "offload_setup.h"
 #include "offloaded_job.h"
@@ -22,6 +28,7 @@
 #include "planner/search.h"
 #include "runtime/batch_job.h"
 #include "runtime/context.h"
+#include "runtime/job_identity.h"
 #include "runtime/load_model.h"
 #include "text/tokenizer.h"
 
@@ -44,7 +51,67 @@ struct GenerateOptions {
   bool verbose = false;
 };
 
+// Set by SIGINT/SIGTERM; the batch job stops at the next record boundary.
+std::atomic<bool> g_interrupted{false};
+volatile std::sig_atomic_t g_signal = 0;
+
+void on_signal(int sig) {
+  g_signal = sig;
+  g_interrupted.store(true);
+}
+
+// A second signal of the same kind kills the process at once (SA_RESETHAND).
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART | SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+// The message of a job stopped by a signal: where its results are and how to go on.
+Status interrupted_status(const GenerateOptions& o, const Status& s) {
+  const char* name = g_signal == SIGTERM ? "SIGTERM" : "SIGINT";
+  return Status(StatusCode::kCancelled, "stopped by " + std::string(name) + " (" + s.message() +
+                                            "); the results written so far are in " + o.job.output +
+                                            " and synced to disk. Continue the job with the same command and "
+                                            "--resume");
+}
+
+// Every flag's value, before any work. `device` is --device resolved (cpu or cuda...); flags the
+// chosen engine does not use are named in `ignored`.
+Status check_flags(const GenerateOptions& o, const std::string& device, std::vector<std::string>& ignored) {
+  STRATA_RETURN_IF_ERROR(check_device_flag(o.device));
+  STRATA_RETURN_IF_ERROR(check_compress_flag(o.compress));
+  STRATA_RETURN_IF_ERROR(check_budget_flags(o.budgets.gpu, o.budgets.cpu, o.budgets.disk));
+  if (o.threads < 0) return invalid_argument("--threads must be >= 0 (0 = all cores), got " + std::to_string(o.threads));
+  if (o.max_prompt_len < 0)
+    return invalid_argument("--max-prompt-len must be >= 0 (0 = scan the input), got " + std::to_string(o.max_prompt_len));
+  if (!o.json_summary.empty()) STRATA_RETURN_IF_ERROR(check_output_file_flag("--json-summary", o.json_summary));
+  const bool offloading = device != "cpu" && o.policy != "none";
+  if (offloading) {
+    STRATA_RETURN_IF_ERROR(check_policy_flag(o.policy));
+    STRATA_RETURN_IF_ERROR(check_dir_flag("--offload-dir", o.offload_dir.empty() ? default_offload_dir()
+                                                                                 : std::filesystem::path(o.offload_dir)));
+    if (!o.trace.empty()) STRATA_RETURN_IF_ERROR(check_output_file_flag("--trace", o.trace));
+    if (o.max_prompt_len == 0 && o.job.input == "-" && o.policy == "auto")
+      return invalid_argument("--input - (standard input) cannot be scanned to plan the job; give --max-prompt-len");
+    return Status::ok();
+  }
+  const std::pair<const char*, bool> unused[] = {
+      {"--offload-dir", !o.offload_dir.empty()}, {"--gpu-mem", !o.budgets.gpu.empty()},
+      {"--cpu-mem", !o.budgets.cpu.empty()},     {"--disk-mem", !o.budgets.disk.empty()},
+      {"--compress", o.compress != "none"},       {"--hardware", !o.hardware.empty()},
+      {"--trace", !o.trace.empty()},              {"--max-prompt-len", o.max_prompt_len > 0},
+      {"--policy", o.policy != "auto" && o.policy != "none"}};
+  for (const auto& [flag, given] : unused)
+    if (given) ignored.push_back(flag);
+  return Status::ok();
+}
+
 Status write_summary(const GenerateOptions& o, const runtime::BatchSummary& summary) {
+  crash_point("summary");
   if (!o.quiet) std::fprintf(stderr, "%s", summary.to_text().c_str());
   if (!o.json_summary.empty()) {
     std::ofstream out(o.json_summary, std::ios::trunc);
@@ -118,8 +185,23 @@ Status run_offloaded(GenerateOptions& o, runtime::Context& ctx, const text::Toke
   return write_summary(o, summary);
 }
 
+// The whole model in DRAM (the CPU) or on the GPU (--policy none).
+Status run_in_memory(GenerateOptions& o, runtime::Context& ctx, const text::Tokenizer& tokenizer) {
+  STRATA_ASSIGN_OR_RETURN(auto model, runtime::load_model_dir(ctx, o.model));
+  if (tokenizer.vocab_size() > model->config().vocab_size)
+    ctx.logger.warn("the tokenizer has " + std::to_string(tokenizer.vocab_size()) + " tokens but the model only " +
+                    std::to_string(model->config().vocab_size));
+  STRATA_ASSIGN_OR_RETURN(runtime::BatchSummary summary, runtime::run_batch_job(*model, tokenizer, o.job, ctx.logger));
+  return write_summary(o, summary);
+}
+
 Status run(GenerateOptions& o) {
   // Everything that can fail without touching the model fails first.
+  STRATA_RETURN_IF_ERROR(check_device_flag(o.device));
+  // --device auto: the first GPU when there is one, else the CPU.
+  if (o.device == "auto") o.device = cuda::query_devices().devices.empty() ? "cpu" : "cuda";
+  std::vector<std::string> ignored;
+  STRATA_RETURN_IF_ERROR(check_flags(o, o.device, ignored));
   if (!std::filesystem::is_directory(o.model))
     return not_found(o.model + ": the model directory does not exist");
   STRATA_RETURN_IF_ERROR(runtime::check_batch_files(o.job));
@@ -128,36 +210,34 @@ Status run(GenerateOptions& o) {
     if (!probe) return io_error(o.json_summary + ": cannot write the JSON summary there", errno);
   }
   STRATA_ASSIGN_OR_RETURN(auto tokenizer, text::Tokenizer::load_dir(o.model));
-  // --device auto: the first GPU when there is one, else the CPU.
-  if (o.device == "auto") o.device = cuda::query_devices().devices.empty() ? "cpu" : "cuda";
   runtime::ContextOptions copts;
   copts.device = o.device;
   copts.threads = o.threads;
   copts.log_level = o.quiet ? LogLevel::kWarn : o.verbose ? LogLevel::kDebug : LogLevel::kInfo;
   STRATA_ASSIGN_OR_RETURN(auto ctx, runtime::make_context(copts));
+  for (const std::string& flag : ignored)
+    ctx->logger.warn(flag + " is ignored on the CPU: the model runs in DRAM (offloading needs a GPU)");
   o.job.model_name = std::filesystem::path(o.model).lexically_normal().filename().string();
   if (o.job.model_name.empty()) o.job.model_name = std::filesystem::path(o.model).parent_path().filename().string();
+  o.job.model_fingerprint = runtime::model_files_fingerprint(o.model);
   o.job.progress.quiet = o.quiet;
   o.job.progress.live = ::isatty(STDERR_FILENO) != 0;
+  o.job.interrupted = &g_interrupted;
+  install_signal_handlers();
 
   // Which engine: the offloading one on a GPU unless --policy none.
-  std::string policy = o.policy;
-  if (o.device == "cpu") {
-    if (policy != "auto" && policy != "none")
-      ctx->logger.warn("--policy " + policy + " is ignored on the CPU: the model runs in DRAM (offloading needs a GPU)");
-    policy = "none";
-  }
+  std::string policy = o.device == "cpu" ? "none" : o.policy;
+  o.job.device = o.device == "cpu" ? "cpu" : "cuda";
+  o.job.compress = policy == "none" ? "none" : o.compress;
+  Status s = Status::ok();
   if (policy != "none") {
     o.policy = policy;
-    return run_offloaded(o, *ctx, *tokenizer);
+    s = run_offloaded(o, *ctx, *tokenizer);
+  } else {
+    s = run_in_memory(o, *ctx, *tokenizer);
   }
-
-  STRATA_ASSIGN_OR_RETURN(auto model, runtime::load_model_dir(*ctx, o.model));
-  if (tokenizer->vocab_size() > model->config().vocab_size)
-    ctx->logger.warn("the tokenizer has " + std::to_string(tokenizer->vocab_size()) + " tokens but the model only " +
-                     std::to_string(model->config().vocab_size));
-  STRATA_ASSIGN_OR_RETURN(runtime::BatchSummary summary, runtime::run_batch_job(*model, *tokenizer, o.job, ctx->logger));
-  return write_summary(o, summary);
+  if (s.code() == StatusCode::kCancelled) return interrupted_status(o, s);
+  return s;
 }
 
 }  // namespace
@@ -171,6 +251,9 @@ void register_generate(CLI::App& app, int* exit_code) {
       ->required();
   cmd->add_option("--output", o.job.output, "results, one JSON object per line (.jsonl or .jsonl.zst)")->required();
   cmd->add_flag("--resume", o.job.resume, "continue an interrupted job: skip requests already in --output");
+  cmd->add_flag("--resume-anyway", o.job.resume_anyway,
+                "with --resume: continue even when the input or the settings differ from those of the job that "
+                "wrote --output (requests are matched by custom_id)");
   cmd->add_flag("--overwrite", o.job.overwrite, "replace an existing --output");
   cmd->add_option("--max-tokens", o.job.max_tokens, "default max_tokens per request")->capture_default_str();
   cmd->add_option("--temperature", o.job.temperature, "default temperature (0 = greedy)")->capture_default_str();

@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "common/json_read.h"
+#include "flag_checks.h"
 #include "plan_print.h"
 #include "common/units.h"
 #include "model/config.h"
@@ -44,11 +46,7 @@ Result<planner::HardwareProfile> load_hardware(const std::string& arg) {
         "give --hardware: a profile written by `strata profile`, or a catalogue name (see "
         "`strata capacity --list`), e.g. --hardware h100-pcie");
   if (!std::filesystem::is_regular_file(arg)) return planner::catalogue_hardware(arg);
-  std::ifstream in(arg);
-  std::stringstream buf;
-  buf << in.rdbuf();
-  auto j = nlohmann::json::parse(buf.str(), nullptr, false);
-  if (j.is_discarded()) return invalid_argument(arg + ": not valid JSON");
+  STRATA_ASSIGN_OR_RETURN(nlohmann::json j, read_json_file(arg, JsonLimits{.max_bytes = 16 << 20}));
   return planner::parse_hardware_profile(j, arg);
 }
 
@@ -84,6 +82,7 @@ Status override_budget(const std::string& flag, const std::string& text, uint64_
 }
 
 Result<planner::Budgets> budgets_of(const PlanArgs& a, const planner::HardwareProfile& hw) {
+  STRATA_RETURN_IF_ERROR(check_budget_flags(a.gpu_mem, a.cpu_mem, a.disk_mem));
   planner::Budgets budgets = planner::default_budgets(hw);
   STRATA_RETURN_IF_ERROR(override_budget("--gpu-mem", a.gpu_mem, &budgets.gpu));
   STRATA_RETURN_IF_ERROR(override_budget("--cpu-mem", a.cpu_mem, &budgets.cpu));
@@ -144,13 +143,12 @@ Result<planner::Workload> workload_of(const PlanArgs& a) {
 
 // The given policy file: read, parsed and evaluated; every error names the file.
 Result<planner::Policy> read_policy_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return not_found(path + ": cannot open the policy file");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  auto j = nlohmann::json::parse(buf.str(), nullptr, false);
-  if (j.is_discarded()) return invalid_argument(path + ": not valid JSON (a policy is what `strata plan -o` writes)");
-  return planner::parse_policy(j, path);
+  Result<nlohmann::json> j = read_json_file(path, JsonLimits{.max_bytes = 16 << 20});
+  if (!j.is_ok()) {
+    if (j.status().code() == StatusCode::kNotFound) return not_found(path + ": cannot open the policy file");
+    return invalid_argument(j.status().message() + " (a policy is what `strata plan -o` writes)");
+  }
+  return planner::parse_policy(*j, path);
 }
 
 Status run_compare(const PlanArgs& a) {

@@ -13,6 +13,7 @@ int report(const char* command, const Status& status) {
     case StatusCode::kNotFound:
     case StatusCode::kCorrupt:
     case StatusCode::kUnsupported: return 2;
+    case StatusCode::kCancelled: return 130;  // as a shell reports a job stopped by SIGINT
     default: return 1;
   }
 }

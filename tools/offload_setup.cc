@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/json_read.h"
 #include "common/units.h"
 #include "cuda/device.h"
 #include "machine_profile.h"
@@ -17,6 +18,11 @@
 #include "profile_cache.h"
 
 namespace strata::tools {
+
+namespace {
+// Policy and profile files are a few KiB.
+constexpr JsonLimits kProfileLimits{.max_bytes = 16 << 20, .max_depth = 32};
+}  // namespace
 
 namespace fs = std::filesystem;
 
@@ -120,12 +126,7 @@ fs::path default_offload_dir() {
 
 Result<planner::HardwareProfile> load_hardware_profile(const std::string& arg) {
   if (!fs::is_regular_file(arg)) return planner::catalogue_hardware(arg);
-  std::ifstream in(arg);
-  std::stringstream buf;
-  buf << in.rdbuf();
-  if (!in && !in.eof()) return io_error(arg + ": cannot read the hardware profile", errno);
-  auto j = nlohmann::json::parse(buf.str(), nullptr, false);
-  if (j.is_discarded()) return invalid_argument(arg + ": not valid JSON");
+  STRATA_ASSIGN_OR_RETURN(nlohmann::json j, read_json_file(arg, kProfileLimits));
   return planner::parse_hardware_profile(j, arg);
 }
 
@@ -193,14 +194,13 @@ Result<planner::PlanResult> load_policy_file(const fs::path& path, const planner
                                              const planner::Budgets& budgets,
                                              const planner::Workload& workload) {
   const std::string name = path.string();
-  std::ifstream in(path);
-  if (!in)
-    return not_found(name + ": cannot open the policy file (write one with `strata plan -o FILE`)");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  auto j = nlohmann::json::parse(buf.str(), nullptr, false);
-  if (j.is_discarded())
-    return invalid_argument(name + ": not valid JSON (a policy is what `strata plan -o` writes)");
+  Result<nlohmann::json> parsed = read_json_file(path, kProfileLimits);
+  if (!parsed.is_ok()) {
+    if (parsed.status().code() == StatusCode::kNotFound)
+      return not_found(name + ": cannot open the policy file (write one with `strata plan -o FILE`)");
+    return invalid_argument(parsed.status().message() + " (a policy is what `strata plan -o` writes)");
+  }
+  const nlohmann::json& j = *parsed;
   STRATA_ASSIGN_OR_RETURN(planner::Policy policy, planner::parse_policy(j, name));
   if (workload.prompt_len > 0) policy.workload = workload;
   auto r = planner::evaluate_policy(spec, policy, hw, budgets);

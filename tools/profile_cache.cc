@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/json_read.h"
 #include "cuda/device.h"
 
 namespace strata::tools {
@@ -122,10 +123,11 @@ Result<std::optional<CachedProfile>> load_cached_profile_entry(const MachineKey&
   const std::filesystem::path file = cached_profile_path(dir, key);
   std::error_code ec;
   if (!std::filesystem::exists(file, ec) && !ec) return std::optional<CachedProfile>();
-  std::ifstream in(file);
-  if (!in) return stale(file, std::string("cannot be read (") + std::strerror(errno) + ")");
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return stale(file, "is not valid JSON");
+  Result<std::string> text = read_regular_file(file, 16 << 20);
+  if (!text.is_ok()) return stale(file, "cannot be read (" + text.status().message() + ")");
+  Result<nlohmann::json> doc = parse_json(*text, file.string());
+  if (!doc.is_ok() || !doc->is_object()) return stale(file, "is not valid JSON");
+  const nlohmann::json& j = *doc;
   if (!j.contains("cache_format") || !j["cache_format"].is_number_integer() ||
       j["cache_format"].get<int>() != kProfileCacheFormat)
     return stale(file, "was written in cache format " +

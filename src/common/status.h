@@ -20,6 +20,7 @@ enum class StatusCode {
   kOutOfMemory,       // an allocation did not fit its budget
   kInfeasible,        // no policy fits the budgets
   kInternal,          // a bug surfaced as an error rather than an abort
+  kCancelled,         // stopped on request (SIGINT, SIGTERM); what was done so far stays
 };
 
 const char* status_code_name(StatusCode code);
@@ -57,6 +58,7 @@ inline Status unsupported(std::string m) { return {StatusCode::kUnsupported, std
 inline Status io_error(std::string m, int err) { return {StatusCode::kIoError, std::move(m), err}; }
 inline Status out_of_memory(std::string m) { return {StatusCode::kOutOfMemory, std::move(m)}; }
 inline Status internal_error(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
 
 // A value or the Status saying why there is none.
 template <typename T>

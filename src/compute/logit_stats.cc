@@ -21,6 +21,9 @@ LogitStats row_stats(const float* x, int64_t V, const LogitQuery& q) {
   }
   st.log_sum = std::log(sum);
   st.temperature_sum = tsum;
+  // A row with NaN or infinities has no order to sort by; the caller reports it (it sees the
+  // non-finite max or log-sum).
+  if (!std::isfinite(st.max_logit) || !std::isfinite(st.log_sum)) return st;
   const int64_t k = std::min<int64_t>(std::max<int32_t>(q.candidates, 0), V);
   if (k > 0) {
     std::vector<std::pair<float, int32_t>> all(static_cast<size_t>(V));

@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <sstream>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
+
+#include "common/json_read.h"
 
 namespace strata::model {
 namespace {
@@ -16,6 +16,11 @@ using nlohmann::json;
 // Dimensions above this are surely a typo, and keeping them small keeps every product of two
 // dimensions (and a dtype size) inside int64.
 constexpr int64_t kMaxDim = int64_t{1} << 31;
+// The deepest models have a few hundred layers; a count past this is a typo or an attack, and
+// planning for it would take hours before anything could check it against the weights.
+constexpr int64_t kMaxLayers = 4096;
+// A config.json is a few KiB; anything past this is not one.
+constexpr uint64_t kMaxConfigBytes = 16 << 20;
 
 std::string show(const json& v) {
   std::string s = v.dump();
@@ -68,6 +73,12 @@ class Fields {
     return out;
   }
 
+  Result<int64_t> layer_count(const char* f) const {
+    if (!given(f)) return missing(f, "a positive integer");
+    STRATA_ASSIGN_OR_RETURN(int64_t n, int_in_range(f, 1, "a positive integer"));
+    if (n > kMaxLayers) return bad(f, "a layer count of at most " + std::to_string(kMaxLayers));
+    return n;
+  }
   Result<int64_t> positive_int(const char* f) const {
     if (!given(f)) return missing(f, "a positive integer");
     return int_in_range(f, 1, "a positive integer");
@@ -118,7 +129,7 @@ class Fields {
     auto it = obj_.find(f);
     if (it == obj_.end()) return def;
     if (it->is_null()) return std::optional<int64_t>();
-    if (negative_is_none && it->is_number_integer() && it->get<int64_t>() < 0) {
+    if (negative_is_none && it->is_number_integer() && !it->is_number_unsigned() && it->get<int64_t>() < 0) {
       return std::optional<int64_t>();
     }
     STRATA_ASSIGN_OR_RETURN(int64_t v, int_in_range(f, 0, "a non-negative token id or null"));
@@ -151,10 +162,11 @@ Result<std::vector<int64_t>> parse_eos(const Fields& fs, std::optional<int64_t> 
   const json& v = fs.at(f);
   if (v.is_array()) {
     for (const json& e : v) {
-      if (!e.is_number_integer() || e.get<int64_t>() < 0) {
+      const std::optional<int64_t> id = json_to_int64(e);
+      if (!e.is_number_integer() || !id || *id < 0) {
         return fs.bad(f, "a token id, a list of token ids, or null");
       }
-      out.push_back(e.get<int64_t>());
+      out.push_back(*id);
     }
     return out;
   }
@@ -245,7 +257,7 @@ Status parse_opt(const Fields& fs, ModelConfig& c) {
   STRATA_ASSIGN_OR_RETURN(c.vocab_size, fs.positive_int("vocab_size"));
   STRATA_ASSIGN_OR_RETURN(c.hidden_size, fs.positive_int("hidden_size"));
   STRATA_ASSIGN_OR_RETURN(c.intermediate_size, fs.positive_int("ffn_dim"));
-  STRATA_ASSIGN_OR_RETURN(c.num_layers, fs.positive_int("num_hidden_layers"));
+  STRATA_ASSIGN_OR_RETURN(c.num_layers, fs.layer_count("num_hidden_layers"));
   STRATA_ASSIGN_OR_RETURN(c.num_heads, fs.positive_int("num_attention_heads"));
   STRATA_ASSIGN_OR_RETURN(c.max_position_embeddings, fs.positive_int("max_position_embeddings"));
   STRATA_ASSIGN_OR_RETURN(c.word_embed_proj_dim,
@@ -278,7 +290,7 @@ Status parse_llama_family(const Fields& fs, const json& j, ModelConfig& c) {
   STRATA_ASSIGN_OR_RETURN(c.vocab_size, fs.positive_int("vocab_size"));
   STRATA_ASSIGN_OR_RETURN(c.hidden_size, fs.positive_int("hidden_size"));
   STRATA_ASSIGN_OR_RETURN(c.intermediate_size, fs.positive_int("intermediate_size"));
-  STRATA_ASSIGN_OR_RETURN(c.num_layers, fs.positive_int("num_hidden_layers"));
+  STRATA_ASSIGN_OR_RETURN(c.num_layers, fs.layer_count("num_hidden_layers"));
   STRATA_ASSIGN_OR_RETURN(c.num_heads, fs.positive_int("num_attention_heads"));
   STRATA_ASSIGN_OR_RETURN(c.max_position_embeddings, fs.positive_int("max_position_embeddings"));
   STRATA_ASSIGN_OR_RETURN(c.num_kv_heads, fs.positive_int_or("num_key_value_heads", c.num_heads));
@@ -340,6 +352,19 @@ Status parse_llama_family(const Fields& fs, const json& j, ModelConfig& c) {
   return Status::ok();
 }
 
+// The ids the engine feeds or stops on must be rows of the embedding and the head.
+Status check_special_ids(const ModelConfig& c, const std::string& source) {
+  auto outside = [&](const char* field, int64_t id) {
+    return invalid_argument(source + ": field '" + field + "' is " + std::to_string(id) +
+                            ", outside the vocabulary (vocab_size " + std::to_string(c.vocab_size) +
+                            "); fix config.json");
+  };
+  for (int64_t id : c.eos_token_ids)
+    if (id >= c.vocab_size) return outside("eos_token_id", id);
+  if (c.bos_token_id && *c.bos_token_id >= c.vocab_size) return outside("bos_token_id", *c.bos_token_id);
+  return Status::ok();
+}
+
 }  // namespace
 
 bool ModelConfig::is_eos(int64_t token) const {
@@ -371,6 +396,7 @@ Result<ModelConfig> parse_config(const nlohmann::json& j, const std::string& sou
                          "\" is not supported (supported: " + kSupported + ")");
     }
     STRATA_ASSIGN_OR_RETURN(c.torch_dtype, parse_dtype(fs));
+    STRATA_RETURN_IF_ERROR(check_special_ids(c, source));
     return c;
   } catch (const json::exception& e) {
     // Only reachable through a bug in the checks above; keep it an error, not a crash.
@@ -379,21 +405,15 @@ Result<ModelConfig> parse_config(const nlohmann::json& j, const std::string& sou
 }
 
 Result<ModelConfig> load_config(const std::filesystem::path& file) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec)) {
-    return not_found(file.string() + ": no such file (expected a Hugging Face config.json)");
+  Result<nlohmann::json> j = read_json_file(file, JsonLimits{.max_bytes = kMaxConfigBytes});
+  if (!j.is_ok()) {
+    if (j.status().code() == StatusCode::kNotFound)
+      return not_found(file.string() + ": no such file (expected a Hugging Face config.json)");
+    std::string m = j.status().message();
+    if (const size_t at = m.find(": not valid JSON"); at != std::string::npos) m.replace(at, 16, ": invalid JSON");
+    return invalid_argument(m);
   }
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return io_error(file.string() + ": cannot open for reading", errno);
-  std::stringstream buf;
-  buf << in.rdbuf();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(buf.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    return invalid_argument(file.string() + ": invalid JSON: " + e.what());
-  }
-  return parse_config(j, file.string());
+  return parse_config(*j, file.string());
 }
 
 }  // namespace strata::model

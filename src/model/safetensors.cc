@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_read.h"
+
 namespace strata::model {
 namespace {
 
@@ -57,6 +59,56 @@ bool as_u64(const nlohmann::json& v, uint64_t& out) {
   return false;
 }
 
+// One tensor entry of a header: dtype, shape and data_offsets, checked against each other and
+// against the data section's size.
+Result<SafetensorsEntry> parse_entry(const std::string& name, const nlohmann::json& v, uint64_t data_size,
+                                     const std::string& p) {
+  const std::string where = p + ": tensor '" + name + "'";
+  if (!v.is_object()) return corrupt(where + ": header entry must be an object");
+  SafetensorsEntry e;
+  e.name = name;
+  auto dt = v.find("dtype");
+  if (dt == v.end() || !dt->is_string()) return corrupt(where + ": missing or non-string 'dtype'");
+  e.dtype_name = dt->get<std::string>();
+  std::optional<size_t> elem = safetensors_dtype_size(e.dtype_name);
+  if (!elem) {
+    return unsupported(where + ": unknown dtype '" + e.dtype_name +
+                       "' (known: F64 F32 F16 BF16 F8_E4M3 F8_E5M2 I64 I32 I16 I8 U8 BOOL ...)");
+  }
+  if (auto d = dtype_from_name(e.dtype_name)) e.dtype = d;
+
+  auto sh = v.find("shape");
+  if (sh == v.end() || !sh->is_array()) return corrupt(where + ": missing or non-array 'shape'");
+  // numel must stay far from overflow; 2^62 elements is beyond any real tensor.
+  uint64_t numel = 1;
+  for (const auto& d : *sh) {
+    uint64_t dim = 0;
+    if (!as_u64(d, dim) || dim > (uint64_t{1} << 62))
+      return corrupt(where + ": shape " + sh->dump() + " must hold non-negative integers");
+    if (dim != 0 && numel > (uint64_t{1} << 62) / dim) return corrupt(where + ": shape " + sh->dump() + " is too large");
+    numel *= dim;
+    e.shape.push_back(static_cast<int64_t>(dim));
+  }
+
+  auto off = v.find("data_offsets");
+  if (off == v.end() || !off->is_array() || off->size() != 2 || !as_u64((*off)[0], e.begin) ||
+      !as_u64((*off)[1], e.end) || e.begin > e.end) {
+    return corrupt(where + ": 'data_offsets' must be [begin, end] with 0 <= begin <= end");
+  }
+  // numel <= 2^62 and elem <= 8: the product fits in uint64.
+  const uint64_t want = numel * *elem;
+  if (want != e.bytes()) {
+    return corrupt(where + ": shape " + shape_string(e.shape) + " of " + e.dtype_name + " needs " +
+                   std::to_string(want) + " bytes but data_offsets " + range_string(e.begin, e.end) + " hold " +
+                   std::to_string(e.bytes()));
+  }
+  if (e.end > data_size) {
+    return corrupt(where + ": data range " + range_string(e.begin, e.end) + " lies outside the data section (" +
+                   std::to_string(data_size) + " bytes); the file is truncated or corrupt");
+  }
+  return e;
+}
+
 }  // namespace
 
 std::optional<size_t> safetensors_dtype_size(std::string_view d) {
@@ -73,14 +125,48 @@ SafetensorsFile::~SafetensorsFile() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+Result<SafetensorsHeader> parse_safetensors_header(std::string_view text, uint64_t data_size,
+                                                   const std::string& p) {
+  STRATA_ASSIGN_OR_RETURN(nlohmann::json j,
+                          parse_json(text, p + ": header", JsonLimits{.max_bytes = kMaxSafetensorsHeaderBytes,
+                                                                      .max_depth = 8}));
+  if (!j.is_object()) return corrupt(p + ": header must be a JSON object, got " + j.type_name());
+  SafetensorsHeader h;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& name = it.key();
+    const nlohmann::json& v = it.value();
+    if (name == "__metadata__") {
+      if (!v.is_object()) return corrupt(p + ": __metadata__ must be an object of strings");
+      for (auto m = v.begin(); m != v.end(); ++m) {
+        if (!m.value().is_string()) {
+          return corrupt(p + ": __metadata__ value for '" + m.key() + "' must be a string");
+        }
+        h.metadata[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    STRATA_ASSIGN_OR_RETURN(SafetensorsEntry e, parse_entry(name, v, data_size, p));
+    h.entries.push_back(std::move(e));
+  }
+  std::sort(h.entries.begin(), h.entries.end(), [](const SafetensorsEntry& a, const SafetensorsEntry& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  const SafetensorsEntry* last = nullptr;  // the non-empty entry reaching furthest so far
+  for (const SafetensorsEntry& e : h.entries) {
+    if (e.bytes() == 0) continue;
+    if (last && e.begin < last->end) {
+      return corrupt(p + ": tensors '" + last->name + "' " + range_string(last->begin, last->end) +
+                     " and '" + e.name + "' " + range_string(e.begin, e.end) + " overlap");
+    }
+    if (!last || e.end > last->end) last = &e;
+  }
+  return h;
+}
+
 Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::filesystem::path& path) {
   const std::string p = path.string();
-  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int err = errno;
-    if (err == ENOENT) return not_found(p + ": no such file");
-    return io_error(p + ": cannot open: " + std::strerror(err), err);
-  }
+  // Only a regular file: a FIFO or a device would block or never end.
+  STRATA_ASSIGN_OR_RETURN(int fd, open_regular_file(path));
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->fd_ = fd;
   f->path_ = path;
@@ -90,7 +176,6 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::filesy
     int err = errno;
     return io_error(p + ": cannot stat: " + std::strerror(err), err);
   }
-  if (!S_ISREG(st.st_mode)) return invalid_argument(p + ": not a regular file");
   f->file_size_ = static_cast<uint64_t>(st.st_size);
   if (f->file_size_ < 8) {
     return corrupt(p + ": file is " + std::to_string(f->file_size_) +
@@ -115,96 +200,16 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::filesy
                    " bytes); the file is truncated or not safetensors");
   }
   f->data_offset_ = 8 + n;
-  const uint64_t data_size = f->file_size_ - f->data_offset_;
-
   std::string header(n, '\0');
   if (pread_full(fd, header.data(), n, 8) != static_cast<int64_t>(n)) {
     int err = errno;
     return io_error(
         p + ": cannot read the " + std::to_string(n) + "-byte header: " + std::strerror(err), err);
   }
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(header);
-  } catch (const nlohmann::json::parse_error& e) {
-    return corrupt(p + ": header is not valid JSON: " + e.what());
-  }
-  if (!j.is_object()) return corrupt(p + ": header must be a JSON object, got " + j.type_name());
-
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    const std::string& name = it.key();
-    const nlohmann::json& v = it.value();
-    if (name == "__metadata__") {
-      if (!v.is_object()) return corrupt(p + ": __metadata__ must be an object of strings");
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string()) {
-          return corrupt(p + ": __metadata__ value for '" + m.key() + "' must be a string");
-        }
-        f->metadata_[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
-    const std::string where = p + ": tensor '" + name + "'";
-    if (!v.is_object()) return corrupt(where + ": header entry must be an object");
-    SafetensorsEntry e;
-    e.name = name;
-    auto dt = v.find("dtype");
-    if (dt == v.end() || !dt->is_string())
-      return corrupt(where + ": missing or non-string 'dtype'");
-    e.dtype_name = dt->get<std::string>();
-    std::optional<size_t> elem = safetensors_dtype_size(e.dtype_name);
-    if (!elem) {
-      return unsupported(where + ": unknown dtype '" + e.dtype_name +
-                         "' (known: F64 F32 F16 BF16 F8_E4M3 F8_E5M2 I64 I32 I16 I8 U8 BOOL ...)");
-    }
-    if (auto d = dtype_from_name(e.dtype_name)) e.dtype = d;
-
-    auto sh = v.find("shape");
-    if (sh == v.end() || !sh->is_array()) return corrupt(where + ": missing or non-array 'shape'");
-    // numel must stay far from overflow; 2^62 elements is beyond any real tensor.
-    uint64_t numel = 1;
-    for (const auto& d : *sh) {
-      uint64_t dim = 0;
-      if (!as_u64(d, dim))
-        return corrupt(where + ": shape " + sh->dump() + " must hold non-negative integers");
-      if (dim != 0 && numel > (uint64_t{1} << 62) / dim)
-        return corrupt(where + ": shape " + sh->dump() + " is too large");
-      numel *= dim;
-      e.shape.push_back(static_cast<int64_t>(dim));
-    }
-
-    auto off = v.find("data_offsets");
-    if (off == v.end() || !off->is_array() || off->size() != 2 || !as_u64((*off)[0], e.begin) ||
-        !as_u64((*off)[1], e.end) || e.begin > e.end) {
-      return corrupt(where + ": 'data_offsets' must be [begin, end] with 0 <= begin <= end");
-    }
-    const uint64_t want = numel * *elem;
-    if (want != e.bytes()) {
-      return corrupt(where + ": shape " + shape_string(e.shape) + " of " + e.dtype_name +
-                     " needs " + std::to_string(want) + " bytes but data_offsets " +
-                     range_string(e.begin, e.end) + " hold " + std::to_string(e.bytes()));
-    }
-    if (e.end > data_size) {
-      return corrupt(where + ": data range " + range_string(e.begin, e.end) +
-                     " lies outside the data section (" + std::to_string(data_size) +
-                     " bytes); the file is truncated or corrupt");
-    }
-    f->entries_.push_back(std::move(e));
-  }
-
-  std::sort(f->entries_.begin(), f->entries_.end(),
-            [](const SafetensorsEntry& a, const SafetensorsEntry& b) {
-              return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-            });
-  const SafetensorsEntry* last = nullptr;  // the non-empty entry reaching furthest so far
-  for (const SafetensorsEntry& e : f->entries_) {
-    if (e.bytes() == 0) continue;
-    if (last && e.begin < last->end) {
-      return corrupt(p + ": tensors '" + last->name + "' " + range_string(last->begin, last->end) +
-                     " and '" + e.name + "' " + range_string(e.begin, e.end) + " overlap");
-    }
-    if (!last || e.end > last->end) last = &e;
-  }
+  STRATA_ASSIGN_OR_RETURN(SafetensorsHeader h,
+                          parse_safetensors_header(header, f->file_size_ - f->data_offset_, p));
+  f->entries_ = std::move(h.entries);
+  f->metadata_ = std::move(h.metadata);
   for (size_t i = 0; i < f->entries_.size(); ++i) f->by_name_.emplace(f->entries_[i].name, i);
   return f;
 }

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -69,6 +70,28 @@ class SafetensorsFile {
   std::unordered_map<std::string, size_t> by_name_;
   std::map<std::string, std::string> metadata_;
 };
+
+// The checked contents of a header.
+struct SafetensorsHeader {
+  std::vector<SafetensorsEntry> entries;  // in data order (ascending begin)
+  std::map<std::string, std::string> metadata;
+};
+
+// Parses and validates the JSON header of `path` (named in errors) whose data section holds
+// `data_size` bytes: every entry's dtype, shape and byte range, ranges inside the data section and
+// not overlapping. Pure; the reader behind SafetensorsFile::open.
+Result<SafetensorsHeader> parse_safetensors_header(std::string_view header, uint64_t data_size,
+                                                   const std::string& path);
+
+// model.safetensors.index.json: which shard file holds each tensor.
+struct SafetensorsIndex {
+  std::vector<std::pair<std::string, std::string>> weight_map;  // (tensor, shard), in name order
+};
+// An index lists each tensor once: a few MiB for the largest models.
+inline constexpr uint64_t kMaxSafetensorsIndexBytes = 256 << 20;
+// Parses an index (`path` names it in errors): an object with a "weight_map" object of shard file
+// names, each a relative path inside the model directory. Pure.
+Result<SafetensorsIndex> parse_safetensors_index(std::string_view text, const std::string& path);
 
 // Size in bytes of one element of a safetensors dtype ("F16" -> 2, "BOOL" -> 1), or nullopt for a
 // name the format does not define.

@@ -1,12 +1,11 @@
 // The WeightSource over a Hugging Face safetensors checkpoint: one model.safetensors, or the shards
 // named by model.safetensors.index.json. Every header is validated when the source opens. With an
 // index, weight_map is authoritative: tensors a shard holds but the map does not list are ignored.
-#include <fstream>
-#include <sstream>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_read.h"
 #include "model/safetensors.h"
 #include "model/weight_source.h"
 
@@ -42,6 +41,13 @@ class SafetensorsSource final : public WeightSource {
   Result<Tensor> load(const WeightSpec& spec) override {
     STRATA_ASSIGN_OR_RETURN(Located loc, locate(spec));
     return loc.file->read(*loc.entry);
+  }
+
+  std::vector<std::string> tensor_names() const override {
+    std::vector<std::string> names;
+    names.reserve(tensors_.size());
+    for (const auto& [name, loc] : tensors_) names.push_back(name);
+    return names;
   }
 
   Status check(const std::vector<WeightSpec>& specs) override {
@@ -87,18 +93,6 @@ class SafetensorsSource final : public WeightSource {
   std::unordered_map<std::string, Located> tensors_;
 };
 
-Result<nlohmann::json> read_json(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return io_error(file.string() + ": cannot open for reading", errno);
-  std::stringstream buf;
-  buf << in.rdbuf();
-  try {
-    return nlohmann::json::parse(buf.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    return corrupt(file.string() + ": invalid JSON: " + e.what());
-  }
-}
-
 // A shard name must stay inside the model directory.
 bool safe_relative(const std::string& name) {
   std::filesystem::path p(name);
@@ -112,14 +106,44 @@ bool safe_relative(const std::string& name) {
 Result<std::unique_ptr<WeightSource>> open_index(const std::filesystem::path& dir,
                                                  const std::filesystem::path& index_path) {
   const std::string ip = index_path.string();
-  STRATA_ASSIGN_OR_RETURN(nlohmann::json j, read_json(index_path));
+  STRATA_ASSIGN_OR_RETURN(std::string text, read_regular_file(index_path, kMaxSafetensorsIndexBytes));
+  STRATA_ASSIGN_OR_RETURN(SafetensorsIndex index, parse_safetensors_index(text, ip));
+  auto source = std::make_unique<SafetensorsSource>(dir);
+  std::unordered_map<std::string, SafetensorsFile*> shards;
+  for (const auto& [tensor, shard] : index.weight_map) {
+    auto found = shards.find(shard);
+    if (found == shards.end()) {
+      Result<std::unique_ptr<SafetensorsFile>> f = SafetensorsFile::open(dir / shard);
+      if (!f.is_ok()) {
+        if (f.status().code() == StatusCode::kNotFound) {
+          return not_found(ip + ": shard '" + shard + "' (listed for tensor '" + tensor + "') does not exist in " +
+                           dir.string());
+        }
+        return f.status();
+      }
+      found = shards.emplace(shard, source->add_file(std::move(f).value())).first;
+    }
+    const SafetensorsEntry* e = found->second->find(tensor);
+    if (!e) {
+      return corrupt(ip + ": maps tensor '" + tensor + "' to shard '" + shard +
+                     "', but that shard has no such tensor");
+    }
+    source->add_tensor(tensor, found->second, e);
+  }
+  return std::unique_ptr<WeightSource>(std::move(source));
+}
+
+}  // namespace
+
+Result<SafetensorsIndex> parse_safetensors_index(std::string_view text, const std::string& ip) {
+  STRATA_ASSIGN_OR_RETURN(nlohmann::json j,
+                          parse_json(text, ip, JsonLimits{.max_bytes = kMaxSafetensorsIndexBytes, .max_depth = 16}));
   if (!j.is_object()) return corrupt(ip + ": expected a JSON object");
   auto wm = j.find("weight_map");
   if (wm == j.end() || !wm->is_object()) {
     return corrupt(ip + ": missing 'weight_map' object ({tensor name: shard file})");
   }
-  auto source = std::make_unique<SafetensorsSource>(dir);
-  std::unordered_map<std::string, SafetensorsFile*> shards;
+  SafetensorsIndex index;
   for (auto it = wm->begin(); it != wm->end(); ++it) {
     if (!it.value().is_string()) {
       return corrupt(ip + ": weight_map entry for '" + it.key() + "' must be a shard file name");
@@ -129,29 +153,10 @@ Result<std::unique_ptr<WeightSource>> open_index(const std::filesystem::path& di
       return corrupt(ip + ": shard name '" + shard + "' for '" + it.key() +
                      "' must be a file name inside the model directory");
     }
-    auto found = shards.find(shard);
-    if (found == shards.end()) {
-      Result<std::unique_ptr<SafetensorsFile>> f = SafetensorsFile::open(dir / shard);
-      if (!f.is_ok()) {
-        if (f.status().code() == StatusCode::kNotFound) {
-          return not_found(ip + ": shard '" + shard + "' (listed for tensor '" + it.key() +
-                           "') does not exist in " + dir.string());
-        }
-        return f.status();
-      }
-      found = shards.emplace(shard, source->add_file(std::move(f).value())).first;
-    }
-    const SafetensorsEntry* e = found->second->find(it.key());
-    if (!e) {
-      return corrupt(ip + ": maps tensor '" + it.key() + "' to shard '" + shard +
-                     "', but that shard has no such tensor");
-    }
-    source->add_tensor(it.key(), found->second, e);
+    index.weight_map.emplace_back(it.key(), shard);
   }
-  return std::unique_ptr<WeightSource>(std::move(source));
+  return index;
 }
-
-}  // namespace
 
 Result<std::unique_ptr<WeightSource>> open_safetensors_source(const std::filesystem::path& dir) {
   std::error_code ec;

@@ -21,7 +21,19 @@ class WeightSource {
   // Checks that every weight in `specs` is present with the right shape and dtype, without
   // reading tensor data; the error names the first missing or wrong tensor.
   virtual Status check(const std::vector<WeightSpec>& specs) = 0;
+  // The names of the tensors the files hold (Hugging Face or canonical names); empty for a source
+  // that makes weights up (synthetic).
+  virtual std::vector<std::string> tensor_names() const { return {}; }
 };
+
+// The number of layers the tensor names of `source` hold: one more than the largest N of a
+// "layers.N." in a name; 0 when no name has one.
+int64_t stored_layer_count(const WeightSource& source);
+
+// Checks `source` against `config` without reading tensor data: first that the files hold
+// exactly config.num_layers layers (before anything is sized by that count), then every weight's
+// presence, dtype and shape. `where` names the files in errors.
+Status check_weights(const ModelConfig& config, WeightSource& source, const std::string& where);
 
 // Opens `dir`/model.safetensors or the shards listed in `dir`/model.safetensors.index.json,
 // validating every header.

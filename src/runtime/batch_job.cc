@@ -1,6 +1,7 @@
 #include "runtime/batch_job.h"
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
@@ -12,6 +13,8 @@
 
 #include "common/process.h"
 #include "runtime/generator.h"
+#include "runtime/job_identity.h"
+#include "runtime/resume.h"
 #include "text/batch_request.h"
 #include "text/incremental_decoder.h"
 #include "text/line_io.h"
@@ -67,6 +70,8 @@ class Job {
   Status run_window(std::vector<Prepared>& window);
   Status run_block(std::span<Prepared> block);
   Status write_error(int64_t line, const std::optional<std::string>& custom_id, const text::RequestError& e);
+  Status open_output(int64_t& total);
+  bool interrupted() const { return o_.interrupted && o_.interrupted->load(); }
   std::optional<text::RequestError> prepare(Prepared& p);
   json logprobs_json(const Prepared& p, const GenerationResult& r) const;
 
@@ -79,8 +84,7 @@ class Job {
   std::unique_ptr<Progress> progress_;
   BatchSummary sum_;
   std::optional<text::ChatTemplate> chat_template_;
-  std::unordered_set<int64_t> done_lines_;
-  std::unordered_set<std::string> done_ids_;
+  ResumeState resume_;  // what the output already answers
   std::unordered_set<std::string> seen_ids_;
   std::string model_name_;
   int32_t batch_size_;  // sequences per block: the options', or the switched model's
@@ -90,6 +94,8 @@ Status Job::write_error(int64_t line, const std::optional<std::string>& custom_i
   STRATA_RETURN_IF_ERROR(writer_->append(text::format_error(line, custom_id, e)));
   ++sum_.failed;
   ++sum_.requests;
+  ++sum_.errors[e.code];
+  if (e.job_level) ++sum_.failed_job;
   progress_->request_done(0, 0);
   return Status::ok();
 }
@@ -112,7 +118,7 @@ std::optional<text::RequestError> Job::prepare(Prepared& p) {
     if (!rendered.is_ok()) {
       const Status& st = rendered.status();
       if (st.code() == StatusCode::kUnsupported)
-        return text::RequestError{"unsupported", who + ": " + st.message()};
+        return text::RequestError{"unsupported", who + ": " + st.message(), /*job_level=*/true};
       return text::RequestError{
           "invalid_prompt", who + ": chat template " +
                                 (chat_template_->is_jinja() ? "" : chat_template_->name() + ": ") +
@@ -123,25 +129,31 @@ std::optional<text::RequestError> Job::prepare(Prepared& p) {
   if (prompt.empty()) return text::RequestError{"invalid_prompt", who + ": the prompt has no tokens"};
   for (int32_t t : prompt)  // the tokenizer may know more tokens than the model embeds
     if (t >= cfg.vocab_size)
-      return text::RequestError{"invalid_prompt", who + ": token id " + std::to_string(t) +
-                                                      " is outside the model's vocabulary of " + std::to_string(cfg.vocab_size)};
+      return text::RequestError{"invalid_prompt",
+                                who + ": token id " + std::to_string(t) + " is outside the model's vocabulary of " +
+                                    std::to_string(cfg.vocab_size),
+                                /*job_level=*/!r.prompt_ids.has_value()};  // the tokenizer's, not the request's
   const auto& ov = r.overrides;
   GenerationRequest& g = p.gen;
   g.max_new_tokens = ov.max_tokens.value_or(o_.max_tokens);
   const int64_t need = static_cast<int64_t>(prompt.size()) + g.max_new_tokens;
+  // Over the context because of the job's --max-tokens (not the request's own), it is the job's.
+  const bool default_too_long = !ov.max_tokens && static_cast<int64_t>(prompt.size()) < cfg.max_position_embeddings;
   if (need > cfg.max_position_embeddings)
     return text::RequestError{"context_length_exceeded",
                               who + ": the prompt (" + std::to_string(prompt.size()) + " tokens) + max_tokens (" +
                                   std::to_string(g.max_new_tokens) + ") exceeds the model's context of " +
                                   std::to_string(cfg.max_position_embeddings) +
-                                  " tokens; shorten the prompt or lower max_tokens"};
+                                  " tokens; shorten the prompt or lower max_tokens",
+                              default_too_long};
   if (o_.max_sequence_len > 0 && need > o_.max_sequence_len)
     return text::RequestError{"context_length_exceeded",
                               who + ": the prompt (" + std::to_string(prompt.size()) + " tokens) + max_tokens (" +
                                   std::to_string(g.max_new_tokens) + ") exceeds the " +
                                   std::to_string(o_.max_sequence_len) +
                                   " positions per sequence the offloading policy was planned for; plan for longer "
-                                  "prompts (--max-prompt-len, --max-tokens) or shorten this request"};
+                                  "prompts (--max-prompt-len, --max-tokens) or shorten this request",
+                              /*job_level=*/true};
   g.prompt = std::move(prompt);
   g.sampling.temperature = ov.temperature.value_or(o_.temperature);
   g.sampling.top_p = ov.top_p.value_or(o_.top_p);
@@ -157,8 +169,21 @@ std::optional<text::RequestError> Job::prepare(Prepared& p) {
 Status Job::handle_line(const std::string& line, int64_t line_no, std::vector<Prepared>& window) {
   text::ParsedLine parsed = text::parse_request_line(line, line_no);
   const bool duplicate = parsed.custom_id && !seen_ids_.insert(*parsed.custom_id).second;
-  if (done_lines_.count(line_no) ||
-      (!duplicate && parsed.request && done_ids_.count(parsed.request->custom_id))) {
+  // Already answered in the output: by custom_id; a duplicate's error line by its count per id;
+  // a line without a readable custom_id by its line number.
+  bool answered = false;
+  if (!parsed.custom_id) {
+    answered = resume_.done_lines_without_id.count(line_no) > 0;
+  } else if (duplicate) {
+    auto it = resume_.duplicates.find(*parsed.custom_id);
+    if (it != resume_.duplicates.end() && it->second > 0) {
+      --it->second;
+      answered = true;
+    }
+  } else {
+    answered = resume_.done_ids.count(*parsed.custom_id) > 0;
+  }
+  if (answered) {
     ++sum_.skipped;
     return Status::ok();
   }
@@ -251,6 +276,13 @@ Status Job::run_block(std::span<Prepared> block) {
   const int64_t created = static_cast<int64_t>(std::time(nullptr));
   auto on_finish = [&](size_t i, const GenerationResult& r) {
     Running& st = run[i];
+    if (r.finish == FinishReason::kError) {  // no answer: an error line of the job's scope
+      const auto& req = block[i].req;
+      const std::string who = "line " + std::to_string(req.line) + " (custom_id '" + req.custom_id + "')";
+      if (write_status.is_ok())
+        write_status = write_error(req.line, req.custom_id, {"non_finite_logits", who + ": " + r.error, true});
+      return;
+    }
     if (!st.stopped) append_and_check(i, st.decoder->flush());
     text::CompletionResult res;
     res.text = std::move(st.text);
@@ -267,6 +299,7 @@ Status Job::run_block(std::span<Prepared> block) {
     progress_->request_done(res.prompt_tokens, res.completion_tokens);
   };
   Generator gen(*model_);
+  gen.set_interrupt(o_.interrupted);
   GenerationStats stats;
   auto results = gen.generate(gens, &stats, on_finish, on_token);
   ++sum_.blocks;
@@ -281,6 +314,7 @@ Status Job::run_window(std::vector<Prepared>& window) {
   std::stable_sort(window.begin(), window.end(),
                    [](const Prepared& a, const Prepared& b) { return a.gen.prompt.size() < b.gen.prompt.size(); });
   for (size_t b = 0; b < window.size();) {
+    if (interrupted()) return cancelled("interrupted");
     const size_t bs = std::min(static_cast<size_t>(batch_size_), window.size() - b);
     STRATA_RETURN_IF_ERROR(run_block(std::span<Prepared>(window).subspan(b, bs)));
     b += bs;
@@ -335,56 +369,60 @@ Result<JobShape> Job::scan() {
   return shape;
 }
 
+// Opens the output: replaced with --overwrite; with --resume checked against the job that wrote
+// it and trimmed to what it answers; the job file written beside it. Sets `total` to the requests
+// of the input (0 for standard input), for the progress bar.
+Status Job::open_output(int64_t& total) {
+  std::error_code ec;
+  if (o_.overwrite && !o_.resume && fs::exists(o_.output, ec)) {
+    fs::resize_file(o_.output, 0, ec);
+    if (ec) return io_error(o_.output + ": cannot truncate: " + ec.message(), ec.value());
+  }
+  JobIdentity now;
+  STRATA_ASSIGN_OR_RETURN(now.input, fingerprint_input(o_.input));
+  now.answers = answer_settings(o_, tok_);
+  total = now.input.requests;
+  const bool has_output = fs::exists(o_.output, ec) && fs::file_size(o_.output, ec) > 0;
+  if (o_.resume && has_output) {
+    STRATA_ASSIGN_OR_RETURN(resume_, prepare_resume(o_.output, now, o_.resume_anyway, log_));
+    sum_.retried = resume_.retried;
+  }
+  // The job file says who writes this output; a resumed job with a different identity (allowed
+  // with --resume-anyway) records the new one.
+  STRATA_RETURN_IF_ERROR(write_job_file(o_.output, now));
+  STRATA_ASSIGN_OR_RETURN(writer_, text::RecordWriter::open(o_.output));
+  return Status::ok();
+}
+
 Result<BatchSummary> Job::run() {
   const auto t0 = std::chrono::steady_clock::now();
   model_name_ = o_.model_name;
   STRATA_RETURN_IF_ERROR(init_chat(/*warn=*/true));
-  // Resume: what the output already answers (its torn last line is cut off first).
-  if (o_.overwrite && !o_.resume && fs::exists(o_.output)) {
-    std::error_code ec;
-    fs::resize_file(o_.output, 0, ec);
-    if (ec) return io_error(o_.output + ": cannot truncate: " + ec.message(), ec.value());
-  }
-  int64_t already = 0;
-  if (o_.resume) {
-    STRATA_ASSIGN_OR_RETURN(auto repaired, text::repair_records(o_.output, [&](std::string_view rec) {
-      auto r = text::parse_result_line(rec);
-      if (!r) return;
-      ++already;
-      if (r->line > 0) done_lines_.insert(r->line);
-      if (r->custom_id && r->error_code != "duplicate_custom_id") done_ids_.insert(*r->custom_id);
-    }));
-    if (repaired.truncated_bytes > 0)
-      log_.warn("resume: removed a torn last record (" + std::to_string(repaired.truncated_bytes) + " bytes) from " +
-                o_.output);
-    log_.info("resume: " + std::to_string(already) + " requests already answered in " + o_.output);
-  }
-  // Count the requests for the progress bar's ETA (not possible on standard input).
   int64_t total = 0;
-  if (o_.input != "-") {
-    STRATA_ASSIGN_OR_RETURN(auto counter, text::LineReader::open(o_.input));
-    std::string line;
-    for (;;) {
-      STRATA_ASSIGN_OR_RETURN(bool more, counter->next(line));
-      if (!more) break;
-      if (!is_blank(line)) ++total;
-    }
-  }
-  progress_ = std::make_unique<Progress>(o_.progress, std::max<int64_t>(0, total - already));
-  STRATA_ASSIGN_OR_RETURN(writer_, text::RecordWriter::open(o_.output));
+  STRATA_RETURN_IF_ERROR(open_output(total));
+  progress_ = std::make_unique<Progress>(o_.progress, std::max<int64_t>(0, total - resume_.answered));
   STRATA_ASSIGN_OR_RETURN(auto reader, text::LineReader::open(o_.input));
   std::vector<Prepared> window;
   std::string line;
+  Status status = Status::ok();
   for (;;) {
+    if (interrupted()) {
+      status = cancelled("interrupted");
+      break;
+    }
     STRATA_ASSIGN_OR_RETURN(bool more, reader->next(line));
     if (!more) break;
     if (is_blank(line)) continue;
-    STRATA_RETURN_IF_ERROR(handle_line(line, reader->line_number(), window));
-    if (static_cast<int32_t>(window.size()) >= std::max(1, o_.window)) STRATA_RETURN_IF_ERROR(run_window(window));
+    status = handle_line(line, reader->line_number(), window);
+    if (status.is_ok() && static_cast<int32_t>(window.size()) >= std::max(1, o_.window)) status = run_window(window);
+    if (!status.is_ok()) break;
   }
-  STRATA_RETURN_IF_ERROR(run_window(window));
-  STRATA_RETURN_IF_ERROR(writer_->sync());
+  if (status.is_ok()) status = run_window(window);
+  // Whatever happened, what was written is made durable before returning.
+  Status synced = writer_->sync();
   progress_->finish();
+  STRATA_RETURN_IF_ERROR(status);
+  STRATA_RETURN_IF_ERROR(synced);
   sum_.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   sum_.peak_rss_bytes = static_cast<int64_t>(peak_rss_bytes());
   return sum_;
@@ -392,8 +430,27 @@ Result<BatchSummary> Job::run() {
 
 }  // namespace
 
+Status check_job_options(const BatchJobOptions& o) {
+  auto bad = [](const char* flag, const std::string& allowed, const std::string& got) {
+    return invalid_argument(std::string(flag) + " must be " + allowed + " (got " + got + ")");
+  };
+  if (o.batch_size < 1) return bad("--batch-size", "an integer >= 1", std::to_string(o.batch_size));
+  if (o.window < 1) return bad("--window", "an integer >= 1", std::to_string(o.window));
+  if (o.max_tokens < 1) return bad("--max-tokens", "an integer >= 1", std::to_string(o.max_tokens));
+  if (!std::isfinite(o.temperature) || o.temperature < 0 || o.temperature > 1e6f)
+    return bad("--temperature", "a number in [0, 1e6] (0 = greedy)", std::to_string(o.temperature));
+  if (!(o.top_p > 0 && o.top_p <= 1)) return bad("--top-p", "a number in (0, 1] (1 = no limit)", std::to_string(o.top_p));
+  if (o.top_k < 0) return bad("--top-k", "an integer >= 0 (0 = no limit)", std::to_string(o.top_k));
+  for (const std::string& stop : o.stop)
+    if (stop.empty()) return invalid_argument("--stop must not be an empty string");
+  if (!std::isfinite(o.progress.interval_s) || o.progress.interval_s <= 0)
+    return bad("--progress-interval", "a number of seconds > 0", std::to_string(o.progress.interval_s));
+  return Status::ok();
+}
+
 Status check_batch_files(const BatchJobOptions& o) {
   if (o.input.empty()) return invalid_argument("--input is required");
+  if (o.resume_anyway && !o.resume) return invalid_argument("--resume-anyway needs --resume");
   if (o.output.empty()) return invalid_argument("--output is required");
   if (o.input != "-") {
     std::error_code ec;
@@ -417,9 +474,7 @@ Status check_batch_files(const BatchJobOptions& o) {
     if (::access(parent.c_str(), W_OK) != 0)
       return io_error(o.output + ": cannot create the output in " + parent.string() + " (not writable)", errno);
   }
-  if (o.batch_size < 1) return invalid_argument("--batch-size must be >= 1");
-  if (o.max_tokens < 1) return invalid_argument("--max-tokens must be >= 1");
-  return Status::ok();
+  return check_job_options(o);
 }
 
 Result<BatchSummary> run_batch_job(compute::SequenceModel& model, const text::Tokenizer& tokenizer,
@@ -446,6 +501,9 @@ json BatchSummary::to_json() const {
   return {{"requests", requests},
           {"ok", ok},
           {"failed", failed},
+          {"failed_job", failed_job},
+          {"errors", errors},
+          {"retried", retried},
           {"skipped", skipped},
           {"prompt_tokens", prompt_tokens},
           {"completion_tokens", completion_tokens},
@@ -473,7 +531,23 @@ std::string BatchSummary::to_text() const {
                 wall_s > 0 ? requests / wall_s : 0.0, prefill_s, prefill_s > 0 ? prompt_tokens / prefill_s : 0.0,
                 decode_s, decode_s > 0 ? completion_tokens / decode_s : 0.0, static_cast<long long>(blocks),
                 peak_rss_bytes / (1024.0 * 1024.0));
-  return buf;
+  std::string out = buf;
+  if (!errors.empty()) {
+    out += "errors:";
+    for (const auto& [code, n] : errors) {
+      out += ' ';
+      out += std::to_string(n);
+      out += ' ';
+      out += code;
+    }
+    out += "\n";
+  }
+  if (failed_job > 0) {
+    out += std::to_string(failed_job);
+    out += " requests failed because of a job setting or the model, not their own content (error lines with "
+           "\"scope\": \"job\"); fix the setting and run again with --resume to retry just those\n";
+  }
+  return out;
 }
 
 }  // namespace strata::runtime

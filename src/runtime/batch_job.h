@@ -1,15 +1,18 @@
 // The offline batch job behind `strata generate`: reads JSONL requests, tokenizes them (chat
 // messages through the model's chat template), groups them into blocks of similar prompt length,
 // generates, and appends one result line per request as soon as it finishes. Bad lines become
-// error lines and the job goes on; with `resume` the requests already answered in the output are
-// skipped and a torn last line is repaired, so a job killed at any moment and resumed answers
-// every request exactly once. The model is a Transformer with its own KV cache or any
+// error lines and the job goes on; with `resume` the requests already answered in the output
+// (by custom_id) are skipped and a torn last line is repaired, so a job killed at any moment and
+// resumed answers every request exactly once. The job's identity (input fingerprint and settings)
+// is kept beside the output (job_identity.h) and a resume of another job is refused (resume.h). The model is a Transformer with its own KV cache or any
 // compute::SequenceModel (the offloading engine, which then runs blocks of its policy's size).
 // Not thread safe; the model and tokenizer are borrowed.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -36,6 +39,7 @@ struct BatchJobOptions {
   std::string input;            // .jsonl or .jsonl.zst ("-" = standard input)
   std::string output;           // .jsonl or .jsonl.zst
   bool resume = false;          // skip requests already in the output
+  bool resume_anyway = false;   // resume even when the input or the settings differ from the job's
   bool overwrite = false;       // replace an existing output
   // Sampling defaults; a request's body overrides each of them.
   int32_t max_tokens = 256;
@@ -53,7 +57,15 @@ struct BatchJobOptions {
   int64_t max_sequence_len = 0;
   std::string chat_template;    // a family or a .jinja file; "" = the model's own template
   std::string model_name;       // the "model" of results whose request names none
+  // What else changes answers, for the job's identity: a fingerprint of the model's files
+  // (model_files_fingerprint), the device kind ("cpu", "cuda") and the weight compression.
+  std::string model_fingerprint;
+  std::string device = "cpu";
+  std::string compress = "none";
   ProgressOptions progress;
+  // Set (by a signal handler) to stop the job: the record being written is finished, the output
+  // synced, and the job returns kCancelled; --resume goes on from there.
+  const std::atomic<bool>* interrupted = nullptr;
   // Called after each block with the number of blocks run so far (this run's); its error stops
   // the job (the results written so far stay, and --resume goes on from them).
   std::function<Result<ModelSwitch>(int64_t blocks_done)> after_block;
@@ -63,6 +75,9 @@ struct BatchSummary {
   int64_t requests = 0;         // lines handled in this run (ok + failed)
   int64_t ok = 0;
   int64_t failed = 0;
+  int64_t failed_job = 0;       // of `failed`, those of scope "job" (retried by --resume)
+  std::map<std::string, int64_t> errors;  // failed requests by error code
+  int64_t retried = 0;          // job-level error lines of an earlier run removed to run again
   int64_t skipped = 0;          // already answered in the output (resume)
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
@@ -76,9 +91,12 @@ struct BatchSummary {
   std::string to_text() const;  // a few lines for stderr
 };
 
-// Checks the input and output before any work: the input can be opened, the output can be
-// written, and an existing output is only reused with resume or overwrite.
+// Checks the options before any work: the input can be opened, the output can be written, an
+// existing output is only reused with resume or overwrite, and the sampling defaults, sizes and
+// counts are in range. Errors name the flag and say what is allowed.
 Status check_batch_files(const BatchJobOptions& options);
+// The part of check_batch_files about values: sampling defaults, sizes, counts.
+Status check_job_options(const BatchJobOptions& options);
 
 Result<BatchSummary> run_batch_job(compute::Transformer& model, const text::Tokenizer& tokenizer,
                                    const BatchJobOptions& options, Logger& log);

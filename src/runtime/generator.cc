@@ -2,11 +2,19 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <utility>
 
 namespace strata::runtime {
 
-const char* finish_reason_name(FinishReason r) { return r == FinishReason::kStop ? "stop" : "length"; }
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kError: return "error";
+  }
+  return "?";
+}
 
 namespace {
 
@@ -95,6 +103,16 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
       const int32_t slot = slots[i];
       const GenerationRequest& req = requests[slot];
       const compute::LogitStats& st = stats[i];
+      // A NaN or an infinity anywhere in the row makes the maximum or the log-sum non-finite.
+      if (!std::isfinite(st.max_logit) || !std::isfinite(st.log_sum)) {
+        GenerationResult& res = results[slot];
+        res.finish = FinishReason::kError;
+        res.error = "the model's logits hold NaN or infinite values at generated token " +
+                    std::to_string(res.tokens.size()) +
+                    " (the weights hold NaN or infinite values, or the computation overflowed)";
+        if (on_finish) on_finish(static_cast<size_t>(slot), res);
+        continue;
+      }
       const Sample s = samplers[slot].sample(st, {logits.data<float>() + i * V, static_cast<size_t>(V)});
       std::vector<std::pair<int32_t, float>> top;
       if (req.top_logprobs > 0) {
@@ -128,6 +146,10 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
   // Decode: one new token per running sequence per step.
   t0 = std::chrono::steady_clock::now();
   while (!active.empty()) {
+    if (interrupt_ && interrupt_->load()) {
+      STRATA_RETURN_IF_ERROR(model_.reset(0, 0));
+      return cancelled("interrupted after " + std::to_string(stats ? stats->decode_steps : 0) + " decode steps");
+    }
     batch = {};
     rows.clear();
     for (int32_t s : active) {

@@ -1,10 +1,13 @@
 // Generator: runs a block of requests through a Transformer: one ragged prefill of every prompt,
 // then decode steps over the sequences still running. A sequence stops at an EOS token of the
-// model (unless ignore_eos) or after max_new_tokens, and then leaves the batch. Not thread safe.
+// model (unless ignore_eos) or after max_new_tokens, and then leaves the batch; a sequence whose
+// logits hold a NaN or an infinity ends with FinishReason::kError and says so. Not thread safe.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <memory>
 #include <span>
 #include <vector>
@@ -24,8 +27,8 @@ struct GenerationRequest {
   int32_t top_logprobs = 0;  // alternatives (token, logprob) to report per generated token
 };
 
-enum class FinishReason { kStop, kLength };
-const char* finish_reason_name(FinishReason r);  // "stop", "length"
+enum class FinishReason { kStop, kLength, kError };
+const char* finish_reason_name(FinishReason r);  // "stop", "length", "error"
 
 struct GenerationResult {
   std::vector<int32_t> tokens;   // generated tokens, the EOS that stopped it included
@@ -33,6 +36,7 @@ struct GenerationResult {
   // Per generated token, the request's top_logprobs most likely (token, logprob), best first.
   std::vector<std::vector<std::pair<int32_t, float>>> top_logprobs;
   FinishReason finish = FinishReason::kLength;
+  std::string error;  // kError: what went wrong, at which generated token
 };
 
 struct GenerationStats {
@@ -57,6 +61,9 @@ class Generator {
   // returning false ends that sequence with FinishReason::kStop (e.g. a stop string appeared).
   using TokenCallback = std::function<bool(size_t index, int32_t token)>;
 
+  // generate() stops between steps with kCancelled once `*flag` is true.
+  void set_interrupt(const std::atomic<bool>* flag) { interrupt_ = flag; }
+
   // Errors name the request (by index) whose prompt is empty, holds an unknown token or does not
   // fit the model's context.
   Result<std::vector<GenerationResult>> generate(std::span<const GenerationRequest> requests,
@@ -69,6 +76,7 @@ class Generator {
 
   std::unique_ptr<compute::SequenceModel> owned_;
   compute::SequenceModel& model_;
+  const std::atomic<bool>* interrupt_ = nullptr;
 };
 
 }  // namespace strata::runtime

@@ -32,6 +32,12 @@ class WeightStoreSource final : public model::WeightSource {
     return out;
   }
 
+  std::vector<std::string> tensor_names() const override {
+    std::vector<std::string> names;
+    for (const storage::StoreTensor& t : store_->manifest().tensors) names.push_back(t.name);
+    return names;
+  }
+
   Status check(const std::vector<model::WeightSpec>& specs) override {
     for (const model::WeightSpec& spec : specs) {
       Result<const storage::StoreTensor*> t = locate(spec);
@@ -74,7 +80,7 @@ Result<model::ModelFiles> open_weight_store_dir(const std::filesystem::path& dir
   model::ModelFiles files;
   STRATA_ASSIGN_OR_RETURN(files.config, model::load_config(dir / "config.json"));
   files.weights = std::make_unique<WeightStoreSource>(std::move(io), std::move(store));
-  Status s = files.weights->check(model::model_weights(files.config));
+  Status s = model::check_weights(files.config, *files.weights, dir.string());
   if (!s.is_ok()) {
     return s.with_context("weight store " + dir.string() + " does not match its config.json");
   }

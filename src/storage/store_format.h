@@ -21,6 +21,8 @@ inline constexpr int kStoreFormatVersion = 1;
 inline constexpr std::string_view kStoreFormatName = "strata-weight-store";
 inline constexpr std::string_view kStoreManifestName = "manifest.json";
 inline constexpr uint64_t kStoreAlignment = 4096;
+// A manifest lists each tensor once: a few MiB for the largest models.
+inline constexpr uint64_t kMaxManifestBytes = 256 << 20;
 
 enum class Compression {
   kNone,     // the tensor's bytes in its dtype, row-major

@@ -1,8 +1,8 @@
 #include "storage/weight_store.h"
 
-#include <fstream>
-#include <sstream>
+#include <unistd.h>
 
+#include "common/json_read.h"
 #include "storage/checksum.h"
 
 namespace strata::storage {
@@ -15,19 +15,21 @@ bool is_weight_store(const std::filesystem::path& dir) {
 Result<std::unique_ptr<WeightStore>> WeightStore::open(const std::filesystem::path& dir,
                                                        IoBackend& io, Logger& log) {
   const std::filesystem::path mpath = dir / std::string(kStoreManifestName);
-  std::ifstream in(mpath, std::ios::binary);
-  if (!in) {
+  Result<std::string> text = read_regular_file(mpath, kMaxManifestBytes);
+  if (!text.is_ok()) {
+    if (text.status().code() != StatusCode::kNotFound) return text.status();
     return not_found(dir.string() + ": no " + std::string(kStoreManifestName) +
                      " (not a weight store, or its conversion did not finish: run strata convert)");
   }
-  std::stringstream text;
-  text << in.rdbuf();
   std::unique_ptr<WeightStore> store(new WeightStore(dir, io, log));
-  STRATA_ASSIGN_OR_RETURN(store->manifest_, parse_manifest(text.str(), mpath.string()));
+  STRATA_ASSIGN_OR_RETURN(store->manifest_, parse_manifest(*text, mpath.string()));
   for (size_t i = 0; i < store->manifest_.tensors.size(); ++i) {
     store->by_name_[store->manifest_.tensors[i].name] = i;
   }
   for (const StoreFile& f : store->manifest_.files) {
+    // Only regular files: opening a FIFO would wait for a writer forever.
+    STRATA_ASSIGN_OR_RETURN(int probe, open_regular_file(dir / f.name));
+    ::close(probe);
     STRATA_ASSIGN_OR_RETURN(auto file, IoFile::open(io, dir / f.name, FileAccess::kRead,
                                                     /*direct=*/true, log));
     STRATA_ASSIGN_OR_RETURN(uint64_t size, file->size());

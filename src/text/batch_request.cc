@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/json_read.h"
+
 namespace strata::text {
 
 namespace {
@@ -10,6 +12,10 @@ namespace {
 using json = nlohmann::json;
 
 constexpr int32_t kMaxTopLogprobs = 20;
+// Beyond this a temperature is a flat distribution anyway; the bound keeps it a finite float.
+constexpr double kMaxTemperature = 1e6;
+// A request line: a long prompt is a few MiB; nesting past a few levels is not a request.
+constexpr JsonLimits kLineLimits{.max_bytes = 64 << 20, .max_depth = 32};
 
 struct Fail {
   std::string code, message;
@@ -32,8 +38,8 @@ std::optional<Fail> read_body(const json& body, BatchRequest& r, const std::stri
   }
   if (body.contains("temperature") && !body["temperature"].is_null()) {
     const auto& v = body["temperature"];
-    if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0)
-      return bad("temperature", "must be a number >= 0");
+    if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0 || v.get<double>() > kMaxTemperature)
+      return bad("temperature", "must be a number in [0, 1e6]");
     r.overrides.temperature = v.get<float>();
   }
   if (body.contains("top_p") && !body["top_p"].is_null()) {
@@ -43,9 +49,9 @@ std::optional<Fail> read_body(const json& body, BatchRequest& r, const std::stri
   }
   if (body.contains("top_k") && !body["top_k"].is_null()) {
     const auto& v = body["top_k"];
-    if (!v.is_number_integer() || v.get<int64_t>() < -1 || v.get<int64_t>() > INT32_MAX)
-      return bad("top_k", "must be an integer >= 0 (or -1 for no limit)");
-    r.overrides.top_k = static_cast<int32_t>(std::max<int64_t>(0, v.get<int64_t>()));
+    const std::optional<int64_t> k = v.is_number_integer() ? json_to_int64(v) : std::nullopt;
+    if (!k || *k < -1 || *k > INT32_MAX) return bad("top_k", "must be an integer >= 0 (or -1 for no limit)");
+    r.overrides.top_k = static_cast<int32_t>(std::max<int64_t>(0, *k));
   }
   if (body.contains("seed") && !body["seed"].is_null()) {
     const auto& v = body["seed"];
@@ -195,8 +201,9 @@ ParsedLine parse_request_line(std::string_view line, int64_t line_no) {
     out.error = {std::move(code), std::move(message)};
     return out;
   };
-  json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return fail("invalid_json", at + ": not valid JSON");
+  Result<json> parsed = parse_json(line, at, kLineLimits);
+  if (!parsed.is_ok()) return fail("invalid_json", parsed.status().message());
+  json& j = *parsed;
   if (!j.is_object()) return fail("invalid_json", at + ": expected a JSON object");
   if (j.contains("custom_id") && j["custom_id"].is_string()) out.custom_id = j["custom_id"].get<std::string>();
   if (!j.contains("custom_id")) return fail("invalid_request", at + ": missing 'custom_id'");
@@ -267,30 +274,38 @@ std::string format_error(int64_t line, const std::optional<std::string>& custom_
   out["id"] = result_id(line);
   out["custom_id"] = custom_id ? json(*custom_id) : json();
   out["response"] = nullptr;
-  out["error"] = {{"code", err.code}, {"message", err.message}, {"line", line}};
+  out["error"] = {{"code", err.code}, {"message", err.message}, {"line", line}, {"scope", err.job_level ? "job" : "request"}};
   return out.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::optional<ResultRecord> parse_result_line(std::string_view line) {
-  json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  Result<json> parsed = parse_json(line, "result", kLineLimits);
+  if (!parsed.is_ok() || !parsed->is_object()) return std::nullopt;
+  const json& j = *parsed;
   ResultRecord r;
-  if (j.contains("id") && j["id"].is_string()) {
-    const std::string id = j["id"].get<std::string>();
-    const std::string prefix = "batch_req_";
-    if (id.compare(0, prefix.size(), prefix) == 0) {
-      try {
-        r.line = std::stoll(id.substr(prefix.size()));
-      } catch (...) {
-        r.line = 0;
-      }
-    }
+  const auto id = j.find("id");
+  const std::string prefix = "batch_req_";
+  if (id == j.end() || !id->is_string()) return std::nullopt;
+  const std::string& ids = id->get_ref<const std::string&>();
+  if (ids.size() <= prefix.size() || ids.size() > prefix.size() + 18 || ids.compare(0, prefix.size(), prefix) != 0)
+    return std::nullopt;
+  for (size_t i = prefix.size(); i < ids.size(); ++i) {
+    if (ids[i] < '0' || ids[i] > '9') return std::nullopt;
+    r.line = r.line * 10 + (ids[i] - '0');
   }
-  if (j.contains("custom_id") && j["custom_id"].is_string()) r.custom_id = j["custom_id"].get<std::string>();
-  r.ok = j.contains("response") && j["response"].is_object();
-  if (j.contains("error") && j["error"].is_object() && j["error"].contains("code") && j["error"]["code"].is_string())
-    r.error_code = j["error"]["code"].get<std::string>();
-  if (r.line == 0 && !r.custom_id) return std::nullopt;
+  const auto cid = j.find("custom_id");
+  if (cid == j.end() || !(cid->is_string() || cid->is_null())) return std::nullopt;
+  if (cid->is_string()) r.custom_id = cid->get<std::string>();
+  const auto response = j.find("response"), error = j.find("error");
+  if (response == j.end() || error == j.end()) return std::nullopt;
+  r.ok = response->is_object();
+  if (r.ok == !error->is_null()) return std::nullopt;  // exactly one of them
+  if (!r.ok) {
+    if (!response->is_null() || !error->is_object() || !error->contains("code") || !(*error)["code"].is_string())
+      return std::nullopt;
+    r.error_code = (*error)["code"].get<std::string>();
+    r.job_level = error->contains("scope") && (*error)["scope"] == "job";
+  }
   return r;
 }
 

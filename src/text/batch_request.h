@@ -48,6 +48,9 @@ struct BatchRequest {
 struct RequestError {
   std::string code;     // "invalid_json", "invalid_request", "invalid_url", "invalid_prompt", ...
   std::string message;  // names the line and the field
+  // The request failed because of a setting of the job (a flag, the model, the policy) rather
+  // than its own content: its error line says "scope": "job" and --resume retries it.
+  bool job_level = false;
 };
 
 struct ParsedLine {
@@ -72,16 +75,22 @@ std::string result_id(int64_t line);
 // One output line (without "\n") for a finished request.
 std::string format_result(const BatchRequest& req, const std::string& model, const CompletionResult& res,
                           int64_t created_unix_s);
-// One output line for a request that failed; custom_id null when unknown.
+// One output line for a request that failed; custom_id null when unknown. The error object holds
+// code, message, line and scope ("request": the request's own fault, answered for good; "job": a
+// job setting's, retried by --resume).
 std::string format_error(int64_t line, const std::optional<std::string>& custom_id, const RequestError& err);
 
 // What an existing output line says, for --resume.
 struct ResultRecord {
-  int64_t line = 0;                      // from "id": "batch_req_<line>", 0 when absent
-  std::optional<std::string> custom_id;
+  int64_t line = 0;                      // from "id": "batch_req_<line>"
+  std::optional<std::string> custom_id;  // null for a line whose custom_id could not be read
   bool ok = false;                       // a response rather than an error
   std::string error_code;
+  bool job_level = false;                // an error of scope "job"
 };
+// nullopt when `line` is not a result line strata writes: an object with "id" "batch_req_<N>",
+// "custom_id" (a string or null), and exactly one of "response" (an object) and "error" (an
+// object with a string "code").
 std::optional<ResultRecord> parse_result_line(std::string_view line);
 
 }  // namespace strata::text

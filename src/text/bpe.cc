@@ -43,13 +43,26 @@ Result<BpeModel> BpeModel::parse(const nlohmann::json& j, const std::string& whe
     return unsupported(where + ": BPE dropout is a training-time option; strata tokenizes without it (set it to null)");
   if (!j.contains("vocab") || !j["vocab"].is_object()) return invalid_argument(where + ": 'vocab' must be an object");
   int64_t max_id = -1;
+  std::string max_token;
   for (auto it = j["vocab"].begin(); it != j["vocab"].end(); ++it) {
-    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 || it.value().get<int64_t>() > INT32_MAX)
+    const std::optional<int64_t> v = it.value().is_number_integer() ? json_to_int64(it.value()) : std::nullopt;
+    if (!v || *v < 0 || *v > INT32_MAX)
       return invalid_argument(where + ": vocab entry '" + it.key() + "' must map to a non-negative integer id");
-    const auto id = static_cast<int32_t>(it.value().get<int64_t>());
+    const auto id = static_cast<int32_t>(*v);
     m.vocab_.emplace(it.key(), id);
-    max_id = std::max<int64_t>(max_id, id);
+    if (id > max_id) {
+      max_id = id;
+      max_token = it.key();
+    }
   }
+  // The id table is sized by the largest id: it must be one the vocabulary can use (ids are
+  // dense in real files; a few holes are tolerated).
+  const int64_t id_limit = max_vocab_id(static_cast<int64_t>(m.vocab_.size()));
+  if (max_id >= id_limit)
+    return invalid_argument(where + ": vocab id " + std::to_string(max_id) + " of '" + max_token +
+                            "' is far beyond the " + std::to_string(m.vocab_.size()) +
+                            " entries of the vocabulary (ids must be below " + std::to_string(id_limit) +
+                            "); the file is corrupt");
   m.id_to_token_.resize(max_id + 1);
   m.has_id_.assign(max_id + 1, false);
   for (const auto& [tok, id] : m.vocab_) {

@@ -18,6 +18,11 @@
 
 namespace strata::text {
 
+// The ids a vocabulary of `entries` tokens may use: real files number their tokens densely from
+// 0; this leaves room for holes while keeping tables sized by the largest id proportional to the
+// file.
+inline int64_t max_vocab_id(int64_t entries) { return 2 * entries + 1024; }
+
 class BpeModel {
  public:
   // Parses a "model" object of type BPE. Errors name `where` and the offending entry.

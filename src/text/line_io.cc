@@ -1,6 +1,7 @@
 #include "text/line_io.h"
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -9,10 +10,14 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "common/crash_point.h"
+
 namespace strata::text {
 
 namespace {
 constexpr size_t kReadChunk = 1 << 20;
+// One output record: a result line with its logprobs is a few MiB at most.
+constexpr unsigned long long kMaxRecordBytes = 1ull << 30;
 constexpr int kZstdLevel = 3;
 
 Status errno_status(const std::string& what, const std::string& path) {
@@ -175,12 +180,23 @@ RecordWriter::~RecordWriter() {
 Status RecordWriter::append(std::string_view line) {
   scratch_.assign(line);
   scratch_ += '\n';
-  if (!cctx_) return write_all(fd_, scratch_.data(), scratch_.size(), path_);
-  std::string frame(ZSTD_compressBound(scratch_.size()), '\0');
-  const size_t n = ZSTD_compress2(static_cast<ZSTD_CCtx*>(cctx_), frame.data(), frame.size(), scratch_.data(),
-                                  scratch_.size());
-  if (ZSTD_isError(n)) return internal_error(path_ + ": zstd compression failed: " + ZSTD_getErrorName(n));
-  return write_all(fd_, frame.data(), n, path_);
+  std::string_view bytes = scratch_;
+  std::string frame;
+  if (cctx_) {
+    frame.resize(ZSTD_compressBound(scratch_.size()));
+    const size_t n = ZSTD_compress2(static_cast<ZSTD_CCtx*>(cctx_), frame.data(), frame.size(), scratch_.data(),
+                                    scratch_.size());
+    if (ZSTD_isError(n)) return internal_error(path_ + ": zstd compression failed: " + ZSTD_getErrorName(n));
+    bytes = std::string_view(frame.data(), n);
+  }
+  // Crash tests: die with half a record written, or right after a whole one.
+  if (crash_point_due("torn_write")) {
+    (void)write_all(fd_, bytes.data(), bytes.size() / 2, path_);
+    crash_now();
+  }
+  STRATA_RETURN_IF_ERROR(write_all(fd_, bytes.data(), bytes.size(), path_));
+  crash_point("record_written");
+  return Status::ok();
 }
 
 Status RecordWriter::sync() {
@@ -188,48 +204,120 @@ Status RecordWriter::sync() {
   return Status::ok();
 }
 
-// ---- repair ----
+// ---- scan, rewrite, repair ----
 
-Result<RepairResult> repair_records(const std::string& path,
-                                    const std::function<void(std::string_view)>& on_record) {
-  RepairResult res;
+Result<RecordScan> scan_records(const std::string& path) {
+  RecordScan res;
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return res;
     return errno_status("cannot stat", path);
   }
   STRATA_ASSIGN_OR_RETURN(std::string data, read_all(path));
-  size_t keep = 0;  // bytes of intact records
-  auto emit_lines = [&](std::string_view text) {
+  res.file_bytes = data.size();
+  auto take_lines = [&](std::string_view text) {
     size_t pos = 0;
-    for (size_t nl; (nl = text.find('\n', pos)) != std::string_view::npos; pos = nl + 1) {
-      on_record(text.substr(pos, nl - pos));
-      ++res.records;
-    }
+    for (size_t nl; (nl = text.find('\n', pos)) != std::string_view::npos; pos = nl + 1)
+      res.records.emplace_back(text.substr(pos, nl - pos));
     return pos;  // bytes consumed (complete lines)
   };
   if (!is_zstd_path(path)) {
-    keep = emit_lines(data);
-  } else {
-    std::string out;
-    size_t pos = 0;
-    while (pos < data.size()) {
-      const size_t fsz = ZSTD_findFrameCompressedSize(data.data() + pos, data.size() - pos);
-      if (ZSTD_isError(fsz)) break;  // an incomplete last frame
-      const unsigned long long csz = ZSTD_getFrameContentSize(data.data() + pos, fsz);
-      if (csz == ZSTD_CONTENTSIZE_ERROR) break;
-      out.resize(csz == ZSTD_CONTENTSIZE_UNKNOWN ? (1u << 20) : static_cast<size_t>(csz));
-      const size_t d = ZSTD_decompress(out.data(), out.size(), data.data() + pos, fsz);
-      if (ZSTD_isError(d)) break;  // a damaged frame: cut here
-      if (d > 0 && out[d - 1] != '\n') break;  // a frame without its final newline is not ours: cut it
-      emit_lines(std::string_view(out.data(), d));
-      pos += fsz;
-    }
-    keep = pos;
+    res.intact_bytes = take_lines(data);
+    return res;
   }
-  if (keep < data.size()) {
-    if (::truncate(path.c_str(), static_cast<off_t>(keep)) != 0) return errno_status("cannot truncate the torn tail", path);
-    res.truncated_bytes = data.size() - keep;
+  std::string out;
+  size_t pos = 0;
+  while (pos < data.size()) {
+    const size_t fsz = ZSTD_findFrameCompressedSize(data.data() + pos, data.size() - pos);
+    if (ZSTD_isError(fsz)) {
+      // A frame cut short still starts with the zstd magic number; anything else is not ours.
+      const unsigned char magic[4] = {0x28, 0xB5, 0x2F, 0xFD};
+      const size_t n = std::min<size_t>(4, data.size() - pos);
+      res.foreign_tail = std::memcmp(data.data() + pos, magic, n) != 0;
+      break;
+    }
+    const unsigned long long csz = ZSTD_getFrameContentSize(data.data() + pos, fsz);
+    // RecordWriter frames hold one record each and state their size; a frame that does not, or
+    // claims more than a record line may hold, is not one of them.
+    if (csz == ZSTD_CONTENTSIZE_ERROR || csz == ZSTD_CONTENTSIZE_UNKNOWN || csz > kMaxRecordBytes) {
+      res.foreign_tail = true;
+      break;
+    }
+    out.resize(static_cast<size_t>(csz));
+    const size_t d = ZSTD_decompress(out.data(), out.size(), data.data() + pos, fsz);
+    if (ZSTD_isError(d)) break;              // a damaged frame: cut here
+    if (d > 0 && out[d - 1] != '\n') break;  // a frame without its final newline is not ours: cut it
+    take_lines(std::string_view(out.data(), d));
+    pos += fsz;
+  }
+  res.intact_bytes = pos;
+  return res;
+}
+
+namespace {
+
+Status fsync_dir_of(const std::string& path) {
+  std::string dir = path;
+  const size_t slash = dir.rfind('/');
+  dir = slash == std::string::npos ? "." : slash == 0 ? "/" : dir.substr(0, slash);
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno_status("cannot open the directory to sync it", dir);
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return errno_status("fsync of the directory failed", dir);
+  return Status::ok();
+}
+
+}  // namespace
+
+Status write_file_atomically(const std::string& path, std::string_view text) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return errno_status("cannot create", tmp);
+  Status s = write_all(fd, text.data(), text.size(), tmp);
+  if (s.is_ok() && ::fsync(fd) != 0) s = errno_status("fsync failed", tmp);
+  ::close(fd);
+  if (s.is_ok()) crash_point("atomic_write");
+  if (s.is_ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = errno_status("cannot rename over", path);
+  if (!s.is_ok()) {
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  return fsync_dir_of(path);
+}
+
+Status rewrite_records(const std::string& path, const std::vector<std::string>& records) {
+  const std::string tmp = path + ".rewrite." + std::to_string(::getpid()) + (is_zstd_path(path) ? ".zst" : "");
+  ::unlink(tmp.c_str());
+  Status s = Status::ok();
+  {
+    Result<std::unique_ptr<RecordWriter>> w = RecordWriter::open(tmp);
+    if (!w.is_ok()) return w.status();
+    for (const std::string& r : records) {
+      s = (*w)->append(r);
+      if (!s.is_ok()) break;
+    }
+    if (s.is_ok()) s = (*w)->sync();
+  }
+  if (s.is_ok()) crash_point("rewrite");
+  if (s.is_ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = errno_status("cannot rename over", path);
+  if (!s.is_ok()) {
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  return fsync_dir_of(path);
+}
+
+Result<RepairResult> repair_records(const std::string& path,
+                                    const std::function<void(std::string_view)>& on_record) {
+  STRATA_ASSIGN_OR_RETURN(RecordScan scan, scan_records(path));
+  RepairResult res;
+  for (const std::string& r : scan.records) on_record(r);
+  res.records = static_cast<int64_t>(scan.records.size());
+  if (scan.intact_bytes < scan.file_bytes) {
+    if (::truncate(path.c_str(), static_cast<off_t>(scan.intact_bytes)) != 0)
+      return errno_status("cannot truncate the torn tail", path);
+    res.truncated_bytes = scan.file_bytes - scan.intact_bytes;
   }
   return res;
 }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 
@@ -60,6 +61,27 @@ class RecordWriter {
   void* cctx_ = nullptr;  // ZSTD_CCtx when compressed
   std::string scratch_;
 };
+
+// The records of an output file written by RecordWriter, read without changing the file.
+struct RecordScan {
+  std::vector<std::string> records;  // intact records, without their "\n"
+  uint64_t intact_bytes = 0;         // file bytes the intact records take (a prefix of the file)
+  uint64_t file_bytes = 0;           // the rest is a torn tail
+  // .zst only: the bytes from intact_bytes on are not a zstd frame at all (rather than a frame
+  // cut short), so the file is probably not one RecordWriter wrote.
+  bool foreign_tail = false;
+};
+// A missing file is an empty scan. Errors name the path.
+Result<RecordScan> scan_records(const std::string& path);
+
+// Replaces `path` by a file holding `records` (as RecordWriter writes them), atomically: a new
+// file is written and synced beside it, then renamed over it, so a crash leaves the old or the
+// new file, never a mix.
+Status rewrite_records(const std::string& path, const std::vector<std::string>& records);
+
+// Writes `text` to `path` atomically (a temporary file beside it, fsync, rename, fsync of the
+// directory).
+Status write_file_atomically(const std::string& path, std::string_view text);
 
 struct RepairResult {
   int64_t records = 0;        // intact records found

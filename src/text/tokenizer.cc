@@ -17,6 +17,11 @@ namespace strata::text {
 
 namespace fs = std::filesystem;
 
+namespace {
+// chat_template.jinja is text for people to read; a MiB is plenty.
+constexpr uint64_t kMaxTemplateBytes = 1 << 20;
+}  // namespace
+
 Tokenizer::Tokenizer() = default;
 Tokenizer::~Tokenizer() = default;
 
@@ -33,6 +38,13 @@ std::string config_token(const nlohmann::json& config, const char* key) {
 
 bool is_word_char(char32_t c) {
   return (c < 0x80 && (std::isalnum(static_cast<int>(c)) || c == '_')) || (c >= 0x80 && !is_python_space(c));
+}
+
+// A token id: an integer in [0, 2^31).
+Result<int32_t> token_id(const nlohmann::json& v, const std::string& what) {
+  const std::optional<int64_t> id = v.is_number_integer() ? json_to_int64(v) : std::nullopt;
+  if (!id || *id < 0 || *id > INT32_MAX) return invalid_argument(what + " must be token ids (integers in [0, 2^31))");
+  return static_cast<int32_t>(*id);
 }
 
 // The ids a post-processor puts before and after a single sequence.
@@ -64,8 +76,8 @@ Status parse_post_processor(const nlohmann::json& j, const std::string& where, s
       if (!specials.contains(name) || !specials[name].contains("ids") || !specials[name]["ids"].is_array())
         return invalid_argument(at + ": special token '" + name + "' has no entry in 'special_tokens'");
       for (const auto& id : specials[name]["ids"]) {
-        if (!id.is_number_integer()) return invalid_argument(at + ": ids of '" + name + "' must be integers");
-        (seen_sequence ? suffix : prefix).push_back(id.get<int32_t>());
+        STRATA_ASSIGN_OR_RETURN(int32_t v, token_id(id, at + ": ids of '" + name + "'"));
+        (seen_sequence ? suffix : prefix).push_back(v);
       }
     }
     return Status::ok();
@@ -75,27 +87,22 @@ Status parse_post_processor(const nlohmann::json& j, const std::string& where, s
       if (!j.contains(key) || !j[key].is_array() || j[key].size() != 2 || !j[key][1].is_number_integer())
         return invalid_argument(at + ": '" + key + "' must be [token, id]");
     }
-    prefix.push_back(j["cls"][1].get<int32_t>());
-    suffix.insert(suffix.begin(), j["sep"][1].get<int32_t>());
+    STRATA_ASSIGN_OR_RETURN(int32_t cls, token_id(j["cls"][1], at + ": 'cls'"));
+    STRATA_ASSIGN_OR_RETURN(int32_t sep, token_id(j["sep"][1], at + ": 'sep'"));
+    prefix.push_back(cls);
+    suffix.insert(suffix.begin(), sep);
     return Status::ok();
   }
   return unsupported(where + ": post-processor type '" + type + "' is not supported (supported: TemplateProcessing, "
                      "ByteLevel, RobertaProcessing, BertProcessing, Sequence)");
 }
 
-Result<std::string> read_text_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return not_found(p.string() + ": cannot open the file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Tokenizer>> Tokenizer::load_dir(const fs::path& dir) {
   const fs::path tok_path = dir / "tokenizer.json";
-  if (!fs::exists(tok_path))
+  std::error_code ec;
+  if (!fs::exists(tok_path, ec))
     return not_found(tok_path.string() + " does not exist: strata reads the Hugging Face tokenizer.json of the model "
                      "(a 'fast' tokenizer); convert a SentencePiece tokenizer.model with transformers first");
   STRATA_ASSIGN_OR_RETURN(nlohmann::json tok, read_json_file(tok_path.string()));
@@ -106,22 +113,30 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::load_dir(const fs::path& dir) {
   }
   STRATA_ASSIGN_OR_RETURN(auto t, from_json(tok, config, tok_path.string()));
   if (!t->chat_template_.empty()) t->chat_template_source_ = config_path.string();
-  if (fs::exists(dir / "chat_template.jinja")) {
-    STRATA_ASSIGN_OR_RETURN(t->chat_template_, read_text_file(dir / "chat_template.jinja"));
+  if (fs::exists(dir / "chat_template.jinja", ec)) {
+    STRATA_ASSIGN_OR_RETURN(t->chat_template_, read_regular_file(dir / "chat_template.jinja", kMaxTemplateBytes));
     t->chat_template_source_ = (dir / "chat_template.jinja").string();
   }
   const fs::path gen_path = dir / "generation_config.json";
   if (fs::exists(gen_path)) {
     STRATA_ASSIGN_OR_RETURN(nlohmann::json gen, read_json_file(gen_path.string()));
-    if (gen.contains("bos_token_id") && gen["bos_token_id"].is_number_integer())
-      t->bos_id_ = gen["bos_token_id"].get<int32_t>();
+    const std::string at = gen_path.string();
+    if (gen.contains("bos_token_id") && gen["bos_token_id"].is_number_integer()) {
+      STRATA_ASSIGN_OR_RETURN(t->bos_id_, token_id(gen["bos_token_id"], at + ": field 'bos_token_id'"));
+    }
     if (gen.contains("eos_token_id")) {
       const auto& e = gen["eos_token_id"];
       std::vector<int32_t> ids;
-      if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
-      else if (e.is_array())
-        for (const auto& v : e)
-          if (v.is_number_integer()) ids.push_back(v.get<int32_t>());
+      if (e.is_number_integer()) {
+        STRATA_ASSIGN_OR_RETURN(int32_t id, token_id(e, at + ": field 'eos_token_id'"));
+        ids.push_back(id);
+      } else if (e.is_array()) {
+        for (const auto& v : e) {
+          if (!v.is_number_integer()) continue;
+          STRATA_ASSIGN_OR_RETURN(int32_t id, token_id(v, at + ": field 'eos_token_id'"));
+          ids.push_back(id);
+        }
+      }
       if (!ids.empty()) t->eos_ids_ = ids;
     }
   }
@@ -159,7 +174,11 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_json(const nlohmann::json& j,
     const std::string at = source + ": added_tokens[" + std::to_string(i) + "]";
     AddedToken tok;
     STRATA_ASSIGN_OR_RETURN(int64_t id, json_int_or(a, "id", -1, at));
-    if (id < 0 || id > INT32_MAX) return invalid_argument(at + ": 'id' must be a non-negative integer");
+    const int64_t id_limit = max_vocab_id(t->model_->size() + static_cast<int64_t>(added.size()));
+    if (id < 0 || id >= id_limit)
+      return invalid_argument(at + ": 'id' must be a non-negative integer below " + std::to_string(id_limit) +
+                              " (the vocabulary has " + std::to_string(t->model_->size()) + " ids and " +
+                              std::to_string(added.size()) + " added tokens)");
     tok.id = static_cast<int32_t>(id);
     STRATA_ASSIGN_OR_RETURN(tok.content, json_string(a, "content", at));
     if (tok.content.empty()) return invalid_argument(at + ": 'content' must not be empty");
@@ -177,6 +196,12 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_json(const nlohmann::json& j,
                    [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
   t->added_by_id_.clear();
   for (size_t i = 0; i < t->added_.size(); ++i) t->added_by_id_[t->added_[i].id] = i;
+  // What the post-processor adds must be tokens the tokenizer knows (and decodes).
+  for (const auto* ids : {&t->prefix_ids_, &t->suffix_ids_})
+    for (int32_t id : *ids)
+      if (!t->id_to_token(id))
+        return invalid_argument(source + ": post_processor: token id " + std::to_string(id) +
+                                " is neither in the vocabulary nor an added token");
   STRATA_RETURN_IF_ERROR(t->finish_config(config, source));
   return t;
 }

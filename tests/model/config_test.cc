@@ -411,5 +411,42 @@ TEST(Config, LoadConfigFromFile) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(Config, HostileNumbersAreErrorsNamingTheField) {
+  auto dir = strata::testing::make_temp_dir("strata-config");
+  // A number past a double anywhere in the file, even in a field strata ignores.
+  for (const char* field : {"num_hidden_layers", "rope_theta", "some_unused_field"}) {
+    json j = opt_125m();
+    std::string text = j.dump();
+    text.insert(1, "\"" + std::string(field) + "\": 1e400, ");
+    std::ofstream(dir / "config.json", std::ios::trunc) << text;
+    Result<ModelConfig> c = load_config(dir / "config.json");
+    ASSERT_FALSE(c.is_ok()) << field;
+    for (const std::string& f : {(dir / "config.json").string(), "'" + std::string(field) + "'", std::string("1e400")})
+      EXPECT_NE(c.status().message().find(f), std::string::npos) << c.status().message();
+  }
+  // Huge but finite numbers are range errors.
+  json j = opt_125m();
+  j["num_hidden_layers"] = 1e300;
+  expect_mentions(parse_err(j), {"'num_hidden_layers'", "positive integer"});
+  j = opt_125m();
+  j["num_hidden_layers"] = uint64_t{18446744073709551615u};
+  expect_mentions(parse_err(j), {"'num_hidden_layers'"});
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Config, SpecialTokensMustBeInTheVocabulary) {
+  json j = opt_125m();
+  j["eos_token_id"] = 50272;  // vocab_size 50272
+  expect_mentions(parse_err(j), {"'eos_token_id'", "50272", "outside the vocabulary"});
+  j["eos_token_id"] = json::array({2, 99999999});
+  expect_mentions(parse_err(j), {"'eos_token_id'", "99999999"});
+  j = opt_125m();
+  j["bos_token_id"] = 2147483647;
+  expect_mentions(parse_err(j), {"'bos_token_id'", "2147483647"});
+  j = opt_125m();
+  j["eos_token_id"] = 50271;
+  EXPECT_TRUE(parse_config(j, "config.json").is_ok());
+}
+
 }  // namespace
 }  // namespace strata::model

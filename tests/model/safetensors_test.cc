@@ -188,6 +188,29 @@ TEST_F(SafetensorsTest, UnknownDtype) {
   EXPECT_EQ(open_fails(file, {"'b'", "Q4_K"}), StatusCode::kUnsupported);
 }
 
+TEST_F(SafetensorsTest, HostileHeaderNumbers) {
+  const auto file = dir_ / "h.safetensors";
+  const std::string data(64, '\0');
+  // A number past a double: an error naming the tensor's field, not an abort.
+  write_safetensors_raw(file, R"({"a": {"dtype": "F32", "shape": [1e400], "data_offsets": [0, 4]}})", data);
+  open_fails(file, {"'a.shape[0]'", "1e400", "out of range"});
+  write_safetensors_raw(file, R"({"__metadata__": {"x": 1e999}})", data);
+  open_fails(file, {"'__metadata__.x'"});
+  // Shapes whose byte count would overflow, and offsets past 2^64.
+  write_safetensors_raw(file,
+                        R"({"a": {"dtype": "F64", "shape": [4611686018427387904, 4], "data_offsets": [0, 8]}})",
+                        data);
+  open_fails(file, {"'a'", "too large"});
+  write_safetensors_raw(file, R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 18446744073709551616]}})",
+                        data);
+  open_fails(file, {"'a'", "data_offsets"});
+  write_safetensors_raw(file, R"({"a": {"dtype": "F32", "shape": [2.5], "data_offsets": [0, 8]}})", data);
+  open_fails(file, {"'a'", "non-negative integers"});
+  // Deep nesting in the header.
+  write_safetensors_raw(file, "{\"a\": " + std::string(100, '[') + std::string(100, ']') + "}", data);
+  open_fails(file, {"deeper"});
+}
+
 TEST(SafetensorsDtype, Sizes) {
   EXPECT_EQ(safetensors_dtype_size("F16"), 2u);
   EXPECT_EQ(safetensors_dtype_size("BF16"), 2u);

@@ -1,10 +1,12 @@
 #include "model/weight_source.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <nlohmann/json.hpp>
 
 #include "model/model_dir.h"
@@ -188,6 +190,62 @@ TEST_F(WeightSourceTest, MissingDirOrConfig) {
   m = open_model_dir(dir_);  // config but no weights
   ASSERT_FALSE(m.is_ok());
   EXPECT_NE(m.status().message().find("model.safetensors"), std::string::npos);
+}
+
+TEST_F(WeightSourceTest, LayerCountMustMatchTheWeights) {
+  // Weights of 2 layers, a config of 1: the error names both counts.
+  write_safetensors(dir_ / "model.safetensors", blobs_for(tiny_opt()));
+  for (int layers : {1, 3}) {
+    nlohmann::json j = tiny_opt_json();
+    j["num_hidden_layers"] = layers;
+    std::ofstream(dir_ / "config.json", std::ios::trunc) << j.dump();
+    Result<ModelFiles> m = open_model_dir(dir_);
+    ASSERT_FALSE(m.is_ok()) << layers;
+    EXPECT_EQ(m.status().code(), StatusCode::kCorrupt);
+    for (const std::string& f : {"num_hidden_layers is " + std::to_string(layers), std::string("hold 2 layers"),
+                                 dir_.string()})
+      EXPECT_NE(m.status().message().find(f), std::string::npos) << m.status().message();
+  }
+}
+
+TEST_F(WeightSourceTest, AHugeLayerCountIsRefusedBeforeAnythingIsSized) {
+  write_safetensors(dir_ / "model.safetensors", blobs_for(tiny_opt()));
+  for (double layers : {1e7, 1e9, 2147483648.0}) {
+    nlohmann::json j = tiny_opt_json();
+    j["num_hidden_layers"] = layers;
+    std::ofstream(dir_ / "config.json", std::ios::trunc) << j.dump();
+    const auto t0 = std::chrono::steady_clock::now();
+    Result<ModelFiles> m = open_model_dir(dir_);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+    ASSERT_FALSE(m.is_ok());
+    EXPECT_NE(m.status().message().find("num_hidden_layers"), std::string::npos) << m.status().message();
+  }
+}
+
+TEST_F(WeightSourceTest, OnlyRegularFilesAreOpenedAsWeights) {
+  ASSERT_EQ(::mkfifo((dir_ / "model.safetensors").c_str(), 0644), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  Result<ModelFiles> m = open_model_dir(dir_);  // must not wait for a writer
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  ASSERT_FALSE(m.is_ok());
+  EXPECT_NE(m.status().message().find("FIFO"), std::string::npos) << m.status().message();
+  EXPECT_NE(m.status().message().find("model.safetensors"), std::string::npos) << m.status().message();
+  std::filesystem::remove(dir_ / "model.safetensors");
+  std::filesystem::create_directory(dir_ / "model.safetensors");
+  m = open_model_dir(dir_);
+  ASSERT_FALSE(m.is_ok());
+  EXPECT_NE(m.status().message().find("directory"), std::string::npos) << m.status().message();
+}
+
+TEST_F(WeightSourceTest, NumbersOutOfRangeInTheIndexAreErrors) {
+  ModelConfig c = tiny_opt();
+  write_safetensors(dir_ / "model-00001-of-00001.safetensors", blobs_for(c));
+  std::ofstream(dir_ / "model.safetensors.index.json")
+      << R"({"metadata": {"total_size": 1e400}, "weight_map": {}})";
+  Result<std::unique_ptr<WeightSource>> bad = open_safetensors_source(dir_);
+  ASSERT_FALSE(bad.is_ok());
+  for (const char* f : {"model.safetensors.index.json", "'metadata.total_size'", "1e400"})
+    EXPECT_NE(bad.status().message().find(f), std::string::npos) << bad.status().message();
 }
 
 TEST(SyntheticSource, DeterministicAndVaried) {

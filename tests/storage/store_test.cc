@@ -275,5 +275,48 @@ TEST(StoreFormat, RejectsBadManifests) {
   EXPECT_EQ(parse_manifest("not json", "m").status().code(), StatusCode::kCorrupt);
 }
 
+TEST(StoreFormat, HostileNumbersAreErrorsNotAborts) {
+  struct Case {
+    std::string key;
+    nlohmann::json value;
+    const char* says;
+  } cases[] = {
+      {"offset", 18446744073709547520.0, "'offset'"},        // 2^64 - 4096 would wrap offset + bytes
+      {"offset", uint64_t{18446744073709547520u}, "'offset'"},
+      {"bytes", -16, "'bytes'"},
+      {"shape", {1e30, 4}, "'shape'"},                       // converting it to int64 is undefined
+      {"shape", {2147483648LL, 2147483648LL, 2147483648LL, 2147483648LL}, "takes an impossible size"},
+      {"shape", "2x4", "'shape'"},
+      {"name", 7, "'name'"},
+      {"dtype", nullptr, "'dtype'"},
+  };
+  for (const Case& c : cases) {
+    auto m = parse_manifest(manifest_with(c.key, c.value), "dir/manifest.json");
+    ASSERT_FALSE(m.is_ok()) << c.key << " " << c.value.dump();
+    EXPECT_EQ(m.status().code(), StatusCode::kCorrupt) << c.key;
+    EXPECT_NE(m.status().message().find("dir/manifest.json"), std::string::npos) << m.status().message();
+    EXPECT_NE(m.status().message().find(c.says), std::string::npos) << m.status().message();
+  }
+  // A number past a double anywhere: the error names the field.
+  std::string text = manifest_with("", 0);
+  text.replace(text.find("\"offset\":0"), 10, "\"offset\":1e400");
+  auto m = parse_manifest(text, "dir/manifest.json");
+  ASSERT_FALSE(m.is_ok());
+  EXPECT_NE(m.status().message().find("'tensors[0].offset'"), std::string::npos) << m.status().message();
+  EXPECT_NE(m.status().message().find("1e400"), std::string::npos) << m.status().message();
+  // Structure of the wrong type.
+  for (const char* bad : {R"({"format": "strata-weight-store", "format_version": 1, "alignment": 4096,
+                              "files": {}, "tensors": []})",
+                          R"({"format": "strata-weight-store", "format_version": 1e300, "alignment": 4096})",
+                          R"({"format": "strata-weight-store", "format_version": 1, "alignment": 4096,
+                              "files": [7], "tensors": []})",
+                          R"({"format": "strata-weight-store", "format_version": 1, "alignment": 4096,
+                              "files": [], "tensors": [null]})"}) {
+    auto r = parse_manifest(bad, "dir/manifest.json");
+    ASSERT_FALSE(r.is_ok()) << bad;
+    EXPECT_NE(r.status().message().find("dir/manifest.json"), std::string::npos) << r.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace strata::storage

@@ -68,7 +68,50 @@ TEST_P(LineIo, RoundTripAndTornTail) {
   EXPECT_EQ(read_lines(path), expect);
 }
 
+TEST_P(LineIo, ScanLeavesTheFileAndRewriteReplacesItWhole) {
+  const auto dir = testing::make_temp_dir("strata-lineio");
+  const std::string path = (dir / ("out.jsonl" + std::string(GetParam()))).string();
+  const std::vector<std::string> records = {R"({"a":1})", R"({"b":2})", R"({"c":3})"};
+  {
+    auto w = RecordWriter::open(path);
+    ASSERT_TRUE(w.is_ok());
+    for (const auto& r : records) ASSERT_TRUE((*w)->append(r).is_ok());
+  }
+  append_raw(path, is_zstd_path(path) ? std::string("\x28\xb5\x2f\xfd\x20") : std::string("{\"d\""));
+  const auto before = std::filesystem::file_size(path);
+  auto scan = scan_records(path);
+  ASSERT_TRUE(scan.is_ok()) << scan.status().to_string();
+  EXPECT_EQ(scan->records, records);
+  EXPECT_EQ(scan->file_bytes, before);
+  EXPECT_LT(scan->intact_bytes, scan->file_bytes);
+  EXPECT_FALSE(scan->foreign_tail);
+  EXPECT_EQ(std::filesystem::file_size(path), before) << "scan_records must not change the file";
+  // rewrite_records: the new contents whole, the torn tail gone, no temporary file left behind.
+  ASSERT_TRUE(rewrite_records(path, {records[0], records[2]}).is_ok());
+  EXPECT_EQ(read_lines(path), (std::vector<std::string>{records[0], records[2]}));
+  size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) files += e.is_regular_file();
+  EXPECT_EQ(files, 1u);
+}
+
 INSTANTIATE_TEST_SUITE_P(PlainAndZstd, LineIo, ::testing::Values("", ".zst"));
+
+TEST(LineIoErrors, AForeignZstdFileIsToldApart) {
+  const auto dir = testing::make_temp_dir("strata-lineio");
+  const std::string path = (dir / "notes.jsonl.zst").string();
+  append_raw(path, "plain text, not zstd\n");
+  auto scan = scan_records(path);
+  ASSERT_TRUE(scan.is_ok());
+  EXPECT_TRUE(scan->records.empty());
+  EXPECT_TRUE(scan->foreign_tail);
+  // write_file_atomically replaces a file whole.
+  const std::string f = (dir / "job.json").string();
+  ASSERT_TRUE(write_file_atomically(f, "one").is_ok());
+  ASSERT_TRUE(write_file_atomically(f, "two").is_ok());
+  std::ifstream in(f);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "two");
+  EXPECT_FALSE(write_file_atomically((dir / "no-dir" / "x").string(), "x").is_ok());
+}
 
 TEST(LineIoErrors, MissingAndTruncatedInputs) {
   auto missing = LineReader::open("/nonexistent/dir/in.jsonl");

@@ -2,7 +2,12 @@
 // missing, and incremental decoding that never emits half a UTF-8 character.
 #include "text/tokenizer.h"
 
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
 
@@ -123,6 +128,69 @@ TEST(Tokenizer, UnsupportedComponentsAreNamed) {
   auto t = Tokenizer::from_json(j, nlohmann::json::object(), "x.json");
   ASSERT_FALSE(t.is_ok());
   EXPECT_NE(t.status().message().find("merge 0"), std::string::npos) << t.status().message();
+}
+
+TEST(Tokenizer, HostileIdsAreErrorsBeforeAnyTableIsSized) {
+  struct Case {
+    const char* path;  // JSON pointer of the value replaced
+    nlohmann::json value;
+    const char* expect;
+  };
+  const Case cases[] = {
+      {"/model/vocab/ab", 2147483647, "vocab id 2147483647 of 'ab' is far beyond"},
+      {"/model/vocab/ab", 99999999, "99999999"},
+      {"/model/vocab/ab", 1e300, "non-negative integer id"},
+      {"/model/vocab/ab", uint64_t{18446744073709551615u}, "non-negative integer id"},
+      {"/added_tokens", nlohmann::json::array({{{"id", 2147483647}, {"content", "<x>"}}}), "'id' must be"},
+      {"/post_processor",
+       {{"type", "TemplateProcessing"},
+        {"single", {{{"SpecialToken", {{"id", "<s>"}}}}, {{"Sequence", {{"id", "A"}}}}}},
+        {"special_tokens", {{"<s>", {{"ids", {4294967296LL}}}}}}},
+       "must be token ids"},
+      {"/post_processor", {{"type", "RobertaProcessing"}, {"cls", {"<s>", -5}}, {"sep", {"</s>", 2}}}, "'cls'"},
+      // Found by the fuzzer: an id the post-processor adds that the tokenizer does not know.
+      {"/post_processor", {{"type", "RobertaProcessing"}, {"cls", {"<s>", 9}}, {"sep", {"</s>", 2}}},
+       "token id 9 is neither in the vocabulary nor an added token"},
+  };
+  for (const auto& c : cases) {
+    auto j = minimal_bpe();
+    j[nlohmann::json::json_pointer(c.path)] = c.value;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto t = Tokenizer::from_json(j, nlohmann::json::object(), "dir/tokenizer.json");
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1)) << c.path;
+    ASSERT_FALSE(t.is_ok()) << c.path;
+    EXPECT_NE(t.status().message().find(c.expect), std::string::npos) << t.status().message();
+    EXPECT_NE(t.status().message().find("dir/tokenizer.json"), std::string::npos) << t.status().message();
+  }
+}
+
+TEST(Tokenizer, HostileFilesAreClearErrors) {
+  auto dir = testing::make_temp_dir("strata-tok");
+  // A number past a double: an error naming the file and the field.
+  std::string text = minimal_bpe().dump();
+  text.insert(1, R"("version": 1e400, )");
+  std::ofstream(dir / "tokenizer.json") << text;
+  auto t = Tokenizer::load_dir(dir);
+  ASSERT_FALSE(t.is_ok());
+  EXPECT_NE(t.status().message().find("tokenizer.json"), std::string::npos) << t.status().message();
+  EXPECT_NE(t.status().message().find("'version'"), std::string::npos) << t.status().message();
+  // generation_config.json ids out of range.
+  std::ofstream(dir / "tokenizer.json", std::ios::trunc) << minimal_bpe().dump();
+  std::ofstream(dir / "generation_config.json") << R"({"eos_token_id": [2, 4294967296]})";
+  t = Tokenizer::load_dir(dir);
+  ASSERT_FALSE(t.is_ok());
+  EXPECT_NE(t.status().message().find("generation_config.json: field 'eos_token_id'"), std::string::npos)
+      << t.status().message();
+  std::filesystem::remove(dir / "generation_config.json");
+  // A FIFO is refused at once.
+  std::filesystem::remove(dir / "tokenizer.json");
+  ASSERT_EQ(::mkfifo((dir / "tokenizer.json").c_str(), 0644), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  t = Tokenizer::load_dir(dir);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  ASSERT_FALSE(t.is_ok());
+  EXPECT_NE(t.status().message().find("FIFO"), std::string::npos) << t.status().message();
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Tokenizer, MissingTokenizerJsonIsAClearError) {

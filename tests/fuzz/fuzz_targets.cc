@@ -1,0 +1,163 @@
+// The entry functions of fuzz_targets.h.
+#include "fuzz/fuzz_targets.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common/json_read.h"
+#include "model/config.h"
+#include "model/safetensors.h"
+#include "storage/store_format.h"
+#include "text/batch_request.h"
+#include "text/tokenizer.h"
+
+#ifndef STRATA_FUZZ_DATA_DIR
+#define STRATA_FUZZ_DATA_DIR ""
+#endif
+
+namespace strata::fuzz {
+
+namespace {
+
+std::string_view as_text(const uint8_t* data, size_t size) {
+  return std::string_view(reinterpret_cast<const char*>(data), size);
+}
+
+// The tokenizers of tests/data/tokenizers and the llama_text fixture, loaded once.
+const std::vector<std::unique_ptr<text::Tokenizer>>& fixture_tokenizers() {
+  static const auto* tokenizers = [] {
+    auto* v = new std::vector<std::unique_ptr<text::Tokenizer>>();
+    const char* env = std::getenv("STRATA_TEST_DATA");
+    const std::filesystem::path data = env && *env ? env : STRATA_FUZZ_DATA_DIR;
+    std::vector<std::filesystem::path> dirs = {data / "fixtures" / "llama_text"};
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator(data / "tokenizers", ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+      if (it->is_directory()) dirs.push_back(it->path());
+    for (const auto& d : dirs) {
+      auto t = text::Tokenizer::load_dir(d);
+      if (t.is_ok()) v->push_back(std::move(*t));
+    }
+    require(!v->empty(), "no tokenizer fixtures found (set STRATA_TEST_DATA to tests/data)");
+    return v;
+  }();
+  return *tokenizers;
+}
+
+// Encodes and decodes `s` with `tok`, checking what must always hold.
+void exercise(const text::Tokenizer& tok, std::string_view s) {
+  const std::vector<int32_t> ids = tok.encode(s);
+  for (int32_t id : ids) require(id >= 0 && id < tok.vocab_size(), "encode produced an id outside the vocabulary");
+  (void)tok.decode(ids);
+  (void)tok.decode(ids, /*skip_special_tokens=*/true);
+  (void)tok.encode(s, /*add_special_tokens=*/false);
+}
+
+}  // namespace
+
+void require(bool ok, const char* what) {
+  if (ok) return;
+  std::fprintf(stderr, "fuzz invariant broken: %s\n", what);
+  std::abort();
+}
+
+int request_line(const uint8_t* data, size_t size) {
+  const std::string_view line = as_text(data, size);
+  text::ParsedLine p = text::parse_request_line(line, 7);
+  // Whatever the line, what strata writes for it must read back as a strata result.
+  const std::string err = text::format_error(7, p.custom_id, p.request ? text::RequestError{"x", "y"} : p.error);
+  auto back = text::parse_result_line(err);
+  require(back.has_value() && back->line == 7 && !back->ok, "an error line does not read back");
+  require(back->custom_id == p.custom_id, "an error line's custom_id does not read back");
+  if (p.request) {
+    require(!p.request->custom_id.empty(), "a request without a custom_id was accepted");
+    text::CompletionResult res;
+    res.text = std::string(line.substr(0, 64));
+    res.finish_reason = "stop";
+    auto ok = text::parse_result_line(text::format_result(*p.request, "m", res, 0));
+    require(ok.has_value() && ok->ok && ok->custom_id == p.request->custom_id, "a result line does not read back");
+  }
+  (void)text::parse_result_line(line);
+  return 0;
+}
+
+int safetensors_file(const uint8_t* data, size_t size) {
+  // The bytes as a file, through the same open() as a model's weights.
+  const int fd = memfd_create("safetensors", MFD_CLOEXEC);
+  if (fd < 0) return 0;
+  if (size > 0 && ::write(fd, data, size) != static_cast<ssize_t>(size)) {
+    ::close(fd);
+    return 0;
+  }
+  auto f = model::SafetensorsFile::open("/proc/self/fd/" + std::to_string(fd));
+  if (f.is_ok()) {
+    for (const model::SafetensorsEntry& e : (*f)->entries()) {
+      require(e.end <= (*f)->file_size() - (*f)->data_offset(), "an accepted tensor lies outside the file");
+      if (e.dtype) (void)(*f)->read(e);
+    }
+  }
+  ::close(fd);
+  return 0;
+}
+
+int safetensors_index(const uint8_t* data, size_t size) {
+  auto index = model::parse_safetensors_index(as_text(data, size), "index.json");
+  if (!index.is_ok()) return 0;
+  for (const auto& [tensor, shard] : index->weight_map) {
+    const std::filesystem::path p(shard);
+    require(!shard.empty() && !p.is_absolute(), "an absolute or empty shard name was accepted");
+    for (const auto& part : p) require(part != "..", "a shard name leaving the model directory was accepted");
+  }
+  return 0;
+}
+
+int model_config(const uint8_t* data, size_t size) {
+  auto j = parse_json(as_text(data, size), "config.json");
+  if (!j.is_ok()) return 0;
+  auto c = model::parse_config(*j, "config.json");
+  if (!c.is_ok()) return 0;
+  require(c->vocab_size > 0 && c->hidden_size > 0 && c->num_layers > 0 && c->head_dim > 0, "a dimension is not positive");
+  for (int64_t id : c->eos_token_ids) require(id >= 0 && id < c->vocab_size, "an eos id outside the vocabulary");
+  (void)c->window_of_layer(c->num_layers - 1);
+  return 0;
+}
+
+int tokenizer_json(const uint8_t* data, size_t size) {
+  auto j = parse_json(as_text(data, size), "tokenizer.json", JsonLimits{.max_bytes = 1 << 20, .max_depth = 64});
+  if (!j.is_ok()) return 0;
+  auto t = text::Tokenizer::from_json(*j, nlohmann::json::object(), "tokenizer.json");
+  if (!t.is_ok()) return 0;
+  for (std::string_view s : {"Hello world", " a  b\tc\n", "caf\xc3\xa9 \xe6\x9d\xb1\xe4\xba\xac", "\xff\xfe bad utf8", ""})
+    exercise(**t, s);
+  return 0;
+}
+
+int tokenize_text(const uint8_t* data, size_t size) {
+  const auto& tokenizers = fixture_tokenizers();
+  if (size == 0) return 0;
+  // The first byte picks the tokenizer; the rest is the text.
+  exercise(*tokenizers[data[0] % tokenizers.size()], as_text(data + 1, size - 1));
+  return 0;
+}
+
+int store_manifest(const uint8_t* data, size_t size) {
+  auto m = storage::parse_manifest(as_text(data, size), "manifest.json");
+  if (!m.is_ok()) return 0;
+  for (const storage::StoreTensor& t : m->tensors) {
+    auto want = storage::stored_bytes(t.shape, t.dtype, t.compression);
+    require(want && *want == t.bytes && t.offset % storage::kStoreAlignment == 0, "an inconsistent tensor was accepted");
+  }
+  // What strata writes must read back.
+  auto again = storage::parse_manifest(storage::manifest_to_json(*m), "manifest.json");
+  require(again.is_ok() && again->tensors.size() == m->tensors.size(), "a manifest does not round-trip");
+  return 0;
+}
+
+}  // namespace strata::fuzz
