@@ -95,17 +95,45 @@ bool Sampler::pick(const compute::LogitStats& st, int32_t vocab, int32_t* token)
   return true;
 }
 
+// Temperature sampling over the whole row without an order: one pass, no sort. `tsum` is the
+// row's sum of exp((x - max) / T), as the statistics give it.
+int32_t Sampler::draw_from_row(std::span<const float> logits, double max_logit, double tsum) {
+  const double inv_t = 1.0 / params_.temperature;
+  const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53 * tsum;
+  double acc = 0;
+  int32_t last = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    const double w = std::exp(logits[i] * inv_t - max_logit * inv_t);
+    if (w <= 0) continue;
+    acc += w;
+    last = static_cast<int32_t>(i);
+    if (u < acc) return last;
+  }
+  return last;  // rounding left u past the sum: the last token with any weight
+}
+
 Sample Sampler::sample(const compute::LogitStats& stats, std::span<const float> logits) {
   STRATA_CHECK(!logits.empty());
   const int32_t V = static_cast<int32_t>(logits.size());
   Sample out;
-  if (!pick(stats, V, &out.token)) {
-    // Every candidate, from the row.
-    const compute::LogitQuery all{params_.temperature, V};
+  const int32_t keep = (params_.top_k > 0 && params_.top_k < V) ? params_.top_k : V;
+  if (pick(stats, V, &out.token)) {
+    // drawn from the candidates
+  } else if (keep == V && params_.top_p >= 1.0f) {
+    out.token = draw_from_row(logits, stats.max_logit, stats.temperature_sum);
+  } else {
+    // More candidates than the statistics hold: the top_k best, or for top_p as many as the
+    // nucleus needs, growing eightfold (a partial sort of the row each time, not a full one).
     const Tensor row = Tensor::wrap(const_cast<float*>(logits.data()), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
-    compute::LogitStats full = stats;
-    full.top = std::move(compute::logit_stats_on_host(row, {&all, 1}).value()[0].top);
-    STRATA_CHECK(pick(full, V, &out.token), "sampling over the whole row must succeed");
+    int32_t want = keep < V ? keep : std::min(V, std::max<int32_t>(8 * static_cast<int32_t>(stats.top.size()), 64));
+    for (;;) {
+      const compute::LogitQuery q{params_.temperature, want};
+      compute::LogitStats more = stats;
+      more.top = std::move(compute::logit_stats_on_host(row, {&q, 1}).value()[0].top);
+      if (pick(more, V, &out.token)) break;
+      STRATA_CHECK(want < V, "sampling over the whole row must succeed");
+      want = static_cast<int32_t>(std::min<int64_t>(V, 8 * static_cast<int64_t>(want)));
+    }
   }
   // log-softmax at the token as token_logprob() computes it: (x - max) - log(sum).
   out.logprob = static_cast<float>(static_cast<double>(logits[out.token]) - stats.max_logit - stats.log_sum);

@@ -42,13 +42,15 @@ class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);
   // Picks from `stats` (made for logit_query(params)) of the row `logits`; the row itself is read
-  // only when the candidates in `stats` do not cover the set to draw from (top_p over a flat
-  // distribution, or a top_k beyond them).
+  // only when the candidates in `stats` do not cover the set to draw from: one pass for plain
+  // temperature sampling over a vocabulary past them, a partial sort for a top_k beyond them or
+  // a top_p nucleus reaching past them.
   Sample sample(const compute::LogitStats& stats, std::span<const float> logits);
   // The same, from the row alone.
   Sample sample(std::span<const float> logits);
 
  private:
+  int32_t draw_from_row(std::span<const float> logits, double max_logit, double tsum);
   // False when stats.top is too short for the draw (nothing drawn).
   bool pick(const compute::LogitStats& stats, int32_t vocab, int32_t* token);
 

@@ -1,5 +1,6 @@
 #include "runtime/sampling.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <vector>
@@ -82,6 +83,58 @@ TEST(Sampling, SameSeedSameTokensDifferentSeedDifferent) {
   }
   EXPECT_EQ(x, y);
   EXPECT_NE(x, z);
+}
+
+// A row of 2000 tokens (past the candidates the backend reports) in five classes of 400 with
+// kLogits' values, each token a hair apart so the order is total. The reference is the
+// definition: softmax(x / T) over the whole row, sorted, cut at top_k and at the smallest
+// prefix reaching top_p, renormalised.
+std::vector<float> wide_row() {
+  std::vector<float> row(2000);
+  for (size_t i = 0; i < row.size(); ++i) row[i] = kLogits[i % 5] + 1e-6f * static_cast<float>(i);
+  return row;
+}
+
+std::map<int, double> reference_class_mass(const std::vector<float>& row, const SamplingParams& p) {
+  std::vector<std::pair<double, int>> probs;
+  double mx = *std::max_element(row.begin(), row.end()), sum = 0;
+  for (size_t i = 0; i < row.size(); ++i) {
+    probs.push_back({std::exp((row[i] - mx) / p.temperature), static_cast<int>(i)});
+    sum += probs.back().first;
+  }
+  std::sort(probs.begin(), probs.end(), [](auto& a, auto& b) { return a.first > b.first; });
+  if (p.top_k > 0) probs.resize(static_cast<size_t>(p.top_k));
+  double kept_sum = 0;
+  for (auto& q : probs) kept_sum += q.first;
+  if (p.top_k == 0) kept_sum = sum;
+  size_t n = 0;
+  double cum = 0;
+  while (n < probs.size() && cum < p.top_p) cum += probs[n++].first / kept_sum;
+  std::map<int, double> mass;
+  for (size_t i = 0; i < n; ++i) mass[probs[i].second % 5] += probs[i].first / kept_sum / cum;
+  return mass;
+}
+
+TEST(Sampling, AVocabularyPastTheCandidatesFollowsTheDefinition) {
+  const std::vector<float> row = wide_row();
+  ASSERT_GT(static_cast<int32_t>(row.size()), kSampleCandidates);
+  const int kDraws = 20000;
+  for (const SamplingParams& p : {SamplingParams{0.8f, 0, 1.0f, 3}, SamplingParams{1.0f, 1200, 1.0f, 4},
+                                  SamplingParams{1.0f, 0, 0.75f, 5}, SamplingParams{1.3f, 1100, 0.9f, 6}}) {
+    const std::map<int, double> want = reference_class_mass(row, p);
+    Sampler s(p);
+    std::map<int, double> got;
+    for (int i = 0; i < kDraws; ++i) got[s.sample(row).token % 5] += 1.0 / kDraws;
+    for (int c = 0; c < 5; ++c) {
+      const double w = want.count(c) ? want.at(c) : 0.0;
+      if (w == 0.0) {
+        EXPECT_EQ(got.count(c), 0u) << "class " << c << ", top_k " << p.top_k << ", top_p " << p.top_p;
+      } else {
+        EXPECT_NEAR(got[c], w, 5 * std::sqrt(w / kDraws) + 1e-3)
+            << "class " << c << ", T " << p.temperature << ", top_k " << p.top_k << ", top_p " << p.top_p;
+      }
+    }
+  }
 }
 
 TEST(Sampling, ValidateNamesTheField) {
