@@ -176,6 +176,15 @@ Status measure_gpu(const MeasureOptions& o, ThreadPool& pool, planner::HardwareP
                               log, stages.next()));
   p.gpu.fixed = fixed.fixed;
   source.push_back(fixed.text);
+  // A CPU attention call costs the engine at least what it costs there with next to no KV (the
+  // hand-off to the worker and the pool's wake-up come on top of the kernel's own fixed cost).
+  for (auto [name, c] : {std::pair{"fp16", &p.cpu.attention_fp16}, std::pair{"int4", &p.cpu.attention_int4}})
+    if (c->present() && fixed.cpu_attention_call_us > c->fixed_us) {
+      source.push_back(std::string("cpu.attention_") + name +
+                       fmt(".fixed_us %.1f -> %.1f (the engine's cost per call)", c->fixed_us,
+                           fixed.cpu_attention_call_us));
+      c->fixed_us = fixed.cpu_attention_call_us;
+    }
   return Status::ok();
 }
 

@@ -128,6 +128,10 @@ Result<std::optional<CachedProfile>> load_cached_profile_entry(const MachineKey&
   Result<nlohmann::json> doc = parse_json(*text, file.string());
   if (!doc.is_ok() || !doc->is_object()) return stale(file, "is not valid JSON");
   const nlohmann::json& j = *doc;
+  // An older strata's profile lacks what this one measures: it is measured again (and replaced).
+  if (j.contains("cache_format") && j["cache_format"].is_number_integer() &&
+      j["cache_format"].get<int>() >= 1 && j["cache_format"].get<int>() < kProfileCacheFormat)
+    return std::optional<CachedProfile>();
   if (!j.contains("cache_format") || !j["cache_format"].is_number_integer() ||
       j["cache_format"].get<int>() != kProfileCacheFormat)
     return stale(file, "was written in cache format " +

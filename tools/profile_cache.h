@@ -18,8 +18,10 @@ namespace strata::tools {
 
 using MachineKey = planner::MachineId;
 
-// The version of the cache files this strata reads and writes; a file of another is an error.
-inline constexpr int kProfileCacheFormat = 1;
+// The version of the cache files this strata reads and writes. A file of an older version reads as
+// no cached profile (it lacks figures this strata uses: measure again); of a newer one, an error.
+// 2: the CPU attention fixed cost includes the engine's cost per call.
+inline constexpr int kProfileCacheFormat = 2;
 
 // This machine's key: CUDA device `device`'s UUID and name (empty without one), the CPU model from
 // /proc/cpuinfo, and the device of `offload_dir` (kNotFound when it cannot be stat'ed).

@@ -37,20 +37,25 @@ planner::Policy policy_for(const EngineFixedOptions& o, bool split) {
   return p;
 }
 
-double gpu_busy_s(const OffloadReport& r) {
+double busy_s(const OffloadReport& r, const char* resource) {
   for (const auto& u : r.resources)
-    if (u.name == "gpu") return u.busy_s;
+    if (u.name == resource) return u.busy_s;
   return 0;
 }
 
-// One block: a prefill of every slot, then `steps` decode steps. Returns the GPU's busy seconds
-// since the last reset_report() after each step.
-Result<std::vector<double>> run_block(OffloadEngine& e, const EngineFixedOptions& o,
-                                      int64_t steps) {
+// Busy seconds since the last reset_report(): the GPU's and the CPU attention workers'.
+struct Busy {
+  double gpu = 0, cpu_attention = 0;
+};
+Busy busy_of(const OffloadReport& r) { return {busy_s(r, "gpu"), busy_s(r, "cpu_attention")}; }
+
+// One block: a prefill of every slot, then `steps` decode steps. Returns the busy seconds after
+// each step.
+Result<std::vector<Busy>> run_block(OffloadEngine& e, const EngineFixedOptions& o, int64_t steps) {
   const auto slots = static_cast<int32_t>(o.gpu_batch_size * o.num_gpu_batches);
   const auto prompt = static_cast<int32_t>(o.prompt_len);
   STRATA_RETURN_IF_ERROR(e.reset(slots, prompt + static_cast<int32_t>(steps)));
-  std::vector<double> busy;
+  std::vector<Busy> busy;
   compute::TokenBatch batch;
   std::vector<int32_t> rows;
   for (int32_t s = 0; s < slots; ++s) {
@@ -60,7 +65,7 @@ Result<std::vector<double>> run_block(OffloadEngine& e, const EngineFixedOptions
     rows.push_back(batch.size() - 1);
   }
   STRATA_RETURN_IF_ERROR(e.forward(batch, rows).status());
-  busy.push_back(gpu_busy_s(e.report()));
+  busy.push_back(busy_of(e.report()));
   for (int32_t k = 0; k < steps; ++k) {
     batch = {};
     rows.clear();
@@ -70,17 +75,24 @@ Result<std::vector<double>> run_block(OffloadEngine& e, const EngineFixedOptions
       rows.push_back(batch.size() - 1);
     }
     STRATA_RETURN_IF_ERROR(e.forward(batch, rows).status());
-    busy.push_back(gpu_busy_s(e.report()));
+    busy.push_back(busy_of(e.report()));
   }
   return busy;
 }
 
-// GPU busy seconds of one prefill step and of one decode step of an engine over `layers` layers.
+struct StepBusy {
+  double prefill_gpu = 0, decode_gpu = 0, decode_cpu_attention = 0;
+};
+
+// GPU busy seconds of one prefill step and of one decode step of an engine over `layers` layers,
+// and the CPU attention workers' busy seconds of a decode step (none unless `split`). CPU
+// attention over the tiny model's few KV bytes is all per-call cost: handing the call to the
+// worker, waking the pool, splitting the heads.
 // A first block warms the engine up (its plans, the backend's kernels and buffers). The report
 // takes a step's last GPU spans in at the next step, so the prefill figure misses its tail and the
 // decode figure counts from the end of the first decode step: both offsets are the same at every
 // layer count, so the fit puts them in the per-step part, not in the per-layer slope.
-Result<std::pair<double, double>> step_busy(compute::Backend& backend, ThreadPool& pool,
+Result<StepBusy> step_busy(compute::Backend& backend, ThreadPool& pool,
                                             const EngineFixedOptions& o, int64_t layers, bool split,
                                             Logger& log) {
   STRATA_ASSIGN_OR_RETURN(model::ModelConfig config, tiny_llama(layers));
@@ -98,19 +110,21 @@ Result<std::pair<double, double>> step_busy(compute::Backend& backend, ThreadPoo
   (*engine)->reset_report();
   auto busy = run_block(**engine, o, o.decode_steps + 1);
   if (!busy.is_ok()) return busy.status().with_context("engine fixed costs (" + what + ")");
-  const std::vector<double>& b = *busy;
-  const double decode = (b.back() - b[1]) / static_cast<double>(o.decode_steps);
-  return std::make_pair(b[0], decode);
+  const std::vector<Busy>& b = *busy;
+  const auto steps = static_cast<double>(o.decode_steps);
+  return StepBusy{b[0].gpu, (b.back().gpu - b[1].gpu) / steps,
+                  (b.back().cpu_attention - b[1].cpu_attention) / steps};
 }
 
 std::string describe(const char* field, const planner::FixedPlusRate& f,
-                     const std::vector<planner::TimedCall>& s, int64_t batches) {
+                     const std::vector<planner::TimedCall>& s, int64_t batches,
+                     const char* resource = "GPU") {
   char buf[200];
   std::snprintf(
       buf, sizeof buf,
-      "%s %.2f (GPU busy per step = %.1f us + %.2f us x layers x GPU batches, rms relative "
+      "%s %.2f (%s busy per step = %.1f us + %.2f us x layers x GPU batches, rms relative "
       "error %.1f%% over",
-      field, 1e6 / f.rate, f.fixed_s * 1e6, 1e6 / f.rate, 100 * f.rms_relative);
+      field, 1e6 / f.rate, resource, f.fixed_s * 1e6, 1e6 / f.rate, 100 * f.rms_relative);
   std::string out = buf;
   for (size_t i = 0; i < s.size(); ++i) {
     std::snprintf(buf, sizeof buf, "%s %.0f layers %.1f us", i ? "," : "",
@@ -151,8 +165,9 @@ Result<EngineFixedCosts> measure_engine_fixed_costs(
       STRATA_ASSIGN_OR_RETURN(auto busy, step_busy(backend, pool, o, layers, split, log));
       const double x = static_cast<double>(layers * o.num_gpu_batches);
       if (!split)
-        c.prefill_samples.push_back({x, busy.first});  // prefill attention is on the GPU either way
-      (split ? c.decode_split_samples : c.decode_samples).push_back({x, busy.second});
+        c.prefill_samples.push_back({x, busy.prefill_gpu});  // prefill attention is on the GPU either way
+      (split ? c.decode_split_samples : c.decode_samples).push_back({x, busy.decode_gpu});
+      if (split) c.cpu_attention_samples.push_back({x, busy.decode_cpu_attention});
       if (progress) progress(what, ++done, total);
     }
   }
@@ -163,6 +178,9 @@ Result<EngineFixedCosts> measure_engine_fixed_costs(
   STRATA_ASSIGN_OR_RETURN(
       c.decode_split,
       planner::fit_fixed_plus_rate(c.decode_split_samples, "gpu.fixed.decode_split_layer_us"));
+  STRATA_ASSIGN_OR_RETURN(
+      c.cpu_attention, planner::fit_fixed_plus_rate(c.cpu_attention_samples, "cpu attention per call"));
+  c.cpu_attention_call_us = 1e6 / c.cpu_attention.rate;
   c.fixed.prefill_layer_us = 1e6 / c.prefill.rate;
   c.fixed.decode_layer_us = 1e6 / c.decode.rate;
   c.fixed.decode_split_layer_us = 1e6 / c.decode_split.rate;
@@ -179,7 +197,10 @@ Result<EngineFixedCosts> measure_engine_fixed_costs(
            describe("gpu.fixed.decode_layer_us", c.decode, c.decode_samples, o.num_gpu_batches) +
            "; " +
            describe("gpu.fixed.decode_split_layer_us", c.decode_split, c.decode_split_samples,
-                    o.num_gpu_batches);
+                    o.num_gpu_batches) +
+           "; " +
+           describe("cpu attention per call in the engine, us", c.cpu_attention,
+                    c.cpu_attention_samples, o.num_gpu_batches, "CPU attention");
   return c;
 }
 

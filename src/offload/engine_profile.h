@@ -38,6 +38,11 @@ struct EngineFixedCosts {
   // (x: layers x GPU batches, seconds: GPU busy seconds per step).
   planner::FixedPlusRate prefill, decode, decode_split;
   std::vector<planner::TimedCall> prefill_samples, decode_samples, decode_split_samples;
+  // CPU attention's cost per call inside the engine (the worker's busy seconds per decode step of
+  // the split engines against layers x GPU batches): what a call costs beyond its KV bytes there.
+  double cpu_attention_call_us = 0;
+  planner::FixedPlusRate cpu_attention;
+  std::vector<planner::TimedCall> cpu_attention_samples;
   std::string text;  // the fits, their quality and their samples
 };
 

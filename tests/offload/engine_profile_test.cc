@@ -34,6 +34,11 @@ TEST(EngineProfile, FixedCostsPerLayerComeFromTheEnginesGpuTime) {
   EXPECT_GT(r->fixed.decode_layer_us, 0);
   EXPECT_GT(r->fixed.decode_split_layer_us, 0);
   EXPECT_EQ(r->decode_samples.size(), o.layer_counts.size());
+  // CPU attention calls of the split engines: per call, more than nothing, and less than a
+  // millisecond over the tiny model's KV.
+  EXPECT_EQ(r->cpu_attention_samples.size(), o.layer_counts.size());
+  EXPECT_GT(r->cpu_attention_call_us, 0);
+  EXPECT_LT(r->cpu_attention_call_us, 1000);
   for (const char* s :
        {"gpu.fixed.prefill_layer_us", "gpu.fixed.decode_split_layer_us", "rms relative error"})
     EXPECT_NE(r->text.find(s), std::string::npos) << s;

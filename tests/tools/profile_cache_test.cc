@@ -154,6 +154,13 @@ TEST(ProfileCache, ABadCacheFileIsAnErrorNamingItAndTheWayOut) {
   write_text(file, j.dump());
   expect_error("cache format");
 
+  // An older strata's file is no cached profile: the caller measures again.
+  j["cache_format"] = kProfileCacheFormat - 1;
+  write_text(file, j.dump());
+  auto older = load_cached_profile(key_a());
+  ASSERT_TRUE(older.is_ok()) << older.status().to_string();
+  EXPECT_FALSE(older->has_value());
+
   j["cache_format"] = kProfileCacheFormat;
   j["links"]["h2d_gbps"] = -1;
   write_text(file, j.dump());
