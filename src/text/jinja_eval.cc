@@ -246,9 +246,10 @@ class Renderer {
             return fail(s.line, "macro '" + name + "' takes not more than " +
                                     std::to_string(s.params.size()) + " argument(s)");
           for (const auto& [k, v] : a.named) {
+            const std::string& key = k;  // clang does not capture structured bindings
             const bool known =
-                k == "caller" || std::any_of(s.params.begin(), s.params.end(),
-                                             [&](const auto& p) { return p.first == k; });
+                key == "caller" || std::any_of(s.params.begin(), s.params.end(),
+                                               [&](const auto& p) { return p.first == key; });
             if (!known)
               return fail(s.line, "macro '" + name + "' takes no keyword argument '" + k + "'");
             if (k == "caller") scope_->vars["caller"] = v;

@@ -16,6 +16,7 @@
 #include "model/safetensors.h"
 #include "storage/store_format.h"
 #include "text/batch_request.h"
+#include "text/chat_template.h"
 #include "text/tokenizer.h"
 
 #ifndef STRATA_FUZZ_DATA_DIR
@@ -157,6 +158,33 @@ int store_manifest(const uint8_t* data, size_t size) {
   // What strata writes must read back.
   auto again = storage::parse_manifest(storage::manifest_to_json(*m), "manifest.json");
   require(again.is_ok() && again->tensors.size() == m->tensors.size(), "a manifest does not round-trip");
+  return 0;
+}
+
+int chat_template(const uint8_t* data, size_t size) {
+  // "TEMPLATE\0REQUEST": a Jinja template and a chat request line; without a NUL, the bytes are the
+  // template and the request is a fixed conversation with a system prompt, a tool call and tools.
+  const std::string_view all = as_text(data, size);
+  const size_t nul = all.find('\0');
+  const std::string source(all.substr(0, nul));
+  const std::string_view line =
+      nul != std::string_view::npos
+          ? all.substr(nul + 1)
+          : R"({"custom_id": "c", "body": {"messages": [{"role": "system", "content": "Be terse."},
+             {"role": "user", "content": [{"type": "text", "text": "Weather?"}]},
+             {"role": "assistant", "content": null, "tool_calls": [{"id": "t1", "type": "function",
+              "function": {"name": "get", "arguments": "{\"city\": \"Oslo\"}"}}]},
+             {"role": "tool", "tool_call_id": "t1", "content": "rain"}, {"role": "user", "content": "And?"}],
+             "tools": [{"type": "function", "function": {"name": "get", "parameters": {"type": "object"}}}]}})";
+  text::ParsedLine p = text::parse_request_line(line, 1);
+  if (!p.request || p.request->messages.empty()) return 0;
+  auto t = text::ChatTemplate::from_jinja(source, "fuzz.jinja");
+  if (!t.is_ok()) return 0;
+  t->set_special_tokens({{"bos_token", "<s>"}, {"eos_token", "</s>"}});
+  text::ChatOptions options = p.request->chat;
+  options.now = std::tm{};  // the same text on every run
+  auto rendered = t->render(p.request->messages, options);
+  if (rendered.is_ok()) require(rendered->size() <= (64u << 20), "a rendering past the output bound");
   return 0;
 }
 

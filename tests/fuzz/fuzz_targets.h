@@ -20,6 +20,7 @@ int model_config(const uint8_t* data, size_t size);       // config.json
 int tokenizer_json(const uint8_t* data, size_t size);     // tokenizer.json, then encode/decode
 int tokenize_text(const uint8_t* data, size_t size);      // text through the fixtures' tokenizers
 int store_manifest(const uint8_t* data, size_t size);     // a weight store's manifest.json
+int chat_template(const uint8_t* data, size_t size);      // a Jinja chat template rendering a request
 
 struct Target {
   std::string_view name;  // the directory of its corpus, dictionary and reproducers
@@ -29,7 +30,7 @@ inline constexpr Target kTargets[] = {
     {"request_line", request_line},     {"safetensors_file", safetensors_file},
     {"safetensors_index", safetensors_index}, {"model_config", model_config},
     {"tokenizer_json", tokenizer_json}, {"tokenize_text", tokenize_text},
-    {"store_manifest", store_manifest},
+    {"store_manifest", store_manifest}, {"chat_template", chat_template},
 };
 
 // Aborts with `what` when `ok` is false: the fuzzer's crash.

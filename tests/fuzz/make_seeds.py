@@ -144,9 +144,27 @@ def manifests():
     put("store_manifest", "other-version", json.dumps({"format": "strata-weight-store", "format_version": 2}))
 
 
+def chat_templates():
+    # The real templates alone (rendering the target's fixed conversation), a few with a request of
+    # their own after a NUL, and the built-in families' templates.
+    tdir = os.path.join(ROOT, "tests", "data", "chat_templates")
+    for path in sorted(glob.glob(os.path.join(tdir, "jinja", "*.jinja"))):
+        with open(path, encoding="utf-8") as f:
+            put("chat_template", os.path.basename(path)[:-6], f.read())
+    with open(os.path.join(tdir, "templates.json"), encoding="utf-8") as f:
+        for name, text in json.load(f).items():
+            put("chat_template", "family-" + name, text["chat_template"])
+    with open(os.path.join(tdir, "conversations_jinja.json"), encoding="utf-8") as f:
+        conversations = json.load(f)
+    simple = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<|a|>{% endif %}"
+    for name, conv in list(conversations.items())[:6]:
+        put("chat_template", "request-" + name, simple + "\0" + json.dumps({"custom_id": name, "body": conv}))
+
+
 if __name__ == "__main__":
     request_lines()
     safetensors_files()
     configs()
     tokenizers()
     manifests()
+    chat_templates()
