@@ -62,7 +62,9 @@ void expect_exactly_once(const std::string& out, const std::multimap<std::string
   for (const auto& [id, text] : want) {
     EXPECT_EQ(got.count(id), 1u) << id;
     auto it = got.find(id);
-    if (it != got.end()) EXPECT_EQ(it->second, text) << id;
+    if (it != got.end()) {
+      EXPECT_EQ(it->second, text) << id;
+    }
   }
 }
 
