@@ -179,6 +179,7 @@ Status run_offloaded(GenerateOptions& o, runtime::Context& ctx, const text::Toke
   o.job.window = std::max<int32_t>(o.job.window, static_cast<int32_t>(block));
   o.job.max_sequence_len = plan.policy.workload.prompt_len + plan.policy.workload.gen_len;
   o.job.after_block = [&job](int64_t done) { return job.after_block(done); };
+  o.job.progress.predicted_job_s = job.plan().policy.predicted.job_s;
   STRATA_ASSIGN_OR_RETURN(runtime::BatchSummary summary, runtime::run_batch_job(job.engine(), tokenizer, o.job, ctx.logger));
   if (!o.trace.empty()) STRATA_RETURN_IF_ERROR(job.engine().write_trace(o.trace));
   if (!o.quiet) std::fprintf(stderr, "%s", offload::format_offload_report(job.engine().report()).c_str());

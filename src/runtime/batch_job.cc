@@ -52,6 +52,7 @@ struct Running {
   std::string text;
   size_t max_stop = 0;
   bool stopped = false;  // by a stop string
+  int64_t generated = 0;  // tokens so far
 };
 
 class Job {
@@ -245,6 +246,7 @@ json Job::logprobs_json(const Prepared& p, const GenerationResult& r) const {
 }
 
 Status Job::run_block(std::span<Prepared> block) {
+  progress_->begin_block(static_cast<int64_t>(block.size()));
   const auto& cfg = cfg_;
   std::vector<GenerationRequest> gens;
   std::vector<Running> run(block.size());
@@ -268,6 +270,7 @@ Status Job::run_block(std::span<Prepared> block) {
   };
   auto on_token = [&](size_t i, int32_t token) {
     progress_->tokens_generated(1);
+    progress_->block_step(++run[i].generated);
     progress_->tick();
     if (!gens[i].ignore_eos && cfg.is_eos(token)) return true;  // ends it; its text is not part of the output
     return !append_and_check(i, run[i].decoder->push(token));

@@ -1,5 +1,6 @@
 #include "runtime/progress.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace strata::runtime {
@@ -31,7 +32,21 @@ void Progress::request_done(int64_t prompt_tokens, int64_t completion_tokens) {
 
 void Progress::tokens_generated(int64_t n) { out_tokens_ += n; }
 
+void Progress::begin_block(int64_t requests) {
+  ++block_;
+  block_requests_ = requests;
+  step_ = 0;
+}
+
+void Progress::block_step(int64_t step) { step_ = std::max(step_, step); }
+
 void Progress::tick() { draw(false); }
+
+double Progress::eta_s(double elapsed) const {
+  if (done_ > 0) return static_cast<double>(total_ - done_) * elapsed / static_cast<double>(done_);
+  if (o_.predicted_job_s > elapsed) return o_.predicted_job_s - elapsed;
+  return NAN;
+}
 
 void Progress::draw(bool force) {
   if (o_.quiet) return;
@@ -40,8 +55,12 @@ void Progress::draw(bool force) {
   if (!force && since < (o_.live ? 0.2 : o_.interval_s)) return;
   last_draw_ = now;
   const double el = std::max(1e-9, elapsed_s());
-  char eta[32];
-  format_duration(done_ > 0 ? (total_ - done_) * el / done_ : NAN, eta, sizeof(eta));
+  char eta[32], spent[32], where[64] = "";
+  format_duration(eta_s(el), eta, sizeof(eta));
+  format_duration(el, spent, sizeof(spent));
+  if (block_ > 0)
+    std::snprintf(where, sizeof where, "block %lld (%lld requests) step %lld, ", static_cast<long long>(block_),
+                  static_cast<long long>(block_requests_), static_cast<long long>(step_));
   const double pct = total_ > 0 ? 100.0 * done_ / total_ : 100.0;
   if (o_.live) {
     constexpr int kWidth = 24;
@@ -49,11 +68,12 @@ void Progress::draw(bool force) {
     char bar[kWidth + 1];
     for (int i = 0; i < kWidth; ++i) bar[i] = i < fill ? '#' : '.';
     bar[kWidth] = 0;
-    std::fprintf(o_.out, "\r[%s] %lld/%lld requests  in %.0f tok/s  out %.0f tok/s  ETA %s   ", bar,
-                 static_cast<long long>(done_), static_cast<long long>(total_), in_tokens_ / el, out_tokens_ / el, eta);
+    std::fprintf(o_.out, "\r[%s] %lld/%lld requests  %selapsed %s  in %.0f tok/s  out %.0f tok/s  ETA %s   ", bar,
+                 static_cast<long long>(done_), static_cast<long long>(total_), where, spent, in_tokens_ / el,
+                 out_tokens_ / el, eta);
   } else {
-    std::fprintf(o_.out, "progress: %lld/%lld requests (%.1f%%), in %.0f tok/s, out %.0f tok/s, ETA %s\n",
-                 static_cast<long long>(done_), static_cast<long long>(total_), pct, in_tokens_ / el,
+    std::fprintf(o_.out, "progress: %lld/%lld requests (%.1f%%), %selapsed %s, in %.0f tok/s, out %.0f tok/s, ETA %s\n",
+                 static_cast<long long>(done_), static_cast<long long>(total_), pct, where, spent, in_tokens_ / el,
                  out_tokens_ / el, eta);
   }
   std::fflush(o_.out);

@@ -1,6 +1,8 @@
 // Progress of a batch job on stderr: a live bar redrawn in place on a terminal, or a plain line
-// every few seconds otherwise (logs, CI). Shows requests done, input and output tokens/s and the
-// ETA. Owned by the batch job; not thread safe. Times are seconds.
+// every few seconds otherwise (logs, CI). Shows requests done, the running block and its decode
+// step, the time elapsed, input and output tokens/s and the ETA: from the requests done once
+// there are some, before that from the plan's prediction when there is one. Owned by the batch
+// job; not thread safe. Times are seconds.
 #pragma once
 
 #include <chrono>
@@ -12,7 +14,8 @@ namespace strata::runtime {
 struct ProgressOptions {
   bool quiet = false;
   bool live = false;           // redraw one line in place (stderr is a terminal)
-  double interval_s = 10.0;    // between plain lines
+  double interval_s = 5.0;     // between plain lines
+  double predicted_job_s = 0;  // the plan's time for the whole job (0: none; the ETA waits for requests)
   std::FILE* out = stderr;
 };
 
@@ -24,6 +27,9 @@ class Progress {
   void request_done(int64_t prompt_tokens, int64_t completion_tokens);
   // Generated tokens of requests still running, so the rate moves between completions.
   void tokens_generated(int64_t n);
+  // A block of `requests` starts; its decode step is the most tokens any of them has generated.
+  void begin_block(int64_t requests);
+  void block_step(int64_t step);
   // Redraws when due; cheap to call often.
   void tick();
   // Ends the live line.
@@ -34,12 +40,14 @@ class Progress {
 
  private:
   void draw(bool force);
+  double eta_s(double elapsed) const;
 
   ProgressOptions o_;
   int64_t total_;
   int64_t done_ = 0;
   int64_t in_tokens_ = 0;
   int64_t out_tokens_ = 0;
+  int64_t block_ = 0, block_requests_ = 0, step_ = 0;
   std::chrono::steady_clock::time_point start_, last_draw_;
   bool drawn_ = false;
 };
