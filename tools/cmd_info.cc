@@ -1,12 +1,15 @@
-// strata info: what a model is (from a Hugging Face directory or a named shape), how big it is,
-// and whether its weight files are complete and consistent.
+// strata info: what a model is (from a Hugging Face directory, a strata weight store or a named
+// shape), how big it is, and whether its weight files are complete and consistent.
 #include <cstdio>
 
 #include "commands.h"
+#include "common/log.h"
 #include "common/units.h"
 #include "model/model_dir.h"
 #include "model/shapes.h"
 #include "planner/footprint.h"
+#include "runtime/weight_store_source.h"
+#include "storage/weight_store.h"
 
 namespace strata::tools {
 
@@ -38,7 +41,7 @@ void print_config(const model::ModelConfig& c) {
 void register_info(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand("info", "Describe a model and check its weight files");
   static std::string dir, shape;
-  auto* m = cmd->add_option("--model", dir, "Hugging Face model directory");
+  auto* m = cmd->add_option("--model", dir, "Hugging Face model directory or strata weight store");
   auto* s = cmd->add_option("--model-shape", shape, "named shape (models/shapes), e.g. llama-3-8b");
   m->excludes(s);
   cmd->callback([exit_code] {
@@ -55,13 +58,15 @@ void register_info(CLI::App& app, int* exit_code) {
       *exit_code = report("info", invalid_argument("give --model DIR or --model-shape NAME"));
       return;
     }
-    auto files = model::open_model_dir(dir);
+    Logger log(LogLevel::kWarn);
+    const bool store = storage::is_weight_store(dir);
+    auto files = store ? runtime::open_weight_store_dir(dir, log) : model::open_model_dir(dir);
     if (!files.is_ok()) {
       *exit_code = report("info", files.status());
       return;
     }
     print_config(files->config);
-    std::printf("weights        complete and consistent\n");
+    std::printf("weights        %scomplete and consistent\n", store ? "a strata weight store, " : "");
   });
 }
 

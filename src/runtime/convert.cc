@@ -13,7 +13,7 @@ namespace strata::runtime {
 namespace {
 
 constexpr const char* kSideFiles[] = {"config.json", "generation_config.json", "tokenizer.json",
-                                      "tokenizer_config.json", "special_tokens_map.json"};
+                                      "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"};
 
 // Quantises `w` and returns its blob.
 Result<std::vector<std::byte>> quantise(const Tensor& w, const std::string& name) {

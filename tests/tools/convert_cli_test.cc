@@ -1,0 +1,59 @@
+// strata convert writes a model directory every command accepts: info describes the store, and
+// chat requests render with the model's own chat template there as from the Hugging Face files.
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "testing/test_data.h"
+#include "tools/cli_test_util.h"
+
+namespace strata {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(ConvertCli, TheStoreIsAModelDirectoryForInfoAndChat) {
+  const fs::path dir = testing::make_temp_dir("strata-convert");
+  const fs::path model = testing::test_data_dir() / ".." / ".." / "models" / "demo";
+  ASSERT_TRUE(fs::exists(model / "chat_template.jinja")) << "the demo model's own template";
+  const std::string store = (dir / "store").string(), log = (dir / "log").string();
+  auto converted = testing::run_strata_env({"convert", "--model", model.string(), "--out", store}, log);
+  ASSERT_EQ(converted.code, 0) << converted.output;
+  EXPECT_EQ(testing::file_text((fs::path(store) / "chat_template.jinja").string()),
+            testing::file_text((model / "chat_template.jinja").string()));
+
+  auto info = testing::run_strata_env({"info", "--model", store}, log);
+  ASSERT_EQ(info.code, 0) << info.output;
+  EXPECT_NE(info.output.find("a strata weight store, complete and consistent"), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("layers         6"), std::string::npos) << info.output;
+
+  // The same chat, greedy, from the Hugging Face directory and from the store.
+  const std::string in = (dir / "chat.jsonl").string();
+  std::ofstream(in) << nlohmann::json{{"custom_id", "c"},
+                                      {"messages", {{{"role", "user"}, {"content", "Who begat Enos?"}}}},
+                                      {"max_tokens", 6},
+                                      {"temperature", 0}}
+                           .dump()
+                    << "\n";
+  std::string answers[2];
+  int i = 0;
+  for (const std::string& m : {model.string(), store}) {
+    const std::string out = (dir / ("out" + std::to_string(i) + ".jsonl")).string();
+    auto run = testing::run_strata_env({"generate", "--model", m, "--input", in, "--output", out, "--quiet"}, log);
+    ASSERT_EQ(run.code, 0) << run.output;
+    const auto records = testing::result_records(out);
+    ASSERT_EQ(records.size(), 1u);
+    ASSERT_TRUE(records[0]["error"].is_null()) << records[0].dump();
+    answers[i++] = records[0]["response"]["body"].dump();
+  }
+  const auto a = nlohmann::json::parse(answers[0]), b = nlohmann::json::parse(answers[1]);
+  EXPECT_EQ(a["choices"], b["choices"]);
+  EXPECT_EQ(a["usage"], b["usage"]);
+  EXPECT_GT(a["usage"]["prompt_tokens"].get<int>(), 8) << "the template's markers are in the prompt";
+}
+
+}  // namespace
+}  // namespace strata
