@@ -86,6 +86,7 @@ class Job {
   std::optional<text::ChatTemplate> chat_template_;
   ResumeState resume_;  // what the output already answers
   std::unordered_set<std::string> seen_ids_;
+  std::unordered_set<std::string> warned_fields_;  // ignored fields already reported
   std::string model_name_;
   int32_t batch_size_;  // sequences per block: the options', or the switched model's
 };
@@ -167,7 +168,13 @@ std::optional<text::RequestError> Job::prepare(Prepared& p) {
 }
 
 Status Job::handle_line(const std::string& line, int64_t line_no, std::vector<Prepared>& window) {
-  text::ParsedLine parsed = text::parse_request_line(line, line_no);
+  text::ParsedLine parsed = text::parse_request_line(line, line_no, {.ignore_unknown_fields = o_.ignore_unknown_fields});
+  for (const text::FieldProblem& p : parsed.ignored_fields) {
+    if (!warned_fields_.insert(p.field).second) continue;
+    log_.warn("line " + std::to_string(line_no) + ": " + p.message +
+              ": ignored (--ignore-unknown-fields); the request runs without it, as does every other request "
+              "with '" + p.field + "' (not reported again)");
+  }
   const bool duplicate = parsed.custom_id && !seen_ids_.insert(*parsed.custom_id).second;
   // Already answered in the output: by custom_id; a duplicate's error line by its count per id;
   // a line without a readable custom_id by its line number.
@@ -351,7 +358,8 @@ Result<JobShape> Job::scan() {
     STRATA_ASSIGN_OR_RETURN(bool more, reader->next(line));
     if (!more) break;
     if (is_blank(line)) continue;
-    text::ParsedLine parsed = text::parse_request_line(line, reader->line_number());
+    text::ParsedLine parsed =
+        text::parse_request_line(line, reader->line_number(), {.ignore_unknown_fields = o_.ignore_unknown_fields});
     if (!parsed.request || !seen_ids_.insert(parsed.request->custom_id).second) continue;
     Prepared p;
     p.req = std::move(*parsed.request);
