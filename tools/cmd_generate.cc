@@ -75,6 +75,10 @@ void install_signal_handlers() {
 // The message of a job stopped by a signal: where its results are and how to go on.
 Status interrupted_status(const GenerateOptions& o, const Status& s) {
   const char* name = g_signal == SIGTERM ? "SIGTERM" : "SIGINT";
+  if (o.job.output == "-")
+    return Status(StatusCode::kCancelled, "stopped by " + std::string(name) + " (" + s.message() +
+                                              "); the results written so far went to standard output (a job "
+                                              "writing there cannot be resumed)");
   return Status(StatusCode::kCancelled, "stopped by " + std::string(name) + " (" + s.message() +
                                             "); the results written so far are in " + o.job.output +
                                             " and synced to disk. Continue the job with the same command and "
@@ -254,7 +258,10 @@ void register_generate(CLI::App& app, int* exit_code) {
       ->required();
   cmd->add_option("--input", o.job.input, "requests, one JSON object per line (.jsonl or .jsonl.zst; - = stdin)")
       ->required();
-  cmd->add_option("--output", o.job.output, "results, one JSON object per line (.jsonl or .jsonl.zst)")->required();
+  cmd->add_option("--output", o.job.output,
+                  "results, one JSON object per line (.jsonl or .jsonl.zst; - = stdout, one record per line as "
+                  "each request finishes, no --resume)")
+      ->required();
   cmd->add_option("--served-model-name", o.served_model_name,
                   "the \"model\" of every result (default: the name of the --model directory; a request's own "
                   "\"model\" is ignored)")

@@ -382,7 +382,7 @@ Result<JobShape> Job::scan() {
 // of the input (0 for standard input), for the progress bar.
 Status Job::open_output(int64_t& total) {
   std::error_code ec;
-  if (o_.overwrite && !o_.resume && fs::exists(o_.output, ec)) {
+  if (o_.overwrite && !o_.resume && o_.output != "-" && fs::exists(o_.output, ec)) {
     fs::resize_file(o_.output, 0, ec);
     if (ec) return io_error(o_.output + ": cannot truncate: " + ec.message(), ec.value());
   }
@@ -390,6 +390,10 @@ Status Job::open_output(int64_t& total) {
   STRATA_ASSIGN_OR_RETURN(now.input, fingerprint_input(o_.input));
   now.answers = answer_settings(o_, tok_);
   total = now.input.requests;
+  if (o_.output == "-") {  // standard output: nothing to resume, no job file beside it
+    STRATA_ASSIGN_OR_RETURN(writer_, text::RecordWriter::open(o_.output));
+    return Status::ok();
+  }
   const bool has_output = fs::exists(o_.output, ec) && fs::file_size(o_.output, ec) > 0;
   if (o_.resume && has_output) {
     STRATA_ASSIGN_OR_RETURN(resume_, prepare_resume(o_.output, now, o_.resume_anyway, log_));
@@ -460,16 +464,22 @@ Status check_batch_files(const BatchJobOptions& o) {
   if (o.input.empty()) return invalid_argument("--input is required");
   if (o.resume_anyway && !o.resume) return invalid_argument("--resume-anyway needs --resume");
   if (o.output.empty()) return invalid_argument("--output is required");
+  if (o.output == "-" && o.resume)
+    return invalid_argument("--resume cannot continue --output - (standard output): there is no earlier output to "
+                            "read; write to a file to be able to resume");
   if (o.input != "-") {
     std::error_code ec;
     if (!fs::exists(o.input, ec)) return not_found(o.input + ": the input file does not exist");
     if (fs::is_directory(o.input, ec)) return invalid_argument(o.input + ": the input is a directory, not a file");
     if (::access(o.input.c_str(), R_OK) != 0) return io_error(o.input + ": the input file is not readable", errno);
-    if (fs::equivalent(o.input, o.output, ec)) return invalid_argument("--input and --output name the same file");
+    if (o.output != "-" && fs::equivalent(o.input, o.output, ec))
+      return invalid_argument("--input and --output name the same file");
   }
   if (o.resume && o.overwrite) return invalid_argument("--resume and --overwrite contradict each other; choose one");
   std::error_code ec;
-  if (fs::exists(o.output, ec)) {
+  if (o.output == "-") {
+    // Standard output: results there, progress and logs on stderr.
+  } else if (fs::exists(o.output, ec)) {
     if (fs::is_directory(o.output, ec)) return invalid_argument(o.output + ": the output is a directory");
     if (!o.resume && !o.overwrite)
       return invalid_argument(o.output + " already exists: pass --resume to continue that job or --overwrite to "

@@ -37,7 +37,7 @@ struct ModelSwitch {
 
 struct BatchJobOptions {
   std::string input;            // .jsonl or .jsonl.zst ("-" = standard input)
-  std::string output;           // .jsonl or .jsonl.zst
+  std::string output;           // .jsonl or .jsonl.zst ("-" = standard output: no resume, no job file)
   bool resume = false;          // skip requests already in the output
   bool resume_anyway = false;   // resume even when the input or the settings differ from the job's
   bool overwrite = false;       // replace an existing output

@@ -1,6 +1,7 @@
 // `strata generate` and the fields of requests, as users run it on the llama_text fixture: a
 // misspelled or unknown field is an error line naming it (or, with --ignore-unknown-fields, one
-// warning per field and the normal answer); results name the served model.
+// warning per field and the normal answer); results name the served model; --output - writes the
+// results to standard output.
 #include <algorithm>
 #include <fstream>
 #include <map>
@@ -152,6 +153,47 @@ TEST_F(RequestCli, ResultsNameTheServedModel) {
   o = testing::run_strata_env(args({"--quiet", "--served-model-name", ""}), log_);
   EXPECT_EQ(o.code, 2) << o.output;
   EXPECT_NE(o.output.find("--served-model-name must not be empty"), std::string::npos) << o.output;
+}
+
+TEST_F(RequestCli, OutputDashWritesResultLinesToStandardOutput) {
+  write_input({R"({"custom_id": "a", "prompt": "Once upon a time"})",
+               R"({"custom_id": "b", "prompt": "The quick brown fox", "temprature": 0})",
+               R"({"custom_id": "c", "prompt": "Le café est"})"});
+  const std::string out = (dir_ / "stdout.txt").string(), err = (dir_ / "stderr.txt").string();
+  std::vector<std::string> a = args({"--progress-interval", "0.01"});
+  a[6] = "-";  // --output -
+  ASSERT_EQ(a[5], "--output");
+  const testing::CliStreams s = testing::run_strata_streams(a, out, err, dir_.string());
+  ASSERT_EQ(s.code, 0) << s.err;
+  std::istringstream lines(s.out);
+  std::string line;
+  std::map<std::string, json> got;
+  while (std::getline(lines, line)) {
+    const json j = json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << "not JSON on stdout: " << line;
+    ASSERT_TRUE(j.contains("custom_id") && j.contains("response") && j.contains("error")) << line;
+    got[j["custom_id"].get<std::string>()] = j;
+  }
+  ASSERT_EQ(got.size(), 3u) << s.out;
+  EXPECT_TRUE(got["a"]["response"].is_object());
+  EXPECT_EQ(got["b"]["error"]["code"], "unknown_field");
+  EXPECT_TRUE(got["c"]["response"].is_object());
+  EXPECT_EQ(s.out.back(), '\n');
+  // The summary goes to stderr; no output file nor job file was made.
+  EXPECT_NE(s.err.find("requests: 2 ok, 1 failed"), std::string::npos) << s.err;
+  EXPECT_EQ(s.err.find("\"custom_id\""), std::string::npos) << s.err;
+  EXPECT_FALSE(fs::exists(out_));
+  EXPECT_FALSE(fs::exists(dir_ / "-"));
+  EXPECT_FALSE(fs::exists(dir_ / "-.strata-job.json"));
+
+  // --resume has nothing to continue on standard output.
+  a.push_back("--resume");
+  a.erase(std::find(a.begin(), a.end(), "--overwrite"));
+  const testing::CliStreams resumed = testing::run_strata_streams(a, out, err, dir_.string());
+  EXPECT_EQ(resumed.code, 2);
+  EXPECT_NE(resumed.err.find("--resume cannot continue --output -"), std::string::npos)
+      << resumed.err;
+  EXPECT_EQ(resumed.out, "");
 }
 
 }  // namespace
