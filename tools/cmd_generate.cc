@@ -39,6 +39,8 @@ namespace {
 struct GenerateOptions {
   runtime::BatchJobOptions job;
   std::string model;
+  std::string served_model_name;  // default: the model directory's name
+  bool served_model_name_given = false;
   std::string device = "auto";
   int threads = 0;
   bool quiet = false;
@@ -73,6 +75,10 @@ void install_signal_handlers() {
 // The message of a job stopped by a signal: where its results are and how to go on.
 Status interrupted_status(const GenerateOptions& o, const Status& s) {
   const char* name = g_signal == SIGTERM ? "SIGTERM" : "SIGINT";
+  if (o.job.output == "-")
+    return Status(StatusCode::kCancelled, "stopped by " + std::string(name) + " (" + s.message() +
+                                              "); the results written so far went to standard output (a job "
+                                              "writing there cannot be resumed)");
   return Status(StatusCode::kCancelled, "stopped by " + std::string(name) + " (" + s.message() +
                                             "); the results written so far are in " + o.job.output +
                                             " and synced to disk. Continue the job with the same command and "
@@ -89,6 +95,8 @@ Status check_flags(const GenerateOptions& o, const std::string& device, std::vec
   if (o.max_prompt_len < 0)
     return invalid_argument("--max-prompt-len must be >= 0 (0 = scan the input), got " + std::to_string(o.max_prompt_len));
   if (!o.json_summary.empty()) STRATA_RETURN_IF_ERROR(check_output_file_flag("--json-summary", o.json_summary));
+  if (o.served_model_name_given && o.served_model_name.empty())
+    return invalid_argument("--served-model-name must not be empty (leave it out to use the model directory's name)");
   const bool offloading = device != "cpu" && o.policy != "none";
   if (offloading) {
     STRATA_RETURN_IF_ERROR(check_policy_flag(o.policy));
@@ -220,6 +228,7 @@ Status run(GenerateOptions& o) {
     ctx->logger.warn(flag + " is ignored on the CPU: the model runs in DRAM (offloading needs a GPU)");
   o.job.model_name = std::filesystem::path(o.model).lexically_normal().filename().string();
   if (o.job.model_name.empty()) o.job.model_name = std::filesystem::path(o.model).parent_path().filename().string();
+  if (o.served_model_name_given) o.job.model_name = o.served_model_name;
   o.job.model_fingerprint = runtime::model_files_fingerprint(o.model);
   o.job.progress.quiet = o.quiet;
   o.job.progress.live = ::isatty(STDERR_FILENO) != 0;
@@ -250,7 +259,17 @@ void register_generate(CLI::App& app, int* exit_code) {
       ->required();
   cmd->add_option("--input", o.job.input, "requests, one JSON object per line (.jsonl or .jsonl.zst; - = stdin)")
       ->required();
-  cmd->add_option("--output", o.job.output, "results, one JSON object per line (.jsonl or .jsonl.zst)")->required();
+  cmd->add_option("--output", o.job.output,
+                  "results, one JSON object per line (.jsonl or .jsonl.zst; - = stdout, one record per line as "
+                  "each request finishes, no --resume)")
+      ->required();
+  cmd->add_option("--served-model-name", o.served_model_name,
+                  "the \"model\" of every result (default: the name of the --model directory; a request's own "
+                  "\"model\" is ignored)")
+      ->each([](const std::string&) { o.served_model_name_given = true; });
+  cmd->add_flag("--ignore-unknown-fields", o.job.ignore_unknown_fields,
+                "run a request with a field strata does not know or cannot honour as if the field were absent, "
+                "with one warning per distinct field, rather than answering it with an error line");
   cmd->add_flag("--resume", o.job.resume, "continue an interrupted job: skip requests already in --output");
   cmd->add_flag("--resume-anyway", o.job.resume_anyway,
                 "with --resume: continue even when the input or the settings differ from those of the job that "

@@ -25,6 +25,7 @@ struct TokenizeOptions {
   bool counts_only = false;
   std::string chat_template;
   bool decode = false;
+  bool ignore_unknown_fields = false;
 };
 
 Status run(const TokenizeOptions& o) {
@@ -63,7 +64,8 @@ Status run(const TokenizeOptions& o) {
         continue;
       }
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      auto parsed = text::parse_request_line(line, reader->line_number());
+      auto parsed = text::parse_request_line(line, reader->line_number(),
+                                             {.ignore_unknown_fields = o.ignore_unknown_fields});
       if (!parsed.request) {
         std::printf("line %lld: error: %s\n", static_cast<long long>(reader->line_number()), parsed.error.message.c_str());
         continue;
@@ -104,6 +106,9 @@ void register_tokenize(CLI::App& app, int* exit_code) {
   cmd->add_flag("--no-special", o.no_special, "do not add BOS/EOS as the tokenizer's post-processor would");
   cmd->add_flag("--counts", o.counts_only, "print counts only");
   cmd->add_flag("--decode", o.decode, "decode the --text token ids instead");
+  cmd->add_flag("--ignore-unknown-fields", o.ignore_unknown_fields,
+                "count requests with fields strata does not know or cannot honour, as generate does with "
+                "the same flag");
   cmd->add_option("--chat-template", o.chat_template,
                   "a built-in family (llama2, llama3, mistral, chatml) or a Jinja file (default: "
                   "the model's own)");

@@ -22,6 +22,7 @@ int report(const char* command, const Status& status) {
 
 int main(int argc, char** argv) {
   CLI::App app{"strata: high-throughput offline LLM generation on a GPU too small for the model"};
+  app.set_version_flag("--version", "strata " STRATA_VERSION);
   app.require_subcommand(1);
   int exit_code = 0;
   strata::tools::register_info(app, &exit_code);

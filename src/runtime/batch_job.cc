@@ -87,6 +87,7 @@ class Job {
   std::optional<text::ChatTemplate> chat_template_;
   ResumeState resume_;  // what the output already answers
   std::unordered_set<std::string> seen_ids_;
+  std::unordered_set<std::string> warned_fields_;  // ignored fields already reported
   std::string model_name_;
   int32_t batch_size_;  // sequences per block: the options', or the switched model's
 };
@@ -168,7 +169,13 @@ std::optional<text::RequestError> Job::prepare(Prepared& p) {
 }
 
 Status Job::handle_line(const std::string& line, int64_t line_no, std::vector<Prepared>& window) {
-  text::ParsedLine parsed = text::parse_request_line(line, line_no);
+  text::ParsedLine parsed = text::parse_request_line(line, line_no, {.ignore_unknown_fields = o_.ignore_unknown_fields});
+  for (const text::FieldProblem& p : parsed.ignored_fields) {
+    if (!warned_fields_.insert(p.field).second) continue;
+    log_.warn("line " + std::to_string(line_no) + ": " + p.message +
+              ": ignored (--ignore-unknown-fields); the request runs without it, as does every other request "
+              "with '" + p.field + "' (not reported again)");
+  }
   const bool duplicate = parsed.custom_id && !seen_ids_.insert(*parsed.custom_id).second;
   // Already answered in the output: by custom_id; a duplicate's error line by its count per id;
   // a line without a readable custom_id by its line number.
@@ -354,7 +361,8 @@ Result<JobShape> Job::scan() {
     STRATA_ASSIGN_OR_RETURN(bool more, reader->next(line));
     if (!more) break;
     if (is_blank(line)) continue;
-    text::ParsedLine parsed = text::parse_request_line(line, reader->line_number());
+    text::ParsedLine parsed =
+        text::parse_request_line(line, reader->line_number(), {.ignore_unknown_fields = o_.ignore_unknown_fields});
     if (!parsed.request || !seen_ids_.insert(parsed.request->custom_id).second) continue;
     Prepared p;
     p.req = std::move(*parsed.request);
@@ -377,7 +385,7 @@ Result<JobShape> Job::scan() {
 // of the input (0 for standard input), for the progress bar.
 Status Job::open_output(int64_t& total) {
   std::error_code ec;
-  if (o_.overwrite && !o_.resume && fs::exists(o_.output, ec)) {
+  if (o_.overwrite && !o_.resume && o_.output != "-" && fs::exists(o_.output, ec)) {
     fs::resize_file(o_.output, 0, ec);
     if (ec) return io_error(o_.output + ": cannot truncate: " + ec.message(), ec.value());
   }
@@ -385,6 +393,10 @@ Status Job::open_output(int64_t& total) {
   STRATA_ASSIGN_OR_RETURN(now.input, fingerprint_input(o_.input));
   now.answers = answer_settings(o_, tok_);
   total = now.input.requests;
+  if (o_.output == "-") {  // standard output: nothing to resume, no job file beside it
+    STRATA_ASSIGN_OR_RETURN(writer_, text::RecordWriter::open(o_.output));
+    return Status::ok();
+  }
   const bool has_output = fs::exists(o_.output, ec) && fs::file_size(o_.output, ec) > 0;
   if (o_.resume && has_output) {
     STRATA_ASSIGN_OR_RETURN(resume_, prepare_resume(o_.output, now, o_.resume_anyway, log_));
@@ -455,16 +467,22 @@ Status check_batch_files(const BatchJobOptions& o) {
   if (o.input.empty()) return invalid_argument("--input is required");
   if (o.resume_anyway && !o.resume) return invalid_argument("--resume-anyway needs --resume");
   if (o.output.empty()) return invalid_argument("--output is required");
+  if (o.output == "-" && o.resume)
+    return invalid_argument("--resume cannot continue --output - (standard output): there is no earlier output to "
+                            "read; write to a file to be able to resume");
   if (o.input != "-") {
     std::error_code ec;
     if (!fs::exists(o.input, ec)) return not_found(o.input + ": the input file does not exist");
     if (fs::is_directory(o.input, ec)) return invalid_argument(o.input + ": the input is a directory, not a file");
     if (::access(o.input.c_str(), R_OK) != 0) return io_error(o.input + ": the input file is not readable", errno);
-    if (fs::equivalent(o.input, o.output, ec)) return invalid_argument("--input and --output name the same file");
+    if (o.output != "-" && fs::equivalent(o.input, o.output, ec))
+      return invalid_argument("--input and --output name the same file");
   }
   if (o.resume && o.overwrite) return invalid_argument("--resume and --overwrite contradict each other; choose one");
   std::error_code ec;
-  if (fs::exists(o.output, ec)) {
+  if (o.output == "-") {
+    // Standard output: results there, progress and logs on stderr.
+  } else if (fs::exists(o.output, ec)) {
     if (fs::is_directory(o.output, ec)) return invalid_argument(o.output + ": the output is a directory");
     if (!o.resume && !o.overwrite)
       return invalid_argument(o.output + " already exists: pass --resume to continue that job or --overwrite to "

@@ -37,7 +37,7 @@ struct ModelSwitch {
 
 struct BatchJobOptions {
   std::string input;            // .jsonl or .jsonl.zst ("-" = standard input)
-  std::string output;           // .jsonl or .jsonl.zst
+  std::string output;           // .jsonl or .jsonl.zst ("-" = standard output: no resume, no job file)
   bool resume = false;          // skip requests already in the output
   bool resume_anyway = false;   // resume even when the input or the settings differ from the job's
   bool overwrite = false;       // replace an existing output
@@ -56,7 +56,10 @@ struct BatchJobOptions {
   // The offloading engine's policy sets it (its prompt_len + gen_len); 0 = the model's context.
   int64_t max_sequence_len = 0;
   std::string chat_template;    // a family or a .jinja file; "" = the model's own template
-  std::string model_name;       // the "model" of results whose request names none
+  std::string model_name;       // the "model" of every result: the served model's name
+  // A request field strata does not know or cannot honour is left out (one warning per distinct
+  // field for the job) rather than making the request an error line.
+  bool ignore_unknown_fields = false;
   // What else changes answers, for the job's identity: a fingerprint of the model's files
   // (model_files_fingerprint), the device kind ("cpu", "cuda") and the weight compression.
   std::string model_fingerprint;

@@ -189,7 +189,7 @@ std::vector<std::string> input_differences(const JobIdentity& recorded, const Jo
 std::vector<std::string> settings_differences(const JobIdentity& recorded, const JobIdentity& now) {
   std::vector<std::string> out;
   static const std::map<std::string, std::string> kNames = {
-      {"model", "the model name"},          {"model_files_xxh64", "the model's files"},
+      {"model", "--served-model-name"},          {"model_files_xxh64", "the model's files"},
       {"max_tokens", "--max-tokens"},       {"temperature", "--temperature"},
       {"top_p", "--top-p"},                 {"top_k", "--top-k"},
       {"seed", "--seed"},                   {"stop", "--stop"},

@@ -26,10 +26,6 @@ std::optional<Fail> read_body(const json& body, BatchRequest& r, const std::stri
   auto bad = [&](const std::string& field, const std::string& what) {
     return Fail{"invalid_request", at + ": '" + field + "' " + what};
   };
-  if (body.contains("model") && !body["model"].is_null()) {
-    if (!body["model"].is_string()) return bad("model", "must be a string");
-    r.model = body["model"].get<std::string>();
-  }
   for (const char* key : {"max_tokens", "max_completion_tokens"}) {
     if (!body.contains(key) || body[key].is_null()) continue;
     if (!body[key].is_number_integer() || body[key].get<int64_t>() < 1 || body[key].get<int64_t>() > INT32_MAX)
@@ -78,19 +74,6 @@ std::optional<Fail> read_body(const json& body, BatchRequest& r, const std::stri
   if (body.contains("ignore_eos") && !body["ignore_eos"].is_null()) {
     if (!body["ignore_eos"].is_boolean()) return bad("ignore_eos", "must be true or false");
     r.overrides.ignore_eos = body["ignore_eos"].get<bool>();
-  }
-  if (body.contains("n") && !body["n"].is_null()) {
-    if (!body["n"].is_number_integer() || body["n"].get<int64_t>() != 1)
-      return Fail{"unsupported", at + ": 'n' other than 1 is not supported (send one request per completion)"};
-  }
-  if (body.contains("best_of") && !body["best_of"].is_null() &&
-      !(body["best_of"].is_number_integer() && body["best_of"].get<int64_t>() == 1))
-    return Fail{"unsupported", at + ": 'best_of' other than 1 is not supported"};
-  if (body.contains("stream") && body["stream"].is_boolean() && body["stream"].get<bool>())
-    return Fail{"unsupported", at + ": 'stream' is not available in batch mode"};
-  for (const char* key : {"presence_penalty", "frequency_penalty"}) {
-    if (body.contains(key) && !body[key].is_null() && !(body[key].is_number() && body[key].get<double>() == 0))
-      return Fail{"unsupported", at + ": '" + std::string(key) + "' is not supported (leave it out or set 0)"};
   }
   // logprobs: an integer (completions) or a boolean with top_logprobs (chat).
   if (body.contains("logprobs") && !body["logprobs"].is_null()) {
@@ -194,12 +177,26 @@ void keep_chat_json(std::string_view line, BatchRequest& r) {
 
 }  // namespace
 
-ParsedLine parse_request_line(std::string_view line, int64_t line_no) {
+ParsedLine parse_request_line(std::string_view line, int64_t line_no, const ParseOptions& options) {
   ParsedLine out;
   const std::string at = "line " + std::to_string(line_no);
   auto fail = [&](std::string code, std::string message) {
     out.error = {std::move(code), std::move(message)};
     return out;
+  };
+  // Fields strata cannot honour: one error naming each of them (the first one's code), or, with
+  // ignore_unknown_fields, left out and listed.
+  auto field_error = [&](std::vector<FieldProblem> problems, const std::string& where) -> std::optional<RequestError> {
+    if (problems.empty()) return std::nullopt;
+    if (options.ignore_unknown_fields) {
+      for (auto& p : problems) out.ignored_fields.push_back(std::move(p));
+      return std::nullopt;
+    }
+    std::string message = where + ": ";
+    for (size_t i = 0; i < problems.size(); ++i) message += (i ? "; " : "") + problems[i].message;
+    message += problems.size() == 1 ? "; pass --ignore-unknown-fields to run the request without it"
+                                    : "; pass --ignore-unknown-fields to run the request without them";
+    return RequestError{problems[0].code, message};
   };
   Result<json> parsed = parse_json(line, at, kLineLimits);
   if (!parsed.is_ok()) return fail("invalid_json", parsed.status().message());
@@ -216,6 +213,7 @@ ParsedLine parse_request_line(std::string_view line, int64_t line_no) {
   const std::string where = at + " (custom_id '" + r.custom_id + "')";
   const json* body = &j;
   if (j.contains("url") || j.contains("body") || j.contains("method")) {
+    if (auto e = field_error(check_line_fields(j), where)) return fail(e->code, e->message);
     if (j.contains("method") && !(j["method"].is_string() && j["method"].get<std::string>() == "POST"))
       return fail("invalid_request", where + ": 'method' must be \"POST\"");
     if (!j.contains("url") || !j["url"].is_string()) return fail("invalid_url", where + ": missing 'url'");
@@ -231,6 +229,8 @@ ParsedLine parse_request_line(std::string_view line, int64_t line_no) {
       return fail("invalid_prompt", where + ": give exactly one of 'prompt' (a completion) or 'messages' (a chat)");
     r.endpoint = has_messages ? Endpoint::kChatCompletions : Endpoint::kCompletions;
   }
+  const bool plain = body == &j;
+  if (auto e = field_error(check_body_fields(*body, r.endpoint, plain), where)) return fail(e->code, e->message);
   if (auto f = read_body(*body, r, where)) return fail(f->code, f->message);
   if (r.endpoint == Endpoint::kChatCompletions) keep_chat_json(line, r);
   out.request = std::move(r);
@@ -256,7 +256,7 @@ std::string format_result(const BatchRequest& req, const std::string& model, con
   choice["finish_reason"] = res.finish_reason;
   choice["logprobs"] = res.logprobs;
   body["created"] = created_unix_s;
-  body["model"] = req.model.empty() ? model : req.model;
+  body["model"] = model;
   body["choices"] = json::array({choice});
   body["usage"] = {{"prompt_tokens", res.prompt_tokens},
                    {"completion_tokens", res.completion_tokens},

@@ -1,9 +1,10 @@
 // The JSONL formats of `strata generate`: one request per input line, in the OpenAI Batch form
 // ({"custom_id", "method", "url", "body"} with url /v1/completions or /v1/chat/completions) or
 // the plain form ({"custom_id", "prompt" | "messages", ...}); one result per output line in the
-// OpenAI Batch output form. Parsing checks types and ranges and names the field at fault; what
-// needs the tokenizer or the model (empty or over-long prompts) is checked by the batch job.
-// Pure functions; thread safe.
+// OpenAI Batch output form. Parsing checks types and ranges and names the field at fault; a field
+// strata does not know or cannot honour is an error too (request_fields.h), or, when asked,
+// reported and left out; what needs the tokenizer or the model (empty or over-long prompts) is
+// checked by the batch job. Pure functions; thread safe.
 #pragma once
 
 #include <cstdint>
@@ -15,10 +16,9 @@
 #include <nlohmann/json.hpp>
 
 #include "text/chat_template.h"
+#include "text/request_fields.h"
 
 namespace strata::text {
-
-enum class Endpoint { kCompletions, kChatCompletions };
 
 // Per-request overrides of the job's sampling defaults; unset fields take the defaults.
 struct RequestOverrides {
@@ -35,7 +35,6 @@ struct BatchRequest {
   int64_t line = 0;            // 1-based line of the input file
   std::string custom_id;
   Endpoint endpoint = Endpoint::kCompletions;
-  std::string model;           // body.model, echoed in the result ("" when absent)
   std::optional<std::string> prompt;               // completions: text
   std::optional<std::vector<int32_t>> prompt_ids;  // completions: token ids
   std::vector<ChatMessage> messages;               // chat completions
@@ -53,13 +52,20 @@ struct RequestError {
   bool job_level = false;
 };
 
+struct ParseOptions {
+  // Fields strata does not know or cannot honour are left out of the request (as if absent) and
+  // listed in ParsedLine::ignored_fields, rather than making the line an error.
+  bool ignore_unknown_fields = false;
+};
+
 struct ParsedLine {
   std::optional<BatchRequest> request;  // set when the line is a valid request
   std::optional<std::string> custom_id; // known even for some invalid lines
   RequestError error;                   // when !request
+  std::vector<FieldProblem> ignored_fields;  // with ignore_unknown_fields: what was left out
 };
 
-ParsedLine parse_request_line(std::string_view line, int64_t line_no);
+ParsedLine parse_request_line(std::string_view line, int64_t line_no, const ParseOptions& options = {});
 
 // What the engine produced for one request.
 struct CompletionResult {
@@ -72,7 +78,8 @@ struct CompletionResult {
 
 // The stable id of the result of input line `line`: "batch_req_<line>".
 std::string result_id(int64_t line);
-// One output line (without "\n") for a finished request.
+// One output line (without "\n") for a finished request; `model` is the served model's name (a
+// request's own "model" is ignored).
 std::string format_result(const BatchRequest& req, const std::string& model, const CompletionResult& res,
                           int64_t created_unix_s);
 // One output line for a request that failed; custom_id null when unknown. The error object holds

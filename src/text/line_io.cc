@@ -161,6 +161,12 @@ Result<bool> LineReader::next(std::string& line) {
 Result<std::unique_ptr<RecordWriter>> RecordWriter::open(const std::string& path) {
   std::unique_ptr<RecordWriter> w(new RecordWriter());
   w->path_ = path;
+  if (path == "-") {
+    w->path_ = "standard output";
+    w->fd_ = STDOUT_FILENO;
+    w->own_fd_ = false;
+    return w;
+  }
   w->fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (w->fd_ < 0) return errno_status("cannot open the output for writing", path);
   if (is_zstd_path(path)) {
@@ -173,7 +179,7 @@ Result<std::unique_ptr<RecordWriter>> RecordWriter::open(const std::string& path
 }
 
 RecordWriter::~RecordWriter() {
-  if (fd_ >= 0) ::close(fd_);
+  if (own_fd_ && fd_ >= 0) ::close(fd_);
   if (cctx_) ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(cctx_));
 }
 
@@ -200,7 +206,8 @@ Status RecordWriter::append(std::string_view line) {
 }
 
 Status RecordWriter::sync() {
-  if (::fsync(fd_) != 0) return errno_status("fsync failed", path_);
+  if (::fsync(fd_) != 0 && (own_fd_ || (errno != EINVAL && errno != EROFS && errno != ENOTSUP)))
+    return errno_status("fsync failed", path_);
   return Status::ok();
 }
 

@@ -46,18 +46,21 @@ class LineReader {
 
 class RecordWriter {
  public:
-  // Opens `path` for appending (creating it); compressed when `path` ends with ".zst".
+  // Opens `path` for appending (creating it); compressed when `path` ends with ".zst". "-" is
+  // standard output (plain, left open), each record a write(2) of its own.
   static Result<std::unique_ptr<RecordWriter>> open(const std::string& path);
   ~RecordWriter();
   // Appends `line` + "\n" as one write; the record is in the file when this returns.
   Status append(std::string_view line);
-  // fsync(2): the records appended so far survive a power loss.
+  // fsync(2): the records appended so far survive a power loss. Standard output that is a pipe
+  // or a terminal has nothing to sync.
   Status sync();
 
  private:
   RecordWriter() = default;
   std::string path_;
   int fd_ = -1;
+  bool own_fd_ = true;  // false for standard output
   void* cctx_ = nullptr;  // ZSTD_CCtx when compressed
   std::string scratch_;
 };

@@ -63,6 +63,33 @@ inline CliOutcome run_strata_env(const std::vector<std::string>& args, const std
   return o;
 }
 
+// Runs the binary to completion with its standard output and standard error kept apart, in the
+// directory `cwd` ("" = this one).
+struct CliStreams {
+  int code = -1;
+  std::string out, err;
+};
+inline CliStreams run_strata_streams(const std::vector<std::string>& args, const std::string& out_path,
+                                     const std::string& err_path, const std::string& cwd = "") {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(STRATA_BINARY));
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    if (!std::freopen(err_path.c_str(), "w", stderr)) _exit(126);
+    if (!std::freopen(out_path.c_str(), "w", stdout)) _exit(126);
+    execv(STRATA_BINARY, argv.data());
+    _exit(127);
+  }
+  CliStreams s;
+  s.code = wait_exit(pid);
+  s.out = file_text(out_path);
+  s.err = file_text(err_path);
+  return s;
+}
+
 // `base` with the flags of `extra` added; a flag both name takes the value `extra` gives.
 inline std::vector<std::string> with_flags(std::vector<std::string> base, const std::vector<std::string>& extra) {
   for (size_t i = 0; i < extra.size(); ++i) {
