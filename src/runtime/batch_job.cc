@@ -23,6 +23,7 @@ namespace strata::runtime {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using nlohmann::ordered_json;
 
 namespace {
 
@@ -74,7 +75,7 @@ class Job {
   Status open_output(int64_t& total);
   bool interrupted() const { return o_.interrupted && o_.interrupted->load(); }
   std::optional<text::RequestError> prepare(Prepared& p);
-  json logprobs_json(const Prepared& p, const GenerationResult& r) const;
+  nlohmann::ordered_json logprobs_json(const Prepared& p, const GenerationResult& r, const std::string& text) const;
 
   const model::ModelConfig& cfg_;
   compute::SequenceModel* model_;
@@ -208,40 +209,48 @@ Status Job::handle_line(const std::string& line, int64_t line_no, std::vector<Pr
   return Status::ok();
 }
 
-json Job::logprobs_json(const Prepared& p, const GenerationResult& r) const {
+// The log-probabilities of the tokens that make the returned text, as OpenAI and vLLM give them:
+// replayed through a decoder like the one that made the text, a token whose text would start at
+// or past the text's end (the end-of-sequence token, tokens that carried a stop string the text
+// leaves out) is not listed. Completions' top_logprobs hold the `logprobs` best and the sampled
+// token (so `logprobs: 0` gives the sampled one), best first; chat's, the top_logprobs best.
+ordered_json Job::logprobs_json(const Prepared& p, const GenerationResult& r, const std::string& text) const {
   auto token_text = [&](int32_t id) {
     const int32_t one[1] = {id};
     return tok_.decode(one, /*skip_special_tokens=*/false);
   };
   auto bytes_of = [](const std::string& s) {
-    json b = json::array();
+    ordered_json b = ordered_json::array();
     for (unsigned char c : s) b.push_back(static_cast<int>(c));
     return b;
   };
-  const size_t n = r.tokens.size();
+  std::vector<int64_t> offsets;
+  text::IncrementalDecoder replay(tok_, p.gen.prompt);
+  size_t at = 0;
+  for (size_t i = 0; i < r.tokens.size() && at < text.size(); ++i) {
+    offsets.push_back(static_cast<int64_t>(at));
+    at += replay.push(r.tokens[i]).size();
+  }
+  const size_t n = offsets.size();
   if (p.req.endpoint == text::Endpoint::kCompletions) {
-    json tokens = json::array(), lps = json::array(), tops = json::array(), offsets = json::array();
-    int64_t offset = 0;
+    ordered_json tokens = ordered_json::array(), lps = ordered_json::array(), tops = ordered_json::array();
     for (size_t i = 0; i < n; ++i) {
       const std::string t = token_text(r.tokens[i]);
       tokens.push_back(t);
       lps.push_back(r.logprobs[i]);
-      offsets.push_back(offset);
-      offset += static_cast<int64_t>(t.size());
-      if (p.gen.top_logprobs > 0 && i < r.top_logprobs.size()) {
-        json top = json::object();
+      ordered_json top = ordered_json::object();
+      if (i < r.top_logprobs.size())
         for (const auto& [id, lp] : r.top_logprobs[i])  // best first: two tokens of one text keep the best
           if (const std::string tt = token_text(id); !top.contains(tt)) top[tt] = lp;
-        tops.push_back(top);
-      }
+      if (!top.contains(t)) top[t] = r.logprobs[i];
+      tops.push_back(std::move(top));
     }
-    return {{"tokens", tokens}, {"token_logprobs", lps},
-            {"top_logprobs", p.gen.top_logprobs > 0 ? tops : json()}, {"text_offset", offsets}};
+    return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
   }
-  json content = json::array();
+  ordered_json content = ordered_json::array();
   for (size_t i = 0; i < n; ++i) {
     const std::string t = token_text(r.tokens[i]);
-    json top = json::array();
+    ordered_json top = ordered_json::array();
     if (i < r.top_logprobs.size())
       for (const auto& [id, lp] : r.top_logprobs[i]) {
         const std::string tt = token_text(id);
@@ -299,7 +308,7 @@ Status Job::run_block(std::span<Prepared> block) {
     res.finish_reason = st.stopped ? "stop" : finish_reason_name(r.finish);
     res.prompt_tokens = static_cast<int64_t>(block[i].gen.prompt.size());
     res.completion_tokens = static_cast<int64_t>(r.tokens.size());
-    if (block[i].req.logprobs) res.logprobs = logprobs_json(block[i], r);
+    if (block[i].req.logprobs) res.logprobs = logprobs_json(block[i], r, res.text);
     if (write_status.is_ok())
       write_status = writer_->append(text::format_result(block[i].req, model_name_, res, created));
     ++sum_.ok;

@@ -109,11 +109,13 @@ Result<ResumeState> prepare_resume(const std::string& output, const JobIdentity&
     }
     parsed.push_back(std::move(*r));
   }
-  // A torn tail is the start of a result line (keys in order: custom_id first), or a zstd frame.
+  // A torn tail is the start of a result line (OpenAI's key order, "id" first; earlier outputs
+  // have "custom_id" first), or a zstd frame.
   if (!text::is_zstd_path(output) && scan.intact_bytes < scan.file_bytes) {
-    const std::string head = R"({"custom_id":)";
-    STRATA_ASSIGN_OR_RETURN(std::string tail, read_tail(output, scan.intact_bytes, head.size()));
-    if (head.compare(0, tail.size(), tail) != 0)
+    const std::string heads[] = {R"({"id":"batch_req_)", R"({"custom_id":)"};
+    STRATA_ASSIGN_OR_RETURN(std::string tail, read_tail(output, scan.intact_bytes, heads[0].size()));
+    auto starts = [&](const std::string& head) { return head.compare(0, std::min(tail.size(), head.size()), tail, 0, std::min(tail.size(), head.size())) == 0; };
+    if (!starts(heads[0]) && !starts(heads[1]))
       return not_strata(output, "its last " + std::to_string(scan.file_bytes - scan.intact_bytes) +
                                     " bytes are not the start of a strata result line");
   }

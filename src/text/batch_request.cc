@@ -10,6 +10,7 @@ namespace strata::text {
 namespace {
 
 using json = nlohmann::json;
+using nlohmann::ordered_json;
 
 constexpr int32_t kMaxTopLogprobs = 20;
 // Beyond this a temperature is a flat distribution anyway; the bound keeps it a finite float.
@@ -239,11 +240,12 @@ ParsedLine parse_request_line(std::string_view line, int64_t line_no, const Pars
 
 std::string result_id(int64_t line) { return "batch_req_" + std::to_string(line); }
 
+// Keys in the order OpenAI writes them; the logprobs keep theirs (top_logprobs best first).
 std::string format_result(const BatchRequest& req, const std::string& model, const CompletionResult& res,
                           int64_t created_unix_s) {
-  json choice;
+  ordered_json choice;
   choice["index"] = 0;
-  json body;
+  ordered_json body;
   if (req.endpoint == Endpoint::kCompletions) {
     choice["text"] = res.text;
     body["id"] = "cmpl-" + std::to_string(req.line);
@@ -257,25 +259,25 @@ std::string format_result(const BatchRequest& req, const std::string& model, con
   choice["logprobs"] = res.logprobs;
   body["created"] = created_unix_s;
   body["model"] = model;
-  body["choices"] = json::array({choice});
+  body["choices"] = ordered_json::array({choice});
   body["usage"] = {{"prompt_tokens", res.prompt_tokens},
                    {"completion_tokens", res.completion_tokens},
                    {"total_tokens", res.prompt_tokens + res.completion_tokens}};
-  json out;
+  ordered_json out;
   out["id"] = result_id(req.line);
   out["custom_id"] = req.custom_id;
   out["response"] = {{"status_code", 200}, {"request_id", "req_" + std::to_string(req.line)}, {"body", body}};
   out["error"] = nullptr;
-  return out.dump(-1, ' ', false, json::error_handler_t::replace);
+  return out.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
 }
 
 std::string format_error(int64_t line, const std::optional<std::string>& custom_id, const RequestError& err) {
-  json out;
+  ordered_json out;
   out["id"] = result_id(line);
-  out["custom_id"] = custom_id ? json(*custom_id) : json();
+  out["custom_id"] = custom_id ? ordered_json(*custom_id) : ordered_json();
   out["response"] = nullptr;
   out["error"] = {{"code", err.code}, {"message", err.message}, {"line", line}, {"scope", err.job_level ? "job" : "request"}};
-  return out.dump(-1, ' ', false, json::error_handler_t::replace);
+  return out.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
 }
 
 std::optional<ResultRecord> parse_result_line(std::string_view line) {

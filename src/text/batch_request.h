@@ -73,7 +73,7 @@ struct CompletionResult {
   std::string finish_reason;  // "stop" or "length"
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
-  nlohmann::json logprobs;    // null unless asked for
+  nlohmann::ordered_json logprobs;  // null unless asked for; keys in the order written
 };
 
 // The stable id of the result of input line `line`: "batch_req_<line>".

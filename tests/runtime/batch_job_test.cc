@@ -372,5 +372,61 @@ TEST_F(BatchJobTest, LogprobsOfGreedyTokensMatchTransformers) {
   EXPECT_NEAR(best, cl["token_logprobs"][0].get<double>(), 1e-6);
 }
 
+TEST_F(BatchJobTest, LogprobsCoverTheReturnedTextInOpenAIsForm) {
+  const auto tmp = testing::make_temp_dir("strata-batch");
+  const json prompt = (*ref_)["cases"][0]["prompt"];
+  const std::string in = (tmp / "in.jsonl").string(), out = (tmp / "out.jsonl").string();
+  // Unstopped first: every generated token with its offset in the text.
+  write_lines(in, {json({{"custom_id", "full"}, {"prompt", prompt}, {"logprobs", 5}}).dump()});
+  ASSERT_TRUE(run(options(in, out)).is_ok());
+  const json full = read_results(out).begin()->second["response"]["body"]["choices"][0];
+  const std::string text = full["text"];
+  const json& offsets = full["logprobs"]["text_offset"];
+  ASSERT_EQ(full["logprobs"]["tokens"].size(), 24u);
+  // A stop string from the middle of that text: the answer is cut before it, and so are the tokens
+  // that carried it.
+  const size_t cut = text.find(' ', text.size() / 2);
+  ASSERT_NE(cut, std::string::npos) << text;
+  const std::string stop = text.substr(cut, 3);
+  size_t want = 0;
+  for (const auto& o : offsets) want += o.get<size_t>() < text.find(stop) ? 1 : 0;
+  ASSERT_GT(want, 0u);
+  ASSERT_LT(want, 24u);
+  const std::string in2 = (tmp / "in2.jsonl").string(), out2 = (tmp / "out2.jsonl").string();
+  write_lines(in2, {json({{"custom_id", "stopped"}, {"prompt", prompt}, {"stop", stop}, {"logprobs", 0}}).dump()});
+  ASSERT_TRUE(run(options(in2, out2)).is_ok());
+  const json stopped = read_results(out2).find("stopped")->second["response"]["body"]["choices"][0];
+  EXPECT_EQ(stopped["text"], text.substr(0, text.find(stop)));
+  const json& lp = stopped["logprobs"];
+  ASSERT_EQ(lp["tokens"].size(), want);
+  ASSERT_EQ(lp["text_offset"].size(), want);
+  // logprobs 0: each position's top_logprobs is the sampled token alone (OpenAI: up to logprobs + 1).
+  ASSERT_EQ(lp["top_logprobs"].size(), want);
+  for (size_t i = 0; i < want; ++i) {
+    EXPECT_EQ(lp["text_offset"][i], offsets[i]) << i;
+    EXPECT_EQ(lp["tokens"][i], full["logprobs"]["tokens"][i]) << i;
+    ASSERT_EQ(lp["top_logprobs"][i].size(), 1u) << i;
+    EXPECT_EQ(lp["top_logprobs"][i].begin().key(), lp["tokens"][i].get<std::string>()) << i;
+    EXPECT_EQ(lp["top_logprobs"][i].begin().value(), lp["token_logprobs"][i]) << i;
+  }
+  // The alternatives as written: best first, not in alphabetical order.
+  auto reader = text::LineReader::open(out);
+  ASSERT_TRUE(reader.is_ok());
+  std::string line;
+  ASSERT_TRUE(*(*reader)->next(line));
+  const auto raw = nlohmann::ordered_json::parse(line);
+  size_t with_several = 0;
+  for (const auto& top : raw["response"]["body"]["choices"][0]["logprobs"]["top_logprobs"]) {
+    double previous = 1;
+    for (const auto& [token, v] : top.items()) {
+      EXPECT_LE(v.get<double>(), previous) << token;
+      previous = v.get<double>();
+    }
+    with_several += top.size() > 1 ? 1 : 0;
+  }
+  EXPECT_GT(with_several, 0u);
+  EXPECT_EQ(raw.begin().key(), "id");  // OpenAI's order of a batch output line
+}
+
 }  // namespace
 }  // namespace strata::runtime
