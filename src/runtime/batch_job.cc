@@ -98,6 +98,7 @@ Status Job::write_error(int64_t line, const std::optional<std::string>& custom_i
   ++sum_.failed;
   ++sum_.requests;
   ++sum_.errors[e.code];
+  sum_.first_errors.emplace(e.code, e.message);
   if (e.job_level) ++sum_.failed_job;
   progress_->request_done(0, 0);
   return Status::ok();
@@ -533,6 +534,7 @@ json BatchSummary::to_json() const {
           {"failed", failed},
           {"failed_job", failed_job},
           {"errors", errors},
+          {"first_errors", first_errors},
           {"retried", retried},
           {"skipped", skipped},
           {"prompt_tokens", prompt_tokens},
@@ -563,14 +565,15 @@ std::string BatchSummary::to_text() const {
                 peak_rss_bytes / (1024.0 * 1024.0));
   std::string out = buf;
   if (!errors.empty()) {
-    out += "errors:";
+    // By code: how many, and the first one's message (the others are in the output's error lines).
+    out += "errors by code:\n";
     for (const auto& [code, n] : errors) {
-      out += ' ';
-      out += std::to_string(n);
-      out += ' ';
-      out += code;
+      std::string first = first_errors.count(code) ? first_errors.at(code) : "";
+      if (first.size() > 200) first = first.substr(0, 197) + "...";
+      std::snprintf(buf, sizeof(buf), "  %-20s %6lld  first: %s\n", code.c_str(), static_cast<long long>(n),
+                    first.c_str());
+      out += buf;
     }
-    out += "\n";
   }
   if (failed_job > 0) {
     out += std::to_string(failed_job);

@@ -80,6 +80,7 @@ struct BatchSummary {
   int64_t failed = 0;
   int64_t failed_job = 0;       // of `failed`, those of scope "job" (retried by --resume)
   std::map<std::string, int64_t> errors;  // failed requests by error code
+  std::map<std::string, std::string> first_errors;  // by error code: the first one's message
   int64_t retried = 0;          // job-level error lines of an earlier run removed to run again
   int64_t skipped = 0;          // already answered in the output (resume)
   int64_t prompt_tokens = 0;

@@ -257,6 +257,13 @@ TEST_F(BatchJobTest, BadLinesBecomeErrorLinesAndTheJobGoesOn) {
   EXPECT_NE(err["message"].get<std::string>().find("line 4"), std::string::npos) << err;
   EXPECT_NE(err["message"].get<std::string>().find("max_tokens"), std::string::npos) << err;
   EXPECT_TRUE(results.find("ok2")->second["response"]["body"]["choices"][0]["message"]["content"].is_string());
+  // The summary: each code's count and its first error's message, as written in the output.
+  EXPECT_EQ(sum->errors.at("invalid_json"), 2);
+  EXPECT_EQ(sum->first_errors.at("invalid_json"), results.find("#2")->second["error"]["message"].get<std::string>());
+  EXPECT_EQ(sum->first_errors.at("invalid_request"), err["message"].get<std::string>());
+  const std::string text = sum->to_text();
+  EXPECT_NE(text.find("invalid_json"), std::string::npos) << text;
+  EXPECT_NE(text.find("first: " + err["message"].get<std::string>().substr(0, 40)), std::string::npos) << text;
 }
 
 TEST_F(BatchJobTest, StopStringsEndAndAreStripped) {
