@@ -288,6 +288,9 @@ void register_generate(CLI::App& app, int* exit_code) {
       "chat template for /v1/chat/completions: a built-in family (llama2, llama3, mistral, chatml) "
       "or a Jinja file (default: the model's own chat_template)");
   cmd->add_option("--batch-size", o.job.batch_size, "sequences per block")->capture_default_str();
+  cmd->add_flag("--ordered", o.job.ordered,
+                "write results in the input's order (each waits for the earlier lines' results; a job "
+                "interrupted and resumed with --ordered stays in order)");
   cmd->add_option("--window", o.job.window, "requests read ahead and grouped into blocks by prompt length")
       ->capture_default_str();
   cmd->add_option("--progress-interval", o.job.progress.interval_s,

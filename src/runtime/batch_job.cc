@@ -1,16 +1,19 @@
 #include "runtime/batch_job.h"
 
 #include <algorithm>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <ctime>
+#include <deque>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <unordered_set>
 
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include "common/check.h"
 #include "common/process.h"
 #include "runtime/generator.h"
 #include "runtime/job_identity.h"
@@ -83,6 +86,11 @@ class Job {
   const BatchJobOptions& o_;
   Logger& log_;
   std::unique_ptr<text::RecordWriter> writer_;
+  // --ordered: the lines whose records are still to be written, in input order, and the records
+  // that are ready but wait for an earlier line's.
+  std::deque<int64_t> order_;
+  std::map<int64_t, std::string> ready_;
+  Status emit(int64_t line, std::string record);
   std::unique_ptr<Progress> progress_;
   BatchSummary sum_;
   std::optional<text::ChatTemplate> chat_template_;
@@ -93,8 +101,21 @@ class Job {
   int32_t batch_size_;  // sequences per block: the options', or the switched model's
 };
 
+// Writes `record` (line `line`'s), or with --ordered keeps it until every earlier line's is written.
+Status Job::emit(int64_t line, std::string record) {
+  if (!o_.ordered) return writer_->append(record);
+  ready_.emplace(line, std::move(record));
+  while (!order_.empty() && ready_.count(order_.front()) > 0) {
+    auto it = ready_.find(order_.front());
+    STRATA_RETURN_IF_ERROR(writer_->append(it->second));
+    ready_.erase(it);
+    order_.pop_front();
+  }
+  return Status::ok();
+}
+
 Status Job::write_error(int64_t line, const std::optional<std::string>& custom_id, const text::RequestError& e) {
-  STRATA_RETURN_IF_ERROR(writer_->append(text::format_error(line, custom_id, e)));
+  STRATA_RETURN_IF_ERROR(emit(line, text::format_error(line, custom_id, e)));
   ++sum_.failed;
   ++sum_.requests;
   ++sum_.errors[e.code];
@@ -197,6 +218,7 @@ Status Job::handle_line(const std::string& line, int64_t line_no, std::vector<Pr
     ++sum_.skipped;
     return Status::ok();
   }
+  if (o_.ordered) order_.push_back(line_no);  // this line gets a record
   if (duplicate) {
     return write_error(line_no, parsed.custom_id,
                        {"duplicate_custom_id", "line " + std::to_string(line_no) + ": custom_id '" + *parsed.custom_id +
@@ -311,7 +333,7 @@ Status Job::run_block(std::span<Prepared> block) {
     res.completion_tokens = static_cast<int64_t>(r.tokens.size());
     if (block[i].req.logprobs) res.logprobs = logprobs_json(block[i], r, res.text);
     if (write_status.is_ok())
-      write_status = writer_->append(text::format_result(block[i].req, model_name_, res, created));
+      write_status = emit(block[i].req.line, text::format_result(block[i].req, model_name_, res, created));
     ++sum_.ok;
     ++sum_.requests;
     sum_.prompt_tokens += res.prompt_tokens;
@@ -443,6 +465,8 @@ Result<BatchSummary> Job::run() {
     if (!status.is_ok()) break;
   }
   if (status.is_ok()) status = run_window(window);
+  if (status.is_ok())
+    STRATA_CHECK(order_.empty() && ready_.empty(), "--ordered: a result was never written");
   // Whatever happened, what was written is made durable before returning.
   Status synced = writer_->sync();
   progress_->finish();

@@ -60,6 +60,7 @@ struct BatchJobOptions {
   // A request field strata does not know or cannot honour is left out (one warning per distinct
   // field for the job) rather than making the request an error line.
   bool ignore_unknown_fields = false;
+  bool ordered = false;  // write results in input order (each waits for the earlier lines' results)
   // What else changes answers, for the job's identity: a fingerprint of the model's files
   // (model_files_fingerprint), the device kind ("cpu", "cuda") and the weight compression.
   std::string model_fingerprint;

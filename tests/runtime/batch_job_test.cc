@@ -297,6 +297,49 @@ TEST_F(BatchJobTest, StopStringsEndAndAreStripped) {
   EXPECT_EQ(text_of(results.find("none")->second), full);
 }
 
+// The line numbers of an output's records, in the order written ("batch_req_<line>").
+std::vector<int64_t> record_lines(const std::string& path) {
+  std::vector<int64_t> lines;
+  auto r = text::LineReader::open(path);
+  EXPECT_TRUE(r.is_ok());
+  std::string line;
+  while (r.is_ok() && *(*r)->next(line)) lines.push_back(std::stoll(json::parse(line)["id"].get<std::string>().substr(10)));
+  return lines;
+}
+
+TEST_F(BatchJobTest, OrderedWritesInTheInputsOrderAlsoAcrossAResume) {
+  const auto tmp = testing::make_temp_dir("strata-batch");
+  const std::string in = (tmp / "in.jsonl").string();
+  auto lines = reference_requests();
+  lines.insert(lines.begin() + 3, "not json");  // an error line among the results
+  write_lines(in, lines);
+  std::vector<int64_t> want(lines.size());
+  for (size_t i = 0; i < want.size(); ++i) want[i] = static_cast<int64_t>(i) + 1;
+
+  const std::string plain = (tmp / "plain.jsonl").string();
+  ASSERT_TRUE(run(options(in, plain)).is_ok());
+  auto unordered = record_lines(plain);
+  ASSERT_EQ(unordered.size(), want.size());
+  EXPECT_NE(unordered, want) << "blocks of similar prompt lengths finish out of order";
+
+  const std::string out = (tmp / "ordered.jsonl").string();
+  auto o = options(in, out);
+  o.ordered = true;
+  ASSERT_TRUE(run(o).is_ok());
+  EXPECT_EQ(record_lines(out), want);
+
+  // Interrupted after five records, then resumed with --ordered: still in order, each once.
+  std::vector<std::string> records;
+  ASSERT_TRUE(text::repair_records(out, [&](std::string_view r) { records.emplace_back(r); }).is_ok());
+  std::filesystem::remove(out);
+  write_lines(out, std::vector<std::string>(records.begin(), records.begin() + 5));
+  o.resume = true;
+  auto sum = run(o);
+  ASSERT_TRUE(sum.is_ok()) << sum.status().to_string();
+  EXPECT_EQ(sum->skipped, 5);
+  EXPECT_EQ(record_lines(out), want);
+}
+
 TEST_F(BatchJobTest, ZstdInAndOutMatchPlain) {
   const auto tmp = testing::make_temp_dir("strata-batch");
   const auto lines = reference_requests();
