@@ -48,6 +48,7 @@ struct Prepared {
   text::BatchRequest req;
   GenerationRequest gen;
   std::vector<std::string> stop;
+  bool include_stop = false;  // the stop string that ends the answer stays in its text
 };
 
 // Per-sequence state while a block runs.
@@ -188,6 +189,18 @@ std::optional<text::RequestError> Job::prepare(Prepared& p) {
   g.ignore_eos = ov.ignore_eos.value_or(o_.ignore_eos);
   g.top_logprobs = r.logprobs ? r.top_logprobs : 0;
   p.stop = ov.stop.value_or(o_.stop);
+  p.include_stop = ov.include_stop_str_in_output;
+  for (int32_t t : ov.stop_token_ids)
+    if (t >= cfg.vocab_size)
+      return text::RequestError{"invalid_request", who + ": stop_token_ids: token id " + std::to_string(t) +
+                                                       " is outside the model's vocabulary of " +
+                                                       std::to_string(cfg.vocab_size)};
+  g.stop_token_ids = ov.stop_token_ids;
+  if (ov.min_tokens > g.max_new_tokens)
+    return text::RequestError{"invalid_request", who + ": min_tokens (" + std::to_string(ov.min_tokens) +
+                                                     ") is more than max_tokens (" +
+                                                     std::to_string(g.max_new_tokens) + ")"};
+  g.min_tokens = ov.min_tokens;
   return std::nullopt;
 }
 
@@ -294,16 +307,23 @@ Status Job::run_block(std::span<Prepared> block) {
     run[i].decoder = std::make_unique<text::IncrementalDecoder>(tok_, block[i].gen.prompt);
     for (const auto& s : block[i].stop) run[i].max_stop = std::max(run[i].max_stop, s.size());
   }
-  // Appends `piece` to the text of sequence i; true when a stop string now appears in it.
+  // Appends `piece` to the text of sequence i; true when a stop string now appears in it (not
+  // before min_tokens tokens). The text ends before the stop string, or after it with
+  // include_stop_str_in_output.
   auto append_and_check = [&](size_t i, const std::string& piece) {
     Running& st = run[i];
     if (piece.empty()) return false;
     const size_t from = st.text.size() >= st.max_stop ? st.text.size() - st.max_stop + 1 : 0;
     st.text += piece;
-    size_t cut = std::string::npos;
-    for (const auto& s : block[i].stop) cut = std::min(cut, st.text.find(s, from > 0 ? from - 1 : 0));
+    if (st.generated < block[i].gen.min_tokens) return false;
+    size_t cut = std::string::npos, cut_len = 0;
+    for (const auto& s : block[i].stop)
+      if (const size_t at = st.text.find(s, from > 0 ? from - 1 : 0); at < cut) {
+        cut = at;
+        cut_len = s.size();
+      }
     if (cut == std::string::npos) return false;
-    st.text.resize(cut);
+    st.text.resize(block[i].include_stop ? cut + cut_len : cut);
     st.stopped = true;
     return true;
   };
@@ -312,6 +332,8 @@ Status Job::run_block(std::span<Prepared> block) {
     progress_->block_step(++run[i].generated);
     progress_->tick();
     if (!gens[i].ignore_eos && cfg.is_eos(token)) return true;  // ends it; its text is not part of the output
+    const auto& ids = gens[i].stop_token_ids;
+    if (std::find(ids.begin(), ids.end(), token) != ids.end()) return true;  // the same
     return !append_and_check(i, run[i].decoder->push(token));
   };
   Status write_status = Status::ok();

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <utility>
 
+#include "compute/logit_stats.h"
+
 namespace strata::runtime {
 
 const char* finish_reason_name(FinishReason r) {
@@ -78,7 +80,8 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
     if (on_token && !on_token(static_cast<size_t>(slot), s.token)) {
       res.finish = FinishReason::kStop;
       done = true;
-    } else if (!req.ignore_eos && cfg.is_eos(s.token)) {
+    } else if ((!req.ignore_eos && cfg.is_eos(s.token)) ||
+               std::find(req.stop_token_ids.begin(), req.stop_token_ids.end(), s.token) != req.stop_token_ids.end()) {
       res.finish = FinishReason::kStop;
       done = true;
     } else if (static_cast<int32_t>(res.tokens.size()) >= req.max_new_tokens) {
@@ -113,7 +116,25 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
         if (on_finish) on_finish(static_cast<size_t>(slot), res);
         continue;
       }
-      const Sample s = samplers[slot].sample(st, {logits.data<float>() + i * V, static_cast<size_t>(V)});
+      const std::span<const float> row{logits.data<float>() + i * V, static_cast<size_t>(V)};
+      Sample s;
+      if (static_cast<int32_t>(results[slot].tokens.size()) < req.min_tokens) {
+        // Too early to end: the end tokens are taken out of the row and the choice made from the
+        // rest; the logprob stays the model's.
+        std::vector<float> masked(row.begin(), row.end());
+        if (!req.ignore_eos)
+          for (int64_t e : cfg.eos_token_ids)
+            if (e >= 0 && e < V) masked[static_cast<size_t>(e)] = -INFINITY;
+        for (int32_t t : req.stop_token_ids)
+          if (t >= 0 && t < V) masked[static_cast<size_t>(t)] = -INFINITY;
+        const Tensor m = Tensor::wrap(masked.data(), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
+        auto ms = compute::logit_stats_on_host(m, {&queries[i], 1});
+        STRATA_RETURN_IF_ERROR(ms.status());
+        s = samplers[slot].sample((*ms)[0], masked);
+        s.logprob = static_cast<float>(static_cast<double>(row[s.token]) - st.max_logit - st.log_sum);
+      } else {
+        s = samplers[slot].sample(st, row);
+      }
       std::vector<std::pair<int32_t, float>> top;
       if (req.top_logprobs > 0) {
         const double lse = st.max_logit + st.log_sum;

@@ -25,6 +25,8 @@ struct GenerationRequest {
   SamplingParams sampling;
   bool ignore_eos = false;
   int32_t top_logprobs = 0;  // alternatives (token, logprob) to report per generated token
+  std::vector<int32_t> stop_token_ids;  // end the sequence as an EOS does
+  int32_t min_tokens = 0;  // before this many tokens, neither an EOS nor a stop token is chosen
 };
 
 enum class FinishReason { kStop, kLength, kError };

@@ -55,6 +55,25 @@ std::optional<Fail> read_body(const json& body, BatchRequest& r, const std::stri
     if (!v.is_number_integer()) return bad("seed", "must be an integer");
     r.overrides.seed = v.is_number_unsigned() ? v.get<uint64_t>() : static_cast<uint64_t>(v.get<int64_t>());
   }
+  if (body.contains("stop_token_ids") && !body["stop_token_ids"].is_null()) {
+    const auto& v = body["stop_token_ids"];
+    if (!v.is_array() || v.size() > 256) return bad("stop_token_ids", "must be an array of at most 256 token ids");
+    for (const auto& t : v) {
+      const std::optional<int64_t> id = t.is_number_integer() ? json_to_int64(t) : std::nullopt;
+      if (!id || *id < 0 || *id > INT32_MAX) return bad("stop_token_ids", "must hold token ids (integers >= 0)");
+      r.overrides.stop_token_ids.push_back(static_cast<int32_t>(*id));
+    }
+  }
+  if (body.contains("min_tokens") && !body["min_tokens"].is_null()) {
+    const auto& v = body["min_tokens"];
+    const std::optional<int64_t> n = v.is_number_integer() ? json_to_int64(v) : std::nullopt;
+    if (!n || *n < 0 || *n > INT32_MAX) return bad("min_tokens", "must be an integer >= 0");
+    r.overrides.min_tokens = static_cast<int32_t>(*n);
+  }
+  if (body.contains("include_stop_str_in_output") && !body["include_stop_str_in_output"].is_null()) {
+    if (!body["include_stop_str_in_output"].is_boolean()) return bad("include_stop_str_in_output", "must be true or false");
+    r.overrides.include_stop_str_in_output = body["include_stop_str_in_output"].get<bool>();
+  }
   if (body.contains("stop") && !body["stop"].is_null()) {
     const auto& v = body["stop"];
     std::vector<std::string> stop;

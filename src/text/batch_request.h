@@ -29,6 +29,9 @@ struct RequestOverrides {
   std::optional<uint64_t> seed;
   std::optional<std::vector<std::string>> stop;
   std::optional<bool> ignore_eos;
+  std::vector<int32_t> stop_token_ids;   // vLLM: tokens that end the answer as an EOS does
+  int32_t min_tokens = 0;                // vLLM: no EOS, stop token or stop string before this many
+  bool include_stop_str_in_output = false;  // vLLM: the stop string that ended it stays in the text
 };
 
 struct BatchRequest {

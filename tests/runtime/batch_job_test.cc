@@ -340,6 +340,59 @@ TEST_F(BatchJobTest, OrderedWritesInTheInputsOrderAlsoAcrossAResume) {
   EXPECT_EQ(record_lines(out), want);
 }
 
+TEST_F(BatchJobTest, StopTokenIdsMinTokensAndIncludeStopStrAsVllm) {
+  const auto& c = (*ref_)["cases"][0];
+  ASSERT_GE(c["min_top2_margin"].get<float>(), kNearTie);
+  const std::vector<int32_t> gen = c["generated"].get<std::vector<int32_t>>();
+  const std::string full = c["text"];
+  ASSERT_GE(gen.size(), 12u);
+  // A token first generated at position k, as a stop token.
+  size_t k = 4;
+  while (k < gen.size() && std::find(gen.begin(), gen.begin() + k, gen[k]) != gen.begin() + k) ++k;
+  ASSERT_LT(k, gen.size());
+  // A stop string: two ASCII characters early in the text.
+  size_t at = 2;
+  while (at + 2 <= full.size() && !(std::isalnum(static_cast<unsigned char>(full[at])) &&
+                                     std::isalnum(static_cast<unsigned char>(full[at + 1]))))
+    ++at;
+  ASSERT_LE(at + 2, full.size());
+  const std::string stop = full.substr(at, 2);
+  const size_t cut = full.find(stop);
+  const auto tmp = testing::make_temp_dir("strata-batch");
+  const std::string in = (tmp / "in.jsonl").string(), out = (tmp / "out.jsonl").string();
+  const json prompt = c["prompt"];
+  write_lines(in, {json({{"custom_id", "ids"}, {"prompt", prompt}, {"stop_token_ids", {gen[k]}}}).dump(),
+                   json({{"custom_id", "min"}, {"prompt", prompt}, {"stop_token_ids", {gen[k]}},
+                         {"min_tokens", k + 6}, {"logprobs", 0}}).dump(),
+                   json({{"custom_id", "incl"}, {"prompt", prompt}, {"stop", stop}, {"include_stop_str_in_output", true}}).dump(),
+                   json({{"custom_id", "late"}, {"prompt", prompt}, {"stop", stop}, {"min_tokens", 20}}).dump(),
+                   json({{"custom_id", "bad_min"}, {"prompt", prompt}, {"max_tokens", 4}, {"min_tokens", 5}}).dump(),
+                   json({{"custom_id", "bad_id"}, {"prompt", prompt}, {"stop_token_ids", {1 << 30}}}).dump()});
+  ASSERT_TRUE(run(options(in, out)).is_ok());
+  auto results = read_results(out);
+  auto choice = [&](const char* id) { return results.find(id)->second["response"]["body"]["choices"][0]; };
+  auto usage = [&](const char* id) { return results.find(id)->second["response"]["body"]["usage"]; };
+  // The stop token ends the answer as an EOS would: counted, not in the text.
+  EXPECT_EQ(choice("ids")["finish_reason"], "stop");
+  EXPECT_EQ(usage("ids")["completion_tokens"], k + 1);
+  EXPECT_LT(choice("ids")["text"].get<std::string>().size(), full.size());
+  EXPECT_EQ(full.rfind(choice("ids")["text"].get<std::string>(), 0), 0u) << "a prefix of the full text";
+  // With min_tokens past k the stop token cannot be chosen at k: greedy takes the next best, and
+  // nothing ends the answer before min_tokens tokens.
+  EXPECT_GE(usage("min")["completion_tokens"].get<int>(), static_cast<int>(k) + 6);
+  const json lp = choice("min")["logprobs"];
+  ASSERT_GT(lp["tokens"].size(), k);
+  EXPECT_NE(lp["tokens"][k], tok_->decode(std::vector<int32_t>{gen[k]}, false));
+  for (size_t i = 0; i < k; ++i) EXPECT_EQ(lp["tokens"][i], tok_->decode(std::vector<int32_t>{gen[i]}, false)) << i;
+  // include_stop_str_in_output keeps the stop string; min_tokens lets an early one pass.
+  EXPECT_EQ(choice("incl")["text"], full.substr(0, cut + stop.size()));
+  EXPECT_GT(choice("late")["text"].get<std::string>().size(), cut);
+  EXPECT_GE(usage("late")["completion_tokens"].get<int>(), 20);
+  // Values that cannot be honoured are error lines naming the field.
+  EXPECT_NE(results.find("bad_min")->second["error"]["message"].get<std::string>().find("min_tokens"), std::string::npos);
+  EXPECT_NE(results.find("bad_id")->second["error"]["message"].get<std::string>().find("stop_token_ids"), std::string::npos);
+}
+
 TEST_F(BatchJobTest, ZstdInAndOutMatchPlain) {
   const auto tmp = testing::make_temp_dir("strata-batch");
   const auto lines = reference_requests();
