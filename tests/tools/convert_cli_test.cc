@@ -1,5 +1,6 @@
 // strata convert writes a model directory every command accepts: info describes the store, and
 // chat requests render with the model's own chat template there as from the Hugging Face files.
+// strata complete --prompt prints text: the prompt and the continuation generate gives.
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -53,6 +54,32 @@ TEST(ConvertCli, TheStoreIsAModelDirectoryForInfoAndChat) {
   EXPECT_EQ(a["choices"], b["choices"]);
   EXPECT_EQ(a["usage"], b["usage"]);
   EXPECT_GT(a["usage"]["prompt_tokens"].get<int>(), 8) << "the template's markers are in the prompt";
+}
+
+TEST(CompleteCli, APromptAsTextIsPrintedWithItsGreedyContinuation) {
+  const fs::path dir = testing::make_temp_dir("strata-complete");
+  const std::string model = (testing::test_data_dir() / ".." / ".." / "models" / "demo").string();
+  const std::string prompt = "And the LORD said unto Moses,";
+  const std::string in = (dir / "in.jsonl").string(), out = (dir / "out.jsonl").string();
+  std::ofstream(in) << nlohmann::json{{"custom_id", "p"}, {"prompt", prompt}, {"max_tokens", 10}, {"temperature", 0}}.dump()
+                    << "\n";
+  auto gen = testing::run_strata_env({"generate", "--model", model, "--input", in, "--output", out, "--quiet"},
+                                     (dir / "log").string());
+  ASSERT_EQ(gen.code, 0) << gen.output;
+  const auto records = testing::result_records(out);
+  ASSERT_EQ(records.size(), 1u);
+  const std::string text = records[0]["response"]["body"]["choices"][0]["text"];
+  ASSERT_FALSE(text.empty());
+
+  auto c = testing::run_strata_streams({"complete", "--model", model, "--prompt", prompt, "--max-tokens", "10"},
+                                       (dir / "out").string(), (dir / "err").string());
+  ASSERT_EQ(c.code, 0) << c.err;
+  EXPECT_EQ(c.out, prompt + text + "\n");
+
+  auto both = testing::run_strata_streams({"complete", "--model", model, "--prompt", "a", "--tokens", "1 2"},
+                                          (dir / "out").string(), (dir / "err").string());
+  EXPECT_NE(both.code, 0);
+  EXPECT_NE(both.err.find("--prompt"), std::string::npos) << both.err;
 }
 
 }  // namespace
