@@ -201,6 +201,16 @@ std::optional<text::RequestError> Job::prepare(Prepared& p) {
                                                      ") is more than max_tokens (" +
                                                      std::to_string(g.max_new_tokens) + ")"};
   g.min_tokens = ov.min_tokens;
+  for (const auto& [t, bias] : ov.logit_bias)
+    if (t >= cfg.vocab_size)
+      return text::RequestError{"invalid_request", who + ": logit_bias: token id " + std::to_string(t) +
+                                                       " is outside the model's vocabulary of " +
+                                                       std::to_string(cfg.vocab_size)};
+  g.logit_bias = ov.logit_bias;
+  g.presence_penalty = ov.presence_penalty;
+  g.frequency_penalty = ov.frequency_penalty;
+  g.repetition_penalty = ov.repetition_penalty;
+  g.min_p = ov.min_p;
   return std::nullopt;
 }
 

@@ -3,11 +3,49 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <unordered_map>
 #include <utility>
 
 #include "compute/logit_stats.h"
 
 namespace strata::runtime {
+
+std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const int32_t> generated,
+                                   std::span<const float> row, bool too_early, std::span<const int64_t> eos_ids) {
+  std::vector<float> x(row.begin(), row.end());
+  const auto V = static_cast<int64_t>(x.size());
+  if (req.repetition_penalty != 1) {
+    std::vector<bool> seen(x.size());
+    for (std::span<const int32_t> tokens : {std::span<const int32_t>(req.prompt), generated})
+      for (int32_t t : tokens)
+        if (t >= 0 && t < V) seen[static_cast<size_t>(t)] = true;
+    for (size_t t = 0; t < x.size(); ++t)
+      if (seen[t]) x[t] = x[t] > 0 ? x[t] / req.repetition_penalty : x[t] * req.repetition_penalty;
+  }
+  if (req.presence_penalty != 0 || req.frequency_penalty != 0) {
+    std::unordered_map<int32_t, int32_t> count;
+    for (int32_t t : generated) ++count[t];
+    for (const auto& [t, n] : count)
+      if (t >= 0 && t < V) x[static_cast<size_t>(t)] -= req.presence_penalty + req.frequency_penalty * static_cast<float>(n);
+  }
+  for (const auto& [t, bias] : req.logit_bias)
+    if (t >= 0 && t < V) x[static_cast<size_t>(t)] += bias;
+  if (too_early) {
+    if (!req.ignore_eos)
+      for (int64_t e : eos_ids)
+        if (e >= 0 && e < V) x[static_cast<size_t>(e)] = -INFINITY;
+    for (int32_t t : req.stop_token_ids)
+      if (t >= 0 && t < V) x[static_cast<size_t>(t)] = -INFINITY;
+  }
+  if (req.min_p > 0 && !req.sampling.greedy() && !x.empty()) {
+    // p_t < min_p * p_max  <=>  x_t < x_max + T log(min_p)
+    const float mx = *std::max_element(x.begin(), x.end());
+    const float floor = mx + req.sampling.temperature * std::log(req.min_p);
+    for (float& v : x)
+      if (v < floor) v = -INFINITY;
+  }
+  return x;
+}
 
 const char* finish_reason_name(FinishReason r) {
   switch (r) {
@@ -118,19 +156,13 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
       }
       const std::span<const float> row{logits.data<float>() + i * V, static_cast<size_t>(V)};
       Sample s;
-      if (static_cast<int32_t>(results[slot].tokens.size()) < req.min_tokens) {
-        // Too early to end: the end tokens are taken out of the row and the choice made from the
-        // rest; the logprob stays the model's.
-        std::vector<float> masked(row.begin(), row.end());
-        if (!req.ignore_eos)
-          for (int64_t e : cfg.eos_token_ids)
-            if (e >= 0 && e < V) masked[static_cast<size_t>(e)] = -INFINITY;
-        for (int32_t t : req.stop_token_ids)
-          if (t >= 0 && t < V) masked[static_cast<size_t>(t)] = -INFINITY;
-        const Tensor m = Tensor::wrap(masked.data(), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
+      const bool too_early = static_cast<int32_t>(results[slot].tokens.size()) < req.min_tokens;
+      if (too_early || req.adjusts_logits()) {
+        std::vector<float> x = adjusted_logits(req, results[slot].tokens, row, too_early, cfg.eos_token_ids);
+        const Tensor m = Tensor::wrap(x.data(), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
         auto ms = compute::logit_stats_on_host(m, {&queries[i], 1});
         STRATA_RETURN_IF_ERROR(ms.status());
-        s = samplers[slot].sample((*ms)[0], masked);
+        s = samplers[slot].sample((*ms)[0], x);
         s.logprob = static_cast<float>(static_cast<double>(row[s.token]) - st.max_logit - st.log_sum);
       } else {
         s = samplers[slot].sample(st, row);

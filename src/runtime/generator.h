@@ -27,7 +27,23 @@ struct GenerationRequest {
   int32_t top_logprobs = 0;  // alternatives (token, logprob) to report per generated token
   std::vector<int32_t> stop_token_ids;  // end the sequence as an EOS does
   int32_t min_tokens = 0;  // before this many tokens, neither an EOS nor a stop token is chosen
+  // Changes to the logits before the choice, as OpenAI and vLLM define them: presence and
+  // frequency penalties over the generated tokens, the repetition penalty over the prompt's and
+  // the generated tokens (positive logits divided by it, negative ones multiplied), a bias per
+  // token, and min_p (tokens less likely than min_p times the likeliest are left out). The
+  // reported logprobs stay the model's.
+  float presence_penalty = 0, frequency_penalty = 0, repetition_penalty = 1, min_p = 0;
+  std::vector<std::pair<int32_t, float>> logit_bias;
+  bool adjusts_logits() const {
+    return presence_penalty != 0 || frequency_penalty != 0 || repetition_penalty != 1 || min_p > 0 ||
+           !logit_bias.empty();
+  }
 };
+
+// `row` (one sequence's logits) with `req`'s changes (see GenerationRequest) after `generated`,
+// and without the end tokens (`eos_ids` unless ignore_eos, the stop tokens) when `too_early`.
+std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const int32_t> generated,
+                                   std::span<const float> row, bool too_early, std::span<const int64_t> eos_ids);
 
 enum class FinishReason { kStop, kLength, kError };
 const char* finish_reason_name(FinishReason r);  // "stop", "length", "error"

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "common/json_read.h"
 
@@ -69,6 +70,35 @@ std::optional<Fail> read_body(const json& body, BatchRequest& r, const std::stri
     const std::optional<int64_t> n = v.is_number_integer() ? json_to_int64(v) : std::nullopt;
     if (!n || *n < 0 || *n > INT32_MAX) return bad("min_tokens", "must be an integer >= 0");
     r.overrides.min_tokens = static_cast<int32_t>(*n);
+  }
+  auto number_in = [&](const char* field, double lo, double hi, bool open_lo, float& out) -> bool {
+    if (!body.contains(field) || body[field].is_null()) return true;
+    const auto& v = body[field];
+    if (!v.is_number()) return false;
+    const double x = v.get<double>();
+    if (!(open_lo ? x > lo : x >= lo) || !(x <= hi)) return false;
+    out = static_cast<float>(x);
+    return true;
+  };
+  if (!number_in("presence_penalty", -2, 2, false, r.overrides.presence_penalty))
+    return bad("presence_penalty", "must be a number in [-2, 2]");
+  if (!number_in("frequency_penalty", -2, 2, false, r.overrides.frequency_penalty))
+    return bad("frequency_penalty", "must be a number in [-2, 2]");
+  if (!number_in("repetition_penalty", 0, 100, true, r.overrides.repetition_penalty))
+    return bad("repetition_penalty", "must be a number in (0, 100]");
+  if (!number_in("min_p", 0, 1, false, r.overrides.min_p)) return bad("min_p", "must be a number in [0, 1]");
+  if (body.contains("logit_bias") && !body["logit_bias"].is_null()) {
+    const auto& v = body["logit_bias"];
+    if (!v.is_object() || v.size() > 1024) return bad("logit_bias", "must be an object of at most 1024 \"token id\": bias");
+    for (const auto& [key, bias] : v.items()) {
+      char* end = nullptr;
+      const long long id = std::strtoll(key.c_str(), &end, 10);
+      if (key.empty() || *end != '\0' || id < 0 || id > INT32_MAX)
+        return bad("logit_bias", "keys must be token ids (\"" + key.substr(0, 32) + "\" is not)");
+      if (!bias.is_number() || !(bias.get<double>() >= -100 && bias.get<double>() <= 100))
+        return bad("logit_bias", "values must be numbers in [-100, 100]");
+      r.overrides.logit_bias.emplace_back(static_cast<int32_t>(id), bias.get<float>());
+    }
   }
   if (body.contains("include_stop_str_in_output") && !body["include_stop_str_in_output"].is_null()) {
     if (!body["include_stop_str_in_output"].is_boolean()) return bad("include_stop_str_in_output", "must be true or false");

@@ -32,6 +32,10 @@ struct RequestOverrides {
   std::vector<int32_t> stop_token_ids;   // vLLM: tokens that end the answer as an EOS does
   int32_t min_tokens = 0;                // vLLM: no EOS, stop token or stop string before this many
   bool include_stop_str_in_output = false;  // vLLM: the stop string that ended it stays in the text
+  float presence_penalty = 0, frequency_penalty = 0;  // OpenAI, in [-2, 2]
+  float repetition_penalty = 1;                       // vLLM, > 0
+  float min_p = 0;                                    // vLLM, in [0, 1]
+  std::vector<std::pair<int32_t, float>> logit_bias;  // OpenAI: token id -> bias in [-100, 100]
 };
 
 struct BatchRequest {

@@ -393,6 +393,29 @@ TEST_F(BatchJobTest, StopTokenIdsMinTokensAndIncludeStopStrAsVllm) {
   EXPECT_NE(results.find("bad_id")->second["error"]["message"].get<std::string>().find("stop_token_ids"), std::string::npos);
 }
 
+TEST_F(BatchJobTest, LogitBiasAndPenaltiesReachTheChoice) {
+  const auto& c = (*ref_)["cases"][0];
+  const std::vector<int32_t> gen = c["generated"].get<std::vector<int32_t>>();
+  const int32_t forced = gen[0] == 40 ? 41 : 40;
+  const auto tmp = testing::make_temp_dir("strata-batch");
+  const std::string in = (tmp / "in.jsonl").string(), out = (tmp / "out.jsonl").string();
+  write_lines(in, {json({{"custom_id", "bias"}, {"prompt", c["prompt"]}, {"max_tokens", 6}, {"logprobs", 0},
+                         {"logit_bias", {{std::to_string(forced), 100}}}}).dump(),
+                   json({{"custom_id", "away"}, {"prompt", c["prompt"]}, {"max_tokens", 1}, {"logprobs", 0},
+                         {"logit_bias", {{std::to_string(gen[0]), -100}}}}).dump(),
+                   json({{"custom_id", "bad"}, {"prompt", c["prompt"]}, {"presence_penalty", 3}}).dump()});
+  ASSERT_TRUE(run(options(in, out)).is_ok());
+  auto results = read_results(out);
+  const json bias = results.find("bias")->second["response"]["body"]["choices"][0]["logprobs"];
+  ASSERT_EQ(bias["tokens"].size(), 6u);
+  for (const auto& t : bias["tokens"]) EXPECT_EQ(t, tok_->decode(std::vector<int32_t>{forced}, false));
+  const json away = results.find("away")->second["response"]["body"]["choices"][0]["logprobs"];
+  ASSERT_EQ(away["tokens"].size(), 1u);
+  // Another token than the greedy one: the model's logprob of it is not the greedy token's.
+  EXPECT_GT(std::abs(away["token_logprobs"][0].get<double>() - c["logprobs"][0].get<double>()), 1e-3);
+  EXPECT_NE(results.find("bad")->second["error"]["message"].get<std::string>().find("presence_penalty"), std::string::npos);
+}
+
 TEST_F(BatchJobTest, ZstdInAndOutMatchPlain) {
   const auto tmp = testing::make_temp_dir("strata-batch");
   const auto lines = reference_requests();

@@ -1,4 +1,5 @@
 #include "runtime/sampling.h"
+#include "runtime/generator.h"
 
 #include <algorithm>
 #include <cmath>
@@ -135,6 +136,53 @@ TEST(Sampling, AVocabularyPastTheCandidatesFollowsTheDefinition) {
       }
     }
   }
+}
+
+// The changes to the logits as OpenAI and vLLM define them, on a row worked by hand.
+TEST(AdjustedLogits, PenaltiesBiasMinPAndTheEndTokensAsDefined) {
+  const std::vector<float> row = {2.0f, -1.0f, 0.5f, 3.0f, -2.0f, 1.0f};
+  const std::vector<int64_t> eos = {5};
+  GenerationRequest req;
+  req.prompt = {0, 1};
+  const std::vector<int32_t> generated = {2, 2, 4};
+  // Nothing asked: the row as it is.
+  EXPECT_EQ(adjusted_logits(req, generated, row, false, eos), row);
+  // Repetition 2 over the prompt's and the generated tokens: positive halved, negative doubled.
+  req.repetition_penalty = 2;
+  EXPECT_EQ(adjusted_logits(req, generated, row, false, eos),
+            (std::vector<float>{1.0f, -2.0f, 0.25f, 3.0f, -4.0f, 1.0f}));
+  req.repetition_penalty = 1;
+  // Presence 0.5 once per generated token, frequency 0.25 per occurrence (token 2 twice).
+  req.presence_penalty = 0.5f;
+  req.frequency_penalty = 0.25f;
+  EXPECT_EQ(adjusted_logits(req, generated, row, false, eos),
+            (std::vector<float>{2.0f, -1.0f, -0.5f, 3.0f, -2.75f, 1.0f}));
+  req.presence_penalty = req.frequency_penalty = 0;
+  // A bias per token; too early to end: the EOS and the stop tokens out.
+  req.logit_bias = {{1, 10.0f}, {3, -100.0f}};
+  req.stop_token_ids = {0};
+  const auto early = adjusted_logits(req, generated, row, true, eos);
+  EXPECT_EQ(early[1], 9.0f);
+  EXPECT_EQ(early[3], -97.0f);
+  EXPECT_EQ(early[0], -INFINITY);
+  EXPECT_EQ(early[5], -INFINITY);
+  req.ignore_eos = true;
+  EXPECT_EQ(adjusted_logits(req, generated, row, true, eos)[5], 1.0f);
+  req.logit_bias.clear();
+  req.stop_token_ids.clear();
+  // min_p 0.2 at temperature 1: p_t / p_max = exp(x_t - 3) >= 0.2 keeps x_t >= 3 + log(0.2) = 1.39.
+  req.sampling.temperature = 1;
+  req.min_p = 0.2f;
+  const auto kept = adjusted_logits(req, generated, row, false, eos);
+  EXPECT_EQ(kept[0], 2.0f);
+  EXPECT_EQ(kept[3], 3.0f);
+  for (size_t t : {1, 2, 4, 5}) EXPECT_EQ(kept[t], -INFINITY) << t;
+  // At temperature 2 the floor is 3 + 2 log(0.2) = -0.22: token 2 (0.5) and 5 (1.0) come back.
+  req.sampling.temperature = 2;
+  const auto warmer = adjusted_logits(req, generated, row, false, eos);
+  EXPECT_EQ(warmer[2], 0.5f);
+  EXPECT_EQ(warmer[5], 1.0f);
+  EXPECT_EQ(warmer[1], -INFINITY);
 }
 
 TEST(Sampling, ValidateNamesTheField) {
