@@ -81,7 +81,7 @@ TEST_F(RequestCli, UnknownFieldsAreErrorLinesOrWithTheFlagWarningsAndNormalAnswe
       {R"({"custom_id": "typo", "prompt": "Once upon a time", "temprature": 0.9})",
        R"({"custom_id": "alien", "prompt": "Once upon a time", "flux_capacitor": 1.21})",
        R"({"custom_id": "typo2", "prompt": "The quick brown fox", "temprature": 0.9})",
-       R"({"custom_id": "penalty", "prompt": "Once upon a time", "frequency_penalty": 0.5})",
+       R"({"custom_id": "penalty", "prompt": "Once upon a time", "length_penalty": 0.5})",
        R"({"custom_id": "plain", "prompt": "Once upon a time"})"});
   // Without the flag: an error line per request, each naming its field.
   testing::CliOutcome o = testing::run_strata_env(args({"--quiet"}), log_);
@@ -104,7 +104,7 @@ TEST_F(RequestCli, UnknownFieldsAreErrorLinesOrWithTheFlagWarningsAndNormalAnswe
   EXPECT_EQ(r["alien"]["error"]["message"].get<std::string>().find("did you mean"),
             std::string::npos);
   EXPECT_EQ(r["penalty"]["error"]["code"], "unsupported");
-  EXPECT_NE(r["penalty"]["error"]["message"].get<std::string>().find("'frequency_penalty'"),
+  EXPECT_NE(r["penalty"]["error"]["message"].get<std::string>().find("'length_penalty'"),
             std::string::npos);
   ASSERT_TRUE(r["plain"]["response"].is_object()) << r["plain"];
 
@@ -122,7 +122,7 @@ TEST_F(RequestCli, UnknownFieldsAreErrorLinesOrWithTheFlagWarningsAndNormalAnswe
   EXPECT_EQ(count(o.output, "'temprature' (did you mean 'temperature'?): ignored"), 1u) << o.output;
   EXPECT_EQ(count(o.output, "unknown field 'flux_capacitor': ignored"), 1u) << o.output;
   EXPECT_EQ(
-      count(o.output, "'frequency_penalty' is not supported (leave it out or set 0): ignored"), 1u)
+      count(o.output, "'length_penalty' is not supported (leave it out or set 1): ignored"), 1u)
       << o.output;
 }
 
