@@ -145,7 +145,7 @@ Result<std::optional<CachedProfile>> load_cached_profile_entry(const MachineKey&
                            ", not this one's " + key_text(key) + ")");
   CachedProfile c;
   c.profile = std::move(parsed).value();
-  c.quick = j.value("quick", false);
+  c.quick = j.contains("quick") && j["quick"].is_boolean() && j["quick"].get<bool>();
   c.file = file;
   return std::optional<CachedProfile>(std::move(c));
 }

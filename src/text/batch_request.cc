@@ -182,7 +182,10 @@ std::optional<Fail> read_body(const json& body, BatchRequest& r, const std::stri
         msg.content = content.get<std::string>();
       } else if (content.is_array()) {  // [{"type": "text", "text": "..."}]
         for (const auto& part : content) {
-          if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+          const bool text_part = part.is_object() && part.contains("type") && part["type"].is_string() &&
+                                 part["type"].get_ref<const std::string&>() == "text" && part.contains("text") &&
+                                 part["text"].is_string();
+          if (!text_part)
             return Fail{"unsupported", at + ": " + mi + ".content: only text parts are supported"};
           msg.content += part["text"].get<std::string>();
         }
