@@ -95,6 +95,10 @@ class Backend {
   virtual void embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& y) = 0;
   // y[i, C] = x[rows[i], C]; rows are host values.
   virtual void gather_rows(const Tensor& x, std::span<const int32_t> rows, Tensor& y) = 0;
+  // y[rows[i], C] += weights[i] * x[i, C] for each i: adds a mixture-of-experts expert's outputs
+  // into the rows of the tokens routed to it. rows are host values, distinct, each in [0, y.dim(0)).
+  virtual void scatter_add_rows(const Tensor& x, std::span<const int32_t> rows,
+                                std::span<const float> weights, Tensor& y) = 0;
   // Rotates x[T, heads, head_dim] in place at the host positions[T] (rotate-half convention).
   virtual void rope(Tensor& x, std::span<const int32_t> positions, const RopeTable& table) = 0;
   // Causal attention over a ragged batch with grouped-query heads. q [T, Hq, D]; k, v [T, Hkv, D]

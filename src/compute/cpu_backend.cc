@@ -287,4 +287,21 @@ void CpuBackend::gather_rows(const Tensor& x, std::span<const int32_t> rows, Ten
   });
 }
 
+void CpuBackend::scatter_add_rows(const Tensor& x, std::span<const int32_t> rows,
+                                  std::span<const float> weights, Tensor& y) {
+  check_f32(x, "scatter_add_rows", "x");
+  check_f32(y, "scatter_add_rows", "y");
+  check_scatter_add_rows(x, rows, weights, y);
+  const int64_t c = y.dim(1);
+  const float* xs = x.data<float>();
+  float* ys = y.data<float>();
+  parallel_for(static_cast<int64_t>(rows.size()), c, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      float* out = ys + rows[i] * c;
+      const float* in = xs + i * c;
+      for (int64_t j = 0; j < c; ++j) out[j] += weights[i] * in[j];
+    }
+  });
+}
+
 }  // namespace strata::compute

@@ -35,6 +35,8 @@ class CpuBackend final : public Backend {
   void silu_mul(const Tensor& gate, const Tensor& up, Tensor& y) override;
   void embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& y) override;
   void gather_rows(const Tensor& x, std::span<const int32_t> rows, Tensor& y) override;
+  void scatter_add_rows(const Tensor& x, std::span<const int32_t> rows,
+                        std::span<const float> weights, Tensor& y) override;
   // Defined in rope.cc.
   void rope(Tensor& x, std::span<const int32_t> positions, const RopeTable& table) override;
   // Defined in cpu_attention.cc.

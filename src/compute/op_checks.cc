@@ -1,6 +1,7 @@
 #include "compute/op_checks.h"
 
 #include <string>
+#include <vector>
 
 #include "common/check.h"
 
@@ -56,6 +57,23 @@ void check_gather_rows(const Tensor& x, std::span<const int32_t> rows, const Ten
   for (int64_t i = 0; i < n; ++i) {
     STRATA_CHECK(rows[i] >= 0 && rows[i] < nx, "gather_rows: row " + std::to_string(rows[i]) +
                                                    " outside [0, " + std::to_string(nx) + ")");
+  }
+}
+
+void check_scatter_add_rows(const Tensor& x, std::span<const int32_t> rows,
+                            std::span<const float> weights, const Tensor& y) {
+  const int64_t n = static_cast<int64_t>(rows.size());
+  STRATA_CHECK(x.rank() == 2 && y.rank() == 2 && x.dim(0) == n && x.dim(1) == y.dim(1) &&
+                   static_cast<int64_t>(weights.size()) == n,
+               "scatter_add_rows: x " + shape_string(x.shape()) + " with " + std::to_string(n) +
+                   " rows and " + std::to_string(weights.size()) + " weights into y " +
+                   shape_string(y.shape()));
+  std::vector<bool> seen(static_cast<size_t>(y.dim(0)));
+  for (int64_t i = 0; i < n; ++i) {
+    STRATA_CHECK(rows[i] >= 0 && rows[i] < y.dim(0) && !seen[rows[i]],
+                 "scatter_add_rows: row " + std::to_string(rows[i]) + " outside [0, " +
+                     std::to_string(y.dim(0)) + ") or repeated");
+    seen[rows[i]] = true;
   }
 }
 

@@ -22,6 +22,8 @@ void check_seq_span(size_t index, const SeqSpan& span, int64_t slots, int64_t ma
 
 // x [R, ...] rows of C elements, y holding rows.size() rows of C, every row in [0, R).
 void check_gather_rows(const Tensor& x, std::span<const int32_t> rows, const Tensor& y);
+void check_scatter_add_rows(const Tensor& x, std::span<const int32_t> rows,
+                            std::span<const float> weights, const Tensor& y);
 
 // table [vocab, C], y holding ids.size() rows of C, every id in [0, vocab).
 void check_embedding(const Tensor& table, std::span<const int32_t> ids, const Tensor& y);

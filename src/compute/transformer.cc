@@ -214,6 +214,11 @@ Transformer::AttentionInputs Transformer::attention_inputs(int64_t i, const Weig
   backend_.linear(h, *w("k.weight"), w("k.bias"), k);  // k [T, Hkv*D]
   backend_.linear(h, *w("v.weight"), w("v.bias"), v);  // v [T, Hkv*D]
   AttentionInputs in{q.reshape({T, Hq, D}), k.reshape({T, Hkv, D}), v.reshape({T, Hkv, D})};
+  if (config_.qk_norm) {  // each head's queries and keys, before RoPE
+    Tensor qh = q.reshape({T * Hq, D}), kh = k.reshape({T * Hkv, D});
+    backend_.rms_norm(qh, *w("q_norm.weight"), eps, qh);
+    backend_.rms_norm(kh, *w("k_norm.weight"), eps, kh);
+  }
   if (config_.family == Family::kLlama) {
     backend_.rope(in.q, batch.positions, rope_);
     backend_.rope(in.k, batch.positions, rope_);
@@ -244,6 +249,7 @@ void Transformer::finish_layer(int64_t i, const WeightFn& find, Tensor& x, const
 }
 
 Tensor Transformer::mlp_block(int64_t i, const WeightFn& find, const Tensor& h) {
+  if (config_.is_sparse_layer(i)) return expert_block(i, find, h);
   auto w = [&](const char* suffix) { return find(model::layer_weight_name(i, suffix)); };
   const int64_t T = h.dim(0), F = config_.intermediate_size;
   Tensor out = alloc(T, config_.hidden_size);
@@ -260,6 +266,42 @@ Tensor Transformer::mlp_block(int64_t i, const WeightFn& find, const Tensor& h) 
     backend_.linear(gate, *w("down.weight"), w("down.bias"), out);
   }
   return out;
+}
+
+ExpertRouting Transformer::route(int64_t i, const WeightFn& find, const Tensor& h) {
+  const Tensor* router = find(model::layer_weight_name(i, "router.weight"));
+  STRATA_CHECK(router != nullptr, "layer " + std::to_string(i) + ": no router weight");
+  Tensor logits = alloc(h.dim(0), config_.num_experts);
+  backend_.linear(h, *router, nullptr, logits);
+  return route_tokens(backend_.to_host_f32(logits), config_.experts_per_token, config_.norm_topk_prob);
+}
+
+void Transformer::run_expert(int64_t i, int64_t e, const WeightFn& find, const Tensor& h,
+                             const ExpertRouting& routing, Tensor& out) {
+  const int64_t n = routing.tokens_of(e), F = config_.expert_intermediate_size;
+  if (n == 0) return;
+  const std::string prefix = "experts." + std::to_string(e) + ".";
+  auto w = [&](const char* m) {
+    const Tensor* t = find(model::layer_weight_name(i, prefix + m));
+    STRATA_CHECK(t != nullptr, "layer " + std::to_string(i) + ": no " + prefix + m);
+    return t;
+  };
+  Tensor x = alloc(n, config_.hidden_size);
+  backend_.gather_rows(h, routing.rows_of(e), x);
+  Tensor gate = alloc(n, F), up = alloc(n, F);
+  backend_.linear(x, *w("gate.weight"), nullptr, gate);
+  backend_.linear(x, *w("up.weight"), nullptr, up);
+  backend_.silu_mul(gate, up, gate);
+  backend_.linear(gate, *w("down.weight"), nullptr, x);
+  backend_.scatter_add_rows(x, routing.rows_of(e), routing.weights_of(e), out);
+}
+
+Tensor Transformer::expert_block(int64_t i, const WeightFn& find, const Tensor& h) {
+  const ExpertRouting routing = route(i, find, h);
+  auto out = backend_.allocate(backend_.activation_dtype(), {h.dim(0), config_.hidden_size});
+  STRATA_CHECK(out.is_ok(), out.status().to_string());
+  for (int64_t e = 0; e < config_.num_experts; ++e) run_expert(i, e, find, h, routing, *out);
+  return std::move(out).value();
 }
 
 }  // namespace strata::compute

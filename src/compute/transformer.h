@@ -1,4 +1,4 @@
-// Transformer: the forward pass of an OPT or Llama-family decoder over a ragged batch (several
+// Transformer: the forward pass of an OPT or Llama-family decoder (mixture-of-experts included) over a ragged batch (several
 // sequences, each with its own number of new tokens and its own past in the KV cache), built
 // from Backend ops. It owns the backend-resident weights; the caller owns the KV cache.
 // Not thread safe: one forward at a time.
@@ -13,6 +13,7 @@
 #include "common/status.h"
 #include "common/tensor.h"
 #include "compute/backend.h"
+#include "compute/expert_routing.h"
 #include "model/config.h"
 #include "model/weight_source.h"
 
@@ -82,6 +83,11 @@ class Transformer {
   AttentionParams attention_params(int64_t i) const;
   // The rest of layer i once ctx [T, Hq * D] holds the attention output: x updated in place.
   void finish_layer(int64_t i, const WeightFn& find, Tensor& x, const Tensor& ctx);
+  // A mixture-of-experts layer's routing of h [T, hidden] (the MLP input), read back to the host.
+  ExpertRouting route(int64_t i, const WeightFn& find, const Tensor& h);
+  // Adds expert e of layer i over its routed rows of h into out [T, hidden].
+  void run_expert(int64_t i, int64_t e, const WeightFn& find, const Tensor& h,
+                  const ExpertRouting& routing, Tensor& out);
   // Logits [rows.size(), vocab] in backend memory (activation dtype) of x's rows.
   Tensor head(const WeightFn& find, const Tensor& x, std::span<const int32_t> rows);
   // A [rows, cols] activation in backend memory (uninitialised).
@@ -91,6 +97,8 @@ class Transformer {
   // x [T, hidden] -> x after layer `i` (in place).
   void layer(int64_t i, Tensor& x, const TokenBatch& batch, LayerKvCache& cache);
   Tensor mlp_block(int64_t i, const WeightFn& find, const Tensor& h);
+  // A sparse layer's MLP: route, then each expert over its tokens.
+  Tensor expert_block(int64_t i, const WeightFn& find, const Tensor& h);
   WeightFn own_weights() const;
 
   model::ModelConfig config_;

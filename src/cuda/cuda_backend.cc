@@ -608,6 +608,20 @@ void CudaBackend::gather_rows(const Tensor& x, std::span<const int32_t> rows, Te
   launch_gather_rows(act_, x.raw(), stage(rows), n, c, y.raw(), stream());
 }
 
+void CudaBackend::scatter_add_rows(const Tensor& x, std::span<const int32_t> rows,
+                                   std::span<const float> weights, Tensor& y) {
+  flush_pending();
+  check_act(x, "scatter_add_rows", "x");
+  check_act(y, "scatter_add_rows", "y");
+  compute::check_scatter_add_rows(x, rows, weights, y);
+  const int64_t n = static_cast<int64_t>(rows.size());
+  if (n == 0) return;
+  reserve_staging(rows.size_bytes() + weights.size_bytes() + 2 * kStageAlign);
+  const int32_t* index = stage(rows);
+  const float* weight = stage(weights);
+  launch_scatter_add_rows(act_, x.raw(), index, weight, n, y.dim(1), y.raw(), stream());
+}
+
 void CudaBackend::rope(Tensor& x, std::span<const int32_t> positions,
                        const compute::RopeTable& table) {
   if (pending_.kind != Pending::Kind::kRope) flush_pending();

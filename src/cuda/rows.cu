@@ -13,7 +13,28 @@ __global__ void gather_kernel(const V* x, const int32_t* index, int64_t cols, V*
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) dst[i] = src[i];
 }
 
+// One block per routed row: y's row += weight * x's row, in fp32.
+template <typename T>
+__global__ void scatter_add_kernel(const T* x, const int32_t* index, const float* weight,
+                                   int64_t cols, T* y) {
+  const T* src = x + int64_t{blockIdx.x} * cols;
+  T* dst = y + int64_t{index[blockIdx.x]} * cols;
+  const float w = weight[blockIdx.x];
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x)
+    dst[i] = from_float<T>(to_float(dst[i]) + w * to_float(src[i]));
+}
+
 }  // namespace
+
+void launch_scatter_add_rows(DType dt, const void* x, const int32_t* index, const float* weight,
+                             int64_t n, int64_t cols, void* y, cudaStream_t stream) {
+  if (n == 0 || cols == 0) return;
+  STRATA_CHECK(n <= 0x7fffffff, "scatter_add_rows: too many rows");
+  const unsigned blocks = static_cast<unsigned>(n);
+  STRATA_DISPATCH_ACT(dt, scatter_add_kernel<T><<<blocks, 128, 0, stream>>>(
+                              static_cast<const T*>(x), index, weight, cols, static_cast<T*>(y)));
+  STRATA_CUDA_CHECK_LAUNCH();
+}
 
 void launch_gather_rows(DType dt, const void* x, const int32_t* index, int64_t n, int64_t cols,
                         void* y, cudaStream_t stream) {

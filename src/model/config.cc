@@ -285,6 +285,39 @@ Status parse_opt(const Fields& fs, ModelConfig& c) {
   return Status::ok();
 }
 
+// The experts of mixtral (num_local_experts, intermediate_size per expert, always renormalised)
+// and qwen3_moe (num_experts, moe_intermediate_size, norm_topk_prob, and which layers are sparse).
+Status parse_experts(const Fields& fs, const json& j, ModelConfig& c) {
+  const bool mixtral = c.model_type == "mixtral";
+  const char* count = mixtral ? "num_local_experts" : "num_experts";
+  STRATA_ASSIGN_OR_RETURN(c.num_experts, fs.positive_int_or(count, mixtral ? 8 : 128));
+  STRATA_ASSIGN_OR_RETURN(c.experts_per_token, fs.positive_int_or("num_experts_per_tok", mixtral ? 2 : 8));
+  if (c.experts_per_token > c.num_experts) {
+    return invalid_argument(fs.source() + ": field 'num_experts_per_tok' (" + std::to_string(c.experts_per_token) +
+                            ") must be at most '" + count + "' (" + std::to_string(c.num_experts) + ")");
+  }
+  if (mixtral) {
+    c.expert_intermediate_size = c.intermediate_size;
+    c.norm_topk_prob = true;
+    return Status::ok();
+  }
+  STRATA_ASSIGN_OR_RETURN(c.expert_intermediate_size, fs.positive_int_or("moe_intermediate_size", 768));
+  STRATA_ASSIGN_OR_RETURN(c.norm_topk_prob, fs.boolean_or("norm_topk_prob", false));
+  STRATA_ASSIGN_OR_RETURN(c.sparse_step, fs.positive_int_or("decoder_sparse_step", 1));
+  if (fs.given("mlp_only_layers")) {
+    const json& v = j.at("mlp_only_layers");
+    if (!v.is_array()) return fs.bad("mlp_only_layers", "a list of layer indices");
+    for (const json& e : v) {
+      const std::optional<int64_t> i = json_to_int64(e);
+      if (!e.is_number_integer() || !i || *i < 0 || *i >= c.num_layers)
+        return fs.bad("mlp_only_layers", "a list of layer indices below num_hidden_layers (" +
+                                             std::to_string(c.num_layers) + ")");
+      c.dense_layers.push_back(*i);
+    }
+  }
+  return Status::ok();
+}
+
 Status parse_llama_family(const Fields& fs, const json& j, ModelConfig& c) {
   c.family = Family::kLlama;
   STRATA_ASSIGN_OR_RETURN(c.vocab_size, fs.positive_int("vocab_size"));
@@ -293,6 +326,7 @@ Status parse_llama_family(const Fields& fs, const json& j, ModelConfig& c) {
   STRATA_ASSIGN_OR_RETURN(c.num_layers, fs.layer_count("num_hidden_layers"));
   STRATA_ASSIGN_OR_RETURN(c.num_heads, fs.positive_int("num_attention_heads"));
   STRATA_ASSIGN_OR_RETURN(c.max_position_embeddings, fs.positive_int("max_position_embeddings"));
+  if (c.model_type == "mixtral" || c.model_type == "qwen3_moe") STRATA_RETURN_IF_ERROR(parse_experts(fs, j, c));
   STRATA_ASSIGN_OR_RETURN(c.num_kv_heads, fs.positive_int_or("num_key_value_heads", c.num_heads));
   STRATA_ASSIGN_OR_RETURN(std::optional<int64_t> head_dim, fs.optional_positive_int("head_dim"));
   if (head_dim) {
@@ -333,8 +367,19 @@ Status parse_llama_family(const Fields& fs, const json& j, ModelConfig& c) {
     }
     default_bos = 1;
     default_eos = 2;
-  } else {  // qwen2: q/k/v always carry a bias, o never does.
-    c.attention_qkv_bias = true;
+  } else if (c.model_type == "mixtral") {
+    // MixtralConfig's window is off unless given.
+    STRATA_ASSIGN_OR_RETURN(c.sliding_window, fs.optional_positive_int("sliding_window"));
+    default_bos = 1;
+    default_eos = 2;
+  } else {
+    if (c.model_type == "qwen2") {  // q/k/v always carry a bias, o never does
+      c.attention_qkv_bias = true;
+    } else {  // qwen3, qwen3_moe: one switch for all four projections, and q/k norms
+      STRATA_ASSIGN_OR_RETURN(bool bias, fs.boolean_or("attention_bias", false));
+      c.attention_qkv_bias = c.attention_out_bias = bias;
+      c.qk_norm = true;
+    }
     STRATA_ASSIGN_OR_RETURN(bool use_window, fs.boolean_or("use_sliding_window", false));
     if (use_window) {
       if (!j.contains("sliding_window")) {
@@ -371,6 +416,18 @@ bool ModelConfig::is_eos(int64_t token) const {
   return std::find(eos_token_ids.begin(), eos_token_ids.end(), token) != eos_token_ids.end();
 }
 
+bool ModelConfig::is_sparse_layer(int64_t layer) const {
+  if (num_experts == 0) return false;
+  if (std::find(dense_layers.begin(), dense_layers.end(), layer) != dense_layers.end()) return false;
+  return (layer + 1) % sparse_step == 0;
+}
+
+bool ModelConfig::uniform_layers() const {
+  for (int64_t i = 1; i < num_layers; ++i)
+    if (is_sparse_layer(i) != is_sparse_layer(0)) return false;
+  return true;
+}
+
 std::optional<int64_t> ModelConfig::window_of_layer(int64_t layer) const {
   if (!sliding_window || layer < first_sliding_layer) return std::nullopt;
   return sliding_window;
@@ -383,13 +440,14 @@ Result<ModelConfig> parse_config(const nlohmann::json& j, const std::string& sou
   try {
     Fields fs(j, source);
     ModelConfig c;
-    static const char* kSupported = "opt, llama, mistral, qwen2";
+    static const char* kSupported = "opt, llama, mistral, qwen2, qwen3, mixtral, qwen3_moe";
     STRATA_ASSIGN_OR_RETURN(std::optional<std::string> type, fs.optional_string("model_type"));
     if (!type) return fs.missing("model_type", std::string("one of ") + kSupported);
     c.model_type = *type;
     if (c.model_type == "opt") {
       STRATA_RETURN_IF_ERROR(parse_opt(fs, c));
-    } else if (c.model_type == "llama" || c.model_type == "mistral" || c.model_type == "qwen2") {
+    } else if (c.model_type == "llama" || c.model_type == "mistral" || c.model_type == "qwen2" ||
+               c.model_type == "qwen3" || c.model_type == "mixtral" || c.model_type == "qwen3_moe") {
       STRATA_RETURN_IF_ERROR(parse_llama_family(fs, j, c));
     } else {
       return unsupported(source + ": model_type \"" + c.model_type +

@@ -1,5 +1,6 @@
 // ModelConfig: the architecture facts strata needs, parsed from a Hugging Face config.json (or a
-// named shape in models/shapes/). Supports OPT and the Llama family (llama, mistral, qwen2).
+// named shape in models/shapes/). Supports OPT and the Llama family (llama, mistral, qwen2, qwen3),
+// with mixture-of-experts layers (mixtral, qwen3_moe).
 // Parsing is pure; errors name the file and the field.
 #pragma once
 
@@ -30,12 +31,12 @@ struct RopeConfig {
 };
 
 struct ModelConfig {
-  std::string model_type;    // "opt", "llama", "mistral", "qwen2"
+  std::string model_type;    // "opt", "llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen3_moe"
   Family family = Family::kLlama;
 
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
-  int64_t intermediate_size = 0;   // OPT: ffn_dim
+  int64_t intermediate_size = 0;   // a dense MLP's width (OPT: ffn_dim)
   int64_t num_layers = 0;
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;        // == num_heads without GQA
@@ -58,6 +59,22 @@ struct ModelConfig {
   // max_window_layers; 0 for mistral, whose every layer slides).
   int64_t first_sliding_layer = 0;
   RopeConfig rope;
+  // qwen3, qwen3_moe: an RMSNorm (weights [head_dim]) over each head's queries and keys, before RoPE.
+  bool qk_norm = false;
+
+  // Mixture of experts (mixtral, qwen3_moe); num_experts is 0 for a dense model. A sparse layer's
+  // MLP is a router ([num_experts, hidden] linear) choosing experts_per_token experts per token by
+  // softmax probability, and the experts' SwiGLU MLPs of width expert_intermediate_size, whose
+  // outputs are summed weighted by those probabilities (renormalised over the chosen ones when
+  // norm_topk_prob).
+  int64_t num_experts = 0;
+  int64_t experts_per_token = 0;
+  int64_t expert_intermediate_size = 0;
+  bool norm_topk_prob = true;
+  // Which layers are sparse (qwen3_moe): layer i is when i is not in dense_layers and
+  // (i + 1) % sparse_step == 0; the others have a dense MLP of intermediate_size.
+  int64_t sparse_step = 1;
+  std::vector<int64_t> dense_layers;
 
   double norm_eps = 1e-5;              // rms_norm_eps (Llama) / 1e-5 (OPT LayerNorm)
   bool tie_word_embeddings = false;
@@ -71,6 +88,12 @@ struct ModelConfig {
   int64_t q_dim() const { return num_heads * head_dim; }
   int64_t kv_dim() const { return num_kv_heads * head_dim; }
   bool is_eos(int64_t token) const;
+  bool is_moe() const { return num_experts > 0; }
+  // Whether `layer`'s MLP is a mixture of experts.
+  bool is_sparse_layer(int64_t layer) const;
+  // Whether every layer has the same weights (false when a mixture-of-experts model mixes dense
+  // and sparse layers).
+  bool uniform_layers() const;
   // The attention window of `layer` in tokens, or nullopt for full attention.
   std::optional<int64_t> window_of_layer(int64_t layer) const;
 };

@@ -220,21 +220,27 @@ const SafetensorsEntry* SafetensorsFile::find(std::string_view name) const {
 }
 
 Result<Tensor> SafetensorsFile::read(const SafetensorsEntry& e) const {
+  return read_part(e, 0, e.shape);
+}
+
+Result<Tensor> SafetensorsFile::read_part(const SafetensorsEntry& e, uint64_t element_offset,
+                                          Shape shape) const {
   const std::string where = path_.string() + ": tensor '" + e.name + "'";
   if (!e.dtype) {
     return unsupported(where + " has dtype " + e.dtype_name +
                        ", which strata cannot load (supported: F32, F16, BF16, I32)");
   }
-  Tensor t = Tensor::host(*e.dtype, e.shape);
-  STRATA_CHECK(t.bytes() == e.bytes(), where);
-  int64_t got = pread_full(fd_, t.raw(), e.bytes(), data_offset_ + e.begin);
+  Tensor t = Tensor::host(*e.dtype, std::move(shape));
+  const uint64_t offset = element_offset * dtype_size(*e.dtype);
+  STRATA_CHECK(offset <= e.bytes() && t.bytes() <= e.bytes() - offset, where);
+  int64_t got = pread_full(fd_, t.raw(), t.bytes(), data_offset_ + e.begin + offset);
   if (got < 0) {
     int err = errno;
     return io_error(where + ": read failed: " + std::strerror(err), err);
   }
-  if (static_cast<uint64_t>(got) != e.bytes()) {
+  if (static_cast<uint64_t>(got) != t.bytes()) {
     return corrupt(where + ": the file ended after " + std::to_string(got) + " of " +
-                   std::to_string(e.bytes()) + " bytes (was it truncated after opening?)");
+                   std::to_string(t.bytes()) + " bytes (was it truncated after opening?)");
   }
   return t;
 }

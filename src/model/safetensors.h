@@ -58,6 +58,9 @@ class SafetensorsFile {
   // Reads one tensor into a new host tensor of its stored dtype and shape.
   Result<Tensor> read(const SafetensorsEntry& entry) const;
   Result<Tensor> read(std::string_view name) const;
+  // Reads `shape`'s elements of `entry` starting `element_offset` elements into it (a slice of a
+  // fused tensor), in the stored dtype. The range must lie inside the entry.
+  Result<Tensor> read_part(const SafetensorsEntry& entry, uint64_t element_offset, Shape shape) const;
 
  private:
   SafetensorsFile() = default;

@@ -40,7 +40,11 @@ class SafetensorsSource final : public WeightSource {
 
   Result<Tensor> load(const WeightSpec& spec) override {
     STRATA_ASSIGN_OR_RETURN(Located loc, locate(spec));
-    return loc.file->read(*loc.entry);
+    if (!loc.slice) return loc.file->read(*loc.entry);
+    const StoredSlice& s = *loc.slice;
+    const uint64_t cols = static_cast<uint64_t>(s.stored_shape[2]);
+    const uint64_t row = static_cast<uint64_t>(s.index * s.stored_shape[1] + s.row_begin);
+    return loc.file->read_part(*loc.entry, row * cols, spec.shape);
   }
 
   std::vector<std::string> tensor_names() const override {
@@ -62,30 +66,45 @@ class SafetensorsSource final : public WeightSource {
   struct Located {
     SafetensorsFile* file = nullptr;
     const SafetensorsEntry* entry = nullptr;
+    const StoredSlice* slice = nullptr;  // set when the weight is part of a fused tensor
   };
 
-  // Finds the first of spec.hf_names present and checks its dtype and shape.
+  // Checks a stored tensor's dtype and its shape against `want`.
+  static Status check_entry(const Located& loc, const std::string& hf, const WeightSpec& spec,
+                            const Shape& want) {
+    const std::string where = loc.file->path().string() + ": tensor '" + hf + "' (" + spec.name + ")";
+    const SafetensorsEntry& e = *loc.entry;
+    if (!e.dtype || (*e.dtype != DType::kF32 && *e.dtype != DType::kF16 && *e.dtype != DType::kBF16)) {
+      return unsupported(where + " has dtype " + e.dtype_name + "; weights must be F32, F16 or BF16");
+    }
+    if (e.shape != want) {
+      return corrupt(where + " has shape " + shape_string(e.shape) + " but config.json implies " +
+                     shape_string(want));
+    }
+    return Status::ok();
+  }
+
+  // Finds the first of spec.hf_names present, else the first of spec.slices, and checks its dtype
+  // and shape.
   Result<Located> locate(const WeightSpec& spec) const {
     for (const std::string& hf : spec.hf_names) {
       auto it = tensors_.find(hf);
       if (it == tensors_.end()) continue;
-      const Located& loc = it->second;
-      const std::string where =
-          loc.file->path().string() + ": tensor '" + hf + "' (" + spec.name + ")";
-      const SafetensorsEntry& e = *loc.entry;
-      if (!e.dtype ||
-          (*e.dtype != DType::kF32 && *e.dtype != DType::kF16 && *e.dtype != DType::kBF16)) {
-        return unsupported(where + " has dtype " + e.dtype_name +
-                           "; weights must be F32, F16 or BF16");
-      }
-      if (e.shape != spec.shape) {
-        return corrupt(where + " has shape " + shape_string(e.shape) + " but config.json implies " +
-                       shape_string(spec.shape));
-      }
+      STRATA_RETURN_IF_ERROR(check_entry(it->second, hf, spec, spec.shape));
+      return it->second;
+    }
+    for (const StoredSlice& s : spec.slices) {
+      auto it = tensors_.find(s.hf_name);
+      if (it == tensors_.end()) continue;
+      STRATA_RETURN_IF_ERROR(check_entry(it->second, s.hf_name, spec, s.stored_shape));
+      Located loc = it->second;
+      loc.slice = &s;
       return loc;
     }
+    std::vector<std::string> names = spec.hf_names;
+    for (const StoredSlice& s : spec.slices) names.push_back(s.hf_name);
     return not_found(dir_.string() + ": weight '" + spec.name + "' not found (looked for " +
-                     join(spec.hf_names) + ")");
+                     join(names) + ")");
   }
 
   std::filesystem::path dir_;

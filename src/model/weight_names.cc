@@ -13,7 +13,7 @@ std::vector<std::string> opt_names(const std::string& rest) {
 }
 
 void add(std::vector<WeightSpec>& out, std::string name, std::vector<std::string> hf, Shape shape) {
-  out.push_back(WeightSpec{std::move(name), std::move(hf), std::move(shape)});
+  out.push_back(WeightSpec{std::move(name), std::move(hf), std::move(shape), {}});
 }
 
 void opt_layer(const ModelConfig& c, int64_t i, std::vector<WeightSpec>& out) {
@@ -44,6 +44,32 @@ void opt_layer(const ModelConfig& c, int64_t i, std::vector<WeightSpec>& out) {
   linear("fc2", "fc2", h, f);
 }
 
+// A mixture-of-experts MLP: the router and each expert's gate, up and down matrices. Published
+// checkpoints store one tensor per expert and matrix (mixtral: block_sparse_moe.experts.{e}.w1/w3/w2,
+// qwen3_moe: mlp.experts.{e}.gate_proj/up_proj/down_proj); transformers 5 may write them fused
+// per layer (mlp.experts.gate_up_proj with gate rows first, mlp.experts.down_proj).
+void expert_layer(const ModelConfig& c, int64_t i, std::vector<WeightSpec>& out) {
+  const int64_t h = c.hidden_size, f = c.expert_intermediate_size, n = c.num_experts;
+  const std::string hf = "model.layers." + std::to_string(i) + ".";
+  const bool mixtral = c.model_type == "mixtral";
+  add(out, layer_weight_name(i, "router.weight"),
+      mixtral ? std::vector<std::string>{hf + "block_sparse_moe.gate.weight", hf + "mlp.gate.weight"}
+              : std::vector<std::string>{hf + "mlp.gate.weight"},
+      {n, h});
+  const std::string gate_up = hf + "mlp.experts.gate_up_proj", down = hf + "mlp.experts.down_proj";
+  for (int64_t e = 0; e < n; ++e) {
+    const std::string ex = "experts." + std::to_string(e) + ".";
+    auto name = [&](const char* m) { return layer_weight_name(i, ex + m + ".weight"); };
+    auto hub = [&](const char* mixtral_name, const char* qwen_name) {
+      return mixtral ? hf + "block_sparse_moe." + ex + mixtral_name + ".weight"
+                     : hf + "mlp." + ex + qwen_name + ".weight";
+    };
+    out.push_back({name("gate"), {hub("w1", "gate_proj")}, {f, h}, {{gate_up, {n, 2 * f, h}, e, 0}}});
+    out.push_back({name("up"), {hub("w3", "up_proj")}, {f, h}, {{gate_up, {n, 2 * f, h}, e, f}}});
+    out.push_back({name("down"), {hub("w2", "down_proj")}, {h, f}, {{down, {n, h, f}, e, 0}}});
+  }
+}
+
 void llama_layer(const ModelConfig& c, int64_t i, std::vector<WeightSpec>& out) {
   const int64_t h = c.hidden_size, f = c.intermediate_size;
   const std::string hf = "model.layers." + std::to_string(i) + ".";
@@ -61,7 +87,15 @@ void llama_layer(const ModelConfig& c, int64_t i, std::vector<WeightSpec>& out) 
   linear("k", "self_attn.k_proj", c.kv_dim(), h, c.attention_qkv_bias);
   linear("v", "self_attn.v_proj", c.kv_dim(), h, c.attention_qkv_bias);
   linear("o", "self_attn.o_proj", h, c.q_dim(), c.attention_out_bias);
+  if (c.qk_norm) {
+    add(out, layer_weight_name(i, "q_norm.weight"), {hf + "self_attn.q_norm.weight"}, {c.head_dim});
+    add(out, layer_weight_name(i, "k_norm.weight"), {hf + "self_attn.k_norm.weight"}, {c.head_dim});
+  }
   add(out, layer_weight_name(i, "mlp_norm.weight"), {hf + "post_attention_layernorm.weight"}, {h});
+  if (c.is_sparse_layer(i)) {
+    expert_layer(c, i, out);
+    return;
+  }
   linear("gate", "mlp.gate_proj", f, h, c.mlp_bias);
   linear("up", "mlp.up_proj", f, h, c.mlp_bias);
   linear("down", "mlp.down_proj", h, f, c.mlp_bias);

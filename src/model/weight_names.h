@@ -12,6 +12,9 @@
 //   layers.{i}.mlp_norm.weight / .bias    [hidden]         OPT final_layer_norm, Llama post_attention_layernorm
 //   layers.{i}.fc1.weight [ffn, hidden] .bias; layers.{i}.fc2.weight [hidden, ffn] .bias     OPT
 //   layers.{i}.gate.weight [ffn, hidden]; .up.weight [ffn, hidden]; .down.weight [hidden, ffn]   Llama
+//   layers.{i}.q_norm.weight / .k_norm.weight  [head_dim]  qwen3, qwen3_moe
+//   layers.{i}.router.weight [experts, hidden]            a mixture-of-experts layer, in place of
+//   layers.{i}.experts.{e}.gate.weight / .up.weight / .down.weight    gate/up/down (expert ffn)
 //   final_norm.weight / .bias  [hidden]
 //   embed.project_out       [embed_dim, hidden]            OPT when word_embed_proj_dim != hidden
 //   lm_head.weight          [vocab, embed_dim]             absent when tied to embed.tokens
@@ -26,10 +29,21 @@
 
 namespace strata::model {
 
+// A weight stored as a slice of a larger tensor: rows [row_begin, row_begin + shape[0]) of matrix
+// `index` of a [n, rows, cols] tensor, as transformers 5 fuses a layer's experts
+// (experts.gate_up_proj [experts, 2 * ffn, hidden], experts.down_proj [experts, hidden, ffn]).
+struct StoredSlice {
+  std::string hf_name;
+  Shape stored_shape;
+  int64_t index = 0;
+  int64_t row_begin = 0;
+};
+
 struct WeightSpec {
   std::string name;                      // canonical name
   std::vector<std::string> hf_names;     // Hugging Face names to look for, in order of preference
   Shape shape;
+  std::vector<StoredSlice> slices;       // looked for after hf_names
 };
 
 // Every weight the model needs, in forward order (embeddings, layers 0..n-1, final norm, head).

@@ -41,7 +41,7 @@ TEST(WeightNames, ParameterCountsMatchPublishedCounts) {
 }
 
 TEST(WeightNames, CountsEachTensorOnce) {
-  std::vector<WeightSpec> specs = {{"a", {"x"}, {2, 3}}, {"a", {"x"}, {2, 3}}, {"b", {"y"}, {4}}};
+  std::vector<WeightSpec> specs = {{"a", {"x"}, {2, 3}, {}}, {"a", {"x"}, {2, 3}, {}}, {"b", {"y"}, {4}, {}}};
   EXPECT_EQ(parameter_count(specs), 10);
 }
 

@@ -299,7 +299,7 @@ TEST(SyntheticSource, DeterministicAndVaried) {
 }
 
 TEST(SyntheticSource, OtherDtypesMatchF32) {
-  WeightSpec spec{"layers.0.fc1.weight", {"x"}, {64, 32}};
+  WeightSpec spec{"layers.0.fc1.weight", {"x"}, {64, 32}, {}};
   Tensor f32 = make_synthetic_source(1, DType::kF32)->load(spec).value();
   for (DType d : {DType::kF16, DType::kBF16}) {
     Tensor t = make_synthetic_source(1, d)->load(spec).value();
@@ -309,7 +309,7 @@ TEST(SyntheticSource, OtherDtypesMatchF32) {
       EXPECT_NEAR(back.data<float>()[i], f32.data<float>()[i], 0.01f);
     }
   }
-  EXPECT_FALSE(make_synthetic_source(1, DType::kF32)->load({"bad", {}, {0, 3}}).is_ok());
+  EXPECT_FALSE(make_synthetic_source(1, DType::kF32)->load({"bad", {}, {0, 3}, {}}).is_ok());
 }
 
 }  // namespace
