@@ -289,7 +289,10 @@ Status parse_opt(const Fields& fs, ModelConfig& c) {
 // and qwen3_moe (num_experts, moe_intermediate_size, norm_topk_prob, and which layers are sparse).
 Status parse_experts(const Fields& fs, const json& j, ModelConfig& c) {
   const bool mixtral = c.model_type == "mixtral";
+  // Published checkpoints write mixtral's num_local_experts and qwen3_moe's num_experts;
+  // transformers 5 writes num_local_experts for both.
   const char* count = mixtral ? "num_local_experts" : "num_experts";
+  if (!fs.given(count)) count = mixtral ? "num_experts" : "num_local_experts";
   STRATA_ASSIGN_OR_RETURN(c.num_experts, fs.positive_int_or(count, mixtral ? 8 : 128));
   STRATA_ASSIGN_OR_RETURN(c.experts_per_token, fs.positive_int_or("num_experts_per_tok", mixtral ? 2 : 8));
   if (c.experts_per_token > c.num_experts) {

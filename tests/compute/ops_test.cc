@@ -163,6 +163,25 @@ TEST_F(OpsTest, EmbeddingAndGatherRows) {
   for (size_t i = 0; i < many.size(); ++i) ASSERT_EQ(ov[i * 1000 + 999], bv[many[i] * 1000 + 999]);
 }
 
+TEST_F(OpsTest, ScatterAddRowsAddsWeightedRowsInPlace) {
+  // y rows 2 and 0 get 0.5 * x[0] and -2 * x[1]; row 1 is untouched.
+  Tensor y = tensor_from({3, 2}, {1, 1, 2, 2, 3, 3});
+  Tensor x = tensor_from({2, 2}, {4, 6, 1, -1});
+  const std::vector<int32_t> rows = {2, 0};
+  const std::vector<float> weights = {0.5f, -2.0f};
+  backend_->scatter_add_rows(x, rows, weights, y);
+  expect_close(values_of(y), {1 - 2, 1 + 2, 2, 2, 3 + 2, 3 + 3}, 0, 0, "hand");
+}
+
+TEST_F(OpsTest, ScatterAddRowsRefusesARepeatedRow) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  Tensor y = alloc({3, 2});
+  Tensor x = tensor_from({2, 2}, {1, 2, 3, 4});
+  const std::vector<int32_t> rows = {1, 1};
+  const std::vector<float> weights = {1, 1};
+  EXPECT_DEATH(backend_->scatter_add_rows(x, rows, weights, y), "repeated");
+}
+
 TEST_F(OpsTest, EmbeddingIdOutOfRangeAborts) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   Tensor table = upload(random_tensor({10, 4}, 5), WeightKind::kTable);

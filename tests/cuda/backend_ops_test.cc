@@ -174,6 +174,21 @@ TEST_P(CudaOps, EmbeddingAndGatherRowsCopyExactly) {
   }
 }
 
+TEST_P(CudaOps, ScatterAddRowsWeighsEachRoutedRow) {
+  uint32_t seed = 900;
+  for (int64_t c : {64, 100, 4096}) {
+    const Tensor x = random_host({3, c}, seed++, dt());
+    const Tensor y = random_host({5, c}, seed++, dt());
+    const std::vector<int32_t> rows = {4, 0, 2};
+    const std::vector<float> weights = {0.25f, -1.5f, 0.7f};
+    Tensor gy = on(*gpu_, y), cy = on(*cpu_, y);
+    gpu_->scatter_add_rows(on(*gpu_, x), rows, weights, gy);
+    cpu_->scatter_add_rows(on(*cpu_, x), rows, weights, cy);
+    expect_matches(gpu_->to_host_f32(gy), cpu_->to_host_f32(cy), tol(), 2 * tol(),
+                   "scatter_add_rows c=" + std::to_string(c));
+  }
+}
+
 // Llama 3's RoPE scaling (rope_type "llama3", as in its config.json).
 model::RopeConfig llama3_rope() {
   model::RopeConfig c;

@@ -143,6 +143,9 @@ const Case kCases[] = {
     {"mistral_window_head_dim", DType::kF16}, {"llama_bf16", DType::kF16},
     {"llama_gqa_llama3", DType::kBF16},   {"llama_bf16", DType::kBF16},
     {"opt_pre_ln", DType::kBF16},
+    {"qwen3_head_dim_tied", DType::kF16}, {"mixtral_window", DType::kF16},
+    {"mixtral_window", DType::kBF16},     {"qwen3_moe_dense_layer", DType::kF16},
+    {"qwen3_moe_sparse_step", DType::kBF16},
 };
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, GpuHfReference, ::testing::ValuesIn(kCases),

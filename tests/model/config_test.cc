@@ -229,6 +229,112 @@ TEST(Config, Qwen2BiasAndTiedEmbeddings) {
   EXPECT_EQ(c.window_of_layer(24), 131072);
 }
 
+json qwen3_30b_a3b() {  // Qwen3-30B-A3B's config.json
+  return json::parse(R"({
+    "architectures": ["Qwen3MoeForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+    "bos_token_id": 151643, "decoder_sparse_step": 1, "eos_token_id": 151645, "head_dim": 128,
+    "hidden_act": "silu", "hidden_size": 2048, "initializer_range": 0.02,
+    "intermediate_size": 6144, "max_position_embeddings": 40960, "max_window_layers": 48,
+    "mlp_only_layers": [], "model_type": "qwen3_moe", "moe_intermediate_size": 768,
+    "norm_topk_prob": true, "num_attention_heads": 32, "num_experts": 128,
+    "num_experts_per_tok": 8, "num_hidden_layers": 48, "num_key_value_heads": 4,
+    "output_router_logits": false, "rms_norm_eps": 1e-06, "rope_scaling": null,
+    "rope_theta": 1000000.0, "router_aux_loss_coef": 0.001, "sliding_window": null,
+    "tie_word_embeddings": false, "torch_dtype": "bfloat16", "use_cache": true,
+    "use_sliding_window": false, "vocab_size": 151936})");
+}
+
+TEST(Config, Qwen3DenseHasQkNormsAndAnExplicitHeadDim) {
+  // Qwen3-8B's config.json.
+  json j = json::parse(R"({
+    "architectures": ["Qwen3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+    "bos_token_id": 151643, "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu",
+    "hidden_size": 4096, "intermediate_size": 12288, "max_position_embeddings": 40960,
+    "max_window_layers": 36, "model_type": "qwen3", "num_attention_heads": 32,
+    "num_hidden_layers": 36, "num_key_value_heads": 8, "rms_norm_eps": 1e-06,
+    "rope_scaling": null, "rope_theta": 1000000, "sliding_window": null,
+    "tie_word_embeddings": false, "torch_dtype": "bfloat16", "use_cache": true,
+    "use_sliding_window": false, "vocab_size": 151936})");
+  ModelConfig c = parse_ok(j);
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_FALSE(c.attention_qkv_bias);
+  EXPECT_FALSE(c.attention_out_bias);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.q_dim(), 4096);
+  EXPECT_FALSE(c.is_moe());
+  EXPECT_FALSE(c.sliding_window.has_value());
+  EXPECT_EQ(c.eos_token_ids, std::vector<int64_t>{151645});
+  j["attention_bias"] = true;  // one switch for q, k, v and o
+  c = parse_ok(j);
+  EXPECT_TRUE(c.attention_qkv_bias);
+  EXPECT_TRUE(c.attention_out_bias);
+}
+
+TEST(Config, MixtralExperts) {
+  // Mixtral-8x7B-v0.1's config.json.
+  json j = json::parse(R"({
+    "architectures": ["MixtralForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 1,
+    "eos_token_id": 2, "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02,
+    "intermediate_size": 14336, "max_position_embeddings": 32768, "model_type": "mixtral",
+    "num_attention_heads": 32, "num_experts_per_tok": 2, "num_hidden_layers": 32,
+    "num_key_value_heads": 8, "num_local_experts": 8, "output_router_logits": false,
+    "rms_norm_eps": 1e-05, "rope_theta": 1000000.0, "router_aux_loss_coef": 0.02,
+    "sliding_window": null, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+    "use_cache": true, "vocab_size": 32000})");
+  ModelConfig c = parse_ok(j);
+  EXPECT_TRUE(c.is_moe());
+  EXPECT_EQ(c.num_experts, 8);
+  EXPECT_EQ(c.experts_per_token, 2);
+  EXPECT_EQ(c.expert_intermediate_size, 14336);
+  EXPECT_TRUE(c.norm_topk_prob);
+  EXPECT_FALSE(c.qk_norm);
+  EXPECT_FALSE(c.sliding_window.has_value());
+  for (int64_t i : {0, 1, 31}) EXPECT_TRUE(c.is_sparse_layer(i)) << i;
+  EXPECT_TRUE(c.uniform_layers());
+  j["sliding_window"] = 4096;
+  EXPECT_EQ(parse_ok(j).window_of_layer(0), 4096);
+  j["num_experts_per_tok"] = 9;
+  expect_mentions(parse_err(j), {"'num_experts_per_tok'", "'num_local_experts'"});
+}
+
+TEST(Config, Qwen3MoeExpertsAndItsDenseLayers) {
+  json j = qwen3_30b_a3b();
+  ModelConfig c = parse_ok(j);
+  EXPECT_EQ(c.num_experts, 128);
+  EXPECT_EQ(c.experts_per_token, 8);
+  EXPECT_EQ(c.expert_intermediate_size, 768);
+  EXPECT_EQ(c.intermediate_size, 6144);
+  EXPECT_TRUE(c.norm_topk_prob);
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_TRUE(c.uniform_layers());
+  EXPECT_TRUE(c.is_sparse_layer(47));
+
+  // transformers 5 writes the expert count as num_local_experts.
+  j.erase("num_experts");
+  j["num_local_experts"] = 64;
+  EXPECT_EQ(parse_ok(j).num_experts, 64);
+
+  // Dense layers: listed in mlp_only_layers, or off the decoder_sparse_step.
+  j["mlp_only_layers"] = {0, 5};
+  j["decoder_sparse_step"] = 2;
+  c = parse_ok(j);
+  EXPECT_FALSE(c.is_sparse_layer(0));
+  EXPECT_TRUE(c.is_sparse_layer(1));
+  EXPECT_FALSE(c.is_sparse_layer(2));
+  EXPECT_TRUE(c.is_sparse_layer(3));
+  EXPECT_FALSE(c.is_sparse_layer(5));
+  EXPECT_FALSE(c.uniform_layers());
+
+  // norm_topk_prob defaults to false, as in Qwen3MoeConfig.
+  j.erase("norm_topk_prob");
+  EXPECT_FALSE(parse_ok(j).norm_topk_prob);
+
+  j["mlp_only_layers"] = {48};
+  expect_mentions(parse_err(j), {"'mlp_only_layers'", "48"});
+  j["mlp_only_layers"] = "1";
+  expect_mentions(parse_err(j), {"'mlp_only_layers'"});
+}
+
 TEST(Config, MistralSlidingWindow) {
   json j = json::parse(R"({
     "architectures": ["MistralForCausalLM"], "bos_token_id": 1, "eos_token_id": 2,
@@ -327,7 +433,7 @@ TEST(Config, UnsupportedArchitecture) {
   j["model_type"] = "gpt2";
   Status s = parse_err(j);
   EXPECT_EQ(s.code(), StatusCode::kUnsupported);
-  expect_mentions(s, {"gpt2", "opt, llama, mistral, qwen2"});
+  expect_mentions(s, {"gpt2", "opt, llama, mistral, qwen2, qwen3, mixtral, qwen3_moe"});
   j.erase("model_type");
   expect_mentions(parse_err(j), {"'model_type'"});
 }

@@ -187,5 +187,75 @@ TEST(WeightNames, ModelWeightsIsConcatenationOfLayers) {
   EXPECT_EQ(w[1].name, "layers.0.attn_norm.weight");
 }
 
+ModelConfig tiny_moe(const char* type) {
+  ModelConfig c;
+  c.model_type = type;
+  c.family = Family::kLlama;
+  c.vocab_size = 100;
+  c.hidden_size = 64;
+  c.intermediate_size = 96;
+  c.num_layers = 3;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 16;
+  c.num_experts = 4;
+  c.experts_per_token = 2;
+  c.expert_intermediate_size = 32;
+  return c;
+}
+
+TEST(WeightNames, MixtralExpertsUnderBlockSparseMoeOrFused) {
+  ModelConfig c = tiny_moe("mixtral");
+  std::vector<WeightSpec> l = layer_weights(c, 1);
+  // norm, q, k, v, o, norm, router, 4 experts x 3 matrices
+  EXPECT_EQ(l.size(), size_t(6 + 1 + 4 * 3));
+  const WeightSpec* router = find(l, "layers.1.router.weight");
+  ASSERT_NE(router, nullptr);
+  EXPECT_EQ(router->shape, (Shape{4, 64}));
+  EXPECT_EQ(router->hf_names, (std::vector<std::string>{"model.layers.1.block_sparse_moe.gate.weight",
+                                                        "model.layers.1.mlp.gate.weight"}));
+  const WeightSpec* gate = find(l, "layers.1.experts.3.gate.weight");
+  const WeightSpec* up = find(l, "layers.1.experts.3.up.weight");
+  const WeightSpec* down = find(l, "layers.1.experts.3.down.weight");
+  ASSERT_TRUE(gate && up && down);
+  EXPECT_EQ(gate->hf_names[0], "model.layers.1.block_sparse_moe.experts.3.w1.weight");
+  EXPECT_EQ(up->hf_names[0], "model.layers.1.block_sparse_moe.experts.3.w3.weight");
+  EXPECT_EQ(down->hf_names[0], "model.layers.1.block_sparse_moe.experts.3.w2.weight");
+  EXPECT_EQ(gate->shape, (Shape{32, 64}));
+  EXPECT_EQ(down->shape, (Shape{64, 32}));
+  // Fused: gate rows first, then up, of expert 3's [2 * ffn, hidden] matrix.
+  ASSERT_EQ(gate->slices.size(), 1u);
+  EXPECT_EQ(gate->slices[0].hf_name, "model.layers.1.mlp.experts.gate_up_proj");
+  EXPECT_EQ(gate->slices[0].stored_shape, (Shape{4, 64, 64}));
+  EXPECT_EQ(gate->slices[0].index, 3);
+  EXPECT_EQ(gate->slices[0].row_begin, 0);
+  EXPECT_EQ(up->slices[0].row_begin, 32);
+  EXPECT_EQ(down->slices[0].hf_name, "model.layers.1.mlp.experts.down_proj");
+  EXPECT_EQ(down->slices[0].stored_shape, (Shape{4, 64, 32}));
+  EXPECT_EQ(find(l, "layers.1.gate.weight"), nullptr);  // no dense MLP
+}
+
+TEST(WeightNames, Qwen3MoeDenseAndSparseLayersAndQkNorms) {
+  ModelConfig c = tiny_moe("qwen3_moe");
+  c.qk_norm = true;
+  c.dense_layers = {1};
+  std::vector<WeightSpec> sparse = layer_weights(c, 0), dense = layer_weights(c, 1);
+  EXPECT_EQ(find(sparse, "layers.0.q_norm.weight")->hf_names[0], "model.layers.0.self_attn.q_norm.weight");
+  EXPECT_EQ(find(sparse, "layers.0.k_norm.weight")->shape, (Shape{16}));
+  EXPECT_EQ(find(sparse, "layers.0.router.weight")->hf_names,
+            std::vector<std::string>{"model.layers.0.mlp.gate.weight"});
+  EXPECT_EQ(find(sparse, "layers.0.experts.2.up.weight")->hf_names[0],
+            "model.layers.0.mlp.experts.2.up_proj.weight");
+  EXPECT_EQ(find(sparse, "layers.0.experts.2.down.weight")->hf_names[0],
+            "model.layers.0.mlp.experts.2.down_proj.weight");
+  EXPECT_EQ(find(dense, "layers.1.router.weight"), nullptr);
+  EXPECT_EQ(find(dense, "layers.1.gate.weight")->shape, (Shape{96, 64}));
+  // Parameters: the embedding and head (2 x 100 x 64), the final norm (64), three layers of
+  // attention (q 64x64, k 32x64, v 32x64, o 64x64 = 12288, two norms 128, q/k norms 32), two
+  // sparse MLPs (router 4x64 + 4 experts x 3 x 32x64 = 24832) and one dense (3 x 96x64 = 18432).
+  EXPECT_EQ(parameter_count(model_weights(c)),
+            2 * 6400 + 64 + 3 * (12288 + 128 + 32) + 2 * 24832 + 18432);
+}
+
 }  // namespace
 }  // namespace strata::model

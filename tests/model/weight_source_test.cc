@@ -114,6 +114,61 @@ TEST_F(WeightSourceTest, WrongShape) {
   EXPECT_EQ((*source)->check(model_weights(c)).code(), StatusCode::kCorrupt);
 }
 
+// A Mixtral layer's experts fused as transformers 5 may write them: experts.gate_up_proj
+// [experts, 2 * ffn, hidden] (gate rows first) and experts.down_proj [experts, hidden, ffn].
+TEST_F(WeightSourceTest, FusedExpertsAreReadAsSlices) {
+  ModelConfig c;
+  c.model_type = "mixtral";
+  c.family = Family::kLlama;
+  c.vocab_size = 8;
+  c.hidden_size = 4;
+  c.num_layers = 1;
+  c.num_heads = 1;
+  c.num_kv_heads = 1;
+  c.head_dim = 4;
+  c.num_experts = 3;
+  c.experts_per_token = 2;
+  c.expert_intermediate_size = c.intermediate_size = 2;
+  const int64_t E = 3, F = 2, H = 4;
+  write_safetensors(dir_ / "model.safetensors",
+                    {f32_blob("model.layers.0.mlp.experts.gate_up_proj", {E, 2 * F, H}),
+                     f32_blob("model.layers.0.mlp.experts.down_proj", {E, H, F}, 1000)});
+  auto source = open_safetensors_source(dir_);
+  ASSERT_TRUE(source.is_ok()) << source.status().to_string();
+  const std::vector<WeightSpec> layer = layer_weights(c, 0);
+  auto spec = [&](const std::string& name) {
+    for (const WeightSpec& w : layer)
+      if (w.name == name) return w;
+    ADD_FAILURE() << name;
+    return WeightSpec{};
+  };
+  for (int64_t e = 0; e < E; ++e) {
+    const std::string p = "layers.0.experts." + std::to_string(e) + ".";
+    auto gate = (*source)->load(spec(p + "gate.weight"));
+    auto up = (*source)->load(spec(p + "up.weight"));
+    auto down = (*source)->load(spec(p + "down.weight"));
+    ASSERT_TRUE(gate.is_ok() && up.is_ok() && down.is_ok()) << gate.status().to_string();
+    ASSERT_EQ(gate->shape(), (Shape{F, H}));
+    ASSERT_EQ(down->shape(), (Shape{H, F}));
+    for (int64_t r = 0; r < F; ++r)
+      for (int64_t k = 0; k < H; ++k) {
+        EXPECT_EQ(gate->data<float>()[r * H + k], float((e * 2 * F + r) * H + k));
+        EXPECT_EQ(up->data<float>()[r * H + k], float((e * 2 * F + F + r) * H + k));
+      }
+    for (int64_t i = 0; i < H * F; ++i) EXPECT_EQ(down->data<float>()[i], float(1000 + e * H * F + i));
+  }
+  // A fused tensor of the wrong shape names the tensor and both shapes.
+  c.num_experts = 4;
+  Status s = (*source)->check(layer_weights(c, 0));
+  EXPECT_EQ(s.code(), StatusCode::kNotFound);  // the router comes first and is absent
+  WeightSpec gate = layer_weights(c, 0)[7];
+  ASSERT_EQ(gate.name, "layers.0.experts.0.gate.weight");
+  s = (*source)->load(gate).status();
+  EXPECT_EQ(s.code(), StatusCode::kCorrupt);
+  for (const char* frag : {"mlp.experts.gate_up_proj", "[3, 4, 4]", "[4, 4, 4]"})
+    EXPECT_NE(s.message().find(frag), std::string::npos) << s.message();
+}
+
 TEST_F(WeightSourceTest, NonFloatWeightIsRejected) {
   ModelConfig c = tiny_opt();
   std::vector<TensorBlob> blobs = blobs_for(c);

@@ -34,6 +34,11 @@ const Fixture kFixtures[] = {
     {"qwen2_bias_tied", 2e-5f, 1e-3f},
     {"mistral_window_head_dim", 2e-5f, 1e-3f},
     {"llama_bf16", 1.5e-2f, 0.05f},
+    {"qwen3_head_dim_tied", 2e-5f, 1e-3f},
+    {"mixtral_window", 2e-5f, 1e-3f},
+    {"mixtral_window_fused", 2e-5f, 1e-3f},  // the same model with its experts fused per layer
+    {"qwen3_moe_dense_layer", 2e-5f, 1e-3f},
+    {"qwen3_moe_sparse_step", 2e-5f, 1e-3f},
 };
 
 // Test listings print the fixture's name rather than its bytes.
