@@ -19,6 +19,8 @@ int64_t int4_weight_cols(const Tensor& w) { return w.dim(1) / 9 * compute::kInt4
 
 bool int4_every_linear(const std::string& name, const Shape& shape) {
   if (name == "embed.tokens" || name == "embed.positions") return false;
+  // A router is tiny, and its rounding would change which experts tokens go to.
+  if (name.ends_with(".router.weight")) return false;
   return compute::int4_eligible(shape);
 }
 

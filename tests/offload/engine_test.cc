@@ -49,6 +49,24 @@ model::ModelConfig small(const std::string& shape) {
   return c;
 }
 
+// The Llama shape above with mixture-of-experts MLPs: Mixtral's (8 experts, top-2, renormalised)
+// and Qwen3-MoE's (16 experts, top-4 as they are, q/k norms).
+model::ModelConfig small_moe(const std::string& type) {
+  model::ModelConfig c = small("llama-3-8b");
+  c.model_type = type;
+  const bool mixtral = type == "mixtral";
+  c.num_experts = mixtral ? 8 : 16;
+  c.experts_per_token = mixtral ? 2 : 4;
+  c.expert_intermediate_size = mixtral ? 512 : 256;
+  c.norm_topk_prob = mixtral;
+  c.qk_norm = !mixtral;
+  return c;
+}
+
+std::vector<model::ModelConfig> test_models() {
+  return {small("opt-125m"), small("llama-3-8b"), small_moe("mixtral"), small_moe("qwen3_moe")};
+}
+
 std::vector<GenerationRequest> requests(const model::ModelConfig& c) {
   std::mt19937 rng(11);
   std::vector<GenerationRequest> out;
@@ -188,8 +206,8 @@ void expect_same_tokens(const std::vector<std::vector<int32_t>>& want,
 }
 
 TEST_F(OffloadEngineTest, EveryPlacementGivesTheAllGpuTokens) {
-  for (const char* shape : {"opt-125m", "llama-3-8b"}) {
-    const model::ModelConfig c = small(shape);
+  for (const model::ModelConfig& c : test_models()) {
+    const std::string shape = c.model_type;
     const auto want = reference(c, false);
     for (const Regime& r : kRegimes) {
       OffloadReport rep;
@@ -220,8 +238,8 @@ TEST_F(OffloadEngineTest, EveryPlacementGivesTheAllGpuTokens) {
 }
 
 TEST_F(OffloadEngineTest, Int4WeightsMatchTheInt4Transformer) {
-  for (const char* shape : {"opt-125m", "llama-3-8b"}) {
-    const model::ModelConfig c = small(shape);
+  for (const model::ModelConfig& c : test_models()) {
+    const std::string shape = c.model_type;
     const auto want = reference(c, true);
     for (const Regime& r : {kRegimes[0], kRegimes[2], kRegimes[3]}) {
       auto got = run(c, policy(c, frac(r.wg, r.wc, r.wd, r.cg, r.cc), planner::Compression::kInt4,
