@@ -24,6 +24,15 @@ void print_config(const model::ModelConfig& c) {
   std::printf("heads          %lld query, %lld key/value, head_dim %lld\n",
               static_cast<long long>(c.num_heads), static_cast<long long>(c.num_kv_heads),
               static_cast<long long>(c.head_dim));
+  if (c.is_moe()) {
+    int64_t sparse = 0;
+    for (int64_t i = 0; i < c.num_layers; ++i) sparse += c.is_sparse_layer(i);
+    std::printf("experts        %lld per sparse layer, %lld per token (ffn %lld%s); %lld of %lld layers sparse\n",
+                static_cast<long long>(c.num_experts), static_cast<long long>(c.experts_per_token),
+                static_cast<long long>(c.expert_intermediate_size),
+                c.norm_topk_prob ? ", weights renormalised" : "", static_cast<long long>(sparse),
+                static_cast<long long>(c.num_layers));
+  }
   std::printf("vocabulary     %lld\n", static_cast<long long>(c.vocab_size));
   std::printf("context        %lld tokens\n", static_cast<long long>(c.max_position_embeddings));
   std::printf("stored dtype   %s\n", std::string(dtype_name(c.torch_dtype)).c_str());

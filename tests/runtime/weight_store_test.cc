@@ -22,8 +22,9 @@
 namespace strata::runtime {
 namespace {
 
-const char* kFixtures[] = {"opt_pre_ln",       "opt_post_ln_proj",        "llama_gqa_llama3",
-                           "qwen2_bias_tied", "mistral_window_head_dim", "llama_bf16"};
+const char* kFixtures[] = {"opt_pre_ln",           "opt_post_ln_proj",        "llama_gqa_llama3",
+                           "qwen2_bias_tied",      "mistral_window_head_dim", "llama_bf16",
+                           "mixtral_window_fused", "qwen3_moe_sparse_step"};
 
 // Logits [T, vocab] at every position of two prompts, laid end to end.
 std::vector<float> all_logits(compute::Transformer& m) {
@@ -100,14 +101,16 @@ TEST_P(Converted, Int4GivesTheLogitsOfTheReferenceDequantisedWeights) {
   EXPECT_TRUE(bitwise_equal(got, want));
   // And the compression really happened (the unquantised model gives other logits).
   EXPECT_FALSE(bitwise_equal(got, logits_of(hf_)));
-  // Exactly the layers' linear weights are int4; everything else is stored as it was.
+  // Exactly the layers' linear weights (whose rows are whole groups of 64) are int4, a router
+  // excepted; everything else is stored as it was.
   std::ifstream in(store / "manifest.json");
   auto manifest = nlohmann::json::parse(in);
   int int4 = 0;
   for (const auto& t : manifest["tensors"]) {
     const std::string name = t["name"];
     const bool linear = name.starts_with("layers.") && name.ends_with(".weight") &&
-                        name.find("norm") == std::string::npos;
+                        name.find("norm") == std::string::npos && name.find("router") == std::string::npos &&
+                        t["shape"][1].get<int64_t>() % 64 == 0;
     EXPECT_EQ(t["compression"], linear ? "int4-g64" : "none") << name;
     int4 += linear;
   }
@@ -187,6 +190,8 @@ TEST(ConvertFaults, Int4AppliesToLayerLinearWeightsOnly) {
   EXPECT_FALSE(int4_applies({"layers.0.q.bias", {}, {64}}));
   EXPECT_FALSE(int4_applies({"embed.tokens", {}, {200, 64}}));
   EXPECT_FALSE(int4_applies({"lm_head.weight", {}, {200, 64}}));
+  EXPECT_TRUE(int4_applies({"layers.1.experts.7.up.weight", {}, {32, 64}}));
+  EXPECT_FALSE(int4_applies({"layers.1.router.weight", {}, {8, 64}}));
 }
 
 }  // namespace

@@ -56,6 +56,25 @@ TEST(ConvertCli, TheStoreIsAModelDirectoryForInfoAndChat) {
   EXPECT_GT(a["usage"]["prompt_tokens"].get<int>(), 8) << "the template's markers are in the prompt";
 }
 
+TEST(ConvertCli, AMixtureOfExpertsWithFusedExpertsConvertsAndIsDescribed) {
+  const fs::path dir = testing::make_temp_dir("strata-convert-moe");
+  const fs::path model = testing::test_data_dir() / "fixtures" / "mixtral_window_fused";
+  const std::string log = (dir / "log").string();
+  for (const char* compress : {"none", "int4-g64"}) {
+    const std::string store = (dir / compress).string();
+    auto converted = testing::run_strata_env({"convert", "--model", model.string(), "--out", store,
+                                              "--compress", compress}, log);
+    ASSERT_EQ(converted.code, 0) << converted.output;
+    auto info = testing::run_strata_env({"info", "--model", store}, log);
+    ASSERT_EQ(info.code, 0) << info.output;
+    EXPECT_NE(info.output.find("complete and consistent"), std::string::npos) << info.output;
+    EXPECT_NE(info.output.find("experts        4 per sparse layer, 2 per token (ffn 64, weights renormalised); "
+                               "2 of 2 layers sparse"),
+              std::string::npos)
+        << info.output;
+  }
+}
+
 TEST(CompleteCli, APromptAsTextIsPrintedWithItsGreedyContinuation) {
   const fs::path dir = testing::make_temp_dir("strata-complete");
   const std::string model = (testing::test_data_dir() / ".." / ".." / "models" / "demo").string();
