@@ -207,7 +207,7 @@ Status run_model_bench(const ModelArgs& a) {
                                                                                : std::filesystem::path(a.offload_dir)));
   STRATA_ASSIGN_OR_RETURN(int device, cuda_index(a.device));
   STRATA_ASSIGN_OR_RETURN(model::ModelConfig config, model::named_shape(a.shape));
-  const ModelSpec spec = make_model_spec(config, a.shape);
+  STRATA_ASSIGN_OR_RETURN(const ModelSpec spec, make_model_spec(config, a.shape));
   // Without --hardware: this machine's profile (so no GPU fails here, clearly).
   const std::filesystem::path offload_dir =
       a.offload_dir.empty() ? default_offload_dir() : std::filesystem::path(a.offload_dir);

@@ -68,7 +68,7 @@ Status run_capacity(const CapacityArgs& a) {
   if (a.shape.empty() || a.prompt_len <= 0 || a.gen_len <= 0 || a.requests <= 0)
     return invalid_argument("give --model-shape, --prompt-len, --gen-len and --requests (all positive)");
   STRATA_ASSIGN_OR_RETURN(model::ModelConfig cfg, model::named_shape(a.shape));
-  const ModelSpec spec = make_model_spec(cfg, a.shape);
+  STRATA_ASSIGN_OR_RETURN(const ModelSpec spec, make_model_spec(cfg, a.shape));
 
   CapacityOptions o;
   o.prices = default_prices();

@@ -162,7 +162,7 @@ Status run_offloaded(GenerateOptions& o, runtime::Context& ctx, const text::Toke
   jo.quiet = o.quiet;
   jo.recalibrate = !o.no_recalibrate;
   STRATA_ASSIGN_OR_RETURN(jo.budgets, resolve_budgets(o.budgets, cuda_index(o.device), jo.offload_dir));
-  const ModelSpec spec = make_model_spec(files.config, o.job.model_name);
+  STRATA_ASSIGN_OR_RETURN(const ModelSpec spec, make_model_spec(files.config, o.job.model_name));
   PlanResult plan;
   double search_s = -1;
   jo.planned = o.policy == "auto";

@@ -131,7 +131,7 @@ Result<std::unique_ptr<OffloadEngine>> OffloadEngine::create(const model::ModelC
   m.log = &log;
   m.config = config;
   m.options = options;
-  m.spec = planner::make_model_spec(config, options.policy.model);
+  STRATA_ASSIGN_OR_RETURN(m.spec, planner::make_model_spec(config, options.policy.model));
   m.placement = planner::realise(m.spec, options.policy);
   STRATA_RETURN_IF_ERROR(m.build(source));
   return e;

@@ -112,8 +112,12 @@ struct Shape {
   double L, gbs, nb, B, s, n, ctx;
   int64_t max_len;
   double layer_w, head_w, w_stream;  // bytes: a layer, the head, a layer plus its share of the head
-  double p_layer, p_head;            // GEMM parameters
-  double deq_elems;                  // int4 weight elements a layer's GEMMs dequantise (0: fp16)
+  double p_layer, p_head;            // GEMM parameters a token runs through
+  // A layer's GEMMs as a dense part over every row and, in a sparse layer, `experts` experts of
+  // which each row runs `k` (0 and 0 when dense): bytes, GEMM parameters and int4 weight elements
+  // dequantised (0: fp16) of the dense part and of one expert.
+  double dense_w, expert_w, p_dense, p_expert, deq_dense, deq_expert;
+  double experts, k;
   double q_dim, hidden, kv_elems_per_token;
   double kv_token_bytes;             // one token's keys and values in one layer, stored form
   double parts;                      // KV copies per unit for keys or values (1, or 3 for int4)
@@ -123,6 +127,37 @@ struct Shape {
 // reading the weights from HBM, whichever is slower.
 double linear_s(const RateCurve& curve, double rows, double flops, double bytes, double hbm) {
   return std::max(flops / (curve.tflops(rows) * 1e12), bytes / hbm);
+}
+
+// The GEMM rate at a number of rows per call: the curve's, or one scalar rate for every call.
+struct GemmRate {
+  const RateCurve* curve = nullptr;
+  double scalar_tflops = 0;
+  double tflops(double rows) const { return curve != nullptr ? curve->tflops(rows) : scalar_tflops; }
+};
+
+// Experts a call of `rows` rows wakes when each row picks k of the E experts, each alike:
+// E (1 - (1 - k/E)^rows), nearly all of them once rows is well past E / k.
+double woken_experts(const Shape& z, double rows) {
+  return z.experts * (1 - std::pow(1 - z.k / z.experts, rows));
+}
+
+// Seconds of one layer's GEMMs in one call of `rows` rows: the dense part over every row and, in
+// a sparse layer, each woken expert over its share of the rows (rows x k / woken, so at the rate
+// of that smaller M), each at its rate or reading its weights from HBM, whichever is slower.
+double layer_gemm_s(const Shape& z, const GemmRate& rate, double rows, double hbm) {
+  double s = std::max(2 * rows * z.p_dense / (rate.tflops(rows) * 1e12), z.dense_w / hbm);
+  if (z.experts > 0) {
+    const double woken = woken_experts(z, rows), m = rows * z.k / woken;
+    s += woken * std::max(2 * m * z.p_expert / (rate.tflops(m) * 1e12), z.expert_w / hbm);
+  }
+  return s;
+}
+
+// int4 weight elements one layer's GEMMs dequantise in a call of `rows` rows (idle experts none).
+double layer_dequant_elems(const Shape& z, double rows) {
+  if (z.experts == 0) return z.deq_dense;
+  return z.deq_dense + woken_experts(z, rows) * z.deq_expert;
 }
 
 // The curve that prices the weights' GEMMs, or nullptr for the scalar rates.
@@ -152,13 +187,13 @@ PhaseModel prefill_model(const Shape& z, const ModelSpec& spec, const HardwarePr
     gpu = (gemm_flops + attn_flops) / (g.gemm_prefill_tflops * 1e12);
   } else {
     const double rows = z.gbs * z.s;
-    gpu = z.nb * linear_s(*curve, rows, 2 * rows * z.p_layer, z.layer_w, hbm);
+    gpu = z.nb * layer_gemm_s(z, {curve}, rows, hbm);
     gpu += z.nb * linear_s(*curve, z.gbs, 2 * z.gbs * z.p_head, z.head_w, hbm) / z.L;
     const double attn_rate = g.linear_fp16.empty() ? g.gemm_prefill_tflops : g.linear_fp16.tflops(rows);
     gpu += attn_flops / (attn_rate * 1e12);
   }
   // Each GPU batch's GEMMs dequantise the weights again (an int4 curve has that inside).
-  if (curve != &g.linear_int4) gpu += z.nb * z.deq_elems / g.dequant_rate();
+  if (curve != &g.linear_int4) gpu += z.nb * layer_dequant_elems(z, z.gbs * z.s) / g.dequant_rate();
   if (ch.kv == Compression::kInt4) gpu += z.B * z.s * z.kv_elems_per_token / g.dequant_rate();  // quantise
   gpu += z.nb * g.fixed.prefill_layer_us * kUs;
   t.gpu_s = constant(gpu);
@@ -201,16 +236,14 @@ PhaseModel decode_model(const Shape& z, const ModelSpec& spec, const HardwarePro
   const RateCurve* curve = weight_curve(g, ch.weights);
   // Per GPU batch the GEMMs either run at the decode rate or wait on reading the weights from
   // HBM, whichever is slower.
-  double gpu;
+  double gpu = z.nb * layer_gemm_s(z, {curve, g.gemm_decode_tflops}, z.gbs, hbm);
   if (curve == nullptr) {
     const double rate = g.gemm_decode_tflops * 1e12;
-    gpu = z.nb * std::max(2 * z.gbs * z.p_layer / rate, z.layer_w / hbm);
     gpu += z.nb * std::max(2 * z.gbs * z.p_head / rate, z.head_w / hbm) / z.L;
   } else {
-    gpu = z.nb * linear_s(*curve, z.gbs, 2 * z.gbs * z.p_layer, z.layer_w, hbm);
     gpu += z.nb * linear_s(*curve, z.gbs, 2 * z.gbs * z.p_head, z.head_w, hbm) / z.L;
   }
-  if (curve != &g.linear_int4) gpu += z.nb * z.deq_elems / g.dequant_rate();
+  if (curve != &g.linear_int4) gpu += z.nb * layer_dequant_elems(z, z.gbs) / g.dequant_rate();
   if (ch.kv == Compression::kInt4) gpu += z.B * z.kv_elems_per_token / g.dequant_rate();
   t.gpu_s = constant(gpu);
 
@@ -284,13 +317,25 @@ CostModel build_for(const ModelSpec& spec, const Workload& w, int64_t max_len, c
   z.ctx = z.s + z.n / 2;  // mean context a decode step attends to
   z.max_len = max_len;
   // Bytes streamed per layer when a layer is entirely off the GPU: the layer plus its share of
-  // the head, which is streamed like one more layer per step.
+  // the head, which is streamed like one more layer per step. A sparse layer streams every
+  // expert, each step: its weights load before its router has run, and an offline batch wakes
+  // nearly every expert anyway (a GPU batch of R rows leaves one idle with odds (1 - k/E)^R).
   z.layer_w = static_cast<double>(spec.layer_bytes(ch.weights));
   z.head_w = static_cast<double>(spec.head_bytes(ch.weights));
   z.w_stream = z.layer_w + z.head_w / z.L;
   z.p_layer = static_cast<double>(spec.layer_gemm_params);
   z.p_head = static_cast<double>(spec.head_gemm_params);
-  z.deq_elems = ch.weights == Compression::kInt4 ? static_cast<double>(spec.layer_compressible_elements()) : 0.0;
+  const bool int4 = ch.weights == Compression::kInt4;
+  const uint64_t experts = static_cast<uint64_t>(spec.num_experts);
+  z.experts = static_cast<double>(spec.num_experts);
+  z.k = static_cast<double>(spec.experts_per_token);
+  z.expert_w = static_cast<double>(spec.expert_bytes(ch.weights));
+  z.dense_w = static_cast<double>(spec.layer_bytes(ch.weights) - experts * spec.expert_bytes(ch.weights));
+  z.p_dense = static_cast<double>(spec.layer_dense_gemm_params);
+  z.p_expert = static_cast<double>(spec.expert_gemm_params);
+  const int64_t expert_elems = spec.expert_compressible_elements();
+  z.deq_expert = int4 ? static_cast<double>(expert_elems) : 0.0;
+  z.deq_dense = int4 ? static_cast<double>(spec.layer_compressible_elements() - spec.num_experts * expert_elems) : 0.0;
   z.q_dim = static_cast<double>(spec.q_dim);
   z.hidden = static_cast<double>(spec.hidden);
   z.kv_elems_per_token = 2.0 * static_cast<double>(spec.kv_dim);

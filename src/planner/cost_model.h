@@ -6,12 +6,13 @@
 //
 // FlexGen's model (paper section 4.3) corrected: weight loading overlaps compute in decode too,
 // compression changes the bytes moved and adds dequantisation work, GQA shrinks the KV cache,
-// Llama MLPs have three matrices, and where attention over off-GPU KV runs is a choice. Where the
-// profile has them, every call also pays its fixed cost: kernel launches per (layer, GPU batch),
-// CPU attention per call, latency per copy and per disk request, with the calls counted as the
-// engine issues them (engine_calls.h); a cost tied to a tier scales with that tier's fraction of
-// the KV units, weights or GPU batches, so the model stays affine. A job of mixed lengths is a
-// weighted sum of one model per length (JobModel).
+// Llama MLPs have three matrices, a mixture-of-experts layer streams every expert but runs each
+// over its share of the rows (about rows x k / E), and where attention over off-GPU KV runs is a
+// choice. Where the profile has them, every call also pays its fixed cost: kernel launches per
+// (layer, GPU batch), CPU attention per call, latency per copy and per disk request, with the
+// calls counted as the engine issues them (engine_calls.h); a cost tied to a tier scales with
+// that tier's fraction of the KV units, weights or GPU batches, so the model stays affine. A job
+// of mixed lengths is a weighted sum of one model per length (JobModel).
 #pragma once
 
 #include <array>

@@ -34,14 +34,22 @@ double rotate(double p, int64_t i) {
   return x - std::floor(x);
 }
 
-// Assigns a group of tensors (one layer, or the non-layer tensors) by their byte midpoints.
-void place_group(const std::vector<TensorSpec>& tensors, Compression c, int64_t rotation,
-                 double to_gpu, double to_cpu, Tier* out) {
+std::vector<uint64_t> bytes_of(const std::vector<TensorSpec>& tensors, Compression c) {
+  std::vector<uint64_t> b;
+  b.reserve(tensors.size());
+  for (const auto& t : tensors) b.push_back(t.bytes(c));
+  return b;
+}
+
+// Assigns a group of tensors (one layer, or the non-layer tensors) of `bytes` by their byte
+// midpoints.
+void place_group(const std::vector<uint64_t>& bytes, int64_t rotation, double to_gpu, double to_cpu,
+                 Tier* out) {
   uint64_t total = 0;
-  for (const auto& t : tensors) total += t.bytes(c);
+  for (uint64_t b : bytes) total += b;
   uint64_t cum = 0;
-  for (size_t k = 0; k < tensors.size(); ++k) {
-    const uint64_t b = tensors[k].bytes(c);
+  for (size_t k = 0; k < bytes.size(); ++k) {
+    const uint64_t b = bytes[k];
     const double mid = total ? (static_cast<double>(cum) + b / 2.0) / static_cast<double>(total) : 0.5;
     out[k] = tier_at(rotate(mid, rotation), to_gpu, to_cpu);
     cum += b;
@@ -88,8 +96,17 @@ Sizes sizes(const ModelSpec& m, const Workload& w, const BatchShape& b, const Ch
   work("work.q", tokens * q * 2, 1, "[gbs*prompt, q_dim] fp16 queries");
   work("work.kv", tokens * kv * 2, 2, "[gbs*prompt, kv_dim] fp16 new keys, new values");
   work("work.attention_out", tokens * q * 2, 1, "[gbs*prompt, q_dim] fp16 attention output");
-  work("work.mlp", tokens * ffn * 2, m.family == model::Family::kLlama ? 2 : 1,
-       m.family == model::Family::kLlama ? "[gbs*prompt, ffn] fp16 gate, up" : "[gbs*prompt, ffn] fp16 fc1 output");
+  if (m.is_moe()) {
+    // A sparse layer's MLP: the router's logits, then expert by expert its rows gathered (the
+    // same buffer takes its output), and its gate and up over them; an expert may get every row.
+    const uint64_t experts = static_cast<uint64_t>(m.num_experts), expert_ffn = static_cast<uint64_t>(m.expert_ffn);
+    work("work.router", tokens * experts * 2, 1, "[gbs*prompt, experts] fp16 router logits");
+    work("work.expert_rows", tokens * h * 2, 1, "[gbs*prompt, hidden] fp16 an expert's rows, then its output");
+    work("work.mlp", tokens * expert_ffn * 2, 2, "[gbs*prompt, expert ffn] fp16 an expert's gate, up");
+  } else {
+    work("work.mlp", tokens * ffn * 2, m.family == model::Family::kLlama ? 2 : 1,
+         m.family == model::Family::kLlama ? "[gbs*prompt, ffn] fp16 gate, up" : "[gbs*prompt, ffn] fp16 fc1 output");
+  }
   work("work.projected", tokens * h * 2, 2, "[gbs*prompt, hidden] fp16 attention and MLP outputs");
   work("work.logits", block * vocab * 2, 1, "[block, vocab] fp16 logits of the step's last positions");
   work("logits.download", z.logits, 1, "[block, vocab] fp32 device copy the sampling statistics read");
@@ -134,12 +151,13 @@ Placement realise(const ModelSpec& spec, const Workload& workload, const BatchSh
   p.choices = choices;
   const size_t per_layer = spec.layer_tensors.size();
   const int64_t L = spec.num_layers, nb = batch.num_gpu_batches;
+  const std::vector<uint64_t> layer_bytes = bytes_of(spec.layer_tensors, choices.weights);
+  const std::vector<uint64_t> other_bytes = bytes_of(spec.other_tensors, choices.weights);
   p.layer_weights.resize(per_layer * static_cast<size_t>(L));
   for (int64_t i = 0; i < L; ++i)
-    place_group(spec.layer_tensors, choices.weights, i, f[kWg], f[kWc],
-                p.layer_weights.data() + i * per_layer);
+    place_group(layer_bytes, i, f[kWg], f[kWc], p.layer_weights.data() + i * per_layer);
   p.other_weights.resize(spec.other_tensors.size());
-  place_group(spec.other_tensors, choices.weights, L, f[kWg], f[kWc], p.other_weights.data());
+  place_group(other_bytes, L, f[kWg], f[kWc], p.other_weights.data());
 
   p.kv.resize(static_cast<size_t>(L * nb));
   for (int64_t i = 0; i < L; ++i)
@@ -153,12 +171,10 @@ Placement realise(const ModelSpec& spec, const Workload& workload, const BatchSh
   std::array<double, kNumTiers> wbytes{};
   for (int64_t i = 0; i < L; ++i)
     for (size_t t = 0; t < per_layer; ++t)
-      wbytes[static_cast<int>(p.layer_weights[i * per_layer + t])] +=
-          static_cast<double>(spec.layer_tensors[t].bytes(choices.weights));
+      wbytes[static_cast<int>(p.layer_weights[i * per_layer + t])] += static_cast<double>(layer_bytes[t]);
   for (size_t t = 0; t < spec.other_tensors.size(); ++t)
     if (spec.other_tensors[t].gpu_consumed)
-      wbytes[static_cast<int>(p.other_weights[t])] +=
-          static_cast<double>(spec.other_tensors[t].bytes(choices.weights));
+      wbytes[static_cast<int>(p.other_weights[t])] += static_cast<double>(other_bytes[t]);
   const double wsum = wbytes[0] + wbytes[1] + wbytes[2];
   std::array<double, kNumTiers> kv{}, act{};
   for (Tier t : p.kv) kv[static_cast<int>(t)] += 1;
@@ -187,11 +203,12 @@ MemoryPlan plan_memory(const ModelSpec& spec, const Placement& p) {
   // streamed to the GPU (size the prefetch slots) and read from disk (size the pinned staging).
   std::array<uint64_t, kNumTiers> resident{};
   uint64_t slot = 0, disk_stage = 0;
+  const std::vector<uint64_t> layer_bytes = bytes_of(spec.layer_tensors, cw);
   for (int64_t i = 0; i < L; ++i) {
     uint64_t streamed = 0, from_disk = 0;
     for (size_t t = 0; t < per_layer; ++t) {
       const Tier tier = p.layer_weights[i * per_layer + t];
-      const uint64_t b = spec.layer_tensors[t].bytes(cw);
+      const uint64_t b = layer_bytes[t];
       resident[static_cast<int>(tier)] += b;
       if (tier != Tier::kGpu) streamed += b;
       if (tier == Tier::kDisk) from_disk += b;

@@ -14,7 +14,9 @@ namespace strata::planner::testing {
 inline ModelSpec spec_of(const std::string& shape) {
   auto cfg = model::named_shape(shape);
   STRATA_CHECK(cfg.is_ok(), cfg.status().to_string());
-  return make_model_spec(*cfg, shape);
+  auto spec = make_model_spec(*cfg, shape);
+  STRATA_CHECK(spec.is_ok(), spec.status().to_string());
+  return std::move(spec).value();
 }
 
 inline HardwareProfile hardware(const std::string& name) {

@@ -127,7 +127,7 @@ class PolicyFileTest : public ::testing::Test {
     dir_ = testing::make_temp_dir("strata-policy-file");
     auto cfg = model::named_shape("opt-125m");
     ASSERT_TRUE(cfg.is_ok());
-    spec_ = planner::make_model_spec(*cfg, "opt-125m");
+    spec_ = planner::make_model_spec(*cfg, "opt-125m").value();
     hw_ = *planner::catalogue_hardware("h100-test-host");
     budgets_ = planner::default_budgets(hw_);
   }

@@ -1,11 +1,13 @@
 // `strata plan` as users run it, the real binary as a subprocess: --policy evaluates a given
 // policy (FlexGen's OPT-175B policy on its T4 machine) beside the planner's choice, in text and
-// JSON; bad policy files are named with their field; --length-mix plans a job of mixed lengths.
+// JSON; bad policy files are named with their field; --length-mix plans a job of mixed lengths;
+// mixture-of-experts models are planned, and one whose layers differ is refused.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -147,6 +149,31 @@ TEST(PlanCli, AJobOfMixedLengthsIsPlannedForItsMix) {
   const Outcome none = run_strata({"plan", "--model-shape", "opt-1.3b", "--hardware", "l4"});
   EXPECT_NE(none.code, 0);
   EXPECT_NE(none.all.find("--prompt-len"), std::string::npos) << none.all;
+}
+
+// Mixtral does not fit a 24 GiB GPU: the plan streams its experts from DRAM. A Qwen3-MoE whose
+// first layer is dense is refused, naming the field and the way to run it.
+TEST(PlanCli, MixtureOfExpertsModelsArePlannedAndLayersThatDifferAreRefused) {
+  const Outcome o = run_strata({"plan", "--model-shape", "mixtral-8x7b", "--hardware", "rtx-4090", "--gpu-mem",
+                                "24GiB", "--cpu-mem", "100GiB", "--prompt-len", "512", "--gen-len", "256", "--json",
+                                "-o", "-"});
+  ASSERT_EQ(o.code, 0) << o.all;
+  const auto j = nlohmann::json::parse(o.out);
+  EXPECT_EQ(j.at("model"), "mixtral-8x7b");
+  EXPECT_GT(j.at("weights").at("cpu").get<double>(), 0.5);
+  EXPECT_GT(j.at("predicted").at("tokens_per_s").get<double>(), 0);
+
+  const std::filesystem::path dir = testing::make_temp_dir("strata-plan-cli") / "qwen3-moe-dense-first";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "config.json") << R"({"model_type": "qwen3_moe", "vocab_size": 151936, "hidden_size": 2048,
+      "intermediate_size": 6144, "moe_intermediate_size": 768, "num_hidden_layers": 48,
+      "num_attention_heads": 32, "num_key_value_heads": 4, "head_dim": 128, "max_position_embeddings": 40960,
+      "num_experts": 128, "num_experts_per_tok": 8, "mlp_only_layers": [0]})";
+  const Outcome refused = run_strata({"plan", "--model", dir.string(), "--hardware", "rtx-4090", "--prompt-len",
+                                      "512", "--gen-len", "256", "-o", "-"});
+  EXPECT_NE(refused.code, 0);
+  for (const char* want : {"qwen3-moe-dense-first", "mlp_only_layers [0]", "--policy none"})
+    EXPECT_NE(refused.all.find(want), std::string::npos) << want << "\n" << refused.all;
 }
 
 }  // namespace

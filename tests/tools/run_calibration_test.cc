@@ -23,7 +23,7 @@ struct Fixture {
 
 Fixture planned() {
   Fixture f;
-  f.spec = planner::make_model_spec(model::named_shape("opt-13b").value(), "opt-13b");
+  f.spec = planner::make_model_spec(model::named_shape("opt-13b").value(), "opt-13b").value();
   f.hw = planner::catalogue_hardware("h100-test-host").value();
   planner::Budgets b;
   b.gpu = 8ull << 30;
