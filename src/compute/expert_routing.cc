@@ -16,7 +16,7 @@ int64_t ExpertRouting::active_experts() const {
 
 ExpertRouting route_tokens(const Tensor& logits, int64_t k, bool renormalise) {
   STRATA_CHECK(logits.rank() == 2 && logits.dtype() == DType::kF32 &&
-                   logits.memory() == MemoryKind::kHost,
+                   logits.memory() != MemoryKind::kGpu,
                "route_tokens: logits must be a host F32 [tokens, experts] tensor, got " +
                    shape_string(logits.shape()));
   const int64_t T = logits.dim(0), E = logits.dim(1);

@@ -32,7 +32,7 @@ struct ExpertRouting {
   int64_t active_experts() const;
 };
 
-// `logits` is a host F32 [T, experts] tensor; 1 <= k <= experts.
+// `logits` is a host (or pinned) F32 [T, experts] tensor; 1 <= k <= experts.
 ExpertRouting route_tokens(const Tensor& logits, int64_t k, bool renormalise);
 
 }  // namespace strata::compute
