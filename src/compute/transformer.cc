@@ -277,8 +277,8 @@ ExpertRouting Transformer::route(int64_t i, const WeightFn& find, const Tensor& 
 }
 
 void Transformer::run_expert(int64_t i, int64_t e, const WeightFn& find, const Tensor& h,
-                             const ExpertRouting& routing, Tensor& out) {
-  const int64_t n = routing.tokens_of(e), F = config_.expert_intermediate_size;
+                             const ExpertRouting& routing, ExpertBuffers& buffers, Tensor& out) {
+  const int64_t n = routing.tokens_of(e);
   if (n == 0) return;
   const std::string prefix = "experts." + std::to_string(e) + ".";
   auto w = [&](const char* m) {
@@ -286,9 +286,9 @@ void Transformer::run_expert(int64_t i, int64_t e, const WeightFn& find, const T
     STRATA_CHECK(t != nullptr, "layer " + std::to_string(i) + ": no " + prefix + m);
     return t;
   };
-  Tensor x = alloc(n, config_.hidden_size);
+  Tensor x = buffers.rows.slice_rows(0, n), gate = buffers.gate.slice_rows(0, n),
+         up = buffers.up.slice_rows(0, n);
   backend_.gather_rows(h, routing.rows_of(e), x);
-  Tensor gate = alloc(n, F), up = alloc(n, F);
   backend_.linear(x, *w("gate.weight"), nullptr, gate);
   backend_.linear(x, *w("up.weight"), nullptr, up);
   backend_.silu_mul(gate, up, gate);
@@ -300,7 +300,12 @@ Tensor Transformer::expert_block(int64_t i, const WeightFn& find, const Tensor& 
   const ExpertRouting routing = route(i, find, h);
   auto out = backend_.allocate(backend_.activation_dtype(), {h.dim(0), config_.hidden_size});
   STRATA_CHECK(out.is_ok(), out.status().to_string());
-  for (int64_t e = 0; e < config_.num_experts; ++e) run_expert(i, e, find, h, routing, *out);
+  // One set of buffers for the busiest expert, which every expert's rows reuse.
+  int64_t most = 0;
+  for (int64_t e = 0; e < config_.num_experts; ++e) most = std::max(most, routing.tokens_of(e));
+  ExpertBuffers buffers{alloc(most, config_.hidden_size), alloc(most, config_.expert_intermediate_size),
+                        alloc(most, config_.expert_intermediate_size)};
+  for (int64_t e = 0; e < config_.num_experts; ++e) run_expert(i, e, find, h, routing, buffers, *out);
   return std::move(out).value();
 }
 

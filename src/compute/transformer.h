@@ -85,9 +85,14 @@ class Transformer {
   void finish_layer(int64_t i, const WeightFn& find, Tensor& x, const Tensor& ctx);
   // A mixture-of-experts layer's routing of h [T, hidden] (the MLP input), read back to the host.
   ExpertRouting route(int64_t i, const WeightFn& find, const Tensor& h);
+  // Working space of one expert at a time: its gathered rows (then its output) [n, hidden], and
+  // its gate and up [n, expert ffn], for up to as many rows as the buffers have.
+  struct ExpertBuffers {
+    Tensor rows, gate, up;
+  };
   // Adds expert e of layer i over its routed rows of h into out [T, hidden].
   void run_expert(int64_t i, int64_t e, const WeightFn& find, const Tensor& h,
-                  const ExpertRouting& routing, Tensor& out);
+                  const ExpertRouting& routing, ExpertBuffers& buffers, Tensor& out);
   // Logits [rows.size(), vocab] in backend memory (activation dtype) of x's rows.
   Tensor head(const WeightFn& find, const Tensor& x, std::span<const int32_t> rows);
   // A [rows, cols] activation in backend memory (uninitialised).
