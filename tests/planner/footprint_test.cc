@@ -38,5 +38,19 @@ TEST(Footprint, LayersAndTheRestAddUp) {
   EXPECT_EQ(f.layer_weight_bytes, 2 * (4 * h * h + 2 * h * ffn + 4 * h + ffn + h + 4 * h));
 }
 
+TEST(Footprint, AMixtureOfExpertsWithADenseLayerCountsEachLayerAsItIs) {
+  auto cfg = *model::named_shape("qwen3-30b-a3b");
+  auto sparse = model_footprint(cfg, DType::kF16, DType::kF16);
+  EXPECT_EQ(sparse.parameters, 30'532'122'624);
+  EXPECT_EQ(sparse.total_weight_bytes, 2ull * 30'532'122'624);
+  // Layer 0 dense: its MLP is 3 x 2048 x 6144 = 37,748,736 weights in place of the router
+  // (128 x 2048) and 128 experts of 3 x 2048 x 768: 604,241,920.
+  cfg.dense_layers = {0};
+  auto mixed = model_footprint(cfg, DType::kF16, DType::kF16);
+  EXPECT_EQ(mixed.parameters, 30'532'122'624 - 604'241'920 + 37'748'736);
+  EXPECT_EQ(mixed.total_weight_bytes, 2ull * static_cast<uint64_t>(mixed.parameters));
+  EXPECT_EQ(mixed.layer_weight_bytes, sparse.layer_weight_bytes);  // the largest layer
+}
+
 }  // namespace
 }  // namespace strata::planner
