@@ -43,9 +43,19 @@ bool is_blank(const std::string& s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
 }
 
-// A request ready for the engine.
+// The seed of choice `i` of a request whose first choice samples with `seed`.
+uint64_t choice_seed(uint64_t seed, int32_t i) {
+  if (i == 0) return seed;
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(i);  // splitmix64
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// A request ready for the engine: one sequence, choice `choice` of the request's n.
 struct Prepared {
   text::BatchRequest req;
+  int32_t choice = 0;
   GenerationRequest gen;
   std::vector<std::string> stop;
   bool include_stop = false;  // the stop string that ends the answer stays in its text
@@ -79,6 +89,10 @@ class Job {
   Status open_output(int64_t& total);
   bool interrupted() const { return o_.interrupted && o_.interrupted->load(); }
   std::optional<text::RequestError> prepare(Prepared& p);
+  // Keeps choice p.choice of its request (its result, or the error that ends the request); once
+  // every choice is in, writes the request's record.
+  Status finish_choice(const Prepared& p, std::optional<text::CompletionResult> result,
+                       std::optional<text::RequestError> error, int64_t created);
   nlohmann::ordered_json logprobs_json(const Prepared& p, const GenerationResult& r, const std::string& text) const;
 
   const model::ModelConfig& cfg_;
@@ -93,6 +107,13 @@ class Job {
   std::map<int64_t, std::string> ready_;
   Status emit(int64_t line, std::string record);
   std::unique_ptr<Progress> progress_;
+  // The choices of requests with some still running, by line.
+  struct Choices {
+    std::vector<std::optional<text::CompletionResult>> results;
+    std::optional<text::RequestError> error;
+    int32_t done = 0;
+  };
+  std::map<int64_t, Choices> choices_;
   BatchSummary sum_;
   std::optional<text::ChatTemplate> chat_template_;
   ResumeState resume_;  // what the output already answers
@@ -251,8 +272,40 @@ Status Job::handle_line(const std::string& line, int64_t line_no, std::vector<Pr
   Prepared p;
   p.req = std::move(*parsed.request);
   if (auto err = prepare(p)) return write_error(line_no, p.req.custom_id, *err);
+  for (int32_t i = 1; i < p.req.n; ++i) {  // the other choices: the same prompt, their own seeds
+    Prepared c = p;
+    c.choice = i;
+    c.gen.sampling.seed = choice_seed(p.gen.sampling.seed, i);
+    window.push_back(std::move(c));
+  }
   window.push_back(std::move(p));
   return Status::ok();
+}
+
+Status Job::finish_choice(const Prepared& p, std::optional<text::CompletionResult> result,
+                          std::optional<text::RequestError> error, int64_t created) {
+  const text::BatchRequest& req = p.req;
+  Choices& c = choices_[req.line];
+  if (c.results.empty()) c.results.resize(static_cast<size_t>(req.n));
+  if (error && !c.error) c.error = std::move(error);
+  if (result) c.results[static_cast<size_t>(p.choice)] = std::move(result);
+  if (++c.done < req.n) return Status::ok();
+  Choices all = std::move(c);
+  choices_.erase(req.line);
+  if (all.error) return write_error(req.line, req.custom_id, *all.error);
+  std::vector<text::CompletionResult> list;
+  int64_t completion = 0;
+  for (auto& r : all.results) {
+    completion += r->completion_tokens;
+    list.push_back(std::move(*r));
+  }
+  const int64_t prompt = list[0].prompt_tokens;
+  ++sum_.ok;
+  ++sum_.requests;
+  sum_.prompt_tokens += prompt;
+  sum_.completion_tokens += completion;
+  progress_->request_done(prompt, completion);
+  return emit(req.line, text::format_result(req, model_name_, list, created));
 }
 
 // The log-probabilities of the tokens that make the returned text, as OpenAI and vLLM give them:
@@ -349,12 +402,13 @@ Status Job::run_block(std::span<Prepared> block) {
   Status write_status = Status::ok();
   const int64_t created = static_cast<int64_t>(std::time(nullptr));
   auto on_finish = [&](size_t i, const GenerationResult& r) {
+    if (!write_status.is_ok()) return;
     Running& st = run[i];
     if (r.finish == FinishReason::kError) {  // no answer: an error line of the job's scope
       const auto& req = block[i].req;
       const std::string who = "line " + std::to_string(req.line) + " (custom_id '" + req.custom_id + "')";
-      if (write_status.is_ok())
-        write_status = write_error(req.line, req.custom_id, {"non_finite_logits", who + ": " + r.error, true});
+      write_status = finish_choice(block[i], std::nullopt, text::RequestError{"non_finite_logits", who + ": " + r.error, true},
+                                   created);
       return;
     }
     if (!st.stopped) append_and_check(i, st.decoder->flush());
@@ -364,13 +418,7 @@ Status Job::run_block(std::span<Prepared> block) {
     res.prompt_tokens = static_cast<int64_t>(block[i].gen.prompt.size());
     res.completion_tokens = static_cast<int64_t>(r.tokens.size());
     if (block[i].req.logprobs) res.logprobs = logprobs_json(block[i], r, res.text);
-    if (write_status.is_ok())
-      write_status = emit(block[i].req.line, text::format_result(block[i].req, model_name_, res, created));
-    ++sum_.ok;
-    ++sum_.requests;
-    sum_.prompt_tokens += res.prompt_tokens;
-    sum_.completion_tokens += res.completion_tokens;
-    progress_->request_done(res.prompt_tokens, res.completion_tokens);
+    write_status = finish_choice(block[i], std::move(res), std::nullopt, created);
   };
   Generator gen(*model_);
   gen.set_interrupt(o_.interrupted);
@@ -432,11 +480,11 @@ Result<JobShape> Job::scan() {
     p.req = std::move(*parsed.request);
     if (prepare(p)) continue;  // an error line, not work
     const int64_t prompt = static_cast<int64_t>(p.gen.prompt.size());
-    ++shape.requests;
+    shape.requests += p.req.n;
     shape.max_prompt_tokens = std::max(shape.max_prompt_tokens, prompt);
     shape.max_new_tokens = std::max<int64_t>(shape.max_new_tokens, p.gen.max_new_tokens);
     shape.max_sequence_len = std::max<int64_t>(shape.max_sequence_len, prompt + p.gen.max_new_tokens);
-    shape.lengths.emplace_back(prompt, p.gen.max_new_tokens);
+    for (int32_t i = 0; i < p.req.n; ++i) shape.lengths.emplace_back(prompt, p.gen.max_new_tokens);
   }
   log_.info("planning for " + std::to_string(shape.requests) + " requests of " + o_.input + ": prompts up to " +
             std::to_string(shape.max_prompt_tokens) + " tokens, max_tokens up to " +

@@ -111,11 +111,11 @@ Result<BatchSummary> run_batch_job(compute::SequenceModel& model, const text::To
 // The shape of a job, for planning: its valid requests (tokenized as the job will tokenize them)
 // and the longest prompt, largest max_tokens and largest prompt + max_tokens among them.
 struct JobShape {
-  int64_t requests = 0;
+  int64_t requests = 0;  // sequences: a request of n choices counts n
   int64_t max_prompt_tokens = 0;
   int64_t max_new_tokens = 0;
   int64_t max_sequence_len = 0;
-  std::vector<std::pair<int64_t, int64_t>> lengths;  // each request's (prompt tokens, max_tokens)
+  std::vector<std::pair<int64_t, int64_t>> lengths;  // each sequence's (prompt tokens, max_tokens)
 };
 
 // Reads and tokenizes the whole input once (not standard input) without generating or writing

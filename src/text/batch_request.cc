@@ -14,6 +14,8 @@ using json = nlohmann::json;
 using nlohmann::ordered_json;
 
 constexpr int32_t kMaxTopLogprobs = 20;
+// Choices per request (vLLM and OpenAI accept up to 128).
+constexpr int64_t kMaxChoices = 128;
 // Beyond this a temperature is a flat distribution anyway; the bound keeps it a finite float.
 constexpr double kMaxTemperature = 1e6;
 // A request line: a long prompt is a few MiB; nesting past a few levels is not a request.
@@ -64,6 +66,13 @@ std::optional<Fail> read_body(const json& body, BatchRequest& r, const std::stri
       if (!id || *id < 0 || *id > INT32_MAX) return bad("stop_token_ids", "must hold token ids (integers >= 0)");
       r.overrides.stop_token_ids.push_back(static_cast<int32_t>(*id));
     }
+  }
+  if (body.contains("n") && !body["n"].is_null()) {
+    const auto& v = body["n"];
+    const std::optional<int64_t> n = v.is_number_integer() ? json_to_int64(v) : std::nullopt;
+    if (!n || *n < 1 || *n > kMaxChoices)
+      return bad("n", "must be an integer in [1, " + std::to_string(kMaxChoices) + "]");
+    r.n = static_cast<int32_t>(*n);
   }
   if (body.contains("min_tokens") && !body["min_tokens"].is_null()) {
     const auto& v = body["min_tokens"];
@@ -293,28 +302,38 @@ ParsedLine parse_request_line(std::string_view line, int64_t line_no, const Pars
 std::string result_id(int64_t line) { return "batch_req_" + std::to_string(line); }
 
 // Keys in the order OpenAI writes them; the logprobs keep theirs (top_logprobs best first).
-std::string format_result(const BatchRequest& req, const std::string& model, const CompletionResult& res,
-                          int64_t created_unix_s) {
-  ordered_json choice;
-  choice["index"] = 0;
+std::string format_result(const BatchRequest& req, const std::string& model,
+                          std::span<const CompletionResult> choices, int64_t created_unix_s) {
   ordered_json body;
   if (req.endpoint == Endpoint::kCompletions) {
-    choice["text"] = res.text;
     body["id"] = "cmpl-" + std::to_string(req.line);
     body["object"] = "text_completion";
   } else {
-    choice["message"] = {{"role", "assistant"}, {"content", res.text}};
     body["id"] = "chatcmpl-" + std::to_string(req.line);
     body["object"] = "chat.completion";
   }
-  choice["finish_reason"] = res.finish_reason;
-  choice["logprobs"] = res.logprobs;
   body["created"] = created_unix_s;
   body["model"] = model;
-  body["choices"] = ordered_json::array({choice});
-  body["usage"] = {{"prompt_tokens", res.prompt_tokens},
-                   {"completion_tokens", res.completion_tokens},
-                   {"total_tokens", res.prompt_tokens + res.completion_tokens}};
+  ordered_json list = ordered_json::array();
+  int64_t completion_tokens = 0;
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const CompletionResult& res = choices[i];
+    ordered_json choice;
+    choice["index"] = i;
+    if (req.endpoint == Endpoint::kCompletions)
+      choice["text"] = res.text;
+    else
+      choice["message"] = {{"role", "assistant"}, {"content", res.text}};
+    choice["finish_reason"] = res.finish_reason;
+    choice["logprobs"] = res.logprobs;
+    list.push_back(std::move(choice));
+    completion_tokens += res.completion_tokens;
+  }
+  body["choices"] = std::move(list);
+  const int64_t prompt_tokens = choices.empty() ? 0 : choices[0].prompt_tokens;
+  body["usage"] = {{"prompt_tokens", prompt_tokens},
+                   {"completion_tokens", completion_tokens},
+                   {"total_tokens", prompt_tokens + completion_tokens}};
   ordered_json out;
   out["id"] = result_id(req.line);
   out["custom_id"] = req.custom_id;

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,6 +48,7 @@ struct BatchRequest {
   std::vector<ChatMessage> messages;               // chat completions
   ChatOptions chat;  // chat completions: tools, add_generation_prompt, chat_template_kwargs
   RequestOverrides overrides;
+  int32_t n = 1;               // choices to generate for this prompt
   bool logprobs = false;       // return the log-probability of each generated token
   int32_t top_logprobs = 0;    // and this many alternatives per position
 };
@@ -85,10 +87,15 @@ struct CompletionResult {
 
 // The stable id of the result of input line `line`: "batch_req_<line>".
 std::string result_id(int64_t line);
-// One output line (without "\n") for a finished request; `model` is the served model's name (a
-// request's own "model" is ignored).
-std::string format_result(const BatchRequest& req, const std::string& model, const CompletionResult& res,
-                          int64_t created_unix_s);
+// One output line (without "\n") for a finished request with its choices in index order;
+// `model` is the served model's name (a request's own "model" is ignored). Usage counts the
+// prompt once and the completion tokens of every choice.
+std::string format_result(const BatchRequest& req, const std::string& model,
+                          std::span<const CompletionResult> choices, int64_t created_unix_s);
+inline std::string format_result(const BatchRequest& req, const std::string& model, const CompletionResult& res,
+                                 int64_t created_unix_s) {
+  return format_result(req, model, std::span<const CompletionResult>(&res, 1), created_unix_s);
+}
 // One output line for a request that failed; custom_id null when unknown. The error object holds
 // code, message, line and scope ("request": the request's own fault, answered for good; "job": a
 // job setting's, retried by --resume).

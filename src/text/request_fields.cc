@@ -19,6 +19,11 @@ bool is_one(const json& v, const json&, Endpoint) { return v.is_number() && v.ge
 bool is_integer_one(const json& v, const json&, Endpoint) {
   return v.is_number_integer() && v.get<int64_t>() == 1;
 }
+// best_of: as many as n (default 1), i.e. no choice among extra candidates.
+bool is_n(const json& v, const json& body, Endpoint) {
+  const json n = body.contains("n") && !body["n"].is_null() ? body["n"] : json(1);
+  return v.is_number_integer() && n.is_number_integer() && v.get<int64_t>() == n.get<int64_t>();
+}
 bool is_empty(const json& v, const json&, Endpoint) {
   return (v.is_object() || v.is_array() || v.is_string()) && v.empty();
 }
@@ -76,9 +81,9 @@ const RequestField kFields[] = {
     {"prediction", Place::kChat,
      Use::kIgnored},  // predicted outputs make answers faster, not other
     // OpenAI: only the default.
-    {"n", Place::kAny, Use::kDefaultOnly, is_integer_one,
-     "other than 1 is not supported (send one request per completion)"},
-    {"best_of", Place::kAny, Use::kDefaultOnly, is_integer_one, "other than 1 is not supported"},
+    {"n", Place::kAny, Use::kRead},
+    {"best_of", Place::kAny, Use::kDefaultOnly, is_n,
+     "other than n is not supported (strata returns every choice it generates)"},
     {"stream", Place::kAny, Use::kDefaultOnly, is_false,
      "is not available in batch mode (leave it out or set false)"},
     {"presence_penalty", Place::kAny, Use::kRead},

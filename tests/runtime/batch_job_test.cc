@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -338,6 +339,55 @@ TEST_F(BatchJobTest, OrderedWritesInTheInputsOrderAlsoAcrossAResume) {
   ASSERT_TRUE(sum.is_ok()) << sum.status().to_string();
   EXPECT_EQ(sum->skipped, 5);
   EXPECT_EQ(record_lines(out), want);
+}
+
+TEST_F(BatchJobTest, NChoicesAreSampledWithTheirOwnSeedsAndAnsweredInOneRecord) {
+  const auto tmp = testing::make_temp_dir("strata-batch");
+  const std::string in = (tmp / "in.jsonl").string(), out = (tmp / "out.jsonl").string();
+  auto line = [](const std::string& id, json extra) {
+    json body = {{"prompt", "In the beginning"}, {"max_tokens", 8}, {"ignore_eos", true}, {"seed", 7}};
+    body.update(extra);
+    return json({{"custom_id", id}, {"url", "/v1/completions"}, {"body", body}}).dump();
+  };
+  write_lines(in, {line("three", {{"n", 3}, {"temperature", 1}, {"best_of", 3}}),
+                   line("one", {{"temperature", 1}}),
+                   line("greedy", {{"n", 2}, {"temperature", 0}}),
+                   line("zero", {{"n", 0}}),
+                   line("best_of", {{"n", 2}, {"best_of", 3}})});
+  auto o = options(in, out);
+  o.batch_size = 2;  // the choices of one request run in different blocks
+  auto sum = run(o);
+  ASSERT_TRUE(sum.is_ok()) << sum.status().to_string();
+  EXPECT_EQ(sum->ok, 3);
+  EXPECT_EQ(sum->failed, 2);
+  const auto results = read_results(out);
+  ASSERT_EQ(results.size(), 5u);  // one record a request, however many choices
+
+  const json& three = results.find("three")->second["response"]["body"];
+  ASSERT_EQ(three["choices"].size(), 3u);
+  std::set<std::string> texts;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(three["choices"][i]["index"], i);
+    EXPECT_EQ(three["choices"][i]["finish_reason"], "length");
+    texts.insert(three["choices"][i]["text"].get<std::string>());
+  }
+  EXPECT_EQ(texts.size(), 3u) << "each choice samples with its own seed";
+  // The first choice samples with the request's seed: the n = 1 request's text.
+  const json& one = results.find("one")->second["response"]["body"];
+  EXPECT_EQ(three["choices"][0]["text"], one["choices"][0]["text"]);
+  // Usage: the prompt once, every choice's tokens.
+  EXPECT_EQ(three["usage"]["prompt_tokens"], one["usage"]["prompt_tokens"]);
+  EXPECT_EQ(three["usage"]["completion_tokens"], 24);
+  EXPECT_EQ(three["usage"]["total_tokens"], one["usage"]["prompt_tokens"].get<int>() + 24);
+
+  const json& greedy = results.find("greedy")->second["response"]["body"];
+  ASSERT_EQ(greedy["choices"].size(), 2u);
+  EXPECT_EQ(greedy["choices"][0]["text"], greedy["choices"][1]["text"]);
+
+  const json& zero = results.find("zero")->second["error"];
+  EXPECT_NE(zero["message"].get<std::string>().find("'n'"), std::string::npos) << zero.dump();
+  const json& best_of = results.find("best_of")->second["error"];
+  EXPECT_NE(best_of["message"].get<std::string>().find("best_of"), std::string::npos) << best_of.dump();
 }
 
 TEST_F(BatchJobTest, StopTokenIdsMinTokensAndIncludeStopStrAsVllm) {

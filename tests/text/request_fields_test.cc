@@ -105,8 +105,9 @@ TEST(RequestFields, AKnownFieldStrataCannotHonourIsUnsupportedUnlessItIsTheDefau
        ""},
       {R"("suffix": null, "stop_token_ids": [], "add_special_tokens": true, "response_format": {"type": "text"})",
        ""},
-      {R"("n": 2)", "'n' other than 1 is not supported"},
-      {R"("best_of": 3)", "'best_of' other than 1"},
+      {R"("n": 2, "best_of": 2)", ""},
+      {R"("best_of": 3)", "'best_of' other than n"},
+      {R"("n": 2, "best_of": 1)", "'best_of' other than n"},
       {R"("stream": true)", "'stream' is not available in batch mode"},
       {R"("length_penalty": 0.5)", "'length_penalty' is not supported"},
       {R"("use_beam_search": true)", "'use_beam_search' is not supported"},
@@ -144,11 +145,11 @@ TEST(RequestFields, AKnownFieldStrataCannotHonourIsUnsupportedUnlessItIsTheDefau
   EXPECT_EQ(none.error.code, "unsupported");
   // Unknown fields come first and decide the code; every field is named.
   const ParsedLine both =
-      parse_request_line(R"({"custom_id":"c","prompt":"x","n":4,"temprature":0})", 1);
+      parse_request_line(R"({"custom_id":"c","prompt":"x","best_of":4,"temprature":0})", 1);
   ASSERT_FALSE(both.request);
   EXPECT_EQ(both.error.code, "unknown_field");
   EXPECT_TRUE(contains(both.error.message, "'temprature'") &&
-              contains(both.error.message, "'n' other than 1"))
+              contains(both.error.message, "'best_of' other than n"))
       << both.error.message;
 }
 
@@ -171,7 +172,7 @@ TEST(RequestFields, HarmlessFieldsAreAcceptedAndTheRequestsModelIsIgnored) {
 TEST(RequestFields, IgnoringUnknownFieldsParsesTheRequestWithoutThem) {
   const ParseOptions ignore{.ignore_unknown_fields = true};
   const ParsedLine p = parse_request_line(
-      R"({"custom_id":"t1","prompt":"Love is","temprature":0,"n":3,"max_tokens":5})", 1, ignore);
+      R"({"custom_id":"t1","prompt":"Love is","temprature":0,"best_of":3,"max_tokens":5})", 1, ignore);
   ASSERT_TRUE(p.request) << p.error.message;
   EXPECT_FALSE(p.request->overrides.temperature);  // as if absent: the job's default applies
   EXPECT_EQ(p.request->overrides.max_tokens, 5);
@@ -179,7 +180,7 @@ TEST(RequestFields, IgnoringUnknownFieldsParsesTheRequestWithoutThem) {
   EXPECT_EQ(p.ignored_fields[0].field, "temprature");
   EXPECT_EQ(p.ignored_fields[0].code, "unknown_field");
   EXPECT_TRUE(contains(p.ignored_fields[0].message, "did you mean 'temperature'?"));
-  EXPECT_EQ(p.ignored_fields[1].field, "n");
+  EXPECT_EQ(p.ignored_fields[1].field, "best_of");
   EXPECT_EQ(p.ignored_fields[1].code, "unsupported");
   // Batch API: a field beside the body is left out as well; a bad value of a known field is still
   // an error.
