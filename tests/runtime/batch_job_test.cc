@@ -388,6 +388,24 @@ TEST_F(BatchJobTest, NChoicesAreSampledWithTheirOwnSeedsAndAnsweredInOneRecord) 
   EXPECT_NE(zero["message"].get<std::string>().find("'n'"), std::string::npos) << zero.dump();
   const json& best_of = results.find("best_of")->second["error"];
   EXPECT_NE(best_of["message"].get<std::string>().find("best_of"), std::string::npos) << best_of.dump();
+
+  // Stopped after the first block (two of the six sequences) and resumed: every request answered
+  // once, with the same choices.
+  const std::string cut = (tmp / "cut.jsonl").string();
+  auto first = options(in, cut);
+  first.batch_size = 2;
+  first.after_block = [](int64_t) -> Result<ModelSwitch> { return cancelled("stopped after a block"); };
+  EXPECT_FALSE(run(first).is_ok());
+  EXPECT_LT(read_results(cut).size(), 5u);
+  auto again = options(in, cut);
+  again.batch_size = 2;
+  again.resume = true;
+  ASSERT_TRUE(run(again).is_ok());
+  const auto resumed = read_results(cut);
+  ASSERT_EQ(resumed.size(), 5u);
+  for (const char* id : {"three", "one", "greedy"})
+    EXPECT_EQ(resumed.find(id)->second["response"]["body"]["choices"], results.find(id)->second["response"]["body"]["choices"])
+        << id;
 }
 
 TEST_F(BatchJobTest, StopTokenIdsMinTokensAndIncludeStopStrAsVllm) {
