@@ -413,7 +413,10 @@ Status Job::run_block(std::span<Prepared> block) {
     }
     if (!st.stopped) append_and_check(i, st.decoder->flush());
     text::CompletionResult res;
-    res.text = std::move(st.text);
+    const auto& req = block[i].req;
+    if (req.echo)  // the prompt as given: its text, or its token ids decoded
+      res.text = req.prompt ? *req.prompt : tok_.decode(*req.prompt_ids, /*skip_special_tokens=*/true);
+    res.text += st.text;
     res.finish_reason = st.stopped ? "stop" : finish_reason_name(r.finish);
     res.prompt_tokens = static_cast<int64_t>(block[i].gen.prompt.size());
     res.completion_tokens = static_cast<int64_t>(r.tokens.size());

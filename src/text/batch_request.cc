@@ -67,6 +67,7 @@ std::optional<Fail> read_body(const json& body, BatchRequest& r, const std::stri
       r.overrides.stop_token_ids.push_back(static_cast<int32_t>(*id));
     }
   }
+  if (body.contains("echo") && body["echo"].is_boolean()) r.echo = body["echo"].get<bool>();
   if (body.contains("n") && !body["n"].is_null()) {
     const auto& v = body["n"];
     const std::optional<int64_t> n = v.is_number_integer() ? json_to_int64(v) : std::nullopt;

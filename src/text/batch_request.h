@@ -49,6 +49,7 @@ struct BatchRequest {
   ChatOptions chat;  // chat completions: tools, add_generation_prompt, chat_template_kwargs
   RequestOverrides overrides;
   int32_t n = 1;               // choices to generate for this prompt
+  bool echo = false;           // completions: the returned text starts with the prompt
   bool logprobs = false;       // return the log-probability of each generated token
   int32_t top_logprobs = 0;    // and this many alternatives per position
 };

@@ -24,6 +24,14 @@ bool is_n(const json& v, const json& body, Endpoint) {
   const json n = body.contains("n") && !body["n"].is_null() ? body["n"] : json(1);
   return v.is_number_integer() && n.is_number_integer() && v.get<int64_t>() == n.get<int64_t>();
 }
+// echo: false anywhere; true on completions when no log-probabilities are asked for (those of the
+// prompt's tokens are not computed).
+bool echo_honoured(const json& v, const json& body, Endpoint e) {
+  if (!v.is_boolean()) return false;
+  if (!v.get<bool>()) return true;
+  const bool logprobs = body.contains("logprobs") && !body["logprobs"].is_null() && body["logprobs"] != false;
+  return e == Endpoint::kCompletions && !logprobs;
+}
 bool is_empty(const json& v, const json&, Endpoint) {
   return (v.is_object() || v.is_array() || v.is_string()) && v.empty();
 }
@@ -89,8 +97,9 @@ const RequestField kFields[] = {
     {"presence_penalty", Place::kAny, Use::kRead},
     {"frequency_penalty", Place::kAny, Use::kRead},
     {"logit_bias", Place::kAny, Use::kRead},
-    {"echo", Place::kAny, Use::kDefaultOnly, is_false,
-     "is not supported (leave it out or set false)"},
+    {"echo", Place::kAny, Use::kDefaultOnly, echo_honoured,
+     "true is supported on /v1/completions without logprobs only (the prompt's log-probabilities "
+     "are not computed)"},
     {"suffix", Place::kCompletions, Use::kDefaultOnly, is_empty,
      "is not supported (insertion needs a fill-in-the-middle model)"},
     {"response_format", Place::kAny, Use::kDefaultOnly, is_text_format,

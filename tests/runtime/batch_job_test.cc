@@ -408,6 +408,37 @@ TEST_F(BatchJobTest, NChoicesAreSampledWithTheirOwnSeedsAndAnsweredInOneRecord) 
         << id;
 }
 
+TEST_F(BatchJobTest, EchoStartsTheTextWithThePrompt) {
+  const auto tmp = testing::make_temp_dir("strata-batch");
+  const std::string in = (tmp / "in.jsonl").string(), out = (tmp / "out.jsonl").string();
+  const std::string prompt = "In the beginning";
+  const std::vector<int32_t> ids = tok_->encode(prompt, /*add_special_tokens=*/true);
+  auto line = [](const std::string& id, const std::string& url, json body) {
+    body["max_tokens"] = 6;
+    return json({{"custom_id", id}, {"url", url}, {"body", body}}).dump();
+  };
+  const json msgs = json::array({{{"role", "user"}, {"content", "hi"}}});
+  write_lines(in, {line("plain", "/v1/completions", {{"prompt", prompt}}),
+                   line("echo", "/v1/completions", {{"prompt", prompt}, {"echo", true}}),
+                   line("ids", "/v1/completions", {{"prompt", ids}, {"echo", true}}),
+                   line("chat", "/v1/chat/completions", {{"messages", msgs}, {"echo", true}}),
+                   line("chat_false", "/v1/chat/completions", {{"messages", msgs}, {"echo", false}}),
+                   line("logprobs", "/v1/completions", {{"prompt", prompt}, {"echo", true}, {"logprobs", 1}})});
+  ASSERT_TRUE(run(options(in, out)).is_ok());
+  const auto r = read_results(out);
+  const std::string plain = text_of(r.find("plain")->second);
+  EXPECT_EQ(text_of(r.find("echo")->second), prompt + plain);
+  // Token ids come back decoded (special tokens left out, as vLLM decodes them).
+  EXPECT_EQ(text_of(r.find("ids")->second), tok_->decode(ids, true) + plain);
+  EXPECT_EQ(r.find("echo")->second["response"]["body"]["usage"], r.find("plain")->second["response"]["body"]["usage"]);
+  EXPECT_TRUE(r.find("chat_false")->second["error"].is_null());
+  for (const char* id : {"chat", "logprobs"}) {
+    const json& e = r.find(id)->second["error"];
+    EXPECT_EQ(e["code"], "unsupported") << id;
+    EXPECT_NE(e["message"].get<std::string>().find("'echo'"), std::string::npos) << e.dump();
+  }
+}
+
 TEST_F(BatchJobTest, StopTokenIdsMinTokensAndIncludeStopStrAsVllm) {
   const auto& c = (*ref_)["cases"][0];
   ASSERT_GE(c["min_top2_margin"].get<float>(), kNearTie);

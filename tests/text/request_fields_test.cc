@@ -116,7 +116,8 @@ TEST(RequestFields, AKnownFieldStrataCannotHonourIsUnsupportedUnlessItIsTheDefau
       {R"("guided_json": {"type": "object"})", "'guided_json' is not supported"},
       {R"("response_format": {"type": "json_object"})", "'response_format' is not supported"},
       {R"("add_special_tokens": false)", "'add_special_tokens' is not supported"},
-      {R"("echo": true)", "'echo' is not supported"},
+      {R"("echo": true)", ""},
+      {R"("echo": true, "logprobs": 0)", "'echo' true is supported on /v1/completions without logprobs only"},
   };
   for (const Case& c : cases) {
     const std::string line =
