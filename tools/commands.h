@@ -10,6 +10,7 @@ namespace strata::tools {
 
 void register_info(CLI::App& app, int* exit_code);
 void register_complete(CLI::App& app, int* exit_code);
+void register_chat(CLI::App& app, int* exit_code);
 void register_devices(CLI::App& app, int* exit_code);
 void register_convert(CLI::App& app, int* exit_code);
 void register_bench(CLI::App& app, int* exit_code);

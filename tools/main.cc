@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   strata::tools::register_info(app, &exit_code);
   strata::tools::register_complete(app, &exit_code);
+  strata::tools::register_chat(app, &exit_code);
   strata::tools::register_devices(app, &exit_code);
   strata::tools::register_convert(app, &exit_code);
   strata::tools::register_bench(app, &exit_code);

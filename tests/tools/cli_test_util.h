@@ -64,16 +64,18 @@ inline CliOutcome run_strata_env(const std::vector<std::string>& args, const std
 }
 
 // Runs the binary to completion with its standard output and standard error kept apart, in the
-// directory `cwd` ("" = this one).
+// directory `cwd` ("" = this one), its standard input read from `in_path` ("" = this one's).
 struct CliStreams {
   int code = -1;
   std::string out, err;
 };
 inline CliStreams run_strata_streams(const std::vector<std::string>& args, const std::string& out_path,
-                                     const std::string& err_path, const std::string& cwd = "") {
+                                     const std::string& err_path, const std::string& cwd = "",
+                                     const std::string& in_path = "") {
   const pid_t pid = fork();
   if (pid == 0) {
     if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
+    if (!in_path.empty() && !std::freopen(in_path.c_str(), "r", stdin)) _exit(126);
     std::vector<char*> argv;
     argv.push_back(const_cast<char*>(STRATA_BINARY));
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
