@@ -93,7 +93,7 @@ std::string chat_template_text(const BatchJobOptions& o, const text::Tokenizer& 
 }
 
 json answer_settings(const BatchJobOptions& o, const text::Tokenizer& tokenizer) {
-  return {{"model", o.model_name},
+  json s = {{"model", o.model_name},
           {"model_files_xxh64", o.model_fingerprint},
           {"max_tokens", o.max_tokens},
           {"temperature", o.temperature},
@@ -106,6 +106,10 @@ json answer_settings(const BatchJobOptions& o, const text::Tokenizer& tokenizer)
           {"chat_template_xxh64", storage::checksum_hex(hash_bytes(chat_template_text(o, tokenizer)))},
           {"device", o.device},
           {"compress", o.compress}};
+  // Ignored fields answer requests that would otherwise be error lines; recorded only when set,
+  // so that the jobs written before this setting existed resume as they were.
+  if (o.ignore_unknown_fields) s["ignore_unknown_fields"] = true;
+  return s;
 }
 
 std::string model_files_fingerprint(const fs::path& dir) {
@@ -195,13 +199,14 @@ std::vector<std::string> settings_differences(const JobIdentity& recorded, const
       {"seed", "--seed"},                   {"stop", "--stop"},
       {"ignore_eos", "--ignore-eos"},       {"chat_template", "--chat-template"},
       {"chat_template_xxh64", "the model's chat template text"},
-      {"device", "--device"},               {"compress", "--compress"}};
+      {"device", "--device"},               {"compress", "--compress"},
+      {"ignore_unknown_fields", "--ignore-unknown-fields"}};
   std::vector<std::string> keys;
   for (auto it = recorded.answers.begin(); it != recorded.answers.end(); ++it) keys.push_back(it.key());
   for (auto it = now.answers.begin(); it != now.answers.end(); ++it)
     if (!recorded.answers.contains(it.key())) keys.push_back(it.key());
   for (const std::string& k : keys) {
-    const json none;
+    const json none = k == "ignore_unknown_fields" ? json(false) : json();  // recorded only when set
     const json& was = recorded.answers.contains(k) ? recorded.answers[k] : none;
     const json& is = now.answers.contains(k) ? now.answers[k] : none;
     if (was == is) continue;

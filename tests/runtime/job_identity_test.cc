@@ -59,6 +59,11 @@ TEST(JobIdentity, DifferencesNameTheFlagAndTheValues) {
   EXPECT_NE(std::find(settings.begin(), settings.end(), "the model's files changed"), settings.end());
   EXPECT_TRUE(settings_differences(was, was).empty());
   EXPECT_TRUE(input_differences(was, was, 0).empty());
+  // --ignore-unknown-fields answers requests that were error lines: a job of either kind does
+  // not resume the other's output.
+  JobIdentity ignoring = was;
+  ignoring.answers["ignore_unknown_fields"] = true;
+  EXPECT_EQ(settings_differences(was, ignoring), std::vector<std::string>{"--ignore-unknown-fields was false, now true"});
   now.input.from_stdin = true;
   EXPECT_TRUE(input_differences(was, now, 0).empty());
 }
