@@ -93,26 +93,41 @@ Result<CapacityReport> sweep_capacity(const ModelSpec& spec, const Workload& w,
   r.workload = w;
   r.prices_source = options.prices.source;
   r.currency = options.prices.currency;
+  const double job_tokens = static_cast<double>(w.requests) * static_cast<double>(w.gen_len);
+  // One configuration planned: feasible or why not, its policy, time and rate over the whole job.
+  auto plan_point = [&](const HardwareProfile& m, uint64_t dram, const DiskOption& disk) {
+    HardwareProfile hw = m;
+    hw.cpu.dram_bytes = dram;
+    hw.disk = {disk.name, disk.capacity_bytes, disk.read_gbps, disk.write_gbps};
+    CapacityPoint pt;
+    pt.machine = m.name;
+    pt.gpu = m.gpu.name;
+    pt.dram_bytes = dram;
+    pt.disk = disk.name;
+    auto plan = plan_policy(spec, w, hw, default_budgets(hw), options.search);
+    if (plan.is_ok()) {
+      pt.feasible = true;
+      pt.policy = plan->policy;
+      pt.job_s = plan->policy.predicted.job_s;
+      pt.tokens_per_s = pt.job_s > 0 ? job_tokens / pt.job_s : 0;
+      pt.bottleneck = plan->policy.predicted.bottleneck;
+    } else {
+      pt.reason = plan.status().message();
+    }
+    return pt;
+  };
+  const DiskOption no_disk{"none", 0, 1, 1};
   for (const auto& m : machines) {
     for (uint64_t dram : drams) {
+      // A machine with a disk can leave it unused: no disk option may plan worse than none.
+      const CapacityPoint without = plan_point(m, dram, no_disk);
       for (const auto& disk : disks) {
-        HardwareProfile hw = m;
-        hw.cpu.dram_bytes = dram;
-        hw.disk = {disk.name, disk.capacity_bytes, disk.read_gbps, disk.write_gbps};
-        CapacityPoint pt;
-        pt.machine = m.name;
-        pt.gpu = m.gpu.name;
-        pt.dram_bytes = dram;
-        pt.disk = disk.name;
-        auto plan = plan_policy(spec, w, hw, default_budgets(hw), options.search);
-        if (plan.is_ok()) {
-          pt.feasible = true;
-          pt.policy = plan->policy;
-          pt.tokens_per_s = plan->policy.predicted.tokens_per_s;
-          pt.job_s = plan->policy.predicted.job_s;
-          pt.bottleneck = plan->policy.predicted.bottleneck;
-        } else {
-          pt.reason = plan.status().message();
+        CapacityPoint pt = plan_point(m, dram, disk);
+        if (without.feasible && (!pt.feasible || without.job_s < pt.job_s)) {
+          const std::string name = pt.disk;
+          pt = without;
+          pt.disk = name;
+          pt.disk_unused = disk.capacity_bytes > 0;
         }
         auto gpu_price = options.prices.gpu_per_hour.find(m.name);
         auto disk_price = options.prices.disk_per_hour.find(disk.name);
@@ -140,6 +155,7 @@ json capacity_json(const CapacityReport& r) {
       j["tokens_per_s"] = p.tokens_per_s;
       j["job_s"] = p.job_s;
       j["bottleneck"] = p.bottleneck;
+      if (p.disk_unused) j["disk_unused"] = true;
       j["policy"] = policy_to_json(p.policy);
     } else {
       j["reason"] = p.reason;

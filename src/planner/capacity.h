@@ -53,8 +53,9 @@ struct CapacityPoint {
   std::string disk;
   bool feasible = false;
   std::string reason;    // why not, when infeasible
-  double tokens_per_s = 0;
+  double tokens_per_s = 0;  // generated tokens of the whole job over its time (job_s)
   double job_s = 0;
+  bool disk_unused = false;  // the plan without the disk was at least as fast, and is this one
   double price_per_hour = 0;  // 0 when a price is missing
   double cost = 0;            // job hours x price per hour
   std::string bottleneck;
@@ -68,7 +69,9 @@ struct CapacityReport {
   std::vector<CapacityPoint> points;
 };
 
-// Plans every machine x DRAM size x disk. The job needs workload.requests > 0.
+// Plans every machine x DRAM size x disk. A disk is never worse than none: where the plan without
+// it is faster, that plan stands for the configuration (disk_unused). The job needs
+// workload.requests > 0.
 Result<CapacityReport> sweep_capacity(const ModelSpec& spec, const Workload& workload,
                                       const std::vector<HardwareProfile>& machines,
                                       const CapacityOptions& options);

@@ -35,6 +35,8 @@ std::string money(double v, const std::string& currency) {
   return (currency == "USD" ? std::string("$") : currency + " ") + fmt(v < 10 ? "%.2f" : "%.0f", v);
 }
 
+std::string disk_label(const CapacityPoint& p) { return p.disk_unused ? p.disk + " (unused)" : p.disk; }
+
 std::string rate(double t) { return t >= 100 ? fmt("%.0f", t) : t >= 1 ? fmt("%.1f", t) : fmt("%.3f", t); }
 
 std::string placement(const Policy& p) {
@@ -111,12 +113,59 @@ std::string bottleneck_color(const std::string& b) {
   return it == kColors.end() ? "#bab0ac" : it->second;
 }
 
-// Throughput against DRAM size, one line per machine, log-scale y, markers coloured by bottleneck.
+// The bottlenecks, in legend order; the chart marks each with its own shape.
+const char* const kBottlenecks[] = {"gpu_compute", "cpu_compute", "h2d", "d2h", "pcie_duplex", "disk_read", "disk_write", "dram"};
+
+// An SVG marker of shape `shape` (0-7, else a circle) centred at (x, y), filled with `fill`.
+std::string marker(size_t shape, double x, double y, const std::string& fill, const std::string& title) {
+  const double r = 6;
+  auto pts = [&](std::initializer_list<std::pair<double, double>> ps) {
+    std::string d = "<polygon points=\"";
+    for (auto [dx, dy] : ps) d += fmt("%.1f", x + dx * r) + "," + fmt("%.1f", y + dy * r) + " ";
+    return d + "\"";
+  };
+  std::string open;
+  switch (shape) {
+    case 1: open = pts({{-0.85, -0.85}, {0.85, -0.85}, {0.85, 0.85}, {-0.85, 0.85}}); break;            // square
+    case 2: open = pts({{0, -1.1}, {1, 0.8}, {-1, 0.8}}); break;                                          // triangle up
+    case 3: open = pts({{-1, -0.8}, {1, -0.8}, {0, 1.1}}); break;                                         // triangle down
+    case 4: open = pts({{0, -1.2}, {1.1, 0}, {0, 1.2}, {-1.1, 0}}); break;                                // diamond
+    case 5: open = pts({{-0.35, -1}, {0.35, -1}, {0.35, -0.35}, {1, -0.35}, {1, 0.35}, {0.35, 0.35}, {0.35, 1},
+                        {-0.35, 1}, {-0.35, 0.35}, {-1, 0.35}, {-1, -0.35}, {-0.35, -0.35}});
+            break;                                                                                       // plus
+    case 6: open = pts({{0, -1.1}, {1.05, -0.35}, {0.65, 0.9}, {-0.65, 0.9}, {-1.05, -0.35}}); break;   // pentagon
+    case 7: open = pts({{-0.5, -0.9}, {0.5, -0.9}, {1, 0}, {0.5, 0.9}, {-0.5, 0.9}, {-1, 0}}); break;     // hexagon
+    default: open = "<circle cx=\"" + fmt("%.1f", x) + "\" cy=\"" + fmt("%.1f", y) + "\" r=\"" + fmt("%.1f", r) + "\"";
+  }
+  return open + " fill=\"" + fill + "\" stroke=\"#222\" stroke-width=\"1\"><title>" + title + "</title>" +
+         (shape >= 1 && shape <= 7 ? "</polygon>" : "</circle>") + "\n";
+}
+
+size_t bottleneck_shape(const std::string& b) {
+  for (size_t i = 0; i < std::size(kBottlenecks); ++i)
+    if (b == kBottlenecks[i]) return i;
+  return 0;
+}
+
+// The largest of 1, 2, 5 x 10^k at most v (down) or the smallest at least v (up), as log10.
+double nice_log10(double v, bool up) {
+  const double e = std::floor(std::log10(v));
+  const double steps[] = {1, 2, 5, 10};
+  if (up) {
+    for (double m : steps)
+      if (m * std::pow(10, e) >= v * (1 - 1e-12)) return std::log10(m * std::pow(10, e));
+  }
+  for (int i = 2; i >= 0; --i)
+    if (steps[i] * std::pow(10, e) <= v * (1 + 1e-12)) return std::log10(steps[i] * std::pow(10, e));
+  return e;
+}
+
+// Throughput against DRAM size: one line per machine (its colour), log-scale y from the nearest
+// 1-2-5 step below the lowest point to the nearest above the highest, a marker per point whose
+// shape is its bottleneck.
 std::string throughput_chart(const CapacityReport& r, const Bests& b) {
-  // Generated tokens over the whole job's time: the rate the search ranks by (it counts the
-  // padding of the last block), so it never falls as DRAM grows.
-  const double job_tokens = static_cast<double>(r.workload.requests * r.workload.gen_len);
-  auto job_rate = [&](const CapacityPoint& p) { return job_tokens / p.job_s; };
+  (void)r;
+  auto job_rate = [](const CapacityPoint& p) { return p.tokens_per_s; };
   const double W = 960, H = 440, L = 80, R = 200, T = 40, B = 60;
   double lo = 1e300, hi = 0;
   for (auto& [k, p] : b.by_dram)
@@ -124,21 +173,23 @@ std::string throughput_chart(const CapacityReport& r, const Bests& b) {
   std::ostringstream s;
   s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H << "\" viewBox=\"0 0 " << W
     << " " << H << "\" font-family=\"sans-serif\" font-size=\"12\">\n";
-  s << "<text x=\"" << L << "\" y=\"22\" font-size=\"15\" font-weight=\"bold\">Job throughput (generated tokens / job time, log scale) "
+  s << "<text x=\"" << L << "\" y=\"22\" font-size=\"15\" font-weight=\"bold\">Throughput (generated tokens / job time, log scale) "
        "against DRAM, best disk per point</text>\n";
   if (hi <= 0) {
     s << "<text x=\"" << L << "\" y=\"" << H / 2 << "\">no configuration fits this job</text></svg>\n";
     return s.str();
   }
-  const double y0 = std::floor(std::log10(lo)), y1 = std::max(y0 + 1, std::ceil(std::log10(hi)));
+  double y0 = nice_log10(lo, false), y1 = nice_log10(hi, true);
+  if (y1 - y0 < 0.3) y0 = y1 - 0.3;  // one point, or all alike: still a readable span
   const size_t nx = b.drams.size();
   auto X = [&](size_t i) { return L + (nx == 1 ? 0.5 : static_cast<double>(i) / (nx - 1)) * (W - L - R); };
   auto Y = [&](double v) { return T + (1 - (std::log10(v) - y0) / (y1 - y0)) * (H - T - B); };
   s << "<rect x=\"" << L << "\" y=\"" << T << "\" width=\"" << W - L - R << "\" height=\"" << H - T - B
     << "\" fill=\"none\" stroke=\"#999\"/>\n";
-  for (double e = y0; e <= y1 + 1e-9; e += 1) {
+  for (double e = std::floor(y0); e <= y1 + 1e-9; e += 1) {
     for (double m : {1.0, 2.0, 5.0}) {
       const double v = m * std::pow(10, e);
+      if (std::log10(v) < y0 - 1e-9) continue;
       if (std::log10(v) > y1 + 1e-9) break;
       const double y = Y(v);
       s << "<line x1=\"" << L << "\" x2=\"" << W - R << "\" y1=\"" << y << "\" y2=\"" << y << "\" stroke=\""
@@ -164,15 +215,22 @@ std::string throughput_chart(const CapacityReport& r, const Bests& b) {
       auto it = b.by_dram.find({b.machines[m], b.drams[i]});
       if (it == b.by_dram.end() || !it->second || !it->second->feasible) continue;
       const CapacityPoint& p = *it->second;
-      s << "<circle cx=\"" << X(i) << "\" cy=\"" << Y(job_rate(p)) << "\" r=\"5\" fill=\""
-        << bottleneck_color(p.bottleneck) << "\" stroke=\"" << color << "\" stroke-width=\"2\"><title>"
-        << escape(p.machine) << ", " << gib(p.dram_bytes) << ", " << escape(p.disk) << ": " << rate(job_rate(p))
-        << " tokens/s over the job, bottleneck " << p.bottleneck << "</title></circle>\n";
+      s << marker(bottleneck_shape(p.bottleneck), X(i), Y(job_rate(p)), color,
+                  escape(p.machine) + ", " + gib(p.dram_bytes) + ", " + escape(p.disk) + ": " + rate(job_rate(p)) +
+                      " tokens/s over the job, bottleneck " + p.bottleneck);
     }
     const double ly = T + 16 * static_cast<double>(m);
     s << "<line x1=\"" << W - R + 14 << "\" x2=\"" << W - R + 34 << "\" y1=\"" << ly + 6 << "\" y2=\"" << ly + 6
       << "\" stroke=\"" << color << "\" stroke-width=\"3\"/><text x=\"" << W - R + 40 << "\" y=\"" << ly + 10
       << "\">" << escape(b.machines[m]) << "</text>\n";
+  }
+  // The shapes' legend, below the machines'.
+  const double sy = T + 16 * static_cast<double>(b.machines.size()) + 24;
+  s << "<text x=\"" << W - R + 14 << "\" y=\"" << sy << "\" font-weight=\"bold\">bottleneck</text>\n";
+  for (size_t k = 0; k < std::size(kBottlenecks); ++k) {
+    const double y = sy + 18 * static_cast<double>(k + 1);
+    s << marker(k, W - R + 24, y - 4, "#fff", kBottlenecks[k]) << "<text x=\"" << W - R + 40 << "\" y=\"" << y
+      << "\">" << kBottlenecks[k] << "</text>\n";
   }
   s << "</svg>\n";
   return s.str();
@@ -209,7 +267,7 @@ std::string bar_chart(const std::string& title, const Bests& b, bool cost, const
       << bottleneck_color(p->bottleneck) << "\"><title>" << escape(p->machine) << ", " << gib(p->dram_bytes) << ", "
       << escape(p->disk) << "; bottleneck " << p->bottleneck << "</title></rect>\n";
     s << "<text x=\"" << L + w + 6 << "\" y=\"" << y + 16 << "\">"
-      << (cost ? money(v, currency) : duration(v)) << " (" << gib(p->dram_bytes) << ", " << escape(p->disk)
+      << (cost ? money(v, currency) : duration(v)) << " (" << gib(p->dram_bytes) << ", " << escape(disk_label(*p))
       << ")</text>\n";
   }
   s << "</svg>\n";
@@ -218,7 +276,7 @@ std::string bar_chart(const std::string& title, const Bests& b, bool cost, const
 
 std::string legend_html() {
   std::string s = "<p class=\"legend\">Bottleneck colours: ";
-  for (const char* b : {"gpu_compute", "cpu_compute", "h2d", "d2h", "pcie_duplex", "disk_read", "disk_write", "dram"})
+  for (const char* b : kBottlenecks)
     s += "<span><i style=\"background:" + bottleneck_color(b) + "\"></i>" + b + "</span> ";
   return s + "</p>\n";
 }
@@ -235,8 +293,9 @@ std::string capacity_markdown(const CapacityReport& r) {
   const Bests b = bests(r);
   std::ostringstream s;
   s << "# Capacity plan: " << title(r) << "\n\n";
-  s << "Throughput and job time are strata's planner predictions for the best policy on each machine "
-       "(GPU x host DRAM x disk). Costs: " << (r.prices_source.empty() ? "no prices given" : r.prices_source) << "\n\n";
+  s << "Throughput (generated tokens of the whole job over its time) and job time are strata's planner "
+       "predictions for the best policy on each machine (GPU x host DRAM x disk); a disk marked unused is "
+       "one the best plan leaves alone. Costs: " << (r.prices_source.empty() ? "no prices given" : r.prices_source) << "\n\n";
   s << "## Best configuration per GPU\n\n";
   s << "| machine | GPU | DRAM | disk | tokens/s | job time | cost | bottleneck | policy (GPU batch x batches; W and KV gpu/cpu/disk %) |\n";
   s << "|---|---|---|---|---:|---:|---:|---|---|\n";
@@ -246,14 +305,14 @@ std::string capacity_markdown(const CapacityReport& r) {
       s << "| " << m << " | | | | - | does not fit | - | | |\n";
       continue;
     }
-    s << "| " << m << " | " << p->gpu << " | " << gib(p->dram_bytes) << " | " << p->disk << " | "
+    s << "| " << m << " | " << p->gpu << " | " << gib(p->dram_bytes) << " | " << disk_label(*p) << " | "
       << rate(p->tokens_per_s) << " | " << duration(p->job_s) << " | " << money(p->cost, r.currency) << " | "
       << p->bottleneck << " | " << placement(p->policy) << " |\n";
   }
   s << "\n## Every configuration\n\n";
   s << "| machine | DRAM | disk | tokens/s | job time | cost | bottleneck |\n|---|---|---|---:|---:|---:|---|\n";
   for (const auto& p : r.points) {
-    s << "| " << p.machine << " | " << gib(p.dram_bytes) << " | " << p.disk << " | ";
+    s << "| " << p.machine << " | " << gib(p.dram_bytes) << " | " << disk_label(p) << " | ";
     if (p.feasible)
       s << rate(p.tokens_per_s) << " | " << duration(p.job_s) << " | " << money(p.cost, r.currency) << " | "
         << p.bottleneck << " |\n";
@@ -296,7 +355,7 @@ std::string capacity_html(const CapacityReport& r) {
         continue;
       }
       s << "<td class=\"b\" style=\"background:" << bottleneck_color(p->bottleneck) << "\">" << p->bottleneck
-        << "<br>" << rate(p->tokens_per_s) << " tok/s, " << escape(p->disk) << "</td>";
+        << "<br>" << rate(p->tokens_per_s) << " tok/s, " << escape(disk_label(*p)) << "</td>";
     }
     s << "</tr>\n";
   }
@@ -304,7 +363,7 @@ std::string capacity_html(const CapacityReport& r) {
        "<th>tokens/s</th><th>job time</th><th>cost</th><th>bottleneck</th><th>policy</th></tr>\n";
   for (const auto& p : r.points) {
     s << "<tr><td>" << escape(p.machine) << "</td><td class=\"n\">" << gib(p.dram_bytes) << "</td><td>"
-      << escape(p.disk) << "</td>";
+      << escape(disk_label(p)) << "</td>";
     if (p.feasible)
       s << "<td class=\"n\">" << rate(p.tokens_per_s) << "</td><td class=\"n\">" << duration(p.job_s)
         << "</td><td class=\"n\">" << money(p.cost, r.currency) << "</td><td>" << p.bottleneck << "</td><td>"

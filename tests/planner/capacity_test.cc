@@ -4,6 +4,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+#include <cstdio>
+#include <map>
+
 #include "common/units.h"
 #include "planner_test_util.h"
 
@@ -45,6 +49,42 @@ TEST(Capacity, SweepsMachinesDramAndDisksAndPricesTheJob) {
   EXPECT_NE(md.find("| h100-pcie |"), std::string::npos);
   auto j = capacity_json(*r);
   EXPECT_EQ(j["points"].size(), r->points.size());
+}
+
+TEST(Capacity, ADiskIsNeverWorseThanNoneAndThroughputIsTheJobs) {
+  CapacityOptions o;
+  o.dram_sizes = {128 * kGiB, 256 * kGiB};
+  o.prices = default_prices();
+  const Workload w{512, 64, 5000};
+  auto r = sweep_capacity(testing::spec_of("llama-2-70b"), w, {testing::hardware("h100-pcie"), testing::hardware("l4")}, o);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  std::map<std::pair<std::string, uint64_t>, double> none;
+  for (const auto& p : r->points)
+    if (p.disk == "none" && p.feasible) none[{p.machine, p.dram_bytes}] = p.job_s;
+  for (const auto& p : r->points) {
+    if (!p.feasible) continue;
+    // One definition of throughput: the whole job's generated tokens over its time.
+    EXPECT_DOUBLE_EQ(p.tokens_per_s, 5000.0 * 64 / p.job_s);
+    auto n = none.find({p.machine, p.dram_bytes});
+    if (n != none.end()) EXPECT_LE(p.job_s, n->second) << p.machine << " " << p.disk;
+    if (p.disk_unused) EXPECT_EQ(p.job_s, none.at({p.machine, p.dram_bytes}));
+  }
+  // The chart's axis spans the data's 1-2-5 steps, not whole decades beyond it.
+  double hi = 0;
+  for (const auto& p : r->points) hi = std::max(hi, p.tokens_per_s);
+  const std::string html = capacity_html(*r);
+  double top = 0;
+  for (double v : {1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0})
+    if (v >= hi) {
+      top = v;
+      break;
+    }
+  ASSERT_GT(top, 0);
+  char label[32];
+  std::snprintf(label, sizeof label, ">%.0f</text>", top);
+  EXPECT_NE(html.find(label), std::string::npos) << "axis top " << top << " for a maximum of " << hi;
+  std::snprintf(label, sizeof label, ">%.0f</text>", top * (top >= 100 && std::fmod(top, 200) == 0 ? 2.5 : 2));
+  EXPECT_EQ(html.find(label), std::string::npos) << "nothing above the next step";
 }
 
 TEST(Capacity, NeedsAJob) {
