@@ -294,6 +294,8 @@ ParsedLine parse_request_line(std::string_view line, int64_t line_no, const Pars
   }
   const bool plain = body == &j;
   if (auto e = field_error(check_body_fields(*body, r.endpoint, plain), where)) return fail(e->code, e->message);
+  if (r.endpoint == Endpoint::kChatCompletions && body->contains("messages"))
+    if (auto e = field_error(check_message_fields((*body)["messages"]), where)) return fail(e->code, e->message);
   if (auto f = read_body(*body, r, where)) return fail(f->code, f->message);
   if (r.endpoint == Endpoint::kChatCompletions) keep_chat_json(line, r);
   out.request = std::move(r);

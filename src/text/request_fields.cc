@@ -274,6 +274,36 @@ std::vector<FieldProblem> check_body_fields(const json& body, Endpoint endpoint,
   return unknown;
 }
 
+std::vector<FieldProblem> check_message_fields(const json& messages) {
+  // OpenAI's message fields, and what chat templates read besides (reasoning of earlier turns).
+  static constexpr std::string_view kFields[] = {"role",          "content",      "name",
+                                                 "tool_calls",    "tool_call_id", "function_call",
+                                                 "refusal",       "audio",        "reasoning_content",
+                                                 "reasoning"};
+  std::vector<FieldProblem> out;
+  if (!messages.is_array()) return out;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const json& m = messages[i];
+    if (!m.is_object()) continue;  // read_body says what a message must be
+    for (auto it = m.begin(); it != m.end(); ++it) {
+      const std::string& name = it.key();
+      if (std::find(std::begin(kFields), std::end(kFields), name) != std::end(kFields)) continue;
+      std::string_view best;
+      int best_d = 3;
+      for (std::string_view f : kFields)
+        if (const int d = edit_distance(name, f); d < best_d && d <= (name.size() < 5 ? 1 : 2)) {
+          best = f;
+          best_d = d;
+        }
+      const std::string where = "messages[" + std::to_string(i) + "]";
+      out.push_back({"messages[]." + name, "unknown_field",
+                     "unknown field '" + name + "' in " + where +
+                         (best.empty() ? "" : " (did you mean '" + std::string(best) + "'?)")});
+    }
+  }
+  return out;
+}
+
 std::vector<FieldProblem> check_line_fields(const json& line) {
   constexpr FieldPlace kLinePlaces[] = {Place::kLine};
   std::vector<FieldProblem> out;

@@ -57,6 +57,9 @@ struct FieldProblem {
 // order. `plain_line`: `body` is a plain line, its custom_id beside the body's fields.
 std::vector<FieldProblem> check_body_fields(const nlohmann::json& body, Endpoint endpoint,
                                             bool plain_line);
+// The problems of the fields of each chat message (an object of `messages`): a field no chat
+// message of OpenAI's, vLLM's or a chat template's has ("contnet"), with "did you mean".
+std::vector<FieldProblem> check_message_fields(const nlohmann::json& messages);
 // The problems of the top level of a Batch API line (fields beside custom_id, method, url, body).
 std::vector<FieldProblem> check_line_fields(const nlohmann::json& line);
 

@@ -154,6 +154,30 @@ TEST(RequestFields, AKnownFieldStrataCannotHonourIsUnsupportedUnlessItIsTheDefau
       << both.error.message;
 }
 
+TEST(RequestFields, AMessagesUnknownFieldIsNamedWithItsIndex) {
+  const json msgs = json::array({{{"role", "system"}, {"content", "be brief"}},
+                                 {{"role", "user"}, {"contnet", "hi"}, {"name", "ann"}}});
+  const ParsedLine p = parse_request_line(batch_line("/v1/chat/completions", {{"messages", msgs}}), 4);
+  ASSERT_FALSE(p.request);
+  EXPECT_EQ(p.error.code, "unknown_field");
+  EXPECT_TRUE(contains(p.error.message, "unknown field 'contnet' in messages[1] (did you mean 'content'?)"))
+      << p.error.message;
+  // What OpenAI messages and chat templates use is accepted.
+  const json fine = json::array(
+      {{{"role", "user"}, {"content", "hi"}, {"name", "ann"}},
+       {{"role", "assistant"}, {"content", nullptr}, {"reasoning_content", "..."}, {"refusal", nullptr},
+        {"tool_calls", json::array({{{"id", "1"}, {"type", "function"}, {"function", {{"name", "f"}, {"arguments", "{}"}}}}})}},
+       {{"role", "tool"}, {"tool_call_id", "1"}, {"content", "42"}}});
+  const ParsedLine ok = parse_request_line(batch_line("/v1/chat/completions", {{"messages", fine}}), 5);
+  EXPECT_TRUE(ok.request) << ok.error.message;
+  // With --ignore-unknown-fields the message runs without it, reported once per field name.
+  const ParsedLine ignored = parse_request_line(batch_line("/v1/chat/completions", {{"messages", msgs}}), 4,
+                                                ParseOptions{.ignore_unknown_fields = true});
+  ASSERT_TRUE(ignored.request) << ignored.error.message;
+  ASSERT_EQ(ignored.ignored_fields.size(), 1u);
+  EXPECT_EQ(ignored.ignored_fields[0].field, "messages[].contnet");
+}
+
 TEST(RequestFields, HarmlessFieldsAreAcceptedAndTheRequestsModelIsIgnored) {
   const json body = {
       {"model", "gpt-4o-mini"},    {"prompt", "Love is"},      {"user", "u-1"},
