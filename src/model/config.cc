@@ -19,6 +19,11 @@ constexpr int64_t kMaxDim = int64_t{1} << 31;
 // The deepest models have a few hundred layers; a count past this is a typo or an attack, and
 // planning for it would take hours before anything could check it against the weights.
 constexpr int64_t kMaxLayers = 4096;
+// Published mixtures of experts have up to a few hundred experts a layer; a count past this, or
+// past kMaxExpertMatrices over all layers, is a typo or an attack (each expert is three weights
+// the loader lists).
+constexpr int64_t kMaxExperts = 1024;
+constexpr int64_t kMaxExpertLayers = int64_t{1} << 20;  // layers x experts
 // A config.json is a few KiB; anything past this is not one.
 constexpr uint64_t kMaxConfigBytes = 16 << 20;
 
@@ -294,6 +299,9 @@ Status parse_experts(const Fields& fs, const json& j, ModelConfig& c) {
   const char* count = mixtral ? "num_local_experts" : "num_experts";
   if (!fs.given(count)) count = mixtral ? "num_experts" : "num_local_experts";
   STRATA_ASSIGN_OR_RETURN(c.num_experts, fs.positive_int_or(count, mixtral ? 8 : 128));
+  if (c.num_experts > kMaxExperts || c.num_experts * c.num_layers > kMaxExpertLayers)
+    return fs.bad(count, "at most " + std::to_string(kMaxExperts) + " experts, and at most " +
+                             std::to_string(kMaxExpertLayers) + " over all layers");
   STRATA_ASSIGN_OR_RETURN(c.experts_per_token, fs.positive_int_or("num_experts_per_tok", mixtral ? 2 : 8));
   if (c.experts_per_token > c.num_experts) {
     return invalid_argument(fs.source() + ": field 'num_experts_per_tok' (" + std::to_string(c.experts_per_token) +

@@ -127,6 +127,14 @@ int model_config(const uint8_t* data, size_t size) {
   require(c->vocab_size > 0 && c->hidden_size > 0 && c->num_layers > 0 && c->head_dim > 0, "a dimension is not positive");
   for (int64_t id : c->eos_token_ids) require(id >= 0 && id < c->vocab_size, "an eos id outside the vocabulary");
   (void)c->window_of_layer(c->num_layers - 1);
+  if (c->is_moe()) {
+    require(c->experts_per_token >= 1 && c->experts_per_token <= c->num_experts, "top-k outside the experts");
+    require(c->expert_intermediate_size > 0 && c->num_experts * c->num_layers <= (int64_t{1} << 20),
+            "expert sizes out of bounds");
+    int64_t sparse = 0;
+    for (int64_t i = 0; i < c->num_layers; ++i) sparse += c->is_sparse_layer(i);
+    require(c->uniform_layers() == (sparse == 0 || sparse == c->num_layers), "uniform_layers disagrees with the layers");
+  }
   return 0;
 }
 

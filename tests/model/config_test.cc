@@ -295,6 +295,13 @@ TEST(Config, MixtralExperts) {
   EXPECT_EQ(parse_ok(j).window_of_layer(0), 4096);
   j["num_experts_per_tok"] = 9;
   expect_mentions(parse_err(j), {"'num_experts_per_tok'", "'num_local_experts'"});
+  // Hostile counts are refused before anything lists the experts' weights.
+  j["num_experts_per_tok"] = 2;
+  j["num_local_experts"] = 2147483647;
+  expect_mentions(parse_err(j), {"'num_local_experts'", "at most 1024 experts"});
+  j["num_local_experts"] = 1024;
+  j["num_hidden_layers"] = 2048;
+  expect_mentions(parse_err(j), {"'num_local_experts'", "over all layers"});
 }
 
 TEST(Config, Qwen3MoeExpertsAndItsDenseLayers) {
