@@ -114,6 +114,7 @@ class Job {
     int32_t done = 0;
   };
   std::map<int64_t, Choices> choices_;
+  std::shared_ptr<const text::TokenTrie> json_trie_;  // the vocabulary's bytes, for JSON mode (made once)
   BatchSummary sum_;
   std::optional<text::ChatTemplate> chat_template_;
   ResumeState resume_;  // what the output already answers
@@ -232,6 +233,10 @@ std::optional<text::RequestError> Job::prepare(Prepared& p) {
   g.frequency_penalty = ov.frequency_penalty;
   g.repetition_penalty = ov.repetition_penalty;
   g.min_p = ov.min_p;
+  if (r.json_object) {
+    if (!json_trie_) json_trie_ = std::make_shared<text::TokenTrie>(tok_, cfg.vocab_size);
+    g.json_object = json_trie_;
+  }
   return std::nullopt;
 }
 

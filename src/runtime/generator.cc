@@ -47,6 +47,17 @@ std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const
   return x;
 }
 
+int64_t mask_json(const text::TokenTrie& trie, const text::JsonAutomaton& state, std::vector<float>& x) {
+  std::vector<uint8_t> ok;
+  trie.allowed(state, ok);
+  int64_t n = 0;
+  for (size_t t = 0; t < x.size(); ++t) {
+    if (t < ok.size() && ok[t]) ++n;
+    else x[t] = -INFINITY;
+  }
+  return n;
+}
+
 const char* finish_reason_name(FinishReason r) {
   switch (r) {
     case FinishReason::kStop: return "stop";
@@ -102,6 +113,7 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
   STRATA_RETURN_IF_ERROR(model_.reset(n, max_len));
 
   std::vector<Sampler> samplers;
+  std::vector<text::JsonAutomaton> json_states(static_cast<size_t>(n));  // JSON mode's progress
   samplers.reserve(n);
   for (const auto& r : requests) samplers.emplace_back(r.sampling);
   std::vector<int32_t> length(n);   // tokens in the cache (prompt + generated so far)
@@ -111,12 +123,17 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
   auto record = [&](int32_t slot, const Sample& s, std::vector<std::pair<int32_t, float>> top) {
     const GenerationRequest& req = requests[slot];
     GenerationResult& res = results[slot];
+    if (req.json_object)
+      for (unsigned char c : req.json_object->text(s.token)) json_states[static_cast<size_t>(slot)].feed(c);
     res.tokens.push_back(s.token);
     res.logprobs.push_back(s.logprob);
     if (req.top_logprobs > 0) res.top_logprobs.push_back(std::move(top));
     bool done = false;
     if (on_token && !on_token(static_cast<size_t>(slot), s.token)) {
       res.finish = FinishReason::kStop;
+      done = true;
+    } else if (req.json_object && json_states[static_cast<size_t>(slot)].complete()) {
+      res.finish = FinishReason::kStop;  // the object is whole: nothing may follow it
       done = true;
     } else if ((!req.ignore_eos && cfg.is_eos(s.token)) ||
                std::find(req.stop_token_ids.begin(), req.stop_token_ids.end(), s.token) != req.stop_token_ids.end()) {
@@ -159,6 +176,14 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
       const bool too_early = static_cast<int32_t>(results[slot].tokens.size()) < req.min_tokens;
       if (too_early || req.adjusts_logits()) {
         std::vector<float> x = adjusted_logits(req, results[slot].tokens, row, too_early, cfg.eos_token_ids);
+        if (req.json_object && mask_json(*req.json_object, json_states[static_cast<size_t>(slot)], x) == 0) {
+          GenerationResult& res = results[slot];
+          res.finish = FinishReason::kError;
+          res.error = "no token of the vocabulary continues the JSON object at generated token " +
+                      std::to_string(res.tokens.size());
+          if (on_finish) on_finish(static_cast<size_t>(slot), res);
+          continue;
+        }
         const Tensor m = Tensor::wrap(x.data(), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
         auto ms = compute::logit_stats_on_host(m, {&queries[i], 1});
         STRATA_RETURN_IF_ERROR(ms.status());

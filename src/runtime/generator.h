@@ -7,8 +7,8 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <string>
 #include <memory>
+#include <string>
 #include <span>
 #include <vector>
 
@@ -16,6 +16,8 @@
 #include "compute/sequence_model.h"
 #include "compute/transformer.h"
 #include "runtime/sampling.h"
+#include "text/json_automaton.h"
+#include "text/token_trie.h"
 
 namespace strata::runtime {
 
@@ -34,9 +36,12 @@ struct GenerationRequest {
   // reported logprobs stay the model's.
   float presence_penalty = 0, frequency_penalty = 0, repetition_penalty = 1, min_p = 0;
   std::vector<std::pair<int32_t, float>> logit_bias;
+  // JSON mode: the answer is one JSON object (text::JsonAutomaton over this trie of the model's
+  // vocabulary); an end token is allowed only once the object is complete. Null: free text.
+  std::shared_ptr<const text::TokenTrie> json_object;
   bool adjusts_logits() const {
     return presence_penalty != 0 || frequency_penalty != 0 || repetition_penalty != 1 || min_p > 0 ||
-           !logit_bias.empty();
+           !logit_bias.empty() || json_object != nullptr;
   }
 };
 
@@ -44,6 +49,10 @@ struct GenerationRequest {
 // and without the end tokens (`eos_ids` unless ignore_eos, the stop tokens) when `too_early`.
 std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const int32_t> generated,
                                    std::span<const float> row, bool too_early, std::span<const int64_t> eos_ids);
+
+// JSON mode: every token that cannot continue `state`'s object gets -inf in `x` (end tokens too:
+// a sequence ends as its object completes). Returns how many tokens stay allowed.
+int64_t mask_json(const text::TokenTrie& trie, const text::JsonAutomaton& state, std::vector<float>& x);
 
 enum class FinishReason { kStop, kLength, kError };
 const char* finish_reason_name(FinishReason r);  // "stop", "length", "error"

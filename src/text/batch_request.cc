@@ -68,6 +68,8 @@ std::optional<Fail> read_body(const json& body, BatchRequest& r, const std::stri
     }
   }
   if (body.contains("echo") && body["echo"].is_boolean()) r.echo = body["echo"].get<bool>();
+  if (body.contains("response_format") && body["response_format"].is_object())
+    r.json_object = body["response_format"].value("type", "") == "json_object";
   if (body.contains("n") && !body["n"].is_null()) {
     const auto& v = body["n"];
     const std::optional<int64_t> n = v.is_number_integer() ? json_to_int64(v) : std::nullopt;

@@ -50,6 +50,7 @@ struct BatchRequest {
   RequestOverrides overrides;
   int32_t n = 1;               // choices to generate for this prompt
   bool echo = false;           // completions: the returned text starts with the prompt
+  bool json_object = false;    // response_format {"type": "json_object"}: the answer is a JSON object
   bool logprobs = false;       // return the log-probability of each generated token
   int32_t top_logprobs = 0;    // and this many alternatives per position
 };

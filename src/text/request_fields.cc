@@ -38,7 +38,7 @@ bool is_empty(const json& v, const json&, Endpoint) {
 bool only_null(const json&, const json&, Endpoint) { return false; }
 bool is_text_modality(const json& v, const json&, Endpoint) { return v == json::array({"text"}); }
 bool is_text_format(const json& v, const json&, Endpoint) {
-  return v.is_object() && v.size() == 1 && v.contains("type") && v["type"] == "text";
+  return v.is_object() && v.size() == 1 && v.contains("type") && (v["type"] == "text" || v["type"] == "json_object");
 }
 bool has_tools(const json& body) {
   return body.contains("tools") && body["tools"].is_array() && !body["tools"].empty();
@@ -103,8 +103,8 @@ const RequestField kFields[] = {
     {"suffix", Place::kCompletions, Use::kDefaultOnly, is_empty,
      "is not supported (insertion needs a fill-in-the-middle model)"},
     {"response_format", Place::kAny, Use::kDefaultOnly, is_text_format,
-     "is not supported: strata has no structured output (leave it out or set {\"type\": "
-     "\"text\"})"},
+     "is supported as {\"type\": \"text\"} or {\"type\": \"json_object\"} only (JSON schemas are not "
+     "yet)"},
     {"tool_choice", Place::kChat, Use::kDefaultOnly, is_auto_choice,
      "is not supported other than \"auto\": strata cannot force or forbid a tool call"},
     {"functions", Place::kChat, Use::kDefaultOnly, is_empty, "is not supported (pass 'tools')"},

@@ -15,6 +15,7 @@
 #include "runtime/context.h"
 #include "runtime/load_model.h"
 #include "testing/test_data.h"
+#include "text/json_automaton.h"
 #include "text/line_io.h"
 #include "text/tokenizer.h"
 
@@ -437,6 +438,50 @@ TEST_F(BatchJobTest, EchoStartsTheTextWithThePrompt) {
     EXPECT_EQ(e["code"], "unsupported") << id;
     EXPECT_NE(e["message"].get<std::string>().find("'echo'"), std::string::npos) << e.dump();
   }
+}
+
+TEST_F(BatchJobTest, JsonModeAnswersParseAsObjectsOrStopAtTheLengthLimit) {
+  const auto tmp = testing::make_temp_dir("strata-batch");
+  const std::string in = (tmp / "in.jsonl").string(), out = (tmp / "out.jsonl").string();
+  std::vector<std::string> lines;
+  const json msgs = json::array({{{"role", "user"}, {"content", "Describe a book as JSON."}}});
+  for (int i = 0; i < 40; ++i) {
+    json body = {{"response_format", {{"type", "json_object"}}}, {"max_tokens", 96}, {"temperature", 0.7 + 0.02 * i},
+                 {"seed", i}};
+    if (i % 2) body["messages"] = msgs;
+    else body["prompt"] = "Data:";
+    lines.push_back(json({{"custom_id", "j" + std::to_string(i)}, {"url", i % 2 ? "/v1/chat/completions" : "/v1/completions"},
+                          {"body", body}})
+                        .dump());
+  }
+  lines.push_back(json({{"custom_id", "schema"}, {"prompt", "x"},
+                        {"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "n"}, {"schema", json::object()}}}}}})
+                      .dump());
+  write_lines(in, lines);
+  ASSERT_TRUE(run(options(in, out)).is_ok());
+  const auto results = read_results(out);
+  ASSERT_EQ(results.size(), 41u);
+  int whole = 0, cut = 0;
+  for (const auto& [id, r] : results) {
+    if (id == "schema") {
+      EXPECT_EQ(r["error"]["code"], "unsupported") << r.dump();
+      continue;
+    }
+    const std::string text = text_of(r);
+    const std::string finish = r["response"]["body"]["choices"][0]["finish_reason"];
+    if (finish == "stop") {
+      ASSERT_TRUE(json::accept(text)) << id << ": " << json(text).dump(-1, ' ', true, json::error_handler_t::replace);  // nlohmann's parser, not ours
+      EXPECT_TRUE(json::parse(text).is_object()) << text;
+      ++whole;
+    } else {
+      EXPECT_EQ(finish, "length") << id;
+      text::JsonAutomaton a;  // cut short: still the beginning of an object
+      for (unsigned char c : text) ASSERT_TRUE(a.feed(c)) << id << ": " << text;
+      ++cut;
+    }
+  }
+  EXPECT_GT(whole, 0);
+  EXPECT_EQ(whole + cut, 40);
 }
 
 TEST_F(BatchJobTest, StopTokenIdsMinTokensAndIncludeStopStrAsVllm) {

@@ -1,0 +1,45 @@
+#include "text/token_trie.h"
+
+#include <algorithm>
+
+namespace strata::text {
+
+TokenTrie::TokenTrie(const Tokenizer& tok, int64_t vocab) {
+  // A token's text mid-sequence: what it adds after a plain token, so that decoders which drop a
+  // leading space at the start of the text (SentencePiece's) do not change it.
+  const std::vector<int32_t> ref = tok.encode("a", /*add_special_tokens=*/false);
+  const int32_t anchor = ref.empty() ? -1 : ref.back();
+  const std::string anchor_text = anchor >= 0 ? tok.decode(std::span<const int32_t>(&anchor, 1), true) : "";
+  texts_.resize(static_cast<size_t>(std::max<int64_t>(vocab, 0)));
+  nodes_.emplace_back();
+  for (int64_t id = 0; id < vocab; ++id) {
+    const int32_t t = static_cast<int32_t>(id);
+    std::string text;
+    if (anchor >= 0) {
+      const int32_t pair[2] = {anchor, t};
+      const std::string both = tok.decode(pair, /*skip_special_tokens=*/true);
+      if (both.size() > anchor_text.size() && both.compare(0, anchor_text.size(), anchor_text) == 0)
+        text = both.substr(anchor_text.size());
+    } else {
+      text = tok.decode(std::span<const int32_t>(&t, 1), true);
+    }
+    texts_[static_cast<size_t>(id)] = text;
+    if (text.empty()) continue;
+    int32_t node = 0;
+    for (unsigned char c : text) {
+      auto& children = nodes_[static_cast<size_t>(node)].children;
+      auto it = std::find_if(children.begin(), children.end(), [c](const auto& e) { return e.first == c; });
+      if (it != children.end()) {
+        node = it->second;
+      } else {
+        const int32_t next = static_cast<int32_t>(nodes_.size());
+        nodes_[static_cast<size_t>(node)].children.emplace_back(c, next);
+        nodes_.emplace_back();
+        node = next;
+      }
+    }
+    nodes_[static_cast<size_t>(node)].tokens.push_back(t);
+  }
+}
+
+}  // namespace strata::text

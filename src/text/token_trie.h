@@ -1,0 +1,56 @@
+// TokenTrie: the bytes each token adds to the text mid-sequence, in a trie, for masking a
+// constrained generation's next token: allowed() walks the trie with a byte automaton (feed(byte)
+// returning whether the text can go on), copying its state at each branch and leaving a subtree
+// as soon as its prefix is refused, so a step costs the prefixes the automaton accepts rather than
+// a pass over the vocabulary. Tokens whose text is empty (special tokens) are never allowed by it.
+// Immutable after construction; thread safe.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "text/tokenizer.h"
+
+namespace strata::text {
+
+class TokenTrie {
+ public:
+  // The first `vocab` ids (the model's vocabulary) of `tok`.
+  TokenTrie(const Tokenizer& tok, int64_t vocab);
+
+  int64_t vocab() const { return static_cast<int64_t>(texts_.size()); }
+  // The bytes token `id` adds mid-sequence ("" for special tokens).
+  const std::string& text(int32_t id) const { return texts_[static_cast<size_t>(id)]; }
+
+  // Sets allowed[t] = 1 for every token whose bytes `state` accepts in full (allowed is resized to
+  // vocab() and cleared first). Automaton: copyable, with bool feed(unsigned char).
+  template <typename Automaton>
+  void allowed(const Automaton& state, std::vector<uint8_t>& allowed) const {
+    allowed.assign(texts_.size(), 0);
+    walk(0, state, allowed);
+  }
+
+ private:
+  struct Node {
+    std::vector<std::pair<unsigned char, int32_t>> children;  // byte -> node
+    std::vector<int32_t> tokens;                              // tokens whose text ends here
+  };
+
+  template <typename Automaton>
+  void walk(int32_t node, const Automaton& state, std::vector<uint8_t>& allowed) const {
+    for (const auto& [byte, child] : nodes_[static_cast<size_t>(node)].children) {
+      Automaton next = state;
+      if (!next.feed(byte)) continue;
+      for (int32_t t : nodes_[static_cast<size_t>(child)].tokens) allowed[static_cast<size_t>(t)] = 1;
+      walk(child, next, allowed);
+    }
+  }
+
+  std::vector<std::string> texts_;
+  std::vector<Node> nodes_;
+};
+
+}  // namespace strata::text
