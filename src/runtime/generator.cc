@@ -47,9 +47,20 @@ std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const
   return x;
 }
 
-int64_t mask_json(const text::TokenTrie& trie, const text::JsonAutomaton& state, std::vector<float>& x) {
-  std::vector<uint8_t> ok;
-  trie.allowed(state, ok);
+int64_t mask_json(const text::TokenTrie& trie, const text::JsonAutomaton& state, std::vector<float>& x,
+                  JsonMaskCache* cache) {
+  std::vector<uint8_t> own;
+  const std::vector<uint8_t>* allowed = &own;
+  if (cache) {
+    // Bounded to about 64 MiB of allowed sets, whatever the vocabulary.
+    if (cache->size() > std::max<size_t>(16, (size_t{64} << 20) / std::max<size_t>(1, x.size()))) cache->clear();
+    auto [it, fresh] = cache->try_emplace(state.key());
+    if (fresh) trie.allowed(state, it->second);
+    allowed = &it->second;
+  } else {
+    trie.allowed(state, own);
+  }
+  const std::vector<uint8_t>& ok = *allowed;
   int64_t n = 0;
   for (size_t t = 0; t < x.size(); ++t) {
     if (t < ok.size() && ok[t]) ++n;
@@ -114,6 +125,7 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
 
   std::vector<Sampler> samplers;
   std::vector<text::JsonAutomaton> json_states(static_cast<size_t>(n));  // JSON mode's progress
+  JsonMaskCache json_masks;
   samplers.reserve(n);
   for (const auto& r : requests) samplers.emplace_back(r.sampling);
   std::vector<int32_t> length(n);   // tokens in the cache (prompt + generated so far)
@@ -176,7 +188,7 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
       const bool too_early = static_cast<int32_t>(results[slot].tokens.size()) < req.min_tokens;
       if (too_early || req.adjusts_logits()) {
         std::vector<float> x = adjusted_logits(req, results[slot].tokens, row, too_early, cfg.eos_token_ids);
-        if (req.json_object && mask_json(*req.json_object, json_states[static_cast<size_t>(slot)], x) == 0) {
+        if (req.json_object && mask_json(*req.json_object, json_states[static_cast<size_t>(slot)], x, &json_masks) == 0) {
           GenerationResult& res = results[slot];
           res.finish = FinishReason::kError;
           res.error = "no token of the vocabulary continues the JSON object at generated token " +

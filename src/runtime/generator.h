@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <span>
 #include <vector>
 
@@ -51,8 +52,11 @@ std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const
                                    std::span<const float> row, bool too_early, std::span<const int64_t> eos_ids);
 
 // JSON mode: every token that cannot continue `state`'s object gets -inf in `x` (end tokens too:
-// a sequence ends as its object completes). Returns how many tokens stay allowed.
-int64_t mask_json(const text::TokenTrie& trie, const text::JsonAutomaton& state, std::vector<float>& x);
+// a sequence ends as its object completes). Returns how many tokens stay allowed. `cache` (may be
+// null) keeps the allowed sets by state: a string's characters repeat a state many times.
+using JsonMaskCache = std::unordered_map<std::string, std::vector<uint8_t>>;
+int64_t mask_json(const text::TokenTrie& trie, const text::JsonAutomaton& state, std::vector<float>& x,
+                  JsonMaskCache* cache = nullptr);
 
 enum class FinishReason { kStop, kLength, kError };
 const char* finish_reason_name(FinishReason r);  // "stop", "length", "error"

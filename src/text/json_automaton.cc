@@ -12,6 +12,14 @@ constexpr const char* kLiterals[] = {"true", "false", "null"};
 
 }  // namespace
 
+std::string JsonAutomaton::key() const {
+  std::string k = {static_cast<char>(expect_), static_cast<char>(number_), static_cast<char>(in_key_),
+                   static_cast<char>(hex_left_), static_cast<char>(literal_), static_cast<char>(lit_pos_),
+                   static_cast<char>(spaces_), static_cast<char>(digits_), static_cast<char>(done_)};
+  k.append(stack_.data(), static_cast<size_t>(depth_));
+  return k;
+}
+
 bool JsonAutomaton::feed(unsigned char c) {
   JsonAutomaton next = *this;
   if (!next.feed_impl(c)) return false;

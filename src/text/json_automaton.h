@@ -11,6 +11,7 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 
 namespace strata::text {
 
@@ -24,6 +25,9 @@ class JsonAutomaton {
   bool feed(unsigned char c);
   // The text fed is a whole JSON object (trailing whitespace allowed).
   bool complete() const { return done_; }
+  // Bytes that equal for two automata exactly when they accept the same continuations (a cache
+  // key: inside a long string the state repeats token after token).
+  std::string key() const;
 
  private:
   // What the next byte may be, outside the stack's containers.

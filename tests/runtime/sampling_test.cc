@@ -8,6 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include "testing/test_data.h"
+#include "text/tokenizer.h"
+
 namespace strata::runtime {
 namespace {
 
@@ -139,6 +142,30 @@ TEST(Sampling, AVocabularyPastTheCandidatesFollowsTheDefinition) {
 }
 
 // The changes to the logits as OpenAI and vLLM define them, on a row worked by hand.
+TEST(MaskJson, TheCachedAllowedSetsAreTheComputedOnes) {
+  auto tok = text::Tokenizer::load_dir(testing::test_data_dir() / "fixtures" / "llama_text");
+  ASSERT_TRUE(tok.is_ok());
+  const int64_t V = (*tok)->vocab_size();
+  const text::TokenTrie trie(**tok, V);
+  JsonMaskCache cache;
+  text::JsonAutomaton a;
+  int64_t changes = 0;
+  // The states of a text walked byte by byte, each masked with and without the cache, twice.
+  for (unsigned char c : std::string("{\"title\": \"abc def\", \"n\": [1, 2.5e3, true], \"o\": {}}")) {
+    for (int round = 0; round < 2; ++round) {
+      std::vector<float> plain(static_cast<size_t>(V), 1.0f), cached(static_cast<size_t>(V), 1.0f);
+      const int64_t n = mask_json(trie, a, plain);
+      EXPECT_EQ(mask_json(trie, a, cached, &cache), n);
+      EXPECT_EQ(plain, cached);
+      EXPECT_GT(n, 0);
+    }
+    ASSERT_TRUE(a.feed(c));
+    ++changes;
+  }
+  EXPECT_TRUE(a.complete());
+  EXPECT_LT(static_cast<int64_t>(cache.size()), changes) << "states repeat inside strings";
+}
+
 TEST(AdjustedLogits, PenaltiesBiasMinPAndTheEndTokensAsDefined) {
   const std::vector<float> row = {2.0f, -1.0f, 0.5f, 3.0f, -2.0f, 1.0f};
   const std::vector<int64_t> eos = {5};
