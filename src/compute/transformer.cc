@@ -248,6 +248,16 @@ void Transformer::finish_layer(int64_t i, const WeightFn& find, Tensor& x, const
   }
 }
 
+void Transformer::finish_attention(int64_t i, const WeightFn& find, Tensor& x, const Tensor& ctx, Tensor& mlp_in) {
+  STRATA_CHECK(config_.family == Family::kLlama && config_.is_sparse_layer(i),
+               "finish_attention: layer " + std::to_string(i) + " is not a mixture of experts");
+  auto w = [&](const char* suffix) { return find(model::layer_weight_name(i, suffix)); };
+  Tensor out = alloc(x.dim(0), config_.hidden_size);
+  backend_.linear(ctx, *w("o.weight"), w("o.bias"), out);
+  backend_.add(x, out, x);
+  backend_.rms_norm(x, *w("mlp_norm.weight"), static_cast<float>(config_.norm_eps), mlp_in);
+}
+
 Tensor Transformer::mlp_block(int64_t i, const WeightFn& find, const Tensor& h) {
   if (config_.is_sparse_layer(i)) return expert_block(i, find, h);
   auto w = [&](const char* suffix) { return find(model::layer_weight_name(i, suffix)); };

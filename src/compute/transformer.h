@@ -83,6 +83,13 @@ class Transformer {
   AttentionParams attention_params(int64_t i) const;
   // The rest of layer i once ctx [T, Hq * D] holds the attention output: x updated in place.
   void finish_layer(int64_t i, const WeightFn& find, Tensor& x, const Tensor& ctx);
+  // A sparse layer's part of finish_layer() before its experts: the output projection added to x
+  // (in place) and the MLP's normalised input written to mlp_in [T, hidden]. The caller runs
+  // expert_block() over the rows of many such calls and adds its output to each x.
+  void finish_attention(int64_t i, const WeightFn& find, Tensor& x, const Tensor& ctx, Tensor& mlp_in);
+  // A sparse layer's MLP over h [T, hidden]: route, then each expert over its tokens; the output
+  // [T, hidden] is new backend memory.
+  Tensor expert_block(int64_t i, const WeightFn& find, const Tensor& h);
   // A mixture-of-experts layer's routing of h [T, hidden] (the MLP input), read back to the host.
   ExpertRouting route(int64_t i, const WeightFn& find, const Tensor& h);
   // Working space of one expert at a time: its gathered rows (then its output) [n, hidden], and
@@ -102,8 +109,6 @@ class Transformer {
   // x [T, hidden] -> x after layer `i` (in place).
   void layer(int64_t i, Tensor& x, const TokenBatch& batch, LayerKvCache& cache);
   Tensor mlp_block(int64_t i, const WeightFn& find, const Tensor& h);
-  // A sparse layer's MLP: route, then each expert over its tokens.
-  Tensor expert_block(int64_t i, const WeightFn& find, const Tensor& h);
   WeightFn own_weights() const;
 
   model::ModelConfig config_;

@@ -19,6 +19,7 @@ const char* action_name(ActionKind kind) {
     case ActionKind::kWriteKv: return "write_kv";
     case ActionKind::kLoadHidden: return "load_hidden";
     case ActionKind::kStoreHidden: return "store_hidden";
+    case ActionKind::kExperts: return "experts";
   }
   return "?";
 }
@@ -60,6 +61,8 @@ std::string describe(const Action& a) {
   if (a.staging >= 0) s += " staging " + std::to_string(a.staging);
   if (a.host_staging >= 0) s += " host " + std::to_string(a.host_staging);
   if (a.hidden_staging >= 0) s += " hidden " + std::to_string(a.hidden_staging);
+  if (a.add_experts) s += " +experts";
+  if (a.defer_experts) s += " defer";
   return s;
 }
 

@@ -26,8 +26,10 @@ enum class ActionKind : uint8_t {
   kWriteKv,        // (layer, batch)'s KV rows written this step, pinned staging -> disk
   kLoadHidden,     // the batch's hidden states, pinned host -> GPU staging `hidden_staging`
   kStoreHidden,    // the batch's hidden states after embed or a layer -> pinned host
+  kExperts,        // a sparse layer's router and experts, once over every GPU batch's rows of a
+                   // decode step (the batches' layer actions left them their MLP inputs)
 };
-inline constexpr int kNumActionKinds = 15;
+inline constexpr int kNumActionKinds = 16;
 const char* action_name(ActionKind kind);
 
 enum class PlanResource : uint8_t { kDisk, kH2d, kD2h, kGpu, kCpu };
@@ -46,6 +48,12 @@ struct Action {
                          // kLayer / kLoadKv / kStoreKv of off-GPU KV: GPU KV staging buffer
   int32_t host_staging = -1;  // disk KV: the pinned staging buffer holding (layer, batch)'s KV
   int32_t hidden_staging = -1;  // CPU activations: the GPU buffer holding the batch's hidden states
+  // A batch's layer action (kLayer, kPostAttention) of a layer whose experts run in its kExperts:
+  // it stops before the experts, leaving its MLP input in the step's block-wide buffer.
+  bool defer_experts = false;
+  // A batch's first action of a layer or the head (kLayer, kPreAttention, kHead) after a kExperts:
+  // it first adds that layer's expert output to the batch's hidden states.
+  bool add_experts = false;
   std::vector<int32_t> deps;  // indices of earlier actions of this plan that must finish first
 };
 

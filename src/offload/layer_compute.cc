@@ -60,6 +60,7 @@ void LayerCompute::bind(Handlers& handlers, StepState& step) {
     return 0;
   };
   on(ActionKind::kPreAttention) = [this, &step](const Action& a, cuda::Lane) -> Result<uint64_t> {
+    add_experts(a, step);
     step.qkv[a.batch] = model_->attention_inputs(a.unit, finder(a.unit), step.x[a.batch], step.subs[a.batch].batch);
     return 0;
   };
@@ -67,7 +68,13 @@ void LayerCompute::bind(Handlers& handlers, StepState& step) {
     return post_attention(a, step);
   };
   on(ActionKind::kHead) = [this, &step](const Action& a, cuda::Lane) -> Result<uint64_t> {
+    add_experts(a, step);
     head(a, step);
+    return 0;
+  };
+  on(ActionKind::kExperts) = [this, &step](const Action& a, cuda::Lane) -> Result<uint64_t> {
+    STRATA_CHECK(step.experts_in.defined(), "offload: a layer's experts with no block-wide input");
+    step.experts_out = model_->expert_block(a.unit, finder(a.unit), step.experts_in);
     return 0;
   };
 }
@@ -121,13 +128,33 @@ Status LayerCompute::layer(const Action& a, StepState& step) {
   if (step.prefill) cuda::drop_cached_blocks(backend_);
   const compute::TokenBatch& batch = step.subs[a.batch].batch;
   const auto find = finder(a.unit);
+  add_experts(a, step);
   auto in = model_->attention_inputs(a.unit, find, step.x[a.batch], batch);
   const int64_t T = batch.size(), q_dim = config_.num_heads * config_.head_dim;
   Tensor ctx = model_->alloc(T, q_dim);
   Tensor ctx3 = ctx.reshape({T, config_.num_heads, config_.head_dim});
   STRATA_RETURN_IF_ERROR(kv_.attend_on_gpu(a, batch, in, model_->attention_params(a.unit), ctx3));
-  model_->finish_layer(a.unit, find, step.x[a.batch], ctx);
+  finish(a, step, ctx);
   return Status::ok();
+}
+
+void LayerCompute::finish(const Action& a, StepState& step, const Tensor& ctx) {
+  Tensor& x = step.x[a.batch];
+  if (!a.defer_experts) {
+    model_->finish_layer(a.unit, finder(a.unit), x, ctx);
+    return;
+  }
+  const int64_t first = step.subs[a.batch].first_row;
+  Tensor mlp_in = step.experts_in.slice_rows(first, first + x.dim(0));
+  model_->finish_attention(a.unit, finder(a.unit), x, ctx, mlp_in);
+}
+
+void LayerCompute::add_experts(const Action& a, StepState& step) {
+  if (!a.add_experts) return;
+  STRATA_CHECK(step.experts_out.defined(), "offload: a batch adds experts' output that was not computed");
+  Tensor& x = step.x[a.batch];
+  const int64_t first = step.subs[a.batch].first_row;
+  backend_.add(x, step.experts_out.slice_rows(first, first + x.dim(0)), x);
 }
 
 // The CPU's attention output comes back on the compute lane, in order with the layer's rest.
@@ -135,7 +162,7 @@ uint64_t LayerCompute::post_attention(const Action& a, StepState& step) {
   const int64_t T = step.subs[a.batch].batch.size();
   Tensor ctx = model_->alloc(T, config_.num_heads * config_.head_dim);
   lanes_.copy_device(ctx.raw(), cpu_attention_.output(a.batch).raw(), ctx.bytes());
-  model_->finish_layer(a.unit, finder(a.unit), step.x[a.batch], ctx);
+  finish(a, step, ctx);
   return ctx.bytes();
 }
 

@@ -44,6 +44,10 @@ class LayerCompute {
   Status embed(const Action& a, StepState& step);
   Status layer(const Action& a, StepState& step);
   uint64_t post_attention(const Action& a, StepState& step);
+  // The end of a batch's layer after attention: all of it, or up to the experts (defer_experts).
+  void finish(const Action& a, StepState& step, const Tensor& ctx);
+  // add_experts: the previous layer's expert output added to the batch's hidden states.
+  void add_experts(const Action& a, StepState& step);
   void head(const Action& a, StepState& step);
   // The embeddings of `ids` from table `name` into `out`: looked up on the host into `host_rows`
   // and copied, or gathered on the GPU.

@@ -101,6 +101,7 @@ class Planner {
         issue_load_part();  // one part per batch: loads are spread over the layer's batches
         issue_disk_reads();
       }
+      if (block(j)) experts(j);
     }
     if (pending_) flush_post();
     limit_ = static_cast<int32_t>(streams_.size());
@@ -108,6 +109,7 @@ class Planner {
     for (int32_t b : active_) {
       Action head = make(ActionKind::kHead, s_.num_layers, b);
       head.deps = with_loads(s_.num_layers, {hidden_[b]});
+      add_experts_before(s_.num_layers, head);
       const int32_t h = hidden_use(s_.num_layers, b);
       if (h >= 0) load_hidden_into(h, head);
       hidden_[b] = emit(std::move(head));
@@ -143,6 +145,27 @@ class Planner {
   };
 
   bool disk(const KvUnit& u) const { return u.host_staging >= 0; }
+
+  // Layer j's experts run once over the step's rows (its kExperts), not in each batch's action.
+  bool block(int32_t j) const { return j >= 0 && j < s_.num_layers && !s_.block_experts.empty() && s_.block_experts[j]; }
+
+  // After every batch's action of layer j: its router and experts over all of their rows.
+  void experts(int32_t j) {
+    if (pending_) flush_post();
+    std::vector<int32_t> deps;
+    for (int32_t b : active_) deps.push_back(hidden_[b]);
+    Action a = make(ActionKind::kExperts, j, -1);
+    a.deps = with_loads(j, std::move(deps));
+    experts_ = emit(std::move(a));
+    used(j, experts_);
+  }
+  // A batch's first action at `unit` adds the previous layer's expert output first.
+  void add_experts_before(int32_t unit, Action& a) const {
+    if (!block(unit - 1)) return;
+    STRATA_CHECK(experts_ >= 0, "step plan: a layer's experts have not run before the next layer");
+    a.add_experts = true;
+    a.deps.push_back(experts_);
+  }
 
   // A use of the hidden-state staging by a batch whose hidden states live on the CPU: its embed
   // (unit -1), a layer, or its head (unit num_layers).
@@ -273,6 +296,7 @@ class Planner {
     if (disk(u)) STRATA_CHECK(issue_kv_read(k), "step plan: the KV staging of a batch about to run is still in use");
     Action pre = make(ActionKind::kPreAttention, j, b);
     pre.deps = with_loads(j, {hidden_[b]});
+    add_experts_before(j, pre);
     const int32_t h = hidden_use(j, b);
     if (h >= 0) load_hidden_into(h, pre);
     const int32_t pre_i = emit(std::move(pre));
@@ -299,6 +323,8 @@ class Planner {
   void gpu_layer(int32_t j, int32_t b, int32_t k) {
     Action layer = make(ActionKind::kLayer, j, b);
     layer.deps = with_loads(j, {hidden_[b]});
+    add_experts_before(j, layer);
+    layer.defer_experts = block(j);
     const int32_t h = hidden_use(j, b);
     if (h >= 0) load_hidden_into(h, layer);
     if (k >= 0) {
@@ -378,6 +404,7 @@ class Planner {
     int32_t expected = 0;
     for (int32_t b : active_)
       expected += (!s_.prefill && !s_.gpu_attention && kv_of_[static_cast<size_t>(unit) * s_.num_batches + b] >= 0) ? 2 : 1;
+    if (block(unit)) ++expected;  // its kExperts
     return static_cast<int32_t>(st.users.size()) == expected;
   }
 
@@ -451,6 +478,7 @@ class Planner {
   void flush_post() {
     Action post = make(ActionKind::kPostAttention, pending_->layer, pending_->batch);
     post.deps = with_loads(pending_->layer, {pending_->attention, pending_->pre});
+    post.defer_experts = block(pending_->layer);
     const int32_t h = hidden_use(pending_->layer, pending_->batch);
     if (h >= 0) post.hidden_staging = huses_[h].buffer;
     const int32_t i = emit(std::move(post));
@@ -475,6 +503,7 @@ class Planner {
   std::vector<int32_t> hidden_of_;  // [(unit + 1) * batches + batch]: index into huses_, or -1
   std::vector<HiddenUse> huses_;
   int32_t hidden_done_ = 0;  // huses_ computed so far
+  int32_t experts_ = -1;     // the last kExperts action
   int32_t next_load_ = 0, next_part_ = 0, next_disk_ = 0;
   int32_t limit_ = 0;
   std::vector<Action> plan_;

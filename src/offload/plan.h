@@ -14,7 +14,11 @@
 // passes through pinned staging buffers: read two batches ahead of its attention and written
 // back (the new rows only, after decode) behind it. A batch whose hidden states live on the CPU
 // (`cpu_activations`) has them loaded into one of two GPU staging buffers (one batch ahead, like
-// off-GPU KV) before each of its computations and stored back after.
+// off-GPU KV) before each of its computations and stored back after. In a layer with
+// `block_experts`, each batch's layer action stops before the experts, and one kExperts action
+// after the layer's last batch runs the router and each expert once over every batch's rows (so a
+// decode step reads each expert's weights once, not once per GPU batch); each batch's next action
+// adds that output to its hidden states first.
 // plan_step() and simulate() are pure functions (no GPU, no threads), thread safe.
 #pragma once
 
@@ -40,6 +44,9 @@ struct StepShape {
   bool gpu_attention = false;  // decode attention over off-GPU KV runs on the GPU
   int32_t kv_disk_staging = 3;  // pinned staging buffers for disk KV
   std::vector<bool> cpu_activations;  // [num_batches]: hidden states kept on the CPU (empty: none)
+  // [num_layers] (empty: none): the layer's experts run once over every GPU batch's rows (a
+  // decode step of a mixture of experts), not batch by batch.
+  std::vector<bool> block_experts;
   int32_t slots = 3;         // GPU weight slots (loads run slots - 1 units ahead)
   int32_t disk_staging = 2;  // pinned staging buffers for disk parts
 };

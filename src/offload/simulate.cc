@@ -31,6 +31,8 @@ Status check_step_shape(const StepShape& s) {
   if (s.kv_disk_staging < 2) return invalid_argument("step plan: at least 2 disk KV staging buffers are needed");
   if (!s.cpu_activations.empty() && s.cpu_activations.size() != static_cast<size_t>(s.num_batches))
     return invalid_argument("step plan: cpu_activations needs one entry per GPU batch (or none)");
+  if (!s.block_experts.empty() && s.block_experts.size() != static_cast<size_t>(s.num_layers))
+    return invalid_argument("step plan: block_experts needs one entry per layer (or none)");
   return Status::ok();
 }
 

@@ -17,6 +17,12 @@ const std::vector<Action>& OffloadEngine::Impl::plan_for(bool prefill, const std
     StepShape shape = base_shape;
     shape.prefill = prefill;
     shape.batch_active = active;
+    // A decode step runs each sparse layer's experts once over every batch's rows; a prompt
+    // step's batches already wake every expert, and their rows together would not fit.
+    if (!prefill && config.is_moe()) {
+      shape.block_experts.resize(static_cast<size_t>(dims.layers));
+      for (int64_t j = 0; j < dims.layers; ++j) shape.block_experts[static_cast<size_t>(j)] = config.is_sparse_layer(j);
+    }
     it = plans.emplace(std::move(key), plan_step(shape)).first;
   }
   return it->second;
@@ -33,6 +39,7 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
   step_state.x.assign(static_cast<size_t>(dims.batches), Tensor());
   step_state.qkv.assign(static_cast<size_t>(dims.batches), {});
   step_state.logits = model.alloc(static_cast<int64_t>(rows.size()), config.vocab_size);
+  if (!prefill && config.is_moe()) step_state.experts_in = model.alloc(batch.size(), config.hidden_size);
   Executor executor(*gpu, *disk_worker, *cpu_worker);
   const Status ran = executor.run(plan, handlers, *accounting);
   if (!ran.is_ok()) {

@@ -43,6 +43,10 @@ struct StepState {
   std::vector<compute::Transformer::AttentionInputs> qkv;  // [batches] q, k, v (gpu) of batches
                                                             // attended on the CPU
   Tensor logits;                  // [logit rows, vocab] f32 (gpu)
+  // A decode step's sparse layers with experts over the whole step (StepShape::block_experts):
+  // every batch's MLP input at its rows of the step's batch (SubBatch::first_row), and the
+  // experts' output at the same rows [tokens, hidden] (gpu).
+  Tensor experts_in, experts_out;
 };
 
 // How much of the block the sequences in use may take (OffloadEngine::reset's arguments).

@@ -145,13 +145,16 @@ double woken_experts(const Shape& z, double rows) {
 // Seconds of one layer's GEMMs in one call of `rows` rows: the dense part over every row and, in
 // a sparse layer, each woken expert over its share of the rows (rows x k / woken, so at the rate
 // of that smaller M), each at its rate or reading its weights from HBM, whichever is slower.
+double dense_gemm_s(const Shape& z, const GemmRate& rate, double rows, double hbm) {
+  return std::max(2 * rows * z.p_dense / (rate.tflops(rows) * 1e12), z.dense_w / hbm);
+}
+double experts_gemm_s(const Shape& z, const GemmRate& rate, double rows, double hbm) {
+  if (z.experts == 0) return 0;
+  const double woken = woken_experts(z, rows), m = rows * z.k / woken;
+  return woken * std::max(2 * m * z.p_expert / (rate.tflops(m) * 1e12), z.expert_w / hbm);
+}
 double layer_gemm_s(const Shape& z, const GemmRate& rate, double rows, double hbm) {
-  double s = std::max(2 * rows * z.p_dense / (rate.tflops(rows) * 1e12), z.dense_w / hbm);
-  if (z.experts > 0) {
-    const double woken = woken_experts(z, rows), m = rows * z.k / woken;
-    s += woken * std::max(2 * m * z.p_expert / (rate.tflops(m) * 1e12), z.expert_w / hbm);
-  }
-  return s;
+  return dense_gemm_s(z, rate, rows, hbm) + experts_gemm_s(z, rate, rows, hbm);
 }
 
 // int4 weight elements one layer's GEMMs dequantise in a call of `rows` rows (idle experts none).
@@ -235,15 +238,19 @@ PhaseModel decode_model(const Shape& z, const ModelSpec& spec, const HardwarePro
   const double hbm = g.hbm_gbps * 1e9;
   const RateCurve* curve = weight_curve(g, ch.weights);
   // Per GPU batch the GEMMs either run at the decode rate or wait on reading the weights from
-  // HBM, whichever is slower.
-  double gpu = z.nb * layer_gemm_s(z, {curve, g.gemm_decode_tflops}, z.gbs, hbm);
+  // HBM, whichever is slower; a sparse layer's experts run once over the whole block's rows.
+  const GemmRate rate{curve, g.gemm_decode_tflops};
+  double gpu = z.nb * dense_gemm_s(z, rate, z.gbs, hbm) + experts_gemm_s(z, rate, z.B, hbm);
   if (curve == nullptr) {
     const double rate = g.gemm_decode_tflops * 1e12;
     gpu += z.nb * std::max(2 * z.gbs * z.p_head / rate, z.head_w / hbm) / z.L;
   } else {
     gpu += z.nb * linear_s(*curve, z.gbs, 2 * z.gbs * z.p_head, z.head_w, hbm) / z.L;
   }
-  if (curve != &g.linear_int4) gpu += z.nb * layer_dequant_elems(z, z.gbs) / g.dequant_rate();
+  if (curve != &g.linear_int4) {
+    const double experts = z.experts > 0 ? woken_experts(z, z.B) * z.deq_expert : 0;
+    gpu += (z.nb * z.deq_dense + experts) / g.dequant_rate();
+  }
   if (ch.kv == Compression::kInt4) gpu += z.B * z.kv_elems_per_token / g.dequant_rate();
   t.gpu_s = constant(gpu);
 

@@ -99,10 +99,14 @@ Sizes sizes(const ModelSpec& m, const Workload& w, const BatchShape& b, const Ch
   if (m.is_moe()) {
     // A sparse layer's MLP: the router's logits, then expert by expert its rows gathered (the
     // same buffer takes its output), and its gate and up over them; an expert may get every row.
+    // A prompt step runs it per GPU batch (gbs*prompt rows), a decode step once over the block's
+    // rows, gathered in one buffer with the experts' output in another.
     const uint64_t experts = static_cast<uint64_t>(m.num_experts), expert_ffn = static_cast<uint64_t>(m.expert_ffn);
-    work("work.router", tokens * experts * 2, 1, "[gbs*prompt, experts] fp16 router logits");
-    work("work.expert_rows", tokens * h * 2, 1, "[gbs*prompt, hidden] fp16 an expert's rows, then its output");
-    work("work.mlp", tokens * expert_ffn * 2, 2, "[gbs*prompt, expert ffn] fp16 an expert's gate, up");
+    const uint64_t rows = std::max(tokens, block);
+    work("work.router", rows * experts * 2, 1, "[max(gbs*prompt, block), experts] fp16 router logits");
+    work("work.expert_rows", rows * h * 2, 1, "[max(gbs*prompt, block), hidden] fp16 an expert's rows, then its output");
+    work("work.mlp", rows * expert_ffn * 2, 2, "[max(gbs*prompt, block), expert ffn] fp16 an expert's gate, up");
+    work("work.block_experts", block * h * 2, 2, "[block, hidden] fp16 a decode step's MLP inputs and experts' output");
   } else {
     work("work.mlp", tokens * ffn * 2, m.family == model::Family::kLlama ? 2 : 1,
          m.family == model::Family::kLlama ? "[gbs*prompt, ffn] fp16 gate, up" : "[gbs*prompt, ffn] fp16 fc1 output");

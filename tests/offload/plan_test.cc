@@ -204,6 +204,49 @@ void check_hidden_invariants(const StepShape& s, const std::vector<Action>& plan
     }
 }
 
+// Layers with block_experts: each batch's action of the layer stops before the experts
+// (defer_experts), one kExperts follows the last of them and depends on each, and each batch's
+// next action (the next layer's first, or the head) adds its output (add_experts) and depends on
+// it; no other action defers or adds.
+void check_experts_invariants(const StepShape& s, const std::vector<Action>& plan) {
+  auto block = [&](int32_t j) { return j >= 0 && j < s.num_layers && !s.block_experts.empty() && s.block_experts[j]; };
+  std::map<int32_t, int32_t> experts_of;             // layer -> its kExperts
+  std::map<std::pair<int32_t, int32_t>, int32_t> ends;  // (layer, batch) -> the action ending it
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const Action& a = plan[i];
+    if (a.kind == ActionKind::kExperts) {
+      ASSERT_TRUE(block(a.unit)) << describe(a);
+      EXPECT_EQ(experts_of.count(a.unit), 0u) << describe(a) << " twice";
+      experts_of[a.unit] = static_cast<int32_t>(i);
+      for (int32_t b = 0; b < s.num_batches; ++b) {
+        if (!s.batch_active[b]) continue;
+        auto e = ends.find({a.unit, b});
+        ASSERT_NE(e, ends.end()) << describe(a) << " before batch " << b << " reached it";
+        EXPECT_TRUE(depends(a, e->second)) << describe(a) << " misses " << describe(plan[e->second]);
+      }
+    }
+    const bool ends_layer = a.kind == ActionKind::kLayer || a.kind == ActionKind::kPostAttention;
+    if (ends_layer) {
+      ends[{a.unit, a.batch}] = static_cast<int32_t>(i);
+      EXPECT_EQ(a.defer_experts, block(a.unit)) << describe(a);
+    } else {
+      EXPECT_FALSE(a.defer_experts) << describe(a);
+    }
+    const bool starts = a.kind == ActionKind::kLayer || a.kind == ActionKind::kPreAttention || a.kind == ActionKind::kHead;
+    if (starts && block(a.unit - 1)) {
+      EXPECT_TRUE(a.add_experts) << describe(a);
+      ASSERT_EQ(experts_of.count(a.unit - 1), 1u) << describe(a) << " before the experts of L" << a.unit - 1;
+      EXPECT_TRUE(depends(a, experts_of[a.unit - 1])) << describe(a);
+    } else {
+      EXPECT_FALSE(a.add_experts) << describe(a);
+    }
+  }
+  const bool any = std::count(s.batch_active.begin(), s.batch_active.end(), true) > 0;
+  for (int32_t j = 0; j < s.num_layers; ++j) {
+    if (block(j) && any) EXPECT_EQ(experts_of.count(j), 1u) << "no experts for L" << j;
+  }
+}
+
 // Checks what every plan must satisfy: dependencies point backwards; each batch's hidden state
 // goes through embed, then every layer in order, then the head; every compute on a streamed unit
 // comes after all of that unit's load parts; a load into a slot comes after (depends on) every
@@ -211,6 +254,7 @@ void check_hidden_invariants(const StepShape& s, const std::vector<Action>& plan
 void check_invariants(const StepShape& s, const std::vector<Action>& plan) {
   check_kv_invariants(s, plan);
   check_hidden_invariants(s, plan);
+  check_experts_invariants(s, plan);
   std::map<int32_t, std::vector<int32_t>> loads_of;       // unit -> load actions
   std::map<int32_t, int32_t> unit_in_slot;               // slot -> unit loaded last
   std::map<int32_t, std::set<int32_t>> users_of;         // unit -> compute actions so far
@@ -219,7 +263,8 @@ void check_invariants(const StepShape& s, const std::vector<Action>& plan) {
     const Action& a = plan[i];
     for (int32_t d : a.deps) ASSERT_LT(d, static_cast<int32_t>(i)) << describe(a);
     const bool compute = a.kind == ActionKind::kLayer || a.kind == ActionKind::kPreAttention ||
-                         a.kind == ActionKind::kPostAttention || a.kind == ActionKind::kHead;
+                         a.kind == ActionKind::kPostAttention || a.kind == ActionKind::kHead ||
+                         a.kind == ActionKind::kExperts;
     if (a.kind == ActionKind::kLoadWeights) {
       auto it = unit_in_slot.find(a.slot);
       if (it != unit_in_slot.end() && it->second != a.unit) {
@@ -389,6 +434,11 @@ TEST(ZigzagPlan, EveryMixOfPlacementsAndSlotCountsKeepsTheInvariants) {
           // Hidden states on the CPU for every other batch (all of them in mix 7).
           s.cpu_activations.assign(batches, false);
           for (int32_t b = 0; b < batches; ++b) s.cpu_activations[b] = (b + mix) % 2 == 1 || mix == 7;
+          // A decode step of a mixture of experts with sparse and dense layers, the last sparse.
+          if (!prefill && mix % 2 == 0) {
+            s.block_experts.assign(7, false);
+            for (int32_t j = 0; j < 7; ++j) s.block_experts[j] = j % 2 == 0 || mix == 4;
+          }
           SCOPED_TRACE("slots " + std::to_string(slots) + ", batches " + std::to_string(batches) +
                        (prefill ? ", prefill" : ", decode") + ", mix " + std::to_string(mix));
           const auto plan = plan_step(s);
@@ -521,6 +571,28 @@ TEST(ZigzagPlan, HiddenStatesOnTheCpuWithCpuAttentionKeepTheirBufferUntilTheOutp
   }
 }
 
+TEST(ZigzagPlan, ExpertsRunOnceALayerAfterEveryBatchAndFeedEachBatchsNextAction) {
+  StepShape s = shape(2, 3, false, true, true);
+  s.block_experts = {true, true};
+  const auto plan = plan_step(s);
+  check_invariants(s, plan);
+  std::vector<std::string> gpu;
+  for (const auto& a : plan)
+    if (resource_of(a.kind) == PlanResource::kGpu) gpu.push_back(describe(a));
+  // CPU attention: each batch's output half is issued after the next batch's input half; the
+  // layer's last one before its experts.
+  const std::vector<std::string> want = {
+      "embed b0", "embed b1", "embed b2",
+      "pre_attention L0 b0 slot 0", "pre_attention L0 b1 slot 0", "post_attention L0 b0 slot 0 defer",
+      "pre_attention L0 b2 slot 0", "post_attention L0 b1 slot 0 defer", "post_attention L0 b2 slot 0 defer",
+      "experts L0 slot 0",
+      "pre_attention L1 b0 slot 1 +experts", "pre_attention L1 b1 slot 1 +experts",
+      "post_attention L1 b0 slot 1 defer", "pre_attention L1 b2 slot 1 +experts",
+      "post_attention L1 b1 slot 1 defer", "post_attention L1 b2 slot 1 defer", "experts L1 slot 1",
+      "head L2 b0 slot 2 +experts", "head L2 b1 slot 2 +experts", "head L2 b2 slot 2 +experts"};
+  EXPECT_EQ(gpu, want);
+}
+
 TEST(ZigzagPlan, RejectsMalformedShapes) {
   StepShape s = shape(2, 2, false, true, false);
   s.slots = 1;
@@ -539,6 +611,9 @@ TEST(ZigzagPlan, RejectsMalformedShapes) {
   EXPECT_FALSE(check_step_shape(s).is_ok());
   s = shape(2, 2, false, false, false);
   s.cpu_activations = {true};
+  EXPECT_FALSE(check_step_shape(s).is_ok());
+  s = shape(2, 2, false, false, false);
+  s.block_experts = {true};
   EXPECT_FALSE(check_step_shape(s).is_ok());
 }
 
