@@ -481,6 +481,10 @@ Result<JobShape> Job::scan() {
     STRATA_ASSIGN_OR_RETURN(bool more, reader->next(line));
     if (!more) break;
     if (is_blank(line)) continue;
+    if (o_.shard.sharded()) {
+      const std::optional<std::string> id = request_custom_id(line);
+      if (!id || !o_.shard.owns(*id)) continue;
+    }
     text::ParsedLine parsed =
         text::parse_request_line(line, reader->line_number(), {.ignore_unknown_fields = o_.ignore_unknown_fields});
     if (!parsed.request || !seen_ids_.insert(parsed.request->custom_id).second) continue;
@@ -510,9 +514,22 @@ Status Job::open_output(int64_t& total) {
     if (ec) return io_error(o_.output + ": cannot truncate: " + ec.message(), ec.value());
   }
   JobIdentity now;
-  STRATA_ASSIGN_OR_RETURN(now.input, fingerprint_input(o_.input));
+  STRATA_ASSIGN_OR_RETURN(now.input, fingerprint_input(o_.input, o_.shard));
   now.answers = answer_settings(o_, tok_);
   total = now.input.requests;
+  if (o_.shard.sharded()) {
+    if (now.input.first_line_without_id > 0)
+      return invalid_argument(o_.input + ":" + std::to_string(now.input.first_line_without_id) +
+                              ": this line has no custom_id (a string), and --shard " + o_.shard.to_string() +
+                              " splits the job by custom_id; give every request a custom_id, or run the job "
+                              "without --shard");
+    total = now.input.shard_requests;
+    sum_.shard = o_.shard;
+    sum_.shard_requests = now.input.shard_requests;
+    sum_.input_requests = now.input.requests;
+    log_.info("shard " + o_.shard.to_string() + ": " + std::to_string(now.input.shard_requests) + " of the " +
+              std::to_string(now.input.requests) + " requests of " + o_.input + ", written to " + o_.output);
+  }
   if (o_.output == "-") {  // standard output: nothing to resume, no job file beside it
     STRATA_ASSIGN_OR_RETURN(writer_, text::RecordWriter::open(o_.output));
     return Status::ok();
@@ -548,6 +565,10 @@ Result<BatchSummary> Job::run() {
     STRATA_ASSIGN_OR_RETURN(bool more, reader->next(line));
     if (!more) break;
     if (is_blank(line)) continue;
+    if (o_.shard.sharded()) {  // another shard's request (every line has an id: open_output checked)
+      const std::optional<std::string> id = request_custom_id(line);
+      if (!id || !o_.shard.owns(*id)) continue;
+    }
     status = handle_line(line, reader->line_number(), window);
     if (status.is_ok() && static_cast<int32_t>(window.size()) >= std::max(1, o_.window)) status = run_window(window);
     if (!status.is_ok()) break;
@@ -600,6 +621,11 @@ Status check_batch_files(const BatchJobOptions& o) {
     if (o.output != "-" && fs::equivalent(o.input, o.output, ec))
       return invalid_argument("--input and --output name the same file");
   }
+  if (o.shard.sharded() && o.input == "-")
+    return invalid_argument("--shard needs --input to be a file: every shard reads the whole input and answers its "
+                            "own part (standard input can be read by one process only)");
+  if (o.shard.sharded() && o.output == "-")
+    return invalid_argument("--shard needs --output to be a file: each shard writes OUTPUT.shard-I-of-N beside it");
   if (o.resume && o.overwrite) return invalid_argument("--resume and --overwrite contradict each other; choose one");
   std::error_code ec;
   if (o.output == "-") {
@@ -658,12 +684,22 @@ json BatchSummary::to_json() const {
           {"output_tokens_per_s", wall_s > 0 ? completion_tokens / wall_s : 0.0},
           {"total_tokens_per_s", wall_s > 0 ? total_tokens / wall_s : 0.0},
           {"requests_per_s", wall_s > 0 ? requests / wall_s : 0.0},
-          {"peak_memory_bytes", {{"cpu", peak_rss_bytes}}}};
+          {"peak_memory_bytes", {{"cpu", peak_rss_bytes}}},
+          {"shard", shard.sharded() ? json{{"index", shard.index}, {"count", shard.count},
+                                           {"requests", shard_requests}, {"input_requests", input_requests}}
+                                    : json(nullptr)}};
 }
 
 std::string BatchSummary::to_text() const {
   char buf[1024];
   const double total_tokens = static_cast<double>(prompt_tokens + completion_tokens);
+  std::string out;
+  if (shard.sharded()) {
+    std::snprintf(buf, sizeof(buf), "shard %d/%d: %lld of the input's %lld requests (%.1f%%)\n", shard.index,
+                  shard.count, static_cast<long long>(shard_requests), static_cast<long long>(input_requests),
+                  input_requests > 0 ? 100.0 * static_cast<double>(shard_requests) / static_cast<double>(input_requests) : 0.0);
+    out += buf;
+  }
   std::snprintf(buf, sizeof(buf),
                 "requests: %lld ok, %lld failed, %lld already done\n"
                 "tokens: %lld in, %lld out in %.2f s: %.1f out tok/s, %.1f total tok/s, %.2f requests/s\n"
@@ -675,7 +711,7 @@ std::string BatchSummary::to_text() const {
                 wall_s > 0 ? requests / wall_s : 0.0, prefill_s, prefill_s > 0 ? prompt_tokens / prefill_s : 0.0,
                 decode_s, decode_s > 0 ? completion_tokens / decode_s : 0.0, static_cast<long long>(blocks),
                 peak_rss_bytes / (1024.0 * 1024.0));
-  std::string out = buf;
+  out += buf;
   if (!errors.empty()) {
     // By code: how many, and the first one's message (the others are in the output's error lines).
     out += "errors by code:\n";

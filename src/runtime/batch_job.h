@@ -24,6 +24,7 @@
 #include "compute/sequence_model.h"
 #include "compute/transformer.h"
 #include "runtime/progress.h"
+#include "runtime/shard.h"
 #include "text/tokenizer.h"
 
 namespace strata::runtime {
@@ -41,6 +42,9 @@ struct BatchJobOptions {
   bool resume = false;          // skip requests already in the output
   bool resume_anyway = false;   // resume even when the input or the settings differ from the job's
   bool overwrite = false;       // replace an existing output
+  // Answer only the requests of this shard (shard.h); `output` is then the shard's own file. Every
+  // line needs a custom_id, and the input must be a file (each shard reads all of it).
+  ShardSpec shard;
   // Sampling defaults; a request's body overrides each of them.
   int32_t max_tokens = 256;
   float temperature = 1.0f;
@@ -91,6 +95,9 @@ struct BatchSummary {
   double prefill_s = 0;
   double decode_s = 0;
   int64_t peak_rss_bytes = 0;
+  ShardSpec shard;              // the shard this job answered (count 0: the whole input)
+  int64_t shard_requests = 0;   // the shard's requests (lines) ...
+  int64_t input_requests = 0;   // ... of the input's
 
   nlohmann::json to_json() const;
   std::string to_text() const;  // a few lines for stderr

@@ -36,15 +36,6 @@ bool is_blank(const std::string& s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
 }
 
-// The custom_id of a request line, when it is an object with a string one.
-std::optional<std::string> custom_id_of(const std::string& line) {
-  Result<json> j = parse_json(line, "line", JsonLimits{.max_bytes = 64 << 20, .max_depth = 32});
-  if (!j.is_ok() || !j->is_object()) return std::nullopt;
-  auto it = j->find("custom_id");
-  if (it == j->end() || !it->is_string()) return std::nullopt;
-  return it->get<std::string>();
-}
-
 std::string show(const json& v) {
   if (v.is_number_float()) {
     char buf[32];
@@ -57,9 +48,10 @@ std::string show(const json& v) {
 
 }  // namespace
 
-Result<InputFingerprint> fingerprint_input(const std::string& input) {
+Result<InputFingerprint> fingerprint_input(const std::string& input, const ShardSpec& shard) {
   InputFingerprint f;
   f.path = input;
+  f.shard = shard;
   if (input == "-") {
     f.from_stdin = true;
     return f;
@@ -71,7 +63,9 @@ Result<InputFingerprint> fingerprint_input(const std::string& input) {
     if (!more) break;
     if (is_blank(line)) continue;
     ++f.requests;
-    const std::optional<std::string> id = custom_id_of(line);
+    const std::optional<std::string> id = request_custom_id(line);
+    if (id && shard.owns(*id)) ++f.shard_requests;
+    if (!id && f.first_line_without_id == 0) f.first_line_without_id = reader->line_number();
     if (id) {
       f.ids += mix(hash_bytes(*id));
       f.contents += mix(hash_bytes(line));
@@ -142,6 +136,8 @@ json JobIdentity::to_json(const std::string& output) const {
     in["ids_xxh64"] = storage::checksum_hex(input.ids);
     in["contents_xxh64"] = storage::checksum_hex(input.contents);
   }
+  if (input.shard.sharded())
+    in["shard"] = {{"index", input.shard.index}, {"count", input.shard.count}, {"requests", input.shard_requests}};
   return {{"format", kFormat}, {"version", kVersion}, {"output", output}, {"input", in}, {"answers", answers}};
 }
 
@@ -168,6 +164,14 @@ Result<JobIdentity> JobIdentity::from_json(const json& j, const std::string& whe
     id.input.ids = *a;
     id.input.contents = *b;
   }
+  if (in.contains("shard")) {
+    const std::string at = where + ": input.shard";
+    if (!in["shard"].is_object()) return corrupt(at + " must be an object");
+    STRATA_ASSIGN_OR_RETURN(int64_t count, json_int_in(in["shard"], "count", 1, kMaxShards, at));
+    STRATA_ASSIGN_OR_RETURN(int64_t index, json_int_in(in["shard"], "index", 0, count - 1, at));
+    STRATA_ASSIGN_OR_RETURN(id.input.shard_requests, json_int_in(in["shard"], "requests", 0, INT64_MAX, at));
+    id.input.shard = ShardSpec{static_cast<int32_t>(index), static_cast<int32_t>(count)};
+  }
   id.answers = j["answers"];
   return id;
 }
@@ -176,6 +180,10 @@ std::vector<std::string> input_differences(const JobIdentity& recorded, const Jo
                                            int64_t answered_not_in_input) {
   std::vector<std::string> out;
   const InputFingerprint &a = recorded.input, &b = now.input;
+  auto part = [](const ShardSpec& s) { return s.sharded() ? "shard " + s.to_string() + " of the input" : std::string("the whole input"); };
+  if (a.shard.sharded() != b.shard.sharded() || (a.shard.sharded() && (a.shard.index != b.shard.index || a.shard.count != b.shard.count)))
+    out.push_back("the output answers " + part(a.shard) + ", this run " + part(b.shard) +
+                  " (--shard must be the same to resume)");
   if (!a.from_stdin && !b.from_stdin) {
     if (a.requests != b.requests) {
       out.push_back("the input held " + std::to_string(a.requests) + " requests, now " + std::to_string(b.requests));
@@ -226,7 +234,7 @@ Result<int64_t> count_missing_ids(const std::string& input, const std::unordered
   for (;;) {
     STRATA_ASSIGN_OR_RETURN(bool more, reader->next(line));
     if (!more) break;
-    if (auto id = custom_id_of(line); id && ids.count(*id)) present.insert(*id);
+    if (auto id = request_custom_id(line); id && ids.count(*id)) present.insert(*id);
   }
   return static_cast<int64_t>(ids.size() - present.size());
 }

@@ -10,6 +10,9 @@
 //                "top_p": 1, "top_k": 0, "seed": 0, "stop": [], "ignore_eos": false,
 //                "chat_template": "auto", "chat_template_xxh64": "…", "device": "cpu",
 //                "compress": "none"}}
+// A shard of a job (shard.h) records which ("shard": {"index": 3, "count": 8, "requests": 37}
+// in "input"); the rest of "input" fingerprints the whole input, so that every shard of one job
+// carries the same fingerprint and `strata merge` can check that they belong together.
 // Pure functions apart from the file reads and writes; thread safe.
 #pragma once
 
@@ -24,6 +27,7 @@
 
 #include "common/status.h"
 #include "runtime/batch_job.h"
+#include "runtime/shard.h"
 #include "text/tokenizer.h"
 
 namespace strata::runtime {
@@ -35,6 +39,9 @@ struct InputFingerprint {
   uint64_t ids = 0;         // order-independent hash of the custom_ids of the lines that have one
   uint64_t contents = 0;    // order-independent hash of the lines (a line without a custom_id
                             // counts with its line number, since only its position names it)
+  ShardSpec shard;               // the part of the input this job answers (whole input: count 0)
+  int64_t shard_requests = 0;    // non-blank lines of the shard (sharded only)
+  int64_t first_line_without_id = 0;  // line number of the first line without a custom_id (0: none)
 };
 
 struct JobIdentity {
@@ -45,8 +52,9 @@ struct JobIdentity {
   static Result<JobIdentity> from_json(const nlohmann::json& j, const std::string& where);
 };
 
-// Reads the input once (not standard input) and fingerprints it.
-Result<InputFingerprint> fingerprint_input(const std::string& input);
+// Reads the input once (not standard input) and fingerprints it; with a shard, also counts the
+// shard's requests.
+Result<InputFingerprint> fingerprint_input(const std::string& input, const ShardSpec& shard = {});
 // The settings of `o` that change answers, with the tokenizer's chat template text.
 nlohmann::json answer_settings(const BatchJobOptions& o, const text::Tokenizer& tokenizer);
 // A hash of a model directory's config, tokenizer and generation files and of the names and sizes

@@ -68,12 +68,13 @@ void Progress::draw(bool force) {
     char bar[kWidth + 1];
     for (int i = 0; i < kWidth; ++i) bar[i] = i < fill ? '#' : '.';
     bar[kWidth] = 0;
-    std::fprintf(o_.out, "\r[%s] %lld/%lld requests  %selapsed %s  in %.0f tok/s  out %.0f tok/s  ETA %s   ", bar,
+    std::fprintf(o_.out, "\r%s%s[%s] %lld/%lld requests  %selapsed %s  in %.0f tok/s  out %.0f tok/s  ETA %s   ", o_.label.c_str(),
+                 o_.label.empty() ? "" : " ", bar,
                  static_cast<long long>(done_), static_cast<long long>(total_), where, spent, in_tokens_ / el,
                  out_tokens_ / el, eta);
   } else {
-    std::fprintf(o_.out, "progress: %lld/%lld requests (%.1f%%), %selapsed %s, in %.0f tok/s, out %.0f tok/s, ETA %s\n",
-                 static_cast<long long>(done_), static_cast<long long>(total_), pct, where, spent, in_tokens_ / el,
+    std::fprintf(o_.out, "progress%s%s: %lld/%lld requests (%.1f%%), %selapsed %s, in %.0f tok/s, out %.0f tok/s, ETA %s\n",
+                 o_.label.empty() ? "" : " ", o_.label.c_str(), static_cast<long long>(done_), static_cast<long long>(total_), pct, where, spent, in_tokens_ / el,
                  out_tokens_ / el, eta);
   }
   std::fflush(o_.out);

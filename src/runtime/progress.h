@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <string>
 
 namespace strata::runtime {
 
@@ -17,6 +18,7 @@ struct ProgressOptions {
   double interval_s = 5.0;     // between plain lines
   double predicted_job_s = 0;  // the plan's time for the whole job (0: none; the ETA waits for requests)
   std::FILE* out = stderr;
+  std::string label;           // before the counts, e.g. "shard 3/8" ("" = none)
 };
 
 class Progress {
