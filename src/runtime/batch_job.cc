@@ -19,6 +19,7 @@
 #include "runtime/job_identity.h"
 #include "runtime/resume.h"
 #include "text/batch_request.h"
+#include "text/constraint.h"
 #include "text/incremental_decoder.h"
 #include "text/line_io.h"
 
@@ -114,7 +115,12 @@ class Job {
     int32_t done = 0;
   };
   std::map<int64_t, Choices> choices_;
-  std::shared_ptr<const text::TokenTrie> json_trie_;  // the vocabulary's bytes, for JSON mode (made once)
+  std::shared_ptr<const text::TokenTrie> trie_;  // the vocabulary's bytes, for structured output (made once)
+  // Compiled constraints by what they compile (kind and source): requests asking the same share
+  // one, and with it the cache of its allowed sets.
+  std::map<std::string, std::shared_ptr<const text::Constraint>> constraints_;
+  std::optional<text::RequestError> constrain(const text::BatchRequest& r, const std::string& who, GenerationRequest& g);
+  int64_t constraint_cut_ = 0;  // structured answers cut by max_tokens before they were complete
   BatchSummary sum_;
   std::optional<text::ChatTemplate> chat_template_;
   ResumeState resume_;  // what the output already answers
@@ -233,10 +239,35 @@ std::optional<text::RequestError> Job::prepare(Prepared& p) {
   g.frequency_penalty = ov.frequency_penalty;
   g.repetition_penalty = ov.repetition_penalty;
   g.min_p = ov.min_p;
-  if (r.json_object) {
-    if (!json_trie_) json_trie_ = std::make_shared<text::TokenTrie>(tok_, cfg.vocab_size);
-    g.json_object = json_trie_;
+  if (r.constraint) return constrain(r, who, g);
+  return std::nullopt;
+}
+
+// Sets g's constraint from r's (compiled once per distinct constraint of the job).
+std::optional<text::RequestError> Job::constrain(const text::BatchRequest& r, const std::string& who,
+                                                 GenerationRequest& g) {
+  using Kind = text::ConstraintSpec::Kind;
+  const text::ConstraintSpec& spec = *r.constraint;
+  std::string key = std::to_string(static_cast<int>(spec.kind)) + ":" + spec.source;
+  for (const auto& c : spec.choices) key += "\n" + std::to_string(c.size()) + ":" + c;
+  auto it = constraints_.find(key);
+  if (it == constraints_.end()) {
+    Result<std::shared_ptr<const text::Constraint>> c = text::Constraint::json_object();
+    if (spec.kind == Kind::kJsonSchema) {
+      c = text::Constraint::json_schema(nlohmann::ordered_json::parse(spec.source), spec.field);
+    } else if (spec.kind == Kind::kRegex) {
+      c = text::Constraint::regex(spec.source, spec.field);
+    } else if (spec.kind == Kind::kChoice) {
+      c = text::Constraint::choice(spec.choices, spec.field);
+    }
+    if (!c.is_ok())
+      return text::RequestError{c.status().code() == StatusCode::kUnsupported ? "unsupported" : "invalid_request",
+                                who + ": " + c.status().message()};
+    it = constraints_.emplace(std::move(key), *c).first;
   }
+  if (!trie_) trie_ = std::make_shared<text::TokenTrie>(tok_, cfg_.vocab_size);
+  g.constraint = it->second;
+  g.trie = trie_;
   return std::nullopt;
 }
 
@@ -423,6 +454,12 @@ Status Job::run_block(std::span<Prepared> block) {
       res.text = req.prompt ? *req.prompt : tok_.decode(*req.prompt_ids, /*skip_special_tokens=*/true);
     res.text += st.text;
     res.finish_reason = st.stopped ? "stop" : finish_reason_name(r.finish);
+    if (r.constraint_incomplete && !st.stopped && constraint_cut_++ == 0)
+      log_.warn("line " + std::to_string(req.line) + " (custom_id '" + req.custom_id + "'): max_tokens (" +
+                std::to_string(block[i].gen.max_new_tokens) + ") came before the answer's " +
+                block[i].gen.constraint->name() +
+                " was complete: its finish_reason is \"length\" and its text is only the beginning of a valid "
+                "answer; raise max_tokens (the job's end counts every such answer)");
     res.prompt_tokens = static_cast<int64_t>(block[i].gen.prompt.size());
     res.completion_tokens = static_cast<int64_t>(r.tokens.size());
     if (block[i].req.logprobs) res.logprobs = logprobs_json(block[i], r, res.text);
@@ -581,6 +618,9 @@ Result<BatchSummary> Job::run() {
   progress_->finish();
   STRATA_RETURN_IF_ERROR(status);
   STRATA_RETURN_IF_ERROR(synced);
+  if (constraint_cut_ > 0)
+    log_.warn(std::to_string(constraint_cut_) + " structured-output answers stopped at max_tokens before their value "
+              "was complete (finish_reason \"length\"); raise max_tokens for them");
   sum_.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   sum_.peak_rss_bytes = static_cast<int64_t>(peak_rss_bytes());
   return sum_;

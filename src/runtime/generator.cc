@@ -6,12 +6,14 @@
 #include <unordered_map>
 #include <utility>
 
+#include "common/check.h"
 #include "compute/logit_stats.h"
 
 namespace strata::runtime {
 
 std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const int32_t> generated,
-                                   std::span<const float> row, bool too_early, std::span<const int64_t> eos_ids) {
+                                   std::span<const float> row, bool too_early, std::span<const int64_t> eos_ids,
+                                   std::span<const uint8_t> allowed, bool ends_allowed) {
   std::vector<float> x(row.begin(), row.end());
   const auto V = static_cast<int64_t>(x.size());
   if (req.repetition_penalty != 1) {
@@ -37,6 +39,22 @@ std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const
     for (int32_t t : req.stop_token_ids)
       if (t >= 0 && t < V) x[static_cast<size_t>(t)] = -INFINITY;
   }
+  // The constraint's mask comes before min_p (and the sampler's temperature, top_k and top_p), so
+  // every filter sees the distribution over the tokens the constraint allows.
+  if (!allowed.empty()) {
+    // The end tokens keep their logits (-inf when too early) when the constrained text is complete.
+    std::vector<std::pair<size_t, float>> ends;
+    if (ends_allowed) {
+      if (!req.ignore_eos)
+        for (int64_t e : eos_ids)
+          if (e >= 0 && e < V) ends.emplace_back(static_cast<size_t>(e), x[static_cast<size_t>(e)]);
+      for (int32_t t : req.stop_token_ids)
+        if (t >= 0 && t < V) ends.emplace_back(static_cast<size_t>(t), x[static_cast<size_t>(t)]);
+    }
+    for (size_t t = 0; t < x.size(); ++t)
+      if (t >= allowed.size() || !allowed[t]) x[t] = -INFINITY;
+    for (const auto& [t, v] : ends) x[t] = v;
+  }
   if (req.min_p > 0 && !req.sampling.greedy() && !x.empty()) {
     // p_t < min_p * p_max  <=>  x_t < x_max + T log(min_p)
     const float mx = *std::max_element(x.begin(), x.end());
@@ -47,26 +65,18 @@ std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const
   return x;
 }
 
-int64_t mask_json(const text::TokenTrie& trie, const text::JsonAutomaton& state, std::vector<float>& x,
-                  JsonMaskCache* cache) {
-  std::vector<uint8_t> own;
-  const std::vector<uint8_t>* allowed = &own;
-  if (cache) {
-    // Bounded to about 64 MiB of allowed sets, whatever the vocabulary.
-    if (cache->size() > std::max<size_t>(16, (size_t{64} << 20) / std::max<size_t>(1, x.size()))) cache->clear();
-    auto [it, fresh] = cache->try_emplace(state.key());
-    if (fresh) trie.allowed(state, it->second);
-    allowed = &it->second;
-  } else {
-    trie.allowed(state, own);
+const AllowedTokens& ConstraintMaskCache::get(const text::TokenTrie& trie, const text::Constraint& constraint,
+                                              const text::ConstraintState& state) {
+  if (sets_.size() > std::max<size_t>(16, (size_t{64} << 20) / std::max<int64_t>(1, trie.vocab()))) sets_.clear();
+  const text::Constraint* which = &constraint;  // the key starts with the constraint's address
+  std::string key(reinterpret_cast<const char*>(&which), sizeof which);
+  key += state.key();
+  auto [it, fresh] = sets_.try_emplace(std::move(key));
+  if (fresh) {
+    trie.allowed(state, it->second.allowed);
+    it->second.complete = state.complete();
   }
-  const std::vector<uint8_t>& ok = *allowed;
-  int64_t n = 0;
-  for (size_t t = 0; t < x.size(); ++t) {
-    if (t < ok.size() && ok[t]) ++n;
-    else x[t] = -INFINITY;
-  }
-  return n;
+  return it->second;
 }
 
 const char* finish_reason_name(FinishReason r) {
@@ -124,10 +134,13 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
   STRATA_RETURN_IF_ERROR(model_.reset(n, max_len));
 
   std::vector<Sampler> samplers;
-  std::vector<text::JsonAutomaton> json_states(static_cast<size_t>(n));  // JSON mode's progress
-  JsonMaskCache json_masks;
+  std::vector<text::ConstraintState> states(static_cast<size_t>(n));  // structured output's progress
+  ConstraintMaskCache masks;
   samplers.reserve(n);
-  for (const auto& r : requests) samplers.emplace_back(r.sampling);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    samplers.emplace_back(requests[i].sampling);
+    if (requests[i].constraint) states[i] = requests[i].constraint->start();
+  }
   std::vector<int32_t> length(n);   // tokens in the cache (prompt + generated so far)
   std::vector<int32_t> active;      // slots still generating, in slot order
 
@@ -135,8 +148,14 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
   auto record = [&](int32_t slot, const Sample& s, std::vector<std::pair<int32_t, float>> top) {
     const GenerationRequest& req = requests[slot];
     GenerationResult& res = results[slot];
-    if (req.json_object)
-      for (unsigned char c : req.json_object->text(s.token)) json_states[static_cast<size_t>(slot)].feed(c);
+    text::ConstraintState& state = states[static_cast<size_t>(slot)];
+    const bool end_token = (!req.ignore_eos && cfg.is_eos(s.token)) ||
+                           std::find(req.stop_token_ids.begin(), req.stop_token_ids.end(), s.token) != req.stop_token_ids.end();
+    if (req.constraint && !end_token)
+      for (unsigned char c : req.trie->text(s.token)) {
+        const bool fed = state.feed(c);  // the mask allowed only tokens that continue the text
+        STRATA_CHECK(fed);
+      }
     res.tokens.push_back(s.token);
     res.logprobs.push_back(s.logprob);
     if (req.top_logprobs > 0) res.top_logprobs.push_back(std::move(top));
@@ -144,15 +163,15 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
     if (on_token && !on_token(static_cast<size_t>(slot), s.token)) {
       res.finish = FinishReason::kStop;
       done = true;
-    } else if (req.json_object && json_states[static_cast<size_t>(slot)].complete()) {
-      res.finish = FinishReason::kStop;  // the object is whole: nothing may follow it
+    } else if (req.constraint && state.complete() && state.dead_end()) {
+      res.finish = FinishReason::kStop;  // the text is whole and nothing may follow it
       done = true;
-    } else if ((!req.ignore_eos && cfg.is_eos(s.token)) ||
-               std::find(req.stop_token_ids.begin(), req.stop_token_ids.end(), s.token) != req.stop_token_ids.end()) {
+    } else if (end_token) {
       res.finish = FinishReason::kStop;
       done = true;
     } else if (static_cast<int32_t>(res.tokens.size()) >= req.max_new_tokens) {
       res.finish = FinishReason::kLength;
+      res.constraint_incomplete = req.constraint && !state.complete();
       done = true;
     }
     if (done && on_finish) on_finish(static_cast<size_t>(slot), res);
@@ -187,12 +206,19 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
       Sample s;
       const bool too_early = static_cast<int32_t>(results[slot].tokens.size()) < req.min_tokens;
       if (too_early || req.adjusts_logits()) {
-        std::vector<float> x = adjusted_logits(req, results[slot].tokens, row, too_early, cfg.eos_token_ids);
-        if (req.json_object && mask_json(*req.json_object, json_states[static_cast<size_t>(slot)], x, &json_masks) == 0) {
+        const AllowedTokens* mask = nullptr;
+        if (req.constraint) mask = &masks.get(*req.trie, *req.constraint, states[static_cast<size_t>(slot)]);
+        std::vector<float> x = adjusted_logits(req, results[slot].tokens, row, too_early, cfg.eos_token_ids,
+                                               mask ? std::span<const uint8_t>(mask->allowed) : std::span<const uint8_t>(),
+                                               mask && mask->complete);
+        if (mask && std::none_of(x.begin(), x.end(), [](float v) { return v > -INFINITY; })) {
           GenerationResult& res = results[slot];
           res.finish = FinishReason::kError;
-          res.error = "no token of the vocabulary continues the JSON object at generated token " +
-                      std::to_string(res.tokens.size());
+          res.error = std::string("no token of the vocabulary continues the ") + req.constraint->name() +
+                      " at generated token " + std::to_string(res.tokens.size()) +
+                      (mask->complete ? " (the text is complete but min_tokens or ignore_eos forbids ending it)"
+                                      : " (the constraint may need a deeper nesting than strata allows, or "
+                                        "min_p or logit_bias removed every allowed token)");
           if (on_finish) on_finish(static_cast<size_t>(slot), res);
           continue;
         }

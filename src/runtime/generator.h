@@ -17,7 +17,7 @@
 #include "compute/sequence_model.h"
 #include "compute/transformer.h"
 #include "runtime/sampling.h"
-#include "text/json_automaton.h"
+#include "text/constraint.h"
 #include "text/token_trie.h"
 
 namespace strata::runtime {
@@ -37,26 +37,45 @@ struct GenerationRequest {
   // reported logprobs stay the model's.
   float presence_penalty = 0, frequency_penalty = 0, repetition_penalty = 1, min_p = 0;
   std::vector<std::pair<int32_t, float>> logit_bias;
-  // JSON mode: the answer is one JSON object (text::JsonAutomaton over this trie of the model's
-  // vocabulary); an end token is allowed only once the object is complete. Null: free text.
-  std::shared_ptr<const text::TokenTrie> json_object;
+  // Structured output: each token must continue the constraint's text (JSON object, JSON Schema,
+  // regex, choice), its bytes read from `trie` (the model's vocabulary); an end token (EOS or a
+  // stop token) is allowed only once the text is complete, and the sequence ends by itself when
+  // nothing may follow. Null: free text.
+  std::shared_ptr<const text::Constraint> constraint;
+  std::shared_ptr<const text::TokenTrie> trie;
   bool adjusts_logits() const {
     return presence_penalty != 0 || frequency_penalty != 0 || repetition_penalty != 1 || min_p > 0 ||
-           !logit_bias.empty() || json_object != nullptr;
+           !logit_bias.empty() || constraint != nullptr;
   }
 };
 
 // `row` (one sequence's logits) with `req`'s changes (see GenerationRequest) after `generated`,
 // and without the end tokens (`eos_ids` unless ignore_eos, the stop tokens) when `too_early`.
+// `allowed` (empty: every token) is a constraint's mask: tokens t with !allowed[t] get -inf, and
+// so do the end tokens unless `ends_allowed` (the constrained text is complete), before min_p, so
+// min_p and the sampler's filters (temperature, top_k, top_p) see the constrained distribution.
 std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const int32_t> generated,
-                                   std::span<const float> row, bool too_early, std::span<const int64_t> eos_ids);
+                                   std::span<const float> row, bool too_early, std::span<const int64_t> eos_ids,
+                                   std::span<const uint8_t> allowed = {}, bool ends_allowed = false);
 
-// JSON mode: every token that cannot continue `state`'s object gets -inf in `x` (end tokens too:
-// a sequence ends as its object completes). Returns how many tokens stay allowed. `cache` (may be
-// null) keeps the allowed sets by state: a string's characters repeat a state many times.
-using JsonMaskCache = std::unordered_map<std::string, std::vector<uint8_t>>;
-int64_t mask_json(const text::TokenTrie& trie, const text::JsonAutomaton& state, std::vector<float>& x,
-                  JsonMaskCache* cache = nullptr);
+// The tokens a constraint allows next: allowed[t] = 1 for each token whose bytes continue the text,
+// and whether the text is complete (then the end tokens are allowed too).
+struct AllowedTokens {
+  std::vector<uint8_t> allowed;
+  bool complete = false;
+};
+// Allowed sets by (constraint, state): inside a string the state repeats token after token, and
+// requests sharing a constraint share its states. Bounded to about 64 MiB of sets.
+class ConstraintMaskCache {
+ public:
+  // `state`'s allowed set over `trie`, computed once per (constraint, state) while cached.
+  const AllowedTokens& get(const text::TokenTrie& trie, const text::Constraint& constraint,
+                           const text::ConstraintState& state);
+  size_t size() const { return sets_.size(); }
+
+ private:
+  std::unordered_map<std::string, AllowedTokens> sets_;
+};
 
 enum class FinishReason { kStop, kLength, kError };
 const char* finish_reason_name(FinishReason r);  // "stop", "length", "error"
@@ -68,6 +87,8 @@ struct GenerationResult {
   std::vector<std::vector<std::pair<int32_t, float>>> top_logprobs;
   FinishReason finish = FinishReason::kLength;
   std::string error;  // kError: what went wrong, at which generated token
+  // kLength with a constraint: max_new_tokens came before the constrained text was complete.
+  bool constraint_incomplete = false;
 };
 
 struct GenerationStats {

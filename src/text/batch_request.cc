@@ -68,8 +68,6 @@ std::optional<Fail> read_body(const json& body, BatchRequest& r, const std::stri
     }
   }
   if (body.contains("echo") && body["echo"].is_boolean()) r.echo = body["echo"].get<bool>();
-  if (body.contains("response_format") && body["response_format"].is_object())
-    r.json_object = body["response_format"].value("type", "") == "json_object";
   if (body.contains("n") && !body["n"].is_null()) {
     const auto& v = body["n"];
     const std::optional<int64_t> n = v.is_number_integer() ? json_to_int64(v) : std::nullopt;
@@ -224,6 +222,81 @@ std::optional<Fail> read_body(const json& body, BatchRequest& r, const std::stri
   return std::nullopt;
 }
 
+// Structured output: response_format json_object / json_schema, guided_json, guided_regex,
+// guided_choice (at most one), read from the line parsed again with its keys in order (a schema's
+// properties are written in the order the request gives them).
+std::optional<Fail> read_constraint(std::string_view line, const json& body, BatchRequest& r, const std::string& at) {
+  auto given = [&](const char* k) { return body.contains(k) && !body[k].is_null(); };
+  const bool format = given("response_format") && body["response_format"].is_object() &&
+                      body["response_format"].value("type", "") != "text";
+  if (!format && !given("guided_json") && !given("guided_regex") && !given("guided_choice")) return std::nullopt;
+  auto bad = [&](const std::string& field, const std::string& what) {
+    return Fail{"invalid_request", at + ": '" + field + "' " + what};
+  };
+  const auto j = nlohmann::ordered_json::parse(line, nullptr, /*allow_exceptions=*/false);
+  const auto& ob = j.contains("body") && j["body"].is_object() ? j["body"] : j;
+  std::vector<ConstraintSpec> specs;
+  if (format) {
+    const auto& f = ob["response_format"];
+    const std::string type = f.value("type", "");
+    if (type == "json_object") {
+      specs.push_back({ConstraintSpec::Kind::kJsonObject, "response_format", "", {}});
+    } else if (type == "json_schema") {
+      for (const auto& [k, v] : f.items())
+        if (k != "type" && k != "json_schema") return bad("response_format." + k, "is not a field of a json_schema format");
+      if (!f.contains("json_schema") || !f["json_schema"].is_object())
+        return bad("response_format.json_schema", "must be an object {\"name\": ..., \"schema\": {...}, \"strict\": ...}");
+      const auto& js = f["json_schema"];
+      for (const auto& [k, v] : js.items())
+        if (k != "name" && k != "schema" && k != "strict" && k != "description")
+          return bad("response_format.json_schema." + k, "is not a field of json_schema (name, description, schema, strict)");
+      if (!js.contains("name") || !js["name"].is_string() || js["name"].get<std::string>().empty())
+        return bad("response_format.json_schema.name", "must be a non-empty string");
+      if (js.contains("strict") && !js["strict"].is_null() && !js["strict"].is_boolean())
+        return bad("response_format.json_schema.strict", "must be true or false");
+      if (!js.contains("schema") || !(js["schema"].is_object() || js["schema"].is_boolean()))
+        return bad("response_format.json_schema.schema", "must be a JSON Schema object");
+      specs.push_back({ConstraintSpec::Kind::kJsonSchema, "response_format.json_schema.schema", js["schema"].dump(), {}});
+    } else {
+      return bad("response_format.type", "must be \"text\", \"json_object\" or \"json_schema\"");
+    }
+  }
+  if (given("guided_json")) {
+    const auto& g = ob["guided_json"];
+    if (g.is_string()) {
+      const auto schema = nlohmann::ordered_json::parse(g.get<std::string>(), nullptr, false);
+      if (schema.is_discarded() || !(schema.is_object() || schema.is_boolean()))
+        return bad("guided_json", "must be a JSON Schema (an object, or a string holding one)");
+      specs.push_back({ConstraintSpec::Kind::kJsonSchema, "guided_json", schema.dump(), {}});
+    } else if (g.is_object()) {
+      specs.push_back({ConstraintSpec::Kind::kJsonSchema, "guided_json", g.dump(), {}});
+    } else {
+      return bad("guided_json", "must be a JSON Schema (an object, or a string holding one)");
+    }
+  }
+  if (given("guided_regex")) {
+    if (!body["guided_regex"].is_string()) return bad("guided_regex", "must be a string (a regular expression)");
+    specs.push_back({ConstraintSpec::Kind::kRegex, "guided_regex", body["guided_regex"].get<std::string>(), {}});
+  }
+  if (given("guided_choice")) {
+    const auto& c = body["guided_choice"];
+    if (!c.is_array() || c.empty() || c.size() > 4096)
+      return bad("guided_choice", "must be a non-empty array of at most 4096 strings");
+    ConstraintSpec spec{ConstraintSpec::Kind::kChoice, "guided_choice", "", {}};
+    for (const auto& x : c) {
+      if (!x.is_string() || x.get<std::string>().empty()) return bad("guided_choice", "must hold non-empty strings");
+      spec.choices.push_back(x.get<std::string>());
+    }
+    specs.push_back(std::move(spec));
+  }
+  if (specs.size() > 1)
+    return Fail{"invalid_request", at + ": give only one of 'response_format' (json_object or json_schema), "
+                                        "'guided_json', 'guided_regex' and 'guided_choice' (got '" +
+                                        specs[0].field + "' and '" + specs[1].field + "')"};
+  r.constraint = std::move(specs[0]);
+  return std::nullopt;
+}
+
 // What a chat template reads beyond role and content (tool calls, tools, template variables),
 // kept with the keys in the order the request gives them (the checks above used `json`, which
 // sorts them; tojson in a template must not).
@@ -299,6 +372,7 @@ ParsedLine parse_request_line(std::string_view line, int64_t line_no, const Pars
   if (r.endpoint == Endpoint::kChatCompletions && body->contains("messages"))
     if (auto e = field_error(check_message_fields((*body)["messages"]), where)) return fail(e->code, e->message);
   if (auto f = read_body(*body, r, where)) return fail(f->code, f->message);
+  if (auto f = read_constraint(line, *body, r, where)) return fail(f->code, f->message);
   if (r.endpoint == Endpoint::kChatCompletions) keep_chat_json(line, r);
   out.request = std::move(r);
   return out;

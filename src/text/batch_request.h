@@ -39,6 +39,17 @@ struct RequestOverrides {
   std::vector<std::pair<int32_t, float>> logit_bias;  // OpenAI: token id -> bias in [-100, 100]
 };
 
+// Structured output a request asks for (at most one): response_format json_object or json_schema,
+// or vLLM's guided_json (a schema), guided_regex, guided_choice. Compiled by the batch job
+// (text::Constraint), which shares one compiled constraint between requests that ask the same.
+struct ConstraintSpec {
+  enum class Kind { kJsonObject, kJsonSchema, kRegex, kChoice };
+  Kind kind = Kind::kJsonObject;
+  std::string field;   // where the request gave it, for errors: "response_format.json_schema.schema", ...
+  std::string source;  // kJsonSchema: the schema as JSON text, keys in the request's order; kRegex: the pattern
+  std::vector<std::string> choices;  // kChoice
+};
+
 struct BatchRequest {
   int64_t line = 0;            // 1-based line of the input file
   std::string custom_id;
@@ -50,7 +61,7 @@ struct BatchRequest {
   RequestOverrides overrides;
   int32_t n = 1;               // choices to generate for this prompt
   bool echo = false;           // completions: the returned text starts with the prompt
-  bool json_object = false;    // response_format {"type": "json_object"}: the answer is a JSON object
+  std::optional<ConstraintSpec> constraint;  // structured output, if asked for
   bool logprobs = false;       // return the log-probability of each generated token
   int32_t top_logprobs = 0;    // and this many alternatives per position
 };

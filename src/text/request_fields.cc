@@ -37,8 +37,11 @@ bool is_empty(const json& v, const json&, Endpoint) {
 }
 bool only_null(const json&, const json&, Endpoint) { return false; }
 bool is_text_modality(const json& v, const json&, Endpoint) { return v == json::array({"text"}); }
+// The types strata reads (batch_request.cc checks the rest of a json_schema format).
 bool is_text_format(const json& v, const json&, Endpoint) {
-  return v.is_object() && v.size() == 1 && v.contains("type") && (v["type"] == "text" || v["type"] == "json_object");
+  if (!v.is_object() || !v.contains("type")) return false;
+  if (v["type"] == "json_schema") return true;
+  return v.size() == 1 && (v["type"] == "text" || v["type"] == "json_object");
 }
 bool has_tools(const json& body) {
   return body.contains("tools") && body["tools"].is_array() && !body["tools"].empty();
@@ -103,8 +106,8 @@ const RequestField kFields[] = {
     {"suffix", Place::kCompletions, Use::kDefaultOnly, is_empty,
      "is not supported (insertion needs a fill-in-the-middle model)"},
     {"response_format", Place::kAny, Use::kDefaultOnly, is_text_format,
-     "is supported as {\"type\": \"text\"} or {\"type\": \"json_object\"} only (JSON schemas are not "
-     "yet)"},
+     "is supported as {\"type\": \"text\"}, {\"type\": \"json_object\"} or {\"type\": \"json_schema\", "
+     "\"json_schema\": {\"name\": ..., \"schema\": {...}}}"},
     {"tool_choice", Place::kChat, Use::kDefaultOnly, is_auto_choice,
      "is not supported other than \"auto\": strata cannot force or forbid a tool call"},
     {"functions", Place::kChat, Use::kDefaultOnly, is_empty, "is not supported (pass 'tools')"},
@@ -152,14 +155,11 @@ const RequestField kFields[] = {
     {"bad_words", Place::kAny, Use::kDefaultOnly, is_empty, "is not supported"},
     {"logits_processors", Place::kAny, Use::kDefaultOnly, only_null, "is not supported"},
     {"return_tokens_as_token_ids", Place::kAny, Use::kDefaultOnly, is_false, "is not supported"},
-    {"guided_json", Place::kAny, Use::kDefaultOnly, only_null,
-     "is not supported: strata has no structured output"},
-    {"guided_regex", Place::kAny, Use::kDefaultOnly, only_null,
-     "is not supported: strata has no structured output"},
-    {"guided_choice", Place::kAny, Use::kDefaultOnly, only_null,
-     "is not supported: strata has no structured output"},
+    {"guided_json", Place::kAny, Use::kRead},
+    {"guided_regex", Place::kAny, Use::kRead},
+    {"guided_choice", Place::kAny, Use::kRead},
     {"guided_grammar", Place::kAny, Use::kDefaultOnly, only_null,
-     "is not supported: strata has no structured output"},
+     "is not supported (use guided_json with a JSON Schema, guided_regex or guided_choice)"},
     {"structural_tag", Place::kAny, Use::kDefaultOnly, only_null,
      "is not supported: strata has no structured output"},
     {"structured_outputs", Place::kAny, Use::kDefaultOnly, only_null,

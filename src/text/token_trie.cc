@@ -1,8 +1,40 @@
 #include "text/token_trie.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <optional>
+
+#include "text/utf8.h"
 
 namespace strata::text {
+
+namespace {
+
+// The raw bytes of a token that holds part of a UTF-8 character (its decoded text shows U+FFFD):
+// a byte-fallback token "<0xXX>", or a byte-level BPE token spelled in GPT-2's byte alphabet.
+// nullopt for any other token.
+std::optional<std::string> partial_utf8_bytes(const Tokenizer& tok, int32_t id) {
+  const std::optional<std::string> piece = tok.id_to_token(id);
+  if (!piece) return std::nullopt;
+  const std::string& p = *piece;
+  if (p.size() == 6 && p.compare(0, 3, "<0x") == 0 && p[5] == '>') {
+    const std::string hex = p.substr(3, 2);
+    char* end = nullptr;
+    const long v = std::strtol(hex.c_str(), &end, 16);
+    if (end != hex.c_str() + 2) return std::nullopt;
+    return std::string(1, static_cast<char>(v));
+  }
+  std::string bytes;
+  size_t i = 0;
+  while (i < p.size()) {
+    const int b = unicode_to_byte(next_code_point(p, i));
+    if (b < 0) return std::nullopt;
+    bytes += static_cast<char>(b);
+  }
+  return bytes;
+}
+
+}  // namespace
 
 TokenTrie::TokenTrie(const Tokenizer& tok, int64_t vocab) {
   // A token's text mid-sequence: what it adds after a plain token, so that decoders which drop a
@@ -23,6 +55,10 @@ TokenTrie::TokenTrie(const Tokenizer& tok, int64_t vocab) {
     } else {
       text = tok.decode(std::span<const int32_t>(&t, 1), true);
     }
+    // Decoded alone, part of a character reads as U+FFFD; the trie needs its bytes, which the
+    // characters' other tokens complete.
+    if (text.find("\xEF\xBF\xBD") != std::string::npos)
+      if (auto raw = partial_utf8_bytes(tok, t); raw && utf8_lossy(*raw) != *raw) text = *raw;
     texts_[static_cast<size_t>(id)] = text;
     if (text.empty()) continue;
     int32_t node = 0;

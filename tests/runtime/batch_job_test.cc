@@ -455,7 +455,7 @@ TEST_F(BatchJobTest, JsonModeAnswersParseAsObjectsOrStopAtTheLengthLimit) {
                         .dump());
   }
   lines.push_back(json({{"custom_id", "schema"}, {"prompt", "x"},
-                        {"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "n"}, {"schema", json::object()}}}}}})
+                        {"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "n"}, {"schema", {{"not", json::object()}}}}}}}})
                       .dump());
   write_lines(in, lines);
   ASSERT_TRUE(run(options(in, out)).is_ok());
@@ -465,6 +465,7 @@ TEST_F(BatchJobTest, JsonModeAnswersParseAsObjectsOrStopAtTheLengthLimit) {
   for (const auto& [id, r] : results) {
     if (id == "schema") {
       EXPECT_EQ(r["error"]["code"], "unsupported") << r.dump();
+      EXPECT_NE(r["error"]["message"].get<std::string>().find("'not' at '/not'"), std::string::npos) << r.dump();
       continue;
     }
     const std::string text = text_of(r);

@@ -10,6 +10,7 @@
 #include "runtime/generator.h"
 #include "runtime/load_model.h"
 #include "testing/test_data.h"
+#include "text/tokenizer.h"
 
 namespace strata::runtime {
 namespace {
@@ -47,6 +48,43 @@ TEST(DemoModel, GreedyContinuationsMatchTransformers) {
     compared += n;
   }
   EXPECT_GE(compared, 64u);
+}
+
+// JSON mode with a strict min_p: the mask comes before min_p, so the floor is taken from the
+// likeliest token that continues the object. Were the floor taken from the unconstrained
+// distribution (whose likeliest tokens are words after this prompt), no JSON token would pass it.
+TEST(DemoModel, ConstraintMaskComesBeforeMinP) {
+  const auto dir = testing::test_data_dir() / ".." / ".." / "models" / "demo";
+  auto ctx = make_context({});
+  ASSERT_TRUE(ctx.is_ok());
+  auto model = load_model_dir(**ctx, dir);
+  ASSERT_TRUE(model.is_ok()) << model.status().to_string();
+  auto tok = text::Tokenizer::load_dir(dir);
+  ASSERT_TRUE(tok.is_ok());
+  const auto trie = std::make_shared<text::TokenTrie>(**tok, (*model)->config().vocab_size);
+  std::vector<GenerationRequest> reqs;
+  for (uint64_t seed = 0; seed < 4; ++seed) {
+    GenerationRequest r;
+    r.prompt = (*tok)->encode("And God said, Let there be light", /*add_special_tokens=*/true);
+    r.max_new_tokens = 24;
+    r.sampling.temperature = 1;
+    r.sampling.seed = seed;
+    r.min_p = 0.9f;
+    r.constraint = text::Constraint::json_object();
+    r.trie = trie;
+    reqs.push_back(r);
+  }
+  Generator gen(**model);
+  auto out = gen.generate(reqs);
+  ASSERT_TRUE(out.is_ok()) << out.status().to_string();
+  for (const auto& r : *out) {
+    EXPECT_NE(r.finish, FinishReason::kError) << r.error;
+    std::string text;
+    for (int32_t t : r.tokens) text += trie->text(t);
+    const size_t first = text.find_first_not_of(" \t\r\n");
+    ASSERT_NE(first, std::string::npos) << text;
+    EXPECT_EQ(text[first], '{') << text;
+  }
 }
 
 }  // namespace

@@ -142,22 +142,24 @@ TEST(Sampling, AVocabularyPastTheCandidatesFollowsTheDefinition) {
 }
 
 // The changes to the logits as OpenAI and vLLM define them, on a row worked by hand.
-TEST(MaskJson, TheCachedAllowedSetsAreTheComputedOnes) {
+TEST(ConstraintMaskCache, TheCachedAllowedSetsAreTheComputedOnes) {
   auto tok = text::Tokenizer::load_dir(testing::test_data_dir() / "fixtures" / "llama_text");
   ASSERT_TRUE(tok.is_ok());
   const int64_t V = (*tok)->vocab_size();
   const text::TokenTrie trie(**tok, V);
-  JsonMaskCache cache;
-  text::JsonAutomaton a;
+  ConstraintMaskCache cache;
+  const auto json = text::Constraint::json_object();
+  text::ConstraintState a = json->start();
   int64_t changes = 0;
   // The states of a text walked byte by byte, each masked with and without the cache, twice.
   for (unsigned char c : std::string("{\"title\": \"abc def\", \"n\": [1, 2.5e3, true], \"o\": {}}")) {
     for (int round = 0; round < 2; ++round) {
-      std::vector<float> plain(static_cast<size_t>(V), 1.0f), cached(static_cast<size_t>(V), 1.0f);
-      const int64_t n = mask_json(trie, a, plain);
-      EXPECT_EQ(mask_json(trie, a, cached, &cache), n);
-      EXPECT_EQ(plain, cached);
-      EXPECT_GT(n, 0);
+      std::vector<uint8_t> plain;
+      trie.allowed(a, plain);
+      const AllowedTokens& cached = cache.get(trie, *json, a);
+      EXPECT_EQ(plain, cached.allowed);
+      EXPECT_EQ(cached.complete, a.complete());
+      EXPECT_GT(std::count(plain.begin(), plain.end(), 1), 0);
     }
     ASSERT_TRUE(a.feed(c));
     ++changes;
@@ -210,6 +212,15 @@ TEST(AdjustedLogits, PenaltiesBiasMinPAndTheEndTokensAsDefined) {
   EXPECT_EQ(warmer[2], 0.5f);
   EXPECT_EQ(warmer[5], 1.0f);
   EXPECT_EQ(warmer[1], -INFINITY);
+  // A constraint's mask comes first: min_p's floor is taken from the likeliest allowed token (0,
+  // at 2.0), not from the disallowed 3: at temperature 1 it keeps x_t >= 2 + log(0.2) = 0.39.
+  req.sampling.temperature = 1;
+  const std::vector<uint8_t> allowed = {1, 1, 1, 0, 1, 1};
+  const auto masked = adjusted_logits(req, generated, row, false, eos, allowed);
+  EXPECT_EQ(masked[0], 2.0f);
+  EXPECT_EQ(masked[2], 0.5f);
+  EXPECT_EQ(masked[5], 1.0f);
+  for (size_t t : {1, 3, 4}) EXPECT_EQ(masked[t], -INFINITY) << t;
 }
 
 TEST(Sampling, ValidateNamesTheField) {

@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "testing/test_data.h"
+#include "text/token_trie.h"
+#include "text/tokenizer.h"
 
 namespace strata::text {
 namespace {
@@ -302,5 +304,42 @@ TEST(JsonSchemaConstraint, EndsExactlyWhenTheValueIsWhole) {
   EXPECT_LT(text.size(), 200u * 5);
 }
 
+}  // namespace
+}  // namespace strata::text
+namespace strata::text {
+namespace {
+// A byte-level BPE vocabulary spells some characters across tokens (é as two one-byte tokens):
+// the trie holds their raw bytes, so a constraint that needs such a character is never stuck.
+TEST(TokenTrieConstraint, PartialUtf8TokensCarryTheirBytes) {
+  auto tok = Tokenizer::load_dir(testing::test_data_dir() / ".." / ".." / "models" / "demo");
+  ASSERT_TRUE(tok.is_ok());
+  TokenTrie trie(**tok, (*tok)->vocab_size());
+  auto c = regex("(caf\xc3\xa9|na\xc3\xafve|\xce\xb1\xce\xb2) [^\\n]{0,10}!");
+  std::vector<uint8_t> a1, a2, a3;
+  ConstraintState s0 = c->start();
+  trie.allowed(s0, a1);
+  for (size_t t1 = 0; t1 < a1.size(); ++t1) {
+    if (!a1[t1]) continue;
+    ConstraintState s1 = s0;
+    for (unsigned char b : trie.text(static_cast<int32_t>(t1))) ASSERT_TRUE(s1.feed(b));
+    trie.allowed(s1, a2);
+    for (size_t t2 = 0; t2 < a2.size(); ++t2) {
+      if (!a2[t2]) continue;
+      ConstraintState s2 = s1;
+      for (unsigned char b : trie.text(static_cast<int32_t>(t2))) ASSERT_TRUE(s2.feed(b));
+      trie.allowed(s2, a3);
+      int n = 0;
+      for (auto x : a3) n += x;
+      if (n == 0 && !s2.complete()) {
+        std::string bytes;
+        for (unsigned char b : trie.text(static_cast<int32_t>(t1)) + "|" + trie.text(static_cast<int32_t>(t2))) {
+          char buf[8]; snprintf(buf, 8, "%02x ", b); bytes += buf;
+        }
+        ADD_FAILURE() << "stuck after " << bytes;
+        return;
+      }
+    }
+  }
+}
 }  // namespace
 }  // namespace strata::text
