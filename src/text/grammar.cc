@@ -205,9 +205,9 @@ namespace {
 
 // Sorts and deduplicates flat stacks (size, then positions) so that equal sets have equal bytes.
 void canonical(std::vector<uint32_t>& out) {
+  if (out.empty() || out[0] + 1 == out.size()) return;  // one stack
   std::vector<std::pair<size_t, size_t>> spans;  // [begin, end) in out
   for (size_t i = 0; i < out.size(); i += out[i] + 1) spans.emplace_back(i, i + out[i] + 1);
-  if (spans.size() < 2) return;
   auto less = [&](const auto& a, const auto& b) {
     return std::lexicographical_compare(out.begin() + static_cast<long>(a.first), out.begin() + static_cast<long>(a.second),
                                         out.begin() + static_cast<long>(b.first), out.begin() + static_cast<long>(b.second));
@@ -224,26 +224,35 @@ void canonical(std::vector<uint32_t>& out) {
 
 }  // namespace
 
+void GrammarState::set(const std::vector<uint32_t>& flat) {
+  size_ = static_cast<uint32_t>(flat.size());
+  if (flat.size() <= kInline) {
+    std::copy(flat.begin(), flat.end(), small_.begin());
+    big_.clear();
+  } else {
+    big_ = flat;
+  }
+}
+
 GrammarState::GrammarState(const Grammar& g) : g_(&g) {
-  std::vector<uint32_t> stack{g.start(g.root())};
+  std::vector<uint32_t> stack{g.start(g.root())}, out;
   int budget = 1 << 16;
-  expand(stack, stacks_, accept_, budget);
-  canonical(stacks_);
+  size_t count = 0;
+  expand(stack, out, count, accept_, budget);
+  canonical(out);
+  set(out);
 }
 
 // Follows `stack`'s top through calls and rule ends until each branch reaches a position with byte
-// edges (appended to `out`, size first) or ends the root rule (`accept`).
-void GrammarState::expand(std::vector<uint32_t>& stack, std::vector<uint32_t>& out, bool& accept,
+// edges (appended to `out`, size first; `count` stacks so far) or ends the root rule (`accept`).
+void GrammarState::expand(std::vector<uint32_t>& stack, std::vector<uint32_t>& out, size_t& count, bool& accept,
                           int& budget) const {
   if (--budget < 0) return;
   const Grammar::Position& p = g_->at(stack.back());
-  if (!p.edges.empty()) {
-    size_t count = 0;
-    for (size_t i = 0; i < out.size(); i += out[i] + 1) ++count;
-    if (count < kMaxStacks) {
-      out.push_back(static_cast<uint32_t>(stack.size()));
-      out.insert(out.end(), stack.begin(), stack.end());
-    }
+  if (!p.edges.empty() && count < kMaxStacks) {
+    ++count;
+    out.push_back(static_cast<uint32_t>(stack.size()));
+    out.insert(out.end(), stack.begin(), stack.end());
   }
   if (p.final) {
     if (stack.size() == 1) {
@@ -251,7 +260,7 @@ void GrammarState::expand(std::vector<uint32_t>& stack, std::vector<uint32_t>& o
     } else {
       const uint32_t top = stack.back();
       stack.pop_back();
-      expand(stack, out, accept, budget);
+      expand(stack, out, count, accept, budget);
       stack.push_back(top);
     }
   }
@@ -260,37 +269,40 @@ void GrammarState::expand(std::vector<uint32_t>& stack, std::vector<uint32_t>& o
     const uint32_t top = stack.back();
     stack.back() = c.ret;
     stack.push_back(g_->start(c.rule));
-    expand(stack, out, accept, budget);
+    expand(stack, out, count, accept, budget);
     stack.pop_back();
     stack.back() = top;
   }
 }
 
 bool GrammarState::feed(unsigned char c) {
-  std::vector<uint32_t> out, stack;
+  thread_local std::vector<uint32_t> out, stack;
+  out.clear();
   bool accept = false;
   int budget = 1 << 16;
-  for (size_t i = 0; i < stacks_.size(); i += stacks_[i] + 1) {
-    const uint32_t n = stacks_[i];
-    const uint32_t top = stacks_[i + n];
+  size_t count = 0;
+  const uint32_t* st = data();
+  for (size_t i = 0; i < size_; i += st[i] + 1) {
+    const uint32_t n = st[i];
+    const uint32_t top = st[i + n];
     for (const Grammar::Edge& e : g_->at(top).edges) {
       if (c < e.lo) break;
       if (c > e.hi) continue;
-      stack.assign(stacks_.begin() + static_cast<long>(i + 1), stacks_.begin() + static_cast<long>(i + 1 + n));
+      stack.assign(st + i + 1, st + i + 1 + n);
       stack.back() = e.to;
-      expand(stack, out, accept, budget);
+      expand(stack, out, count, accept, budget);
     }
   }
   if (out.empty() && !accept) return false;
   canonical(out);
-  stacks_.swap(out);
+  set(out);
   accept_ = accept;
   return true;
 }
 
 std::string GrammarState::key() const {
-  std::string k(stacks_.size() * sizeof(uint32_t) + 1, '\0');
-  if (!stacks_.empty()) std::memcpy(k.data(), stacks_.data(), stacks_.size() * sizeof(uint32_t));
+  std::string k(size_ * sizeof(uint32_t) + 1, '\0');
+  if (size_ > 0) std::memcpy(k.data(), data(), size_ * sizeof(uint32_t));
   k.back() = accept_ ? 1 : 0;
   return k;
 }

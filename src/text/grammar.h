@@ -10,6 +10,7 @@
 // a GrammarState is not thread safe.
 #pragma once
 
+#include <array>
 #include <bitset>
 #include <cstdint>
 #include <functional>
@@ -107,17 +108,23 @@ class GrammarState {
   // The text so far is a whole sentence of the grammar.
   bool complete() const { return accept_; }
   // Nothing can follow the text (complete() or not).
-  bool dead_end() const { return stacks_.empty(); }
+  bool dead_end() const { return size_ == 0; }
   // Bytes equal for two states of one grammar exactly when they are the same state.
   std::string key() const;
 
  private:
-  void expand(std::vector<uint32_t>& stack, std::vector<uint32_t>& out, bool& accept, int& budget) const;
+  static constexpr size_t kInline = 30;
+  void expand(std::vector<uint32_t>& stack, std::vector<uint32_t>& out, size_t& count, bool& accept,
+              int& budget) const;
+  const uint32_t* data() const { return big_.empty() ? small_.data() : big_.data(); }
+  void set(const std::vector<uint32_t>& flat);
 
   const Grammar* g_ = nullptr;
   // The stacks, flat and sorted: for each, its size then its positions (bottom first). Every top
-  // has byte edges.
-  std::vector<uint32_t> stacks_;
+  // has byte edges. Held inline when short (a copy is then one small memcpy), else in big_.
+  std::array<uint32_t, kInline> small_{};
+  std::vector<uint32_t> big_;
+  uint32_t size_ = 0;
   bool accept_ = false;
 };
 

@@ -60,7 +60,19 @@ TokenTrie::TokenTrie(const Tokenizer& tok, int64_t vocab) {
     if (text.find("\xEF\xBF\xBD") != std::string::npos)
       if (auto raw = partial_utf8_bytes(tok, t); raw && utf8_lossy(*raw) != *raw) text = *raw;
     texts_[static_cast<size_t>(id)] = text;
-    if (text.empty()) continue;
+    insert(t);
+  }
+}
+
+TokenTrie::TokenTrie(std::vector<std::string> texts) : texts_(std::move(texts)) {
+  nodes_.emplace_back();
+  for (size_t id = 0; id < texts_.size(); ++id) insert(static_cast<int32_t>(id));
+}
+
+void TokenTrie::insert(int32_t t) {
+  const std::string& text = texts_[static_cast<size_t>(t)];
+  if (text.empty()) return;
+  {
     int32_t node = 0;
     for (unsigned char c : text) {
       auto& children = nodes_[static_cast<size_t>(node)].children;

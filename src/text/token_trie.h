@@ -20,6 +20,8 @@ class TokenTrie {
  public:
   // The first `vocab` ids (the model's vocabulary) of `tok`.
   TokenTrie(const Tokenizer& tok, int64_t vocab);
+  // A vocabulary given as each token's bytes (benchmarks, tests).
+  explicit TokenTrie(std::vector<std::string> texts);
 
   int64_t vocab() const { return static_cast<int64_t>(texts_.size()); }
   // The bytes token `id` adds mid-sequence ("" for special tokens).
@@ -38,6 +40,8 @@ class TokenTrie {
     std::vector<std::pair<unsigned char, int32_t>> children;  // byte -> node
     std::vector<int32_t> tokens;                              // tokens whose text ends here
   };
+
+  void insert(int32_t id);
 
   template <typename Automaton>
   void walk(int32_t node, const Automaton& state, std::vector<uint8_t>& allowed) const {
