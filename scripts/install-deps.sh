@@ -9,6 +9,8 @@ packages=(
   coinor-libclp-dev libpcre2-dev libicu-dev libgtest-dev libbenchmark-dev libxxhash-dev zstd
   # libdnnl-dev's CMake config looks for OpenCL (its GPU runtime); Debian only recommends it.
   ocl-icd-opencl-dev
+  # Tests only: the independent validator of structured output (tests/text/structured_check.py).
+  python3-jsonschema
 )
 
 missing=()
