@@ -73,6 +73,7 @@ const AllowedTokens& ConstraintMaskCache::get(const text::TokenTrie& trie, const
   key += state.key();
   auto [it, fresh] = sets_.try_emplace(std::move(key));
   if (fresh) {
+    ++misses_;
     trie.allowed(state, it->second.allowed);
     it->second.complete = state.complete();
   }

@@ -72,9 +72,11 @@ class ConstraintMaskCache {
   const AllowedTokens& get(const text::TokenTrie& trie, const text::Constraint& constraint,
                            const text::ConstraintState& state);
   size_t size() const { return sets_.size(); }
+  int64_t misses() const { return misses_; }  // sets computed (trie walks) so far
 
  private:
   std::unordered_map<std::string, AllowedTokens> sets_;
+  int64_t misses_ = 0;
 };
 
 enum class FinishReason { kStop, kLength, kError };
