@@ -1,7 +1,8 @@
 // strata capacity: what hardware a job needs. For a model shape and a job (requests x prompt +
 // generated tokens), plans every catalogue GPU x DRAM size x disk and writes a report: Markdown,
 // a self-contained HTML page with SVG charts (throughput against DRAM, time and cost of the job,
-// the bottleneck of each point) and JSON.
+// the bottleneck of each point) and JSON. With --gpus-per-machine and --machines, the time and cost
+// of the job sharded over that many GPUs (planner::sweep_capacity_at_scale).
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -25,6 +26,7 @@ struct CapacityArgs {
   std::string weights_compression = "none", kv_compression = "none";
   int64_t prompt_len = 0, gen_len = 0, requests = 0;
   bool list = false;
+  planner::Scale scale;
 };
 
 Result<nlohmann::json> read_json(const std::string& path) {
@@ -99,8 +101,12 @@ Status run_capacity(const CapacityArgs& a) {
     }
   }
   const auto start = std::chrono::steady_clock::now();
-  STRATA_ASSIGN_OR_RETURN(CapacityReport report,
-                          sweep_capacity(spec, {a.prompt_len, a.gen_len, a.requests}, machines, o));
+  if (a.scale.gpus_per_machine < 1 || a.scale.gpus_per_machine > 64)
+    return invalid_argument("--gpus-per-machine must be 1 to 64, got " + std::to_string(a.scale.gpus_per_machine));
+  if (a.scale.machines < 1 || a.scale.machines > 100000)
+    return invalid_argument("--machines must be 1 to 100000, got " + std::to_string(a.scale.machines));
+  STRATA_ASSIGN_OR_RETURN(CapacityReport report, sweep_capacity_at_scale(spec, {a.prompt_len, a.gen_len, a.requests},
+                                                                         machines, o, a.scale));
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   const std::filesystem::path dir = a.out_dir.empty() ? "capacity-" + a.shape : a.out_dir;
@@ -135,6 +141,12 @@ void register_capacity(CLI::App& app, int* exit_code) {
   cmd->add_option("--weights-compression", a.weights_compression, "none, int4 or auto (default none)");
   cmd->add_option("--kv-compression", a.kv_compression, "none, int4 or auto (default none)");
   cmd->add_option("-o,--output-dir", a.out_dir, "report directory (default capacity-<shape>)");
+  cmd->add_option("--gpus-per-machine", a.scale.gpus_per_machine,
+                  "GPUs per machine, one engine each on its shard (generate --devices); they share the machine's "
+                  "--dram and disk")
+      ->capture_default_str();
+  cmd->add_option("--machines", a.scale.machines, "machines (Slurm tasks: strata slurm --tasks machines x GPUs)")
+      ->capture_default_str();
   cmd->add_flag("--list", a.list, "list the hardware catalogue and exit");
   cmd->callback([exit_code] { *exit_code = report("capacity", run_capacity(a)); });
 }

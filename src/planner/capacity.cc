@@ -143,6 +143,44 @@ Result<CapacityReport> sweep_capacity(const ModelSpec& spec, const Workload& w,
   return r;
 }
 
+Result<CapacityReport> sweep_capacity_at_scale(const ModelSpec& spec, const Workload& w,
+                                               const std::vector<HardwareProfile>& machines,
+                                               const CapacityOptions& options, const Scale& scale) {
+  if (scale.gpus_per_machine < 1 || scale.machines < 1)
+    return invalid_argument("--gpus-per-machine and --machines must be >= 1");
+  if (w.requests <= 0) return invalid_argument("capacity planning needs a job: give the request count");
+  const int g = scale.gpus_per_machine, n = scale.gpus();
+  // Each engine: its shard of the requests, its share of the machine's DRAM and disk.
+  Workload share = w;
+  share.requests = (w.requests + n - 1) / n;
+  CapacityOptions o = options;
+  if (o.dram_sizes.empty()) o.dram_sizes = {64 * kGiB, 128 * kGiB, 256 * kGiB, 512 * kGiB, 1024 * kGiB};
+  if (o.disks.empty()) o.disks = default_disk_options();
+  for (uint64_t& d : o.dram_sizes) d /= static_cast<uint64_t>(g);
+  for (DiskOption& d : o.disks) {
+    d.capacity_bytes /= static_cast<uint64_t>(g);
+    d.read_gbps /= g;
+    d.write_gbps /= g;
+  }
+  STRATA_ASSIGN_OR_RETURN(CapacityReport r, sweep_capacity(spec, share, machines, o));
+  r.workload = w;
+  r.scale = scale;
+  const double job_tokens = static_cast<double>(w.requests) * static_cast<double>(w.gen_len);
+  for (CapacityPoint& p : r.points) {
+    p.dram_bytes *= static_cast<uint64_t>(g);  // the machine's
+    if (p.feasible) p.tokens_per_s = p.job_s > 0 ? job_tokens / p.job_s : 0;
+    if (p.price_per_hour > 0) {
+      // The engine's price holds its GPU, its DRAM share and a whole disk: a machine has G GPUs,
+      // all its DRAM and one disk.
+      auto disk = options.prices.disk_per_hour.find(p.disk);
+      const double disk_price = disk == options.prices.disk_per_hour.end() ? 0 : disk->second;
+      p.price_per_hour = scale.machines * (g * p.price_per_hour - (g - 1) * disk_price);
+      p.cost = p.job_s / 3600 * p.price_per_hour;
+    }
+  }
+  return r;
+}
+
 json capacity_json(const CapacityReport& r) {
   json points = json::array();
   for (const auto& p : r.points) {
@@ -172,6 +210,7 @@ json capacity_json(const CapacityReport& r) {
           {"requests", r.workload.requests},
           {"currency", r.currency},
           {"prices_source", r.prices_source},
+          {"scale", {{"gpus_per_machine", r.scale.gpus_per_machine}, {"machines", r.scale.machines}}},
           {"points", points}};
 }
 

@@ -62,9 +62,19 @@ struct CapacityPoint {
   Policy policy;
 };
 
+// A job spread over `machines` machines of `gpus_per_machine` GPUs each, one engine per GPU on its
+// shard of the requests (ceil(requests / GPUs) each). The GPUs of a machine share its DRAM and its
+// disk: each engine plans with 1/G of the machine's DRAM, disk capacity and disk bandwidth.
+struct Scale {
+  int gpus_per_machine = 1;
+  int machines = 1;
+  int gpus() const { return gpus_per_machine * machines; }
+};
+
 struct CapacityReport {
   std::string model;
   Workload workload;
+  Scale scale;
   std::string prices_source, currency;
   std::vector<CapacityPoint> points;
 };
@@ -75,6 +85,14 @@ struct CapacityReport {
 Result<CapacityReport> sweep_capacity(const ModelSpec& spec, const Workload& workload,
                                       const std::vector<HardwareProfile>& machines,
                                       const CapacityOptions& options);
+
+// The sweep at `scale`: DRAM sizes (and disks) are per machine; every point's time is that of one
+// engine on its shard (all run at once), its throughput the whole job's, its price per hour that
+// of all the machines (G GPUs + the machine's DRAM + one disk each) and its cost that price over
+// the time. Scale {1, 1} is sweep_capacity.
+Result<CapacityReport> sweep_capacity_at_scale(const ModelSpec& spec, const Workload& workload,
+                                               const std::vector<HardwareProfile>& machines,
+                                               const CapacityOptions& options, const Scale& scale);
 
 std::string capacity_markdown(const CapacityReport& report);
 std::string capacity_html(const CapacityReport& report);

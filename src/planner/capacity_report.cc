@@ -284,7 +284,11 @@ std::string legend_html() {
 std::string title(const CapacityReport& r) {
   return r.model + ": " + std::to_string(r.workload.requests) + " requests of " +
          std::to_string(r.workload.prompt_len) + " prompt + " + std::to_string(r.workload.gen_len) +
-         " generated tokens";
+         " generated tokens" +
+         (r.scale.gpus() > 1 ? " on " + std::to_string(r.scale.machines) + " machine" +
+                                   (r.scale.machines > 1 ? "s" : "") + " x " +
+                                   std::to_string(r.scale.gpus_per_machine) + " GPUs"
+                             : std::string());
 }
 
 }  // namespace
@@ -296,6 +300,12 @@ std::string capacity_markdown(const CapacityReport& r) {
   s << "Throughput (generated tokens of the whole job over its time) and job time are strata's planner "
        "predictions for the best policy on each machine (GPU x host DRAM x disk); a disk marked unused is "
        "one the best plan leaves alone. Costs: " << (r.prices_source.empty() ? "no prices given" : r.prices_source) << "\n\n";
+  if (r.scale.gpus() > 1)
+    s << "Scale: " << r.scale.machines << " machines x " << r.scale.gpus_per_machine << " GPUs, one engine per GPU on "
+      << "its shard of the requests; each engine plans with 1/" << r.scale.gpus_per_machine << " of its machine's "
+      << "DRAM and disk (capacity and bandwidth). Job time is one engine's; tokens/s is the whole job's; DRAM is per "
+      << "machine; cost is all machines (GPUs, DRAM, one disk each) over the job time. Host DRAM bandwidth shared by "
+      << "the GPUs is not modelled.\n\n";
   s << "## Best configuration per GPU\n\n";
   s << "| machine | GPU | DRAM | disk | tokens/s | job time | cost | bottleneck | policy (GPU batch x batches; W and KV gpu/cpu/disk %) |\n";
   s << "|---|---|---|---|---:|---:|---:|---|---|\n";

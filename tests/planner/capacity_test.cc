@@ -87,6 +87,46 @@ TEST(Capacity, ADiskIsNeverWorseThanNoneAndThroughputIsTheJobs) {
   EXPECT_EQ(html.find(label), std::string::npos) << "nothing above the next step";
 }
 
+TEST(Capacity, AtScaleEachGpuRunsItsShardWithItsShareOfTheMachine) {
+  CapacityOptions o;
+  o.dram_sizes = {512 * kGiB};
+  o.prices = default_prices();
+  o.disks = {default_disk_options().front()};
+  const Workload w{512, 64, 8000};
+  const auto spec = testing::spec_of("llama-2-70b");
+  const std::vector<HardwareProfile> machines = {testing::hardware("h100-pcie")};
+  // One engine on 1/8 of the job with 1/4 of a 512 GiB machine: the point of 2 machines x 4 GPUs.
+  CapacityOptions one = o;
+  one.dram_sizes = {128 * kGiB};
+  for (DiskOption& d : one.disks) {
+    d.capacity_bytes /= 4;
+    d.read_gbps /= 4;
+    d.write_gbps /= 4;
+  }
+  auto single = sweep_capacity(spec, {512, 64, 1000}, machines, one);
+  auto scaled = sweep_capacity_at_scale(spec, w, machines, o, Scale{4, 2});
+  ASSERT_TRUE(single.is_ok() && scaled.is_ok()) << scaled.status().to_string();
+  ASSERT_EQ(scaled->points.size(), single->points.size());
+  const CapacityPoint &s = single->points[0], &p = scaled->points[0];
+  ASSERT_TRUE(p.feasible) << p.reason;
+  EXPECT_EQ(p.dram_bytes, 512 * kGiB);  // per machine
+  EXPECT_DOUBLE_EQ(p.job_s, s.job_s);
+  EXPECT_NEAR(p.tokens_per_s, 8000.0 * 64 / p.job_s, 1e-9 * p.tokens_per_s);
+  const double machine_hour = 4 * o.prices.gpu_per_hour.at("h100-pcie") + o.prices.disk_per_hour.at(p.disk) +
+                              o.prices.dram_gib_per_hour * 512;
+  EXPECT_NEAR(p.price_per_hour, 2 * machine_hour, 1e-9 * machine_hour);
+  EXPECT_NEAR(p.cost, p.job_s / 3600 * 2 * machine_hour, 1e-9 * p.cost);
+  EXPECT_NE(capacity_markdown(*scaled).find("on 2 machines x 4 GPUs"), std::string::npos);
+  EXPECT_EQ(capacity_json(*scaled)["scale"]["machines"], 2);
+  // Scale 1 x 1 is the plain sweep.
+  auto plain = sweep_capacity(spec, w, machines, o);
+  auto unit = sweep_capacity_at_scale(spec, w, machines, o, Scale{});
+  ASSERT_TRUE(plain.is_ok() && unit.is_ok());
+  EXPECT_DOUBLE_EQ(unit->points[0].job_s, plain->points[0].job_s);
+  EXPECT_DOUBLE_EQ(unit->points[0].cost, plain->points[0].cost);
+  EXPECT_FALSE(sweep_capacity_at_scale(spec, w, machines, o, Scale{0, 1}).is_ok());
+}
+
 TEST(Capacity, NeedsAJob) {
   auto r = sweep_capacity(testing::spec_of("opt-1.3b"), {128, 16, 0}, {testing::hardware("l4")}, {});
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
