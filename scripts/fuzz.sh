@@ -12,7 +12,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FUZZ_BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
 FUZZ_WORK=${FUZZ_WORK:-$FUZZ_BUILD_DIR/fuzz-work}
 FUZZ_JOBS=${FUZZ_JOBS:-$(nproc)}
-ALL="request_line safetensors_file safetensors_index model_config tokenizer_json tokenize_text store_manifest chat_template"
+ALL="request_line safetensors_file safetensors_index model_config tokenizer_json tokenize_text store_manifest chat_template constraint"
 TARGETS=${*:-$ALL}
 
 if ! command -v clang++ >/dev/null; then

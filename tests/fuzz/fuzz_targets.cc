@@ -17,6 +17,7 @@
 #include "storage/store_format.h"
 #include "text/batch_request.h"
 #include "text/chat_template.h"
+#include "text/constraint.h"
 #include "text/tokenizer.h"
 
 #ifndef STRATA_FUZZ_DATA_DIR
@@ -193,6 +194,52 @@ int chat_template(const uint8_t* data, size_t size) {
   options.now = std::tm{};  // the same text on every run
   auto rendered = t->render(p.request->messages, options);
   if (rendered.is_ok()) require(rendered->size() <= (64u << 20), "a rendering past the output bound");
+  return 0;
+}
+
+// The first byte picks what the rest is up to a NUL: 's' a JSON Schema, 'r' a regex, 'c' choices
+// one per line (anything else: a schema). The bytes after the NUL are fed to the compiled
+// constraint as generated text: a refused byte leaves the state as it was, and a state that says
+// nothing may follow refuses every byte.
+int constraint(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const std::string_view all = as_text(data + 1, size - 1);
+  const size_t nul = all.find('\0');
+  const std::string_view spec = all.substr(0, nul);
+  const std::string_view text = nul == std::string_view::npos ? std::string_view() : all.substr(nul + 1);
+  Result<std::shared_ptr<const text::Constraint>> c = invalid_argument("none");
+  if (data[0] == 'r') {
+    c = text::Constraint::regex(spec, "guided_regex");
+  } else if (data[0] == 'c') {
+    std::vector<std::string> choices;
+    size_t at = 0;
+    while (at <= spec.size()) {
+      const size_t nl = spec.find('\n', at);
+      choices.emplace_back(spec.substr(at, nl == std::string_view::npos ? std::string_view::npos : nl - at));
+      if (nl == std::string_view::npos) break;
+      at = nl + 1;
+    }
+    c = text::Constraint::choice(choices, "guided_choice");
+  } else {
+    auto schema = parse_json(spec, "schema");
+    if (!schema.is_ok()) return 0;
+    c = text::Constraint::json_schema(nlohmann::ordered_json::parse(schema->dump()), "response_format.json_schema.schema");
+  }
+  if (!c.is_ok()) {
+    require(!c.status().message().empty(), "a constraint refused without a message");
+    return 0;
+  }
+  text::ConstraintState st = (*c)->start();
+  for (unsigned char ch : text) {
+    const std::string before = st.key();
+    const bool dead = st.dead_end();
+    if (!st.feed(ch)) {
+      require(st.key() == before, "a refused byte changed the constraint's state");
+    } else {
+      require(!dead, "a state that allows nothing more took a byte");
+    }
+    (void)st.complete();
+  }
   return 0;
 }
 

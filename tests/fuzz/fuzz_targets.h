@@ -21,6 +21,7 @@ int tokenizer_json(const uint8_t* data, size_t size);     // tokenizer.json, the
 int tokenize_text(const uint8_t* data, size_t size);      // text through the fixtures' tokenizers
 int store_manifest(const uint8_t* data, size_t size);     // a weight store's manifest.json
 int chat_template(const uint8_t* data, size_t size);      // a Jinja chat template rendering a request
+int constraint(const uint8_t* data, size_t size);         // a JSON Schema, regex or choice list, then text
 
 struct Target {
   std::string_view name;  // the directory of its corpus, dictionary and reproducers
@@ -31,6 +32,7 @@ inline constexpr Target kTargets[] = {
     {"safetensors_index", safetensors_index}, {"model_config", model_config},
     {"tokenizer_json", tokenizer_json}, {"tokenize_text", tokenize_text},
     {"store_manifest", store_manifest}, {"chat_template", chat_template},
+    {"constraint", constraint},
 };
 
 // Aborts with `what` when `ok` is false: the fuzzer's crash.

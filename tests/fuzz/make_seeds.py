@@ -161,6 +161,38 @@ def chat_templates():
         put("chat_template", "request-" + name, simple + "\0" + json.dumps({"custom_id": name, "body": conv}))
 
 
+def constraints():
+    # Schemas, regexes and choice lists, each with a text after a NUL that the constraint takes
+    # (the first byte says which kind: s, r or c).
+    schemas = {
+        "object": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 16},
+                   "age": {"type": "integer", "minimum": 0, "maximum": 120}}, "required": ["name"],
+                   "additionalProperties": False},
+        "formats": {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"},
+                    "day": {"type": "string", "format": "date"}, "when": {"type": "string", "format": "date-time"},
+                    "mail": {"type": "string", "format": "email"}}, "required": ["id"]},
+        "numbers": {"type": "array", "items": {"anyOf": [{"type": "number", "exclusiveMinimum": -1.5, "maximum": 2.25},
+                    {"type": "integer", "minimum": 1000}, {"type": "null"}]}, "minItems": 1, "maxItems": 3},
+        "recursive": {"$defs": {"n": {"type": "object", "properties": {"v": {"enum": [1, "a", None, True]},
+                      "kids": {"type": "array", "items": {"$ref": "#/$defs/n"}}}, "required": ["v"]}},
+                      "$ref": "#/$defs/n"},
+        "pattern": {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{2}-[0-9]{3,4}$"},
+                    "k": {"oneOf": [{"const": "x"}, {"const": {"a": [1, 2]}}]}}, "required": ["code", "k"]},
+        "unsupported": {"type": "object", "patternProperties": {"^a": {"type": "string"}}},
+    }
+    texts = {"object": '{"name":"Ann","age":42}', "formats": '{"id":"0f8fad5b-d9cb-469f-a165-70867728950e"}',
+             "numbers": "[2.25,null,1000]", "recursive": '{"v":1,"kids":[{"v":"a"}]}',
+             "pattern": '{"code":"AB-123","k":"x"}', "unsupported": "{}"}
+    for name, schema in schemas.items():
+        put("constraint", "schema-" + name, "s" + json.dumps(schema) + "\0" + texts[name])
+    regexes = {"name": ("[A-Z][a-z]{2,8}( [A-Z][a-z]{2,8})?", "Ada Lovelace"), "phone": ("\\d{3}-\\d{4}", "555-1234"),
+               "alt": ("(yes|no|maybe), because [a-z ]{1,20}\\.", "maybe, because why."),
+               "utf8": ("(caf\u00e9|\u03b1\u03b2) [^\\n]{0,10}!", "caf\u00e9 ok!"), "backref": ("(a)\\1", "aa")}
+    for name, (pattern, text) in regexes.items():
+        put("constraint", "regex-" + name, "r" + pattern + "\0" + text)
+    put("constraint", "choice", "cpositive\nnegative\nneutral\0neutral")
+
+
 if __name__ == "__main__":
     request_lines()
     safetensors_files()
@@ -168,3 +200,4 @@ if __name__ == "__main__":
     tokenizers()
     manifests()
     chat_templates()
+    constraints()
