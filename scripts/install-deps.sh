@@ -11,6 +11,8 @@ packages=(
   ocl-icd-opencl-dev
   # Tests only: the independent validator of structured output (tests/text/structured_check.py).
   python3-jsonschema
+  # Tests only: a real single-node Slurm for the scale-out test (tests/tools/slurm_test.sh).
+  slurm-wlm munge
 )
 
 missing=()

@@ -21,6 +21,7 @@
 #include "cuda/device.h"
 #include "flag_checks.h"
 #include "offload/engine.h"
+#include "multi_engine.h"
 #include "offload_setup.h"
 #include "offloaded_job.h"
 #include "plan_print.h"
@@ -30,6 +31,7 @@
 #include "runtime/context.h"
 #include "runtime/job_identity.h"
 #include "runtime/load_model.h"
+#include "runtime/shard.h"
 #include "text/tokenizer.h"
 
 namespace strata::tools {
@@ -51,6 +53,8 @@ struct GenerateOptions {
   int64_t max_prompt_len = 0;
   bool no_recalibrate = false;
   bool verbose = false;
+  std::string shard;  // --shard I/N
+  std::string devices;  // --devices: one engine per device, each on its shard (multi_engine.h)
 };
 
 // Set by SIGINT/SIGTERM; the batch job stops at the next record boundary.
@@ -204,7 +208,32 @@ Status run_in_memory(GenerateOptions& o, runtime::Context& ctx, const text::Toke
   return write_summary(o, summary);
 }
 
+// --devices: this process starts one `generate --shard I/N` per device and merges their shards.
+Status run_devices(const GenerateOptions& o) {
+  if (!o.shard.empty())
+    return invalid_argument("--devices and --shard contradict each other: --devices runs every shard of the job "
+                            "itself, one per device (use --shard for one shard on one device)");
+  if (o.device != "auto")
+    return invalid_argument("--devices and --device contradict each other: --devices names every engine's device");
+  MultiEngineJob job;
+  STRATA_ASSIGN_OR_RETURN(job.devices, parse_devices(o.devices, cuda::query_devices().devices));
+  STRATA_ASSIGN_OR_RETURN(job.generate_args, generate_args_for_children());
+  job.input = o.job.input;
+  job.output = o.job.output;
+  job.resume = o.job.resume;
+  job.overwrite = o.job.overwrite;
+  job.quiet = o.quiet;
+  job.threads = o.threads;
+  job.cpu_mem = o.budgets.cpu;
+  job.json_summary = o.json_summary;
+  if (!std::filesystem::is_directory(o.model)) return not_found(o.model + ": the model directory does not exist");
+  if (o.job.input != "-" && !std::filesystem::is_regular_file(o.job.input))
+    return not_found(o.job.input + ": the input file does not exist");
+  return run_multi_engine(job);
+}
+
 Status run(GenerateOptions& o) {
+  if (!o.devices.empty()) return run_devices(o);
   // Everything that can fail without touching the model fails first.
   STRATA_RETURN_IF_ERROR(check_device_flag(o.device));
   // --device auto: the first GPU when there is one, else the CPU.
@@ -213,6 +242,13 @@ Status run(GenerateOptions& o) {
   STRATA_RETURN_IF_ERROR(check_flags(o, o.device, ignored));
   if (!std::filesystem::is_directory(o.model))
     return not_found(o.model + ": the model directory does not exist");
+  if (!o.shard.empty()) {  // this process answers one shard, in the shard's own output file
+    STRATA_ASSIGN_OR_RETURN(o.job.shard, runtime::parse_shard(o.shard));
+    if (o.job.output == "-")
+      return invalid_argument("--shard needs --output to be a file: shard I of N writes OUTPUT.shard-I-of-N");
+    o.job.output = runtime::shard_output_path(o.job.output, o.job.shard);
+    o.job.progress.label = "shard " + o.job.shard.to_string();
+  }
   STRATA_RETURN_IF_ERROR(runtime::check_batch_files(o.job));
   if (!o.json_summary.empty()) {
     std::ofstream probe(o.json_summary, std::ios::app);
@@ -270,6 +306,14 @@ void register_generate(CLI::App& app, int* exit_code) {
   cmd->add_flag("--ignore-unknown-fields", o.job.ignore_unknown_fields,
                 "run a request with a field strata does not know or cannot honour as if the field were absent, "
                 "with one warning per distinct field, rather than answering it with an error line");
+  cmd->add_option("--shard", o.shard,
+                  "answer only shard I of N (numbered from 0, as $SLURM_ARRAY_TASK_ID of --array=0-(N-1)): the "
+                  "requests whose custom_id hashes to I, written to OUTPUT.shard-I-of-N (before a .zst suffix); "
+                  "combine the shards with strata merge");
+  cmd->add_option("--devices", o.devices,
+                  "one engine per device, each on its shard of the job, merged at the end: all (every GPU), GPU "
+                  "indexes (0,1,3) or cpu,cpu,... (engines sharing the CPU). Each GPU's engine runs on its NUMA "
+                  "node; --gpu-mem applies to each GPU, --cpu-mem and --threads are split between the engines");
   cmd->add_flag("--resume", o.job.resume, "continue an interrupted job: skip requests already in --output");
   cmd->add_flag("--resume-anyway", o.job.resume_anyway,
                 "with --resume: continue even when the input or the settings differ from those of the job that "

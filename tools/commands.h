@@ -20,6 +20,8 @@ void register_plan(CLI::App& app, int* exit_code);
 void register_profile(CLI::App& app, int* exit_code);
 void register_capacity(CLI::App& app, int* exit_code);
 void register_eval(CLI::App& app, int* exit_code);
+void register_merge(CLI::App& app, int* exit_code);
+void register_slurm(CLI::App& app, int* exit_code);
 
 // Prints "strata <command>: <status>" to stderr and returns the exit code for it (0 when ok).
 int report(const char* command, const Status& status);

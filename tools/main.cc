@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
   strata::tools::register_profile(app, &exit_code);
   strata::tools::register_capacity(app, &exit_code);
   strata::tools::register_eval(app, &exit_code);
+  strata::tools::register_merge(app, &exit_code);
+  strata::tools::register_slurm(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
