@@ -276,6 +276,29 @@ void GrammarState::expand(std::vector<uint32_t>& stack, std::vector<uint32_t>& o
 }
 
 bool GrammarState::feed(unsigned char c) {
+  // Fast path, the common case inside a rule: one stack whose top has one edge for c, to a
+  // position that neither calls nor may end its rule. The general path below gives the same.
+  if (size_ > 0 && data()[0] + 1 == size_) {
+    uint32_t* st = big_.empty() ? small_.data() : big_.data();
+    const Grammar::Position& p = g_->at(st[size_ - 1]);
+    const Grammar::Edge* hit = nullptr;
+    int hits = 0;
+    for (const Grammar::Edge& e : p.edges) {
+      if (c < e.lo) break;
+      if (c > e.hi) continue;
+      hit = &e;
+      ++hits;
+    }
+    if (hits == 0) return false;
+    if (hits == 1) {
+      const Grammar::Position& q = g_->at(hit->to);
+      if (!q.edges.empty() && q.calls.empty() && !q.final) {
+        st[size_ - 1] = hit->to;
+        accept_ = false;
+        return true;
+      }
+    }
+  }
   thread_local std::vector<uint32_t> out, stack;
   out.clear();
   bool accept = false;

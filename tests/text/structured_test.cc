@@ -343,3 +343,58 @@ TEST(TokenTrieConstraint, PartialUtf8TokensCarryTheirBytes) {
 }
 }  // namespace
 }  // namespace strata::text
+
+#include "text/batch_request.h"
+
+namespace strata::text {
+namespace {
+
+// The request fields that ask for structured output: read in the request's key order, one per
+// request, malformed ones named.
+TEST(StructuredRequest, FieldsAreReadAndCheckedWithTheirNames) {
+  auto parse = [](const std::string& body) {
+    return parse_request_line(R"({"custom_id": "c", "prompt": "x", )" + body + "}", 3);
+  };
+  const ParsedLine schema = parse(
+      R"("response_format": {"type": "json_schema", "json_schema": {"name": "n", "strict": true, "schema": {"type": "object", "properties": {"z": {}, "a": {}}}}})");
+  ASSERT_TRUE(schema.request) << schema.error.message;
+  ASSERT_TRUE(schema.request->constraint);
+  EXPECT_EQ(schema.request->constraint->kind, ConstraintSpec::Kind::kJsonSchema);
+  EXPECT_LT(schema.request->constraint->source.find("\"z\""), schema.request->constraint->source.find("\"a\""))
+      << "properties keep the request's order";
+  const ParsedLine guided = parse(R"("guided_json": "{\"type\": \"integer\"}")");
+  ASSERT_TRUE(guided.request) << guided.error.message;
+  EXPECT_EQ(guided.request->constraint->field, "guided_json");
+  const ParsedLine regex = parse(R"("guided_regex": "a+")");
+  ASSERT_TRUE(regex.request);
+  EXPECT_EQ(regex.request->constraint->kind, ConstraintSpec::Kind::kRegex);
+  const ParsedLine choice = parse(R"("guided_choice": ["x", "y"])");
+  ASSERT_TRUE(choice.request);
+  EXPECT_EQ(choice.request->constraint->choices, (std::vector<std::string>{"x", "y"}));
+  const ParsedLine text = parse(R"("response_format": {"type": "text"})");
+  ASSERT_TRUE(text.request);
+  EXPECT_FALSE(text.request->constraint);
+
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"("guided_regex": "a", "guided_choice": ["a"])", "give only one of"},
+      {R"("response_format": {"type": "json_object"}, "guided_json": {})", "give only one of"},
+      {R"("guided_choice": [])", "'guided_choice' must be a non-empty array"},
+      {R"("guided_choice": ["a", 1])", "'guided_choice' must hold non-empty strings"},
+      {R"("guided_regex": 5)", "'guided_regex' must be a string"},
+      {R"("guided_json": "{not json")", "'guided_json' must be a JSON Schema"},
+      {R"("response_format": {"type": "json_schema", "json_schema": {"schema": {}}})", "'response_format.json_schema.name'"},
+      {R"("response_format": {"type": "json_schema", "json_schema": {"name": "n"}})", "'response_format.json_schema.schema'"},
+      {R"("response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {}, "extra": 1}})",
+       "'response_format.json_schema.extra'"},
+      {R"("response_format": {"type": "json_schema"})", "'response_format.json_schema' must be an object"},
+  };
+  for (const auto& [body, want] : bad) {
+    const ParsedLine p = parse(body);
+    ASSERT_FALSE(p.request) << body;
+    EXPECT_NE(p.error.message.find(want), std::string::npos) << body << "\n" << p.error.message;
+    EXPECT_NE(p.error.message.find("line 3"), std::string::npos) << p.error.message;
+  }
+}
+
+}  // namespace
+}  // namespace strata::text
