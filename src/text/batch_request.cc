@@ -225,20 +225,33 @@ std::optional<Fail> read_body(const json& body, BatchRequest& r, const std::stri
 // Structured output: response_format json_object / json_schema, guided_json, guided_regex,
 // guided_choice (at most one), read from the line parsed again with its keys in order (a schema's
 // properties are written in the order the request gives them).
-std::optional<Fail> read_constraint(std::string_view line, const json& body, BatchRequest& r, const std::string& at) {
-  auto given = [&](const char* k) { return body.contains(k) && !body[k].is_null(); };
+std::optional<Fail> read_constraint(std::string_view line, const json& body, BatchRequest& r, const std::string& at,
+                                    const std::vector<FieldProblem>& ignored) {
+  auto given = [&](const char* k) {
+    for (const FieldProblem& p : ignored)
+      if (p.field == k) return false;  // --ignore-unknown-fields left it out
+    return body.contains(k) && !body[k].is_null();
+  };
+  auto type_of = [](const auto& f) {
+    return f.contains("type") && f["type"].is_string() ? f["type"].template get<std::string>() : std::string();
+  };
   const bool format = given("response_format") && body["response_format"].is_object() &&
-                      body["response_format"].value("type", "") != "text";
+                      type_of(body["response_format"]) != "text";
   if (!format && !given("guided_json") && !given("guided_regex") && !given("guided_choice")) return std::nullopt;
   auto bad = [&](const std::string& field, const std::string& what) {
     return Fail{"invalid_request", at + ": '" + field + "' " + what};
   };
   const auto j = nlohmann::ordered_json::parse(line, nullptr, /*allow_exceptions=*/false);
-  const auto& ob = j.contains("body") && j["body"].is_object() ? j["body"] : j;
+  const nlohmann::ordered_json none;
+  const auto& ob = j.is_object() && j.contains("body") && j["body"].is_object() ? j["body"] : j;
+  auto field = [&](const char* k) -> const nlohmann::ordered_json& {
+    return ob.is_object() && ob.contains(k) ? ob[k] : none;
+  };
   std::vector<ConstraintSpec> specs;
   if (format) {
-    const auto& f = ob["response_format"];
-    const std::string type = f.value("type", "");
+    const auto& f = field("response_format");
+    if (!f.is_object()) return bad("response_format", "must be an object");
+    const std::string type = type_of(f);
     if (type == "json_object") {
       specs.push_back({ConstraintSpec::Kind::kJsonObject, "response_format", "", {}});
     } else if (type == "json_schema") {
@@ -262,7 +275,7 @@ std::optional<Fail> read_constraint(std::string_view line, const json& body, Bat
     }
   }
   if (given("guided_json")) {
-    const auto& g = ob["guided_json"];
+    const auto& g = field("guided_json");
     if (g.is_string()) {
       const auto schema = nlohmann::ordered_json::parse(g.get<std::string>(), nullptr, false);
       if (schema.is_discarded() || !(schema.is_object() || schema.is_boolean()))
@@ -372,7 +385,7 @@ ParsedLine parse_request_line(std::string_view line, int64_t line_no, const Pars
   if (r.endpoint == Endpoint::kChatCompletions && body->contains("messages"))
     if (auto e = field_error(check_message_fields((*body)["messages"]), where)) return fail(e->code, e->message);
   if (auto f = read_body(*body, r, where)) return fail(f->code, f->message);
-  if (auto f = read_constraint(line, *body, r, where)) return fail(f->code, f->message);
+  if (auto f = read_constraint(line, *body, r, where, out.ignored_fields)) return fail(f->code, f->message);
   if (r.endpoint == Endpoint::kChatCompletions) keep_chat_json(line, r);
   out.request = std::move(r);
   return out;

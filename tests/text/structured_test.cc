@@ -371,6 +371,11 @@ TEST(StructuredRequest, FieldsAreReadAndCheckedWithTheirNames) {
   const ParsedLine choice = parse(R"("guided_choice": ["x", "y"])");
   ASSERT_TRUE(choice.request);
   EXPECT_EQ(choice.request->constraint->choices, (std::vector<std::string>{"x", "y"}));
+  const ParsedLine ignored = parse_request_line(
+      R"({"custom_id": "c", "prompt": "x", "response_format": {"type": 5}, "guided_grammar": "g"})", 3,
+      {.ignore_unknown_fields = true});
+  ASSERT_TRUE(ignored.request) << ignored.error.message;  // both left out, as if absent
+  EXPECT_FALSE(ignored.request->constraint);
   const ParsedLine text = parse(R"("response_format": {"type": "text"})");
   ASSERT_TRUE(text.request);
   EXPECT_FALSE(text.request->constraint);
