@@ -74,7 +74,7 @@ cpus=$(nproc)
 mem_mib=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
 cat >"$SLURM_CONF" <<CONF
 ClusterName=stratatest
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 SlurmctldPort=$port
@@ -102,7 +102,7 @@ MinJobAge=600
 KillWait=2
 SchedulerParameters=sched_interval=2
 InactiveLimit=0
-NodeName=$host CPUs=$cpus RealMemory=$mem_mib State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mib State=UNKNOWN
 PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
 
