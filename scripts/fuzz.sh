@@ -12,6 +12,8 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FUZZ_BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
 FUZZ_WORK=${FUZZ_WORK:-$FUZZ_BUILD_DIR/fuzz-work}
 FUZZ_JOBS=${FUZZ_JOBS:-$(nproc)}
+# Seconds one input may take before it counts as a hang (raise it on a loaded machine).
+FUZZ_TIMEOUT=${FUZZ_TIMEOUT:-20}
 ALL="request_line safetensors_file safetensors_index model_config tokenizer_json tokenize_text store_manifest chat_template constraint"
 TARGETS=${*:-$ALL}
 
@@ -37,7 +39,7 @@ for t in $TARGETS; do
   log=$FUZZ_WORK/$t.log
   echo "fuzz: $t for ${FUZZ_SECONDS}s (log: $log)"
   set +e
-  "$bin" -max_total_time="$FUZZ_SECONDS" -timeout=20 -rss_limit_mb=2560 -max_len=$max_len \
+  "$bin" -max_total_time="$FUZZ_SECONDS" -timeout="$FUZZ_TIMEOUT" -rss_limit_mb=2560 -max_len=$max_len \
     -dict="tests/fuzz/dict/$t.dict" -artifact_prefix="$FUZZ_WORK/crashes/$t/" -print_final_stats=1 \
     "$FUZZ_WORK/corpus/$t" "tests/fuzz/corpus/$t" >"$log" 2>&1
   rc=$?
