@@ -65,19 +65,61 @@ std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const
   return x;
 }
 
-const AllowedTokens& ConstraintMaskCache::get(const text::TokenTrie& trie, const text::Constraint& constraint,
-                                              const text::ConstraintState& state) {
-  if (sets_.size() > std::max<size_t>(16, (size_t{64} << 20) / std::max<int64_t>(1, trie.vocab()))) sets_.clear();
+std::string ConstraintMaskCache::key_of(const text::Constraint& constraint, const text::ConstraintState& state) {
   const text::Constraint* which = &constraint;  // the key starts with the constraint's address
   std::string key(reinterpret_cast<const char*>(&which), sizeof which);
-  key += state.key();
-  auto [it, fresh] = sets_.try_emplace(std::move(key));
-  if (fresh) {
-    ++misses_;
-    trie.allowed(state, it->second.allowed);
-    it->second.complete = state.complete();
+  return key + state.key();
+}
+
+size_t ConstraintMaskCache::limit(const text::TokenTrie& trie) const {
+  return std::max<size_t>(16, (size_t{64} << 20) / static_cast<size_t>(std::max<int64_t>(1, trie.vocab())));
+}
+
+void ConstraintMaskCache::fill(std::span<const Want> wants) {
+  if (wants.empty()) return;
+  auto missing = [&] {
+    std::vector<std::pair<std::string, const Want*>> m;
+    std::unordered_map<std::string, bool> seen;
+    for (const Want& w : wants) {
+      std::string key = key_of(*w.constraint, *w.state);
+      if (sets_.count(key) == 0 && seen.emplace(key, true).second) m.emplace_back(std::move(key), &w);
+    }
+    return m;
+  };
+  auto todo = missing();
+  if (todo.empty()) return;
+  if (sets_.size() + todo.size() > limit(*wants[0].trie)) {  // start again: this step's sets stay
+    sets_.clear();
+    todo = missing();
   }
-  return it->second;
+  std::vector<AllowedTokens> made(todo.size());
+  auto walk = [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const Want& w = *todo[static_cast<size_t>(i)].second;
+      w.trie->allowed(*w.state, made[static_cast<size_t>(i)].allowed);
+      made[static_cast<size_t>(i)].complete = w.state->complete();
+    }
+  };
+  if (todo.size() >= 2 && threads_ != 1) {
+    if (!pool_) pool_ = std::make_unique<ThreadPool>(threads_);
+    pool_->parallel_for(static_cast<int64_t>(todo.size()), walk);
+  } else {
+    walk(0, static_cast<int64_t>(todo.size()));
+  }
+  for (size_t i = 0; i < todo.size(); ++i) sets_.emplace(std::move(todo[i].first), std::move(made[i]));
+  misses_ += static_cast<int64_t>(todo.size());
+}
+
+const AllowedTokens& ConstraintMaskCache::get(const text::TokenTrie& trie, const text::Constraint& constraint,
+                                              const text::ConstraintState& state) {
+  std::string key = key_of(constraint, state);
+  if (auto it = sets_.find(key); it != sets_.end()) return it->second;
+  if (sets_.size() >= limit(trie)) sets_.clear();
+  ++misses_;
+  AllowedTokens& a = sets_[std::move(key)];
+  trie.allowed(state, a.allowed);
+  a.complete = state.complete();
+  return a;
 }
 
 const char* finish_reason_name(FinishReason r) {
@@ -188,6 +230,12 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
     for (size_t i = 0; i < slots.size(); ++i)
       queries[i] = logit_query(requests[slots[i]].sampling, requests[slots[i]].top_logprobs);
     STRATA_ASSIGN_OR_RETURN(std::vector<compute::LogitStats> stats, model_.backend().logit_stats(logits, queries));
+    // The step's constrained sequences' allowed sets, the missing ones computed side by side.
+    std::vector<ConstraintMaskCache::Want> wants;
+    for (int32_t slot : slots)
+      if (requests[slot].constraint)
+        wants.push_back({requests[slot].trie.get(), requests[slot].constraint.get(), &states[static_cast<size_t>(slot)]});
+    masks.fill(wants);
     std::vector<int32_t> still;
     for (size_t i = 0; i < slots.size(); ++i) {
       const int32_t slot = slots[i];

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/thread_pool.h"
 #include "compute/sequence_model.h"
 #include "compute/transformer.h"
 #include "runtime/sampling.h"
@@ -65,9 +66,19 @@ struct AllowedTokens {
   bool complete = false;
 };
 // Allowed sets by (constraint, state): inside a string the state repeats token after token, and
-// requests sharing a constraint share its states. Bounded to about 64 MiB of sets.
+// requests sharing a constraint share its states. Bounded to about 64 MiB of sets (past that, the
+// cache starts again). fill() computes a step's missing sets on `threads` threads (0: one per
+// core), each a walk of the token trie.
 class ConstraintMaskCache {
  public:
+  explicit ConstraintMaskCache(int threads = 0) : threads_(threads) {}
+  struct Want {
+    const text::TokenTrie* trie;
+    const text::Constraint* constraint;
+    const text::ConstraintState* state;
+  };
+  // Computes the sets of `wants` not cached yet, in parallel; get() then finds them all.
+  void fill(std::span<const Want> wants);
   // `state`'s allowed set over `trie`, computed once per (constraint, state) while cached.
   const AllowedTokens& get(const text::TokenTrie& trie, const text::Constraint& constraint,
                            const text::ConstraintState& state);
@@ -75,8 +86,13 @@ class ConstraintMaskCache {
   int64_t misses() const { return misses_; }  // sets computed (trie walks) so far
 
  private:
+  static std::string key_of(const text::Constraint& constraint, const text::ConstraintState& state);
+  size_t limit(const text::TokenTrie& trie) const;
+
   std::unordered_map<std::string, AllowedTokens> sets_;
   int64_t misses_ = 0;
+  int threads_ = 0;
+  std::unique_ptr<ThreadPool> pool_;  // made when a fill first has two sets to compute
 };
 
 enum class FinishReason { kStop, kLength, kError };
