@@ -10,10 +10,13 @@ to four times before a last, uninterrupted --resume, choosing each time among
     being replaced, and during the final summary,
   * SIGINT at a random moment (the job must stop at a record boundary with exit code 130).
 Then every custom_id must appear exactly once and every record must equal the reference record
-(greedy decoding; the "created" time aside). Results: a JSON line per trial on --jsonl, and a
-Markdown summary on stdout. Python 3 standard library only (libzstd through ctypes).
+(greedy decoding; the "created" time aside). With --shards N, each trial runs the job as N shards
+(`generate --shard I/N`), interrupts and resumes each shard as above, merges them with `strata
+merge` (killed at a random moment now and then, and run again) and checks the merged output the
+same way. Results: a JSON line per trial on --jsonl, and a Markdown summary on stdout. Python 3
+standard library only (libzstd through ctypes).
 
-  bench/crash_test.py --strata build/tools/strata --model models/demo --kills 200
+  bench/crash_test.py --strata build/tools/strata --model models/demo --kills 200 [--shards 3]
 """
 
 import argparse
@@ -83,7 +86,7 @@ def comparable(record):
     return json.dumps(r, sort_keys=True)
 
 
-def write_input(path, n):
+def write_input(path, n, broken=True):
     prompts = ["In the beginning", "And the LORD said unto Moses", "You will", "A friend is",
                "Blessed are the", "Fortune favours", "The kingdom of heaven is like", "Tomorrow"]
     with open(path, "w") as f:
@@ -97,7 +100,8 @@ def write_input(path, n):
         # Past the demo model's context of 1024 only with the job's default max_tokens (256): an error
         # line of scope "job", which every resume removes and writes again (the output's rewrite).
         f.write(json.dumps({"custom_id": "long", "prompt": "And the LORD said unto Moses, " * 115}) + "\n")
-        f.write('{"custom_id": "broken", "prompt": \n')  # an error line without a readable custom_id
+        if broken:  # an error line without a readable custom_id (a sharded job refuses such an input)
+            f.write('{"custom_id": "broken", "prompt": \n')
         f.write(json.dumps({"custom_id": "c0", "prompt": "a duplicate"}) + "\n")
 
 
@@ -106,18 +110,20 @@ class Runner:
         self.args, self.work = args, work
         self.input = os.path.join(work, "in.jsonl")
 
-    def command(self, out, resume):
+    def command(self, out, resume, shard=None):
         cmd = [self.args.strata, "generate", "--model", self.args.model, "--input", self.input, "--output", out,
                "--temperature", "0", "--batch-size", str(self.args.batch_size), "--window", "16",
                "--max-tokens", "256",
                "--threads", str(self.args.threads), "--quiet"]
+        if shard is not None:
+            cmd += ["--shard", "%d/%d" % shard]
         return cmd + (["--resume"] if resume else [])
 
-    def run(self, out, resume, env=None, kill_after=None, sig=signal.SIGKILL):
+    def run(self, out, resume, env=None, kill_after=None, sig=signal.SIGKILL, shard=None, cmd=None):
         e = dict(os.environ)
         e.update(env or {})
         with open(os.path.join(self.work, "log.txt"), "ab") as log:
-            p = subprocess.Popen(self.command(out, resume), env=e, stdout=log, stderr=log)
+            p = subprocess.Popen(cmd or self.command(out, resume, shard), env=e, stdout=log, stderr=log)
             if kill_after is not None:
                 try:
                     p.wait(timeout=kill_after)
@@ -126,39 +132,80 @@ class Runner:
             return p.wait(timeout=600)
 
 
-def trial(runner, reference, rng, index, duration, args):
-    ext = ".jsonl.zst" if index % 2 else ".jsonl"
-    out = os.path.join(runner.work, "out%d%s" % (index, ext))
-    kills, events = 0, []
+def shard_path(out, i, n):
+    """Where `generate --shard I/N --output OUT` writes: OUT.shard-I-of-N, before a .zst suffix."""
+    suffix = ".shard-%d-of-%d" % (i, n)
+    return out[:-4] + suffix + ".zst" if out.endswith(".zst") else out + suffix
+
+
+def interrupt(runner, rng, out, written, duration, args, events, shard=None):
+    """Runs the job (or one shard of it: its output is `written`) one to four times, each run
+    interrupted; returns the interruptions, or a failure's reason."""
+    kills = 0
     for step in range(rng.randint(1, 4)):
-        resume = os.path.exists(out)
+        resume = os.path.exists(written)
         how = rng.choice(["kill", "kill", "point", "sigint"])
         if how == "point":
             point = rng.choice(POINTS)
             n = 1 if point in ("atomic_write", "rewrite", "summary") else rng.randint(1, args.requests)
-            code = runner.run(out, resume, env={"STRATA_CRASH_AT": "%s:%d" % (point, n)})
+            code = runner.run(out, resume, env={"STRATA_CRASH_AT": "%s:%d" % (point, n)}, shard=shard)
             events.append("%s:%d->%d" % (point, n, code))
             kills += code == 128 + signal.SIGKILL or code == -signal.SIGKILL
             if code not in (0, -signal.SIGKILL):
-                return {"ok": False, "why": "crash point run exited %d" % code, "events": events}
+                return kills, "crash point run exited %d" % code
         else:
             # Within what is left of the job, so that most interruptions land mid-run.
-            done = len(read_records_lenient(out)) if resume else 0
-            left = max(0.1, 1.0 - done / len(reference))
+            done = len(read_records_lenient(written)) if resume else 0
+            left = max(0.1, 1.0 - done / args.expected)
             at = rng.uniform(0.02, 0.15 + duration * left)
             sig = signal.SIGINT if how == "sigint" else signal.SIGKILL
-            code = runner.run(out, resume, kill_after=at, sig=sig)
+            code = runner.run(out, resume, kill_after=at, sig=sig, shard=shard)
             events.append("%s@%.2fs->%d" % (how, at, code))
             stopped = code == -signal.SIGKILL or (how == "sigint" and code == 130)
             kills += stopped
             if code not in (0, 130, -signal.SIGKILL, -signal.SIGINT):
-                return {"ok": False, "why": "run exited %d" % code, "events": events}
+                return kills, "run exited %d" % code
             if how == "sigint" and code == 130:
-                records = read_records(out) if os.path.exists(out) else []  # must end on a record boundary
+                records = read_records(written) if os.path.exists(written) else []  # must end on a record boundary
                 events[-1] += "(%d records)" % len(records)
-    code = runner.run(out, os.path.exists(out))
+    code = runner.run(out, os.path.exists(written), shard=shard)
     if code != 0:
-        return {"ok": False, "why": "final resume exited %d" % code, "events": events, "kills": kills}
+        return kills, "final resume exited %d" % code
+    return kills, None
+
+
+def merge(runner, rng, out, n, events):
+    """`strata merge` of the N shards into `out`, killed at a random moment now and then."""
+    kills = 0
+    cmd = [runner.args.strata, "merge", "--input", runner.input, "--output", out, "--shards", str(n), "--quiet"]
+    for _ in range(rng.randint(0, 2)):
+        at = rng.uniform(0.0, 0.3)
+        code = runner.run(out, False, kill_after=at, cmd=cmd + (["--overwrite"] if os.path.exists(out) else []))
+        events.append("merge kill@%.2fs->%d" % (at, code))
+        kills += code == -signal.SIGKILL
+        if os.path.exists(out):
+            read_records(out)  # a merge leaves the whole output or none: never a torn one
+    code = runner.run(out, False, cmd=cmd + (["--overwrite"] if os.path.exists(out) else []))
+    return kills, None if code == 0 else "merge exited %d" % code
+
+
+def trial(runner, reference, rng, index, duration, args):
+    ext = ".jsonl.zst" if index % 2 else ".jsonl"
+    out = os.path.join(runner.work, "out%d%s" % (index, ext))
+    kills, events = 0, []
+    if args.shards:
+        for i in range(args.shards):
+            k, why = interrupt(runner, rng, out, shard_path(out, i, args.shards), duration / args.shards, args, events,
+                               shard=(i, args.shards))
+            kills += k
+            if why:
+                return {"ok": False, "why": "shard %d: %s" % (i, why), "events": events, "kills": kills}
+        k, why = merge(runner, rng, out, args.shards, events)
+    else:
+        k, why = interrupt(runner, rng, out, out, duration, args, events)
+    kills += k
+    if why:
+        return {"ok": False, "why": why, "events": events, "kills": kills}
     got = read_records(out)
     seen = {}
     for r in got:
@@ -180,19 +227,21 @@ def main():
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--shards", type=int, default=0, help="run each trial's job as this many shards, then merge")
     ap.add_argument("--jsonl", help="write one JSON line per trial here")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     work = tempfile.mkdtemp(prefix="strata-crash-")
     runner = Runner(args, work)
-    write_input(runner.input, args.requests)
+    write_input(runner.input, args.requests, broken=not args.shards)
     ref_out = os.path.join(work, "reference.jsonl")
     t0 = time.monotonic()
     if runner.run(ref_out, False) != 0:
         sys.exit("the uninterrupted run failed; see %s/log.txt" % work)
     duration = time.monotonic() - t0
     reference = {r["id"]: comparable(r) for r in read_records(ref_out)}
+    args.expected = len(reference)
     trials, kills, failures = 0, 0, 0
     log = open(args.jsonl, "w") if args.jsonl else None
     start = time.monotonic()
@@ -213,7 +262,10 @@ def main():
     print("| trials (each: 1-4 interruptions, then a final --resume) | %d |" % trials)
     print("| interruptions (SIGKILL, crash points, SIGINT) | %d |" % kills)
     print("| trials with a request missing, duplicated or different | %d |" % failures)
-    print("| requests per job (with a broken line and a duplicate id) | %d |" % len(reference))
+    what = "a duplicate id" if args.shards else "a broken line and a duplicate id"
+    print("| requests per job (with %s) | %d |" % (what, len(reference)))
+    if args.shards:
+        print("| shards per job (each interrupted and resumed, then merged) | %d |" % args.shards)
     print("| uninterrupted run | %.2f s |" % duration)
     print("| wall time | %.0f s |" % wall)
     print("| commit | %s |" % commit)
