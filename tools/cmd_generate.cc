@@ -193,6 +193,10 @@ Status run_offloaded(GenerateOptions& o, runtime::Context& ctx, const text::Toke
   o.job.after_block = [&job](int64_t done) { return job.after_block(done); };
   o.job.progress.predicted_job_s = job.plan().policy.predicted.job_s;
   STRATA_ASSIGN_OR_RETURN(runtime::BatchSummary summary, runtime::run_batch_job(job.engine(), tokenizer, o.job, ctx.logger));
+  const offload::OffloadReport report = job.engine().report();
+  summary.peak_gpu_bytes = static_cast<int64_t>(report.peak_gpu_bytes);
+  summary.pinned_bytes = static_cast<int64_t>(report.pinned_bytes);
+  summary.disk_bytes = static_cast<int64_t>(report.disk_bytes);
   if (!o.trace.empty()) STRATA_RETURN_IF_ERROR(job.engine().write_trace(o.trace));
   if (!o.quiet) std::fprintf(stderr, "%s", offload::format_offload_report(job.engine().report()).c_str());
   return write_summary(o, summary);
@@ -233,6 +237,7 @@ Status run_devices(const GenerateOptions& o) {
 }
 
 Status run(GenerateOptions& o) {
+  o.job.started = std::chrono::steady_clock::now();
   if (!o.devices.empty()) return run_devices(o);
   // Everything that can fail without touching the model fails first.
   STRATA_RETURN_IF_ERROR(check_device_flag(o.device));

@@ -128,10 +128,13 @@ class Job {
   std::unordered_set<std::string> warned_fields_;  // ignored fields already reported
   std::string model_name_;
   int32_t batch_size_;  // sequences per block: the options', or the switched model's
+  std::chrono::steady_clock::time_point started_;  // for the time to the first result
 };
 
 // Writes `record` (line `line`'s), or with --ordered keeps it until every earlier line's is written.
 Status Job::emit(int64_t line, std::string record) {
+  if (sum_.first_result_s < 0)
+    sum_.first_result_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   if (!o_.ordered) return writer_->append(record);
   ready_.emplace(line, std::move(record));
   while (!order_.empty() && ready_.count(order_.front()) > 0) {
@@ -585,6 +588,7 @@ Status Job::open_output(int64_t& total) {
 
 Result<BatchSummary> Job::run() {
   const auto t0 = std::chrono::steady_clock::now();
+  started_ = o_.started.value_or(t0);
   model_name_ = o_.model_name;
   STRATA_RETURN_IF_ERROR(init_chat(/*warn=*/true));
   int64_t total = 0;
@@ -724,7 +728,11 @@ json BatchSummary::to_json() const {
           {"output_tokens_per_s", wall_s > 0 ? completion_tokens / wall_s : 0.0},
           {"total_tokens_per_s", wall_s > 0 ? total_tokens / wall_s : 0.0},
           {"requests_per_s", wall_s > 0 ? requests / wall_s : 0.0},
-          {"peak_memory_bytes", {{"cpu", peak_rss_bytes}}},
+          {"first_result_s", first_result_s >= 0 ? json(first_result_s) : json(nullptr)},
+          {"peak_memory_bytes", {{"cpu", peak_rss_bytes},
+                                 {"gpu", peak_gpu_bytes >= 0 ? json(peak_gpu_bytes) : json(nullptr)},
+                                 {"pinned", pinned_bytes >= 0 ? json(pinned_bytes) : json(nullptr)},
+                                 {"disk", disk_bytes >= 0 ? json(disk_bytes) : json(nullptr)}}},
           {"shard", shard.sharded() ? json{{"index", shard.index}, {"count", shard.count},
                                            {"requests", shard_requests}, {"input_requests", input_requests}}
                                     : json(nullptr)}};
@@ -743,15 +751,33 @@ std::string BatchSummary::to_text() const {
   std::snprintf(buf, sizeof(buf),
                 "requests: %lld ok, %lld failed, %lld already done\n"
                 "tokens: %lld in, %lld out in %.2f s: %.1f out tok/s, %.1f total tok/s, %.2f requests/s\n"
-                "engine: prefill %.2f s (%.1f tok/s), decode %.2f s (%.1f tok/s), %lld blocks\n"
-                "peak memory: cpu %.1f MiB (resident)\n",
+                "engine: prefill %.2f s (%.1f tok/s), decode %.2f s (%.1f tok/s), %lld blocks\n",
                 static_cast<long long>(ok), static_cast<long long>(failed), static_cast<long long>(skipped),
                 static_cast<long long>(prompt_tokens), static_cast<long long>(completion_tokens), wall_s,
                 wall_s > 0 ? completion_tokens / wall_s : 0.0, wall_s > 0 ? total_tokens / wall_s : 0.0,
                 wall_s > 0 ? requests / wall_s : 0.0, prefill_s, prefill_s > 0 ? prompt_tokens / prefill_s : 0.0,
-                decode_s, decode_s > 0 ? completion_tokens / decode_s : 0.0, static_cast<long long>(blocks),
-                peak_rss_bytes / (1024.0 * 1024.0));
+                decode_s, decode_s > 0 ? completion_tokens / decode_s : 0.0, static_cast<long long>(blocks));
   out += buf;
+  if (first_result_s >= 0) {
+    std::snprintf(buf, sizeof(buf), "first result: %.2f s after the start\n", first_result_s);
+    out += buf;
+  }
+  auto mib = [](int64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };
+  std::snprintf(buf, sizeof(buf), "peak memory: cpu %.1f MiB (resident)", mib(peak_rss_bytes));
+  out += buf;
+  if (peak_gpu_bytes >= 0) {
+    std::snprintf(buf, sizeof(buf), ", gpu %.1f MiB", mib(peak_gpu_bytes));
+    out += buf;
+  }
+  if (pinned_bytes >= 0) {
+    std::snprintf(buf, sizeof(buf), ", pinned %.1f MiB", mib(pinned_bytes));
+    out += buf;
+  }
+  if (disk_bytes >= 0) {
+    std::snprintf(buf, sizeof(buf), ", disk %.1f MiB", mib(disk_bytes));
+    out += buf;
+  }
+  out += "\n";
   if (!errors.empty()) {
     // By code: how many, and the first one's message (the others are in the output's error lines).
     out += "errors by code:\n";

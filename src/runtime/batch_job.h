@@ -10,6 +10,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <optional>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -71,6 +73,9 @@ struct BatchJobOptions {
   std::string device = "cpu";
   std::string compress = "none";
   ProgressOptions progress;
+  // When the command started (model loading and weight placement included), for the summary's
+  // time to the first result; unset: when the job's run starts.
+  std::optional<std::chrono::steady_clock::time_point> started;
   // Set (by a signal handler) to stop the job: the record being written is finished, the output
   // synced, and the job returns kCancelled; --resume goes on from there.
   const std::atomic<bool>* interrupted = nullptr;
@@ -95,6 +100,11 @@ struct BatchSummary {
   double prefill_s = 0;
   double decode_s = 0;
   int64_t peak_rss_bytes = 0;
+  // Seconds from the start (BatchJobOptions::started) to the first record this run wrote; -1: none.
+  double first_result_s = -1;
+  // The other tiers' peaks where the run had them (the offloading engine's report): GPU memory in
+  // use, pinned host memory held, bytes in the offload directory; -1: not measured.
+  int64_t peak_gpu_bytes = -1, pinned_bytes = -1, disk_bytes = -1;
   ShardSpec shard;              // the shard this job answered (count 0: the whole input)
   int64_t shard_requests = 0;   // the shard's requests (lines) ...
   int64_t input_requests = 0;   // ... of the input's

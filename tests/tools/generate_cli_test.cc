@@ -141,6 +141,31 @@ TEST(GenerateCli, KilledAndResumedAnswersEveryRequestExactlyOnce) {
   }
 }
 
+// The JSON summary says when the first result was written (after the start, within the run) and
+// the peak of each memory tier it measured: the resident set on the CPU, no GPU, pinned or disk
+// figure without the offloading engine.
+TEST(GenerateCli, SummaryGivesTheFirstResultTimeAndThePeakPerTier) {
+  const auto dir = testing::make_temp_dir("strata-cli");
+  const std::string in = write_input(dir, 6), log = (dir / "log.txt").string();
+  const std::string out = (dir / "out.jsonl").string(), summary = (dir / "summary.json").string();
+  auto args = job_args(in, out);
+  args.insert(args.end(), {"--json-summary", summary});
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(run(args, log), 0) << file_text(log);
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const json j = json::parse(file_text(summary));
+  ASSERT_TRUE(j["first_result_s"].is_number()) << j.dump();
+  EXPECT_GT(j["first_result_s"].get<double>(), 0.0);
+  EXPECT_LE(j["first_result_s"].get<double>(), elapsed);
+  EXPECT_GT(j["peak_memory_bytes"]["cpu"].get<int64_t>(), 0);
+  for (const char* tier : {"gpu", "pinned", "disk"}) EXPECT_TRUE(j["peak_memory_bytes"][tier].is_null()) << tier;
+
+  // A resumed run with nothing left to do writes no result: no first-result time.
+  args.push_back("--resume");
+  ASSERT_EQ(run(args, log), 0) << file_text(log);
+  EXPECT_TRUE(json::parse(file_text(summary))["first_result_s"].is_null());
+}
+
 TEST(GenerateCli, FatalProblemsExitBeforeWork) {
   const auto dir = testing::make_temp_dir("strata-cli");
   const std::string in = write_input(dir, 2), log = (dir / "log.txt").string();
