@@ -2,6 +2,7 @@
 // for cross-lane ordering, timing-event pairs resolved against a chain of epoch events for trace
 // spans, and device/pinned allocations that report kOutOfMemory instead of aborting.
 #include "cuda/lanes.h"
+#include "cuda/rows.h"
 
 #include <cuda_runtime.h>
 
@@ -253,6 +254,10 @@ void Lanes::copy_device(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
   STRATA_CUDA_CHECK(
       cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, impl_->stream(Lane::kCompute)));
+}
+
+void Lanes::read_host(void* dst, const void* src, size_t bytes) {
+  launch_copy_bytes(dst, src, bytes, impl_->stream(Lane::kCompute));
 }
 
 Event Lanes::record(Lane lane) {

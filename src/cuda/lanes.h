@@ -75,6 +75,10 @@ class Lanes {
   // transfer to or from pinned host memory that the next op needs (the direction is taken from
   // the pointers).
   void copy_device(void* dst, const void* src, size_t bytes);
+  // The same for pinned host memory read into device memory, by a kernel's loads on the compute
+  // lane (unified addressing maps pinned memory): it does not wait behind the copy lanes'
+  // transfers on the copy engines.
+  void read_host(void* dst, const void* src, size_t bytes);
 
   // An event at the current end of `lane`.
   Event record(Lane lane);

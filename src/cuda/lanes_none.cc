@@ -27,6 +27,7 @@ void Lanes::copy_2d(Lane, void*, size_t, const void*, size_t, size_t, size_t) {
   unreachable("copy_2d");
 }
 void Lanes::copy_device(void*, const void*, size_t) { unreachable("copy_device"); }
+void Lanes::read_host(void*, const void*, size_t) { unreachable("read_host"); }
 Event Lanes::record(Lane) { unreachable("record"); }
 void Lanes::wait(Lane, const Event&) { unreachable("wait"); }
 Status Lanes::host_wait(const Event&) { unreachable("host_wait"); }

@@ -3,6 +3,8 @@
 #include "cuda/element.cuh"
 #include "cuda/rows.h"
 
+#include <algorithm>
+
 namespace strata::cuda {
 namespace {
 
@@ -24,7 +26,27 @@ __global__ void scatter_add_kernel(const T* x, const int32_t* index, const float
     dst[i] = from_float<T>(to_float(dst[i]) + w * to_float(src[i]));
 }
 
+template <typename V>
+__global__ void copy_kernel(const V* src, int64_t n, V* dst) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x)
+    dst[i] = src[i];
+}
+
 }  // namespace
+
+void launch_copy_bytes(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
+  if (bytes == 0) return;
+  const bool vec = bytes % 16 == 0 && (reinterpret_cast<uintptr_t>(src) & 15) == 0 &&
+                   (reinterpret_cast<uintptr_t>(dst) & 15) == 0;
+  const int64_t n = vec ? static_cast<int64_t>(bytes / 16) : static_cast<int64_t>(bytes);
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((n + 255) / 256, 1024));
+  if (vec) {
+    copy_kernel<<<blocks, 256, 0, stream>>>(static_cast<const uint4*>(src), n, static_cast<uint4*>(dst));
+  } else {
+    copy_kernel<<<blocks, 256, 0, stream>>>(static_cast<const uint8_t*>(src), n, static_cast<uint8_t*>(dst));
+  }
+  STRATA_CUDA_CHECK_LAUNCH();
+}
 
 void launch_scatter_add_rows(DType dt, const void* x, const int32_t* index, const float* weight,
                              int64_t n, int64_t cols, void* y, cudaStream_t stream) {

@@ -1,6 +1,8 @@
 #include "offload/layer_compute.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -21,7 +23,10 @@ LayerCompute::LayerCompute(const model::ModelConfig& config, const BlockDims& di
       kv_(kv),
       hidden_(hidden),
       cpu_attention_(cpu_attention),
-      model_(std::make_unique<compute::Transformer>(config, backend, compute::ModelWeights{})) {}
+      model_(std::make_unique<compute::Transformer>(config, backend, compute::ModelWeights{})) {
+  const char* read = std::getenv("STRATA_ATTENTION_OUTPUT_READ");
+  read_output_by_kernel_ = read != nullptr && std::string(read) == "kernel";
+}
 
 Result<std::unique_ptr<LayerCompute>> LayerCompute::create(
     const model::ModelConfig& config, const BlockDims& dims, compute::Backend& backend,
@@ -157,11 +162,17 @@ void LayerCompute::add_experts(const Action& a, StepState& step) {
   backend_.add(x, step.experts_out.slice_rows(first, first + x.dim(0)), x);
 }
 
-// The CPU's attention output comes back on the compute lane, in order with the layer's rest.
+// The CPU's attention output comes back on the compute lane, in order with the layer's rest: a
+// copy (which queues on a copy engine behind the weights streaming in), or with
+// STRATA_ATTENTION_OUTPUT_READ=kernel the compute lane's own reads of the pinned output.
 uint64_t LayerCompute::post_attention(const Action& a, StepState& step) {
   const int64_t T = step.subs[a.batch].batch.size();
   Tensor ctx = model_->alloc(T, config_.num_heads * config_.head_dim);
-  lanes_.copy_device(ctx.raw(), cpu_attention_.output(a.batch).raw(), ctx.bytes());
+  if (read_output_by_kernel_) {
+    lanes_.read_host(ctx.raw(), cpu_attention_.output(a.batch).raw(), ctx.bytes());
+  } else {
+    lanes_.copy_device(ctx.raw(), cpu_attention_.output(a.batch).raw(), ctx.bytes());
+  }
   finish(a, step, ctx);
   return ctx.bytes();
 }

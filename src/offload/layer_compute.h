@@ -65,6 +65,7 @@ class LayerCompute {
   Tensor embed_rows_;      // pinned [gbs * prompt, embed] when the token table is on the host
   Tensor embed_pos_rows_;  // pinned [gbs * prompt, hidden] when OPT's position table is
   uint64_t pinned_bytes_ = 0;
+  bool read_output_by_kernel_ = false;  // STRATA_ATTENTION_OUTPUT_READ=kernel (see post_attention)
 };
 
 }  // namespace strata::offload

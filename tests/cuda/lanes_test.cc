@@ -130,6 +130,29 @@ TEST_F(LanesTest, CopiesRoundTripBytesExactly) {
   EXPECT_EQ(std::memcmp(host_back.raw(), host.raw(), host.bytes()), 0);
 }
 
+// read_host: the compute lane's kernel reads pinned host memory (aligned: 16 bytes at a time;
+// odd sizes and offsets: byte by byte) in order with the compute lane's other work.
+TEST_F(LanesTest, ReadHostCopiesPinnedBytesExactlyInComputeOrder) {
+  auto lanes = make(false);
+  constexpr int64_t kN = (int64_t{4} << 20) / 4 + 5;
+  Tensor src = pinned(*lanes, DType::kI32, kN, "source");
+  Tensor back = pinned(*lanes, DType::kI32, kN, "result");
+  Tensor d = device(*lanes, DType::kI32, {kN}, "buffer");
+  for (size_t offset : {size_t{0}, size_t{3}}) {
+    SCOPED_TRACE(offset);
+    fill_random(src.raw(), src.bytes(), 7 + static_cast<uint32_t>(offset));
+    std::memset(back.raw(), 0xab, back.bytes());
+    const size_t bytes = src.bytes() - offset;
+    busy_compute();  // the read waits for the compute lane's earlier work
+    lanes->read_host(static_cast<std::byte*>(d.raw()) + offset, static_cast<const std::byte*>(src.raw()) + offset, bytes);
+    lanes->wait(Lane::kD2h, lanes->record(Lane::kCompute));
+    lanes->copy(Lane::kD2h, back.raw(), d.raw(), d.bytes());
+    ASSERT_TRUE(lanes->synchronize().is_ok());
+    EXPECT_EQ(std::memcmp(static_cast<const std::byte*>(back.raw()) + offset,
+                          static_cast<const std::byte*>(src.raw()) + offset, bytes), 0);
+  }
+}
+
 TEST_F(LanesTest, StridedCopiesMoveRowsAndLeaveThePaddingAlone) {
   auto lanes = make(false);
   constexpr size_t kRows = 37, kRow = 600, kSrcPitch = 1000, kDevPitch = 1024, kDstPitch = 640;
