@@ -109,6 +109,7 @@ class Parser {
       auto a = parse_atom(depth);
       if (!a.is_ok()) return a;
       Node atom = std::move(*a);
+      bool repeated = false;  // one quantifier per atom, as Python's re says ("multiple repeat")
       while (!at_end()) {
         int lo = 0, hi = 0;
         const size_t at = i_;
@@ -120,6 +121,11 @@ class Parser {
         } else {
           break;
         }
+        if (repeated) {
+          i_ = at;
+          return fail("multiple repeat: a quantifier after a quantifier (put the repeated part in a group)");
+        }
+        repeated = true;
         if (hi >= 0 && lo > hi) {
           i_ = at;
           return fail("quantifier {m,n} with m > n");

@@ -138,7 +138,8 @@ TEST(RegexConstraint, UnsupportedConstructsAreNamed) {
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"(a)\\1", "backreference"}, {"a(?=b)", "lookaround"}, {"a(?!b)", "lookaround"}, {"(?<=a)b", "lookaround"},
       {"\\bword", "word boundary"}, {"(?i)abc", "group extension"}, {"a^b", "anchor"}, {"\\p{L}", "Unicode property"},
-      {"a++", "possessive"}, {"a{2000}", "above 1000"}, {"(ab", "missing ')'"}, {"[ab", "missing ']'"}, {"*a", "nothing to repeat"}};
+      {"a++", "possessive"}, {"a{2000}", "above 1000"}, {"(ab", "missing ')'"}, {"[ab", "missing ']'"}, {"*a", "nothing to repeat"},
+      {"a*{2}", "multiple repeat"}, {"[a-z]+{0,100}", "multiple repeat"}, {"a?*", "multiple repeat"}};
   for (const auto& [p, want] : bad) {
     auto c = Constraint::regex(p, "guided_regex");
     ASSERT_FALSE(c.is_ok()) << p;
