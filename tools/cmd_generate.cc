@@ -188,7 +188,8 @@ Status run_offloaded(GenerateOptions& o, runtime::Context& ctx, const text::Toke
   STRATA_RETURN_IF_ERROR(job.start());
   const int64_t block = plan.policy.batch.block();
   o.job.batch_size = static_cast<int32_t>(block);
-  o.job.window = std::max<int32_t>(o.job.window, static_cast<int32_t>(block));
+  // Continuous: enough requests read ahead that finished sequences' slots find waiting ones.
+  o.job.window = std::max<int32_t>(o.job.window, static_cast<int32_t>(block * (o.job.continuous ? 4 : 1)));
   o.job.max_sequence_len = plan.policy.workload.prompt_len + plan.policy.workload.gen_len;
   o.job.after_block = [&job](int64_t done) { return job.after_block(done); };
   o.job.progress.predicted_job_s = job.plan().policy.predicted.job_s;
@@ -317,8 +318,10 @@ void register_generate(CLI::App& app, int* exit_code) {
                   "combine the shards with strata merge");
   cmd->add_option("--devices", o.devices,
                   "one engine per device, each on its shard of the job, merged at the end: all (every GPU), GPU "
-                  "indexes (0,1,3) or cpu,cpu,... (engines sharing the CPU). Each GPU's engine runs on its NUMA "
-                  "node; --gpu-mem applies to each GPU, --cpu-mem and --threads are split between the engines");
+                  "indexes (0,1,3; a GPU named twice, 0,0, runs two engines on it) or cpu,cpu,... (engines sharing "
+                  "the CPU). Each GPU's engine runs on its NUMA node; --gpu-mem is each engine's budget (the engines "
+                  "of a GPU must fit its memory; without --gpu-mem they share 90% of it), --cpu-mem and --threads "
+                  "are split between the engines");
   cmd->add_flag("--resume", o.job.resume, "continue an interrupted job: skip requests already in --output");
   cmd->add_flag("--resume-anyway", o.job.resume_anyway,
                 "with --resume: continue even when the input or the settings differ from those of the job that "
@@ -336,11 +339,18 @@ void register_generate(CLI::App& app, int* exit_code) {
       "--chat-template", o.job.chat_template,
       "chat template for /v1/chat/completions: a built-in family (llama2, llama3, mistral, chatml) "
       "or a Jinja file (default: the model's own chat_template)");
-  cmd->add_option("--batch-size", o.job.batch_size, "sequences per block")->capture_default_str();
+  cmd->add_option("--batch-size", o.job.batch_size, "sequences at once (with --schedule fixed: per block)")
+      ->capture_default_str();
+  cmd->add_option_function<std::string>(
+         "--schedule",
+         [](const std::string& v) { o.job.continuous = v == "continuous"; },
+         "continuous (default): a finished sequence's slot goes to the next waiting request; fixed: blocks "
+         "of --batch-size (the policy's block) run until their longest answer is done")
+      ->check(CLI::IsMember({"continuous", "fixed"}));
   cmd->add_flag("--ordered", o.job.ordered,
                 "write results in the input's order (each waits for the earlier lines' results; a job "
                 "interrupted and resumed with --ordered stays in order)");
-  cmd->add_option("--window", o.job.window, "requests read ahead and grouped into blocks by prompt length")
+  cmd->add_option("--window", o.job.window, "requests read ahead: the longest answers start first (continuous), or blocks of similar prompt lengths (fixed)")
       ->capture_default_str();
   cmd->add_option("--progress-interval", o.job.progress.interval_s,
                   "seconds between progress lines when stderr is not a terminal")

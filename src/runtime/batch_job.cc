@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <nlohmann/json.hpp>
@@ -62,13 +63,52 @@ struct Prepared {
   bool include_stop = false;  // the stop string that ends the answer stays in its text
 };
 
-// Per-sequence state while a block runs.
+// Per-sequence state while a request runs.
 struct Running {
   std::unique_ptr<text::IncrementalDecoder> decoder;
   std::string text;
   size_t max_stop = 0;
   bool stopped = false;  // by a stop string
   int64_t generated = 0;  // tokens so far
+};
+
+// The requests of a run of the Generator, handed out in order, with the state of each while it
+// runs. `more` appends the job's next requests to a batch (false: the input has no more).
+class PreparedFeed final : public RequestFeed {
+ public:
+  using More = std::function<Result<bool>(std::vector<Prepared>&)>;
+  struct Live {
+    Prepared p;
+    Running run;
+  };
+  PreparedFeed(std::vector<Prepared> first, More more, const text::Tokenizer& tok)
+      : queue_(std::make_move_iterator(first.begin()), std::make_move_iterator(first.end())),
+        more_(std::move(more)), tok_(tok) {}
+
+  Result<const GenerationRequest*> next() override {
+    if (queue_.empty() && more_) {
+      std::vector<Prepared> batch;
+      STRATA_ASSIGN_OR_RETURN(bool again, more_(batch));
+      if (!again) more_ = nullptr;
+      for (auto& p : batch) queue_.push_back(std::move(p));
+    }
+    if (queue_.empty()) return nullptr;
+    Live& l = live_[next_++];  // node-based: stays where it is until finished() erases it
+    l.p = std::move(queue_.front());
+    queue_.pop_front();
+    l.run.decoder = std::make_unique<text::IncrementalDecoder>(tok_, l.p.gen.prompt);
+    for (const auto& s : l.p.stop) l.run.max_stop = std::max(l.run.max_stop, s.size());
+    return &l.p.gen;
+  }
+  Live& live(size_t index) { return live_.at(index); }
+  void finished(size_t index) { live_.erase(index); }
+
+ private:
+  std::deque<Prepared> queue_;
+  More more_;
+  const text::Tokenizer& tok_;
+  std::unordered_map<size_t, Live> live_;
+  size_t next_ = 0;
 };
 
 class Job {
@@ -84,8 +124,17 @@ class Job {
  private:
   Status init_chat(bool warn);
   Status handle_line(const std::string& line, int64_t line_no, std::vector<Prepared>& window);
+  // Reads requests into `window` until it holds o_.window of them or the input ends (*more false).
+  Status read_requests(text::LineReader& reader, std::vector<Prepared>& window, bool* more);
+  // Fixed blocks: the window's requests in blocks of batch_size_, each run all at once.
   Status run_window(std::vector<Prepared>& window);
   Status run_block(std::span<Prepared> block);
+  // Continuous: the input's requests batch_size_ at a time, each finished one's slot taken by the
+  // next (see Generator::set_slots).
+  Status run_continuous(text::LineReader& reader);
+  // One run of the Generator over the feed's requests.
+  Status run_feed(PreparedFeed& feed, int32_t slots, int32_t max_len);
+  Status block_done();  // after_block, and the model it switches to
   Status write_error(int64_t line, const std::optional<std::string>& custom_id, const text::RequestError& e);
   Status open_output(int64_t& total);
   bool interrupted() const { return o_.interrupted && o_.interrupted->load(); }
@@ -399,84 +448,181 @@ ordered_json Job::logprobs_json(const Prepared& p, const GenerationResult& r, co
   return {{"content", content}, {"refusal", nullptr}};
 }
 
-Status Job::run_block(std::span<Prepared> block) {
-  progress_->begin_block(static_cast<int64_t>(block.size()));
+Status Job::run_feed(PreparedFeed& feed, int32_t slots, int32_t max_len) {
+  progress_->begin_block(slots);
   const auto& cfg = cfg_;
-  std::vector<GenerationRequest> gens;
-  std::vector<Running> run(block.size());
-  for (size_t i = 0; i < block.size(); ++i) {
-    gens.push_back(block[i].gen);
-    run[i].decoder = std::make_unique<text::IncrementalDecoder>(tok_, block[i].gen.prompt);
-    for (const auto& s : block[i].stop) run[i].max_stop = std::max(run[i].max_stop, s.size());
-  }
   // Appends `piece` to the text of sequence i; true when a stop string now appears in it (not
   // before min_tokens tokens). The text ends before the stop string, or after it with
   // include_stop_str_in_output.
   auto append_and_check = [&](size_t i, const std::string& piece) {
-    Running& st = run[i];
+    const Prepared& p = feed.live(i).p;
+    Running& st = feed.live(i).run;
     if (piece.empty()) return false;
     const size_t from = st.text.size() >= st.max_stop ? st.text.size() - st.max_stop + 1 : 0;
     st.text += piece;
-    if (st.generated < block[i].gen.min_tokens) return false;
+    if (st.generated < p.gen.min_tokens) return false;
     size_t cut = std::string::npos, cut_len = 0;
-    for (const auto& s : block[i].stop)
+    for (const auto& s : p.stop)
       if (const size_t at = st.text.find(s, from > 0 ? from - 1 : 0); at < cut) {
         cut = at;
         cut_len = s.size();
       }
     if (cut == std::string::npos) return false;
-    st.text.resize(block[i].include_stop ? cut + cut_len : cut);
+    st.text.resize(p.include_stop ? cut + cut_len : cut);
     st.stopped = true;
     return true;
   };
   auto on_token = [&](size_t i, int32_t token) {
     progress_->tokens_generated(1);
-    progress_->block_step(++run[i].generated);
+    PreparedFeed::Live& l = feed.live(i);
+    progress_->block_step(++l.run.generated);
     progress_->tick();
-    if (!gens[i].ignore_eos && cfg.is_eos(token)) return true;  // ends it; its text is not part of the output
-    const auto& ids = gens[i].stop_token_ids;
+    if (!l.p.gen.ignore_eos && cfg.is_eos(token)) return true;  // ends it; its text is not part of the output
+    const auto& ids = l.p.gen.stop_token_ids;
     if (std::find(ids.begin(), ids.end(), token) != ids.end()) return true;  // the same
-    return !append_and_check(i, run[i].decoder->push(token));
+    return !append_and_check(i, l.run.decoder->push(token));
   };
   Status write_status = Status::ok();
   const int64_t created = static_cast<int64_t>(std::time(nullptr));
   auto on_finish = [&](size_t i, const GenerationResult& r) {
+    struct Release {
+      PreparedFeed& feed;
+      size_t i;
+      ~Release() { feed.finished(i); }
+    } release{feed, i};
     if (!write_status.is_ok()) return;
-    Running& st = run[i];
+    const Prepared& p = feed.live(i).p;
+    Running& st = feed.live(i).run;
     if (r.finish == FinishReason::kError) {  // no answer: an error line of the job's scope
-      const auto& req = block[i].req;
+      const auto& req = p.req;
       const std::string who = "line " + std::to_string(req.line) + " (custom_id '" + req.custom_id + "')";
-      write_status = finish_choice(block[i], std::nullopt, text::RequestError{"non_finite_logits", who + ": " + r.error, true},
+      write_status = finish_choice(p, std::nullopt, text::RequestError{"non_finite_logits", who + ": " + r.error, true},
                                    created);
       return;
     }
     if (!st.stopped) append_and_check(i, st.decoder->flush());
     text::CompletionResult res;
-    const auto& req = block[i].req;
+    const auto& req = p.req;
     if (req.echo)  // the prompt as given: its text, or its token ids decoded
       res.text = req.prompt ? *req.prompt : tok_.decode(*req.prompt_ids, /*skip_special_tokens=*/true);
     res.text += st.text;
     res.finish_reason = st.stopped ? "stop" : finish_reason_name(r.finish);
     if (r.constraint_incomplete && !st.stopped && constraint_cut_++ == 0)
       log_.warn("line " + std::to_string(req.line) + " (custom_id '" + req.custom_id + "'): max_tokens (" +
-                std::to_string(block[i].gen.max_new_tokens) + ") came before the answer's " +
-                block[i].gen.constraint->name() +
+                std::to_string(p.gen.max_new_tokens) + ") came before the answer's " +
+                p.gen.constraint->name() +
                 " was complete: its finish_reason is \"length\" and its text is only the beginning of a valid "
                 "answer; raise max_tokens (the job's end counts every such answer)");
-    res.prompt_tokens = static_cast<int64_t>(block[i].gen.prompt.size());
+    res.prompt_tokens = static_cast<int64_t>(p.gen.prompt.size());
     res.completion_tokens = static_cast<int64_t>(r.tokens.size());
-    if (block[i].req.logprobs) res.logprobs = logprobs_json(block[i], r, res.text);
-    write_status = finish_choice(block[i], std::move(res), std::nullopt, created);
+    if (p.req.logprobs) res.logprobs = logprobs_json(p, r, res.text);
+    write_status = finish_choice(p, std::move(res), std::nullopt, created);
   };
   Generator gen(*model_);
   gen.set_interrupt(o_.interrupted);
   GenerationStats stats;
-  auto results = gen.generate(gens, &stats, on_finish, on_token);
+  const Status ran = gen.run(feed, slots, max_len, &stats, on_finish, on_token);
   ++sum_.blocks;
+  sum_.refills += stats.refills;
   sum_.prefill_s += stats.prefill_s;
   sum_.decode_s += stats.decode_s;
-  if (!results.is_ok()) return results.status().with_context("generating a block of " + std::to_string(block.size()) + " requests");
+  if (!ran.is_ok()) return ran.with_context("generating with " + std::to_string(slots) + " sequences at once");
   return write_status;
+}
+
+Status Job::run_block(std::span<Prepared> block) {
+  int32_t max_len = 0;
+  for (const auto& p : block)
+    max_len = std::max<int32_t>(max_len, static_cast<int32_t>(p.gen.prompt.size()) + p.gen.max_new_tokens);
+  PreparedFeed feed({std::make_move_iterator(block.begin()), std::make_move_iterator(block.end())}, nullptr, tok_);
+  return run_feed(feed, static_cast<int32_t>(block.size()), max_len);
+}
+
+
+Status Job::block_done() {
+  if (!o_.after_block) return Status::ok();
+  STRATA_ASSIGN_OR_RETURN(ModelSwitch next, o_.after_block(sum_.blocks));
+  if (next.model) {
+    model_ = next.model;
+    batch_size_ = std::max(1, next.batch_size);
+  }
+  return Status::ok();
+}
+
+namespace {
+
+// The longest answers first, so a run's last steps are not one long answer's alone.
+void longest_first(std::vector<Prepared>& v) {
+  std::stable_sort(v.begin(), v.end(),
+                   [](const Prepared& a, const Prepared& b) { return a.gen.max_new_tokens > b.gen.max_new_tokens; });
+}
+
+int32_t longest_sequence(std::span<const Prepared> v) {
+  int32_t n = 0;
+  for (const auto& p : v) n = std::max<int32_t>(n, static_cast<int32_t>(p.gen.prompt.size()) + p.gen.max_new_tokens);
+  return n;
+}
+
+}  // namespace
+
+Status Job::read_requests(text::LineReader& reader, std::vector<Prepared>& window, bool* more) {
+  std::string line;
+  while (static_cast<int32_t>(window.size()) < std::max(1, o_.window)) {
+    if (interrupted()) return cancelled("interrupted");
+    STRATA_ASSIGN_OR_RETURN(*more, reader.next(line));
+    if (!*more) return Status::ok();
+    if (is_blank(line)) continue;
+    if (o_.shard.sharded()) {  // another shard's request (every line has an id: open_output checked)
+      const std::optional<std::string> id = request_custom_id(line);
+      if (!id || !o_.shard.owns(*id)) continue;
+    }
+    STRATA_RETURN_IF_ERROR(handle_line(line, reader.line_number(), window));
+  }
+  return Status::ok();
+}
+
+Status Job::run_continuous(text::LineReader& reader) {
+  std::vector<Prepared> window;
+  bool more = true;
+  STRATA_RETURN_IF_ERROR(read_requests(reader, window, &more));
+  longest_first(window);
+  // The job's first block runs alone when after_block looks at it (recalibration compares that
+  // block with the plan's prediction for a block).
+  if (o_.after_block && sum_.blocks == 0 && static_cast<int64_t>(window.size()) > batch_size_) {
+    std::vector<Prepared> rest(std::make_move_iterator(window.begin() + batch_size_), std::make_move_iterator(window.end()));
+    window.resize(static_cast<size_t>(batch_size_));
+    STRATA_RETURN_IF_ERROR(run_block(window));
+    STRATA_RETURN_IF_ERROR(block_done());
+    window = std::move(rest);
+  }
+  if (o_.max_sequence_len > 0) {
+    // Every slot is made for the longest sequence the job allows: one run takes the whole input,
+    // window after window, and only the job's end leaves slots empty.
+    if (window.empty() && !more) return Status::ok();
+    auto next_window = [&](std::vector<Prepared>& out) -> Result<bool> {
+      if (!more) return false;
+      STRATA_RETURN_IF_ERROR(read_requests(reader, out, &more));
+      longest_first(out);
+      return more;
+    };
+    PreparedFeed feed(std::move(window), next_window, tok_);
+    STRATA_RETURN_IF_ERROR(run_feed(feed, batch_size_, static_cast<int32_t>(o_.max_sequence_len)));
+    return block_done();
+  }
+  // Otherwise a run per window, its slots made for the window's longest sequence.
+  for (;;) {
+    if (!window.empty()) {
+      const int32_t max_len = longest_sequence(window);
+      const int32_t slots = std::min<int32_t>(batch_size_, static_cast<int32_t>(window.size()));
+      PreparedFeed feed(std::move(window), nullptr, tok_);
+      STRATA_RETURN_IF_ERROR(run_feed(feed, slots, max_len));
+      STRATA_RETURN_IF_ERROR(block_done());
+    }
+    window.clear();
+    if (!more) return Status::ok();
+    STRATA_RETURN_IF_ERROR(read_requests(reader, window, &more));
+    longest_first(window);
+  }
 }
 
 Status Job::run_window(std::vector<Prepared>& window) {
@@ -488,12 +634,7 @@ Status Job::run_window(std::vector<Prepared>& window) {
     const size_t bs = std::min(static_cast<size_t>(batch_size_), window.size() - b);
     STRATA_RETURN_IF_ERROR(run_block(std::span<Prepared>(window).subspan(b, bs)));
     b += bs;
-    if (!o_.after_block) continue;
-    STRATA_ASSIGN_OR_RETURN(ModelSwitch next, o_.after_block(sum_.blocks));
-    if (next.model) {
-      model_ = next.model;
-      batch_size_ = std::max(1, next.batch_size);
-    }
+    STRATA_RETURN_IF_ERROR(block_done());
   }
   window.clear();
   return Status::ok();
@@ -595,26 +736,16 @@ Result<BatchSummary> Job::run() {
   STRATA_RETURN_IF_ERROR(open_output(total));
   progress_ = std::make_unique<Progress>(o_.progress, std::max<int64_t>(0, total - resume_.answered));
   STRATA_ASSIGN_OR_RETURN(auto reader, text::LineReader::open(o_.input));
-  std::vector<Prepared> window;
-  std::string line;
   Status status = Status::ok();
-  for (;;) {
-    if (interrupted()) {
-      status = cancelled("interrupted");
-      break;
+  if (o_.continuous) {
+    status = run_continuous(*reader);
+  } else {
+    std::vector<Prepared> window;
+    for (bool more = true; status.is_ok() && more;) {
+      status = read_requests(*reader, window, &more);
+      if (status.is_ok()) status = run_window(window);
     }
-    STRATA_ASSIGN_OR_RETURN(bool more, reader->next(line));
-    if (!more) break;
-    if (is_blank(line)) continue;
-    if (o_.shard.sharded()) {  // another shard's request (every line has an id: open_output checked)
-      const std::optional<std::string> id = request_custom_id(line);
-      if (!id || !o_.shard.owns(*id)) continue;
-    }
-    status = handle_line(line, reader->line_number(), window);
-    if (status.is_ok() && static_cast<int32_t>(window.size()) >= std::max(1, o_.window)) status = run_window(window);
-    if (!status.is_ok()) break;
   }
-  if (status.is_ok()) status = run_window(window);
   if (status.is_ok())
     STRATA_CHECK(order_.empty() && ready_.empty(), "--ordered: a result was never written");
   // Whatever happened, what was written is made durable before returning.
@@ -722,6 +853,7 @@ json BatchSummary::to_json() const {
           {"prompt_tokens", prompt_tokens},
           {"completion_tokens", completion_tokens},
           {"blocks", blocks},
+          {"refills", refills},
           {"wall_s", wall_s},
           {"prefill_s", prefill_s},
           {"decode_s", decode_s},
@@ -751,12 +883,13 @@ std::string BatchSummary::to_text() const {
   std::snprintf(buf, sizeof(buf),
                 "requests: %lld ok, %lld failed, %lld already done\n"
                 "tokens: %lld in, %lld out in %.2f s: %.1f out tok/s, %.1f total tok/s, %.2f requests/s\n"
-                "engine: prefill %.2f s (%.1f tok/s), decode %.2f s (%.1f tok/s), %lld blocks\n",
+                "engine: prefill %.2f s (%.1f tok/s), decode %.2f s (%.1f tok/s), %lld blocks, %lld refills\n",
                 static_cast<long long>(ok), static_cast<long long>(failed), static_cast<long long>(skipped),
                 static_cast<long long>(prompt_tokens), static_cast<long long>(completion_tokens), wall_s,
                 wall_s > 0 ? completion_tokens / wall_s : 0.0, wall_s > 0 ? total_tokens / wall_s : 0.0,
                 wall_s > 0 ? requests / wall_s : 0.0, prefill_s, prefill_s > 0 ? prompt_tokens / prefill_s : 0.0,
-                decode_s, decode_s > 0 ? completion_tokens / decode_s : 0.0, static_cast<long long>(blocks));
+                decode_s, decode_s > 0 ? completion_tokens / decode_s : 0.0, static_cast<long long>(blocks),
+                static_cast<long long>(refills));
   out += buf;
   if (first_result_s >= 0) {
     std::snprintf(buf, sizeof(buf), "first result: %.2f s after the start\n", first_result_s);

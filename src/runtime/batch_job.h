@@ -1,6 +1,6 @@
 // The offline batch job behind `strata generate`: reads JSONL requests, tokenizes them (chat
-// messages through the model's chat template), groups them into blocks of similar prompt length,
-// generates, and appends one result line per request as soon as it finishes. Bad lines become
+// messages through the model's chat template), runs them batch_size at a time (a finished
+// sequence's slot taken by the next waiting request, or fixed blocks of similar prompt length), and appends one result line per request as soon as it finishes. Bad lines become
 // error lines and the job goes on; with `resume` the requests already answered in the output
 // (by custom_id) are skipped and a torn last line is repaired, so a job killed at any moment and
 // resumed answers every request exactly once. The job's identity (input fingerprint and settings)
@@ -56,7 +56,10 @@ struct BatchJobOptions {
   std::vector<std::string> stop;
   bool ignore_eos = false;
   // Scheduling.
-  int32_t batch_size = 32;      // sequences per block
+  int32_t batch_size = 32;      // sequences per block (continuous: sequences at once)
+  // Continuous: a finished sequence's slot goes to the next waiting request (Generator::set_slots);
+  // otherwise fixed blocks, each run until its longest answer is done.
+  bool continuous = true;
   int32_t window = 1024;        // requests read ahead and grouped by prompt length
   // Positions (prompt + max_tokens) a request may need; more is an error line for that request.
   // The offloading engine's policy sets it (its prompt_len + gen_len); 0 = the model's context.
@@ -96,6 +99,7 @@ struct BatchSummary {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
   int64_t blocks = 0;
+  int64_t refills = 0;          // prompt steps that gave waiting requests finished sequences' slots
   double wall_s = 0;
   double prefill_s = 0;
   double decode_s = 0;

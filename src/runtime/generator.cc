@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "common/check.h"
@@ -75,14 +77,25 @@ size_t ConstraintMaskCache::limit(const text::TokenTrie& trie) const {
   return std::max<size_t>(16, (size_t{64} << 20) / static_cast<size_t>(std::max<int64_t>(1, trie.vocab())));
 }
 
+const text::TokenMasker& ConstraintMaskCache::masker(const text::TokenTrie& trie, const text::Constraint& constraint) {
+  auto& m = maskers_[{&constraint, &trie}];
+  if (!m) m = std::make_unique<text::TokenMasker>(trie, constraint);
+  return *m;
+}
+
 void ConstraintMaskCache::fill(std::span<const Want> wants) {
   if (wants.empty()) return;
+  struct Todo {
+    std::string key;
+    const Want* want;
+    const text::TokenMasker* masker;
+  };
   auto missing = [&] {
-    std::vector<std::pair<std::string, const Want*>> m;
-    std::unordered_map<std::string, bool> seen;
+    std::vector<Todo> m;
+    std::unordered_set<std::string> seen;
     for (const Want& w : wants) {
       std::string key = key_of(*w.constraint, *w.state);
-      if (sets_.count(key) == 0 && seen.emplace(key, true).second) m.emplace_back(std::move(key), &w);
+      if (sets_.count(key) == 0 && seen.insert(key).second) m.push_back({std::move(key), &w, nullptr});
     }
     return m;
   };
@@ -92,12 +105,13 @@ void ConstraintMaskCache::fill(std::span<const Want> wants) {
     sets_.clear();
     todo = missing();
   }
+  for (Todo& t : todo) t.masker = &masker(*t.want->trie, *t.want->constraint);  // made here, used on the threads
   std::vector<AllowedTokens> made(todo.size());
   auto walk = [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const Want& w = *todo[static_cast<size_t>(i)].second;
-      w.trie->allowed(*w.state, made[static_cast<size_t>(i)].allowed);
-      made[static_cast<size_t>(i)].complete = w.state->complete();
+      const Todo& t = todo[static_cast<size_t>(i)];
+      t.masker->allowed(*t.want->state, made[static_cast<size_t>(i)].allowed);
+      made[static_cast<size_t>(i)].complete = t.want->state->complete();
     }
   };
   if (todo.size() >= 2 && threads_ != 1) {
@@ -106,7 +120,7 @@ void ConstraintMaskCache::fill(std::span<const Want> wants) {
   } else {
     walk(0, static_cast<int64_t>(todo.size()));
   }
-  for (size_t i = 0; i < todo.size(); ++i) sets_.emplace(std::move(todo[i].first), std::move(made[i]));
+  for (size_t i = 0; i < todo.size(); ++i) sets_.emplace(std::move(todo[i].key), std::move(made[i]));
   misses_ += static_cast<int64_t>(todo.size());
 }
 
@@ -117,7 +131,7 @@ const AllowedTokens& ConstraintMaskCache::get(const text::TokenTrie& trie, const
   if (sets_.size() >= limit(trie)) sets_.clear();
   ++misses_;
   AllowedTokens& a = sets_[std::move(key)];
-  trie.allowed(state, a.allowed);
+  masker(trie, constraint).allowed(state, a.allowed);
   a.complete = state.complete();
   return a;
 }
@@ -139,74 +153,112 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-Status Generator::validate(std::span<const GenerationRequest> requests) const {
+Status Generator::validate(const GenerationRequest& r, size_t index, int32_t max_len) const {
   const auto& cfg = model_.config();
-  for (size_t i = 0; i < requests.size(); ++i) {
-    const auto& r = requests[i];
-    const std::string who = "request " + std::to_string(i);
-    if (r.prompt.empty()) return invalid_argument(who + ": the prompt is empty");
-    if (r.max_new_tokens < 1)
-      return invalid_argument(who + ": max_new_tokens must be >= 1 (got " + std::to_string(r.max_new_tokens) + ")");
-    for (int32_t t : r.prompt)
-      if (t < 0 || t >= cfg.vocab_size)
-        return invalid_argument(who + ": token id " + std::to_string(t) + " is outside the vocabulary of " +
-                                std::to_string(cfg.vocab_size));
-    const int64_t need = static_cast<int64_t>(r.prompt.size()) + r.max_new_tokens;
-    if (need > cfg.max_position_embeddings)
-      return invalid_argument(who + ": prompt (" + std::to_string(r.prompt.size()) + " tokens) + max_new_tokens (" +
-                              std::to_string(r.max_new_tokens) + ") exceeds the model's context of " +
-                              std::to_string(cfg.max_position_embeddings) + " tokens");
-    STRATA_RETURN_IF_ERROR(r.sampling.validate().with_context(who));
-  }
-  return Status::ok();
+  const std::string who = "request " + std::to_string(index);
+  if (r.prompt.empty()) return invalid_argument(who + ": the prompt is empty");
+  if (r.max_new_tokens < 1)
+    return invalid_argument(who + ": max_new_tokens must be >= 1 (got " + std::to_string(r.max_new_tokens) + ")");
+  for (int32_t t : r.prompt)
+    if (t < 0 || t >= cfg.vocab_size)
+      return invalid_argument(who + ": token id " + std::to_string(t) + " is outside the vocabulary of " +
+                              std::to_string(cfg.vocab_size));
+  const int64_t need = static_cast<int64_t>(r.prompt.size()) + r.max_new_tokens;
+  if (need > cfg.max_position_embeddings)
+    return invalid_argument(who + ": prompt (" + std::to_string(r.prompt.size()) + " tokens) + max_new_tokens (" +
+                            std::to_string(r.max_new_tokens) + ") exceeds the model's context of " +
+                            std::to_string(cfg.max_position_embeddings) + " tokens");
+  if (max_len > 0 && need > max_len)
+    return invalid_argument(who + ": prompt (" + std::to_string(r.prompt.size()) + " tokens) + max_new_tokens (" +
+                            std::to_string(r.max_new_tokens) + ") exceeds the " + std::to_string(max_len) +
+                            " positions each slot was made for");
+  return r.sampling.validate().with_context(who);
 }
+
+int32_t refill_threshold(double mean_new_tokens, int32_t slots) {
+  const double fraction = std::min(0.5, std::sqrt(2.0 / std::max(1.0, mean_new_tokens)));
+  return std::max<int32_t>(1, static_cast<int32_t>(std::ceil(fraction * slots)));
+}
+
+namespace {
+
+// The requests of a span, in order.
+class SpanFeed final : public RequestFeed {
+ public:
+  explicit SpanFeed(std::span<const GenerationRequest> requests) : requests_(requests) {}
+  Result<const GenerationRequest*> next() override {
+    return next_ < requests_.size() ? &requests_[next_++] : nullptr;
+  }
+
+ private:
+  std::span<const GenerationRequest> requests_;
+  size_t next_ = 0;
+};
+
+}  // namespace
 
 Result<std::vector<GenerationResult>> Generator::generate(std::span<const GenerationRequest> requests,
                                                           GenerationStats* stats,
                                                           const FinishCallback& on_finish,
                                                           const TokenCallback& on_token) {
-  STRATA_RETURN_IF_ERROR(validate(requests));
-  const auto& cfg = model_.config();
+  for (size_t i = 0; i < requests.size(); ++i) STRATA_RETURN_IF_ERROR(validate(requests[i], i, 0));
   const int32_t n = static_cast<int32_t>(requests.size());
   std::vector<GenerationResult> results(n);
   if (n == 0) return results;
-
   int32_t max_len = 0;
   for (const auto& r : requests)
     max_len = std::max<int32_t>(max_len, static_cast<int32_t>(r.prompt.size()) + r.max_new_tokens);
-  STRATA_RETURN_IF_ERROR(model_.reset(n, max_len));
+  SpanFeed feed(requests);
+  auto keep = [&](size_t i, const GenerationResult& r) {
+    results[i] = r;
+    if (on_finish) on_finish(i, r);
+  };
+  STRATA_RETURN_IF_ERROR(run(feed, slots_ > 0 ? std::min(slots_, n) : n, max_len, stats, keep, on_token));
+  return results;
+}
 
-  std::vector<Sampler> samplers;
-  std::vector<text::ConstraintState> states(static_cast<size_t>(n));  // structured output's progress
+Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, GenerationStats* stats,
+                      const FinishCallback& on_finish, const TokenCallback& on_token) {
+  const auto& cfg = model_.config();
+  if (slots < 1) return invalid_argument("generate: slots must be >= 1 (got " + std::to_string(slots) + ")");
+  STRATA_RETURN_IF_ERROR(model_.reset(slots, max_len));
+
+  // A running sequence: its request (the feed's `index`-th), what it generated, its sampler and
+  // its structured output's progress.
+  struct Sequence {
+    size_t index;
+    const GenerationRequest* req;
+    Sampler sampler;
+    text::ConstraintState state;
+    GenerationResult result;
+    int32_t length = 0;  // tokens in its slot's cache (prompt + generated so far)
+  };
+  std::vector<std::optional<Sequence>> seqs(static_cast<size_t>(slots));
   ConstraintMaskCache masks;
-  samplers.reserve(n);
-  for (size_t i = 0; i < requests.size(); ++i) {
-    samplers.emplace_back(requests[i].sampling);
-    if (requests[i].constraint) states[i] = requests[i].constraint->start();
-  }
-  std::vector<int32_t> length(n);   // tokens in the cache (prompt + generated so far)
-  std::vector<int32_t> active;      // slots still generating, in slot order
+  int64_t generated = 0;
 
-  // Records the token chosen for `slot`; returns false once the sequence is done.
+  // Records the token chosen for the sequence in `slot`; returns false once it is done (and its
+  // slot free again).
   auto record = [&](int32_t slot, const Sample& s, std::vector<std::pair<int32_t, float>> top) {
-    const GenerationRequest& req = requests[slot];
-    GenerationResult& res = results[slot];
-    text::ConstraintState& state = states[static_cast<size_t>(slot)];
+    Sequence& q = *seqs[static_cast<size_t>(slot)];
+    const GenerationRequest& req = *q.req;
+    GenerationResult& res = q.result;
     const bool end_token = (!req.ignore_eos && cfg.is_eos(s.token)) ||
                            std::find(req.stop_token_ids.begin(), req.stop_token_ids.end(), s.token) != req.stop_token_ids.end();
     if (req.constraint && !end_token)
       for (unsigned char c : req.trie->text(s.token)) {
-        const bool fed = state.feed(c);  // the mask allowed only tokens that continue the text
+        const bool fed = q.state.feed(c);  // the mask allowed only tokens that continue the text
         STRATA_CHECK(fed);
       }
     res.tokens.push_back(s.token);
     res.logprobs.push_back(s.logprob);
+    ++generated;
     if (req.top_logprobs > 0) res.top_logprobs.push_back(std::move(top));
     bool done = false;
-    if (on_token && !on_token(static_cast<size_t>(slot), s.token)) {
+    if (on_token && !on_token(q.index, s.token)) {
       res.finish = FinishReason::kStop;
       done = true;
-    } else if (req.constraint && state.complete() && state.dead_end()) {
+    } else if (req.constraint && q.state.complete() && q.state.dead_end()) {
       res.finish = FinishReason::kStop;  // the text is whole and nothing may follow it
       done = true;
     } else if (end_token) {
@@ -214,70 +266,78 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
       done = true;
     } else if (static_cast<int32_t>(res.tokens.size()) >= req.max_new_tokens) {
       res.finish = FinishReason::kLength;
-      res.constraint_incomplete = req.constraint && !state.complete();
+      res.constraint_incomplete = req.constraint && !q.state.complete();
       done = true;
     }
-    if (done && on_finish) on_finish(static_cast<size_t>(slot), res);
     return !done;
   };
+  // Ends the sequence in `slot`: its result goes to on_finish, its slot is free.
+  auto finish = [&](int32_t slot) {
+    Sequence& q = *seqs[static_cast<size_t>(slot)];
+    if (on_finish) on_finish(q.index, q.result);
+    seqs[static_cast<size_t>(slot)].reset();
+  };
 
-  // Chooses the next token of each slot in `slots` from logits [slots.size(), V] (host F32) and
-  // returns the slots still running. The backend computes each row's statistics where the logits
-  // are (on the GPU for a CUDA backend) and the samplers finish each choice from them.
-  auto advance_all = [&](const Tensor& logits, std::span<const int32_t> slots) -> Result<std::vector<int32_t>> {
+  // Chooses the next token of the sequence in each slot of `step_slots` from logits
+  // [step_slots.size(), V] (host F32) and returns the slots still running. The backend computes
+  // each row's statistics where the logits are (on the GPU for a CUDA backend) and the samplers
+  // finish each choice from them.
+  auto advance_all = [&](const Tensor& logits, std::span<const int32_t> step_slots) -> Result<std::vector<int32_t>> {
     const int64_t V = logits.dim(1);
-    std::vector<compute::LogitQuery> queries(slots.size());
-    for (size_t i = 0; i < slots.size(); ++i)
-      queries[i] = logit_query(requests[slots[i]].sampling, requests[slots[i]].top_logprobs);
+    std::vector<compute::LogitQuery> queries(step_slots.size());
+    for (size_t i = 0; i < step_slots.size(); ++i) {
+      const GenerationRequest& req = *seqs[static_cast<size_t>(step_slots[i])]->req;
+      queries[i] = logit_query(req.sampling, req.top_logprobs);
+    }
     STRATA_ASSIGN_OR_RETURN(std::vector<compute::LogitStats> stats, model_.backend().logit_stats(logits, queries));
     // The step's constrained sequences' allowed sets, the missing ones computed side by side.
     std::vector<ConstraintMaskCache::Want> wants;
-    for (int32_t slot : slots)
-      if (requests[slot].constraint)
-        wants.push_back({requests[slot].trie.get(), requests[slot].constraint.get(), &states[static_cast<size_t>(slot)]});
+    for (int32_t slot : step_slots)
+      if (const Sequence& q = *seqs[static_cast<size_t>(slot)]; q.req->constraint)
+        wants.push_back({q.req->trie.get(), q.req->constraint.get(), &q.state});
     masks.fill(wants);
     std::vector<int32_t> still;
-    for (size_t i = 0; i < slots.size(); ++i) {
-      const int32_t slot = slots[i];
-      const GenerationRequest& req = requests[slot];
+    for (size_t i = 0; i < step_slots.size(); ++i) {
+      const int32_t slot = step_slots[i];
+      Sequence& q = *seqs[static_cast<size_t>(slot)];
+      const GenerationRequest& req = *q.req;
+      GenerationResult& res = q.result;
       const compute::LogitStats& st = stats[i];
       // A NaN or an infinity anywhere in the row makes the maximum or the log-sum non-finite.
       if (!std::isfinite(st.max_logit) || !std::isfinite(st.log_sum)) {
-        GenerationResult& res = results[slot];
         res.finish = FinishReason::kError;
         res.error = "the model's logits hold NaN or infinite values at generated token " +
                     std::to_string(res.tokens.size()) +
                     " (the weights hold NaN or infinite values, or the computation overflowed)";
-        if (on_finish) on_finish(static_cast<size_t>(slot), res);
+        finish(slot);
         continue;
       }
       const std::span<const float> row{logits.data<float>() + i * V, static_cast<size_t>(V)};
       Sample s;
-      const bool too_early = static_cast<int32_t>(results[slot].tokens.size()) < req.min_tokens;
+      const bool too_early = static_cast<int32_t>(res.tokens.size()) < req.min_tokens;
       if (too_early || req.adjusts_logits()) {
         const AllowedTokens* mask = nullptr;
-        if (req.constraint) mask = &masks.get(*req.trie, *req.constraint, states[static_cast<size_t>(slot)]);
-        std::vector<float> x = adjusted_logits(req, results[slot].tokens, row, too_early, cfg.eos_token_ids,
+        if (req.constraint) mask = &masks.get(*req.trie, *req.constraint, q.state);
+        std::vector<float> x = adjusted_logits(req, res.tokens, row, too_early, cfg.eos_token_ids,
                                                mask ? std::span<const uint8_t>(mask->allowed) : std::span<const uint8_t>(),
                                                mask && mask->complete);
         if (mask && std::none_of(x.begin(), x.end(), [](float v) { return v > -INFINITY; })) {
-          GenerationResult& res = results[slot];
           res.finish = FinishReason::kError;
           res.error = std::string("no token of the vocabulary continues the ") + req.constraint->name() +
                       " at generated token " + std::to_string(res.tokens.size()) +
                       (mask->complete ? " (the text is complete but min_tokens or ignore_eos forbids ending it)"
                                       : " (the constraint may need a deeper nesting than strata allows, or "
                                         "min_p or logit_bias removed every allowed token)");
-          if (on_finish) on_finish(static_cast<size_t>(slot), res);
+          finish(slot);
           continue;
         }
         const Tensor m = Tensor::wrap(x.data(), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
         auto ms = compute::logit_stats_on_host(m, {&queries[i], 1});
         STRATA_RETURN_IF_ERROR(ms.status());
-        s = samplers[slot].sample((*ms)[0], x);
+        s = q.sampler.sample((*ms)[0], x);
         s.logprob = static_cast<float>(static_cast<double>(row[s.token]) - st.max_logit - st.log_sum);
       } else {
-        s = samplers[slot].sample(st, row);
+        s = q.sampler.sample(st, row);
       }
       std::vector<std::pair<int32_t, float>> top;
       if (req.top_logprobs > 0) {
@@ -285,55 +345,95 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
         const int32_t k = std::min<int32_t>(req.top_logprobs, static_cast<int32_t>(st.top.size()));
         for (int32_t j = 0; j < k; ++j) top.emplace_back(st.top[j].second, static_cast<float>(st.top[j].first - lse));
       }
-      if (record(slot, s, std::move(top))) still.push_back(slot);
+      if (record(slot, s, std::move(top))) {
+        still.push_back(slot);
+      } else {
+        finish(slot);
+      }
     }
     return still;
   };
 
-  // Step 0: prefill every prompt in one ragged batch; logits of each prompt's last token.
-  auto t0 = std::chrono::steady_clock::now();
-  compute::TokenBatch batch;
-  std::vector<int32_t> rows;
-  for (int32_t s = 0; s < n; ++s) {
-    batch.add_sequence(s, 0, requests[s].prompt);
-    rows.push_back(batch.size() - 1);
-    length[s] = static_cast<int32_t>(requests[s].prompt.size());
-  }
-  STRATA_ASSIGN_OR_RETURN(Tensor logits, model_.forward(batch, rows));
-  std::vector<int32_t> all_slots(n);
-  for (int32_t s = 0; s < n; ++s) all_slots[s] = s;
-  STRATA_ASSIGN_OR_RETURN(active, advance_all(logits, all_slots));
-  if (stats) {
-    stats->prefill_s += seconds_since(t0);
-    stats->prompt_tokens += batch.size();
-  }
+  // The feed's next requests, one per slot of `free_slots` (increasing) while it has any, in one
+  // prompt step: a ragged batch of their prompts, the logits of each prompt's last token. Returns
+  // the slots still running after their first token.
+  size_t admitted = 0;
+  double new_tokens = 0;  // max_new_tokens of the requests admitted so far
+  bool drained = false;   // the feed has no more requests
+  auto admit = [&](std::span<const int32_t> free_slots) -> Result<std::vector<int32_t>> {
+    const auto t0 = std::chrono::steady_clock::now();
+    compute::TokenBatch batch;
+    std::vector<int32_t> rows, filled;
+    for (int32_t slot : free_slots) {
+      STRATA_ASSIGN_OR_RETURN(const GenerationRequest* req, feed.next());
+      if (!req) {
+        drained = true;
+        break;
+      }
+      STRATA_RETURN_IF_ERROR(validate(*req, admitted, max_len));
+      seqs[static_cast<size_t>(slot)].emplace(Sequence{admitted++, req, Sampler(req->sampling),
+                                                        req->constraint ? req->constraint->start() : text::ConstraintState(),
+                                                        {}, static_cast<int32_t>(req->prompt.size())});
+      new_tokens += req->max_new_tokens;
+      batch.add_sequence(slot, 0, req->prompt);
+      rows.push_back(batch.size() - 1);
+      filled.push_back(slot);
+    }
+    if (filled.empty()) return filled;
+    STRATA_ASSIGN_OR_RETURN(Tensor logits, model_.forward(batch, rows));
+    STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> running, advance_all(logits, filled));
+    if (stats) {
+      stats->prefill_s += seconds_since(t0);
+      stats->prompt_tokens += batch.size();
+    }
+    return running;
+  };
+  std::vector<int32_t> first(static_cast<size_t>(slots));
+  for (int32_t s = 0; s < slots; ++s) first[static_cast<size_t>(s)] = s;
+  STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> active, admit(first));
 
-  // Decode: one new token per running sequence per step.
-  t0 = std::chrono::steady_clock::now();
-  while (!active.empty()) {
+  // Waiting requests take free slots in a prompt step of their own once enough are free: each
+  // prompt step reads the weights once more, and each step a slot stays empty costs a token.
+  while (!active.empty() || !drained) {
     if (interrupt_ && interrupt_->load()) {
       STRATA_RETURN_IF_ERROR(model_.reset(0, 0));
       return cancelled("interrupted after " + std::to_string(stats ? stats->decode_steps : 0) + " decode steps");
     }
-    batch = {};
-    rows.clear();
-    for (int32_t s : active) {
-      int32_t last = results[s].tokens.back();
-      batch.add_sequence(s, length[s], {&last, 1});
-      rows.push_back(batch.size() - 1);
-      ++length[s];
+    const int32_t free = slots - static_cast<int32_t>(active.size());
+    const int32_t refill_at = refill_threshold(new_tokens / static_cast<double>(std::max<size_t>(1, admitted)), slots);
+    if (!drained && (active.empty() || free >= refill_at)) {
+      std::vector<int32_t> open;
+      for (int32_t s = 0; s < slots; ++s)
+        if (!seqs[static_cast<size_t>(s)]) open.push_back(s);
+      const size_t before = admitted;
+      STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> joined, admit(open));
+      active.insert(active.end(), joined.begin(), joined.end());
+      std::sort(active.begin(), active.end());
+      if (stats && admitted > before) ++stats->refills;
+      continue;
     }
-    STRATA_ASSIGN_OR_RETURN(logits, model_.forward(batch, rows));
+
+    // Decode: one new token per running sequence.
+    const auto t0 = std::chrono::steady_clock::now();
+    compute::TokenBatch batch;
+    std::vector<int32_t> rows;
+    for (int32_t s : active) {
+      Sequence& q = *seqs[static_cast<size_t>(s)];
+      int32_t last = q.result.tokens.back();
+      batch.add_sequence(s, q.length, {&last, 1});
+      rows.push_back(batch.size() - 1);
+      ++q.length;
+    }
+    STRATA_ASSIGN_OR_RETURN(Tensor logits, model_.forward(batch, rows));
     STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> still, advance_all(logits, active));
     active.swap(still);
-    if (stats) ++stats->decode_steps;
+    if (stats) {
+      ++stats->decode_steps;
+      stats->decode_s += seconds_since(t0);
+    }
   }
-  if (stats) {
-    stats->decode_s += seconds_since(t0);
-    for (const auto& r : results) stats->generated_tokens += static_cast<int64_t>(r.tokens.size());
-  }
-  STRATA_RETURN_IF_ERROR(model_.reset(0, 0));
-  return results;
+  if (stats) stats->generated_tokens += generated;
+  return model_.reset(0, 0);
 }
 
 }  // namespace strata::runtime

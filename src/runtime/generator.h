@@ -1,5 +1,6 @@
-// Generator: runs a block of requests through a Transformer: one ragged prefill of every prompt,
-// then decode steps over the sequences still running. A sequence stops at an EOS token of the
+// Generator: runs requests through a Transformer: a ragged prefill of the prompts, then decode
+// steps over the sequences still running; with fewer slots than requests (set_slots), waiting
+// requests take the slots of finished sequences. A sequence stops at an EOS token of the
 // model (unless ignore_eos) or after max_new_tokens, and then leaves the batch; a sequence whose
 // logits hold a NaN or an infinity ends with FinishReason::kError and says so. Not thread safe.
 #pragma once
@@ -7,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -19,6 +21,7 @@
 #include "compute/transformer.h"
 #include "runtime/sampling.h"
 #include "text/constraint.h"
+#include "text/token_mask.h"
 #include "text/token_trie.h"
 
 namespace strata::runtime {
@@ -68,7 +71,8 @@ struct AllowedTokens {
 // Allowed sets by (constraint, state): inside a string the state repeats token after token, and
 // requests sharing a constraint share its states. Bounded to about 64 MiB of sets (past that, the
 // cache starts again). fill() computes a step's missing sets on `threads` threads (0: one per
-// core), each a walk of the token trie.
+// core), each a walk of the token trie through the (constraint, trie) pair's TokenMasker, which
+// shares the walks' subtrees between states that differ only in a count.
 class ConstraintMaskCache {
  public:
   explicit ConstraintMaskCache(int threads = 0) : threads_(threads) {}
@@ -88,8 +92,10 @@ class ConstraintMaskCache {
  private:
   static std::string key_of(const text::Constraint& constraint, const text::ConstraintState& state);
   size_t limit(const text::TokenTrie& trie) const;
+  const text::TokenMasker& masker(const text::TokenTrie& trie, const text::Constraint& constraint);
 
   std::unordered_map<std::string, AllowedTokens> sets_;
+  std::map<std::pair<const text::Constraint*, const text::TokenTrie*>, std::unique_ptr<text::TokenMasker>> maskers_;
   int64_t misses_ = 0;
   int threads_ = 0;
   std::unique_ptr<ThreadPool> pool_;  // made when a fill first has two sets to compute
@@ -115,6 +121,22 @@ struct GenerationStats {
   int64_t prompt_tokens = 0;
   int64_t generated_tokens = 0;
   int32_t decode_steps = 0;
+  int32_t refills = 0;  // prompt steps that gave waiting requests the slots of finished ones
+};
+
+// With `slots` sequences at once, a prompt step for waiting requests runs once this many slots are
+// free: the fraction sqrt(2 / L) of the slots (L: the requests' mean max_new_tokens), at most half,
+// at least one. A slot left empty costs a token a step, a prompt step a read of the weights; this
+// fraction makes the two about equal over a sequence's life.
+int32_t refill_threshold(double mean_new_tokens, int32_t slots);
+
+// Hands the Generator its requests one at a time, as slots free up.
+class RequestFeed {
+ public:
+  virtual ~RequestFeed() = default;
+  // The next request, or null when there are no more. The request must stay valid until the
+  // Generator's FinishCallback for it has returned.
+  virtual Result<const GenerationRequest*> next() = 0;
 };
 
 class Generator {
@@ -131,6 +153,12 @@ class Generator {
   // returning false ends that sequence with FinishReason::kStop (e.g. a stop string appeared).
   using TokenCallback = std::function<bool(size_t index, int32_t token)>;
 
+  // At most `slots` sequences at once (0, the default: every request of a generate() call at
+  // once, a fixed block). With fewer slots than requests, the first requests fill the slots and
+  // each later one takes the slot of a finished sequence, in a prompt step of its own once
+  // refill_threshold() slots are free; the others decode meanwhile. Requests are admitted in order.
+  void set_slots(int32_t slots) { slots_ = slots; }
+
   // generate() stops between steps with kCancelled once `*flag` is true.
   void set_interrupt(const std::atomic<bool>* flag) { interrupt_ = flag; }
 
@@ -141,12 +169,21 @@ class Generator {
                                                  const FinishCallback& on_finish = {},
                                                  const TokenCallback& on_token = {});
 
+  // Runs the feed's requests `slots` at a time until it has no more, each finished sequence's
+  // slot taken by the next request (see set_slots), every slot made for `max_len` positions (a
+  // request needing more is an error). The callbacks' indexes count the feed's requests from 0;
+  // results go only to on_finish.
+  Status run(RequestFeed& feed, int32_t slots, int32_t max_len, GenerationStats* stats,
+             const FinishCallback& on_finish, const TokenCallback& on_token = {});
+
  private:
-  Status validate(std::span<const GenerationRequest> requests) const;
+  // `r`, the feed's `index`-th request, against the model (and `max_len` positions when > 0).
+  Status validate(const GenerationRequest& r, size_t index, int32_t max_len) const;
 
   std::unique_ptr<compute::SequenceModel> owned_;
   compute::SequenceModel& model_;
   const std::atomic<bool>* interrupt_ = nullptr;
+  int32_t slots_ = 0;
 };
 
 }  // namespace strata::runtime

@@ -259,6 +259,50 @@ TEST_F(OffloadEngineTest, EveryPlacementGivesTheAllGpuTokens) {
   }
 }
 
+// More requests than the block's slots, of different lengths: each finished sequence's slot goes
+// to a waiting request in a prompt step of its own (a GPU batch then holds sequences at different
+// positions, and prompt steps cover only some of a batch's slots). Every placement gives the
+// tokens of the plain Transformer run the same way.
+TEST_F(OffloadEngineTest, RequestsTakingFinishedSlotsGiveTheAllGpuTokens) {
+  for (const model::ModelConfig& c : {small("opt-125m"), small("llama-3-8b")}) {
+    std::vector<GenerationRequest> reqs;
+    for (int k = 0; k < 3; ++k)
+      for (GenerationRequest r : requests(c)) {
+        r.max_new_tokens = 1 + static_cast<int32_t>((reqs.size() * 5 + 2) % kGen);
+        reqs.push_back(std::move(r));
+      }
+    auto tokens = [&](compute::SequenceModel& m, runtime::GenerationStats* stats) {
+      Generator gen(m);
+      gen.set_slots(kGbs * kBatches);
+      auto r = gen.generate(reqs, stats);
+      EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+      std::vector<std::vector<int32_t>> out;
+      if (r.is_ok())
+        for (const auto& g : r.value()) out.push_back(g.tokens);
+      return out;
+    };
+    auto w = cuda::make_device_synthetic_weights(c, *ctx_->backend, kSeed);
+    ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+    compute::Transformer plain(c, *ctx_->backend, std::move(w).value());
+    compute::TransformerModel with_cache(plain);
+    const auto want = tokens(with_cache, nullptr);
+    for (const Regime& r : kRegimes) {
+      OffloadOptions o;
+      o.policy = policy(c, frac(r.wg, r.wc, r.wd, r.cg, r.cc, r.hg), planner::Compression::kNone,
+                        planner::Compression::kNone, r.attention);
+      o.offload_dir = dir_;
+      o.synthetic_seed = kSeed;
+      auto engine = OffloadEngine::create(c, nullptr, o, *ctx_->backend, ctx_->pool, ctx_->logger);
+      ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
+      runtime::GenerationStats stats;
+      const auto got = tokens(**engine, &stats);
+      expect_same_tokens(want, got, c.model_type + ", " + r.name);
+      EXPECT_GT(stats.refills, 0) << r.name;
+      EXPECT_EQ((*engine)->report().prefill_steps, stats.refills + 1) << r.name;
+    }
+  }
+}
+
 TEST_F(OffloadEngineTest, Int4WeightsMatchTheInt4Transformer) {
   for (const model::ModelConfig& c : test_models()) {
     const std::string shape = c.model_type;

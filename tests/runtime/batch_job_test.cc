@@ -122,28 +122,39 @@ TEST_F(BatchJobTest, GreedyTextEqualsTransformers) {
   // The same first prompt as token ids, in the plain form.
   lines.push_back(json({{"custom_id", "ids"}, {"prompt", (*ref_)["cases"][0]["prompt_ids"]}, {"max_tokens", 24}}).dump());
   write_lines(in, lines);
-  auto sum = run(options(in, out));
-  ASSERT_TRUE(sum.is_ok()) << sum.status().to_string();
-  EXPECT_EQ(sum->ok, static_cast<int64_t>(lines.size()));
-  EXPECT_EQ(sum->failed, 0);
-  EXPECT_GE(sum->blocks, 4);  // 14 requests in blocks of 4
-  auto results = read_results(out);
-  int compared = 0;
-  for (size_t i = 0; i < (*ref_)["cases"].size(); ++i) {
-    const auto& c = (*ref_)["cases"][i];
-    const auto& r = results.find("r" + std::to_string(i))->second;
-    SCOPED_TRACE("case " + std::to_string(i));
-    const auto& body = r["response"]["body"];
-    EXPECT_EQ(body["object"], c["kind"] == "chat" ? "chat.completion" : "text_completion");
-    EXPECT_EQ(body["usage"]["prompt_tokens"], c["prompt_ids"].size());
-    if (c["min_top2_margin"].get<float>() < kNearTie) continue;
-    EXPECT_EQ(text_of(r), c["text"].get<std::string>());
-    EXPECT_EQ(body["choices"][0]["finish_reason"], c["finish_reason"]);
-    EXPECT_EQ(body["usage"]["completion_tokens"], c["generated"].size());
-    ++compared;
+  for (const bool continuous : {false, true}) {
+    SCOPED_TRACE(continuous ? "continuous" : "fixed blocks");
+    BatchJobOptions o = options(in, out);
+    o.continuous = continuous;
+    o.overwrite = true;
+    auto sum = run(o);
+    ASSERT_TRUE(sum.is_ok()) << sum.status().to_string();
+    EXPECT_EQ(sum->ok, static_cast<int64_t>(lines.size()));
+    EXPECT_EQ(sum->failed, 0);
+    if (continuous) {
+      EXPECT_GT(sum->refills, 0);  // 4 slots, windows of 8: the second 4 of a window take finished slots
+    } else {
+      EXPECT_GE(sum->blocks, 4);  // 14 requests in blocks of 4
+      EXPECT_EQ(sum->refills, 0);
+    }
+    auto results = read_results(out);
+    int compared = 0;
+    for (size_t i = 0; i < (*ref_)["cases"].size(); ++i) {
+      const auto& c = (*ref_)["cases"][i];
+      const auto& r = results.find("r" + std::to_string(i))->second;
+      SCOPED_TRACE("case " + std::to_string(i));
+      const auto& body = r["response"]["body"];
+      EXPECT_EQ(body["object"], c["kind"] == "chat" ? "chat.completion" : "text_completion");
+      EXPECT_EQ(body["usage"]["prompt_tokens"], c["prompt_ids"].size());
+      if (c["min_top2_margin"].get<float>() < kNearTie) continue;
+      EXPECT_EQ(text_of(r), c["text"].get<std::string>());
+      EXPECT_EQ(body["choices"][0]["finish_reason"], c["finish_reason"]);
+      EXPECT_EQ(body["usage"]["completion_tokens"], c["generated"].size());
+      ++compared;
+    }
+    EXPECT_GE(compared, 9);
+    EXPECT_EQ(text_of(results.find("ids")->second), text_of(results.find("r0")->second));
   }
-  EXPECT_GE(compared, 9);
-  EXPECT_EQ(text_of(results.find("ids")->second), text_of(results.find("r0")->second));
 }
 
 // A SequenceModel that counts what it is asked to run.

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "model/model_dir.h"
+#include "compute/sequence_model.h"
 #include "runtime/context.h"
 #include "runtime/generator.h"
 #include "runtime/load_model.h"
@@ -162,6 +163,86 @@ TEST_P(HfReference, GreedyContinuationsMatchAloneAndBatched) {
     std::vector<int32_t> got((*batched)[p].tokens.begin(), (*batched)[p].tokens.begin() + n);
     EXPECT_EQ(got, want) << "prompt " << p << ", first " << n << " greedy tokens";
   }
+}
+
+// A SequenceModel that checks how the Generator uses its slots: never more than reset() made,
+// a step all prompts (each starting a sequence) or all single decode tokens.
+class SlotCheckingModel final : public compute::SequenceModel {
+ public:
+  explicit SlotCheckingModel(compute::Transformer& m) : inner_(m) {}
+  const model::ModelConfig& config() const override { return inner_.config(); }
+  compute::Backend& backend() override { return inner_.backend(); }
+  Status reset(int32_t slots, int32_t max_len) override {
+    if (slots > 0) slots_ = slots;
+    return inner_.reset(slots, max_len);
+  }
+  Result<Tensor> forward(const compute::TokenBatch& batch, std::span<const int32_t> rows) override {
+    bool prompt = false, decode = false;
+    for (const auto& s : batch.seqs) {
+      EXPECT_LT(s.slot, slots_);
+      (s.past_len == 0 ? prompt : decode) = true;
+      if (s.past_len > 0) EXPECT_EQ(s.num_tokens, 1);
+    }
+    EXPECT_FALSE(prompt && decode);
+    prompt_steps += prompt ? 1 : 0;
+    return inner_.forward(batch, rows);
+  }
+  int prompt_steps = 0;
+
+ private:
+  compute::TransformerModel inner_;
+  int32_t slots_ = 0;
+};
+
+// More requests than slots: each prompt several times with different lengths to generate, so
+// sequences finish at different steps and waiting ones take their slots mid-way. Every
+// continuation is the reference's greedy one and the same as with a slot per request.
+TEST_P(HfReference, GreedyContinuationsMatchWhenRequestsTakeFinishedSequencesSlots) {
+  const int32_t steps = static_cast<int32_t>(ref_.greedy[0].size());
+  std::vector<GenerationRequest> reqs;
+  for (int k = 0; k < 3; ++k)
+    for (const auto& prompt : ref_.prompts) {
+      GenerationRequest r;
+      r.prompt = prompt;
+      r.max_new_tokens = 1 + static_cast<int32_t>((reqs.size() * 7 + 3) % static_cast<size_t>(steps));
+      r.ignore_eos = true;
+      reqs.push_back(r);
+    }
+  SlotCheckingModel checked(*model_);
+  Generator gen(checked);
+  gen.set_slots(3);
+  GenerationStats stats;
+  std::vector<size_t> finished;
+  auto got = gen.generate(reqs, &stats, [&](size_t i, const GenerationResult&) { finished.push_back(i); });
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  EXPECT_GT(stats.refills, 0);
+  EXPECT_EQ(checked.prompt_steps, stats.refills + 1);
+  std::vector<size_t> sorted = finished;
+  std::sort(sorted.begin(), sorted.end());
+  ASSERT_EQ(sorted.size(), reqs.size());
+  for (size_t i = 0; i < sorted.size(); ++i) EXPECT_EQ(sorted[i], i);  // each finished once
+  Generator all(*model_);
+  auto fixed = all.generate(reqs);
+  ASSERT_TRUE(fixed.is_ok());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const size_t p = i % ref_.prompts.size();
+    EXPECT_EQ((*got)[i].tokens.size(), static_cast<size_t>(reqs[i].max_new_tokens)) << i;
+    EXPECT_EQ((*got)[i].tokens, (*fixed)[i].tokens) << "request " << i << ": 3 slots vs one per request";
+    const size_t n = std::min((*got)[i].tokens.size(), comparable_steps(ref_.margins[p], GetParam().near_tie));
+    std::vector<int32_t> want(ref_.greedy[p].begin(), ref_.greedy[p].begin() + n);
+    std::vector<int32_t> have((*got)[i].tokens.begin(), (*got)[i].tokens.begin() + n);
+    EXPECT_EQ(have, want) << "request " << i << " (prompt " << p << "), first " << n << " greedy tokens";
+  }
+}
+
+TEST(Generator, RefillWaitsForAShareOfTheSlotsThatShrinksWithTheAnswersLength) {
+  EXPECT_EQ(refill_threshold(32, 64), 16);     // sqrt(2/32) = 1/4 of 64
+  EXPECT_EQ(refill_threshold(8, 64), 32);      // sqrt(2/8) = 1/2
+  EXPECT_EQ(refill_threshold(2, 64), 32);      // sqrt(2/2) = 1, at most a half
+  EXPECT_EQ(refill_threshold(200, 64), 7);     // sqrt(0.01) = 0.1: 6.4 rounded up
+  EXPECT_EQ(refill_threshold(100, 1000), 142);  // sqrt(0.02) = 0.1414
+  EXPECT_EQ(refill_threshold(5000, 10), 1);    // at least one
+  EXPECT_EQ(refill_threshold(0, 10), 5);       // no answers to go by: as for one token
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfReference, ::testing::ValuesIn(kFixtures),
