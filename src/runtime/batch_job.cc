@@ -101,6 +101,7 @@ class PreparedFeed final : public RequestFeed {
     return &l.p.gen;
   }
   Live& live(size_t index) { return live_.at(index); }
+  size_t running() const { return live_.size(); }
   void finished(size_t index) { live_.erase(index); }
 
  private:
@@ -132,8 +133,8 @@ class Job {
   // Continuous: the input's requests batch_size_ at a time, each finished one's slot taken by the
   // next (see Generator::set_slots).
   Status run_continuous(text::LineReader& reader);
-  // One run of the Generator over the feed's requests.
-  Status run_feed(PreparedFeed& feed, int32_t slots, int32_t max_len);
+  // One run of the Generator over the feed's requests (a fixed block, or a continuous run).
+  Status run_feed(PreparedFeed& feed, int32_t slots, int32_t max_len, bool block);
   Status block_done();  // after_block, and the model it switches to
   Status write_error(int64_t line, const std::optional<std::string>& custom_id, const text::RequestError& e);
   Status open_output(int64_t& total);
@@ -448,8 +449,8 @@ ordered_json Job::logprobs_json(const Prepared& p, const GenerationResult& r, co
   return {{"content", content}, {"refusal", nullptr}};
 }
 
-Status Job::run_feed(PreparedFeed& feed, int32_t slots, int32_t max_len) {
-  progress_->begin_block(slots);
+Status Job::run_feed(PreparedFeed& feed, int32_t slots, int32_t max_len, bool block) {
+  if (block) progress_->begin_block(slots);
   const auto& cfg = cfg_;
   // Appends `piece` to the text of sequence i; true when a stop string now appears in it (not
   // before min_tokens tokens). The text ends before the stop string, or after it with
@@ -476,6 +477,7 @@ Status Job::run_feed(PreparedFeed& feed, int32_t slots, int32_t max_len) {
     progress_->tokens_generated(1);
     PreparedFeed::Live& l = feed.live(i);
     progress_->block_step(++l.run.generated);
+    if (!block) progress_->running(static_cast<int64_t>(feed.running()), slots);
     progress_->tick();
     if (!l.p.gen.ignore_eos && cfg.is_eos(token)) return true;  // ends it; its text is not part of the output
     const auto& ids = l.p.gen.stop_token_ids;
@@ -535,7 +537,7 @@ Status Job::run_block(std::span<Prepared> block) {
   for (const auto& p : block)
     max_len = std::max<int32_t>(max_len, static_cast<int32_t>(p.gen.prompt.size()) + p.gen.max_new_tokens);
   PreparedFeed feed({std::make_move_iterator(block.begin()), std::make_move_iterator(block.end())}, nullptr, tok_);
-  return run_feed(feed, static_cast<int32_t>(block.size()), max_len);
+  return run_feed(feed, static_cast<int32_t>(block.size()), max_len, /*block=*/true);
 }
 
 
@@ -606,7 +608,7 @@ Status Job::run_continuous(text::LineReader& reader) {
       return more;
     };
     PreparedFeed feed(std::move(window), next_window, tok_);
-    STRATA_RETURN_IF_ERROR(run_feed(feed, batch_size_, static_cast<int32_t>(o_.max_sequence_len)));
+    STRATA_RETURN_IF_ERROR(run_feed(feed, batch_size_, static_cast<int32_t>(o_.max_sequence_len), /*block=*/false));
     return block_done();
   }
   // Otherwise a run per window, its slots made for the window's longest sequence.
@@ -615,7 +617,7 @@ Status Job::run_continuous(text::LineReader& reader) {
       const int32_t max_len = longest_sequence(window);
       const int32_t slots = std::min<int32_t>(batch_size_, static_cast<int32_t>(window.size()));
       PreparedFeed feed(std::move(window), nullptr, tok_);
-      STRATA_RETURN_IF_ERROR(run_feed(feed, slots, max_len));
+      STRATA_RETURN_IF_ERROR(run_feed(feed, slots, max_len, /*block=*/false));
       STRATA_RETURN_IF_ERROR(block_done());
     }
     window.clear();

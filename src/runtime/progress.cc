@@ -34,11 +34,17 @@ void Progress::tokens_generated(int64_t n) { out_tokens_ += n; }
 
 void Progress::begin_block(int64_t requests) {
   ++block_;
+  running_ = -1;
   block_requests_ = requests;
   step_ = 0;
 }
 
 void Progress::block_step(int64_t step) { step_ = std::max(step_, step); }
+
+void Progress::running(int64_t running, int64_t slots) {
+  running_ = running;
+  slots_ = slots;
+}
 
 void Progress::tick() { draw(false); }
 
@@ -58,7 +64,10 @@ void Progress::draw(bool force) {
   char eta[32], spent[32], where[64] = "";
   format_duration(eta_s(el), eta, sizeof(eta));
   format_duration(el, spent, sizeof(spent));
-  if (block_ > 0)
+  if (running_ >= 0)
+    std::snprintf(where, sizeof where, "%lld running in %lld slots, ", static_cast<long long>(running_),
+                  static_cast<long long>(slots_));
+  else if (block_ > 0)
     std::snprintf(where, sizeof where, "block %lld (%lld requests) step %lld, ", static_cast<long long>(block_),
                   static_cast<long long>(block_requests_), static_cast<long long>(step_));
   const double pct = total_ > 0 ? 100.0 * done_ / total_ : 100.0;

@@ -32,6 +32,8 @@ class Progress {
   // A block of `requests` starts; its decode step is the most tokens any of them has generated.
   void begin_block(int64_t requests);
   void block_step(int64_t step);
+  // Continuous batching: `running` sequences in `slots` (shown instead of the block).
+  void running(int64_t running, int64_t slots);
   // Redraws when due; cheap to call often.
   void tick();
   // Ends the live line.
@@ -50,6 +52,7 @@ class Progress {
   int64_t in_tokens_ = 0;
   int64_t out_tokens_ = 0;
   int64_t block_ = 0, block_requests_ = 0, step_ = 0;
+  int64_t running_ = -1, slots_ = 0;  // continuous batching (running_ >= 0)
   std::chrono::steady_clock::time_point start_, last_draw_;
   bool drawn_ = false;
 };

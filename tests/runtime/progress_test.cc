@@ -61,6 +61,11 @@ TEST(Progress, BeforeAnyRequestTheEtaIsThePlansThenTheRequestsDone) {
   p.begin_block(2);
   p.tick();
   EXPECT_NE(lines.last().find("block 2 (2 requests) step 0"), std::string::npos) << lines.last();
+
+  p.running(3, 4);  // continuous batching: how many of the slots are busy, no block
+  p.tick();
+  EXPECT_NE(lines.last().find("3 running in 4 slots, "), std::string::npos) << lines.last();
+  EXPECT_EQ(lines.last().find("block"), std::string::npos) << lines.last();
 }
 
 TEST(Progress, WithoutAPlanTheEtaWaitsForARequest) {
