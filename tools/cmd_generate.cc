@@ -148,7 +148,7 @@ Result<planner::Workload> job_workload(const GenerateOptions& o, const model::Mo
   if (o.max_prompt_len > 0) return planner::Workload{o.max_prompt_len, o.job.max_tokens, 0};
   STRATA_ASSIGN_OR_RETURN(runtime::JobShape shape, runtime::scan_batch_job(config, tokenizer, o.job, log));
   if (shape.lengths.empty()) return planner::Workload{1, std::max<int64_t>(1, o.job.max_tokens), 0};
-  planner::Workload w = planner::workload_from_lengths(shape.lengths, kLengthBuckets);
+  planner::Workload w = planner::workload_from_lengths(shape.lengths, kLengthBuckets, o.job.continuous);
   STRATA_RETURN_IF_ERROR(planner::check_workload(w).with_context("the job's lengths"));
   return w;
 }

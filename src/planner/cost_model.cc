@@ -410,12 +410,23 @@ JobModel build_job_model(const ModelSpec& spec, const Workload& w, const Hardwar
     job.blocks.push_back(1);
     return job;
   }
-  double total = 0;
-  for (const auto& b : w.mix) total += static_cast<double>(b.count);
+  double total = 0, gen = 0;
+  for (const auto& b : w.mix) {
+    total += static_cast<double>(b.count);
+    gen += static_cast<double>(b.count * b.gen_len);
+  }
   for (const auto& b : w.mix) {
     job.parts.push_back(build_for(spec, {b.prompt_len, b.gen_len, 0, {}}, w.prompt_len + w.gen_len, hw, batch, ch));
-    job.blocks.push_back(w.requests > 0 ? std::ceil(static_cast<double>(b.count) / block)
-                                        : static_cast<double>(b.count) / total);
+    const double share = static_cast<double>(b.count) / (w.requests > 0 ? block : total);
+    job.blocks.push_back(w.requests > 0 && !w.continuous ? std::ceil(share) : share);
+  }
+  if (w.continuous) {
+    // A refill every time sqrt(2 / L) of the slots have emptied (runtime::refill_threshold), per
+    // block-worth of requests (or per request's share of one without a request count).
+    const double fraction = std::min(0.5, std::sqrt(2.0 / std::max(1.0, gen / total)));
+    const double requests = w.requests > 0 ? total : 1.0;
+    job.refills = requests / std::max(1.0, std::ceil(fraction * block));
+    if (w.requests <= 0) job.refills /= block;
   }
   return job;
 }
@@ -443,6 +454,7 @@ Prediction predict(const JobModel& job, const Fractions& f, const Workload& w) {
   }
   out.prefill_s /= blocks;
   out.decode_step_s /= blocks;
+  time += job.refills * out.decode_step_s;
   out.block_s = time / blocks;
   out.tokens_per_s = tokens / time;
   if (w.requests > 0) out.job_s = time;

@@ -75,9 +75,14 @@ Prediction predict(const CostModel& model, const Fractions& f, const Workload& w
 // with a request count, else its share of the requests). The LP minimises
 // sum(blocks x (layers x prefill layer time + layers x steps x decode layer time)), which is the
 // job's time with a request count and proportional to the time per token without one.
+// Continuous batching (Workload::continuous): a bucket's blocks are count / block, its gen_len
+// the mean, and the job adds `refills` decode steps of the heaviest part: each time a share of
+// the slots (refill_threshold's sqrt(2 / mean gen_len)) has emptied, a prompt step for the joining
+// requests reads the weights once more.
 struct JobModel {
   std::vector<CostModel> parts;
   std::vector<double> blocks;
+  double refills = 0;
 };
 JobModel build_job_model(const ModelSpec& spec, const Workload& workload, const HardwareProfile& hw,
                          const BatchShape& batch, const Choices& choices);

@@ -43,8 +43,10 @@ Status check_workload(const Workload& w) {
   return Status::ok();
 }
 
-Workload workload_from_lengths(const std::vector<std::pair<int64_t, int64_t>>& lengths, int max_buckets) {
+Workload workload_from_lengths(const std::vector<std::pair<int64_t, int64_t>>& lengths, int max_buckets,
+                               bool continuous) {
   Workload w;
+  w.continuous = continuous;
   if (lengths.empty() || max_buckets <= 0) return w;
   std::vector<std::pair<int64_t, int64_t>> sorted(lengths);
   std::sort(sorted.begin(), sorted.end());
@@ -55,12 +57,15 @@ Workload workload_from_lengths(const std::vector<std::pair<int64_t, int64_t>>& l
     const int64_t first = b * n / buckets, last = (b + 1) * n / buckets;
     LengthBucket bucket;
     bucket.count = last - first;
+    int64_t gen_sum = 0;
     for (int64_t i = first; i < last; ++i) {
       bucket.prompt_len = std::max(bucket.prompt_len, sorted[i].first);
       bucket.gen_len = std::max(bucket.gen_len, sorted[i].second);
+      gen_sum += sorted[i].second;
     }
     w.prompt_len = std::max(w.prompt_len, bucket.prompt_len);
     w.gen_len = std::max(w.gen_len, bucket.gen_len);
+    if (continuous) bucket.gen_len = (gen_sum + bucket.count - 1) / bucket.count;
     // Buckets that come out the same lengths are one bucket.
     if (!w.mix.empty() && w.mix.back().prompt_len == bucket.prompt_len && w.mix.back().gen_len == bucket.gen_len) {
       w.mix.back().count += bucket.count;
@@ -68,7 +73,8 @@ Workload workload_from_lengths(const std::vector<std::pair<int64_t, int64_t>>& l
       w.mix.push_back(bucket);
     }
   }
-  if (w.mix.size() == 1) w.mix.clear();  // one length: the plain workload
+  // One length: the plain workload (continuous: unless the mean generation is not the longest).
+  if (w.mix.size() == 1 && w.mix[0].gen_len == w.gen_len) w.mix.clear();
   return w;
 }
 
@@ -150,6 +156,7 @@ json policy_to_json(const Policy& p) {
       mix.push_back({{"prompt_len", b.prompt_len}, {"gen_len", b.gen_len}, {"count", b.count}});
     j["mix"] = mix;
   }
+  if (p.workload.continuous) j["continuous"] = true;
   j["gpu_batch_size"] = p.batch.gpu_batch_size;
   j["num_gpu_batches"] = p.batch.num_gpu_batches;
   j["weights"] = {{"gpu", tidy(f[kWg])}, {"cpu", tidy(f[kWc])}, {"disk", tidy(f[kWd])},
@@ -199,6 +206,10 @@ Result<Policy> parse_policy(const json& j, const std::string& source) {
     }
     Status ok = check_workload(p.workload);
     if (!ok.is_ok()) return r.error("mix", ok.message());
+  }
+  if (j.contains("continuous")) {
+    if (!j.at("continuous").is_boolean()) return r.error("continuous", "must be true or false");
+    p.workload.continuous = j.at("continuous").get<bool>();
   }
   STRATA_ASSIGN_OR_RETURN(p.batch.gpu_batch_size, r.integer(j, "gpu_batch_size", 1));
   STRATA_ASSIGN_OR_RETURN(p.batch.num_gpu_batches, r.integer(j, "num_gpu_batches", 1));

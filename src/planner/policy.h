@@ -68,13 +68,20 @@ struct Workload {
   // prompt_len + gen_len. Each bucket fits in prompt_len and gen_len; with requests > 0 the counts
   // add up to it.
   std::vector<LengthBucket> mix = {};
+  // Continuous batching (a finished request's slot goes to the next waiting one): a bucket's
+  // gen_len is then its requests' mean, its blocks count / block (not rounded up), and each
+  // refill's prompt step reads the weights once more (see JobModel).
+  bool continuous = false;
 };
 
 // Why a workload is malformed (lengths, counts, a mix outside the maximum lengths), or ok.
 Status check_workload(const Workload& w);
 // A workload for requests of the given (prompt, generation) lengths: up to `max_buckets` buckets
-// of nearly equal counts by prompt length, each at its longest prompt and generation.
-Workload workload_from_lengths(const std::vector<std::pair<int64_t, int64_t>>& lengths, int max_buckets);
+// of nearly equal counts by prompt length, each at its longest prompt and generation, or with
+// `continuous` at its longest prompt and its mean generation (rounded up; the workload's gen_len
+// stays the longest, which memory is planned for).
+Workload workload_from_lengths(const std::vector<std::pair<int64_t, int64_t>>& lengths, int max_buckets,
+                               bool continuous = false);
 
 struct Budgets {
   uint64_t gpu = 0, cpu = 0, disk = 0;  // bytes strata may allocate on each tier

@@ -100,10 +100,14 @@ Result<Fractions> solve_placement_lp(const ModelSpec& spec, const Workload& w,
       lp.add_row(std::move(terms), b.seconds.constant, kLpInfinity, b.name);
     }
   };
-  // Per part, a prefill and a decode layer time, weighted by the part's blocks and steps.
+  // Per part, a prefill and a decode layer time, weighted by the part's blocks and steps (and its
+  // share of the refills' steps).
+  double all_blocks = 0;
+  for (double b : job.blocks) all_blocks += b;
   for (size_t p = 0; p < job.parts.size(); ++p) {
     const CostModel& cm = job.parts[p];
-    const double L = static_cast<double>(cm.layers), steps = static_cast<double>(cm.decode_steps);
+    const double L = static_cast<double>(cm.layers);
+    const double steps = static_cast<double>(cm.decode_steps) + job.refills / std::max(all_blocks, 1e-12);
     std::string tag;
     if (job.parts.size() > 1) tag = std::string("_").append(std::to_string(p));
     const int tp = lp.add_variable("T_prefill" + tag, 0, kLpInfinity, job.blocks[p] * L);

@@ -2,6 +2,7 @@
 // GPU batch, CPU attention per call, copy and disk request latencies counted as the engine issues
 // them, GEMM rate curves, calibration factors and mixes of lengths.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 
@@ -224,6 +225,57 @@ TEST(CostModelCalls, LengthsAreBucketedByPromptLength) {
   EXPECT_EQ(w.mix[3].gen_len, 64);
   EXPECT_TRUE(check_workload(w).is_ok());
   EXPECT_TRUE(workload_from_lengths({{512, 32}, {512, 32}}, 4).mix.empty());  // one length: plain
+}
+
+// Continuous batching: a bucket runs count / block blocks at its mean generation, and every
+// refill (each time ceil(sqrt(2 / mean) x block) slots have emptied) costs a decode step more.
+TEST(CostModelCalls, AContinuousJobIsItsRequestsMeanLengthsPlusItsRefills) {
+  std::vector<std::pair<int64_t, int64_t>> lengths;
+  for (int i = 0; i < 150; ++i) lengths.push_back({128, 16});
+  for (int i = 0; i < 150; ++i) lengths.push_back({128, 112});  // mean 64, longest 112
+  const Workload w = workload_from_lengths(lengths, 1, /*continuous=*/true);
+  EXPECT_TRUE(w.continuous);
+  EXPECT_EQ(w.gen_len, 112);  // memory for the longest
+  ASSERT_EQ(w.mix.size(), 1u);  // one bucket, at the mean
+  EXPECT_EQ(w.mix[0].gen_len, 64);
+  EXPECT_TRUE(check_workload(w).is_ok());
+  EXPECT_TRUE(workload_from_lengths(lengths, 1).mix.empty());  // fixed blocks: the longest, plain
+
+  const auto hw = hardware("h100-test-host");
+  const auto spec = spec_of("llama-3-8b");
+  const BatchShape b{16, 2};  // 32 a block
+  const auto f = at(0.5, 0.5, 0, 1, 0, 0, 1);
+  const auto job = build_job_model(spec, w, hw, b, {});
+  // sqrt(2 / 64) = 0.177 of 32 slots is 5.7: a refill each time 6 requests have finished.
+  EXPECT_DOUBLE_EQ(job.refills, 300.0 / 6);
+  const auto at_mean = predict(build_cost_model(spec, {128, 64, 0}, hw, b, {}), f, {});
+  const auto p = predict(job, f, w);
+  EXPECT_NEAR(p.job_s, 300.0 / 32 * at_mean.block_s + 300.0 / 6 * at_mean.decode_step_s, 1e-9 * p.job_s);
+  // Fixed blocks of these requests run each block to its longest answer.
+  const auto longest = predict(build_cost_model(spec, {128, 112, 0}, hw, b, {}), f, {});
+  EXPECT_LT(p.job_s, 0.75 * 10 * longest.block_s);
+
+  // Buckets by prompt length, each at its own mean: 150 x 16 and 150 x 112 here.
+  const Workload two = workload_from_lengths(lengths, 4, true);
+  ASSERT_EQ(two.mix.size(), 2u);
+  EXPECT_EQ(two.mix[0].gen_len, 16);
+  EXPECT_EQ(two.mix[1].gen_len, 112);
+  const auto short_block = predict(build_cost_model(spec, {128, 16, 0}, hw, b, {}), f, {});
+  const auto p2 = predict(build_job_model(spec, two, hw, b, {}), f, two);
+  EXPECT_NEAR(p2.job_s,
+              150.0 / 32 * (short_block.block_s + longest.block_s) +
+                  300.0 / 6 * (short_block.decode_step_s + longest.decode_step_s) / 2,
+              1e-9 * p2.job_s);
+
+  // A policy file keeps it.
+  Policy pol;
+  pol.workload = w;
+  pol.batch = b;
+  pol.fractions = f;
+  auto back = parse_policy(policy_to_json(pol), "policy.json");
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_TRUE(back->workload.continuous);
+  EXPECT_EQ(back->workload.mix[0].gen_len, 64);
 }
 
 }  // namespace
