@@ -67,10 +67,14 @@ std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const
   return x;
 }
 
-std::string ConstraintMaskCache::key_of(const text::Constraint& constraint, const text::ConstraintState& state) {
-  const text::Constraint* which = &constraint;  // the key starts with the constraint's address
-  std::string key(reinterpret_cast<const char*>(&which), sizeof which);
-  return key + state.key();
+std::string ConstraintMaskCache::key_of(const text::TokenTrie& trie, const text::Constraint& constraint,
+                                        const text::ConstraintState& state) {
+  // The key starts with the constraint's and the trie's addresses, then says which kind follows.
+  const void* which[2] = {&constraint, &trie};
+  std::string key(reinterpret_cast<const char*>(which), sizeof which);
+  std::string mask_key = masker(trie, constraint).mask_key(state);
+  if (!mask_key.empty()) return key + 'c' + mask_key;
+  return key + 's' + state.key();
 }
 
 size_t ConstraintMaskCache::limit(const text::TokenTrie& trie) const {
@@ -94,7 +98,7 @@ void ConstraintMaskCache::fill(std::span<const Want> wants) {
     std::vector<Todo> m;
     std::unordered_set<std::string> seen;
     for (const Want& w : wants) {
-      std::string key = key_of(*w.constraint, *w.state);
+      std::string key = key_of(*w.trie, *w.constraint, *w.state);
       if (sets_.count(key) == 0 && seen.insert(key).second) m.push_back({std::move(key), &w, nullptr});
     }
     return m;
@@ -105,7 +109,7 @@ void ConstraintMaskCache::fill(std::span<const Want> wants) {
     sets_.clear();
     todo = missing();
   }
-  for (Todo& t : todo) t.masker = &masker(*t.want->trie, *t.want->constraint);  // made here, used on the threads
+  for (Todo& t : todo) t.masker = &masker(*t.want->trie, *t.want->constraint);
   std::vector<AllowedTokens> made(todo.size());
   auto walk = [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
@@ -126,7 +130,7 @@ void ConstraintMaskCache::fill(std::span<const Want> wants) {
 
 const AllowedTokens& ConstraintMaskCache::get(const text::TokenTrie& trie, const text::Constraint& constraint,
                                               const text::ConstraintState& state) {
-  std::string key = key_of(constraint, state);
+  std::string key = key_of(trie, constraint, state);
   if (auto it = sets_.find(key); it != sets_.end()) return it->second;
   if (sets_.size() >= limit(trie)) sets_.clear();
   ++misses_;

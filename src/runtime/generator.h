@@ -90,7 +90,9 @@ class ConstraintMaskCache {
   int64_t misses() const { return misses_; }  // sets computed (trie walks) so far
 
  private:
-  static std::string key_of(const text::Constraint& constraint, const text::ConstraintState& state);
+  // The state's key: its class key (TokenMasker::mask_key), so that states allowing the same
+  // tokens share one set, else the state's own bytes.
+  std::string key_of(const text::TokenTrie& trie, const text::Constraint& constraint, const text::ConstraintState& state);
   size_t limit(const text::TokenTrie& trie) const;
   const text::TokenMasker& masker(const text::TokenTrie& trie, const text::Constraint& constraint);
 

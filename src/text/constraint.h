@@ -34,6 +34,8 @@ class ConstraintState {
   bool dead_end() const;
   // Bytes equal for two states of one Constraint exactly when they allow the same continuations.
   std::string key() const;
+  // The grammar state, or null in JSON mode.
+  const GrammarState* grammar_state() const { return std::get_if<GrammarState>(&s_); }
 
  private:
   friend class Constraint;
@@ -56,6 +58,8 @@ class Constraint {
   // "JSON object", "JSON Schema", "regex", "choice": for messages.
   const char* name() const;
   ConstraintState start() const;
+  // The grammar, or null in JSON mode.
+  const Grammar* grammar() const { return grammar_ ? &*grammar_ : nullptr; }
 
  private:
   Kind kind_ = Kind::kJsonObject;

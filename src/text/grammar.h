@@ -111,6 +111,9 @@ class GrammarState {
   bool dead_end() const { return size_ == 0; }
   // Bytes equal for two states of one grammar exactly when they are the same state.
   std::string key() const;
+  // The stacks, flat: for each, its size then its positions (bottom first); sorted, no repeats.
+  const uint32_t* stacks() const { return data(); }
+  uint32_t stacks_size() const { return size_; }
 
  private:
   static constexpr size_t kInline = 30;

@@ -62,11 +62,38 @@ TokenTrie::TokenTrie(const Tokenizer& tok, int64_t vocab) {
     texts_[static_cast<size_t>(id)] = text;
     insert(t);
   }
+  index();
 }
 
 TokenTrie::TokenTrie(std::vector<std::string> texts) : texts_(std::move(texts)) {
   nodes_.emplace_back();
   for (size_t id = 0; id < texts_.size(); ++id) insert(static_cast<int32_t>(id));
+  index();
+}
+
+void TokenTrie::index() {
+  order_.clear();
+  // Depth first without recursion: a node is entered (its range opens, its tokens are listed) when
+  // first met and left (its range closes, its height is known) after its children.
+  std::vector<std::pair<int32_t, size_t>> path{{0, 0}};  // node, next child
+  nodes_[0].first = 0;
+  while (!path.empty()) {
+    auto& [n, next] = path.back();
+    Node& node = nodes_[static_cast<size_t>(n)];
+    if (next < node.children.size()) {
+      const int32_t c = node.children[next++].second;
+      Node& child = nodes_[static_cast<size_t>(c)];
+      child.first = static_cast<int32_t>(order_.size());
+      order_.insert(order_.end(), child.tokens.begin(), child.tokens.end());
+      path.emplace_back(c, 0);
+      continue;
+    }
+    node.end = static_cast<int32_t>(order_.size());
+    node.height = 0;
+    for (const auto& [byte, c] : node.children)
+      node.height = std::max(node.height, nodes_[static_cast<size_t>(c)].height + 1);
+    path.pop_back();
+  }
 }
 
 void TokenTrie::insert(int32_t t) {

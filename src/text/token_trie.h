@@ -3,7 +3,8 @@
 // returning whether the text can go on), copying its state at each branch and leaving a subtree
 // as soon as its prefix is refused, so a step costs the prefixes the automaton accepts rather than
 // a pass over the vocabulary. Tokens whose text is empty (special tokens) are never allowed by it.
-// Immutable after construction; thread safe.
+// Immutable after construction; thread safe. TokenMasker (token_mask.h) walks the same trie with
+// work shared between states, through the node heights and depth-first token ranges kept here.
 #pragma once
 
 #include <cstdint>
@@ -36,12 +37,17 @@ class TokenTrie {
   }
 
  private:
+  friend class TokenMasker;
   struct Node {
     std::vector<std::pair<unsigned char, int32_t>> children;  // byte -> node
     std::vector<int32_t> tokens;                              // tokens whose text ends here
+    int32_t height = 0;  // bytes the longest token below adds after this node's
+    // The subtree's tokens are order_[first, end): the node's own, then each child's in turn.
+    int32_t first = 0, end = 0;
   };
 
   void insert(int32_t id);
+  void index();  // heights, token ranges and order_, once every token is inserted
 
   template <typename Automaton>
   void walk(int32_t node, const Automaton& state, std::vector<uint8_t>& allowed) const {
@@ -55,6 +61,7 @@ class TokenTrie {
 
   std::vector<std::string> texts_;
   std::vector<Node> nodes_;
+  std::vector<int32_t> order_;  // the tokens with text, depth first
 };
 
 }  // namespace strata::text

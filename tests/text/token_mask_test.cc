@@ -1,0 +1,186 @@
+// TokenMasker against the plain trie walk: every mask it gives (kept subtree results reused between
+// states) must be the walk's, and its class keys must keep apart the states that allow different
+// tokens (a bounded string one character before its maximum and at it) while joining those that
+// differ only in a count no token can reach.
+#include "text/token_mask.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "testing/test_data.h"
+#include "text/tokenizer.h"
+
+namespace strata::text {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+std::shared_ptr<const Constraint> schema(const std::string& s) {
+  auto c = Constraint::json_schema(ojson::parse(s), "schema");
+  EXPECT_TRUE(c.is_ok()) << s << ": " << c.status().to_string();
+  return c.is_ok() ? *c : nullptr;
+}
+
+ConstraintState after(const Constraint& c, const std::string& text) {
+  ConstraintState s = c.start();
+  for (unsigned char b : text) EXPECT_TRUE(s.feed(b)) << "'" << text << "' refused at byte " << int(b);
+  return s;
+}
+
+// A small vocabulary with tokens of every length up to 8 inside and around JSON strings, numbers
+// and arrays, so that masks differ between neighbouring counts.
+std::vector<std::string> small_vocab() {
+  std::vector<std::string> v;
+  for (int n = 1; n <= 8; ++n) {
+    v.push_back(std::string(static_cast<size_t>(n), 'a'));
+    v.push_back(std::string(static_cast<size_t>(n - 1), 'b') + "\"");
+    v.push_back(std::string(static_cast<size_t>(n), '7'));
+    v.push_back(std::string(static_cast<size_t>(n - 1), '1') + ",");
+    v.push_back("\"" + std::string(static_cast<size_t>(n - 1), 'c'));
+  }
+  for (const char* t : {"{", "}", "[", "]", ",", ":", " ", "\"", "\",", "\"}", "\"]", "],", "]}", "\\", "\\n", "\\u",
+                        "0", "-", ".", "e", "tr", "ue", "null", "\"name\"", "\"name\":", "\"tags\":[", "\"v\":",
+                        "\"kids\":[", "{\"v\":", "x@y", "@", ".com", "\xc3\xa9", "\xc3", "\xa9", "é\""})
+    v.push_back(t);
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  return v;
+}
+
+const char* const kSchemas[] = {
+    R"({"type":"object","properties":{"name":{"type":"string","maxLength":6},"age":{"type":"integer","minimum":0,"maximum":120}},"required":["name","age"]})",
+    R"({"type":"object","properties":{"tags":{"type":"array","items":{"type":"string","minLength":1,"maxLength":4},"maxItems":3},"score":{"type":"number","minimum":0,"maximum":1}},"required":["tags"]})",
+    R"({"$defs":{"n":{"type":"object","properties":{"v":{"type":"integer"},"kids":{"type":"array","items":{"$ref":"#/$defs/n"},"maxItems":2}},"required":["v"]}},"$ref":"#/$defs/n"})",
+    R"({"type":"object","properties":{"email":{"type":"string","format":"email"},"note":{"type":"string"}},"required":["email","note"]})",
+    R"({"type":"array","items":{"type":"integer"},"minItems":1,"maxItems":5})",
+};
+
+// Random walks over `trie`'s tokens from the constraint's start; at every state the masker's set
+// must equal the plain walk's. The masker is shared by all walks so that later states reuse what
+// earlier ones kept.
+void check_walks(const TokenTrie& trie, const Constraint& c, const TokenMasker& masker, int walks, int steps,
+                 uint32_t seed, int64_t* states_checked) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> want, got;
+  for (int w = 0; w < walks; ++w) {
+    ConstraintState s = c.start();
+    for (int step = 0; step < steps; ++step) {
+      trie.allowed(s, want);
+      masker.allowed(s, got);
+      ASSERT_EQ(want, got) << "walk " << w << " step " << step;
+      ++*states_checked;
+      std::vector<int32_t> ok;
+      for (size_t t = 0; t < want.size(); ++t)
+        if (want[t]) ok.push_back(static_cast<int32_t>(t));
+      if (ok.empty()) break;
+      const int32_t t = ok[rng() % ok.size()];
+      for (unsigned char b : trie.text(t)) ASSERT_TRUE(s.feed(b));
+    }
+  }
+}
+
+TEST(TokenMasker, MasksAreThePlainTrieWalksOnASmallVocabulary) {
+  const TokenTrie trie(small_vocab());
+  TokenMasker::Options keep_all;
+  keep_all.min_tokens = 1;  // keep every subtree's result, so that nearly every mask reuses some
+  int64_t states = 0;
+  uint32_t seed = 1;
+  for (const char* s : kSchemas) {
+    auto c = schema(s);
+    ASSERT_TRUE(c);
+    const TokenMasker masker(trie, *c, keep_all);
+    EXPECT_GT(masker.levels(), 0);
+    check_walks(trie, *c, masker, 40, 30, seed++, &states);
+    EXPECT_GT(masker.kept_bytes(), 0u);
+  }
+  auto re = Constraint::regex("[a-c]{2,9}(,[0-9]{1,3}){0,4}\"?", "guided_regex");
+  ASSERT_TRUE(re.is_ok());
+  const TokenMasker masker(trie, **re, keep_all);
+  check_walks(trie, **re, masker, 40, 20, seed++, &states);
+  EXPECT_GT(states, 1000);
+}
+
+TEST(TokenMasker, MasksAreThePlainTrieWalksOnGpt2sVocabulary) {
+  auto tok = Tokenizer::load_dir(testing::test_data_dir() / "tokenizers" / "gpt2");
+  ASSERT_TRUE(tok.is_ok()) << tok.status().to_string();
+  const TokenTrie trie(**tok, (*tok)->vocab_size());
+  int64_t states = 0;
+  uint32_t seed = 11;
+  for (const char* s : kSchemas) {
+    auto c = schema(s);
+    ASSERT_TRUE(c);
+    const TokenMasker masker(trie, *c);
+    check_walks(trie, *c, masker, 6, 14, seed++, &states);
+  }
+  // JSON mode has no grammar: the plain walk.
+  const auto json = Constraint::json_object();
+  const TokenMasker masker(trie, *json);
+  check_walks(trie, *json, masker, 2, 10, seed++, &states);
+  EXPECT_GT(states, 200);
+}
+
+TEST(TokenMasker, ABoundedStringsLastCharacterKeepsItsOwnClass) {
+  auto c = schema(R"({"type":"string","maxLength":5})");
+  ASSERT_TRUE(c);
+  const TokenTrie trie(small_vocab());
+  TokenMasker::Options keep_all;
+  keep_all.min_tokens = 1;
+  const TokenMasker masker(trie, *c, keep_all);
+  const ConstraintState four = after(*c, "\"aaaa"), five = after(*c, "\"aaaaa");
+  // One more byte tells them apart: 'a' continues four characters, not five.
+  EXPECT_NE(masker.class_key(four, 1), masker.class_key(five, 1));
+  // Their masks, the one at four characters kept first, differ as the plain walk's do.
+  std::vector<uint8_t> m4, m5, p4, p5;
+  masker.allowed(four, m4);
+  masker.allowed(five, m5);
+  trie.allowed(four, p4);
+  trie.allowed(five, p5);
+  EXPECT_EQ(m4, p4);
+  EXPECT_EQ(m5, p5);
+  EXPECT_NE(m4, m5);
+  // Any two lengths differ within the bytes left to the shorter's maximum.
+  for (int a = 0; a <= 5; ++a)
+    for (int b = a + 1; b <= 5; ++b) {
+      const ConstraintState sa = after(*c, "\"" + std::string(static_cast<size_t>(a), 'x'));
+      const ConstraintState sb = after(*c, "\"" + std::string(static_cast<size_t>(b), 'x'));
+      EXPECT_NE(masker.class_key(sa, 5 - a + 1), masker.class_key(sb, 5 - a + 1)) << a << " vs " << b;
+      EXPECT_NE(masker.class_key(sa, 5 - b + 1), masker.class_key(sb, 5 - b + 1)) << a << " vs " << b;
+    }
+  // minLength: before the minimum the string may not close.
+  auto lo = schema(R"({"type":"string","minLength":3,"maxLength":40})");
+  const TokenMasker lo_masker(trie, *lo, keep_all);
+  EXPECT_NE(lo_masker.class_key(after(*lo, "\"ab"), 1), lo_masker.class_key(after(*lo, "\"abc"), 1));
+  EXPECT_EQ(lo_masker.class_key(after(*lo, "\"abcd"), 8), lo_masker.class_key(after(*lo, "\"abcde"), 8));
+}
+
+TEST(TokenMasker, CountsNoShortTextCanReachShareAClass) {
+  auto c = schema(R"({"type":"string","maxLength":100})");
+  ASSERT_TRUE(c);
+  const TokenTrie trie(small_vocab());
+  const TokenMasker masker(trie, *c);
+  const ConstraintState s3 = after(*c, "\"abc"), s7 = after(*c, "\"abcdefg");
+  // 97 and 93 characters left: equal for anything up to 93 bytes, apart from 94 on.
+  EXPECT_EQ(masker.class_key(s3, 16), masker.class_key(s7, 16));
+  EXPECT_EQ(masker.class_key(s3, 93), masker.class_key(s7, 93));
+  ASSERT_GE(masker.levels(), 95);
+  EXPECT_NE(masker.class_key(s3, 94), masker.class_key(s7, 94));
+  // A free string's characters are one state already; its class is then the same at every level.
+  auto free = schema(R"({"type":"string"})");
+  const TokenMasker free_masker(trie, *free);
+  EXPECT_TRUE(free_masker.stable());
+  EXPECT_EQ(free_masker.class_key(after(*free, "\"ab"), 500), free_masker.class_key(after(*free, "\"abcdef"), 500));
+  // Array items: the count matters once the remaining items could be written.
+  auto arr = schema(R"({"type":"array","items":{"type":"integer"},"maxItems":3})");
+  const TokenMasker arr_masker(trie, *arr);
+  EXPECT_NE(arr_masker.class_key(after(*arr, "[1,2"), 1), arr_masker.class_key(after(*arr, "[1,2,3"), 1));
+  EXPECT_EQ(arr_masker.class_key(after(*arr, "[1"), 1), arr_masker.class_key(after(*arr, "[1,2"), 1));
+  EXPECT_NE(arr_masker.class_key(after(*arr, "[1"), 3), arr_masker.class_key(after(*arr, "[1,2"), 3));
+}
+
+}  // namespace
+}  // namespace strata::text
