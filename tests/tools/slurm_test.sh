@@ -1,24 +1,38 @@
 #!/usr/bin/env bash
 # A real single-node Slurm: starts munged, slurmctld and slurmd with a configuration generated for
 # this machine (state, spool, logs and the munge key in a temporary directory), submits the job
-# array `strata slurm` writes for the demo model (CPU, greedy), kills one array task part-way with
-# `scancel --signal=KILL` and the strata process of another with SIGKILL (a crash), requeues them,
-# waits for the dependent merge job, and checks the merged
-# output against a single-process run of the same job: every custom_id exactly once, no torn line,
-# the same texts. The services are stopped at the end, whatever happens.
+# array `strata slurm` writes for the demo model (CPU, greedy), disturbs its tasks part-way, waits
+# for the dependent merge job, and checks the merged output against a single-process run of the
+# same job: every custom_id exactly once, no torn line, the same texts. The services are stopped at
+# the end, whatever happens.
 #
-# A task killed by scancel is not requeued by Slurm itself (--requeue covers node failure and
-# preemption): it ends CANCELLED, and the merge's afterok dependency on the array is marked failed
-# for good (Slurm 22.05 keeps it failed even after the task is requeued and succeeds). The test
-# runs OUTPUT.slurm/requeue.sh TASK, which `strata slurm` writes: `scontrol requeue` of the task,
-# and the merge's dependency replaced by one afterok per task, evaluated afresh.
+# The configuration has two partitions, `low` (the default, where the array runs) and `high`, and
+# preemption by partition priority (PreemptType=preempt/partition_prio, PreemptMode=REQUEUE).
 #
-# Usage: slurm_test.sh STRATA_BINARY REPO_ROOT. Exits 77 (skipped) without root or without the
-# Slurm and munge binaries (Debian: slurm-wlm, munge).
+# Mode `kill` (the default): one array task is killed with `scancel --signal=KILL` and the strata
+# process of another with SIGKILL (a crash). A task killed by scancel is not requeued by Slurm
+# itself (--requeue covers node failure and preemption): it ends CANCELLED, and the merge's afterok
+# dependency on the array is marked failed for good (Slurm 22.05 keeps it failed even after the
+# task is requeued and succeeds). The test runs OUTPUT.slurm/requeue.sh TASK, which `strata slurm`
+# writes: `scontrol requeue` of the task, and the merge's dependency replaced by one afterok per
+# task, evaluated afresh.
+#
+# Mode `preempt`: once array tasks are running and writing results, a job submitted to the high
+# partition asks for every CPU of the node, so Slurm itself preempts the running tasks (SIGTERM:
+# strata stops at a record boundary; SIGKILL after KillWait) and requeues them. Nothing is requeued
+# by hand: once the preemptor ends, the tasks run again with --resume and the merge follows. The
+# test asserts that a task was preempted and restarted by Slurm (Restarts in `scontrol show job`,
+# two starts in its log).
+#
+# Usage: slurm_test.sh STRATA_BINARY REPO_ROOT [kill|preempt]. Exits 77 (skipped) without root or
+# without the Slurm and munge binaries (Debian: slurm-wlm, munge).
 set -euo pipefail
 strata=$(readlink -f "$1")
 root=$(readlink -f "$2")
-requests=${SLURM_TEST_REQUESTS:-200}
+mode=${3:-kill}
+case "$mode" in kill|preempt) ;; *) echo "usage: $0 STRATA_BINARY REPO_ROOT [kill|preempt]"; exit 2 ;; esac
+# Preemption needs tasks that are still running when Slurm schedules the preemptor: more requests.
+if [ "$mode" = preempt ]; then requests=${SLURM_TEST_REQUESTS:-800}; else requests=${SLURM_TEST_REQUESTS:-200}; fi
 tasks=4
 killed_task=1
 
@@ -55,7 +69,7 @@ stop_services() {
 }
 fail() {
   echo "FAILED: $*"
-  for f in "$tmp"/slurmctld.log "$tmp"/slurmd.log "$tmp"/out.jsonl.slurm/logs/*; do
+  for f in "$tmp"/slurmctld.log "$tmp"/slurmd.log "$tmp"/high.log "$tmp"/out.jsonl.slurm/logs/*; do
     [ -f "$f" ] && { echo "--- $f (last lines)"; tail -n 20 "$f"; }
   done
   exit 1
@@ -102,8 +116,11 @@ MinJobAge=600
 KillWait=2
 SchedulerParameters=sched_interval=2
 InactiveLimit=0
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mib State=UNKNOWN
-PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP
+PartitionName=low Nodes=$host Default=YES MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=REQUEUE
+PartitionName=high Nodes=$host MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
 CONF
 
 slurmctld -f "$SLURM_CONF" -i
@@ -161,32 +178,67 @@ wait_ended() {
   done
   echo "$s"
 }
-# Task 1: scancel --signal=KILL.
-wait_running_with_results $killed_task
-echo "scancel --signal=KILL ${array}_$killed_task after $(records out.jsonl.shard-$killed_task-of-$tasks) of its records"
-scancel --signal=KILL "${array}_$killed_task"
-s1=$(wait_ended $killed_task)
-echo "task ${array}_$killed_task after scancel: $s1"
-# Task 2: its strata process killed with SIGKILL directly (a crash: no chance to finish a record).
-crashed_task=2
-wait_running_with_results $crashed_task
-# The task's strata process: its command line names this test's output and the shard.
-victim=$(pgrep -f -- "--output $tmp/out.jsonl --shard $crashed_task/$tasks " | head -1 || true)
-[ -n "$victim" ] || fail "no strata process found for task $crashed_task"
-echo "kill -KILL $victim (strata of ${array}_$crashed_task) after $(records out.jsonl.shard-$crashed_task-of-$tasks) of its records"
-kill -KILL "$victim"
-s2=$(wait_ended $crashed_task)
-echo "task ${array}_$crashed_task after SIGKILL: $s2"
-requeue=()
-[ "$s1" != PENDING ] && requeue+=("$killed_task")
-[ "$s2" != PENDING ] && requeue+=("$crashed_task")
-if [ ${#requeue[@]} -gt 0 ]; then
-  # Not requeued by Slurm: requeue them, and make the merge wait for them (the array's afterok
-  # stays failed once a task failed, even when the task is requeued and succeeds).
-  echo "Slurm did not requeue task(s) ${requeue[*]} by itself; out.jsonl.slurm/requeue.sh ${requeue[*]}"
-  out.jsonl.slurm/requeue.sh "${requeue[@]}" || fail "requeue.sh failed"
-  # A requeued job waits two minutes before it may start again; no need in a test.
-  for t in "${requeue[@]}"; do scontrol update JobId="${array}_$t" StartTime=now; done
+if [ "$mode" = kill ]; then
+  # Task 1: scancel --signal=KILL.
+  wait_running_with_results $killed_task
+  echo "scancel --signal=KILL ${array}_$killed_task after $(records out.jsonl.shard-$killed_task-of-$tasks) of its records"
+  scancel --signal=KILL "${array}_$killed_task"
+  s1=$(wait_ended $killed_task)
+  echo "task ${array}_$killed_task after scancel: $s1"
+  # Task 2: its strata process killed with SIGKILL directly (a crash: no chance to finish a record).
+  crashed_task=2
+  wait_running_with_results $crashed_task
+  # The task's strata process: its command line names this test's output and the shard.
+  victim=$(pgrep -f -- "--output $tmp/out.jsonl --shard $crashed_task/$tasks " | head -1 || true)
+  [ -n "$victim" ] || fail "no strata process found for task $crashed_task"
+  echo "kill -KILL $victim (strata of ${array}_$crashed_task) after $(records out.jsonl.shard-$crashed_task-of-$tasks) of its records"
+  kill -KILL "$victim"
+  s2=$(wait_ended $crashed_task)
+  echo "task ${array}_$crashed_task after SIGKILL: $s2"
+  disturbed=("$killed_task" "$crashed_task")
+  requeue=()
+  [ "$s1" != PENDING ] && requeue+=("$killed_task")
+  [ "$s2" != PENDING ] && requeue+=("$crashed_task")
+  if [ ${#requeue[@]} -gt 0 ]; then
+    # Not requeued by Slurm: requeue them, and make the merge wait for them (the array's afterok
+    # stays failed once a task failed, even when the task is requeued and succeeds).
+    echo "Slurm did not requeue task(s) ${requeue[*]} by itself; out.jsonl.slurm/requeue.sh ${requeue[*]}"
+    out.jsonl.slurm/requeue.sh "${requeue[@]}" || fail "requeue.sh failed"
+    # A requeued job waits two minutes before it may start again; no need in a test.
+    for t in "${requeue[@]}"; do scontrol update JobId="${array}_$t" StartTime=now; done
+  fi
+else
+  # A job in the high partition asking for every CPU of the node, submitted while tasks run and
+  # have written results: Slurm preempts the running tasks and requeues them itself.
+  wait_running_with_results 0
+  running=()
+  for t in $(seq 0 $((tasks - 1))); do [ "$(state "${array}_$t")" = RUNNING ] && running+=("$t"); done
+  echo "tasks running: ${running[*]}; their records: $(for t in "${running[@]}"; do echo -n "$(records out.jsonl.shard-$t-of-$tasks) "; done)"
+  high=$(sbatch --parsable --partition=high --job-name=preemptor --ntasks=1 --cpus-per-task="$cpus" --mem=100M \
+    --output="$tmp/high.log" --wrap="echo preemptor on \$(hostname); sleep ${SLURM_TEST_PREEMPTOR_S:-8}")
+  high=${high%%;*}
+  echo "preemptor job $high: partition high, $cpus CPUs"
+  for _ in $(seq 300); do
+    s=$(state "$high")
+    case "$s" in RUNNING|COMPLETING|COMPLETED) break ;; esac
+    sleep 0.2
+  done
+  [ "$s" = RUNNING ] || [ "$s" = COMPLETING ] || [ "$s" = COMPLETED ] ||
+    fail "the preemptor did not start ($s, $(scontrol show job "$high" | grep -o 'Reason=[^ ]*'))"
+  echo "preemptor $high is $s after $(( $(date +%s) - start )) s; tasks: $(for t in "${running[@]}"; do echo -n "${t}=$(state "${array}_$t") "; done)"
+  # Slurm requeues a preempted task with a begin time a while ahead; let the tasks start as soon as
+  # the CPUs are free again (only the wait is shortened: the requeue is Slurm's own).
+  for _ in $(seq 100); do
+    pending=0
+    for t in "${running[@]}"; do [ "$(state "${array}_$t")" = PENDING ] && pending=$((pending + 1)); done
+    [ $pending -eq ${#running[@]} ] && break
+    sleep 0.2
+  done
+  for t in "${running[@]}"; do
+    echo "task ${array}_$t: $(scontrol show job "${array}_$t" | grep -oE '(JobState|Reason|Restarts|StartTime)=[^ ]*' | tr '\n' ' ')"
+    scontrol update JobId="${array}_$t" StartTime=now 2>/dev/null || true
+  done
+  disturbed=("${running[@]}")
 fi
 
 # The merge job runs once every task has succeeded.
@@ -197,11 +249,17 @@ for _ in $(seq 1500); do
 done
 echo "merge job $merge: $s after $(( $(date +%s) - start )) s"
 [ "$s" = COMPLETED ] || fail "the merge job ended $s (reason: $(scontrol show job "$merge" | grep -o 'Reason=[^ ]*'))"
-for t in $killed_task $crashed_task; do
+restarted=()
+for t in "${disturbed[@]}"; do
   restarts=$(scontrol show job "${array}_$t" | grep -o 'Restarts=[0-9]*' | cut -d= -f2 || true)
   echo "task ${array}_$t restarts: $restarts"
-  [ "${restarts:-0}" -ge 1 ] || fail "task $t was not restarted"
+  if [ "${restarts:-0}" -ge 1 ]; then
+    restarted+=("$t")
+  elif [ "$mode" = kill ]; then
+    fail "task $t was not restarted"
+  fi
 done
+[ ${#restarted[@]} -ge 1 ] || fail "no task was preempted and requeued by Slurm (tasks running at preemption: ${disturbed[*]})"
 
 python3 - ref.jsonl out.jsonl "$requests" <<'PY' || fail "the merged output differs from the single-process run"
 import json, sys
@@ -225,11 +283,16 @@ order = [json.loads(l)["custom_id"] for l in open(out_path)]
 assert order == [f"req-{i}" for i in range(n)], "the merged output is not in input order"
 print(f"merged output: {n} ids exactly once, same texts as the single-process run, input order")
 PY
-for t in $killed_task $crashed_task; do
+for t in "${restarted[@]}"; do
   log=$(ls "$tmp/out.jsonl.slurm/logs/"*"_$t.log")
   grep -q "resume:" "$log" || fail "the requeued task $t did not resume"
+  [ "$(grep -c '^strata: shard' "$log")" -ge 2 ] || fail "the log of task $t does not show two starts"
+  if [ "$mode" = preempt ]; then
+    grep -q "DUE TO PREEMPTION" "$log" || fail "task $t was restarted but not preempted by Slurm"
+    grep -q "stopped by SIGTERM" "$log" || fail "the preempted task $t did not stop on Slurm's SIGTERM"
+  fi
   echo "task $t's log:"
-  grep -E "^strata: shard|CANCELLED|stopped by|resume:" "$log" | cut -c1-160 | sed 's/^/  /'
+  grep -E "^strata: shard|CANCELLED|PREEMPT|stopped by|resume:" "$log" | cut -c1-160 | sed 's/^/  /'
 done
 echo "$(wc -l <out.jsonl) merged records"
 echo "PASSED in $(( $(date +%s) - start )) s"
