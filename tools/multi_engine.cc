@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -54,12 +55,12 @@ Result<std::vector<EngineDevice>> parse_devices(const std::string& value, const 
   std::vector<EngineDevice> out;
   if (value == "all") {
     if (gpus.empty()) return bad("no GPU is visible");
-    for (const auto& g : gpus) out.push_back({"cuda:" + std::to_string(g.index), g.pci_bus_id});
+    for (const auto& g : gpus)
+      out.push_back({"cuda:" + std::to_string(g.index), g.pci_bus_id, g.index, g.total_memory});
     return out;
   }
   std::stringstream in(value);
   std::string item;
-  std::set<int> seen;
   bool cpu = false, gpu = false;
   while (std::getline(in, item, ',')) {
     if (item == "cpu") {
@@ -71,19 +72,77 @@ Result<std::vector<EngineDevice>> parse_devices(const std::string& value, const 
     if (index.empty() || index.size() > 4 || index.find_first_not_of("0123456789") != std::string::npos)
       return bad("'" + item + "' is not cpu, cuda:N or a GPU index");
     const int i = std::stoi(index);
-    if (!seen.insert(i).second) return bad("GPU " + index + " is named twice (one engine per GPU)");
     const cuda::DeviceInfo* info = nullptr;
     for (const auto& g : gpus)
       if (g.index == i) info = &g;
     if (!info) return bad("there is no GPU " + index + " (" + std::to_string(gpus.size()) + " visible)");
     gpu = true;
-    out.push_back({"cuda:" + index, info->pci_bus_id});
+    out.push_back({"cuda:" + std::to_string(i), info->pci_bus_id, i, info->total_memory});
   }
   if (out.empty() || value.back() == ',') return bad("an empty entry");
   if (cpu && gpu) return bad("GPUs and the CPU do not mix in one job (their answers may differ)");
   if (out.size() > static_cast<size_t>(runtime::kMaxShards)) return bad("too many engines");
   return out;
 }
+
+Result<std::vector<uint64_t>> gpu_mem_per_engine(const std::vector<EngineDevice>& devices,
+                                                 const std::string& gpu_mem) {
+  uint64_t budget = 0;
+  if (!gpu_mem.empty()) {
+    Result<uint64_t> b = parse_bytes(gpu_mem);
+    if (!b.is_ok()) return b.status().with_context("--gpu-mem");
+    budget = *b;
+  }
+  std::map<int, std::vector<size_t>> engines_of;  // GPU index -> its engines
+  for (size_t e = 0; e < devices.size(); ++e)
+    if (devices[e].gpu >= 0) engines_of[devices[e].gpu].push_back(e);
+  std::vector<uint64_t> out(devices.size(), 0);
+  for (const auto& [gpu, engines] : engines_of) {
+    const uint64_t k = engines.size();
+    const uint64_t total = devices[engines.front()].gpu_memory;
+    std::string names;
+    for (size_t e : engines) names += (names.empty() ? "" : ", ") + std::to_string(e);
+    const std::string what = "GPU " + std::to_string(gpu) + " is named " + std::to_string(k) +
+                             " times (engines " + names + ")";
+    uint64_t each = budget;
+    if (budget > 0 && k > 1 && total > 0 && budget > total / k) {
+      return invalid_argument(what + ": " + std::to_string(k) + " x --gpu-mem " +
+                              format_bytes(budget) + " = " + format_bytes(budget * k) +
+                              " is more than its " + format_bytes(total) +
+                              "; lower --gpu-mem to at most " + format_bytes(total / k) +
+                              " or name GPU " + std::to_string(gpu) + " fewer times in --devices");
+    }
+    if (budget == 0 && k > 1) {
+      if (total == 0)
+        return invalid_argument(
+            what + " but its memory size is not known; give --gpu-mem (each engine's budget)");
+      each = total / 10 * 9 / k;
+    }
+    for (size_t e : engines) out[e] = each;
+  }
+  return out;
+}
+
+namespace {
+
+// Takes every `--name VALUE` and `--name=VALUE` out of `args`; returns the last value ("": none).
+std::string take_flag(std::vector<std::string>& args, const std::string& name) {
+  std::string value;
+  std::vector<std::string> kept;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == name && i + 1 < args.size()) {
+      value = args[++i];
+    } else if (args[i].starts_with(name + "=")) {
+      value = args[i].substr(name.size() + 1);
+    } else {
+      kept.push_back(args[i]);
+    }
+  }
+  args = std::move(kept);
+  return value;
+}
+
+}  // namespace
 
 Result<std::vector<std::string>> generate_args_for_children() {
   std::ifstream in("/proc/self/cmdline", std::ios::binary);
@@ -126,6 +185,13 @@ Status run_multi_engine(const MultiEngineJob& j) {
   } else if (gpu) {
     if (const uint64_t avail = mem_available(); avail > 0) cpu_mem = std::to_string(avail / 10 * 9 / static_cast<uint64_t>(n));
   }
+  // --gpu-mem: each engine's own, checked against the memory of a GPU that several engines share.
+  std::vector<std::string> child_args = j.generate_args;
+  std::vector<uint64_t> gpu_mem(static_cast<size_t>(n), 0);
+  if (gpu) {
+    const std::string given = take_flag(child_args, "--gpu-mem");
+    STRATA_ASSIGN_OR_RETURN(gpu_mem, gpu_mem_per_engine(j.devices, given));
+  }
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = std::max(1, (j.threads > 0 ? j.threads : cores) / n);
   std::string strata = fs::read_symlink("/proc/self/exe", ec).string();
@@ -154,7 +220,7 @@ Status run_multi_engine(const MultiEngineJob& j) {
       c.numa = node.is_ok() ? *node : -1;
     }
     std::vector<std::string> args = {strata, "generate"};
-    args.insert(args.end(), j.generate_args.begin(), j.generate_args.end());
+    args.insert(args.end(), child_args.begin(), child_args.end());
     for (const std::string& a : {std::string("--shard"), spec.to_string(), std::string("--device"), d.device,
                                  std::string("--threads"), std::to_string(threads), std::string("--json-summary"),
                                  c.summary})
@@ -163,10 +229,18 @@ Status run_multi_engine(const MultiEngineJob& j) {
       args.push_back("--cpu-mem");
       args.push_back(cpu_mem);
     }
+    const uint64_t engine_gpu_mem = gpu_mem[static_cast<size_t>(i)];
+    if (engine_gpu_mem > 0) {
+      args.push_back("--gpu-mem");
+      args.push_back(std::to_string(engine_gpu_mem));
+    }
     if (!j.quiet)
-      std::fprintf(stderr, "engine %d: %s, shard %s%s, %d threads%s\n", i, d.device.c_str(), spec.to_string().c_str(),
-                   c.numa >= 0 ? (", NUMA node " + std::to_string(c.numa)).c_str() : "", threads,
-                   cpu_mem.empty() ? "" : (", --cpu-mem " + cpu_mem).c_str());
+      std::fprintf(
+          stderr, "engine %d: %s, shard %s%s, %d threads%s%s\n", i, d.device.c_str(),
+          spec.to_string().c_str(),
+          c.numa >= 0 ? (", NUMA node " + std::to_string(c.numa)).c_str() : "", threads,
+          cpu_mem.empty() ? "" : (", --cpu-mem " + cpu_mem).c_str(),
+          engine_gpu_mem > 0 ? (", --gpu-mem " + std::to_string(engine_gpu_mem)).c_str() : "");
     std::fflush(stderr);
     c.pid = ::fork();
     if (c.pid < 0) return io_error("fork failed", errno);

@@ -44,8 +44,92 @@ TEST(Devices, ParsesAllListsAndCpuEngines) {
     EXPECT_FALSE(r.is_ok()) << bad;
     if (!r.is_ok()) EXPECT_NE(r.status().message().find("--devices"), std::string::npos) << r.status().message();
   }
-  EXPECT_NE(parse_devices("0,0", gpus(2)).status().message().find("named twice"), std::string::npos);
   EXPECT_NE(parse_devices("5", gpus(2)).status().message().find("there is no GPU 5"), std::string::npos);
+}
+
+constexpr uint64_t kGiB = uint64_t{1} << 30;
+
+std::vector<cuda::DeviceInfo> gpus_with_memory(std::vector<uint64_t> total) {
+  std::vector<cuda::DeviceInfo> out = gpus(static_cast<int>(total.size()));
+  for (size_t i = 0; i < total.size(); ++i) out[i].total_memory = total[i];
+  return out;
+}
+
+TEST(Devices, AGpuNamedSeveralTimesRunsOneEngineEach) {
+  auto d = parse_devices("0,cuda:0,1,0", gpus_with_memory({80 * kGiB, 40 * kGiB}));
+  ASSERT_TRUE(d.is_ok()) << d.status().message();
+  ASSERT_EQ(d->size(), 4u);
+  const char* want[] = {"cuda:0", "cuda:0", "cuda:1", "cuda:0"};
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ((*d)[i].device, want[i]) << i;
+  EXPECT_EQ((*d)[1].gpu, 0);
+  EXPECT_EQ((*d)[1].pci_bus_id, "0000:16:00.0");
+  EXPECT_EQ((*d)[1].gpu_memory, 80 * kGiB);
+  EXPECT_EQ((*d)[2].gpu, 1);
+  EXPECT_EQ((*d)[2].gpu_memory, 40 * kGiB);
+  auto cpus = parse_devices("cpu,cpu", {});
+  ASSERT_TRUE(cpus.is_ok());
+  EXPECT_EQ((*cpus)[0].gpu, -1);
+  EXPECT_EQ((*cpus)[0].gpu_memory, 0u);
+  // Still refused: an unknown GPU among repeated ones, and GPUs mixed with the CPU.
+  EXPECT_NE(parse_devices("0,0,2", gpus(2)).status().message().find("there is no GPU 2"),
+            std::string::npos);
+  EXPECT_FALSE(parse_devices("0,0,cpu", gpus(1)).is_ok());
+}
+
+TEST(Devices, WithoutGpuMemAGpuNamedKTimesGivesEachEngine90PercentOverK) {
+  auto d = parse_devices("0,0,1,0", gpus_with_memory({80 * kGiB, 40 * kGiB}));
+  ASSERT_TRUE(d.is_ok());
+  auto mem = gpu_mem_per_engine(*d, "");
+  ASSERT_TRUE(mem.is_ok()) << mem.status().message();
+  ASSERT_EQ(mem->size(), 4u);
+  const uint64_t share = 80 * kGiB / 10 * 9 / 3;  // 24 GiB
+  EXPECT_EQ((*mem)[0], share);
+  EXPECT_EQ((*mem)[1], share);
+  EXPECT_EQ((*mem)[3], share);
+  EXPECT_EQ((*mem)[2], 0u);  // GPU 1 named once: the engine's own default
+  EXPECT_LE(3 * share, 80 * kGiB);
+  // One engine per GPU: every engine keeps its default, as before.
+  auto one_each =
+      gpu_mem_per_engine(*parse_devices("0,1", gpus_with_memory({80 * kGiB, 40 * kGiB})), "");
+  ASSERT_TRUE(one_each.is_ok());
+  EXPECT_EQ(*one_each, (std::vector<uint64_t>{0, 0}));
+  // CPU engines have no GPU budget.
+  auto cpu = gpu_mem_per_engine(*parse_devices("cpu,cpu", {}), "");
+  ASSERT_TRUE(cpu.is_ok());
+  EXPECT_EQ(*cpu, (std::vector<uint64_t>{0, 0}));
+  // A shared GPU whose size is not known cannot be split.
+  auto unknown = gpu_mem_per_engine(*parse_devices("0,0", gpus(1)), "");
+  ASSERT_FALSE(unknown.is_ok());
+  EXPECT_NE(unknown.status().message().find("give --gpu-mem"), std::string::npos)
+      << unknown.status().message();
+}
+
+TEST(Devices, GpuMemIsEachEnginesBudgetAndMustFitTheSharedGpu) {
+  auto d = parse_devices("1,0,0", gpus_with_memory({80 * kGiB, 40 * kGiB}));
+  ASSERT_TRUE(d.is_ok());
+  // 2 x 40 GiB fits GPU 0's 80 GiB exactly; GPU 1's single engine gets it too.
+  auto fits = gpu_mem_per_engine(*d, "40GiB");
+  ASSERT_TRUE(fits.is_ok()) << fits.status().message();
+  EXPECT_EQ(*fits, (std::vector<uint64_t>{40 * kGiB, 40 * kGiB, 40 * kGiB}));
+  // 2 x 41 GiB does not: the error names the GPU, its engines, the budget and what to do.
+  auto over = gpu_mem_per_engine(*d, "41GiB");
+  ASSERT_FALSE(over.is_ok());
+  const std::string m = over.status().message();
+  EXPECT_EQ(over.status().code(), StatusCode::kInvalidArgument);
+  for (const char* part : {"GPU 0", "engines 1, 2", "2 x --gpu-mem 41", "82", "80",
+                           "lower --gpu-mem", "40", "fewer times"})
+    EXPECT_NE(m.find(part), std::string::npos) << part << " not in: " << m;
+  EXPECT_EQ(m.find("GPU 1"), std::string::npos) << m;
+  // Three engines of 30 GiB on GPU 0 (90 GiB > 80 GiB) are refused; on two GPUs they are not.
+  EXPECT_FALSE(
+      gpu_mem_per_engine(*parse_devices("0,0,0", gpus_with_memory({80 * kGiB})), "30GiB").is_ok());
+  EXPECT_TRUE(
+      gpu_mem_per_engine(*parse_devices("0,0,1", gpus_with_memory({80 * kGiB, 80 * kGiB})), "30GiB")
+          .is_ok());
+  // A bad --gpu-mem value is an error naming the flag.
+  auto bad = gpu_mem_per_engine(*d, "lots");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("--gpu-mem"), std::string::npos) << bad.status().message();
 }
 
 TEST(DeviceNuma, ReadsTheGpusNodeAndItsCpusFromSysfs) {
