@@ -188,8 +188,9 @@ Status run_offloaded(GenerateOptions& o, runtime::Context& ctx, const text::Toke
   STRATA_RETURN_IF_ERROR(job.start());
   const int64_t block = plan.policy.batch.block();
   o.job.batch_size = static_cast<int32_t>(block);
-  // Continuous: enough requests read ahead that finished sequences' slots find waiting ones.
-  o.job.window = std::max<int32_t>(o.job.window, static_cast<int32_t>(block * (o.job.continuous ? 4 : 1)));
+  // Continuous: enough requests read ahead that the longest answers of many turns of the slots
+  // start first (a job's last steps run with few slots busy when a long answer starts late).
+  o.job.window = std::max<int32_t>(o.job.window, static_cast<int32_t>(block * (o.job.continuous ? 16 : 1)));
   o.job.max_sequence_len = plan.policy.workload.prompt_len + plan.policy.workload.gen_len;
   o.job.after_block = [&job](int64_t done) { return job.after_block(done); };
   o.job.progress.predicted_job_s = job.plan().policy.predicted.job_s;

@@ -588,6 +588,10 @@ Status Job::run_continuous(text::LineReader& reader) {
   bool more = true;
   STRATA_RETURN_IF_ERROR(read_requests(reader, window, &more));
   longest_first(window);
+  // An eighth of the first slots go to the window's shortest answers, so the first results are
+  // written within the first steps rather than after the longest answers.
+  const size_t quick = std::min(window.size() / 2, static_cast<size_t>(batch_size_) / 8);
+  std::rotate(window.begin(), window.end() - static_cast<std::ptrdiff_t>(quick), window.end());
   // The job's first block runs alone when after_block looks at it (recalibration compares that
   // block with the plan's prediction for a block).
   if (o_.after_block && sum_.blocks == 0 && static_cast<int64_t>(window.size()) > batch_size_) {

@@ -157,6 +157,46 @@ TEST_F(BatchJobTest, GreedyTextEqualsTransformers) {
   }
 }
 
+// Continuous batching writes the shortest answer first (an eighth of the first slots go to the
+// shortest), and every request gets exactly its max_tokens (ignore_eos) whatever slot it ran in.
+TEST_F(BatchJobTest, ContinuousBatchingAnswersEveryRequestAndTheShortestFirst) {
+  const auto tmp = testing::make_temp_dir("strata-batch");
+  const std::string in = (tmp / "in.jsonl").string(), out = (tmp / "out.jsonl").string();
+  std::vector<std::string> lines;
+  for (int i = 0; i < 24; ++i)
+    lines.push_back(json({{"custom_id", "c" + std::to_string(i)}, {"prompt", "Once upon a time " + std::to_string(i)},
+                          {"max_tokens", 2 + (i * 7) % 24}, {"ignore_eos", true}}).dump());
+  write_lines(in, lines);
+  BatchJobOptions o = options(in, out);
+  o.batch_size = 8;
+  o.window = 24;
+  auto sum = run(o);
+  ASSERT_TRUE(sum.is_ok()) << sum.status().to_string();
+  EXPECT_EQ(sum->ok, 24);
+  EXPECT_GT(sum->refills, 0);
+  std::vector<json> records;
+  {
+    auto r = text::LineReader::open(out);
+    ASSERT_TRUE(r.is_ok());
+    std::string line;
+    while (true) {
+      auto more = (*r)->next(line);
+      ASSERT_TRUE(more.is_ok());
+      if (!*more) break;
+      records.push_back(json::parse(line));
+    }
+  }
+  ASSERT_EQ(records.size(), 24u);
+  std::set<std::string> ids;
+  for (const auto& rec : records) {
+    const int i = std::stoi(rec["custom_id"].get<std::string>().substr(1));
+    ids.insert(rec["custom_id"].get<std::string>());
+    EXPECT_EQ(rec["response"]["body"]["usage"]["completion_tokens"], 2 + (i * 7) % 24) << rec["custom_id"];
+  }
+  EXPECT_EQ(ids.size(), 24u);
+  EXPECT_EQ(records.front()["response"]["body"]["usage"]["completion_tokens"], 2);  // c0, the shortest
+}
+
 // A SequenceModel that counts what it is asked to run.
 class CountingModel final : public compute::SequenceModel {
  public:
