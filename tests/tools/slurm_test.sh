@@ -204,8 +204,10 @@ if [ "$mode" = kill ]; then
     # stays failed once a task failed, even when the task is requeued and succeeds).
     echo "Slurm did not requeue task(s) ${requeue[*]} by itself; out.jsonl.slurm/requeue.sh ${requeue[*]}"
     out.jsonl.slurm/requeue.sh "${requeue[@]}" || fail "requeue.sh failed"
-    # A requeued job waits two minutes before it may start again; no need in a test.
-    for t in "${requeue[@]}"; do scontrol update JobId="${array}_$t" StartTime=now; done
+    # A requeued job waits two minutes before it may start again; no need in a test. Not at once
+    # either: slurmd refuses to launch a job whose credential was revoked (when it was killed) in
+    # the same second it was issued, and the task would fail ("Job credential revoked").
+    for t in "${requeue[@]}"; do scontrol update JobId="${array}_$t" StartTime=now+2; done
   fi
 else
   # A job in the high partition asking for every CPU of the node, submitted while tasks run and
@@ -226,8 +228,9 @@ else
   [ "$s" = RUNNING ] || [ "$s" = COMPLETING ] || [ "$s" = COMPLETED ] ||
     fail "the preemptor did not start ($s, $(scontrol show job "$high" | grep -o 'Reason=[^ ]*'))"
   echo "preemptor $high is $s after $(( $(date +%s) - start )) s; tasks: $(for t in "${running[@]}"; do echo -n "${t}=$(state "${array}_$t") "; done)"
-  # Slurm requeues a preempted task with a begin time a while ahead; let the tasks start as soon as
-  # the CPUs are free again (only the wait is shortened: the requeue is Slurm's own).
+  # Slurm requeues a preempted task with a begin time a while ahead; let the tasks start once the
+  # CPUs are free again (only the wait is shortened: the requeue is Slurm's own; 2 s ahead, for
+  # the revoked credential, as above).
   for _ in $(seq 100); do
     pending=0
     for t in "${running[@]}"; do [ "$(state "${array}_$t")" = PENDING ] && pending=$((pending + 1)); done
@@ -236,7 +239,7 @@ else
   done
   for t in "${running[@]}"; do
     echo "task ${array}_$t: $(scontrol show job "${array}_$t" | grep -oE '(JobState|Reason|Restarts|StartTime)=[^ ]*' | tr '\n' ' ')"
-    scontrol update JobId="${array}_$t" StartTime=now 2>/dev/null || true
+    scontrol update JobId="${array}_$t" StartTime=now+2 2>/dev/null || true
   done
   disturbed=("${running[@]}")
 fi
