@@ -29,6 +29,9 @@ class SequenceModel {
   // One step: appends the batch's keys and values and returns the host F32 logits
   // [rows.size(), vocab] of the batch rows listed in `rows`.
   virtual Result<Tensor> forward(const TokenBatch& batch, std::span<const int32_t> rows) = 0;
+  // Whether one step may hold the prompts of sequences starting in it beside the single tokens
+  // of running ones (otherwise a step is all prompts or all decode tokens).
+  virtual bool mixed_steps() const { return false; }
 };
 
 // A Transformer with a KV cache it allocates on its own backend at reset().
@@ -46,6 +49,7 @@ class TransformerModel final : public SequenceModel {
   Result<Tensor> forward(const TokenBatch& batch, std::span<const int32_t> rows) override {
     return model_.forward(batch, cache_, rows);
   }
+  bool mixed_steps() const override { return true; }  // ragged attention over each sequence's past
 
  private:
   Transformer& model_;

@@ -358,16 +358,13 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     return still;
   };
 
-  // The feed's next requests, one per slot of `free_slots` (increasing) while it has any, in one
-  // prompt step: a ragged batch of their prompts, the logits of each prompt's last token. Returns
-  // the slots still running after their first token.
+  // Gives the feed's next requests the slots of `free_slots` (increasing) while it has any;
+  // returns the slots filled.
   size_t admitted = 0;
   double new_tokens = 0;  // max_new_tokens of the requests admitted so far
   bool drained = false;   // the feed has no more requests
-  auto admit = [&](std::span<const int32_t> free_slots) -> Result<std::vector<int32_t>> {
-    const auto t0 = std::chrono::steady_clock::now();
-    compute::TokenBatch batch;
-    std::vector<int32_t> rows, filled;
+  auto take = [&](std::span<const int32_t> free_slots) -> Result<std::vector<int32_t>> {
+    std::vector<int32_t> filled;
     for (int32_t slot : free_slots) {
       STRATA_ASSIGN_OR_RETURN(const GenerationRequest* req, feed.next());
       if (!req) {
@@ -377,63 +374,88 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
       STRATA_RETURN_IF_ERROR(validate(*req, admitted, max_len));
       seqs[static_cast<size_t>(slot)].emplace(Sequence{admitted++, req, Sampler(req->sampling),
                                                         req->constraint ? req->constraint->start() : text::ConstraintState(),
-                                                        {}, static_cast<int32_t>(req->prompt.size())});
+                                                        {}, 0});
       new_tokens += req->max_new_tokens;
-      batch.add_sequence(slot, 0, req->prompt);
-      rows.push_back(batch.size() - 1);
       filled.push_back(slot);
     }
-    if (filled.empty()) return filled;
-    STRATA_ASSIGN_OR_RETURN(Tensor logits, model_.forward(batch, rows));
-    STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> running, advance_all(logits, filled));
-    if (stats) {
-      stats->prefill_s += seconds_since(t0);
-      stats->prompt_tokens += batch.size();
-    }
-    return running;
+    return filled;
   };
+  // One step over `step_slots` (increasing): a sequence with no tokens in its slot yet brings its
+  // prompt, a running one its last token; the logits of each one's last token choose its next.
+  // Returns the slots still running.
+  auto step = [&](std::span<const int32_t> step_slots) -> Result<std::vector<int32_t>> {
+    compute::TokenBatch batch;
+    std::vector<int32_t> rows;
+    for (int32_t s : step_slots) {
+      Sequence& q = *seqs[static_cast<size_t>(s)];
+      if (q.length == 0) {
+        batch.add_sequence(s, 0, q.req->prompt);
+        q.length = static_cast<int32_t>(q.req->prompt.size());
+        if (stats) stats->prompt_tokens += static_cast<int64_t>(q.req->prompt.size());
+      } else {
+        int32_t last = q.result.tokens.back();
+        batch.add_sequence(s, q.length, {&last, 1});
+        ++q.length;
+      }
+      rows.push_back(batch.size() - 1);
+    }
+    STRATA_ASSIGN_OR_RETURN(Tensor logits, model_.forward(batch, rows));
+    return advance_all(logits, step_slots);
+  };
+  auto since = [](std::chrono::steady_clock::time_point t0, double* into) {
+    *into += seconds_since(t0);
+  };
+  // A model that takes prompts and decode tokens in one step starts waiting requests in the
+  // decode step itself, as soon as a slot is free (no read of the weights of its own).
+  const bool mixed = model_.mixed_steps();
+
   std::vector<int32_t> first(static_cast<size_t>(slots));
   for (int32_t s = 0; s < slots; ++s) first[static_cast<size_t>(s)] = s;
-  STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> active, admit(first));
+  auto t0 = std::chrono::steady_clock::now();
+  STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> active, take(first));
+  if (!active.empty()) {
+    STRATA_ASSIGN_OR_RETURN(active, step(active));
+  }
+  if (stats) since(t0, &stats->prefill_s);
 
-  // Waiting requests take free slots in a prompt step of their own once enough are free: each
-  // prompt step reads the weights once more, and each step a slot stays empty costs a token.
+  // Otherwise waiting requests take free slots in a prompt step of their own once enough are
+  // free: each prompt step reads the weights once more, and each step a slot stays empty costs a
+  // token.
   while (!active.empty() || !drained) {
     if (interrupt_ && interrupt_->load()) {
       STRATA_RETURN_IF_ERROR(model_.reset(0, 0));
       return cancelled("interrupted after " + std::to_string(stats ? stats->decode_steps : 0) + " decode steps");
     }
+    t0 = std::chrono::steady_clock::now();
     const int32_t free = slots - static_cast<int32_t>(active.size());
-    const int32_t refill_at = refill_threshold(new_tokens / static_cast<double>(std::max<size_t>(1, admitted)), slots);
-    if (!drained && (active.empty() || free >= refill_at)) {
+    const int32_t refill_at =
+        mixed ? 1 : refill_threshold(new_tokens / static_cast<double>(std::max<size_t>(1, admitted)), slots);
+    std::vector<int32_t> joined;
+    if (!drained && free > 0 && (active.empty() || free >= refill_at)) {
       std::vector<int32_t> open;
       for (int32_t s = 0; s < slots; ++s)
         if (!seqs[static_cast<size_t>(s)]) open.push_back(s);
-      const size_t before = admitted;
-      STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> joined, admit(open));
-      active.insert(active.end(), joined.begin(), joined.end());
-      std::sort(active.begin(), active.end());
-      if (stats && admitted > before) ++stats->refills;
-      continue;
+      STRATA_ASSIGN_OR_RETURN(joined, take(open));
+      if (stats && !joined.empty()) ++stats->refills;
+      if (!mixed || active.empty()) {  // a prompt step of their own
+        if (!joined.empty()) {
+          STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> started, step(joined));
+          active.insert(active.end(), started.begin(), started.end());
+          std::sort(active.begin(), active.end());
+        }
+        if (stats) since(t0, &stats->prefill_s);
+        continue;
+      }
     }
 
-    // Decode: one new token per running sequence.
-    const auto t0 = std::chrono::steady_clock::now();
-    compute::TokenBatch batch;
-    std::vector<int32_t> rows;
-    for (int32_t s : active) {
-      Sequence& q = *seqs[static_cast<size_t>(s)];
-      int32_t last = q.result.tokens.back();
-      batch.add_sequence(s, q.length, {&last, 1});
-      rows.push_back(batch.size() - 1);
-      ++q.length;
-    }
-    STRATA_ASSIGN_OR_RETURN(Tensor logits, model_.forward(batch, rows));
-    STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> still, advance_all(logits, active));
-    active.swap(still);
+    // Decode: one new token per running sequence (and with a mixed step, the joining prompts).
+    std::vector<int32_t> step_slots = active;
+    step_slots.insert(step_slots.end(), joined.begin(), joined.end());
+    std::sort(step_slots.begin(), step_slots.end());
+    STRATA_ASSIGN_OR_RETURN(active, step(step_slots));
     if (stats) {
       ++stats->decode_steps;
-      stats->decode_s += seconds_since(t0);
+      since(t0, &stats->decode_s);
     }
   }
   if (stats) stats->generated_tokens += generated;

@@ -123,7 +123,8 @@ struct GenerationStats {
   int64_t prompt_tokens = 0;
   int64_t generated_tokens = 0;
   int32_t decode_steps = 0;
-  int32_t refills = 0;  // prompt steps that gave waiting requests the slots of finished ones
+  int32_t refills = 0;  // steps that gave waiting requests the slots of finished ones
+  // A decode step that starts sequences too (mixed steps) counts as decode in prefill_s/decode_s.
 };
 
 // With `slots` sequences at once, a prompt step for waiting requests runs once this many slots are
@@ -157,8 +158,9 @@ class Generator {
 
   // At most `slots` sequences at once (0, the default: every request of a generate() call at
   // once, a fixed block). With fewer slots than requests, the first requests fill the slots and
-  // each later one takes the slot of a finished sequence, in a prompt step of its own once
-  // refill_threshold() slots are free; the others decode meanwhile. Requests are admitted in order.
+  // each later one takes the slot of a finished sequence: its prompt rides in the next decode step
+  // where the model takes mixed steps (SequenceModel::mixed_steps), else in a prompt step of its
+  // own once refill_threshold() slots are free. Requests are admitted in order.
   void set_slots(int32_t slots) { slots_ = slots; }
 
   // generate() stops between steps with kCancelled once `*flag` is true.

@@ -137,6 +137,39 @@ TEST_P(GpuHfReference, GreedyTokensMatchTransformersAloneAndBatched) {
   }
 }
 
+// More requests than slots (3): waiting requests take finished sequences' slots, their prompts
+// riding in decode steps (the CUDA attention over sequences of one token and whole prompts at
+// once). Each continuation matches transformers up to its first near-tie.
+TEST_P(GpuHfReference, GreedyTokensMatchTransformersWhenRequestsJoinDecodeSteps) {
+  const size_t steps = ref_.greedy[0].size();
+  std::vector<runtime::GenerationRequest> reqs;
+  for (int k = 0; k < 3; ++k)
+    for (const auto& prompt : ref_.prompts) {
+      runtime::GenerationRequest r;
+      r.prompt = prompt;
+      r.max_new_tokens = 1 + static_cast<int32_t>((reqs.size() * 7 + 3) % steps);
+      r.ignore_eos = true;
+      reqs.push_back(r);
+    }
+  runtime::Generator gen(*model_);
+  gen.set_slots(3);
+  runtime::GenerationStats stats;
+  auto got = gen.generate(reqs, &stats);
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  EXPECT_GT(stats.refills, 0);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const size_t p = i % ref_.prompts.size();
+    size_t n = 0;
+    while (n < ref_.margins[p].size() && ref_.margins[p][n] >= near_tie(GetParam().act)) ++n;
+    const auto& tokens = (*got)[i].tokens;
+    ASSERT_EQ(tokens.size(), static_cast<size_t>(reqs[i].max_new_tokens));
+    n = std::min(n, tokens.size());
+    EXPECT_EQ(std::vector<int32_t>(tokens.begin(), tokens.begin() + n),
+              std::vector<int32_t>(ref_.greedy[p].begin(), ref_.greedy[p].begin() + n))
+        << "request " << i << " (prompt " << p << "), first " << n << " greedy tokens";
+  }
+}
+
 const Case kCases[] = {
     {"opt_pre_ln", DType::kF16},          {"opt_post_ln_proj", DType::kF16},
     {"llama_gqa_llama3", DType::kF16},    {"qwen2_bias_tied", DType::kF16},

@@ -166,10 +166,12 @@ TEST_P(HfReference, GreedyContinuationsMatchAloneAndBatched) {
 }
 
 // A SequenceModel that checks how the Generator uses its slots: never more than reset() made,
-// a step all prompts (each starting a sequence) or all single decode tokens.
+// and unless it takes mixed steps, a step all prompts (each starting a sequence) or all single
+// decode tokens.
 class SlotCheckingModel final : public compute::SequenceModel {
  public:
-  explicit SlotCheckingModel(compute::Transformer& m) : inner_(m) {}
+  SlotCheckingModel(compute::Transformer& m, bool mixed) : inner_(m), mixed_(mixed) {}
+  bool mixed_steps() const override { return mixed_; }
   const model::ModelConfig& config() const override { return inner_.config(); }
   compute::Backend& backend() override { return inner_.backend(); }
   Status reset(int32_t slots, int32_t max_len) override {
@@ -183,20 +185,23 @@ class SlotCheckingModel final : public compute::SequenceModel {
       (s.past_len == 0 ? prompt : decode) = true;
       if (s.past_len > 0) EXPECT_EQ(s.num_tokens, 1);
     }
-    EXPECT_FALSE(prompt && decode);
-    prompt_steps += prompt ? 1 : 0;
+    if (!mixed_) EXPECT_FALSE(prompt && decode);
+    prompt_steps += prompt && !decode ? 1 : 0;
+    mixed_steps_run += prompt && decode ? 1 : 0;
     return inner_.forward(batch, rows);
   }
-  int prompt_steps = 0;
+  int prompt_steps = 0, mixed_steps_run = 0;
 
  private:
   compute::TransformerModel inner_;
+  bool mixed_;
   int32_t slots_ = 0;
 };
 
 // More requests than slots: each prompt several times with different lengths to generate, so
-// sequences finish at different steps and waiting ones take their slots mid-way. Every
-// continuation is the reference's greedy one and the same as with a slot per request.
+// sequences finish at different steps and waiting ones take their slots mid-way, in prompt steps
+// of their own or inside decode steps (mixed). Every continuation is the reference's greedy one
+// and the same as with a slot per request.
 TEST_P(HfReference, GreedyContinuationsMatchWhenRequestsTakeFinishedSequencesSlots) {
   const int32_t steps = static_cast<int32_t>(ref_.greedy[0].size());
   std::vector<GenerationRequest> reqs;
@@ -208,30 +213,40 @@ TEST_P(HfReference, GreedyContinuationsMatchWhenRequestsTakeFinishedSequencesSlo
       r.ignore_eos = true;
       reqs.push_back(r);
     }
-  SlotCheckingModel checked(*model_);
-  Generator gen(checked);
-  gen.set_slots(3);
-  GenerationStats stats;
-  std::vector<size_t> finished;
-  auto got = gen.generate(reqs, &stats, [&](size_t i, const GenerationResult&) { finished.push_back(i); });
-  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
-  EXPECT_GT(stats.refills, 0);
-  EXPECT_EQ(checked.prompt_steps, stats.refills + 1);
-  std::vector<size_t> sorted = finished;
-  std::sort(sorted.begin(), sorted.end());
-  ASSERT_EQ(sorted.size(), reqs.size());
-  for (size_t i = 0; i < sorted.size(); ++i) EXPECT_EQ(sorted[i], i);  // each finished once
   Generator all(*model_);
   auto fixed = all.generate(reqs);
   ASSERT_TRUE(fixed.is_ok());
-  for (size_t i = 0; i < reqs.size(); ++i) {
-    const size_t p = i % ref_.prompts.size();
-    EXPECT_EQ((*got)[i].tokens.size(), static_cast<size_t>(reqs[i].max_new_tokens)) << i;
-    EXPECT_EQ((*got)[i].tokens, (*fixed)[i].tokens) << "request " << i << ": 3 slots vs one per request";
-    const size_t n = std::min((*got)[i].tokens.size(), comparable_steps(ref_.margins[p], GetParam().near_tie));
-    std::vector<int32_t> want(ref_.greedy[p].begin(), ref_.greedy[p].begin() + n);
-    std::vector<int32_t> have((*got)[i].tokens.begin(), (*got)[i].tokens.begin() + n);
-    EXPECT_EQ(have, want) << "request " << i << " (prompt " << p << "), first " << n << " greedy tokens";
+  for (const bool mixed : {false, true}) {
+    SCOPED_TRACE(mixed ? "mixed steps" : "prompt steps of their own");
+    SlotCheckingModel checked(*model_, mixed);
+    Generator gen(checked);
+    gen.set_slots(3);
+    GenerationStats stats;
+    std::vector<size_t> finished;
+    auto got = gen.generate(reqs, &stats, [&](size_t i, const GenerationResult&) { finished.push_back(i); });
+    ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+    EXPECT_GT(stats.refills, 0);
+    if (mixed) {
+      // Joining requests ride in decode steps, unless every slot emptied at once.
+      EXPECT_EQ(checked.prompt_steps + checked.mixed_steps_run, stats.refills + 1);
+      EXPECT_GT(checked.mixed_steps_run, 0);
+    } else {
+      EXPECT_EQ(checked.prompt_steps, stats.refills + 1);
+      EXPECT_EQ(checked.mixed_steps_run, 0);
+    }
+    std::vector<size_t> sorted = finished;
+    std::sort(sorted.begin(), sorted.end());
+    ASSERT_EQ(sorted.size(), reqs.size());
+    for (size_t i = 0; i < sorted.size(); ++i) EXPECT_EQ(sorted[i], i);  // each finished once
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      const size_t p = i % ref_.prompts.size();
+      EXPECT_EQ((*got)[i].tokens.size(), static_cast<size_t>(reqs[i].max_new_tokens)) << i;
+      EXPECT_EQ((*got)[i].tokens, (*fixed)[i].tokens) << "request " << i << ": 3 slots vs one per request";
+      const size_t n = std::min((*got)[i].tokens.size(), comparable_steps(ref_.margins[p], GetParam().near_tie));
+      std::vector<int32_t> want(ref_.greedy[p].begin(), ref_.greedy[p].begin() + n);
+      std::vector<int32_t> have((*got)[i].tokens.begin(), (*got)[i].tokens.begin() + n);
+      EXPECT_EQ(have, want) << "request " << i << " (prompt " << p << "), first " << n << " greedy tokens";
+    }
   }
 }
 
