@@ -184,20 +184,40 @@ uint64_t KvTiers::load(const Action& a, const StepState& step, cuda::Lane lane) 
   return moved;
 }
 
+namespace {
+
+// The slots of a prompt step's sequences as runs of neighbours [first, first + count), each with
+// its longest prompt: a block's prompt step is one run; sequences joining a running block leave
+// holes (the running sequences' KV must not be written over).
+struct SlotRun {
+  int32_t first, count, positions;
+};
+std::vector<SlotRun> slot_runs(std::span<const compute::SeqSpan> seqs) {
+  std::vector<SlotRun> runs;
+  for (const auto& s : seqs) {  // in increasing slot order (split_step checks it)
+    const int32_t end = s.past_len + s.num_tokens;
+    if (!runs.empty() && runs.back().first + runs.back().count == s.slot) {
+      ++runs.back().count;
+      runs.back().positions = std::max(runs.back().positions, end);
+    } else {
+      runs.push_back({s.slot, 1, end});
+    }
+  }
+  return runs;
+}
+
+}  // namespace
+
 // The rows a step wrote, from GPU staging `a.staging` to the unit's host KV (or its disk staging).
 uint64_t KvTiers::store(const Action& a, const StepState& step, cuda::Lane lane) {
   const SubBatch& sb = step.subs[a.batch];
   const compute::HostKvView& host = host_view(a.unit, a.batch, a.host_staging);
-  int32_t used_slots = 0, positions = 0;
-  for (const auto& s : sb.batch.seqs) {
-    used_slots = std::max(used_slots, s.slot + 1);
-    positions = std::max(positions, s.past_len + s.num_tokens);
-  }
   uint64_t moved = 0;
   for (int kvi = 0; kvi < 2; ++kvi) {
     std::byte* dst = kvi == 0 ? host.k : host.v;
     if (!gpu_attention_) {
-      moved += store_prompt_for_cpu(a, host, kvi, used_slots, positions, lane);
+      for (const SlotRun& r : slot_runs(sb.batch.seqs))
+        moved += store_prompt_for_cpu(a, host, kvi, r.first, r.count, r.positions, lane);
       continue;
     }
     // The staging has the host layout: the new rows of each sequence (decode), or every
@@ -207,36 +227,40 @@ uint64_t KvTiers::store(const Action& a, const StepState& step, cuda::Lane lane)
       for (const auto& s : sb.batch.seqs)
         moved += copy_kv_rows(lane, dst, src, host.shape, s.slot, 1, s.past_len, s.past_len + s.num_tokens);
     } else {
-      moved += copy_kv_rows(lane, dst, src, host.shape, 0, used_slots, 0, positions);
+      for (const SlotRun& r : slot_runs(sb.batch.seqs))
+        moved += copy_kv_rows(lane, dst, src, host.shape, r.first, r.count, 0, r.positions);
     }
   }
   return moved;
 }
 
-// Attention on the CPU: a prompt's fp16 KV from a [gbs, prompt] staging, or its int4 blob,
-// quantised on the GPU from that staging: codes, then scales, then mins, each a [rows,
-// bytes-per-row] matrix in both layouts.
-uint64_t KvTiers::store_prompt_for_cpu(const Action& a, const compute::HostKvView& host, int kvi,
+// Attention on the CPU: the prompts of slots [first, first + slots) from a [gbs, prompt] fp16
+// staging, or its int4 blob, quantised on the GPU from that staging: codes, then scales, then
+// mins, each a [rows, bytes-per-row] matrix in both layouts.
+uint64_t KvTiers::store_prompt_for_cpu(const Action& a, const compute::HostKvView& host, int kvi, int32_t first,
                                        int32_t used_slots, int32_t positions, cuda::Lane lane) {
   std::byte* dst = kvi == 0 ? host.k : host.v;
   const size_t E = static_cast<size_t>(row_elems_), P = static_cast<size_t>(positions);
   const size_t max_len = static_cast<size_t>(dims_.max_len), prompt = static_cast<size_t>(dims_.prefill_len);
-  const size_t slots = static_cast<size_t>(used_slots);
+  const size_t slots = static_cast<size_t>(used_slots), s0 = static_cast<size_t>(first);
   if (!int4_) {
     const size_t row = E * 2;
-    const Tensor& src = kvi == 0 ? staging_[a.staging].k : staging_[a.staging].v;
-    lanes_.copy_2d(lane, dst, max_len * row, src.raw(), prompt * row, P * row, slots);
+    const auto* src = static_cast<const std::byte*>((kvi == 0 ? staging_[a.staging].k : staging_[a.staging].v).raw());
+    lanes_.copy_2d(lane, dst + s0 * max_len * row, max_len * row, src + s0 * prompt * row, prompt * row, P * row,
+                   slots);
     return P * row * slots;
   }
   const auto* blob = static_cast<const std::byte*>(blob_staging_[a.staging][kvi].raw());
   const size_t staged_rows = static_cast<size_t>(dims_.gbs) * prompt;
   const size_t code_row = E / 2, group_row = E / 64 * 2;
   const compute::HostKvShape& hs = host.shape;
-  lanes_.copy_2d(lane, dst, max_len * code_row, blob, prompt * code_row, P * code_row, slots);
-  lanes_.copy_2d(lane, dst + hs.scale_offset(0), max_len * group_row, blob + staged_rows * code_row,
-                 prompt * group_row, P * group_row, slots);
-  lanes_.copy_2d(lane, dst + hs.min_offset(0), max_len * group_row,
-                 blob + staged_rows * (code_row + group_row), prompt * group_row, P * group_row, slots);
+  lanes_.copy_2d(lane, dst + s0 * max_len * code_row, max_len * code_row, blob + s0 * prompt * code_row,
+                 prompt * code_row, P * code_row, slots);
+  lanes_.copy_2d(lane, dst + hs.scale_offset(0) + s0 * max_len * group_row, max_len * group_row,
+                 blob + staged_rows * code_row + s0 * prompt * group_row, prompt * group_row, P * group_row, slots);
+  lanes_.copy_2d(lane, dst + hs.min_offset(0) + s0 * max_len * group_row, max_len * group_row,
+                 blob + staged_rows * (code_row + group_row) + s0 * prompt * group_row, prompt * group_row,
+                 P * group_row, slots);
   return P * (code_row + 2 * group_row) * slots;
 }
 

@@ -91,8 +91,9 @@ class KvTiers {
   Result<HostTask> disk_transfer(const Action& a, const StepState& step, bool write);
   uint64_t load(const Action& a, const StepState& step, cuda::Lane lane);
   uint64_t store(const Action& a, const StepState& step, cuda::Lane lane);
-  uint64_t store_prompt_for_cpu(const Action& a, const compute::HostKvView& host, int kvi,
-                                int32_t used_slots, int32_t positions, cuda::Lane lane);
+  // The prompt rows [0, positions) of slots [first, first + slots) for attention on the CPU.
+  uint64_t store_prompt_for_cpu(const Action& a, const compute::HostKvView& host, int kvi, int32_t first,
+                                int32_t slots, int32_t positions, cuda::Lane lane);
   // Copies positions [begin, end) of `slots` sequences from slot `slot0` on, between two KV
   // buffers of the host layout; returns the bytes.
   uint64_t copy_kv_rows(cuda::Lane lane, std::byte* dst, const std::byte* src,
