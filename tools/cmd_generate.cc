@@ -55,6 +55,7 @@ struct GenerateOptions {
   bool verbose = false;
   std::string shard;  // --shard I/N
   std::string devices;  // --devices: one engine per device, each on its shard (multi_engine.h)
+  std::string schedule = "auto";  // --schedule: auto, continuous or fixed
 };
 
 // Set by SIGINT/SIGTERM; the batch job stops at the next record boundary.
@@ -283,6 +284,10 @@ Status run(GenerateOptions& o) {
   o.job.device = o.device == "cpu" ? "cpu" : "cuda";
   o.job.compress = policy == "none" ? "none" : o.compress;
   Status s = Status::ok();
+  // --schedule auto: continuous batching on the CPU; fixed blocks on a GPU, where continuous runs
+  // (mixed steps through the CUDA attention, joining prompts on the offloading engine) are opt-in
+  // until the GPU tests of them have run.
+  o.job.continuous = o.schedule == "continuous" || (o.schedule == "auto" && o.device == "cpu");
   if (policy != "none") {
     o.policy = policy;
     s = run_offloaded(o, *ctx, *tokenizer);
@@ -342,12 +347,12 @@ void register_generate(CLI::App& app, int* exit_code) {
       "or a Jinja file (default: the model's own chat_template)");
   cmd->add_option("--batch-size", o.job.batch_size, "sequences at once (with --schedule fixed: per block)")
       ->capture_default_str();
-  cmd->add_option_function<std::string>(
-         "--schedule",
-         [](const std::string& v) { o.job.continuous = v == "continuous"; },
-         "continuous (default): a finished sequence's slot goes to the next waiting request; fixed: blocks "
-         "of --batch-size (the policy's block) run until their longest answer is done")
-      ->check(CLI::IsMember({"continuous", "fixed"}));
+  cmd->add_option("--schedule", o.schedule,
+                  "continuous: a finished sequence's slot goes to the next waiting request; fixed: blocks of "
+                  "--batch-size (the policy's block) run until their longest answer is done; auto: continuous on "
+                  "the CPU, fixed on a GPU")
+      ->check(CLI::IsMember({"auto", "continuous", "fixed"}))
+      ->capture_default_str();
   cmd->add_flag("--ordered", o.job.ordered,
                 "write results in the input's order (each waits for the earlier lines' results; a job "
                 "interrupted and resumed with --ordered stays in order)");
