@@ -76,8 +76,11 @@ double curve_fit_rms(const planner::RateCurve& c, const std::vector<planner::Tim
 std::string describe_fixed_plus_rate(const std::string& what, const std::string& fit,
                                      const planner::FixedPlusRate& f,
                                      const std::vector<planner::TimedCall>& samples) {
-  std::string out = what + ": " + fit + ", rms relative error " + percent(f.rms_relative) +
-                    " over " + std::to_string(samples.size()) + " points:";
+  // A non-negative fit puts the fixed cost at zero when noise hides it under the smallest call.
+  const std::string unresolved =
+      f.fixed_s == 0 ? " (fixed cost not resolved: below the noise of these calls)" : "";
+  std::string out = what + ": " + fit + unresolved + ", rms relative error " +
+                    percent(f.rms_relative) + " over " + std::to_string(samples.size()) + " points:";
   for (size_t i = 0; i < samples.size(); ++i)
     out += (i ? ", " : " ") + short_bytes(samples[i].x) + " " + short_seconds(samples[i].seconds);
   return out;

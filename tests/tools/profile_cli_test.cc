@@ -57,8 +57,12 @@ TEST(ProfileCli, QuickWithoutTheGpuWritesAProfileThatParses) {
   EXPECT_TRUE(p->cpu.attention_fp16.present());
   EXPECT_TRUE(p->cpu.attention_int4.present());
   EXPECT_GT(p->disk.read_gbps, 0);
-  EXPECT_GT(p->disk.read_latency_us, 0);
-  EXPECT_GT(p->disk.write_latency_us, 0);
+  EXPECT_GT(p->disk.write_gbps, 0);
+  // A fixed cost per call can sit below the noise of a shared machine; the fit then says so.
+  for (double latency : {p->disk.read_latency_us, p->disk.write_latency_us}) {
+    EXPECT_GE(latency, 0);
+    if (latency == 0) EXPECT_NE(p->source.find("fixed cost not resolved"), std::string::npos) << p->source;
+  }
   EXPECT_FALSE(p->machine.cpu_model.empty());
   EXPECT_FALSE(p->machine.offload_device.empty());
   for (const char* s : {"quick mode", "cpu.attention_fp16", "disk.read_latency_us",
