@@ -205,6 +205,8 @@ Result<std::vector<GenerationResult>> Generator::generate(std::span<const Genera
                                                           GenerationStats* stats,
                                                           const FinishCallback& on_finish,
                                                           const TokenCallback& on_token) {
+  // Every request is checked before any runs, so a bad one fails the call with nothing generated
+  // (run() checks each again as it is admitted, for feeds that arrive one at a time).
   for (size_t i = 0; i < requests.size(); ++i) STRATA_RETURN_IF_ERROR(validate(requests[i], i, 0));
   const int32_t n = static_cast<int32_t>(requests.size());
   std::vector<GenerationResult> results(n);

@@ -1,0 +1,163 @@
+// The batch job's insides, shared by its files: a request prepared for the engine, the feed that
+// hands the job's requests to the Generator, and the Job that reads the input (batch_requests.cc),
+// schedules the requests (batch_schedule.cc), writes the results (batch_results.cc) and opens,
+// scans and runs the whole job (batch_job.cc). Internal to src/runtime. Not thread safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/batch_job.h"
+#include "runtime/generator.h"
+#include "runtime/resume.h"
+#include "text/batch_request.h"
+#include "text/chat_template.h"
+#include "text/constraint.h"
+#include "text/incremental_decoder.h"
+#include "text/line_io.h"
+
+namespace strata::runtime::batch {
+
+// True for a line of spaces, tabs and carriage returns only (skipped, not a request).
+bool is_blank(const std::string& s);
+
+// A request ready for the engine: one sequence, choice `choice` of the request's n.
+struct Prepared {
+  text::BatchRequest req;
+  int32_t choice = 0;
+  GenerationRequest gen;
+  std::vector<std::string> stop;
+  bool include_stop = false;  // the stop string that ends the answer stays in its text
+};
+
+// Per-sequence state while a request runs.
+struct Running {
+  std::unique_ptr<text::IncrementalDecoder> decoder;
+  std::string text;
+  size_t max_stop = 0;
+  bool stopped = false;  // by a stop string
+  int64_t generated = 0;  // tokens so far
+};
+
+// The requests of a run of the Generator, handed out in order, with the state of each while it
+// runs. `more` appends the job's next requests to a batch (false: the input has no more).
+class PreparedFeed final : public RequestFeed {
+ public:
+  using More = std::function<Result<bool>(std::vector<Prepared>&)>;
+  struct Live {
+    Prepared p;
+    Running run;
+  };
+  PreparedFeed(std::vector<Prepared> first, More more, const text::Tokenizer& tok)
+      : queue_(std::make_move_iterator(first.begin()), std::make_move_iterator(first.end())),
+        more_(std::move(more)), tok_(tok) {}
+
+  Result<const GenerationRequest*> next() override {
+    if (queue_.empty() && more_) {
+      std::vector<Prepared> batch;
+      STRATA_ASSIGN_OR_RETURN(bool again, more_(batch));
+      if (!again) more_ = nullptr;
+      for (auto& p : batch) queue_.push_back(std::move(p));
+    }
+    if (queue_.empty()) return nullptr;
+    Live& l = live_[next_++];  // node-based: stays where it is until finished() erases it
+    l.p = std::move(queue_.front());
+    queue_.pop_front();
+    l.run.decoder = std::make_unique<text::IncrementalDecoder>(tok_, l.p.gen.prompt);
+    for (const auto& s : l.p.stop) l.run.max_stop = std::max(l.run.max_stop, s.size());
+    return &l.p.gen;
+  }
+  Live& live(size_t index) { return live_.at(index); }
+  size_t running() const { return live_.size(); }
+  void finished(size_t index) { live_.erase(index); }
+
+ private:
+  std::deque<Prepared> queue_;
+  More more_;
+  const text::Tokenizer& tok_;
+  std::unordered_map<size_t, Live> live_;
+  size_t next_ = 0;
+};
+
+class Job {
+ public:
+  // `model` may be null for scan().
+  Job(const model::ModelConfig& cfg, compute::SequenceModel* model, const text::Tokenizer& tok,
+      const BatchJobOptions& o, Logger& log)
+      : cfg_(cfg), model_(model), tok_(tok), o_(o), log_(log), batch_size_(std::max(1, o.batch_size)) {}
+
+  Result<BatchSummary> run();
+  Result<JobShape> scan();
+
+ private:
+  Status init_chat(bool warn);
+  Status handle_line(const std::string& line, int64_t line_no, std::vector<Prepared>& window);
+  // Reads requests into `window` until it holds o_.window of them or the input ends (*more false).
+  Status read_requests(text::LineReader& reader, std::vector<Prepared>& window, bool* more);
+  // Fixed blocks: the window's requests in blocks of batch_size_, each run all at once.
+  Status run_window(std::vector<Prepared>& window);
+  Status run_block(std::span<Prepared> block);
+  // Continuous: the input's requests batch_size_ at a time, each finished one's slot taken by the
+  // next (see Generator::set_slots).
+  Status run_continuous(text::LineReader& reader);
+  // One run of the Generator over the feed's requests (a fixed block, or a continuous run).
+  Status run_feed(PreparedFeed& feed, int32_t slots, int32_t max_len, bool block);
+  Status block_done();  // after_block, and the model it switches to
+  Status write_error(int64_t line, const std::optional<std::string>& custom_id, const text::RequestError& e);
+  Status open_output(int64_t& total);
+  bool interrupted() const { return o_.interrupted && o_.interrupted->load(); }
+  std::optional<text::RequestError> prepare(Prepared& p);
+  // Keeps choice p.choice of its request (its result, or the error that ends the request); once
+  // every choice is in, writes the request's record.
+  Status finish_choice(const Prepared& p, std::optional<text::CompletionResult> result,
+                       std::optional<text::RequestError> error, int64_t created);
+  nlohmann::ordered_json logprobs_json(const Prepared& p, const GenerationResult& r, const std::string& text) const;
+
+  const model::ModelConfig& cfg_;
+  compute::SequenceModel* model_;
+  const text::Tokenizer& tok_;
+  const BatchJobOptions& o_;
+  Logger& log_;
+  std::unique_ptr<text::RecordWriter> writer_;
+  // --ordered: the lines whose records are still to be written, in input order, and the records
+  // that are ready but wait for an earlier line's.
+  std::deque<int64_t> order_;
+  std::map<int64_t, std::string> ready_;
+  Status emit(int64_t line, std::string record);
+  std::unique_ptr<Progress> progress_;
+  // The choices of requests with some still running, by line.
+  struct Choices {
+    std::vector<std::optional<text::CompletionResult>> results;
+    std::optional<text::RequestError> error;
+    int32_t done = 0;
+  };
+  std::map<int64_t, Choices> choices_;
+  std::shared_ptr<const text::TokenTrie> trie_;  // the vocabulary's bytes, for structured output (made once)
+  // Compiled constraints by what they compile (kind and source): requests asking the same share
+  // one, and with it the cache of its allowed sets.
+  std::map<std::string, std::shared_ptr<const text::Constraint>> constraints_;
+  std::optional<text::RequestError> constrain(const text::BatchRequest& r, const std::string& who, GenerationRequest& g);
+  int64_t constraint_cut_ = 0;  // structured answers cut by max_tokens before they were complete
+  BatchSummary sum_;
+  std::optional<text::ChatTemplate> chat_template_;
+  ResumeState resume_;  // what the output already answers
+  std::unordered_set<std::string> seen_ids_;
+  std::unordered_set<std::string> warned_fields_;  // ignored fields already reported
+  std::string model_name_;
+  int32_t batch_size_;  // sequences per block: the options', or the switched model's
+  std::chrono::steady_clock::time_point started_;  // for the time to the first result
+};
+
+}  // namespace strata::runtime::batch

@@ -1,0 +1,193 @@
+// Running the job's requests: fixed blocks of similar prompt length, or continuous runs where a
+// finished sequence's slot is taken by the next request; each run's tokens become text, checked
+// for stop strings, and its finished sequences become results.
+#include "runtime/batch_job_impl.h"
+
+#include <algorithm>
+#include <ctime>
+#include <string>
+
+namespace strata::runtime::batch {
+
+Status Job::run_feed(PreparedFeed& feed, int32_t slots, int32_t max_len, bool block) {
+  if (block) progress_->begin_block(slots);
+  const auto& cfg = cfg_;
+  // Appends `piece` to the text of sequence i; true when a stop string now appears in it (not
+  // before min_tokens tokens). The text ends before the stop string, or after it with
+  // include_stop_str_in_output.
+  auto append_and_check = [&](size_t i, const std::string& piece) {
+    const Prepared& p = feed.live(i).p;
+    Running& st = feed.live(i).run;
+    if (piece.empty()) return false;
+    const size_t from = st.text.size() >= st.max_stop ? st.text.size() - st.max_stop + 1 : 0;
+    st.text += piece;
+    if (st.generated < p.gen.min_tokens) return false;
+    size_t cut = std::string::npos, cut_len = 0;
+    for (const auto& s : p.stop)
+      if (const size_t at = st.text.find(s, from > 0 ? from - 1 : 0); at < cut) {
+        cut = at;
+        cut_len = s.size();
+      }
+    if (cut == std::string::npos) return false;
+    st.text.resize(p.include_stop ? cut + cut_len : cut);
+    st.stopped = true;
+    return true;
+  };
+  auto on_token = [&](size_t i, int32_t token) {
+    progress_->tokens_generated(1);
+    PreparedFeed::Live& l = feed.live(i);
+    progress_->block_step(++l.run.generated);
+    if (!block) progress_->running(static_cast<int64_t>(feed.running()), slots);
+    progress_->tick();
+    if (!l.p.gen.ignore_eos && cfg.is_eos(token)) return true;  // ends it; its text is not part of the output
+    const auto& ids = l.p.gen.stop_token_ids;
+    if (std::find(ids.begin(), ids.end(), token) != ids.end()) return true;  // the same
+    return !append_and_check(i, l.run.decoder->push(token));
+  };
+  Status write_status = Status::ok();
+  const int64_t created = static_cast<int64_t>(std::time(nullptr));
+  auto on_finish = [&](size_t i, const GenerationResult& r) {
+    struct Release {
+      PreparedFeed& feed;
+      size_t i;
+      ~Release() { feed.finished(i); }
+    } release{feed, i};
+    if (!write_status.is_ok()) return;
+    const Prepared& p = feed.live(i).p;
+    Running& st = feed.live(i).run;
+    if (r.finish == FinishReason::kError) {  // no answer: an error line of the job's scope
+      const auto& req = p.req;
+      const std::string who = "line " + std::to_string(req.line) + " (custom_id '" + req.custom_id + "')";
+      write_status = finish_choice(p, std::nullopt, text::RequestError{"non_finite_logits", who + ": " + r.error, true},
+                                   created);
+      return;
+    }
+    if (!st.stopped) append_and_check(i, st.decoder->flush());
+    text::CompletionResult res;
+    const auto& req = p.req;
+    if (req.echo)  // the prompt as given: its text, or its token ids decoded
+      res.text = req.prompt ? *req.prompt : tok_.decode(*req.prompt_ids, /*skip_special_tokens=*/true);
+    res.text += st.text;
+    res.finish_reason = st.stopped ? "stop" : finish_reason_name(r.finish);
+    if (r.constraint_incomplete && !st.stopped && constraint_cut_++ == 0)
+      log_.warn("line " + std::to_string(req.line) + " (custom_id '" + req.custom_id + "'): max_tokens (" +
+                std::to_string(p.gen.max_new_tokens) + ") came before the answer's " +
+                p.gen.constraint->name() +
+                " was complete: its finish_reason is \"length\" and its text is only the beginning of a valid "
+                "answer; raise max_tokens (the job's end counts every such answer)");
+    res.prompt_tokens = static_cast<int64_t>(p.gen.prompt.size());
+    res.completion_tokens = static_cast<int64_t>(r.tokens.size());
+    if (p.req.logprobs) res.logprobs = logprobs_json(p, r, res.text);
+    write_status = finish_choice(p, std::move(res), std::nullopt, created);
+  };
+  Generator gen(*model_);
+  gen.set_interrupt(o_.interrupted);
+  GenerationStats stats;
+  const Status ran = gen.run(feed, slots, max_len, &stats, on_finish, on_token);
+  ++sum_.blocks;
+  sum_.refills += stats.refills;
+  sum_.prefill_s += stats.prefill_s;
+  sum_.decode_s += stats.decode_s;
+  if (!ran.is_ok()) return ran.with_context("generating with " + std::to_string(slots) + " sequences at once");
+  return write_status;
+}
+
+Status Job::run_block(std::span<Prepared> block) {
+  int32_t max_len = 0;
+  for (const auto& p : block)
+    max_len = std::max<int32_t>(max_len, static_cast<int32_t>(p.gen.prompt.size()) + p.gen.max_new_tokens);
+  PreparedFeed feed({std::make_move_iterator(block.begin()), std::make_move_iterator(block.end())}, nullptr, tok_);
+  return run_feed(feed, static_cast<int32_t>(block.size()), max_len, /*block=*/true);
+}
+
+
+Status Job::block_done() {
+  if (!o_.after_block) return Status::ok();
+  STRATA_ASSIGN_OR_RETURN(ModelSwitch next, o_.after_block(sum_.blocks));
+  if (next.model) {
+    model_ = next.model;
+    batch_size_ = std::max(1, next.batch_size);
+  }
+  return Status::ok();
+}
+
+namespace {
+
+// The longest answers first, so a run's last steps are not one long answer's alone.
+void longest_first(std::vector<Prepared>& v) {
+  std::stable_sort(v.begin(), v.end(),
+                   [](const Prepared& a, const Prepared& b) { return a.gen.max_new_tokens > b.gen.max_new_tokens; });
+}
+
+int32_t longest_sequence(std::span<const Prepared> v) {
+  int32_t n = 0;
+  for (const auto& p : v) n = std::max<int32_t>(n, static_cast<int32_t>(p.gen.prompt.size()) + p.gen.max_new_tokens);
+  return n;
+}
+
+}  // namespace
+
+Status Job::run_continuous(text::LineReader& reader) {
+  std::vector<Prepared> window;
+  bool more = true;
+  STRATA_RETURN_IF_ERROR(read_requests(reader, window, &more));
+  longest_first(window);
+  // An eighth of the first slots go to the window's shortest answers, so the first results are
+  // written within the first steps rather than after the longest answers.
+  const size_t quick = std::min(window.size() / 2, static_cast<size_t>(batch_size_) / 8);
+  std::rotate(window.begin(), window.end() - static_cast<std::ptrdiff_t>(quick), window.end());
+  // The job's first block runs alone when after_block looks at it (recalibration compares that
+  // block with the plan's prediction for a block).
+  if (o_.after_block && sum_.blocks == 0 && static_cast<int64_t>(window.size()) > batch_size_) {
+    std::vector<Prepared> rest(std::make_move_iterator(window.begin() + batch_size_), std::make_move_iterator(window.end()));
+    window.resize(static_cast<size_t>(batch_size_));
+    STRATA_RETURN_IF_ERROR(run_block(window));
+    STRATA_RETURN_IF_ERROR(block_done());
+    window = std::move(rest);
+  }
+  if (o_.max_sequence_len > 0) {
+    // Every slot is made for the longest sequence the job allows: one run takes the whole input,
+    // window after window, and only the job's end leaves slots empty.
+    if (window.empty() && !more) return Status::ok();
+    auto next_window = [&](std::vector<Prepared>& out) -> Result<bool> {
+      if (!more) return false;
+      STRATA_RETURN_IF_ERROR(read_requests(reader, out, &more));
+      longest_first(out);
+      return more;
+    };
+    PreparedFeed feed(std::move(window), next_window, tok_);
+    STRATA_RETURN_IF_ERROR(run_feed(feed, batch_size_, static_cast<int32_t>(o_.max_sequence_len), /*block=*/false));
+    return block_done();
+  }
+  // Otherwise a run per window, its slots made for the window's longest sequence.
+  for (;;) {
+    if (!window.empty()) {
+      const int32_t max_len = longest_sequence(window);
+      const int32_t slots = std::min<int32_t>(batch_size_, static_cast<int32_t>(window.size()));
+      PreparedFeed feed(std::move(window), nullptr, tok_);
+      STRATA_RETURN_IF_ERROR(run_feed(feed, slots, max_len, /*block=*/false));
+      STRATA_RETURN_IF_ERROR(block_done());
+    }
+    window.clear();
+    if (!more) return Status::ok();
+    STRATA_RETURN_IF_ERROR(read_requests(reader, window, &more));
+    longest_first(window);
+  }
+}
+
+Status Job::run_window(std::vector<Prepared>& window) {
+  // Similar prompt lengths share a block, so the block's KV cache and work pad little.
+  std::stable_sort(window.begin(), window.end(),
+                   [](const Prepared& a, const Prepared& b) { return a.gen.prompt.size() < b.gen.prompt.size(); });
+  for (size_t b = 0; b < window.size();) {
+    if (interrupted()) return cancelled("interrupted");
+    const size_t bs = std::min(static_cast<size_t>(batch_size_), window.size() - b);
+    STRATA_RETURN_IF_ERROR(run_block(std::span<Prepared>(window).subspan(b, bs)));
+    b += bs;
+    STRATA_RETURN_IF_ERROR(block_done());
+  }
+  window.clear();
+  return Status::ok();
+}
+
+}  // namespace strata::runtime::batch
