@@ -4,7 +4,8 @@
 // as soon as its prefix is refused, so a step costs the prefixes the automaton accepts rather than
 // a pass over the vocabulary. Tokens whose text is empty (special tokens) are never allowed by it.
 // Immutable after construction; thread safe. TokenMasker (token_mask.h) walks the same trie with
-// work shared between states, through the node heights and depth-first token ranges kept here.
+// work shared between states, through the node heights, depth-first token ranges and the nodes laid
+// out depth first in one array (flat_) kept here.
 #pragma once
 
 #include <cstdint>
@@ -46,8 +47,18 @@ class TokenTrie {
     int32_t first = 0, end = 0;
   };
 
+  // A node in the depth-first array flat_ (the root at 0, each child's subtree right after its
+  // parent's entry), its children's bytes and indices side by side in kid_byte_ and kid_at_: walks
+  // read a node's children from one place and touch a child's entry only when they enter it.
+  struct Flat {
+    int32_t first, end;      // the subtree's tokens: order_[first, end)
+    int32_t own;             // tokens whose text ends here: order_[first, first + own)
+    int32_t height;          // as Node::height
+    int32_t kids, kids_end;  // its children: kid_byte_ and kid_at_ [kids, kids_end)
+  };
+
   void insert(int32_t id);
-  void index();  // heights, token ranges and order_, once every token is inserted
+  void index();  // heights, token ranges, order_ and flat_, once every token is inserted
 
   template <typename Automaton>
   void walk(int32_t node, const Automaton& state, std::vector<uint8_t>& allowed) const {
@@ -61,7 +72,10 @@ class TokenTrie {
 
   std::vector<std::string> texts_;
   std::vector<Node> nodes_;
-  std::vector<int32_t> order_;  // the tokens with text, depth first
+  std::vector<int32_t> order_;     // the tokens with text, depth first
+  std::vector<Flat> flat_;         // the nodes depth first, the root at 0
+  std::vector<uint8_t> kid_byte_;  // by child, each node's children together
+  std::vector<int32_t> kid_at_;    // the child's index in flat_
 };
 
 }  // namespace strata::text

@@ -1,7 +1,8 @@
 // TokenMasker against the plain trie walk: every mask it gives (kept subtree results reused between
-// states) must be the walk's, and its class keys must keep apart the states that allow different
-// tokens (a bounded string one character before its maximum and at it) while joining those that
-// differ only in a count no token can reach.
+// states, moves read from its DFA's rows by byte class, walks that copy states once the DFA is
+// full, walks on several threads at once) must be the walk's, and its class keys must keep apart
+// the states that allow different tokens (a bounded string one character before its maximum and at
+// it) while joining those that differ only in a count no token can reach.
 #include "text/token_mask.h"
 
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 #include <algorithm>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "testing/test_data.h"
@@ -180,6 +182,88 @@ TEST(TokenMasker, CountsNoShortTextCanReachShareAClass) {
   EXPECT_NE(arr_masker.class_key(after(*arr, "[1,2"), 1), arr_masker.class_key(after(*arr, "[1,2,3"), 1));
   EXPECT_EQ(arr_masker.class_key(after(*arr, "[1"), 1), arr_masker.class_key(after(*arr, "[1,2"), 1));
   EXPECT_NE(arr_masker.class_key(after(*arr, "[1"), 3), arr_masker.class_key(after(*arr, "[1,2"), 3));
+}
+
+TEST(TokenMasker, MasksAreThePlainTrieWalksInJsonMode) {
+  const TokenTrie trie(small_vocab());
+  const auto json = Constraint::json_object();
+  const TokenMasker masker(trie, *json);
+  EXPECT_EQ(masker.byte_classes(), 256);  // no grammar: every byte is its own class
+  int64_t states = 0;
+  check_walks(trie, *json, masker, 40, 30, 21, &states);
+  EXPECT_GT(states, 500);
+  EXPECT_GT(masker.states(), 10u);  // the walks' states were interned and their moves kept
+}
+
+TEST(TokenMasker, AFullDfaWalksOnByCopyingStates) {
+  const TokenTrie trie(small_vocab());
+  TokenMasker::Options tiny;
+  tiny.min_tokens = 1;
+  tiny.max_states = 2;  // the DFA fills up within the first walk
+  TokenMasker::Options none;
+  none.max_states = 0;  // every walk copies states
+  int64_t states = 0;
+  uint32_t seed = 31;
+  for (const char* s : kSchemas) {
+    auto c = schema(s);
+    ASSERT_TRUE(c);
+    const TokenMasker small(trie, *c, tiny), copying(trie, *c, none);
+    check_walks(trie, *c, small, 20, 30, seed, &states);
+    check_walks(trie, *c, copying, 5, 30, seed++, &states);
+    EXPECT_EQ(small.states(), 2u);
+    EXPECT_EQ(copying.states(), 0u);
+  }
+  const auto json = Constraint::json_object();
+  const TokenMasker small(trie, *json, tiny);
+  check_walks(trie, *json, small, 20, 30, seed, &states);
+  EXPECT_EQ(small.states(), 2u);
+  EXPECT_GT(states, 1000);
+}
+
+TEST(TokenMasker, ByteClassesKeepApartTheBytesThatAnEdgeTellsApart) {
+  // [a-c] and [b-d] overlap: a, b-c and d move differently; x and y too; every other byte alike.
+  auto re = Constraint::regex("[a-c]x|[b-d]y|e+", "guided_regex");
+  ASSERT_TRUE(re.is_ok());
+  std::vector<std::string> vocab;
+  for (char a : std::string("abcdefxy"))
+    for (char b : std::string("abcdefxy")) vocab.push_back(std::string{a, b});
+  for (char a : std::string("abcdefxy")) vocab.push_back(std::string(1, a));
+  const TokenTrie trie(vocab);
+  const TokenMasker masker(trie, **re);
+  EXPECT_LT(masker.byte_classes(), 16);
+  std::vector<uint8_t> got, want;
+  masker.allowed((*re)->start(), got);
+  trie.allowed((*re)->start(), want);
+  EXPECT_EQ(got, want);
+  std::vector<std::string> allowed;
+  for (size_t t = 0; t < got.size(); ++t)
+    if (got[t]) allowed.push_back(vocab[t]);
+  std::sort(allowed.begin(), allowed.end());
+  EXPECT_EQ(allowed, (std::vector<std::string>{"a", "ax", "b", "bx", "by", "c", "cx", "cy", "d", "dy", "e", "ee"}));
+  // After "b" both branches are open; after "a" or "d" one each: the rows must not mix them.
+  for (const char* prefix : {"a", "b", "c", "d", "e", "ee"}) {
+    const ConstraintState s = after(**re, prefix);
+    masker.allowed(s, got);
+    trie.allowed(s, want);
+    EXPECT_EQ(got, want) << prefix;
+  }
+  int64_t states = 0;
+  check_walks(trie, **re, masker, 30, 6, 41, &states);
+}
+
+TEST(TokenMasker, WalksOnSeveralThreadsShareOneMasker) {
+  const TokenTrie trie(small_vocab());
+  TokenMasker::Options keep_all;
+  keep_all.min_tokens = 1;
+  auto c = schema(kSchemas[1]);
+  ASSERT_TRUE(c);
+  const TokenMasker masker(trie, *c, keep_all);
+  std::vector<int64_t> states(4, 0);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i)
+    threads.emplace_back([&, i] { check_walks(trie, *c, masker, 20, 30, 51 + static_cast<uint32_t>(i), &states[static_cast<size_t>(i)]); });
+  for (std::thread& t : threads) t.join();
+  for (int64_t n : states) EXPECT_GT(n, 100);
 }
 
 }  // namespace
