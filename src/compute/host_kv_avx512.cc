@@ -1,7 +1,7 @@
 // The AVX-512 kernel of host_kv_attention(): fp16 -> fp32 with vcvtph2ps, scores of 16 heads
 // reduced at once, and an online softmax in fp32 vectorised across heads over blocks of 16
 // positions. The query heads of one kv head share each loaded key and value. int4-g64 with
-// head_dim 128 computes in the quantised domain with 16-bit integer dot products (see
+// head_dim 128 computes in the quantised domain with 8-bit integer dot products (see
 // attend_int4_d128); other int4 head dims are dequantised in registers by a 16-entry table lookup
 // (vpermps). The int4-g64 append quantises 64 values per step (quantise_groups_avx512).
 //

@@ -35,23 +35,33 @@ namespace {
 // the integers), so the fp32 terms stay about as large as the values themselves, as in the
 // reference's dequantise-then-dot.
 //
-// Lane layouts. Key side: "low" vector L holds the low nibbles of a head's 64 bytes (elements
-// 2j), "high" vector H the high nibbles (2j + 1); dword lane i of both covers elements
-// 8i .. 8i + 7: lanes 0-7 belong to group 0, 8-15 to group 1. The query digits are stored as the
-// same two byte vectors per digit. After the dot products of 16 query heads, a three-level
-// reduction leaves two vectors of (head, group) sums in "chunk order": lane 4c + i holds head i
-// (c = 0, 1) or 4 + i (c = 2, 3) of the eight, group c % 2.
-// Value side: four rows' code bytes interleaved (vpunpck[lh]bw, then vpunpck[lh]wd) give, for
-// half h (0, 1) and vector v (0, 1), dwords whose lane 4a + t holds code byte 16a + 8h + 4v + t
-// of the four rows, a = 0..3 the 128-bit lane (lanes 0-7 group 0, 8-15 group 1). Dotted as full
-// bytes F = lo + 16 hi and as their low nibbles L, sum W F - sum W L = 16 sum W hi gives the
-// high-nibble sums without extracting them; L and F sums start at -8 and -136 x sum W, so
+// Key side. "Low" vector L holds the low nibbles of a head's 64 code bytes (elements 2j), "high"
+// vector H the high nibbles (2j + 1); dword i of both covers elements 8i .. 8i + 7 (dwords 0-7
+// group 0, 8-15 group 1). A query head's digits are the same two byte vectors per digit.
+//  - Per-head form (any group size): one accumulator per query head with lanes in the codes'
+//    order; after the dot products of 16 query heads, a three-level reduction leaves two vectors
+//    of (head, group) sums in "chunk order": lane 4c + i holds head i (c = 0, 1) or 4 + i
+//    (c = 2, 3) of the eight, group c % 2.
+//  - Unit form (G = Hq / Hkv of 2, 4 or a multiple of 8): a unit is 8 / U query heads of one kv
+//    head (U = 4, 2, 1), and its accumulator's lane 8g + n U + u belongs to head n, group g, and
+//    a U-th of the group's dwords. Step t permutes the code vectors so that the lane holds code
+//    dword 8g + t U + u (vpermd, shared by the unit's heads), and the query digits are stored in
+//    the same lane order, so 8 / U steps x (L, H) x 3 digits = 48 / U vpdpbusd give each lane
+//    its sums with no reduction across lanes but a sum over the U lanes of a (head, group). The
+//    three digits keep their own sums (each at most 64 x 8 x 128 in magnitude), combined in fp32.
+// Value side: the code bytes of a row quad are regrouped so that each dword holds one byte
+// position of the four rows (vpunpck[lh]bw, vshufi64x2, vpunpck[lh]wd); vector v (0, 1) of group
+// g has in lane 4a + t byte 16 (a % 2) + 8 (a / 2) + 4v + t of the group, so all its lanes use
+// the group's weights: the weights' dword (four rows' digit bytes) is a broadcast operand. Dotted
+// as full bytes F = lo + 16 hi and as their low nibbles L, sum W F - sum W L = 16 sum W hi gives
+// the high-nibble sums without extracting them; L and F sums start at -8 and -136 x sum W, so
 // their difference / 16 is sum W (hi - 8) exactly.
 
 constexpr int64_t kBlock = 32;                    // positions per block: scores, softmax, values
 constexpr int64_t kQuads = kBlock / 4;            // row quads per block
 constexpr float kDigitRange = 127.0f * 65536.0f;  // R: the integers' largest magnitude
 constexpr int32_t kDigit1Bias = 128, kDigit2Bias = 32896;  // byte k of x + bias_k is digit k
+constexpr int64_t kHeadDigitBytes = 3 * 2 * 64;            // a query head's digits: [3][L/H][64]
 
 // vpshufb indices that move byte k of every dword to byte r of it (and clear the rest), for the
 // value weights' digit k of row r of a quad.
@@ -71,6 +81,41 @@ constexpr PackTable make_pack_table() {
   return t;
 }
 constexpr PackTable kPack = make_pack_table();
+
+// The unit form's vpermd indices: step t of U, lane 8g + r -> code dword 8g + t U + r % U.
+struct UnitIdx {
+  alignas(64) int32_t idx[8][16];
+};
+constexpr UnitIdx make_unit_idx(int u) {
+  UnitIdx t{};
+  for (int step = 0; step < 8 / u; ++step) {
+    for (int lane = 0; lane < 16; ++lane)
+      t.idx[step][lane] = 8 * (lane / 8) + step * u + lane % 8 % u;
+  }
+  return t;
+}
+constexpr UnitIdx kUnitIdx[3] = {make_unit_idx(1), make_unit_idx(2), make_unit_idx(4)};
+
+// The output's vpermt2ps indices: for part 0 (positions 0-15 of a group) and 1 (16-31), lane
+// 4L + r takes position 2L + r (r < 2) or 8 + 2L + r - 2 of the part, from the value vectors
+// v = 0 (indices 0-15) and 1 (16-31), whose lane 4a + t holds position 16 (a % 2) + 8 (a / 2) +
+// 4v + t.
+struct OutIdx {
+  alignas(64) int32_t idx[2][16];
+};
+constexpr OutIdx make_out_idx() {
+  OutIdx t{};
+  for (int part = 0; part < 2; ++part) {
+    for (int lane = 0; lane < 16; ++lane) {
+      const int l = lane / 4, r = lane % 4;
+      const int pos = 16 * part + (r < 2 ? 2 * l + r : 8 + 2 * l + r - 2);
+      const int a = 2 * (pos % 16 / 8) + pos / 16, v = pos % 8 / 4;
+      t.idx[part][lane] = 16 * v + 4 * a + pos % 4;
+    }
+  }
+  return t;
+}
+constexpr OutIdx kOutIdx = make_out_idx();
 
 // Chunk-order lane of head i (0..7) of a half batch, group gi.
 constexpr int chunk_lane(int64_t i, int64_t gi) {
@@ -100,18 +145,96 @@ inline __m512i dot_bytes(__m512i acc, __m512i a, __m512i b) {
   }
 }
 
+// dot_bytes with b the 64 bytes at `b` (a memory operand of vpdpbusd).
+template <bool kVnni, bool kSmall>
+inline __m512i dot_bytes_at(__m512i acc, __m512i a, const int8_t* b) {
+  if constexpr (kVnni) {
+    asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "m"(*reinterpret_cast<const int8_t(*)[64]>(b)));
+    return acc;
+  } else {
+    return dot_bytes<false, kSmall>(acc, a, _mm512_loadu_si512(b));
+  }
+}
+
+// dot_bytes with b the dword at `b` in every lane (a broadcast operand of vpdpbusd).
+template <bool kVnni, bool kSmall>
+inline __m512i dot_bytes_bcast(__m512i acc, __m512i a, const int32_t* b) {
+  if constexpr (kVnni) {
+    asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(a), "m"(*b));
+    return acc;
+  } else {
+    return dot_bytes<false, kSmall>(acc, a, _mm512_set1_epi32(*b));
+  }
+}
+
+// One query head as digits: qv [3][L/H][64] (digit k of element 2p at byte p of L, of 2p + 1 at
+// byte p of H), per code dword i the sum of its 8 digits sd[k][i], and per group sq * scale and
+// sum(q_g) * scale.
+struct HeadDigits {
+  alignas(64) int8_t qv[kHeadDigitBytes];
+  alignas(64) int32_t sd[3][kLanes];
+  float ka[2], kb[2];
+};
+
+template <bool kVnni>
+inline void quantise_query_head(const uint16_t* q, float scale, HeadDigits& hd) {
+  const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  for (int64_t gi = 0; gi < 2; ++gi) {
+    __m512 v[4];
+    __m512 mx = _mm512_setzero_ps(), sum = _mm512_setzero_ps();
+    for (int64_t e = 0; e < 4; ++e) {
+      v[e] = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + gi * 64 + e * kLanes)));
+      mx = _mm512_max_ps(mx, _mm512_abs_ps(v[e]));
+      sum = _mm512_add_ps(sum, v[e]);
+    }
+    const float maxabs = _mm512_reduce_max_ps(mx);
+    const float inv = maxabs > 0.0f ? kDigitRange / maxabs : 0.0f;
+    hd.ka[gi] = maxabs / kDigitRange * scale;
+    hd.kb[gi] = _mm512_reduce_add_ps(sum) * scale;
+    // Q = round(q / sq), |Q| <= R (+1 from rounding); digit k is byte k of Q + bias_k.
+    // Elements 16e .. 16e + 15 are bytes 8e .. 8e + 7 of the L and H vectors.
+    for (int64_t e = 0; e < 4; ++e) {
+      const __m512i qi = _mm512_cvtps_epi32(_mm512_mul_ps(v[e], _mm512_set1_ps(inv)));
+      const __m512i dk[3] = {
+          qi, _mm512_srai_epi32(_mm512_add_epi32(qi, _mm512_set1_epi32(kDigit1Bias)), 8),
+          _mm512_srai_epi32(_mm512_add_epi32(qi, _mm512_set1_epi32(kDigit2Bias)), 16)};
+      for (int64_t k = 0; k < 3; ++k) {
+        const __m128i b = _mm_shuffle_epi8(_mm512_cvtepi32_epi8(dk[k]), even_odd);
+        int8_t* dst = hd.qv + k * 128 + gi * 32 + e * 8;
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), b);
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + 64), _mm_unpackhi_epi64(b, b));
+      }
+    }
+  }
+  // Per dot lane the sums of the digits over its 8 elements, as dot products with ones.
+  const __m512i ones8 = _mm512_set1_epi8(1);
+  for (int64_t k = 0; k < 3; ++k) {
+    __m512i s =
+        dot_bytes<kVnni, true>(_mm512_setzero_si512(), ones8, _mm512_load_si512(hd.qv + k * 128));
+    s = dot_bytes<kVnni, true>(s, ones8, _mm512_load_si512(hd.qv + k * 128 + 64));
+    _mm512_store_si512(hd.sd[k], s);
+  }
+}
+
 // What one task of the int4-d128 kernel keeps, carved from the scratch.
 struct Int4Task {
-  int64_t hs = 0;            // row stride of the scores
-  int64_t halves = 0;        // half batches of 8 query heads
-  float* acc = nullptr;      // [16 * batches, 8, 16] fp32, value-side lane order
+  int64_t hs = 0;        // row stride of the scores
+  int64_t halves = 0;    // half batches of 8 query heads
+  float* acc = nullptr;  // [16 * batches, 8, 16] fp32, value-side lane order
+  float* s = nullptr;    // [kBlock, hs]
+  float *m = nullptr, *l = nullptr, *alpha = nullptr;
+  // Per-head key form:
   int8_t* qv = nullptr;      // [16 * batches, 3, 2, 64] query digits (Q0, Q1, Q2) x (L, H)
   int32_t* kinit = nullptr;  // [16 * batches, 2, 16] starts of the two key sums per dot lane
-  float* s = nullptr;        // [kBlock, hs]
-  float *m = nullptr, *l = nullptr, *alpha = nullptr;
+  float* ka = nullptr;       // per half batch, 16 lanes in chunk order: sq * softmax scale
+  float* kb = nullptr;       // sum(q_g) * softmax scale
+  // Unit key form, per unit:
+  int8_t* uq = nullptr;      // [units, 3, 8 / U, 2, 64] query digits in unit lane order
+  int32_t* uinit = nullptr;  // [units, 3, 16] starts of the three digit sums
+  float* ua = nullptr;       // [units, 16] sq * softmax scale
+  float* ub = nullptr;       // [units, 16] sum(q_g) * softmax scale on lanes u = 0, else 0
   // Per half batch, 16 lanes in chunk order:
-  float* ka = nullptr;        // sq * softmax scale
-  float* kb = nullptr;        // sum(q_g) * softmax scale
   int32_t* gidx = nullptr;    // group of the lane, counted from gbase
   int32_t* gbase = nullptr;   // [halves] first group (in the row) of the half batch
   uint32_t* gmask = nullptr;  // [halves] groups that may be loaded from gbase
@@ -120,7 +243,7 @@ struct Int4Task {
   int32_t* winit = nullptr;   // [4, halves, 16] starts of the L2, L10, F2, F10 value sums
   float* wf = nullptr;        // [kBlock, halves, 16] this block's w_jg
   int32_t* wq = nullptr;      // [kQuads, 3, halves, 16] digit k of W of a row quad, 4 bytes
-  int32_t* fbuf = nullptr;    // [kQuads, 2, 2, 16] interleaved code bytes of one kv head
+  int32_t* fbuf = nullptr;    // [kQuads, 2 groups, F0 F1 L0 L1, 16] regrouped codes of a kv head
   float* x = nullptr;         // [128]
 };
 
@@ -141,45 +264,190 @@ inline __m512 group_values(const uint16_t* plane, int64_t row_groups, int64_t ro
   return _mm512_permutexvar_ps(_mm512_loadu_si512(w.gidx + hb * kLanes), _mm512_cvtph_ps(h));
 }
 
-// Lanes 0-7 from a[lane0], 8-15 from a[lane1].
-inline __m512i pick2(const int32_t* a, int lane0, int lane1) {
-  return _mm512_mask_set1_epi32(_mm512_set1_epi32(a[lane0]), 0xff00, a[lane1]);
-}
-inline __m512 pick2(const float* a, int lane0, int lane1) {
-  return _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(a[lane0]), _mm512_set1_ps(a[lane1]));
-}
-
-// The two interleaved code vectors of half `half` of a quad of value rows r[0..3] (see above).
-inline void interleave_quad(const __m512i* r, int64_t half, __m512i& f0, __m512i& f1) {
-  const __m512i u01 =
-      half == 0 ? _mm512_unpacklo_epi8(r[0], r[1]) : _mm512_unpackhi_epi8(r[0], r[1]);
-  const __m512i u23 =
-      half == 0 ? _mm512_unpacklo_epi8(r[2], r[3]) : _mm512_unpackhi_epi8(r[2], r[3]);
-  f0 = _mm512_unpacklo_epi16(u01, u23);
-  f1 = _mm512_unpackhi_epi16(u01, u23);
+// Prefetches kv head kvh's codes: its keys `ahead` rows on into L1 (none when 0), its values of
+// this row into L2 for the value pass after the block, whose reads go down a column of rows.
+// Called as each head is scored: a burst of them at the row's start stalls on the fill buffers.
+inline void prefetch_codes(const HostKvCall& c, int64_t row, int64_t kvh, int64_t ahead) {
+  const int64_t at = row * c.kv_heads * 64 + kvh * 64;
+  if (ahead > 0) {
+    _mm_prefetch(reinterpret_cast<const char*>(c.k.codes + at + ahead * c.kv_heads * 64),
+                 _MM_HINT_T0);
+  }
+  _mm_prefetch(reinterpret_cast<const char*>(c.v.codes + at), _MM_HINT_T1);
 }
 
-}  // namespace
+// The sums of kN units (query digits qd[i], starting sums init[i]) against the nibble vectors
+// lo[i], hi[i] of their kv heads: out[3 i + k] = S_k, the digit-k sum of unit i in fp32. Units
+// are done side by side so that their dot-product chains overlap.
+template <bool kVnni, int kU, int kN>
+inline void unit_sums(const int8_t* const* qd, const int32_t* const* init, const __m512i* lo,
+                      const __m512i* hi, __m512* out) {
+  constexpr int kSteps = 8 / kU;
+  const UnitIdx& uidx = kUnitIdx[kU == 1 ? 0 : kU == 2 ? 1 : 2];
+  __m512i a[kN][3][2];
+  for (int i = 0; i < kN; ++i) {
+    for (int k = 0; k < 3; ++k) {
+      a[i][k][0] = _mm512_loadu_si512(init[i] + k * kLanes);
+      a[i][k][1] = _mm512_setzero_si512();
+    }
+  }
+  for (int step = 0; step < kSteps; ++step) {
+    const __m512i idx = _mm512_load_si512(uidx.idx[step]);
+    for (int i = 0; i < kN; ++i) {
+      const __m512i xl = _mm512_permutexvar_epi32(idx, lo[i]);
+      const __m512i xh = _mm512_permutexvar_epi32(idx, hi[i]);
+      for (int k = 0; k < 3; ++k) {
+        const int8_t* d = qd[i] + (k * kSteps + step) * 2 * 64;
+        a[i][k][0] = dot_bytes_at<kVnni, true>(a[i][k][0], xl, d);
+        a[i][k][1] = dot_bytes_at<kVnni, true>(a[i][k][1], xh, d + 64);
+      }
+    }
+  }
+  for (int i = 0; i < kN; ++i) {
+    for (int k = 0; k < 3; ++k) {
+      out[3 * i + k] = _mm512_cvtepi32_ps(_mm512_add_epi32(a[i][k][0], a[i][k][1]));
+    }
+  }
+}
 
-template <bool kVnni>
-void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) {
+// Scores of one key row (block position j) for the task's query heads in the unit form: U lanes
+// per (head, group), 8 / U heads per unit (see the file's notes); units two at a time.
+template <bool kVnni, int kU>
+inline void score_row_units(const HostKvCall& c, const HostKvTask& t, const Int4Task& w,
+                            int64_t row, int64_t j, bool prefetch, int64_t ahead) {
+  constexpr int kHeads = 8 / kU;
+  const int64_t group = c.num_heads / c.kv_heads, units_per_kv = group / kHeads;
+  const int64_t units = (t.kv_end - t.kv_begin) * units_per_kv;
+  const int64_t row_groups = c.kv_heads * 2;
+  const uint8_t* codes = c.k.codes + row * c.kv_heads * 64;
+  const __m512i lo4 = _mm512_set1_epi8(0x0f);
+  // Lanes 0-7 take group 0 of a kv head, lanes 8-15 group 1.
+  const __m512i gsel = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  __m512 sc8 = _mm512_setzero_ps(), mid8 = _mm512_setzero_ps();
+  int64_t k0 = -1;  // first kv head of the scales in sc8, mid8
+  for (int64_t u0 = 0; u0 < units; u0 += 2) {
+    const int n = u0 + 1 < units ? 2 : 1;
+    const int8_t* qd[2];
+    const int32_t* init[2];
+    __m512i lo[2], hi[2];
+    __m512 sc[2], mid[2];
+    for (int i = 0; i < n; ++i) {
+      const int64_t unit = u0 + i, kvh = t.kv_begin + unit / units_per_kv;
+      if (kvh >= k0 + 8 || k0 < 0) {  // scales and mins of up to 8 kv heads from kvh
+        k0 = kvh;
+        const int64_t nk = min64(8, t.kv_end - k0), g0 = row * row_groups + 2 * k0;
+        const auto mk = static_cast<__mmask16>((uint32_t{1} << (2 * nk)) - 1);
+        sc8 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, c.k.scales + g0));
+        mid8 = _mm512_fmadd_ps(sc8, _mm512_set1_ps(8.0f),
+                               _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, c.k.mins + g0)));
+      }
+      if (prefetch && unit % units_per_kv == 0) prefetch_codes(c, row, kvh, ahead);
+      const __m512i sel =
+          _mm512_add_epi32(gsel, _mm512_set1_epi32(static_cast<int>(2 * (kvh - k0))));
+      sc[i] = _mm512_permutexvar_ps(sel, sc8);
+      mid[i] = _mm512_permutexvar_ps(sel, mid8);
+      const __m512i x = _mm512_loadu_si512(codes + kvh * 64);
+      lo[i] = _mm512_and_si512(x, lo4);
+      hi[i] = _mm512_and_si512(_mm512_srli_epi16(x, 4), lo4);
+      qd[i] = w.uq + unit * 3 * (8 / kU) * 2 * 64;
+      init[i] = w.uinit + unit * 3 * kLanes;
+    }
+    __m512 sk[6];
+    if (n == 2) {
+      unit_sums<kVnni, kU, 2>(qd, init, lo, hi, sk);
+    } else {
+      unit_sums<kVnni, kU, 1>(qd, init, lo, hi, sk);
+    }
+    for (int i = 0; i < n; ++i) {
+      const int64_t unit = u0 + i;
+      // Q . (c - 8) = 2^16 S2 + 2^8 S1 + S0.
+      const __m512 f =
+          _mm512_fmadd_ps(sk[3 * i + 2], _mm512_set1_ps(65536.0f),
+                          _mm512_fmadd_ps(sk[3 * i + 1], _mm512_set1_ps(256.0f), sk[3 * i]));
+      const __m512 sv =
+          _mm512_fmadd_ps(f, _mm512_mul_ps(sc[i], _mm512_loadu_ps(w.ua + unit * kLanes)),
+                          _mm512_mul_ps(mid[i], _mm512_loadu_ps(w.ub + unit * kLanes)));
+      // Per head: the sum of its U lanes in each group half.
+      __m256 y = _mm256_add_ps(_mm512_castps512_ps256(sv),
+                               _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sv), 1)));
+      float* dst = w.s + j * w.hs + t.kv_begin * group + unit * kHeads;
+      if constexpr (kU == 1) {
+        _mm256_storeu_ps(dst, y);
+      } else if constexpr (kU == 2) {
+        y = _mm256_hadd_ps(y, y);  // heads 0, 1 in lanes 0, 1; heads 2, 3 in lanes 4, 5
+        _mm_storel_pi(reinterpret_cast<__m64*>(dst), _mm256_castps256_ps128(y));
+        _mm_storel_pi(reinterpret_cast<__m64*>(dst + 2), _mm256_extractf128_ps(y, 1));
+      } else {
+        y = _mm256_hadd_ps(y, y);
+        y = _mm256_hadd_ps(y, y);  // head 0 in lane 0, head 1 in lane 4
+        dst[0] = _mm256_cvtss_f32(y);
+        dst[1] = _mm_cvtss_f32(_mm256_extractf128_ps(y, 1));
+      }
+    }
+  }
+}
+
+// The first value rows of quad q of one kv head (rows past nb repeat the last one; their
+// weights are 0).
+inline void quad_rows(const uint8_t* vcodes, int64_t row_bytes, int64_t nb, int64_t q,
+                      const uint8_t** r) {
+  r[0] = vcodes + 4 * q * row_bytes;
+  if (4 * q + 3 < nb) {
+    for (int64_t i = 1; i < 4; ++i) r[i] = r[i - 1] + row_bytes;
+    return;
+  }
+  for (int64_t i = 1; i < 4; ++i) r[i] = vcodes + min64(4 * q + i, nb - 1) * row_bytes;
+}
+
+// Group g of the value codes of a row quad r[0..3], regrouped: out[v] the full bytes of vector v,
+// out[2 + v] their low nibbles.
+inline void regroup_quad(const uint8_t* const* r, int64_t g, __m512i* out) {
+  __m512i row[4];
+  for (int i = 0; i < 4; ++i) row[i] = _mm512_loadu_si512(r[i]);
+  // Rows 0, 2 and 1, 3 side by side; then bytes of rows 0/1 and 2/3 paired, then all four.
+  const __m512i x = g == 0 ? _mm512_shuffle_i64x2(row[0], row[2], 0x44)
+                           : _mm512_shuffle_i64x2(row[0], row[2], 0xee);
+  const __m512i y = g == 0 ? _mm512_shuffle_i64x2(row[1], row[3], 0x44)
+                           : _mm512_shuffle_i64x2(row[1], row[3], 0xee);
+  const __m512i ulo = _mm512_unpacklo_epi8(x, y), uhi = _mm512_unpackhi_epi8(x, y);
+  const __m512i p01 = _mm512_shuffle_i64x2(ulo, uhi, 0x44);  // rows 0/1: ulo 0, 1, uhi 0, 1
+  const __m512i p23 = _mm512_shuffle_i64x2(ulo, uhi, 0xee);  // rows 2/3: ulo 2, 3, uhi 2, 3
+  const __m512i lo4 = _mm512_set1_epi8(0x0f);
+  out[0] = _mm512_unpacklo_epi16(p01, p23);
+  out[1] = _mm512_unpackhi_epi16(p01, p23);
+  out[2] = _mm512_and_si512(out[0], lo4);
+  out[3] = _mm512_and_si512(out[1], lo4);
+}
+
+// The task itself; kU: 0 for the per-head key form, else the unit form's U.
+template <bool kVnni, int kU>
+void attend_task(const HostKvCall& c, const HostKvTask& t, float* scratch) {
   const int64_t hq = c.num_heads, group = hq / c.kv_heads;
   const int64_t h0 = t.kv_begin * group, h1 = t.kv_end * group, nh = h1 - h0;
   const int64_t batches = (nh + kLanes - 1) / kLanes, halves = 2 * batches, padded = 16 * batches;
   const int64_t row_groups = c.kv_heads * 2, row_bytes = c.kv_heads * 64;
+  constexpr int64_t kSteps = kU > 0 ? 8 / kU : 0, kHeads = kU > 0 ? 8 / kU : 1;
+  const int64_t units = nh / kHeads;
   Int4Task w;
   w.hs = round_up16(hq) + kLanes;
   w.halves = halves;
   float* at = scratch;
   w.acc = carve<float>(at, padded * kD128);
-  w.qv = carve<int8_t>(at, padded * 6 * 64 / 4);
-  w.kinit = carve<int32_t>(at, padded * 2 * kLanes);
   w.s = carve<float>(at, kBlock * w.hs);
   w.m = carve<float>(at, w.hs);
   w.l = carve<float>(at, w.hs);
   w.alpha = carve<float>(at, w.hs);
-  w.ka = carve<float>(at, halves * kLanes);
-  w.kb = carve<float>(at, halves * kLanes);
+  if constexpr (kU == 0) {
+    w.qv = carve<int8_t>(at, padded * kHeadDigitBytes / 4);
+    w.kinit = carve<int32_t>(at, padded * 2 * kLanes);
+    w.ka = carve<float>(at, halves * kLanes);
+    w.kb = carve<float>(at, halves * kLanes);
+  } else {
+    w.uq = carve<int8_t>(at, units * 3 * kSteps * 2 * 64 / 4);
+    w.uinit = carve<int32_t>(at, units * 3 * kLanes);
+    w.ua = carve<float>(at, units * kLanes);
+    w.ub = carve<float>(at, units * kLanes);
+  }
   w.gidx = carve<int32_t>(at, halves * kLanes);
   w.gbase = carve<int32_t>(at, halves);
   w.gmask = carve<uint32_t>(at, halves);
@@ -188,14 +456,12 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
   w.winit = carve<int32_t>(at, 4 * halves * kLanes);
   w.wf = carve<float>(at, kBlock * halves * kLanes);
   w.wq = carve<int32_t>(at, kQuads * 3 * halves * kLanes);
-  w.fbuf = carve<int32_t>(at, kQuads * 4 * kLanes);
+  w.fbuf = carve<int32_t>(at, kQuads * 2 * 4 * kLanes);
   w.x = carve<float>(at, kD128);
   const int64_t hs = w.hs;
 
-  // The query: per head its digits and dot starts; per half batch its groups and coefficients.
+  // The query: per head its digits, in the key form's layout; per half batch its groups.
   const uint16_t* qrow = c.q + t.row * hq * kD128;
-  const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-  const __m512i ones8 = _mm512_set1_epi8(1);
   for (int64_t hb = 0; hb < halves; ++hb) {
     const int64_t first = h0 + hb * 8;
     const int64_t kv_first = (first < h1 ? first : h0) / group;
@@ -203,65 +469,87 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
     const int64_t loadable = min64(kLanes, row_groups - 2 * kv_first);
     w.gmask[hb] = (1u << loadable) - 1;
     for (int64_t i = 0; i < 8; ++i) {
-      const int64_t h = first + i, n = h - h0;
-      int8_t* qv = w.qv + n * 6 * 64;
+      const int64_t h = first + i;
+      for (int64_t gi = 0; gi < 2; ++gi) {
+        w.gidx[hb * kLanes + chunk_lane(i, gi)] =
+            h < h1 ? static_cast<int32_t>(2 * (h / group - kv_first) + gi) : 0;
+      }
+    }
+  }
+  if constexpr (kU == 0) {
+    for (int64_t n = 0; n < padded; ++n) {
+      const int64_t h = h0 + n, hb = n / 8;
+      int8_t* qv = w.qv + n * kHeadDigitBytes;
       int32_t* kinit = w.kinit + n * 2 * kLanes;
       if (h >= h1) {
         for (int64_t gi = 0; gi < 2; ++gi) {
-          const int lane = static_cast<int>(hb * kLanes) + chunk_lane(i, gi);
+          const int lane = static_cast<int>(hb * kLanes) + chunk_lane(n % 8, gi);
           w.ka[lane] = w.kb[lane] = 0.0f;
-          w.gidx[lane] = 0;
         }
-        for (int64_t b = 0; b < 6 * 64; b += 64) {
+        for (int64_t b = 0; b < kHeadDigitBytes; b += 64) {
           _mm512_storeu_si512(qv + b, _mm512_setzero_si512());
         }
         _mm512_storeu_si512(kinit, _mm512_setzero_si512());
         _mm512_storeu_si512(kinit + kLanes, _mm512_setzero_si512());
         continue;
       }
+      HeadDigits hd;
+      quantise_query_head<kVnni>(qrow + h * kD128, c.scale, hd);
       for (int64_t gi = 0; gi < 2; ++gi) {
-        const int lane = static_cast<int>(hb * kLanes) + chunk_lane(i, gi);
-        w.gidx[lane] = static_cast<int32_t>(2 * (h / group - kv_first) + gi);
-        __m512 v[4];
-        __m512 mx = _mm512_setzero_ps(), sum = _mm512_setzero_ps();
-        for (int64_t e = 0; e < 4; ++e) {
-          v[e] = _mm512_cvtph_ps(_mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(qrow + h * kD128 + gi * 64 + e * kLanes)));
-          mx = _mm512_max_ps(mx, _mm512_abs_ps(v[e]));
-          sum = _mm512_add_ps(sum, v[e]);
-        }
-        const float maxabs = _mm512_reduce_max_ps(mx);
-        const float inv = maxabs > 0.0f ? kDigitRange / maxabs : 0.0f;
-        w.ka[lane] = maxabs / kDigitRange * c.scale;
-        w.kb[lane] = _mm512_reduce_add_ps(sum) * c.scale;
-        // Q = round(q / sq), |Q| <= R (+1 from rounding); digit k is byte k of Q + bias_k.
-        // Elements 16e' .. 16e' + 15 are bytes 8e' .. 8e' + 7 of the L and H vectors.
-        for (int64_t e = 0; e < 4; ++e) {
-          const __m512i qi = _mm512_cvtps_epi32(_mm512_mul_ps(v[e], _mm512_set1_ps(inv)));
-          const __m512i dk[3] = {
-              qi, _mm512_srai_epi32(_mm512_add_epi32(qi, _mm512_set1_epi32(kDigit1Bias)), 8),
-              _mm512_srai_epi32(_mm512_add_epi32(qi, _mm512_set1_epi32(kDigit2Bias)), 16)};
-          for (int64_t k = 0; k < 3; ++k) {
-            const __m128i b = _mm_shuffle_epi8(_mm512_cvtepi32_epi8(dk[k]), even_odd);
-            int8_t* dst = qv + k * 128 + gi * 32 + e * 8;
-            _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), b);
-            _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + 64), _mm_unpackhi_epi64(b, b));
-          }
-        }
+        const int lane = static_cast<int>(hb * kLanes) + chunk_lane(n % 8, gi);
+        w.ka[lane] = hd.ka[gi];
+        w.kb[lane] = hd.kb[gi];
       }
-      // Per dot lane the sums of the digits over its 8 elements, as dot products with ones:
-      // the high sum starts at -8 x sum(Q2), the low one at -8 x sum(2^8 Q1 + Q0).
-      __m512i sd[3];
-      for (int64_t k = 0; k < 3; ++k) {
-        sd[k] =
-            dot_bytes<kVnni, true>(_mm512_setzero_si512(), ones8, _mm512_loadu_si512(qv + k * 128));
-        sd[k] = dot_bytes<kVnni, true>(sd[k], ones8, _mm512_loadu_si512(qv + k * 128 + 64));
+      for (int64_t b = 0; b < kHeadDigitBytes; b += 64) {
+        _mm512_storeu_si512(qv + b, _mm512_load_si512(hd.qv + b));
       }
-      const __m512i low = _mm512_add_epi32(_mm512_slli_epi32(sd[1], 8), sd[0]);
+      // The high sum starts at -8 x sum(Q2), the low one at -8 x sum(2^8 Q1 + Q0).
+      const __m512i low = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(hd.sd[1]), 8),
+                                           _mm512_load_si512(hd.sd[0]));
       _mm512_storeu_si512(kinit,
-                          _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sd[2], 3)));
-      _mm512_storeu_si512(kinit + kLanes,
-                          _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(low, 3)));
+                          _mm512_mullo_epi32(_mm512_load_si512(hd.sd[2]), _mm512_set1_epi32(-8)));
+      _mm512_storeu_si512(kinit + kLanes, _mm512_mullo_epi32(low, _mm512_set1_epi32(-8)));
+    }
+  } else {
+    // Head n of a unit owns lanes 8g + n U + u; step t's lane takes the code dword of
+    // kUnitIdx, so the same permutes move the head's digits and digit sums into place.
+    const UnitIdx& uidx = kUnitIdx[kU == 1 ? 0 : kU == 2 ? 1 : 2];
+    const __m512i lane_r = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
+    const __m512i lane_head = _mm512_srli_epi32(lane_r, kU == 1 ? 0 : kU == 2 ? 1 : 2);
+    const __m512i lane_u = _mm512_and_si512(lane_r, _mm512_set1_epi32(kU - 1));
+    for (int64_t h = h0; h < h1; ++h) {
+      HeadDigits hd;
+      quantise_query_head<kVnni>(qrow + h * kD128, c.scale, hd);
+      const int64_t unit = (h - h0) / kHeads, n = (h - h0) % kHeads;
+      const __mmask16 mine =
+          _mm512_cmpeq_epi32_mask(lane_head, _mm512_set1_epi32(static_cast<int>(n)));
+      const __mmask16 lead = _mm512_mask_cmpeq_epi32_mask(mine, lane_u, _mm512_setzero_si512());
+      const __m512 ka =
+          _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(hd.ka[0]), _mm512_set1_ps(hd.ka[1]));
+      const __m512 kb =
+          _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(hd.kb[0]), _mm512_set1_ps(hd.kb[1]));
+      _mm512_mask_storeu_ps(w.ua + unit * kLanes, mine, ka);
+      _mm512_mask_storeu_ps(w.ub + unit * kLanes, mine, _mm512_maskz_mov_ps(lead, kb));
+      int8_t* uq = w.uq + unit * 3 * kSteps * 2 * 64;
+      for (int64_t k = 0; k < 3; ++k) {
+        const __m512i sd = _mm512_load_si512(hd.sd[k]);
+        const __m512i dl = _mm512_load_si512(hd.qv + k * 128);
+        const __m512i dh = _mm512_load_si512(hd.qv + k * 128 + 64);
+        __m512i sum = _mm512_setzero_si512();
+        for (int64_t step = 0; step < kSteps; ++step) {
+          const __m512i idx = _mm512_load_si512(uidx.idx[step]);
+          int8_t* d = uq + (k * kSteps + step) * 2 * 64;
+          _mm512_mask_storeu_epi32(d, mine, _mm512_permutexvar_epi32(idx, dl));
+          _mm512_mask_storeu_epi32(d + 64, mine, _mm512_permutexvar_epi32(idx, dh));
+          sum = _mm512_add_epi32(sum, _mm512_permutexvar_epi32(idx, sd));
+        }
+        _mm512_mask_storeu_epi32(w.uinit + (unit * 3 + k) * kLanes, mine,
+                                 _mm512_mullo_epi32(sum, _mm512_set1_epi32(-8)));
+      }
+    }
+    // The unit form writes the scores of real heads only: the padding lanes stay 0.
+    for (int64_t j = 0; j < kBlock; ++j) {
+      for (int64_t h = h1; h < h0 + padded; ++h) w.s[j * hs + h] = 0.0f;
     }
   }
   for (int64_t n = 0; n < nh * kD128; n += kLanes) _mm512_storeu_ps(w.acc + n, _mm512_setzero_ps());
@@ -279,37 +567,13 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
 
   for (int64_t b0 = t.begin; b0 < t.end; b0 += kBlock) {
     const int64_t nb = min64(kBlock, t.end - b0);
-    // Scores: per row, each kv head's codes split into nibbles once for its query heads.
     for (int64_t j = 0; j < nb; ++j) {
       const int64_t row = base + b0 + j;
       const uint8_t* codes = c.k.codes + row * row_bytes;
-      __m512 dots[kLanes];
-      int64_t n = 0, batch = 0;
-      auto flush = [&] {
-        for (int64_t i = n; i < kLanes; ++i) dots[i] = _mm512_setzero_ps();
-        __m512 g0, g1;
-        reduce_groups(dots, g0, g1);  // (head, group) sums: heads 0-7 in g0, 8-15 in g1
-        __m512 f[2];
-        const __m512 gs[2] = {g0, g1};
-        for (int64_t half = 0; half < 2; ++half) {
-          const int64_t hb = 2 * batch + half;
-          const __m512 sc = group_values(c.k.scales, row_groups, row, w, hb);
-          const __m512 mid = _mm512_fmadd_ps(sc, _mm512_set1_ps(8.0f),
-                                             group_values(c.k.mins, row_groups, row, w, hb));
-          f[half] =
-              _mm512_fmadd_ps(gs[half], _mm512_mul_ps(sc, _mm512_loadu_ps(w.ka + hb * kLanes)),
-                              _mm512_mul_ps(mid, _mm512_loadu_ps(w.kb + hb * kLanes)));
-        }
-        _mm512_storeu_ps(w.s + j * hs + h0 + batch * kLanes,
-                         _mm512_add_ps(_mm512_shuffle_f32x4(f[0], f[1], 0x88),
-                                       _mm512_shuffle_f32x4(f[0], f[1], 0xdd)));
-        ++batch;
-        n = 0;
-      };
       // Prefetch: keys `pf` rows ahead into L1, and this row's values into L2 for the value
       // pass after the block, whose reads go down a column of rows.
-      const bool ahead = pf > 0 && b0 + j + pf < t.end;
       if (pf > 0) {
+        const bool ahead = b0 + j + pf < t.end;
         const int64_t g0 = row * row_groups + 2 * t.kv_begin, gn = 2 * (t.kv_end - t.kv_begin);
         for (int64_t g = 0; g < gn; g += 32) {
           if (ahead) {
@@ -322,37 +586,60 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
           _mm_prefetch(reinterpret_cast<const char*>(c.v.mins + g0 + g), _MM_HINT_T1);
         }
       }
-      for (int64_t kvh = t.kv_begin; kvh < t.kv_end; ++kvh) {
-        if (ahead) {
-          _mm_prefetch(reinterpret_cast<const char*>(codes + pf * row_bytes + kvh * 64),
-                       _MM_HINT_T0);
+      // Each kv head's codes are prefetched as it is scored (prefetch_codes).
+      const int64_t ahead = pf > 0 && b0 + j + pf < t.end ? pf : 0;
+      if constexpr (kU > 0) {
+        score_row_units<kVnni, kU>(c, t, w, row, j, pf > 0, ahead);
+      } else {
+        // Per-head form: each kv head's codes split into nibbles once for its query heads.
+        __m512 dots[kLanes];
+        int64_t n = 0, batch = 0;
+        auto flush = [&] {
+          for (int64_t i = n; i < kLanes; ++i) dots[i] = _mm512_setzero_ps();
+          __m512 g0, g1;
+          reduce_groups(dots, g0, g1);  // (head, group) sums: heads 0-7 in g0, 8-15 in g1
+          __m512 f[2];
+          const __m512 gs[2] = {g0, g1};
+          for (int64_t half = 0; half < 2; ++half) {
+            const int64_t hb = 2 * batch + half;
+            const __m512 sc = group_values(c.k.scales, row_groups, row, w, hb);
+            const __m512 mid = _mm512_fmadd_ps(sc, _mm512_set1_ps(8.0f),
+                                               group_values(c.k.mins, row_groups, row, w, hb));
+            f[half] =
+                _mm512_fmadd_ps(gs[half], _mm512_mul_ps(sc, _mm512_loadu_ps(w.ka + hb * kLanes)),
+                                _mm512_mul_ps(mid, _mm512_loadu_ps(w.kb + hb * kLanes)));
+          }
+          _mm512_storeu_ps(w.s + j * hs + h0 + batch * kLanes,
+                           _mm512_add_ps(_mm512_shuffle_f32x4(f[0], f[1], 0x88),
+                                         _mm512_shuffle_f32x4(f[0], f[1], 0xdd)));
+          ++batch;
+          n = 0;
+        };
+        for (int64_t kvh = t.kv_begin; kvh < t.kv_end; ++kvh) {
+          if (pf > 0) prefetch_codes(c, row, kvh, ahead);
+          const __m512i x = _mm512_loadu_si512(codes + kvh * 64);
+          const __m512i lo = _mm512_and_si512(x, lo4);
+          const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), lo4);
+          for (int64_t r = 0; r < group; ++r) {
+            const int64_t qn = kvh * group + r - h0;
+            const int8_t* qv = w.qv + qn * kHeadDigitBytes;
+            // (2^8 (2^8 (Q2 . c - 8 sum Q2) + Q1 . c) + Q0 . c - 8 sum(2^8 Q1 + Q0) = Q . (c - 8):
+            // at most 2^23 x 8 x 8 in magnitude, exact in int32.
+            __m512i a = _mm512_loadu_si512(w.kinit + qn * 2 * kLanes);
+            a = dot_bytes_at<kVnni, true>(a, lo, qv + 256);
+            a = dot_bytes_at<kVnni, true>(a, hi, qv + 320);
+            a = _mm512_slli_epi32(a, 8);
+            a = dot_bytes_at<kVnni, true>(a, lo, qv + 128);
+            a = dot_bytes_at<kVnni, true>(a, hi, qv + 192);
+            __m512i b = _mm512_loadu_si512(w.kinit + (qn * 2 + 1) * kLanes);
+            b = dot_bytes_at<kVnni, true>(b, lo, qv);
+            b = dot_bytes_at<kVnni, true>(b, hi, qv + 64);
+            dots[n++] = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_slli_epi32(a, 8), b));
+            if (n == kLanes) flush();
+          }
         }
-        if (pf > 0) {
-          _mm_prefetch(reinterpret_cast<const char*>(c.v.codes + row * row_bytes + kvh * 64),
-                       _MM_HINT_T1);
-        }
-        const __m512i x = _mm512_loadu_si512(codes + kvh * 64);
-        const __m512i lo = _mm512_and_si512(x, lo4);
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), lo4);
-        for (int64_t r = 0; r < group; ++r) {
-          const int64_t qn = kvh * group + r - h0;
-          const int8_t* qv = w.qv + qn * 6 * 64;
-          // (2^8 (2^8 (Q2 . c - 8 sum Q2) + Q1 . c) + Q0 . c - 8 sum(2^8 Q1 + Q0) = Q . (c - 8):
-          // at most 2^23 x 8 x 8 in magnitude, exact in int32.
-          __m512i a = _mm512_loadu_si512(w.kinit + qn * 2 * kLanes);
-          a = dot_bytes<kVnni, true>(a, lo, _mm512_loadu_si512(qv + 256));
-          a = dot_bytes<kVnni, true>(a, hi, _mm512_loadu_si512(qv + 320));
-          a = _mm512_slli_epi32(a, 8);
-          a = dot_bytes<kVnni, true>(a, lo, _mm512_loadu_si512(qv + 128));
-          a = dot_bytes<kVnni, true>(a, hi, _mm512_loadu_si512(qv + 192));
-          __m512i b = _mm512_loadu_si512(w.kinit + (qn * 2 + 1) * kLanes);
-          b = dot_bytes<kVnni, true>(b, lo, _mm512_loadu_si512(qv));
-          b = dot_bytes<kVnni, true>(b, hi, _mm512_loadu_si512(qv + 64));
-          dots[n++] = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_slli_epi32(a, 8), b));
-          if (n == kLanes) flush();
-        }
+        if (n > 0) flush();
       }
-      if (n > 0) flush();
     }
     softmax_block(w.s, hs, nb, h0, batches, w.m, w.l, w.alpha);
 
@@ -418,75 +705,60 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
                             _mm512_mullo_epi32(parts[p], _mm512_set1_epi32(-136)));
       }
     }
-    // acc += ws * sum_j W_j (c_j - 8): per kv head (its quads interleaved once when it has
-    // several query heads), per query head and half, 12 int32 sums over the block.
+    // acc += ws * sum_j W_j (c_j - 8): per kv head (its quads regrouped once when it has several
+    // query heads), per query head and group, 12 int32 sums over the block.
     for (int64_t kvh = t.kv_begin; kvh < t.kv_end; ++kvh) {
       const uint8_t* vcodes = c.v.codes + (base + b0) * row_bytes + kvh * 64;
-      auto load_quad = [&](int64_t q, __m512i* r) {
-        const uint8_t* p = vcodes + 4 * q * row_bytes;
-        if (4 * q + 3 < nb) {
-          for (int64_t i = 0; i < 4; ++i) r[i] = _mm512_loadu_si512(p + i * row_bytes);
-          return;
-        }
-        for (int64_t i = 0; i < 4; ++i) {
-          const int64_t j = min64(4 * q + i, nb - 1);  // rows past nb have weight 0
-          r[i] = _mm512_loadu_si512(vcodes + j * row_bytes);
-        }
-      };
       const bool buffered = group > 1;
       if (buffered) {
         for (int64_t q = 0; q < quads; ++q) {
-          __m512i r[4];
-          load_quad(q, r);
-          for (int64_t half = 0; half < 2; ++half) {
-            __m512i f0, f1;
-            interleave_quad(r, half, f0, f1);
-            _mm512_storeu_si512(w.fbuf + ((q * 2 + half) * 2) * kLanes, f0);
-            _mm512_storeu_si512(w.fbuf + ((q * 2 + half) * 2 + 1) * kLanes, f1);
+          const uint8_t* r[4];
+          quad_rows(vcodes, row_bytes, nb, q, r);
+          for (int64_t g = 0; g < 2; ++g) {
+            __m512i f[4];
+            regroup_quad(r, g, f);
+            for (int i = 0; i < 4; ++i) {
+              _mm512_storeu_si512(w.fbuf + ((q * 2 + g) * 4 + i) * kLanes, f[i]);
+            }
           }
         }
       }
       for (int64_t rq = 0; rq < group; ++rq) {
-        const int64_t n = kvh * group + rq - h0, hb = n / 8;
-        const int lane0 = static_cast<int>(hb * kLanes) + chunk_lane(n % 8, 0), lane1 = lane0 + 4;
-        const __m512 ws = pick2(w.wsc, lane0, lane1);
-        const __m512 alpha = _mm512_set1_ps(w.alpha[h0 + n]);
-        const __m512i init_l2 = pick2(w.winit, lane0, lane1);
-        const __m512i init_l10 = pick2(w.winit + halves * kLanes, lane0, lane1);
-        const __m512i init_f2 = pick2(w.winit + 2 * halves * kLanes, lane0, lane1);
-        const __m512i init_f10 = pick2(w.winit + 3 * halves * kLanes, lane0, lane1);
-        for (int64_t half = 0; half < 2; ++half) {
+        const int64_t h = kvh * group + rq, n = h - h0, hb = n / 8;
+        const __m512 alpha = _mm512_set1_ps(w.alpha[h]);
+        for (int64_t g = 0; g < 2; ++g) {
+          const int64_t lane = hb * kLanes + chunk_lane(n % 8, g);
           // [v][digit]: sums over L (low nibbles) and F (whole bytes).
           __m512i sl[2][3], sf[2][3];
           for (int v = 0; v < 2; ++v) {
-            sl[v][0] = init_l10;
+            sl[v][0] = _mm512_set1_epi32(w.winit[halves * kLanes + lane]);
             sl[v][1] = _mm512_setzero_si512();
-            sl[v][2] = init_l2;
-            sf[v][0] = init_f10;
+            sl[v][2] = _mm512_set1_epi32(w.winit[lane]);
+            sf[v][0] = _mm512_set1_epi32(w.winit[3 * halves * kLanes + lane]);
             sf[v][1] = _mm512_setzero_si512();
-            sf[v][2] = init_f2;
+            sf[v][2] = _mm512_set1_epi32(w.winit[2 * halves * kLanes + lane]);
           }
           for (int64_t q = 0; q < quads; ++q) {
-            __m512i f[2];
+            __m512i f[4];
             if (buffered) {
-              f[0] = _mm512_loadu_si512(w.fbuf + ((q * 2 + half) * 2) * kLanes);
-              f[1] = _mm512_loadu_si512(w.fbuf + ((q * 2 + half) * 2 + 1) * kLanes);
-            } else {
-              __m512i r[4];
-              load_quad(q, r);
-              interleave_quad(r, half, f[0], f[1]);
-            }
-            const int32_t* wq = w.wq + q * 3 * halves * kLanes;
-            __m512i wd[3];
-            for (int k = 0; k < 3; ++k) wd[k] = pick2(wq + k * halves * kLanes, lane0, lane1);
-            for (int v = 0; v < 2; ++v) {
-              const __m512i lo = _mm512_and_si512(f[v], lo4);
-              for (int k = 0; k < 3; ++k) {
-                sl[v][k] = dot_bytes<kVnni, true>(sl[v][k], lo, wd[k]);
-                sf[v][k] = dot_bytes<kVnni, false>(sf[v][k], f[v], wd[k]);
+              for (int i = 0; i < 4; ++i) {
+                f[i] = _mm512_loadu_si512(w.fbuf + ((q * 2 + g) * 4 + i) * kLanes);
               }
+            } else {
+              const uint8_t* r[4];
+              quad_rows(vcodes, row_bytes, nb, q, r);
+              regroup_quad(r, g, f);
+            }
+            const int32_t* wq = w.wq + q * 3 * halves * kLanes + lane;
+            for (int k = 0; k < 3; ++k) {
+              for (int v = 0; v < 2; ++v) {
+                sl[v][k] = dot_bytes_bcast<kVnni, true>(sl[v][k], f[2 + v], wq);
+                sf[v][k] = dot_bytes_bcast<kVnni, false>(sf[v][k], f[v], wq);
+              }
+              wq += halves * kLanes;
             }
           }
+          const __m512 ws = _mm512_set1_ps(w.wsc[lane]);
           for (int v = 0; v < 2; ++v) {
             // L: elements of the low nibbles; H = (F - L) / 16: of the high nibbles.
             const __m512i l10 = _mm512_add_epi32(_mm512_slli_epi32(sl[v][1], 8), sl[v][0]);
@@ -498,7 +770,7 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
                 _mm512_fmadd_ps(_mm512_cvtepi32_ps(sl[v][2]), two16, _mm512_cvtepi32_ps(l10)),
                 _mm512_fmadd_ps(_mm512_cvtepi32_ps(h2), two16, _mm512_cvtepi32_ps(h10))};
             for (int kind = 0; kind < 2; ++kind) {
-              float* a = w.acc + n * kD128 + ((half * 2 + v) * 2 + kind) * kLanes;
+              float* a = w.acc + n * kD128 + ((g * 2 + v) * 2 + kind) * kLanes;
               _mm512_storeu_ps(
                   a, _mm512_fmadd_ps(_mm512_loadu_ps(a), alpha, _mm512_mul_ps(vals[kind], ws)));
             }
@@ -509,17 +781,24 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
   }
 
   // Out: (acc + min terms) in natural order, / l as fp16, or into the partial. Vector
-  // (half, v, kind) lane 4a + t holds element 2 (16a + 8 half + 4v + t) + kind.
+  // (g, v, kind) lane 4a + t holds element 64g + 2 (16 (a % 2) + 8 (a / 2) + 4v + t) + kind:
+  // per group and kind the two v vectors are permuted into two orders of positions that
+  // vunpck[lh]ps of the kinds put in natural order.
   for (int64_t h = h0; h < h1; ++h) {
     const int64_t n = h - h0, hb = n / 8;
     const float* a = w.acc + n * kD128;
-    const float mg[2] = {w.macc[hb * kLanes + chunk_lane(n % 8, 0)],
-                         w.macc[hb * kLanes + chunk_lane(n % 8, 1)]};
-    for (int64_t vec = 0; vec < 8; ++vec) {
-      const int64_t half = vec / 4, v = (vec / 2) % 2, kind = vec % 2;
-      for (int64_t lane = 0; lane < kLanes; ++lane) {
-        const int64_t e = 2 * (16 * (lane / 4) + 8 * half + 4 * v + lane % 4) + kind;
-        w.x[e] = a[vec * kLanes + lane] + mg[lane / 8];
+    for (int64_t g = 0; g < 2; ++g) {
+      const __m512 mg = _mm512_set1_ps(w.macc[hb * kLanes + chunk_lane(n % 8, g)]);
+      for (int64_t part = 0; part < 2; ++part) {
+        const __m512i idx = _mm512_load_si512(kOutIdx.idx[part]);
+        __m512 p[2];
+        for (int64_t kind = 0; kind < 2; ++kind) {
+          p[kind] = _mm512_permutex2var_ps(_mm512_loadu_ps(a + ((g * 2) * 2 + kind) * kLanes), idx,
+                                           _mm512_loadu_ps(a + ((g * 2 + 1) * 2 + kind) * kLanes));
+        }
+        float* x = w.x + 64 * g + 32 * part;
+        _mm512_storeu_ps(x, _mm512_add_ps(_mm512_unpacklo_ps(p[0], p[1]), mg));
+        _mm512_storeu_ps(x + kLanes, _mm512_add_ps(_mm512_unpackhi_ps(p[0], p[1]), mg));
       }
     }
     if (t.partial == nullptr) {
@@ -540,6 +819,18 @@ void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) 
         _mm512_storeu_ps(pa + i, _mm512_loadu_ps(w.x + i));
     }
   }
+}
+
+}  // namespace
+
+template <bool kVnni>
+void attend_int4_d128(const HostKvCall& c, const HostKvTask& t, float* scratch) {
+  // The unit form where a kv head's query heads fill whole units of 8 / U heads.
+  const int64_t group = c.num_heads / c.kv_heads;
+  if (group % 8 == 0) return attend_task<kVnni, 1>(c, t, scratch);
+  if (group == 4) return attend_task<kVnni, 2>(c, t, scratch);
+  if (group == 2) return attend_task<kVnni, 4>(c, t, scratch);
+  return attend_task<kVnni, 0>(c, t, scratch);
 }
 
 template void attend_int4_d128<true>(const HostKvCall&, const HostKvTask&, float*);

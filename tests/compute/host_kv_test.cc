@@ -308,6 +308,16 @@ TEST_F(HostKvAttentionTest, Int4HeadDim128HeadBatchesAndGroupings) {
   check_all({"gqa 40/8 d128 window 9", 40, 8, 128, 2, 48, {{0, 40, 1}, {1, 3, 2}}, 9});
 }
 
+TEST_F(HostKvAttentionTest, Int4HeadDim128UnitsOfGroupedHeads) {
+  // Grouped heads in units of 8 / U query heads of one kv head (G = 2, 4 or a multiple of 8),
+  // scored two units at a time: several units per kv head (G 16), more than 8 kv heads (the
+  // scales are read 8 kv heads at a time), an odd number of units.
+  check_all({"gqa 32/2 d128", 32, 2, 128, 2, 40, {{1, 37, 1}, {0, 6, 2}}, {}});
+  check_all({"gqa 40/10 d128", 40, 10, 128, 2, 40, {{0, 35, 1}, {1, 9, 2}}, {}});
+  check_all({"gqa 18/9 d128", 18, 9, 128, 2, 40, {{1, 33, 1}, {0, 4, 3}}, {}});
+  check_all({"gqa 72/9 d128", 72, 9, 128, 1, 40, {{0, 38, 1}}, {}});
+}
+
 TEST_F(HostKvAttentionTest, SlidingWindow) {
   check_all({"window 20", 4, 2, 64, 3, 128, {{0, 100, 1}, {2, 5, 4}, {1, 30, 3}}, 20});
   check_all({"window 1", 2, 2, 64, 1, 16, {{0, 9, 2}}, 1});
