@@ -163,13 +163,10 @@ int32_t TokenMasker::intern_locked(const ConstraintState& s) const {
   return id;
 }
 
-int32_t TokenMasker::step(int32_t q, unsigned char byte) const {
+int32_t TokenMasker::step_slow(int32_t q, unsigned char byte) const {
   std::atomic<int32_t>& m = move(q, byte_class_[byte]);
-  // Acquire: the target's block, made before the move was stored, is then visible here.
-  int32_t r = m.load(std::memory_order_acquire);
-  if (r != kUnknown) return r;
   std::lock_guard lock(dfa_mu_);
-  r = m.load(std::memory_order_relaxed);
+  int32_t r = m.load(std::memory_order_relaxed);
   if (r != kUnknown) return r;
   ConstraintState next = states_[static_cast<size_t>(q)];
   r = next.feed(byte) ? intern_locked(next) : kRefused;
@@ -216,9 +213,8 @@ void TokenMasker::walk(int32_t node, int32_t q, Words& bits) const {
   }
   const auto own_end = static_cast<size_t>(at.first + at.own);
   for (size_t i = static_cast<size_t>(at.first); i < own_end; ++i) bits[i / 64] |= uint64_t{1} << (i % 64);
-  for (int32_t k = at.kids; k < at.kids_end; ++k) {
-    const uint8_t byte = trie_.kid_byte_[static_cast<size_t>(k)];
-    const int32_t child = trie_.kid_at_[static_cast<size_t>(k)];
+  for (int32_t child = at.kids; child < at.kids_end; ++child) {
+    const uint8_t byte = flat[static_cast<size_t>(child)].byte;
     const int32_t r = step(q, byte);
     if (r == kRefused) continue;
     if (r == kFull) {
@@ -247,9 +243,9 @@ void TokenMasker::walk_copying(int32_t node, const ConstraintState& s, Words& bi
   const TokenTrie::Flat& at = flat[static_cast<size_t>(node)];
   const auto own_end = static_cast<size_t>(at.first + at.own);
   for (size_t i = static_cast<size_t>(at.first); i < own_end; ++i) bits[i / 64] |= uint64_t{1} << (i % 64);
-  for (int32_t k = at.kids; k < at.kids_end; ++k) {
+  for (int32_t child = at.kids; child < at.kids_end; ++child) {
     ConstraintState next = s;
-    if (next.feed(trie_.kid_byte_[static_cast<size_t>(k)])) walk_copying(trie_.kid_at_[static_cast<size_t>(k)], next, bits);
+    if (next.feed(flat[static_cast<size_t>(child)].byte)) walk_copying(child, next, bits);
   }
 }
 void TokenMasker::allowed(const ConstraintState& state, std::vector<uint8_t>& allowed) const {

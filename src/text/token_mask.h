@@ -92,8 +92,13 @@ class TokenMasker {
   bool key_into(const GrammarState& s, const std::vector<uint32_t>& cls, std::string& key) const;
   // The id of state `s`, interning it; kFull when it is new and the DFA is full. Holds dfa_mu_.
   int32_t intern_locked(const ConstraintState& s) const;
-  // State q's move on `byte`: an id, kRefused or kFull.
-  int32_t step(int32_t q, unsigned char byte) const;
+  // State q's move on `byte`: an id, kRefused or kFull. The slow path computes it under dfa_mu_.
+  int32_t step(int32_t q, unsigned char byte) const {
+    // Acquire: the target's block, made before the move was stored, is then visible here.
+    const int32_t r = move(q, byte_class_[byte]).load(std::memory_order_acquire);
+    return r != kUnknown ? r : step_slow(q, byte);
+  }
+  int32_t step_slow(int32_t q, unsigned char byte) const;
   // State q's level-`height` class id (equal for two states exactly when their level-height class
   // keys are), or -1 when it has none.
   int32_t class_of(int32_t q, int height) const;

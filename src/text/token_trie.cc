@@ -76,7 +76,6 @@ void TokenTrie::index() {
   // Depth first without recursion: a node is entered (its range opens, its tokens are listed) when
   // first met and left (its range closes, its height is known) after its children.
   std::vector<std::pair<int32_t, size_t>> path{{0, 0}};  // node, next child
-  std::vector<int32_t> size(nodes_.size(), 1);            // nodes in each subtree
   nodes_[0].first = 0;
   while (!path.empty()) {
     auto& [n, next] = path.back();
@@ -91,36 +90,27 @@ void TokenTrie::index() {
     }
     node.end = static_cast<int32_t>(order_.size());
     node.height = 0;
-    for (const auto& [byte, c] : node.children) {
+    for (const auto& [byte, c] : node.children)
       node.height = std::max(node.height, nodes_[static_cast<size_t>(c)].height + 1);
-      size[static_cast<size_t>(n)] += size[static_cast<size_t>(c)];
-    }
     path.pop_back();
   }
-  // The same nodes depth first in one array, each child's subtree right after its parent's entry,
-  // in the order of Node::children (so that the token ranges read in increasing order).
+  // The same nodes in one array, breadth first, so that each node's children lie side by side.
   flat_.assign(nodes_.size(), {});
-  kid_byte_.assign(nodes_.size() - 1, 0);
-  kid_at_.assign(nodes_.size() - 1, 0);
-  std::vector<int32_t> todo{0}, at(nodes_.size(), 0);  // nodes to place; node -> its flat index
-  int32_t kids = 0;
-  while (!todo.empty()) {
-    const int32_t n = todo.back();
-    todo.pop_back();
+  auto entry = [&](int32_t n, uint8_t byte) {
     const Node& node = nodes_[static_cast<size_t>(n)];
-    Flat& f = flat_[static_cast<size_t>(at[static_cast<size_t>(n)])];
-    f = {node.first, node.end, static_cast<int32_t>(node.tokens.size()), node.height, kids, kids};
-    // Each child's index: after the node's entry, past its earlier siblings' subtrees.
-    int32_t next = at[static_cast<size_t>(n)] + 1;
+    return Flat{node.first, node.end, static_cast<int32_t>(node.tokens.size()), node.height, 0, 0, byte};
+  };
+  flat_[0] = entry(0, 0);
+  std::vector<int32_t> queue{0};  // by flat index: the node there
+  int32_t placed = 1;
+  for (size_t i = 0; i < queue.size(); ++i) {
+    const Node& node = nodes_[static_cast<size_t>(queue[i])];
+    flat_[i].kids = placed;
     for (const auto& [byte, c] : node.children) {
-      kid_byte_[static_cast<size_t>(kids)] = byte;
-      kid_at_[static_cast<size_t>(kids)] = next;
-      at[static_cast<size_t>(c)] = next;
-      next += size[static_cast<size_t>(c)];
-      ++kids;
+      flat_[static_cast<size_t>(placed++)] = entry(c, byte);
+      queue.push_back(c);
     }
-    f.kids_end = kids;
-    for (size_t k = node.children.size(); k-- > 0;) todo.push_back(node.children[k].second);
+    flat_[i].kids_end = placed;
   }
 }
 

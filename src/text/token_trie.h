@@ -5,7 +5,7 @@
 // a pass over the vocabulary. Tokens whose text is empty (special tokens) are never allowed by it.
 // Immutable after construction; thread safe. TokenMasker (token_mask.h) walks the same trie with
 // work shared between states, through the node heights, depth-first token ranges and the nodes laid
-// out depth first in one array (flat_) kept here.
+// out in one array (flat_) kept here.
 #pragma once
 
 #include <cstdint>
@@ -47,14 +47,15 @@ class TokenTrie {
     int32_t first = 0, end = 0;
   };
 
-  // A node in the depth-first array flat_ (the root at 0, each child's subtree right after its
-  // parent's entry), its children's bytes and indices side by side in kid_byte_ and kid_at_: walks
-  // read a node's children from one place and touch a child's entry only when they enter it.
+  // A node in the array flat_ (the root at 0), where each node's children lie side by side, in the
+  // order of Node::children: a walk reads a node's children, bytes and all, from one place, and
+  // what it needs to enter one is in the entry it has just read.
   struct Flat {
     int32_t first, end;      // the subtree's tokens: order_[first, end)
     int32_t own;             // tokens whose text ends here: order_[first, first + own)
     int32_t height;          // as Node::height
-    int32_t kids, kids_end;  // its children: kid_byte_ and kid_at_ [kids, kids_end)
+    int32_t kids, kids_end;  // its children: flat_[kids, kids_end)
+    uint8_t byte;            // the byte from its parent (0 at the root)
   };
 
   void insert(int32_t id);
@@ -73,9 +74,7 @@ class TokenTrie {
   std::vector<std::string> texts_;
   std::vector<Node> nodes_;
   std::vector<int32_t> order_;     // the tokens with text, depth first
-  std::vector<Flat> flat_;         // the nodes depth first, the root at 0
-  std::vector<uint8_t> kid_byte_;  // by child, each node's children together
-  std::vector<int32_t> kid_at_;    // the child's index in flat_
+  std::vector<Flat> flat_;         // the nodes, each one's children together, the root at 0
 };
 
 }  // namespace strata::text
