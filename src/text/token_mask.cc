@@ -56,6 +56,8 @@ uint32_t refine(const Grammar& g, const std::vector<uint32_t>* edge_cls, std::ve
 TokenMasker::TokenMasker(const TokenTrie& trie, const Constraint& constraint, Options options)
     : trie_(trie), grammar_(constraint.grammar()), options_(options) {
   levels_kept_ = trie_.nodes_[0].height + 1;
+  with_text_.assign(static_cast<size_t>(trie_.vocab()), 0);
+  for (int32_t t : trie_.order_) with_text_[static_cast<size_t>(t)] = 1;
   const size_t blocks = (options_.max_states + kBlock - 1) / kBlock;
   next_.resize(blocks);
   cls_.resize(blocks);
@@ -260,10 +262,25 @@ void TokenMasker::allowed(const ConstraintState& state, std::vector<uint8_t>& al
   } else {
     walk(0, q, bits);
   }
-  allowed.assign(static_cast<size_t>(trie_.vocab()), 0);
-  for (size_t w = 0; w < bits.size(); ++w)
-    for (uint64_t x = bits[w]; x != 0; x &= x - 1)
-      allowed[static_cast<size_t>(trie_.order_[w * 64 + static_cast<size_t>(std::countr_zero(x))])] = 1;
+  // The depth-first bits to token ids: the set bits, or, when most are set, the clear ones taken
+  // from the tokens with text.
+  const size_t n = trie_.order_.size();
+  size_t set = 0;
+  for (uint64_t x : bits) set += static_cast<size_t>(std::popcount(x));
+  if (set * 2 <= n) {
+    allowed.assign(static_cast<size_t>(trie_.vocab()), 0);
+    for (size_t w = 0; w < bits.size(); ++w)
+      for (uint64_t x = bits[w]; x != 0; x &= x - 1)
+        allowed[static_cast<size_t>(trie_.order_[w * 64 + static_cast<size_t>(std::countr_zero(x))])] = 1;
+    return;
+  }
+  allowed = with_text_;
+  for (size_t w = 0; w < bits.size(); ++w) {
+    uint64_t x = ~bits[w];
+    if (w + 1 == bits.size() && n % 64 != 0) x &= (uint64_t{1} << (n % 64)) - 1;  // past the last token
+    for (; x != 0; x &= x - 1)
+      allowed[static_cast<size_t>(trie_.order_[w * 64 + static_cast<size_t>(std::countr_zero(x))])] = 0;
+  }
 }
 
 }  // namespace strata::text

@@ -115,6 +115,7 @@ class TokenMasker {
   std::array<uint8_t, 256> byte_class_{};  // byte -> its class (a column of the rows)
   int byte_classes_ = 256;
   int levels_kept_ = 0;  // class ids a row holds: levels 0 .. the trie's height
+  std::vector<uint8_t> with_text_;  // by token: 1 when its text is not empty (it is in the trie)
 
   // The DFA: next_ and cls_ hold max_states / kBlock block pointers from the start (never moving);
   // the blocks of states [0, states_.size()) are made.
