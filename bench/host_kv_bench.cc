@@ -4,6 +4,9 @@
 // (min/median/max over repetitions) and GB/s, next to the machine's parallel read bandwidth
 // measured the same way (the ceiling). Each repetition uses another copy of the cache (a
 // different "layer") so the working set exceeds the last-level cache, as in the engine.
+// With --cpu-time, also the process CPU time per call (min, median) and the GB/s per CPU-second:
+// on a machine shared with other work, the cost of a call without the time its threads wait for a
+// core.
 // Output on stdout: one JSON line per case (and one for the ceiling; with --append, one more per
 // case timing the appends of one call alone), then a Markdown table.
 
@@ -14,6 +17,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -40,6 +44,7 @@ struct Options {
   int64_t prefetch = -1;
   bool no_vnni = false;
   bool append = false;  // also time the appends of one call alone, on one thread
+  bool cpu_time = false;  // also report the process CPU time per call
   std::string commit = "unknown";
 };
 
@@ -60,6 +65,14 @@ Timing summarise(std::vector<double> ms) {
 double now_ms() {
   using clock = std::chrono::steady_clock;
   return std::chrono::duration<double, std::milli>(clock::now().time_since_epoch()).count();
+}
+
+// CPU time of all the process's threads: on a shared machine, the work a call costs without the
+// time its threads wait for a core (pool threads waiting for tasks count too).
+double cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) * 1e-6;
 }
 
 std::string cpu_name() {
@@ -142,7 +155,7 @@ double read_ceiling_gbps(ThreadPool& pool, const std::vector<uint64_t>& buf, int
 struct Row {
   std::string shape, kv;
   double mb, ms, gbps, pct;
-  Timing t;
+  Timing t, cpu;
 };
 
 int run(const Options& o) {
@@ -219,14 +232,17 @@ int run(const Options& o) {
       const double bytes = 2.0 * row_bytes * static_cast<double>(rows_read);  // k and v
       const compute::AttentionParams params{1.0f / std::sqrt(static_cast<float>(s.d)), {}};
 
-      std::vector<double> ms;
+      std::vector<double> ms, cpu;
       for (int r = 0; r < o.reps + copies; ++r) {  // the first pass over the copies warms up
         const size_t c = static_cast<size_t>(r % copies);
         const compute::HostKvView view{sh, k[c].data(), v[c].data()};
-        const double t0 = now_ms();
+        const double c0 = cpu_ms(), t0 = now_ms();
         compute::host_kv_attention(pool, view, s.hq, q.data(), kn.data(), vn.data(), seqs, params,
                                    out.data(), tuning);
-        if (r >= copies) ms.push_back(now_ms() - t0);
+        if (r >= copies) {
+          ms.push_back(now_ms() - t0);
+          cpu.push_back(cpu_ms() - c0);
+        }
       }
       if (o.append) {
         // The appends of one call alone (what a call does before its barrier), on this thread,
@@ -254,19 +270,21 @@ int run(const Options& o) {
       }
       const Timing t = summarise(ms);
       const double gbps = bytes / (t.median_ms * 1e-3) / 1e9;
+      const Timing ct = summarise(cpu);
       rows.push_back({s.name, int4 ? "int4-g64" : "fp16", bytes / 1e6, t.median_ms, gbps,
-                      100.0 * gbps / ceiling, t});
+                      100.0 * gbps / ceiling, t, ct});
       std::printf(
           "{\"bench\":\"host_kv_attention\",\"shape\":\"%s\",\"kv\":\"%s\",\"slots\":%lld,"
           "\"past\":[%lld,%lld],\"heads\":%lld,\"kv_heads\":%lld,\"head_dim\":%lld,"
           "\"kernel\":\"%s\",\"threads\":%d,\"copies\":%d,\"reps\":%d,\"bytes\":%.0f,"
           "\"min_ms\":%.3f,\"median_ms\":%.3f,\"max_ms\":%.3f,\"gbps\":%.2f,"
-          "\"read_ceiling_gbps\":%.2f,\"device\":\"%s\",\"commit\":\"%s\"}\n",
+          "\"read_ceiling_gbps\":%.2f,\"cpu_min_ms\":%.3f,\"cpu_median_ms\":%.3f,"
+          "\"device\":\"%s\",\"commit\":\"%s\"}\n",
           s.name.c_str(), int4 ? "int4-g64" : "fp16", static_cast<long long>(o.slots),
           static_cast<long long>(o.past_min), static_cast<long long>(o.past_max),
           static_cast<long long>(s.hq), static_cast<long long>(s.hkv), static_cast<long long>(s.d),
           kernel, threads, copies, o.reps, bytes, t.min_ms, t.median_ms, t.max_ms, gbps, ceiling,
-          cpu_name().c_str(), o.commit.c_str());
+          ct.min_ms, ct.median_ms, cpu_name().c_str(), o.commit.c_str());
       std::fflush(stdout);
     }
   }
@@ -277,10 +295,17 @@ int run(const Options& o) {
       cpu_name().c_str(), threads, kernel, o.commit.c_str(), o.reps, ceiling);
   std::printf(
       "| shape | KV | MB read per call | ms min | ms median | ms max | GB/s (median) | "
-      "of ceiling |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
+      "of ceiling |%s\n|---|---|---:|---:|---:|---:|---:|---:|%s\n",
+      o.cpu_time ? " CPU ms min | CPU ms median | GB/s per CPU-second (min) |" : "",
+      o.cpu_time ? "---:|---:|---:|" : "");
   for (const Row& r : rows) {
-    std::printf("| %s | %s | %.1f | %.3f | %.3f | %.3f | %.1f | %.0f%% |\n", r.shape.c_str(),
+    std::printf("| %s | %s | %.1f | %.3f | %.3f | %.3f | %.1f | %.0f%% |", r.shape.c_str(),
                 r.kv.c_str(), r.mb, r.t.min_ms, r.t.median_ms, r.t.max_ms, r.gbps, r.pct);
+    if (o.cpu_time) {
+      std::printf(" %.3f | %.3f | %.1f |", r.cpu.min_ms, r.cpu.median_ms,
+                  r.mb * 1e6 / (r.cpu.min_ms * 1e-3) / 1e9);
+    }
+    std::printf("\n");
   }
   return 0;
 }
@@ -307,6 +332,8 @@ int main(int argc, char** argv) {
   app.add_flag("--no-vnni", o.no_vnni, "int4: the AVX512-BW dot products even where VNNI exists");
   app.add_flag("--append", o.append,
                "also time one call's appends alone (all sequences, one thread)");
+  app.add_flag("--cpu-time", o.cpu_time,
+               "also print the process CPU time per call (min, median) and GB/s per CPU-second");
   app.add_option("--commit", o.commit, "commit to print with the results");
   CLI11_PARSE(app, argc, argv);
   return strata::run(o);

@@ -276,101 +276,81 @@ inline void prefetch_codes(const HostKvCall& c, int64_t row, int64_t kvh, int64_
   _mm_prefetch(reinterpret_cast<const char*>(c.v.codes + at), _MM_HINT_T1);
 }
 
-// The sums of kN units (query digits qd[i], starting sums init[i]) against the nibble vectors
-// lo[i], hi[i] of their kv heads: out[3 i + k] = S_k, the digit-k sum of unit i in fp32. Units
-// are done side by side so that their dot-product chains overlap.
-template <bool kVnni, int kU, int kN>
-inline void unit_sums(const int8_t* const* qd, const int32_t* const* init, const __m512i* lo,
-                      const __m512i* hi, __m512* out) {
-  constexpr int kSteps = 8 / kU;
+// Scores of kR key rows (rows[r], block positions js[r]) for the task's query heads in the unit
+// form: U lanes per (head, group), 8 / U heads per unit (see the file's notes). The rows are
+// done side by side, each query digit vector loaded once for them.
+template <bool kVnni, int kU, int kR>
+inline void score_rows_units(const HostKvCall& c, const HostKvTask& t, const Int4Task& w,
+                             const int64_t* rows, const int64_t* js, bool prefetch,
+                             const int64_t* ahead) {
+  constexpr int kSteps = 8 / kU, kHeads = 8 / kU;
   const UnitIdx& uidx = kUnitIdx[kU == 1 ? 0 : kU == 2 ? 1 : 2];
-  __m512i a[kN][3][2];
-  for (int i = 0; i < kN; ++i) {
-    for (int k = 0; k < 3; ++k) {
-      a[i][k][0] = _mm512_loadu_si512(init[i] + k * kLanes);
-      a[i][k][1] = _mm512_setzero_si512();
-    }
-  }
-  for (int step = 0; step < kSteps; ++step) {
-    const __m512i idx = _mm512_load_si512(uidx.idx[step]);
-    for (int i = 0; i < kN; ++i) {
-      const __m512i xl = _mm512_permutexvar_epi32(idx, lo[i]);
-      const __m512i xh = _mm512_permutexvar_epi32(idx, hi[i]);
-      for (int k = 0; k < 3; ++k) {
-        const int8_t* d = qd[i] + (k * kSteps + step) * 2 * 64;
-        a[i][k][0] = dot_bytes_at<kVnni, true>(a[i][k][0], xl, d);
-        a[i][k][1] = dot_bytes_at<kVnni, true>(a[i][k][1], xh, d + 64);
-      }
-    }
-  }
-  for (int i = 0; i < kN; ++i) {
-    for (int k = 0; k < 3; ++k) {
-      out[3 * i + k] = _mm512_cvtepi32_ps(_mm512_add_epi32(a[i][k][0], a[i][k][1]));
-    }
-  }
-}
-
-// Scores of one key row (block position j) for the task's query heads in the unit form: U lanes
-// per (head, group), 8 / U heads per unit (see the file's notes); units two at a time.
-template <bool kVnni, int kU>
-inline void score_row_units(const HostKvCall& c, const HostKvTask& t, const Int4Task& w,
-                            int64_t row, int64_t j, bool prefetch, int64_t ahead) {
-  constexpr int kHeads = 8 / kU;
   const int64_t group = c.num_heads / c.kv_heads, units_per_kv = group / kHeads;
   const int64_t units = (t.kv_end - t.kv_begin) * units_per_kv;
-  const int64_t row_groups = c.kv_heads * 2;
-  const uint8_t* codes = c.k.codes + row * c.kv_heads * 64;
+  const int64_t row_groups = c.kv_heads * 2, row_bytes = c.kv_heads * 64;
   const __m512i lo4 = _mm512_set1_epi8(0x0f);
   // Lanes 0-7 take group 0 of a kv head, lanes 8-15 group 1.
   const __m512i gsel = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-  __m512 sc8 = _mm512_setzero_ps(), mid8 = _mm512_setzero_ps();
+  __m512 sc8[kR], mid8[kR];
   int64_t k0 = -1;  // first kv head of the scales in sc8, mid8
-  for (int64_t u0 = 0; u0 < units; u0 += 2) {
-    const int n = u0 + 1 < units ? 2 : 1;
-    const int8_t* qd[2];
-    const int32_t* init[2];
-    __m512i lo[2], hi[2];
-    __m512 sc[2], mid[2];
-    for (int i = 0; i < n; ++i) {
-      const int64_t unit = u0 + i, kvh = t.kv_begin + unit / units_per_kv;
-      if (kvh >= k0 + 8 || k0 < 0) {  // scales and mins of up to 8 kv heads from kvh
-        k0 = kvh;
-        const int64_t nk = min64(8, t.kv_end - k0), g0 = row * row_groups + 2 * k0;
-        const auto mk = static_cast<__mmask16>((uint32_t{1} << (2 * nk)) - 1);
-        sc8 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, c.k.scales + g0));
-        mid8 = _mm512_fmadd_ps(sc8, _mm512_set1_ps(8.0f),
-                               _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, c.k.mins + g0)));
+  for (int64_t unit = 0; unit < units; ++unit) {
+    const int64_t kvh = t.kv_begin + unit / units_per_kv;
+    if (kvh >= k0 + 8 || k0 < 0) {  // scales and mins of up to 8 kv heads from kvh
+      k0 = kvh;
+      const int64_t nk = min64(8, t.kv_end - k0);
+      const auto mk = static_cast<__mmask16>((uint32_t{1} << (2 * nk)) - 1);
+      for (int r = 0; r < kR; ++r) {
+        const int64_t g0 = rows[r] * row_groups + 2 * k0;
+        sc8[r] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, c.k.scales + g0));
+        mid8[r] = _mm512_fmadd_ps(sc8[r], _mm512_set1_ps(8.0f),
+                                  _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, c.k.mins + g0)));
       }
-      if (prefetch && unit % units_per_kv == 0) prefetch_codes(c, row, kvh, ahead);
-      const __m512i sel =
-          _mm512_add_epi32(gsel, _mm512_set1_epi32(static_cast<int>(2 * (kvh - k0))));
-      sc[i] = _mm512_permutexvar_ps(sel, sc8);
-      mid[i] = _mm512_permutexvar_ps(sel, mid8);
-      const __m512i x = _mm512_loadu_si512(codes + kvh * 64);
-      lo[i] = _mm512_and_si512(x, lo4);
-      hi[i] = _mm512_and_si512(_mm512_srli_epi16(x, 4), lo4);
-      qd[i] = w.uq + unit * 3 * (8 / kU) * 2 * 64;
-      init[i] = w.uinit + unit * 3 * kLanes;
     }
-    __m512 sk[6];
-    if (n == 2) {
-      unit_sums<kVnni, kU, 2>(qd, init, lo, hi, sk);
-    } else {
-      unit_sums<kVnni, kU, 1>(qd, init, lo, hi, sk);
+    const __m512i sel = _mm512_add_epi32(gsel, _mm512_set1_epi32(static_cast<int>(2 * (kvh - k0))));
+    __m512i lo[kR], hi[kR], a[kR][3][2];
+    for (int r = 0; r < kR; ++r) {
+      if (prefetch && unit % units_per_kv == 0) prefetch_codes(c, rows[r], kvh, ahead[r]);
+      const __m512i x = _mm512_loadu_si512(c.k.codes + rows[r] * row_bytes + kvh * 64);
+      lo[r] = _mm512_and_si512(x, lo4);
+      hi[r] = _mm512_and_si512(_mm512_srli_epi16(x, 4), lo4);
+      for (int k = 0; k < 3; ++k) {
+        a[r][k][0] = _mm512_loadu_si512(w.uinit + (unit * 3 + k) * kLanes);
+        a[r][k][1] = _mm512_setzero_si512();
+      }
     }
-    for (int i = 0; i < n; ++i) {
-      const int64_t unit = u0 + i;
+    const int8_t* qd = w.uq + unit * 3 * kSteps * 2 * 64;
+    for (int step = 0; step < kSteps; ++step) {
+      const __m512i idx = _mm512_load_si512(uidx.idx[step]);
+      __m512i xl[kR], xh[kR];
+      for (int r = 0; r < kR; ++r) {
+        xl[r] = _mm512_permutexvar_epi32(idx, lo[r]);
+        xh[r] = _mm512_permutexvar_epi32(idx, hi[r]);
+      }
+      for (int k = 0; k < 3; ++k) {
+        const int8_t* d = qd + (k * kSteps + step) * 2 * 64;
+        const __m512i dl = _mm512_load_si512(d), dh = _mm512_load_si512(d + 64);
+        for (int r = 0; r < kR; ++r) {
+          a[r][k][0] = dot_bytes<kVnni, true>(a[r][k][0], xl[r], dl);
+          a[r][k][1] = dot_bytes<kVnni, true>(a[r][k][1], xh[r], dh);
+        }
+      }
+    }
+    const __m512 ua = _mm512_loadu_ps(w.ua + unit * kLanes);
+    const __m512 ub = _mm512_loadu_ps(w.ub + unit * kLanes);
+    for (int r = 0; r < kR; ++r) {
+      __m512 sk[3];
+      for (int k = 0; k < 3; ++k) {
+        sk[k] = _mm512_cvtepi32_ps(_mm512_add_epi32(a[r][k][0], a[r][k][1]));
+      }
       // Q . (c - 8) = 2^16 S2 + 2^8 S1 + S0.
-      const __m512 f =
-          _mm512_fmadd_ps(sk[3 * i + 2], _mm512_set1_ps(65536.0f),
-                          _mm512_fmadd_ps(sk[3 * i + 1], _mm512_set1_ps(256.0f), sk[3 * i]));
-      const __m512 sv =
-          _mm512_fmadd_ps(f, _mm512_mul_ps(sc[i], _mm512_loadu_ps(w.ua + unit * kLanes)),
-                          _mm512_mul_ps(mid[i], _mm512_loadu_ps(w.ub + unit * kLanes)));
+      const __m512 f = _mm512_fmadd_ps(sk[2], _mm512_set1_ps(65536.0f),
+                                       _mm512_fmadd_ps(sk[1], _mm512_set1_ps(256.0f), sk[0]));
+      const __m512 sv = _mm512_fmadd_ps(f, _mm512_mul_ps(_mm512_permutexvar_ps(sel, sc8[r]), ua),
+                                        _mm512_mul_ps(_mm512_permutexvar_ps(sel, mid8[r]), ub));
       // Per head: the sum of its U lanes in each group half.
       __m256 y = _mm256_add_ps(_mm512_castps512_ps256(sv),
                                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sv), 1)));
-      float* dst = w.s + j * w.hs + t.kv_begin * group + unit * kHeads;
+      float* dst = w.s + js[r] * w.hs + t.kv_begin * group + unit * kHeads;
       if constexpr (kU == 1) {
         _mm256_storeu_ps(dst, y);
       } else if constexpr (kU == 2) {
@@ -589,7 +569,15 @@ void attend_task(const HostKvCall& c, const HostKvTask& t, float* scratch) {
       // Each kv head's codes are prefetched as it is scored (prefetch_codes).
       const int64_t ahead = pf > 0 && b0 + j + pf < t.end ? pf : 0;
       if constexpr (kU > 0) {
-        score_row_units<kVnni, kU>(c, t, w, row, j, pf > 0, ahead);
+        // Rows in pairs: the second of a pair is scored with the first.
+        if (j % 2 == 1) continue;
+        if (j + 1 < nb) {
+          const int64_t rows[2] = {row, row + 1}, js[2] = {j, j + 1};
+          const int64_t aheads[2] = {ahead, pf > 0 && b0 + j + 1 + pf < t.end ? pf : 0};
+          score_rows_units<kVnni, kU, 2>(c, t, w, rows, js, pf > 0, aheads);
+        } else {
+          score_rows_units<kVnni, kU, 1>(c, t, w, &row, &j, pf > 0, &ahead);
+        }
       } else {
         // Per-head form: each kv head's codes split into nibbles once for its query heads.
         __m512 dots[kLanes];
