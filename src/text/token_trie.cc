@@ -94,6 +94,24 @@ void TokenTrie::index() {
       node.height = std::max(node.height, nodes_[static_cast<size_t>(c)].height + 1);
     path.pop_back();
   }
+  // The same nodes in one array, breadth first, so that each node's children lie side by side.
+  flat_.assign(nodes_.size(), {});
+  auto entry = [&](int32_t n, uint8_t byte) {
+    const Node& node = nodes_[static_cast<size_t>(n)];
+    return Flat{node.first, node.end, static_cast<int32_t>(node.tokens.size()), node.height, 0, 0, byte};
+  };
+  flat_[0] = entry(0, 0);
+  std::vector<int32_t> queue{0};  // by flat index: the node there
+  int32_t placed = 1;
+  for (size_t i = 0; i < queue.size(); ++i) {
+    const Node& node = nodes_[static_cast<size_t>(queue[i])];
+    flat_[i].kids = placed;
+    for (const auto& [byte, c] : node.children) {
+      flat_[static_cast<size_t>(placed++)] = entry(c, byte);
+      queue.push_back(c);
+    }
+    flat_[i].kids_end = placed;
+  }
 }
 
 void TokenTrie::insert(int32_t t) {
