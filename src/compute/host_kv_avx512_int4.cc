@@ -57,7 +57,7 @@ namespace {
 // the high-nibble sums without extracting them; L and F sums start at -8 and -136 x sum W, so
 // their difference / 16 is sum W (hi - 8) exactly.
 
-constexpr int64_t kBlock = 32;                    // positions per block: scores, softmax, values
+constexpr int64_t kBlock = 64;                    // positions per block: scores, softmax, values
 constexpr int64_t kQuads = kBlock / 4;            // row quads per block
 constexpr float kDigitRange = 127.0f * 65536.0f;  // R: the integers' largest magnitude
 constexpr int32_t kDigit1Bias = 128, kDigit2Bias = 32896;  // byte k of x + bias_k is digit k

@@ -59,10 +59,11 @@ inline constexpr int64_t host_kv_partial_floats(int64_t num_heads, int64_t head_
 
 // Floats of per-thread scratch a kernel needs for one task (reused from task to task): the
 // fp32 path's, plus what the AVX-512 int4 path for head_dim 128 lays out (per padded head: the
-// accumulator, the int16 query, block weights and coefficients; 64-byte alignment slop).
+// accumulator, the query digits, 64 positions' scores, weights and weight digits; a block's
+// regrouped value codes; 64-byte alignment slop).
 inline constexpr int64_t host_kv_scratch_floats(int64_t num_heads, int64_t head_dim) {
   return 2 * num_heads * head_dim + (num_heads + 32) * (kHostKvBlock + 3) +
-         (kHostKvBlock + 2) * head_dim + 64 + 400 * (num_heads + 32) + 4096;
+         (kHostKvBlock + 2) * head_dim + 64 + 500 * (num_heads + 32) + 4096;
 }
 
 struct HostKvKernel {
