@@ -169,6 +169,8 @@ Status check_job_options(const BatchJobOptions& o) {
     return bad("--temperature", "a number in [0, 1e6] (0 = greedy)", std::to_string(o.temperature));
   if (!(o.top_p > 0 && o.top_p <= 1)) return bad("--top-p", "a number in (0, 1] (1 = no limit)", std::to_string(o.top_p));
   if (o.top_k < 0) return bad("--top-k", "an integer >= 0 (0 = no limit)", std::to_string(o.top_k));
+  if (o.prompt_chunk < 0)
+    return bad("--prompt-chunk", "an integer >= 0 (0 = whole prompts)", std::to_string(o.prompt_chunk));
   for (const std::string& stop : o.stop)
     if (stop.empty()) return invalid_argument("--stop must not be an empty string");
   if (!std::isfinite(o.progress.interval_s) || o.progress.interval_s <= 0)

@@ -25,6 +25,7 @@
 #include "common/status.h"
 #include "compute/sequence_model.h"
 #include "compute/transformer.h"
+#include "runtime/generator.h"
 #include "runtime/progress.h"
 #include "runtime/shard.h"
 #include "text/tokenizer.h"
@@ -60,6 +61,9 @@ struct BatchJobOptions {
   // Continuous: a finished sequence's slot goes to the next waiting request (Generator::set_slots);
   // otherwise fixed blocks, each run until its longest answer is done.
   bool continuous = true;
+  // Continuous, on a model that takes mixed steps: the prompt tokens a decode step carries beside
+  // the running sequences' tokens (Generator::set_prompt_chunk; 0: whole prompts).
+  int32_t prompt_chunk = Generator::kDefaultPromptChunk;
   int32_t window = 1024;        // requests read ahead and grouped by prompt length
   // Positions (prompt + max_tokens) a request may need; more is an error line for that request.
   // The offloading engine's policy sets it (its prompt_len + gen_len); 0 = the model's context.

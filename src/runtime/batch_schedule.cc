@@ -82,6 +82,7 @@ Status Job::run_feed(PreparedFeed& feed, int32_t slots, int32_t max_len, bool bl
   };
   Generator gen(*model_);
   gen.set_interrupt(o_.interrupted);
+  gen.set_prompt_chunk(o_.prompt_chunk);
   GenerationStats stats;
   const Status ran = gen.run(feed, slots, max_len, &stats, on_finish, on_token);
   ++sum_.blocks;

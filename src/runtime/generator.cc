@@ -382,27 +382,46 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     }
     return filled;
   };
-  // One step over `step_slots` (increasing): a sequence with no tokens in its slot yet brings its
-  // prompt, a running one its last token; the logits of each one's last token choose its next.
-  // Returns the slots still running.
-  auto step = [&](std::span<const int32_t> step_slots) -> Result<std::vector<int32_t>> {
+  // One step over `step_slots` (increasing): a sequence whose prompt is not all in its slot yet
+  // brings the rest of it, or with `prompt_budget` >= 0 as much of the rest as the step's budget
+  // of prompt tokens leaves (the slots in order); a running one brings its last token. The logits
+  // of the last token of each sequence whose prompt is now whole choose its next. Returns the
+  // slots still running (those still taking their prompt included).
+  auto step = [&](std::span<const int32_t> step_slots, int64_t prompt_budget) -> Result<std::vector<int32_t>> {
     compute::TokenBatch batch;
-    std::vector<int32_t> rows;
+    std::vector<int32_t> rows, sampled, filling;
     for (int32_t s : step_slots) {
       Sequence& q = *seqs[static_cast<size_t>(s)];
-      if (q.length == 0) {
-        batch.add_sequence(s, 0, q.req->prompt);
-        q.length = static_cast<int32_t>(q.req->prompt.size());
-        if (stats) stats->prompt_tokens += static_cast<int64_t>(q.req->prompt.size());
+      const int32_t prompt = static_cast<int32_t>(q.req->prompt.size());
+      if (q.length < prompt) {
+        int32_t n = prompt - q.length;
+        if (prompt_budget >= 0) n = static_cast<int32_t>(std::min<int64_t>(n, prompt_budget));
+        if (n > 0) {
+          batch.add_sequence(s, q.length, std::span<const int32_t>(q.req->prompt).subspan(q.length, n));
+          q.length += n;
+          if (prompt_budget >= 0) prompt_budget -= n;
+          if (stats) stats->prompt_tokens += n;
+        }
+        if (q.length < prompt) {
+          filling.push_back(s);
+          continue;
+        }
       } else {
         int32_t last = q.result.tokens.back();
         batch.add_sequence(s, q.length, {&last, 1});
         ++q.length;
       }
       rows.push_back(batch.size() - 1);
+      sampled.push_back(s);
     }
     STRATA_ASSIGN_OR_RETURN(Tensor logits, model_.forward(batch, rows));
-    return advance_all(logits, step_slots);
+    std::vector<int32_t> still;
+    if (!sampled.empty()) {
+      STRATA_ASSIGN_OR_RETURN(still, advance_all(logits, sampled));
+    }
+    still.insert(still.end(), filling.begin(), filling.end());
+    std::sort(still.begin(), still.end());
+    return still;
   };
   auto since = [](std::chrono::steady_clock::time_point t0, double* into) {
     *into += seconds_since(t0);
@@ -416,7 +435,7 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
   auto t0 = std::chrono::steady_clock::now();
   STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> active, take(first));
   if (!active.empty()) {
-    STRATA_ASSIGN_OR_RETURN(active, step(active));
+    STRATA_ASSIGN_OR_RETURN(active, step(active, -1));
   }
   if (stats) since(t0, &stats->prefill_s);
 
@@ -441,7 +460,7 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
       if (stats && !joined.empty()) ++stats->refills;
       if (!mixed || active.empty()) {  // a prompt step of their own
         if (!joined.empty()) {
-          STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> started, step(joined));
+          STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> started, step(joined, -1));
           active.insert(active.end(), started.begin(), started.end());
           std::sort(active.begin(), active.end());
         }
@@ -450,11 +469,22 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
       }
     }
 
-    // Decode: one new token per running sequence (and with a mixed step, the joining prompts).
+    // Decode: one new token per running sequence (and with a mixed step, the joining prompts, a
+    // chunk of prompt_chunk_ tokens a step: the sequences taking their prompt come first, in the
+    // order they were admitted, so each prompt finishes as early as the budget allows).
     std::vector<int32_t> step_slots = active;
     step_slots.insert(step_slots.end(), joined.begin(), joined.end());
     std::sort(step_slots.begin(), step_slots.end());
-    STRATA_ASSIGN_OR_RETURN(active, step(step_slots));
+    if (mixed && prompt_chunk_ > 0) {
+      std::stable_sort(step_slots.begin(), step_slots.end(), [&](int32_t a, int32_t b) {
+        const Sequence& qa = *seqs[static_cast<size_t>(a)];
+        const Sequence& qb = *seqs[static_cast<size_t>(b)];
+        const bool fa = qa.length < static_cast<int32_t>(qa.req->prompt.size());
+        const bool fb = qb.length < static_cast<int32_t>(qb.req->prompt.size());
+        return fa != fb ? fa : (fa && qa.index < qb.index);
+      });
+    }
+    STRATA_ASSIGN_OR_RETURN(active, step(step_slots, prompt_chunk_ > 0 ? prompt_chunk_ : -1));
     if (stats) {
       ++stats->decode_steps;
       since(t0, &stats->decode_s);

@@ -163,6 +163,14 @@ class Generator {
   // own once refill_threshold() slots are free. Requests are admitted in order.
   void set_slots(int32_t slots) { slots_ = slots; }
 
+  // The prompt tokens a mixed decode step carries beside its running sequences' tokens
+  // (kDefaultPromptChunk unless set; 0: whole prompts). A longer joining prompt enters its slot's
+  // cache a chunk a step and its first token is chosen after its last chunk, so a long prompt
+  // does not hold up the running sequences' step. Prompt steps of their own (the first step, and
+  // models without mixed steps) take whole prompts.
+  static constexpr int32_t kDefaultPromptChunk = 2048;
+  void set_prompt_chunk(int32_t tokens) { prompt_chunk_ = tokens; }
+
   // generate() stops between steps with kCancelled once `*flag` is true.
   void set_interrupt(const std::atomic<bool>* flag) { interrupt_ = flag; }
 
@@ -188,6 +196,7 @@ class Generator {
   compute::SequenceModel& model_;
   const std::atomic<bool>* interrupt_ = nullptr;
   int32_t slots_ = 0;
+  int32_t prompt_chunk_ = kDefaultPromptChunk;
 };
 
 }  // namespace strata::runtime

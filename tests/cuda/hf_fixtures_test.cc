@@ -151,22 +151,27 @@ TEST_P(GpuHfReference, GreedyTokensMatchTransformersWhenRequestsJoinDecodeSteps)
       r.ignore_eos = true;
       reqs.push_back(r);
     }
-  runtime::Generator gen(*model_);
-  gen.set_slots(3);
-  runtime::GenerationStats stats;
-  auto got = gen.generate(reqs, &stats);
-  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
-  EXPECT_GT(stats.refills, 0);
-  for (size_t i = 0; i < reqs.size(); ++i) {
-    const size_t p = i % ref_.prompts.size();
-    size_t n = 0;
-    while (n < ref_.margins[p].size() && ref_.margins[p][n] >= near_tie(GetParam().act)) ++n;
-    const auto& tokens = (*got)[i].tokens;
-    ASSERT_EQ(tokens.size(), static_cast<size_t>(reqs[i].max_new_tokens));
-    n = std::min(n, tokens.size());
-    EXPECT_EQ(std::vector<int32_t>(tokens.begin(), tokens.begin() + n),
-              std::vector<int32_t>(ref_.greedy[p].begin(), ref_.greedy[p].begin() + n))
-        << "request " << i << " (prompt " << p << "), first " << n << " greedy tokens";
+  // Whole joining prompts, and 2 prompt tokens a step (a prompt continued on top of its cache).
+  for (const int32_t chunk : {0, 2}) {
+    SCOPED_TRACE("prompt chunk " + std::to_string(chunk));
+    runtime::Generator gen(*model_);
+    gen.set_slots(3);
+    gen.set_prompt_chunk(chunk);
+    runtime::GenerationStats stats;
+    auto got = gen.generate(reqs, &stats);
+    ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+    EXPECT_GT(stats.refills, 0);
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      const size_t p = i % ref_.prompts.size();
+      size_t n = 0;
+      while (n < ref_.margins[p].size() && ref_.margins[p][n] >= near_tie(GetParam().act)) ++n;
+      const auto& tokens = (*got)[i].tokens;
+      ASSERT_EQ(tokens.size(), static_cast<size_t>(reqs[i].max_new_tokens));
+      n = std::min(n, tokens.size());
+      EXPECT_EQ(std::vector<int32_t>(tokens.begin(), tokens.begin() + n),
+                std::vector<int32_t>(ref_.greedy[p].begin(), ref_.greedy[p].begin() + n))
+          << "request " << i << " (prompt " << p << "), first " << n << " greedy tokens";
+    }
   }
 }
 

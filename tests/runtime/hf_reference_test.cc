@@ -178,24 +178,37 @@ class SlotCheckingModel final : public compute::SequenceModel {
     if (slots > 0) slots_ = slots;
     return inner_.reset(slots, max_len);
   }
+  // With a prompt chunk, a step holding decode tokens holds at most `chunk` prompt tokens (a
+  // token at a position past 0 is a decode token unless it is one of several).
+  void set_chunk(int32_t chunk) { chunk_ = chunk; }
   Result<Tensor> forward(const compute::TokenBatch& batch, std::span<const int32_t> rows) override {
     bool prompt = false, decode = false;
+    int64_t tokens = 0;
     for (const auto& s : batch.seqs) {
       EXPECT_LT(s.slot, slots_);
       (s.past_len == 0 ? prompt : decode) = true;
-      if (s.past_len > 0) EXPECT_EQ(s.num_tokens, 1);
+      tokens += s.num_tokens;
+      if (s.past_len > 0 && s.num_tokens > 1) {
+        EXPECT_GT(chunk_, 0) << "a prompt continued in a later step, with whole prompts";
+        ++continued_chunks;
+      } else if (s.past_len > 0) {
+        EXPECT_EQ(s.num_tokens, 1);
+      }
     }
     if (!mixed_) EXPECT_FALSE(prompt && decode);
+    if (chunk_ > 0 && decode)
+      EXPECT_LE(tokens, chunk_ + static_cast<int64_t>(batch.seqs.size())) << "prompt tokens beyond the chunk";
     prompt_steps += prompt && !decode ? 1 : 0;
     mixed_steps_run += prompt && decode ? 1 : 0;
     return inner_.forward(batch, rows);
   }
-  int prompt_steps = 0, mixed_steps_run = 0;
+  int prompt_steps = 0, mixed_steps_run = 0, continued_chunks = 0;
 
  private:
   compute::TransformerModel inner_;
   bool mixed_;
   int32_t slots_ = 0;
+  int32_t chunk_ = 0;
 };
 
 // More requests than slots: each prompt several times with different lengths to generate, so
@@ -216,19 +229,33 @@ TEST_P(HfReference, GreedyContinuationsMatchWhenRequestsTakeFinishedSequencesSlo
   Generator all(*model_);
   auto fixed = all.generate(reqs);
   ASSERT_TRUE(fixed.is_ok());
-  for (const bool mixed : {false, true}) {
-    SCOPED_TRACE(mixed ? "mixed steps" : "prompt steps of their own");
+  int64_t prompt_tokens = 0;
+  for (const auto& r : reqs) prompt_tokens += static_cast<int64_t>(r.prompt.size());
+  // Prompt steps of their own; mixed steps with whole prompts; mixed steps taking 2 prompt
+  // tokens a step, so a joining prompt enters its slot over several steps.
+  for (const int32_t chunk : {-1, 0, 2}) {
+    const bool mixed = chunk >= 0;
+    SCOPED_TRACE(!mixed ? "prompt steps of their own" : chunk == 0 ? "mixed steps" : "mixed steps, 2 prompt tokens a step");
     SlotCheckingModel checked(*model_, mixed);
+    checked.set_chunk(std::max(chunk, 0));
     Generator gen(checked);
     gen.set_slots(3);
+    gen.set_prompt_chunk(std::max(chunk, 0));
     GenerationStats stats;
     std::vector<size_t> finished;
     auto got = gen.generate(reqs, &stats, [&](size_t i, const GenerationResult&) { finished.push_back(i); });
     ASSERT_TRUE(got.is_ok()) << got.status().to_string();
     EXPECT_GT(stats.refills, 0);
+    EXPECT_EQ(stats.prompt_tokens, prompt_tokens);  // each prompt token entered once
+    if (chunk > 0) {
+      EXPECT_GT(checked.continued_chunks, 0);
+    } else {
+      EXPECT_EQ(checked.continued_chunks, 0);
+    }
     if (mixed) {
-      // Joining requests ride in decode steps, unless every slot emptied at once.
-      EXPECT_EQ(checked.prompt_steps + checked.mixed_steps_run, stats.refills + 1);
+      // Joining requests ride in decode steps, unless every slot emptied at once (with chunks, a
+      // joining prompt's first tokens may wait for an earlier one's last).
+      if (chunk == 0) EXPECT_EQ(checked.prompt_steps + checked.mixed_steps_run, stats.refills + 1);
       EXPECT_GT(checked.mixed_steps_run, 0);
     } else {
       EXPECT_EQ(checked.prompt_steps, stats.refills + 1);

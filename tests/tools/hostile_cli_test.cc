@@ -178,6 +178,7 @@ TEST_F(HostileCli, BadFlagValuesAreRefusedBeforeAnyWork) {
       {{"--device", "tpu"}, "--device"},           {{"--device", "cuda:x"}, "--device"},
       {{"--threads", "-1"}, "--threads"},          {{"--progress-interval", "0"}, "--progress-interval"},
       {{"--stop", ""}, "--stop"},                  {{"--max-prompt-len", "-3"}, "--max-prompt-len"},
+      {{"--prompt-chunk", "-1"}, "--prompt-chunk"},
   };
   for (const auto& c : cases) {
     const auto o = run(generate(c.flags), 30);
