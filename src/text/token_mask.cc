@@ -55,7 +55,7 @@ uint32_t refine(const Grammar& g, const std::vector<uint32_t>* edge_cls, std::ve
 
 TokenMasker::TokenMasker(const TokenTrie& trie, const Constraint& constraint, Options options)
     : trie_(trie), grammar_(constraint.grammar()), options_(options) {
-  levels_kept_ = trie_.nodes_[0].height + 1;
+  levels_kept_ = trie_.height_ + 1;
   with_text_.assign(static_cast<size_t>(trie_.vocab()), 0);
   for (int32_t t : trie_.order_) with_text_[static_cast<size_t>(t)] = 1;
   const size_t blocks = (options_.max_states + kBlock - 1) / kBlock;
@@ -135,7 +135,7 @@ std::string TokenMasker::class_key(const ConstraintState& state, int level) cons
 
 std::string TokenMasker::mask_key(const ConstraintState& state) const {
   const GrammarState* gs = state.grammar_state();
-  const std::vector<uint32_t>* cls = table(trie_.nodes_[0].height);
+  const std::vector<uint32_t>* cls = table(trie_.height_);
   std::string key(1, state.complete() ? '\1' : '\0');
   if (!gs || !cls || !key_into(*gs, *cls, key)) return {};
   return key;
@@ -257,10 +257,14 @@ void TokenMasker::allowed(const ConstraintState& state, std::vector<uint8_t>& al
     std::lock_guard lock(dfa_mu_);
     q = intern_locked(state);
   }
-  if (q == kFull) {
-    walk_copying(0, state, bits);
-  } else {
-    walk(0, q, bits);
+  // The root's children, the bands' roots, add no byte: each is walked from the state itself.
+  const TokenTrie::Flat& root = trie_.flat_[0];
+  for (int32_t band = root.kids; band < root.kids_end; ++band) {
+    if (q == kFull) {
+      walk_copying(band, state, bits);
+    } else {
+      walk(band, q, bits);
+    }
   }
   // The depth-first bits to token ids: the set bits, or, when most are set, the clear ones taken
   // from the tokens with text.

@@ -7,7 +7,10 @@
 // what a state can do with the next d bytes is summed up by writing its positions in level-d
 // classes (below), and the result of walking trie node n's subtree, whose tokens add at most
 // height(n) bytes, is kept by (n, the state's level-height(n) class) and reused by every state of
-// that class.
+// that class. The trie's tokens are walked in bands of lengths (TokenTrie's flat_), each band's
+// root keyed by the class at its longest token: a state near a count's bound (a few characters
+// left to a maxLength) thus reuses the walks of the bands whose tokens it cannot tell from its
+// neighbours', and walks afresh only the bands of longer tokens.
 // A Grammar position's level-d class: positions p and q share it when a stack holding p and one
 // holding q in its place (its other positions level-d equal) accept the same strings of up to d
 // bytes, through the same expansions (edges, calls and rule ends). Classes are computed once per

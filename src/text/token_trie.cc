@@ -71,18 +71,65 @@ TokenTrie::TokenTrie(std::vector<std::string> texts) : texts_(std::move(texts)) 
   index();
 }
 
+namespace {
+
+// Upper bounds, in bytes, of the length bands that TokenMasker walks one at a time (the last is
+// open). A band per length for short tokens, wider bands for long ones: on a 128K vocabulary this
+// walked bounded strings faster than bands of 2-8 lengths and than a band per length up to 32.
+constexpr int32_t kBands[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 18, 20, 22, 24, 28, 32, 40};
+
+}  // namespace
+
 void TokenTrie::index() {
+  height_ = 0;
+  for (const std::string& t : texts_) height_ = std::max(height_, static_cast<int32_t>(t.size()));
+  // The tokens again, in one trie per length band below a root that adds no byte.
+  std::vector<Node> nodes(1);
+  for (size_t b = 0; b <= std::size(kBands); ++b) {
+    const int32_t lo = b == 0 ? 1 : kBands[b - 1] + 1;
+    const int32_t hi = b < std::size(kBands) ? kBands[b] : height_;
+    if (lo > hi) break;
+    const auto root = static_cast<int32_t>(nodes.size());
+    nodes.emplace_back();
+    bool any = false;
+    for (size_t id = 0; id < texts_.size(); ++id) {
+      const std::string& text = texts_[id];
+      const auto size = static_cast<int32_t>(text.size());
+      if (size < lo || size > hi) continue;
+      any = true;
+      int32_t node = root;
+      for (unsigned char c : text) {
+        auto& children = nodes[static_cast<size_t>(node)].children;
+        auto it = std::find_if(children.begin(), children.end(), [c](const auto& e) { return e.first == c; });
+        if (it != children.end()) {
+          node = it->second;
+        } else {
+          const auto next = static_cast<int32_t>(nodes.size());
+          nodes[static_cast<size_t>(node)].children.emplace_back(c, next);
+          nodes.emplace_back();
+          node = next;
+        }
+      }
+      nodes[static_cast<size_t>(node)].tokens.push_back(static_cast<int32_t>(id));
+    }
+    if (any) {
+      nodes[0].children.emplace_back(0, root);
+    } else {
+      nodes.pop_back();
+    }
+  }
+
   order_.clear();
   // Depth first without recursion: a node is entered (its range opens, its tokens are listed) when
   // first met and left (its range closes, its height is known) after its children.
   std::vector<std::pair<int32_t, size_t>> path{{0, 0}};  // node, next child
-  nodes_[0].first = 0;
+  nodes[0].first = 0;
   while (!path.empty()) {
     auto& [n, next] = path.back();
-    Node& node = nodes_[static_cast<size_t>(n)];
+    Node& node = nodes[static_cast<size_t>(n)];
     if (next < node.children.size()) {
       const int32_t c = node.children[next++].second;
-      Node& child = nodes_[static_cast<size_t>(c)];
+      Node& child = nodes[static_cast<size_t>(c)];
       child.first = static_cast<int32_t>(order_.size());
       order_.insert(order_.end(), child.tokens.begin(), child.tokens.end());
       path.emplace_back(c, 0);
@@ -91,20 +138,21 @@ void TokenTrie::index() {
     node.end = static_cast<int32_t>(order_.size());
     node.height = 0;
     for (const auto& [byte, c] : node.children)
-      node.height = std::max(node.height, nodes_[static_cast<size_t>(c)].height + 1);
+      node.height = std::max(node.height, nodes[static_cast<size_t>(c)].height + 1);
     path.pop_back();
   }
+  nodes[0].height = height_;  // its children add no byte
   // The same nodes in one array, breadth first, so that each node's children lie side by side.
-  flat_.assign(nodes_.size(), {});
+  flat_.assign(nodes.size(), {});
   auto entry = [&](int32_t n, uint8_t byte) {
-    const Node& node = nodes_[static_cast<size_t>(n)];
+    const Node& node = nodes[static_cast<size_t>(n)];
     return Flat{node.first, node.end, static_cast<int32_t>(node.tokens.size()), node.height, 0, 0, byte};
   };
   flat_[0] = entry(0, 0);
   std::vector<int32_t> queue{0};  // by flat index: the node there
   int32_t placed = 1;
   for (size_t i = 0; i < queue.size(); ++i) {
-    const Node& node = nodes_[static_cast<size_t>(queue[i])];
+    const Node& node = nodes[static_cast<size_t>(queue[i])];
     flat_[i].kids = placed;
     for (const auto& [byte, c] : node.children) {
       flat_[static_cast<size_t>(placed++)] = entry(c, byte);

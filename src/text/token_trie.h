@@ -3,9 +3,11 @@
 // returning whether the text can go on), copying its state at each branch and leaving a subtree
 // as soon as its prefix is refused, so a step costs the prefixes the automaton accepts rather than
 // a pass over the vocabulary. Tokens whose text is empty (special tokens) are never allowed by it.
-// Immutable after construction; thread safe. TokenMasker (token_mask.h) walks the same trie with
-// work shared between states, through the node heights, depth-first token ranges and the nodes laid
-// out in one array (flat_) kept here.
+// Immutable after construction; thread safe. TokenMasker (token_mask.h) walks the same tokens with
+// work shared between states, through a second layout kept here (flat_): one trie per band of
+// token lengths (tokens of 1 byte, 2, ..., 13-14, ...), so that a subtree's height, which bounds
+// what a state must be told apart by to reuse another's walk of it, is the band's longest token
+// rather than the vocabulary's; with node heights, depth-first token ranges, the nodes in one array.
 #pragma once
 
 #include <cstdint>
@@ -42,14 +44,17 @@ class TokenTrie {
   struct Node {
     std::vector<std::pair<unsigned char, int32_t>> children;  // byte -> node
     std::vector<int32_t> tokens;                              // tokens whose text ends here
-    int32_t height = 0;  // bytes the longest token below adds after this node's
-    // The subtree's tokens are order_[first, end): the node's own, then each child's in turn.
+    // Set in the banded layout only: bytes the longest token below adds after this node's, and
+    // the subtree's tokens as order_[first, end) (the node's own, then each child's in turn).
+    int32_t height = 0;
     int32_t first = 0, end = 0;
   };
 
   // A node in the array flat_ (the root at 0), where each node's children lie side by side, in the
   // order of Node::children: a walk reads a node's children, bytes and all, from one place, and
-  // what it needs to enter one is in the entry it has just read.
+  // what it needs to enter one is in the entry it has just read. The root's children are the
+  // bands' roots: entered without a byte (their `byte` is 0 and means nothing), each the root of
+  // the trie of the tokens of one band of lengths, shortest band first.
   struct Flat {
     int32_t first, end;      // the subtree's tokens: order_[first, end)
     int32_t own;             // tokens whose text ends here: order_[first, first + own)
@@ -59,7 +64,7 @@ class TokenTrie {
   };
 
   void insert(int32_t id);
-  void index();  // heights, token ranges, order_ and flat_, once every token is inserted
+  void index();  // height_, order_ and flat_ (the banded layout), once every token is inserted
 
   template <typename Automaton>
   void walk(int32_t node, const Automaton& state, std::vector<uint8_t>& allowed) const {
@@ -72,9 +77,10 @@ class TokenTrie {
   }
 
   std::vector<std::string> texts_;
-  std::vector<Node> nodes_;
-  std::vector<int32_t> order_;     // the tokens with text, depth first
-  std::vector<Flat> flat_;         // the nodes, each one's children together, the root at 0
+  std::vector<Node> nodes_;        // one trie of every token, for allowed()
+  int32_t height_ = 0;             // the longest token's bytes
+  std::vector<int32_t> order_;     // the tokens with text, band by band, depth first
+  std::vector<Flat> flat_;         // the banded nodes, each one's children together, the root at 0
 };
 
 }  // namespace strata::text

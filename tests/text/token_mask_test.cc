@@ -184,6 +184,74 @@ TEST(TokenMasker, CountsNoShortTextCanReachShareAClass) {
   EXPECT_NE(arr_masker.class_key(after(*arr, "[1"), 3), arr_masker.class_key(after(*arr, "[1,2"), 3));
 }
 
+// Tokens of every length from 1 to 40 bytes: string bodies of plain letters, escapes and two-byte
+// characters, and bodies that close the string and go on (a comma, the next key), so that the
+// length bands the masker walks one at a time each hold tokens that a bounded string's states
+// near their maximum allow and refuse.
+std::vector<std::string> long_vocab() {
+  std::vector<std::string> v = small_vocab();
+  for (int n = 1; n <= 40; ++n) {
+    const auto k = static_cast<size_t>(n);
+    v.push_back(std::string(k, 'q'));
+    v.push_back(std::string(k - 1, 'r') + "\"");
+    v.push_back(std::string(k - 1, 's') + "\",");
+    v.push_back(std::string(k, 'r') + "\",\"b\":");
+    v.push_back("\\n" + std::string(k, 't'));
+    v.push_back(std::string(k, 'u') + "\\\"");  // an escaped quote: the string goes on
+    std::string two;  // n two-byte characters, 2n bytes
+    for (int i = 0; i < n && two.size() + 2 <= 40; ++i) two += "\xc3\xa9";
+    v.push_back(two);
+    v.push_back(two + "\"");
+    v.push_back("\xa9" + std::string(k, 'q'));  // the end of a character, then letters
+  }
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  return v;
+}
+
+TEST(TokenMasker, StatesAtEachDistanceFromAMaximumLengthGetThePlainWalksMasks) {
+  const TokenTrie trie(long_vocab());
+  auto c = schema(R"({"type":"object","properties":{"a":{"type":"string","maxLength":30},"b":{"type":"string","minLength":3,"maxLength":20}},"required":["a","b"],"additionalProperties":false})");
+  ASSERT_TRUE(c);
+  // The texts up to each count of characters in the bounded strings: letters, escapes (two bytes a
+  // character, an escaped quote among them), two-byte characters, and the middle of one.
+  std::vector<std::string> texts;
+  const char* const kChars[] = {"x", "\\n", "\\\"", "\xc3\xa9"};
+  for (int mix = 0; mix < 4; ++mix)
+    for (int n = 0; n <= 30; ++n) {
+      std::string a = "{\"a\":\"";
+      for (int i = 0; i < n; ++i) a += kChars[(i * (mix + 1) + mix) % 4];
+      texts.push_back(a);
+      if (n < 30) texts.push_back(a + "\xc3");
+      if (n <= 20) {
+        std::string b = "{\"a\":\"x\",\"b\":\"";
+        for (int i = 0; i < n; ++i) b += kChars[(i + mix) % 4];
+        texts.push_back(b);
+      }
+    }
+  for (int order = 0; order < 2; ++order) {
+    // Far from the bound first (its kept results then meet the near states) and the other way.
+    if (order == 1) std::reverse(texts.begin(), texts.end());
+    for (int32_t min_tokens : {1, 4, 256}) {
+      TokenMasker::Options options;
+      options.min_tokens = min_tokens;
+      const TokenMasker masker(trie, *c, options);
+      std::vector<uint8_t> want, got;
+      for (const std::string& t : texts) {
+        const ConstraintState s = after(*c, t);
+        trie.allowed(s, want);
+        masker.allowed(s, got);
+        ASSERT_EQ(want, got) << "after '" << t << "', min_tokens " << min_tokens << ", order " << order;
+      }
+    }
+  }
+  // Random walks through the same vocabulary, which close the strings with tokens that go on.
+  const TokenMasker masker(trie, *c);
+  int64_t states = 0;
+  check_walks(trie, *c, masker, 30, 20, 31, &states);
+  EXPECT_GT(states, 300);
+}
+
 TEST(TokenMasker, MasksAreThePlainTrieWalksInJsonMode) {
   const TokenTrie trie(small_vocab());
   const auto json = Constraint::json_object();
