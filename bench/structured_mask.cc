@@ -148,12 +148,9 @@ int run(int argc, char** argv) {
         const double t0 = now_ms();
         const runtime::AllowedTokens& a = cache.get(trie, *cs[static_cast<size_t>(i)], states[static_cast<size_t>(i)]);
         const double t1 = now_ms();
-        int64_t kept = 0;
-        for (size_t t = 0; t < row.size(); ++t) {
-          float v = a.allowed[t] ? 0.5f : -INFINITY;
-          row[t] = v;
-          kept += a.allowed[t];
-        }
+        std::fill(row.begin(), row.end(), 0.5f);
+        a.refuse_others(row);
+        const int64_t kept = a.count();
         const double t2 = now_ms();
         mask_total += t1 - t0;
         apply_total += t2 - t1;
@@ -170,8 +167,8 @@ int run(int argc, char** argv) {
         }
         int64_t k = static_cast<int64_t>(pick() % static_cast<uint64_t>(kept));
         size_t t = 0;
-        for (; t < a.allowed.size(); ++t)
-          if (a.allowed[t] && k-- == 0) break;
+        for (; t < row.size(); ++t)
+          if (a.allows(static_cast<int64_t>(t)) && k-- == 0) break;
         for (unsigned char b : trie.text(static_cast<int32_t>(t))) states[static_cast<size_t>(i)].feed(b);
         if (states[static_cast<size_t>(i)].complete() && states[static_cast<size_t>(i)].dead_end()) done[static_cast<size_t>(i)] = true;
       }

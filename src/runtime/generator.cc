@@ -1,6 +1,8 @@
 #include "runtime/generator.h"
 
 #include <algorithm>
+#include <bit>
+#include <cstring>
 #include <chrono>
 #include <cmath>
 #include <optional>
@@ -15,7 +17,7 @@ namespace strata::runtime {
 
 std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const int32_t> generated,
                                    std::span<const float> row, bool too_early, std::span<const int64_t> eos_ids,
-                                   std::span<const uint8_t> allowed, bool ends_allowed) {
+                                   const AllowedTokens* mask) {
   std::vector<float> x(row.begin(), row.end());
   const auto V = static_cast<int64_t>(x.size());
   if (req.repetition_penalty != 1) {
@@ -43,18 +45,17 @@ std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const
   }
   // The constraint's mask comes before min_p (and the sampler's temperature, top_k and top_p), so
   // every filter sees the distribution over the tokens the constraint allows.
-  if (!allowed.empty()) {
+  if (mask) {
     // The end tokens keep their logits (-inf when too early) when the constrained text is complete.
     std::vector<std::pair<size_t, float>> ends;
-    if (ends_allowed) {
+    if (mask->complete) {
       if (!req.ignore_eos)
         for (int64_t e : eos_ids)
           if (e >= 0 && e < V) ends.emplace_back(static_cast<size_t>(e), x[static_cast<size_t>(e)]);
       for (int32_t t : req.stop_token_ids)
         if (t >= 0 && t < V) ends.emplace_back(static_cast<size_t>(t), x[static_cast<size_t>(t)]);
     }
-    for (size_t t = 0; t < x.size(); ++t)
-      if (t >= allowed.size() || !allowed[t]) x[t] = -INFINITY;
+    mask->refuse_others(x);
     for (const auto& [t, v] : ends) x[t] = v;
   }
   if (req.min_p > 0 && !req.sampling.greedy() && !x.empty()) {
@@ -65,6 +66,54 @@ std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const
       if (v < floor) v = -INFINITY;
   }
   return x;
+}
+
+AllowedTokens AllowedTokens::from_bytes(std::span<const uint8_t> allowed, bool complete) {
+  AllowedTokens a;
+  a.complete = complete;
+  a.words.assign((allowed.size() + 63) / 64, 0);
+  const size_t whole = allowed.size() / 8;
+  for (size_t i = 0; i < whole; ++i) {
+    // Eight 0/1 bytes to eight bits: the multiply gathers byte k's low bit into bit 56 + k.
+    uint64_t v;
+    std::memcpy(&v, allowed.data() + i * 8, 8);
+    const uint64_t bits = ((v & 0x0101010101010101ull) * 0x0102040810204080ull) >> 56;
+    a.words[i / 8] |= bits << ((i % 8) * 8);
+  }
+  for (size_t t = whole * 8; t < allowed.size(); ++t)
+    if (allowed[t]) a.words[t / 64] |= uint64_t{1} << (t % 64);
+  return a;
+}
+
+void AllowedTokens::refuse_others(std::span<float> x) const {
+  // A byte of the mask at a time, without a branch per token: each of the byte's eight tokens keeps
+  // its bits where the byte's bit is set, else takes -inf's.
+  struct Lanes {
+    uint32_t keep[256][8];
+  };
+  static const Lanes lanes = [] {
+    Lanes l{};
+    for (unsigned b = 0; b < 256; ++b)
+      for (unsigned j = 0; j < 8; ++j) l.keep[b][j] = ((b >> j) & 1) != 0 ? 0xffffffffu : 0u;
+    return l;
+  }();
+  const uint32_t minus_inf = std::bit_cast<uint32_t>(-INFINITY);
+  const size_t n = x.size(), whole = std::min(n / 8, words.size() * 8);
+  for (size_t i = 0; i < whole; ++i) {
+    const uint32_t* keep = lanes.keep[(words[i / 8] >> ((i % 8) * 8)) & 0xff];
+    uint32_t v[8];
+    std::memcpy(v, x.data() + i * 8, sizeof v);
+    for (int j = 0; j < 8; ++j) v[j] = (v[j] & keep[j]) | (minus_inf & ~keep[j]);
+    std::memcpy(x.data() + i * 8, v, sizeof v);
+  }
+  for (size_t t = whole * 8; t < n; ++t)
+    if (!allows(static_cast<int64_t>(t))) x[t] = -INFINITY;
+}
+
+int64_t AllowedTokens::count() const {
+  int64_t n = 0;
+  for (uint64_t w : words) n += std::popcount(w);
+  return n;
 }
 
 std::string ConstraintMaskCache::key_of(const text::TokenTrie& trie, const text::Constraint& constraint,
@@ -78,7 +127,7 @@ std::string ConstraintMaskCache::key_of(const text::TokenTrie& trie, const text:
 }
 
 size_t ConstraintMaskCache::limit(const text::TokenTrie& trie) const {
-  return std::max<size_t>(16, (size_t{64} << 20) / static_cast<size_t>(std::max<int64_t>(1, trie.vocab())));
+  return std::max<size_t>(16, (size_t{64} << 23) / static_cast<size_t>(std::max<int64_t>(1, trie.vocab())));
 }
 
 const text::TokenMasker& ConstraintMaskCache::masker(const text::TokenTrie& trie, const text::Constraint& constraint) {
@@ -112,10 +161,11 @@ void ConstraintMaskCache::fill(std::span<const Want> wants) {
   for (Todo& t : todo) t.masker = &masker(*t.want->trie, *t.want->constraint);
   std::vector<AllowedTokens> made(todo.size());
   auto walk = [&](int64_t begin, int64_t end) {
+    std::vector<uint8_t> bytes;
     for (int64_t i = begin; i < end; ++i) {
       const Todo& t = todo[static_cast<size_t>(i)];
-      t.masker->allowed(*t.want->state, made[static_cast<size_t>(i)].allowed);
-      made[static_cast<size_t>(i)].complete = t.want->state->complete();
+      t.masker->allowed(*t.want->state, bytes);
+      made[static_cast<size_t>(i)] = AllowedTokens::from_bytes(bytes, t.want->state->complete());
     }
   };
   if (todo.size() >= 2 && threads_ != 1) {
@@ -134,9 +184,10 @@ const AllowedTokens& ConstraintMaskCache::get(const text::TokenTrie& trie, const
   if (auto it = sets_.find(key); it != sets_.end()) return it->second;
   if (sets_.size() >= limit(trie)) sets_.clear();
   ++misses_;
+  std::vector<uint8_t> bytes;
+  masker(trie, constraint).allowed(state, bytes);
   AllowedTokens& a = sets_[std::move(key)];
-  masker(trie, constraint).allowed(state, a.allowed);
-  a.complete = state.complete();
+  a = AllowedTokens::from_bytes(bytes, state.complete());
   return a;
 }
 
@@ -324,9 +375,7 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
       if (too_early || req.adjusts_logits()) {
         const AllowedTokens* mask = nullptr;
         if (req.constraint) mask = &masks.get(*req.trie, *req.constraint, q.state);
-        std::vector<float> x = adjusted_logits(req, res.tokens, row, too_early, cfg.eos_token_ids,
-                                               mask ? std::span<const uint8_t>(mask->allowed) : std::span<const uint8_t>(),
-                                               mask && mask->complete);
+        std::vector<float> x = adjusted_logits(req, res.tokens, row, too_early, cfg.eos_token_ids, mask);
         if (mask && std::none_of(x.begin(), x.end(), [](float v) { return v > -INFINITY; })) {
           res.finish = FinishReason::kError;
           res.error = std::string("no token of the vocabulary continues the ") + req.constraint->name() +

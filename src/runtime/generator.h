@@ -55,22 +55,33 @@ struct GenerationRequest {
 
 // `row` (one sequence's logits) with `req`'s changes (see GenerationRequest) after `generated`,
 // and without the end tokens (`eos_ids` unless ignore_eos, the stop tokens) when `too_early`.
-// `allowed` (empty: every token) is a constraint's mask: tokens t with !allowed[t] get -inf, and
-// so do the end tokens unless `ends_allowed` (the constrained text is complete), before min_p, so
-// min_p and the sampler's filters (temperature, top_k, top_p) see the constrained distribution.
+// The tokens a constraint allows next, a bit each (token t: bit t % 64 of words[t / 64]): those
+// whose bytes continue the text; and whether the text is complete (then the end tokens are
+// allowed too).
+struct AllowedTokens {
+  std::vector<uint64_t> words;
+  bool complete = false;
+  // From one byte a token, each 0 or 1 (TokenMasker::allowed's form).
+  static AllowedTokens from_bytes(std::span<const uint8_t> allowed, bool complete);
+  bool allows(int64_t t) const {
+    const auto w = static_cast<size_t>(t >> 6);
+    return t >= 0 && w < words.size() && ((words[w] >> (t & 63)) & 1) != 0;
+  }
+  int64_t count() const;
+  // Sets x[t] = -inf for every token t < x.size() not allowed.
+  void refuse_others(std::span<float> x) const;
+};
+
+// `mask` (null: every token) is a constraint's: tokens it does not allow get -inf, and so do the
+// end tokens unless the constrained text is complete, before min_p, so min_p and the sampler's
+// filters (temperature, top_k, top_p) see the constrained distribution.
 std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const int32_t> generated,
                                    std::span<const float> row, bool too_early, std::span<const int64_t> eos_ids,
-                                   std::span<const uint8_t> allowed = {}, bool ends_allowed = false);
+                                   const AllowedTokens* mask = nullptr);
 
-// The tokens a constraint allows next: allowed[t] = 1 for each token whose bytes continue the text,
-// and whether the text is complete (then the end tokens are allowed too).
-struct AllowedTokens {
-  std::vector<uint8_t> allowed;
-  bool complete = false;
-};
 // Allowed sets by (constraint, state): inside a string the state repeats token after token, and
-// requests sharing a constraint share its states. Bounded to about 64 MiB of sets (past that, the
-// cache starts again). fill() computes a step's missing sets on `threads` threads (0: one per
+// requests sharing a constraint share its states. Bounded to about 64 MiB of sets, 8 tokens a byte
+// (past that, the cache starts again). fill() computes a step's missing sets on `threads` threads (0: one per
 // core), each a walk of the token trie through the (constraint, trie) pair's TokenMasker, which
 // shares the walks' subtrees between states that differ only in a count.
 class ConstraintMaskCache {

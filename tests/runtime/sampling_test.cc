@@ -157,7 +157,10 @@ TEST(ConstraintMaskCache, TheCachedAllowedSetsAreTheComputedOnes) {
       std::vector<uint8_t> plain;
       trie.allowed(a, plain);
       const AllowedTokens& cached = cache.get(trie, *json, a);
-      EXPECT_EQ(plain, cached.allowed);
+      ASSERT_EQ(plain.size(), static_cast<size_t>(V));
+      for (int64_t t = 0; t < V; ++t) ASSERT_EQ(cached.allows(t), plain[static_cast<size_t>(t)] != 0) << t;
+      EXPECT_FALSE(cached.allows(V));
+      EXPECT_EQ(cached.count(), std::count(plain.begin(), plain.end(), 1));
       EXPECT_EQ(cached.complete, a.complete());
       EXPECT_GT(std::count(plain.begin(), plain.end(), 1), 0);
     }
@@ -166,6 +169,49 @@ TEST(ConstraintMaskCache, TheCachedAllowedSetsAreTheComputedOnes) {
   }
   EXPECT_TRUE(a.complete());
   EXPECT_LT(static_cast<int64_t>(cache.size()), changes) << "states repeat inside strings";
+}
+
+// One bit a token, whatever the length and wherever the set tokens fall in their words.
+TEST(AllowedTokens, BitsAreTheBytesTheyWereMadeFrom) {
+  uint64_t z = 12345;
+  for (size_t n : {0, 1, 7, 8, 9, 63, 64, 65, 127, 128, 1000, 32001}) {
+    std::vector<uint8_t> bytes(n);
+    for (auto& b : bytes) {
+      z = z * 6364136223846793005ull + 1442695040888963407ull;
+      b = (z >> 60) < 5 ? 1 : 0;
+    }
+    if (n > 0) bytes.back() = 1;
+    const AllowedTokens a = AllowedTokens::from_bytes(bytes, true);
+    EXPECT_TRUE(a.complete);
+    EXPECT_EQ(a.count(), std::count(bytes.begin(), bytes.end(), 1)) << n;
+    for (size_t t = 0; t < n; ++t) ASSERT_EQ(a.allows(static_cast<int64_t>(t)), bytes[t] == 1) << n << " " << t;
+    EXPECT_FALSE(a.allows(static_cast<int64_t>(n)));
+    EXPECT_FALSE(a.allows(-1));
+  }
+}
+
+// A mask longer than 64 tokens (whole words and bytes allowed, refused and mixed, a partial last
+// byte), with the end token (65) allowed only once the text is complete.
+TEST(AdjustedLogits, AMaskSetsEveryRefusedTokenToMinusInfinity) {
+  const int64_t V = 150;
+  std::vector<float> row(V);
+  for (int64_t t = 0; t < V; ++t) row[static_cast<size_t>(t)] = static_cast<float>(t % 7);
+  std::vector<uint8_t> allowed(V, 0);
+  for (int64_t t = 0; t < V; t += 3) allowed[static_cast<size_t>(t)] = 1;
+  for (int64_t t = 64; t < 128; ++t) allowed[static_cast<size_t>(t)] = 1;  // a whole word
+  allowed[65] = 0;
+  for (int64_t t = 136; t < 144; ++t) allowed[static_cast<size_t>(t)] = 0;  // a whole byte refused
+  const std::vector<int64_t> eos = {65};
+  GenerationRequest req;
+  req.prompt = {0};
+  for (const bool complete : {false, true}) {
+    const AllowedTokens mask = AllowedTokens::from_bytes(allowed, complete);
+    const auto x = adjusted_logits(req, {}, row, false, eos, &mask);
+    for (int64_t t = 0; t < V; ++t) {
+      const bool kept = allowed[static_cast<size_t>(t)] == 1 || (t == 65 && complete);
+      EXPECT_EQ(x[static_cast<size_t>(t)], kept ? row[static_cast<size_t>(t)] : -INFINITY) << t << " " << complete;
+    }
+  }
 }
 
 TEST(AdjustedLogits, PenaltiesBiasMinPAndTheEndTokensAsDefined) {
@@ -216,7 +262,8 @@ TEST(AdjustedLogits, PenaltiesBiasMinPAndTheEndTokensAsDefined) {
   // at 2.0), not from the disallowed 3: at temperature 1 it keeps x_t >= 2 + log(0.2) = 0.39.
   req.sampling.temperature = 1;
   const std::vector<uint8_t> allowed = {1, 1, 1, 0, 1, 1};
-  const auto masked = adjusted_logits(req, generated, row, false, eos, allowed);
+  const AllowedTokens mask = AllowedTokens::from_bytes(allowed, false);
+  const auto masked = adjusted_logits(req, generated, row, false, eos, &mask);
   EXPECT_EQ(masked[0], 2.0f);
   EXPECT_EQ(masked[2], 0.5f);
   EXPECT_EQ(masked[5], 1.0f);
