@@ -431,9 +431,9 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     }
     return filled;
   };
-  // One step over `step_slots` (increasing): a sequence whose prompt is not all in its slot yet
-  // brings the rest of it, or with `prompt_budget` >= 0 as much of the rest as the step's budget
-  // of prompt tokens leaves (the slots in order); a running one brings its last token. The logits
+  // One step over `step_slots`: a sequence whose prompt is not all in its slot yet brings the rest
+  // of it, or with `prompt_budget` >= 0 as much of the rest as the step's budget of prompt tokens
+  // leaves (in the order of `step_slots`); a running one brings its last token. The logits
   // of the last token of each sequence whose prompt is now whole choose its next. Returns the
   // slots still running (those still taking their prompt included).
   auto step = [&](std::span<const int32_t> step_slots, int64_t prompt_budget) -> Result<std::vector<int32_t>> {
