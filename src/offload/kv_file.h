@@ -51,16 +51,23 @@ class KvFile {
   const std::filesystem::path& path() const { return path_; }
 
   // Moves the pages of unit `unit` holding `rows` of k and v between the file and `staging`
-  // (region_bytes(), kIoAlignment-aligned). Returns the bytes moved. A write only changes pages
-  // that hold some of `rows`; the rest of such a page comes from `staging`, so the rows in it must
-  // have been read into staging before (a decode step reads every position up to its new ones).
+  // (region_bytes(), kIoAlignment-aligned). Returns the bytes moved.
   Result<uint64_t> read(int64_t unit, std::span<const KvRows> rows, std::byte* staging);
-  Result<uint64_t> write(int64_t unit, std::span<const KvRows> rows, const std::byte* staging);
+  // A write changes only the pages that hold some of `rows`. The rest of such a page is kept:
+  // staging holds it where `read_before` (the rows this step read into staging) covered the page,
+  // and a written sequence's positions after its rows are free; any other bytes of the page (a
+  // neighbouring sequence a prompt step does not touch, positions before the rows that were not
+  // read) are first read from the file into staging, so no other sequence's KV is written over.
+  Result<uint64_t> write(int64_t unit, std::span<const KvRows> rows, std::span<const KvRows> read_before,
+                         std::byte* staging);
 
  private:
   KvFile(storage::IoBackend& io, compute::HostKvShape shape) : io_(io), shape_(shape) {}
   Result<uint64_t> transfer(storage::IoOpKind kind, int64_t unit, std::span<const KvRows> rows,
                             std::byte* staging);
+  // Reads into `staging` the bytes of the pages `write` changes that staging does not hold.
+  Status keep_unwritten_bytes(int64_t unit, std::span<const KvRows> rows, std::span<const KvRows> read_before,
+                              std::byte* staging);
 
   storage::IoBackend& io_;
   compute::HostKvShape shape_;

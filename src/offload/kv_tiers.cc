@@ -160,11 +160,17 @@ Status KvTiers::attend_on_gpu(const Action& a, const compute::TokenBatch& batch,
 }
 
 Result<HostTask> KvTiers::disk_transfer(const Action& a, const StepState& step, bool write) {
-  auto rows = kv_rows(step.subs[a.batch].batch.seqs, write);
+  const auto& seqs = step.subs[a.batch].batch.seqs;
+  auto rows = kv_rows(seqs, write);
+  // A write keeps the rest of its pages: a decode step read them into staging; a prompt step
+  // read nothing, and the sequences it does not carry keep their rows from the file.
+  std::vector<KvRows> read_before;
+  if (write && !step.prefill) read_before = kv_rows(seqs, false);
   auto* buf = static_cast<std::byte*>(disk_staging_[a.host_staging].raw());
   const int64_t region = unit(a.unit, a.batch).disk_region;
-  return HostTask([this, buf, region, rows = std::move(rows), write]() -> Result<uint64_t> {
-    return write ? file_->write(region, rows, buf) : file_->read(region, rows, buf);
+  return HostTask([this, buf, region, rows = std::move(rows), read_before = std::move(read_before),
+                   write]() -> Result<uint64_t> {
+    return write ? file_->write(region, rows, read_before, buf) : file_->read(region, rows, buf);
   });
 }
 

@@ -63,7 +63,7 @@ TEST_F(KvFileTest, WritesOnlyTheNewRowsAndKeepsTheRestOfTheirPages) {
   for (size_t i = 0; i < f.region_bytes(); ++i) pa[i] = static_cast<std::byte>(i * 7 + 1);
   // A prompt step writes every slot's first 4 positions of unit 1.
   const std::vector<KvRows> prompt = {{0, 0, 4}, {1, 0, 4}, {2, 0, 4}};
-  ASSERT_TRUE(f.write(1, prompt, pa).is_ok());
+  ASSERT_TRUE(f.write(1, prompt, {}, pa).is_ok());
   // A decode step of slot 1 alone: read its positions [0, 5), change position 4 only, write it.
   std::memset(pb, 0, f.region_bytes());
   const std::vector<KvRows> read_rows = {{1, 0, 5}};
@@ -74,7 +74,7 @@ TEST_F(KvFileTest, WritesOnlyTheNewRowsAndKeepsTheRestOfTheirPages) {
   for (size_t off : {size_t{0}, f.v_offset()})
     for (size_t i = 0; i < row; ++i) pb[off + new_row + i] = std::byte{0xAB};
   const std::vector<KvRows> new_rows = {{1, 4, 5}};
-  ASSERT_TRUE(f.write(1, new_rows, pb).is_ok());
+  ASSERT_TRUE(f.write(1, new_rows, read_rows, pb).is_ok());
   // Every slot's first 4 positions are intact, and slot 1 position 4 is new.
   std::memset(pb, 0, f.region_bytes());
   const std::vector<KvRows> all = {{0, 0, 5}, {1, 0, 5}, {2, 0, 5}};
@@ -95,6 +95,60 @@ TEST_F(KvFileTest, WritesOnlyTheNewRowsAndKeepsTheRestOfTheirPages) {
   const auto path = f.path();
   created.value().reset();
   EXPECT_FALSE(std::filesystem::exists(path)) << "the KV file outlives its KvFile";
+}
+
+// The bytes of k (or v) holding positions [begin, end) of `slot`.
+Ranges row_bytes(const compute::HostKvShape& shape, int64_t slot, int64_t begin, int64_t end) {
+  const int64_t r0 = slot * shape.max_len + begin, r1 = slot * shape.max_len + end;
+  if (!shape.int4) {
+    const uint64_t row = static_cast<uint64_t>(shape.row_elems()) * 2;
+    return {{r0 * row, r1 * row}};
+  }
+  return {{shape.code_offset(r0), shape.code_offset(r1)},
+          {shape.scale_offset(r0), shape.scale_offset(r1)},
+          {shape.min_offset(r0), shape.min_offset(r1)}};
+}
+
+// A request joining a running block: a prompt step writes only its slot, with nothing read into
+// staging first (the rest of staging is another unit's bytes). The running sequences on either
+// side, whose rows share the written pages (fp16 rows across slot boundaries; int4 scales and
+// mins of many slots a page), keep theirs.
+TEST_F(KvFileTest, APromptStepForOneSlotKeepsTheOtherSlotsRows) {
+  for (const compute::HostKvShape shape :
+       {compute::HostKvShape{4, 7, 3, 32, false}, compute::HostKvShape{4, 40, 2, 64, true}}) {
+    const std::string what = shape.int4 ? "int4" : "fp16";
+    auto created = KvFile::create(*io_, dir_, shape, 2, log_);
+    ASSERT_TRUE(created.is_ok()) << created.status().to_string();
+    KvFile& f = *created.value();
+    auto a = storage::AlignedBuffer::allocate(f.region_bytes()).value();
+    auto b = storage::AlignedBuffer::allocate(f.region_bytes()).value();
+    for (size_t i = 0; i < f.region_bytes(); ++i) a.data()[i] = static_cast<std::byte>(i * 7 + 1);
+    const std::vector<KvRows> block = {{0, 0, shape.max_len}, {1, 0, shape.max_len}, {2, 0, shape.max_len},
+                                       {3, 0, shape.max_len}};
+    ASSERT_TRUE(f.write(1, block, {}, a.data()).is_ok()) << what;
+
+    // Slot 2 takes a new 5-token prompt; staging holds only those rows.
+    std::memset(b.data(), 0xEE, f.region_bytes());
+    const Ranges joined = row_bytes(shape, 2, 0, 5);
+    for (size_t off : {size_t{0}, f.v_offset()})
+      for (const auto& [s, e] : joined)
+        for (uint64_t i = s; i < e; ++i) b.data()[off + i] = static_cast<std::byte>(0x40 + i % 13);
+    const auto expected_joined = std::vector<std::byte>(b.data(), b.data() + f.region_bytes());
+    const std::vector<KvRows> prompt = {{2, 0, 5}};
+    ASSERT_TRUE(f.write(1, prompt, {}, b.data()).is_ok()) << what;
+
+    std::memset(b.data(), 0, f.region_bytes());
+    ASSERT_TRUE(f.read(1, block, b.data()).is_ok()) << what;
+    for (size_t off : {size_t{0}, f.v_offset()}) {
+      for (int64_t slot : {0, 1, 3})
+        for (const auto& [s, e] : row_bytes(shape, slot, 0, shape.max_len))
+          ASSERT_EQ(std::memcmp(a.data() + off + s, b.data() + off + s, e - s), 0)
+              << what << ": slot " << slot << " lost its rows to slot 2's prompt";
+      for (const auto& [s, e] : joined)
+        ASSERT_EQ(std::memcmp(expected_joined.data() + off + s, b.data() + off + s, e - s), 0)
+            << what << ": slot 2's prompt";
+    }
+  }
 }
 
 TEST_F(KvFileTest, AnUnusableDirectoryIsNamed) {
