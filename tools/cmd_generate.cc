@@ -284,10 +284,8 @@ Status run(GenerateOptions& o) {
   o.job.device = o.device == "cpu" ? "cpu" : "cuda";
   o.job.compress = policy == "none" ? "none" : o.compress;
   Status s = Status::ok();
-  // --schedule auto: continuous batching on the CPU; fixed blocks on a GPU, where continuous runs
-  // (mixed steps through the CUDA attention, joining prompts on the offloading engine) are opt-in
-  // until the GPU tests of them have run.
-  o.job.continuous = o.schedule == "continuous" || (o.schedule == "auto" && o.device == "cpu");
+  // --schedule auto: continuous batching; fixed blocks only when asked for.
+  o.job.continuous = o.schedule != "fixed";
   if (policy != "none") {
     o.policy = policy;
     s = run_offloaded(o, *ctx, *tokenizer);
@@ -349,8 +347,7 @@ void register_generate(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--schedule", o.schedule,
                   "continuous: a finished sequence's slot goes to the next waiting request; fixed: blocks of "
-                  "--batch-size (the policy's block) run until their longest answer is done; auto: continuous on "
-                  "the CPU, fixed on a GPU")
+                  "--batch-size (the policy's block) run until their longest answer is done; auto: continuous")
       ->check(CLI::IsMember({"auto", "continuous", "fixed"}))
       ->capture_default_str();
   cmd->add_option("--prompt-chunk", o.job.prompt_chunk,
