@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <numeric>
 #include <string>
 
 namespace strata::runtime::batch {
@@ -120,6 +121,23 @@ void longest_first(std::vector<Prepared>& v) {
                    [](const Prepared& a, const Prepared& b) { return a.gen.max_new_tokens > b.gen.max_new_tokens; });
 }
 
+// Moves out of `window` the `n` requests in the middle of its answer lengths (max_new_tokens),
+// in the window's order; the rest stay in theirs.
+std::vector<Prepared> take_middle_answers(std::vector<Prepared>& window, size_t n) {
+  std::vector<size_t> by_length(window.size());
+  std::iota(by_length.begin(), by_length.end(), size_t{0});
+  std::stable_sort(by_length.begin(), by_length.end(), [&](size_t a, size_t b) {
+    return window[a].gen.max_new_tokens < window[b].gen.max_new_tokens;
+  });
+  std::vector<bool> taken(window.size(), false);
+  const size_t from = (window.size() - n) / 2;
+  for (size_t k = from; k < from + n; ++k) taken[by_length[k]] = true;
+  std::vector<Prepared> middle, rest;
+  for (size_t i = 0; i < window.size(); ++i) (taken[i] ? middle : rest).push_back(std::move(window[i]));
+  window = std::move(rest);
+  return middle;
+}
+
 int32_t longest_sequence(std::span<const Prepared> v) {
   int32_t n = 0;
   for (const auto& p : v) n = std::max<int32_t>(n, static_cast<int32_t>(p.gen.prompt.size()) + p.gen.max_new_tokens);
@@ -132,20 +150,20 @@ Status Job::run_continuous(text::LineReader& reader) {
   std::vector<Prepared> window;
   bool more = true;
   STRATA_RETURN_IF_ERROR(read_requests(reader, window, &more));
+  // The job's first block runs alone when after_block looks at it (recalibration compares that
+  // block with the plan's prediction for a block). It takes the window's middle answer lengths:
+  // a block runs until its longest answer, so similar lengths leave few slots idle, and its steps
+  // are the job's typical ones; the longest answers start right after it.
+  if (o_.after_block && sum_.blocks == 0 && static_cast<int64_t>(window.size()) > batch_size_) {
+    std::vector<Prepared> first = take_middle_answers(window, static_cast<size_t>(batch_size_));
+    STRATA_RETURN_IF_ERROR(run_block(first));
+    STRATA_RETURN_IF_ERROR(block_done());
+  }
   longest_first(window);
   // An eighth of the first slots go to the window's shortest answers, so the first results are
   // written within the first steps rather than after the longest answers.
   const size_t quick = std::min(window.size() / 2, static_cast<size_t>(batch_size_) / 8);
   std::rotate(window.begin(), window.end() - static_cast<std::ptrdiff_t>(quick), window.end());
-  // The job's first block runs alone when after_block looks at it (recalibration compares that
-  // block with the plan's prediction for a block).
-  if (o_.after_block && sum_.blocks == 0 && static_cast<int64_t>(window.size()) > batch_size_) {
-    std::vector<Prepared> rest(std::make_move_iterator(window.begin() + batch_size_), std::make_move_iterator(window.end()));
-    window.resize(static_cast<size_t>(batch_size_));
-    STRATA_RETURN_IF_ERROR(run_block(window));
-    STRATA_RETURN_IF_ERROR(block_done());
-    window = std::move(rest);
-  }
   if (o_.max_sequence_len > 0) {
     // Every slot is made for the longest sequence the job allows: one run takes the whole input,
     // window after window, and only the job's end leaves slots empty.

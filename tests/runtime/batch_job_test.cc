@@ -197,6 +197,54 @@ TEST_F(BatchJobTest, ContinuousBatchingAnswersEveryRequestAndTheShortestFirst) {
   EXPECT_EQ(records.front()["response"]["body"]["usage"]["completion_tokens"], 2);  // c0, the shortest
 }
 
+// When the job looks at its first block (generate's recalibration), the continuous schedule runs
+// that block alone with the middle answer lengths, so it pads little, then runs the rest
+// continuously: the first results are the middle lengths, every answer has its length.
+TEST_F(BatchJobTest, AFirstBlockForRecalibrationTakesTheMiddleAnswerLengths) {
+  const auto tmp = testing::make_temp_dir("strata-batch");
+  const std::string in = (tmp / "in.jsonl").string(), out = (tmp / "out.jsonl").string();
+  std::vector<std::string> lines;
+  for (int i = 0; i < 24; ++i)  // answers of 2..25 tokens, each once
+    lines.push_back(json({{"custom_id", "c" + std::to_string(i)}, {"prompt", "Once upon a time " + std::to_string(i)},
+                          {"max_tokens", 2 + (i * 7) % 24}, {"ignore_eos", true}}).dump());
+  write_lines(in, lines);
+  BatchJobOptions o = options(in, out);
+  o.batch_size = 8;
+  o.window = 24;
+  std::vector<int64_t> calls;
+  o.after_block = [&](int64_t done) -> Result<ModelSwitch> {
+    calls.push_back(done);
+    return ModelSwitch{};
+  };
+  auto sum = run(o);
+  ASSERT_TRUE(sum.is_ok()) << sum.status().to_string();
+  EXPECT_EQ(sum->ok, 24);
+  EXPECT_GT(sum->refills, 0);  // the 16 after the first block share 8 slots
+  ASSERT_FALSE(calls.empty());
+  EXPECT_EQ(calls.front(), 1);
+  std::vector<int> lengths;
+  {
+    auto r = text::LineReader::open(out);
+    ASSERT_TRUE(r.is_ok());
+    std::string line;
+    while (true) {
+      auto more = (*r)->next(line);
+      ASSERT_TRUE(more.is_ok());
+      if (!*more) break;
+      const json rec = json::parse(line);
+      const int i = std::stoi(rec["custom_id"].get<std::string>().substr(1));
+      const int n = rec["response"]["body"]["usage"]["completion_tokens"].get<int>();
+      EXPECT_EQ(n, 2 + (i * 7) % 24) << rec["custom_id"];
+      lengths.push_back(n);
+    }
+  }
+  ASSERT_EQ(lengths.size(), 24u);
+  // The first block: the 9th to 16th shortest answers, 10..17 tokens.
+  std::vector<int> first(lengths.begin(), lengths.begin() + 8);
+  std::sort(first.begin(), first.end());
+  EXPECT_EQ(first, (std::vector<int>{10, 11, 12, 13, 14, 15, 16, 17}));
+}
+
 // A SequenceModel that counts what it is asked to run.
 class CountingModel final : public compute::SequenceModel {
  public:
