@@ -194,6 +194,7 @@ Status run_offloaded(GenerateOptions& o, runtime::Context& ctx, const text::Toke
   o.job.window = std::max<int32_t>(o.job.window, static_cast<int32_t>(block * (o.job.continuous ? 16 : 1)));
   o.job.max_sequence_len = plan.policy.workload.prompt_len + plan.policy.workload.gen_len;
   o.job.after_block = [&job](int64_t done) { return job.after_block(done); };
+  o.job.look_in_first_run = [&job] { return job.look_in_run(); };
   o.job.progress.predicted_job_s = job.plan().policy.predicted.job_s;
   STRATA_ASSIGN_OR_RETURN(runtime::BatchSummary summary, runtime::run_batch_job(job.engine(), tokenizer, o.job, ctx.logger));
   const offload::OffloadReport report = job.engine().report();
@@ -390,8 +391,9 @@ void register_generate(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--trace", o.trace, "write a Chrome/Perfetto trace of the offloading engine here");
   cmd->add_flag("--no-recalibrate", o.no_recalibrate,
-                "keep the plan after the first block even when it ran more than 10% from the prediction "
-                "(by default the profile is refit from it and the rest of the job re-planned)");
+                "keep the plan after the first block (continuous: the steps before the first refill) even "
+                "when it ran more than 10% from the prediction (by default the profile is refit from it and "
+                "the rest of the job re-planned)");
   cmd->callback([exit_code] { *exit_code = report("generate", run(o)); });
 }
 

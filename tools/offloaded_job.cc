@@ -55,41 +55,59 @@ double OffloadedJob::remaining_s(const planner::PlanResult& p, int64_t blocks_do
   return static_cast<double>((left + block - 1) / block) * pred.block_s;
 }
 
+Result<bool> OffloadedJob::look_in_run() {
+  looked_ = true;
+  STRATA_ASSIGN_OR_RETURN(next_, recalibrate(1));
+  return next_.has_value();
+}
+
 Result<runtime::ModelSwitch> OffloadedJob::after_block(int64_t blocks_done) {
-  if (blocks_done != 1 || !o_.recalibrate) return runtime::ModelSwitch{};
+  if (blocks_done != 1) return runtime::ModelSwitch{};
+  if (!looked_) {
+    STRATA_ASSIGN_OR_RETURN(next_, recalibrate(blocks_done));
+  }
+  if (!next_) return runtime::ModelSwitch{};
+  planner::PlanResult next = std::move(*next_);
+  next_.reset();
+  return switch_to(std::move(next));
+}
+
+Result<OffloadedJob::NextPlan> OffloadedJob::recalibrate(int64_t blocks_done) {
+  if (!o_.recalibrate) return NextPlan{};
   Logger& log = ctx_.logger;
   auto sample = run_sample(engine_->report(), spec_, plan_.policy, o_.hardware);
   if (!sample.is_ok()) {
     log.warn("recalibration skipped: " + sample.status().message());
-    return runtime::ModelSwitch{};
+    return NextPlan{};
   }
   auto rec = planner::recalibrate(o_.hardware, {*sample});
   if (!rec.is_ok()) {
     log.warn("recalibration skipped: " + rec.status().message());
-    return runtime::ModelSwitch{};
+    return NextPlan{};
   }
+  const std::string what = looked_ ? "the first steps (up to the first refill)" : "the first block";
   if (!rec->off) {
-    log.info("recalibration: the first block ran within 10% of the prediction on every resource");
-    return runtime::ModelSwitch{};
+    log.info("recalibration: " + what + " ran within 10% of the prediction on every resource");
+    return NextPlan{};
   }
-  log.info("recalibration: the first block was more than 10% off the prediction; the profile is refit:");
+  log.info("recalibration: " + what + " ran more than 10% off the prediction; the profile is refit:");
   for (const std::string& n : rec->notes) log.info("  " + n);
   o_.hardware = rec->profile;
   if (!o_.planned) {
     log.info("recalibration: the policy file stays (--policy); the plan is not redone");
-    return runtime::ModelSwitch{};
+    return NextPlan{};
   }
   return replan(blocks_done);
 }
 
-Result<runtime::ModelSwitch> OffloadedJob::replan(int64_t blocks_done) {
+Result<OffloadedJob::NextPlan> OffloadedJob::replan(int64_t blocks_done) {
   Logger& log = ctx_.logger;
   auto now = planner::evaluate_policy(spec_, plan_.policy, o_.hardware, o_.budgets);
   auto next = planner::plan_policy(spec_, o_.workload, o_.hardware, o_.budgets, o_.search);
   if (!now.is_ok() || !next.is_ok()) {
     log.warn("recalibration: re-planning failed (" + (now.is_ok() ? next : now).status().message() +
              "); the current policy stays");
-    return runtime::ModelSwitch{};
+    return NextPlan{};
   }
   const double stay = remaining_s(*now, blocks_done);
   const double move = remaining_s(*next, blocks_done) + (o_.workload.requests > 0 ? setup_s_ : 0);
@@ -99,15 +117,21 @@ Result<runtime::ModelSwitch> OffloadedJob::replan(int64_t blocks_done) {
                   describe_policy(now->policy).c_str());
     log.info(buf);
     plan_ = std::move(now).value();
-    return runtime::ModelSwitch{};
+    return NextPlan{};
   }
   std::snprintf(buf, sizeof buf,
                 "re-planned with the refit profile: switching to %s (the rest predicted %.0f s against %.0f s, "
-                "placing the weights again included)",
-                describe_policy(next->policy).c_str(), move, stay);
+                "placing the weights again included)%s",
+                describe_policy(next->policy).c_str(), move, stay,
+                looked_ ? " once the running sequences finish" : "");
   log.info(buf);
+  return NextPlan(std::move(next).value());
+}
+
+Result<runtime::ModelSwitch> OffloadedJob::switch_to(planner::PlanResult next) {
+  Logger& log = ctx_.logger;
   const planner::PlanResult old = plan_;
-  plan_ = std::move(next).value();
+  plan_ = std::move(next);
   if (!o_.quiet) print_plan(plan_, o_.hardware, -1, /*buffers=*/false, stderr);
   if (Status built = build(plan_.policy); !built.is_ok()) {
     log.warn("recalibration: the new policy's engine could not be built (" + built.message() +

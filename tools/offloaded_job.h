@@ -1,6 +1,7 @@
 // OffloadedJob: `strata generate` on the offloading engine. Holds the plan (the planner's choice
-// for the job, or a policy file), the engine built for it, and what the first block teaches: after
-// it, the engine's measured busy time per phase and resource is set beside the cost model's; when
+// for the job, or a policy file), the engine built for it, and what the first block teaches (on
+// the continuous schedule, the steps before the first refill): the engine's measured busy time
+// per phase and resource is set beside the cost model's; when
 // a resource is more than 10% off, the profile is refit (planner/recalibrate.h), the rest of the
 // job re-planned, and the engine rebuilt for the new policy when that saves more time than placing
 // the weights again takes. Says what it does in the log. Not thread safe; borrows the context, the
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include "common/status.h"
 #include "model/model_dir.h"
@@ -43,7 +45,12 @@ class OffloadedJob {
   Status start();
   offload::OffloadEngine& engine() { return *engine_; }
   const planner::PlanResult& plan() const { return plan_; }
-  // For BatchJobOptions::after_block.
+  // For BatchJobOptions::look_in_first_run: the recalibration from the steps run so far (the
+  // engine idle between two steps); true when the re-plan switches policy, which after_block(1)
+  // then builds.
+  Result<bool> look_in_run();
+  // For BatchJobOptions::after_block: after the first block, its recalibration (unless a look
+  // inside the run did it) and the switch of engine it asks for.
   Result<runtime::ModelSwitch> after_block(int64_t blocks_done);
 
  private:
@@ -51,7 +58,12 @@ class OffloadedJob {
   // The rest of the job after `blocks_done` blocks of the current policy: its predicted seconds
   // under policy `p` (and its blocks), or of every token when the request count is not known.
   double remaining_s(const planner::PlanResult& p, int64_t blocks_done) const;
-  Result<runtime::ModelSwitch> replan(int64_t blocks_done);
+  // The profile refit from the engine's report so far, and the policy to switch to, if any.
+  using NextPlan = std::optional<planner::PlanResult>;
+  Result<NextPlan> recalibrate(int64_t blocks_done);
+  Result<NextPlan> replan(int64_t blocks_done);
+  // Builds the engine of `next` (or, when it does not build, the current one again).
+  Result<runtime::ModelSwitch> switch_to(planner::PlanResult next);
 
   runtime::Context& ctx_;
   model::ModelFiles& files_;
@@ -60,6 +72,8 @@ class OffloadedJob {
   OffloadedJobOptions o_;
   std::unique_ptr<offload::OffloadEngine> engine_;
   double setup_s_ = 0;  // how long the last engine took to build
+  bool looked_ = false;  // the recalibration ran inside the first run
+  NextPlan next_;  // the policy the recalibration switches to
 };
 
 }  // namespace strata::tools

@@ -89,6 +89,13 @@ struct BatchJobOptions {
   // Called after each block with the number of blocks run so far (this run's); its error stops
   // the job (the results written so far stay, and --resume goes on from them).
   std::function<Result<ModelSwitch>(int64_t blocks_done)> after_block;
+  // Optional, for the continuous schedule: called once, inside the job's first run, between two
+  // steps, just before a finished sequence's slot would first go to a waiting request (the steps so
+  // far are a sample of the job's). True: the job wants another model, so that run takes no more
+  // requests and ends when its running ones do; after_block(1), called then, returns the model,
+  // and the requests not started run on it. Without it, a job whose first block after_block looks
+  // at runs that block alone.
+  std::function<Result<bool>()> look_in_first_run;
 };
 
 struct BatchSummary {

@@ -64,7 +64,23 @@ class PreparedFeed final : public RequestFeed {
       : queue_(std::make_move_iterator(first.begin()), std::make_move_iterator(first.end())),
         more_(std::move(more)), tok_(tok) {}
 
+  // `look` runs once, before the request handed out after the first `handed` (the first to take
+  // a finished sequence's slot when `handed` fill the slots); true stops the feed: next() hands
+  // out no more, and the requests not started stay for take_queue() and take_more().
+  void look_before(size_t handed, std::function<Result<bool>()> look) {
+    look_at_ = handed;
+    look_ = std::move(look);
+  }
+  bool stopped() const { return stopped_; }
+  std::vector<Prepared> take_queue() {
+    std::vector<Prepared> v(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
+    queue_.clear();
+    return v;
+  }
+  More take_more() { return std::move(more_); }
+
   Result<const GenerationRequest*> next() override {
+    if (stopped_) return nullptr;
     if (queue_.empty() && more_) {
       std::vector<Prepared> batch;
       STRATA_ASSIGN_OR_RETURN(bool again, more_(batch));
@@ -72,6 +88,12 @@ class PreparedFeed final : public RequestFeed {
       for (auto& p : batch) queue_.push_back(std::move(p));
     }
     if (queue_.empty()) return nullptr;
+    if (look_ && next_ == look_at_) {
+      auto look = std::move(look_);
+      look_ = nullptr;
+      STRATA_ASSIGN_OR_RETURN(stopped_, look());
+      if (stopped_) return nullptr;
+    }
     Live& l = live_[next_++];  // node-based: stays where it is until finished() erases it
     l.p = std::move(queue_.front());
     queue_.pop_front();
@@ -88,7 +110,10 @@ class PreparedFeed final : public RequestFeed {
   More more_;
   const text::Tokenizer& tok_;
   std::unordered_map<size_t, Live> live_;
-  size_t next_ = 0;
+  size_t next_ = 0;  // requests handed out
+  std::function<Result<bool>()> look_;
+  size_t look_at_ = 0;
+  bool stopped_ = false;
 };
 
 class Job {
@@ -115,6 +140,9 @@ class Job {
   // One run of the Generator over the feed's requests (a fixed block, or a continuous run).
   Status run_feed(PreparedFeed& feed, int32_t slots, int32_t max_len, bool block);
   Status block_done();  // after_block, and the model it switches to
+  // Arms the feed of a continuous run of `slots` with look_in_first_run, once a job.
+  void look_in_run(PreparedFeed& feed, int32_t slots);
+  bool looked_ = false;
   Status write_error(int64_t line, const std::optional<std::string>& custom_id, const text::RequestError& e);
   Status open_output(int64_t& total);
   bool interrupted() const { return o_.interrupted && o_.interrupted->load(); }

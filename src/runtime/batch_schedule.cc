@@ -146,15 +146,22 @@ int32_t longest_sequence(std::span<const Prepared> v) {
 
 }  // namespace
 
+void Job::look_in_run(PreparedFeed& feed, int32_t slots) {
+  if (!o_.look_in_first_run || looked_) return;
+  looked_ = true;
+  feed.look_before(static_cast<size_t>(slots), o_.look_in_first_run);
+}
+
 Status Job::run_continuous(text::LineReader& reader) {
   std::vector<Prepared> window;
   bool more = true;
   STRATA_RETURN_IF_ERROR(read_requests(reader, window, &more));
-  // The job's first block runs alone when after_block looks at it (recalibration compares that
-  // block with the plan's prediction for a block). It takes the window's middle answer lengths:
-  // a block runs until its longest answer, so similar lengths leave few slots idle, and its steps
-  // are the job's typical ones; the longest answers start right after it.
-  if (o_.after_block && sum_.blocks == 0 && static_cast<int64_t>(window.size()) > batch_size_) {
+  // The job's first block runs alone when after_block looks at it and cannot look inside a run
+  // (recalibration compares that block with the plan's prediction for a block). It takes the
+  // window's middle answer lengths: a block runs until its longest answer, so similar lengths
+  // leave few slots idle, and its steps are the job's typical ones.
+  if (o_.after_block && !o_.look_in_first_run && sum_.blocks == 0 &&
+      static_cast<int64_t>(window.size()) > batch_size_) {
     std::vector<Prepared> first = take_middle_answers(window, static_cast<size_t>(batch_size_));
     STRATA_RETURN_IF_ERROR(run_block(first));
     STRATA_RETURN_IF_ERROR(block_done());
@@ -166,17 +173,25 @@ Status Job::run_continuous(text::LineReader& reader) {
   std::rotate(window.begin(), window.end() - static_cast<std::ptrdiff_t>(quick), window.end());
   if (o_.max_sequence_len > 0) {
     // Every slot is made for the longest sequence the job allows: one run takes the whole input,
-    // window after window, and only the job's end leaves slots empty.
+    // window after window, and only the job's end leaves slots empty (or a switch of model that
+    // the look inside the first run asks for: the requests not started go on on the new model).
     if (window.empty() && !more) return Status::ok();
-    auto next_window = [&](std::vector<Prepared>& out) -> Result<bool> {
+    PreparedFeed::More next_window = [&](std::vector<Prepared>& out) -> Result<bool> {
       if (!more) return false;
       STRATA_RETURN_IF_ERROR(read_requests(reader, out, &more));
       longest_first(out);
       return more;
     };
-    PreparedFeed feed(std::move(window), next_window, tok_);
-    STRATA_RETURN_IF_ERROR(run_feed(feed, batch_size_, static_cast<int32_t>(o_.max_sequence_len), /*block=*/false));
-    return block_done();
+    std::vector<Prepared> queue = std::move(window);
+    for (;;) {
+      PreparedFeed feed(std::move(queue), std::move(next_window), tok_);
+      look_in_run(feed, batch_size_);
+      STRATA_RETURN_IF_ERROR(run_feed(feed, batch_size_, static_cast<int32_t>(o_.max_sequence_len), /*block=*/false));
+      STRATA_RETURN_IF_ERROR(block_done());
+      if (!feed.stopped()) return Status::ok();
+      queue = feed.take_queue();
+      next_window = feed.take_more();
+    }
   }
   // Otherwise a run per window, its slots made for the window's longest sequence.
   for (;;) {
@@ -184,10 +199,12 @@ Status Job::run_continuous(text::LineReader& reader) {
       const int32_t max_len = longest_sequence(window);
       const int32_t slots = std::min<int32_t>(batch_size_, static_cast<int32_t>(window.size()));
       PreparedFeed feed(std::move(window), nullptr, tok_);
+      look_in_run(feed, slots);
       STRATA_RETURN_IF_ERROR(run_feed(feed, slots, max_len, /*block=*/false));
       STRATA_RETURN_IF_ERROR(block_done());
+      window = feed.take_queue();  // what a switch of model left unstarted
+      if (!window.empty()) continue;
     }
-    window.clear();
     if (!more) return Status::ok();
     STRATA_RETURN_IF_ERROR(read_requests(reader, window, &more));
     longest_first(window);

@@ -309,6 +309,67 @@ TEST_F(BatchJobTest, AfterABlockTheRestCanRunOnAnotherModel) {
   EXPECT_EQ(read_results(failed).size(), 4u);
 }
 
+// With a look inside the first run (generate's recalibration on the continuous schedule), no
+// block runs alone: the look comes once, before the first finished sequence's slot goes to a
+// waiting request. When it asks for another model, that run takes no more requests, and the ones
+// not started run on the model after_block(1) returns; every answer is the one-model answer.
+TEST_F(BatchJobTest, ALookInsideTheFirstRunCanMoveTheRestToAnotherModel) {
+  const auto tmp = testing::make_temp_dir("strata-batch");
+  const std::string in = (tmp / "in.jsonl").string();
+  std::vector<std::string> lines;
+  for (int i = 0; i < 24; ++i)  // answers of 2..25 tokens, each once
+    lines.push_back(json({{"custom_id", "c" + std::to_string(i)}, {"prompt", "Once upon a time " + std::to_string(i)},
+                          {"max_tokens", 2 + (i * 7) % 24}, {"ignore_eos", true}}).dump());
+  write_lines(in, lines);
+  std::map<std::string, std::string> texts[2];
+  for (const bool move : {false, true}) {
+    const std::string out = (tmp / (move ? "moved.jsonl" : "stayed.jsonl")).string();
+    CountingModel first(*model_), second(*model_);
+    std::vector<std::string> calls;
+    BatchJobOptions o = options(in, out);
+    o.batch_size = 8;
+    o.window = 24;
+    int64_t written_at_look = -1;
+    o.look_in_first_run = [&]() -> Result<bool> {
+      calls.push_back("look");
+      written_at_look = static_cast<int64_t>(read_results(out).size());
+      return move;
+    };
+    o.after_block = [&](int64_t done) -> Result<ModelSwitch> {
+      calls.push_back("after " + std::to_string(done));
+      if (move && done == 1) return ModelSwitch{&second, 3};
+      return ModelSwitch{};
+    };
+    auto sum = run_batch_job(first, *tok_, o, ctx_->logger);
+    ASSERT_TRUE(sum.is_ok()) << sum.status().to_string();
+    EXPECT_EQ(sum->ok, 24);
+    ASSERT_FALSE(calls.empty());
+    EXPECT_EQ(calls.front(), "look");
+    EXPECT_EQ(calls.at(1), "after 1");
+    EXPECT_GE(written_at_look, 1);  // a slot was free: its answer was written
+    EXPECT_LT(written_at_look, 8);
+    EXPECT_EQ(first.blocks, 1);
+    EXPECT_EQ(first.largest_block, 8);
+    if (move) {
+      EXPECT_EQ(calls.size(), 3u);
+      EXPECT_EQ(second.blocks, 1);
+      EXPECT_EQ(second.largest_block, 3);
+    } else {
+      EXPECT_EQ(calls.size(), 2u);
+      EXPECT_EQ(second.blocks, 0);
+      EXPECT_GT(sum->refills, 0);  // the requests after the first 8 took finished ones' slots
+    }
+    const auto results = read_results(out);
+    ASSERT_EQ(results.size(), 24u);
+    for (const auto& [id, r] : results) {
+      const int i = std::stoi(id.substr(1));
+      EXPECT_EQ(r["response"]["body"]["usage"]["completion_tokens"], 2 + (i * 7) % 24) << id;
+      texts[move][id] = text_of(r);
+    }
+  }
+  EXPECT_EQ(texts[0], texts[1]);
+}
+
 TEST_F(BatchJobTest, BadLinesBecomeErrorLinesAndTheJobGoesOn) {
   const auto tmp = testing::make_temp_dir("strata-batch");
   const std::string in = (tmp / "in.jsonl").string(), out = (tmp / "out.jsonl").string();
