@@ -5,13 +5,14 @@
 // attend_int4_d128); other int4 head dims are dequantised in registers by a 16-entry table lookup
 // (vpermps). The int4-g64 append quantises 64 values per step (quantise_groups_avx512).
 //
-// This file and host_kv_avx512_int4.cc alone are compiled with -mavx512f -mavx512bw -mavx512vl
-// -mf16c -mfma -ffp-contract=off. They share only host_kv_avx512_common.h, whose functions are
+// This file, host_kv_avx512_int4.cc and host_kv_avx512_int4_gqa.cc alone are compiled with
+// -mavx512f -mavx512bw -mavx512vl -mf16c -mfma -ffp-contract=off. They share only
+// host_kv_avx512_common.h (the int4 files also host_kv_avx512_int4_impl.h), whose functions are
 // internal to each of them, include no other header with inline code (see host_kv_kernels.h) and
-// call only intrinsics and their own functions, so no AVX-512 code can be linked into the rest of
-// the program; the driver calls them only on a CPU with these extensions (host_kv_select_kernel()). The int4
-// kernel's one AVX512-VNNI instruction (vpdpbusd) is inline assembly, run only when
-// HostKvCall::vnni says the CPU has it.
+// call only intrinsics and their own functions (the int4 files also each other's), so no AVX-512
+// code can be linked into the rest of the program; the driver calls them only on a CPU with these
+// extensions (host_kv_select_kernel()). The int4 kernel's one AVX512-VNNI instruction (vpdpbusd) is
+// inline assembly, run only when HostKvCall::vnni says the CPU has it.
 //
 // int4 heads are kept in "quad order": within each group of 64, element 4i + k of the group sits
 // at 16k + i, which is the order the lookups produce (dword i of the group's codes, read as 16-bit

@@ -1,8 +1,9 @@
 // Shared pieces of the AVX-512 host-KV attention kernels (host_kv_avx512.cc: fp16 and generic
-// int4; host_kv_avx512_int4.cc: int4-g64 with head_dim 128 in the quantised domain): the
-// vectorised exp, the chunk walk over a task's positions, head loads and the blocked online
-// softmax. Included only by files compiled with the AVX-512 flags (see src/compute/CMakeLists.txt),
-// inside their feature guard; every function is internal to the including file.
+// int4; host_kv_avx512_int4.cc and host_kv_avx512_int4_gqa.cc: int4-g64 with head_dim 128 in the
+// quantised domain): the vectorised exp, the chunk walk over a task's positions, head loads and the
+// blocked online softmax. Included only by files compiled with the AVX-512 flags (see
+// src/compute/CMakeLists.txt), inside their feature guard; every function is internal to the
+// including file.
 #pragma once
 
 #include <immintrin.h>
