@@ -136,36 +136,33 @@ const text::TokenMasker& ConstraintMaskCache::masker(const text::TokenTrie& trie
   return *m;
 }
 
-void ConstraintMaskCache::fill(std::span<const Want> wants) {
-  if (wants.empty()) return;
-  struct Todo {
-    std::string key;
-    const Want* want;
-    const text::TokenMasker* masker;
-  };
+std::vector<const AllowedTokens*> ConstraintMaskCache::fill(std::span<const Want> wants) {
+  std::vector<const AllowedTokens*> out(wants.size(), nullptr);
+  if (wants.empty()) return out;
+  std::vector<std::string> keys(wants.size());
+  for (size_t i = 0; i < wants.size(); ++i) keys[i] = key_of(*wants[i].trie, *wants[i].constraint, *wants[i].state);
+  // The wants whose sets are missing, one for each key.
   auto missing = [&] {
-    std::vector<Todo> m;
-    std::unordered_set<std::string> seen;
-    for (const Want& w : wants) {
-      std::string key = key_of(*w.trie, *w.constraint, *w.state);
-      if (sets_.count(key) == 0 && seen.insert(key).second) m.push_back({std::move(key), &w, nullptr});
-    }
+    std::vector<size_t> m;
+    std::unordered_set<std::string_view> seen;
+    for (size_t i = 0; i < wants.size(); ++i)
+      if (sets_.count(keys[i]) == 0 && seen.insert(keys[i]).second) m.push_back(i);
     return m;
   };
   auto todo = missing();
-  if (todo.empty()) return;
-  if (sets_.size() + todo.size() > limit(*wants[0].trie)) {  // start again: this step's sets stay
+  if (!todo.empty() && sets_.size() + todo.size() > limit(*wants[0].trie)) {  // start again: this step's sets stay
     sets_.clear();
     todo = missing();
   }
-  for (Todo& t : todo) t.masker = &masker(*t.want->trie, *t.want->constraint);
+  std::vector<const text::TokenMasker*> maskers(todo.size());
+  for (size_t j = 0; j < todo.size(); ++j) maskers[j] = &masker(*wants[todo[j]].trie, *wants[todo[j]].constraint);
   std::vector<AllowedTokens> made(todo.size());
   auto walk = [&](int64_t begin, int64_t end) {
-    std::vector<uint8_t> bytes;
-    for (int64_t i = begin; i < end; ++i) {
-      const Todo& t = todo[static_cast<size_t>(i)];
-      t.masker->allowed(*t.want->state, bytes);
-      made[static_cast<size_t>(i)] = AllowedTokens::from_bytes(bytes, t.want->state->complete());
+    for (int64_t j = begin; j < end; ++j) {
+      const Want& w = wants[todo[static_cast<size_t>(j)]];
+      AllowedTokens& a = made[static_cast<size_t>(j)];
+      maskers[static_cast<size_t>(j)]->allowed_bits(*w.state, a.words);
+      a.complete = w.state->complete();
     }
   };
   if (todo.size() >= 2 && threads_ != 1) {
@@ -174,8 +171,10 @@ void ConstraintMaskCache::fill(std::span<const Want> wants) {
   } else {
     walk(0, static_cast<int64_t>(todo.size()));
   }
-  for (size_t i = 0; i < todo.size(); ++i) sets_.emplace(std::move(todo[i].key), std::move(made[i]));
+  for (size_t j = 0; j < todo.size(); ++j) sets_.emplace(keys[todo[j]], std::move(made[j]));
   misses_ += static_cast<int64_t>(todo.size());
+  for (size_t i = 0; i < wants.size(); ++i) out[i] = &sets_.find(keys[i])->second;
+  return out;
 }
 
 const AllowedTokens& ConstraintMaskCache::get(const text::TokenTrie& trie, const text::Constraint& constraint,
@@ -184,10 +183,9 @@ const AllowedTokens& ConstraintMaskCache::get(const text::TokenTrie& trie, const
   if (auto it = sets_.find(key); it != sets_.end()) return it->second;
   if (sets_.size() >= limit(trie)) sets_.clear();
   ++misses_;
-  std::vector<uint8_t> bytes;
-  masker(trie, constraint).allowed(state, bytes);
   AllowedTokens& a = sets_[std::move(key)];
-  a = AllowedTokens::from_bytes(bytes, state.complete());
+  masker(trie, constraint).allowed_bits(state, a.words);
+  a.complete = state.complete();
   return a;
 }
 
@@ -349,10 +347,15 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     STRATA_ASSIGN_OR_RETURN(std::vector<compute::LogitStats> stats, model_.backend().logit_stats(logits, queries));
     // The step's constrained sequences' allowed sets, the missing ones computed side by side.
     std::vector<ConstraintMaskCache::Want> wants;
-    for (int32_t slot : step_slots)
-      if (const Sequence& q = *seqs[static_cast<size_t>(slot)]; q.req->constraint)
+    std::vector<size_t> want_rows;
+    for (size_t i = 0; i < step_slots.size(); ++i)
+      if (const Sequence& q = *seqs[static_cast<size_t>(step_slots[i])]; q.req->constraint) {
         wants.push_back({q.req->trie.get(), q.req->constraint.get(), &q.state});
-    masks.fill(wants);
+        want_rows.push_back(i);
+      }
+    std::vector<const AllowedTokens*> mask_of(step_slots.size(), nullptr);  // by row
+    const std::vector<const AllowedTokens*> allowed = masks.fill(wants);
+    for (size_t k = 0; k < want_rows.size(); ++k) mask_of[want_rows[k]] = allowed[k];
     std::vector<int32_t> still;
     for (size_t i = 0; i < step_slots.size(); ++i) {
       const int32_t slot = step_slots[i];
@@ -373,8 +376,7 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
       Sample s;
       const bool too_early = static_cast<int32_t>(res.tokens.size()) < req.min_tokens;
       if (too_early || req.adjusts_logits()) {
-        const AllowedTokens* mask = nullptr;
-        if (req.constraint) mask = &masks.get(*req.trie, *req.constraint, q.state);
+        const AllowedTokens* mask = mask_of[i];
         std::vector<float> x = adjusted_logits(req, res.tokens, row, too_early, cfg.eos_token_ids, mask);
         if (mask && std::none_of(x.begin(), x.end(), [](float v) { return v > -INFINITY; })) {
           res.finish = FinishReason::kError;

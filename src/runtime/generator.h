@@ -92,8 +92,9 @@ class ConstraintMaskCache {
     const text::Constraint* constraint;
     const text::ConstraintState* state;
   };
-  // Computes the sets of `wants` not cached yet, in parallel; get() then finds them all.
-  void fill(std::span<const Want> wants);
+  // The sets of `wants`, in order, those not cached yet computed in parallel. They stay valid until
+  // the next fill() or get().
+  std::vector<const AllowedTokens*> fill(std::span<const Want> wants);
   // `state`'s allowed set over `trie`, computed once per (constraint, state) while cached.
   const AllowedTokens& get(const text::TokenTrie& trie, const text::Constraint& constraint,
                            const text::ConstraintState& state);

@@ -56,8 +56,8 @@ uint32_t refine(const Grammar& g, const std::vector<uint32_t>* edge_cls, std::ve
 TokenMasker::TokenMasker(const TokenTrie& trie, const Constraint& constraint, Options options)
     : trie_(trie), grammar_(constraint.grammar()), options_(options) {
   levels_kept_ = trie_.height_ + 1;
-  with_text_.assign(static_cast<size_t>(trie_.vocab()), 0);
-  for (int32_t t : trie_.order_) with_text_[static_cast<size_t>(t)] = 1;
+  with_text_.assign((static_cast<size_t>(trie_.vocab()) + 63) / 64, 0);
+  for (int32_t t : trie_.order_) with_text_[static_cast<size_t>(t) / 64] |= uint64_t{1} << (t % 64);
   const size_t blocks = (options_.max_states + kBlock - 1) / kBlock;
   next_.resize(blocks);
   cls_.resize(blocks);
@@ -250,7 +250,7 @@ void TokenMasker::walk_copying(int32_t node, const ConstraintState& s, Words& bi
     if (next.feed(flat[static_cast<size_t>(child)].byte)) walk_copying(child, next, bits);
   }
 }
-void TokenMasker::allowed(const ConstraintState& state, std::vector<uint8_t>& allowed) const {
+void TokenMasker::allowed_bits(const ConstraintState& state, std::vector<uint64_t>& words) const {
   Words bits((trie_.order_.size() + 63) / 64, 0);
   int32_t q = kFull;
   {
@@ -271,20 +271,26 @@ void TokenMasker::allowed(const ConstraintState& state, std::vector<uint8_t>& al
   const size_t n = trie_.order_.size();
   size_t set = 0;
   for (uint64_t x : bits) set += static_cast<size_t>(std::popcount(x));
+  auto flip = [&words](int32_t t) { words[static_cast<size_t>(t) / 64] ^= uint64_t{1} << (t % 64); };
   if (set * 2 <= n) {
-    allowed.assign(static_cast<size_t>(trie_.vocab()), 0);
+    words.assign(with_text_.size(), 0);
     for (size_t w = 0; w < bits.size(); ++w)
-      for (uint64_t x = bits[w]; x != 0; x &= x - 1)
-        allowed[static_cast<size_t>(trie_.order_[w * 64 + static_cast<size_t>(std::countr_zero(x))])] = 1;
+      for (uint64_t x = bits[w]; x != 0; x &= x - 1) flip(trie_.order_[w * 64 + static_cast<size_t>(std::countr_zero(x))]);
     return;
   }
-  allowed = with_text_;
+  words = with_text_;
   for (size_t w = 0; w < bits.size(); ++w) {
     uint64_t x = ~bits[w];
     if (w + 1 == bits.size() && n % 64 != 0) x &= (uint64_t{1} << (n % 64)) - 1;  // past the last token
-    for (; x != 0; x &= x - 1)
-      allowed[static_cast<size_t>(trie_.order_[w * 64 + static_cast<size_t>(std::countr_zero(x))])] = 0;
+    for (; x != 0; x &= x - 1) flip(trie_.order_[w * 64 + static_cast<size_t>(std::countr_zero(x))]);
   }
+}
+
+void TokenMasker::allowed(const ConstraintState& state, std::vector<uint8_t>& allowed) const {
+  std::vector<uint64_t> words;
+  allowed_bits(state, words);
+  allowed.assign(static_cast<size_t>(trie_.vocab()), 0);
+  for (size_t t = 0; t < allowed.size(); ++t) allowed[t] = static_cast<uint8_t>((words[t / 64] >> (t % 64)) & 1);
 }
 
 }  // namespace strata::text

@@ -54,8 +54,11 @@ class TokenMasker {
   TokenMasker(const TokenTrie& trie, const Constraint& constraint) : TokenMasker(trie, constraint, Options()) {}
   TokenMasker(const TokenTrie& trie, const Constraint& constraint, Options options);
 
-  // Sets allowed[t] = 1 for every token whose bytes `state` (a state of the constraint) accepts in
-  // full, as TokenTrie::allowed does (allowed is resized to the vocabulary and cleared first).
+  // The tokens whose bytes `state` (a state of the constraint) accepts in full, as
+  // TokenTrie::allowed gives them: a bit a token (token t: bit t % 64 of words[t / 64]; `words`
+  // is resized to the vocabulary's words and cleared first).
+  void allowed_bits(const ConstraintState& state, std::vector<uint64_t>& words) const;
+  // The same, a byte a token: allowed[t] = 1 for an allowed token, else 0.
   void allowed(const ConstraintState& state, std::vector<uint8_t>& allowed) const;
 
   // The state's stacks in level-`level` classes: equal for two states of the constraint only when
@@ -118,7 +121,7 @@ class TokenMasker {
   std::array<uint8_t, 256> byte_class_{};  // byte -> its class (a column of the rows)
   int byte_classes_ = 256;
   int levels_kept_ = 0;  // class ids a row holds: levels 0 .. the trie's height
-  std::vector<uint8_t> with_text_;  // by token: 1 when its text is not empty (it is in the trie)
+  std::vector<uint64_t> with_text_;  // a bit a token: set when its text is not empty (it is in the trie)
 
   // The DFA: next_ and cls_ hold max_states / kBlock block pointers from the start (never moving);
   // the blocks of states [0, states_.size()) are made.

@@ -152,11 +152,20 @@ TEST(ConstraintMaskCache, TheCachedAllowedSetsAreTheComputedOnes) {
   text::ConstraintState a = json->start();
   int64_t changes = 0;
   // The states of a text walked byte by byte, each masked with and without the cache, twice.
+  // Of these, the cache computes a set once per state class (get() first, then fill() finds it).
   for (unsigned char c : std::string("{\"title\": \"abc def\", \"n\": [1, 2.5e3, true], \"o\": {}}")) {
     for (int round = 0; round < 2; ++round) {
       std::vector<uint8_t> plain;
       trie.allowed(a, plain);
-      const AllowedTokens& cached = cache.get(trie, *json, a);
+      // Once by get(), once by a step's fill() asking for the state twice.
+      const ConstraintMaskCache::Want want{&trie, json.get(), &a};
+      const ConstraintMaskCache::Want twice[] = {want, want};
+      const auto filled = round == 1 ? cache.fill(twice) : std::vector<const AllowedTokens*>{};
+      if (round == 1) {
+        ASSERT_EQ(filled.size(), 2u);
+        EXPECT_EQ(filled[0], filled[1]);
+      }
+      const AllowedTokens& cached = round == 0 ? cache.get(trie, *json, a) : *filled[0];
       ASSERT_EQ(plain.size(), static_cast<size_t>(V));
       for (int64_t t = 0; t < V; ++t) ASSERT_EQ(cached.allows(t), plain[static_cast<size_t>(t)] != 0) << t;
       EXPECT_FALSE(cached.allows(V));
