@@ -401,6 +401,11 @@ Prediction predict(const CostModel& m, const Fractions& f, const Workload& w) {
   return p;
 }
 
+int32_t refill_threshold(double mean_new_tokens, int32_t slots) {
+  const double fraction = std::min(0.5, std::sqrt(2.0 / std::max(1.0, mean_new_tokens)));
+  return std::max<int32_t>(1, static_cast<int32_t>(std::ceil(fraction * slots)));
+}
+
 JobModel build_job_model(const ModelSpec& spec, const Workload& w, const HardwareProfile& hw,
                          const BatchShape& batch, const Choices& ch) {
   JobModel job;
@@ -421,11 +426,10 @@ JobModel build_job_model(const ModelSpec& spec, const Workload& w, const Hardwar
     job.blocks.push_back(w.requests > 0 && !w.continuous ? std::ceil(share) : share);
   }
   if (w.continuous) {
-    // A refill every time sqrt(2 / L) of the slots have emptied (runtime::refill_threshold), per
-    // block-worth of requests (or per request's share of one without a request count).
-    const double fraction = std::min(0.5, std::sqrt(2.0 / std::max(1.0, gen / total)));
+    // A refill every time refill_threshold's share of the slots has emptied, per block-worth of
+    // requests (or per request's share of one without a request count).
     const double requests = w.requests > 0 ? total : 1.0;
-    job.refills = requests / std::max(1.0, std::ceil(fraction * block));
+    job.refills = requests / refill_threshold(gen / total, static_cast<int32_t>(block));
     if (w.requests <= 0) job.refills /= block;
   }
   return job;

@@ -71,13 +71,20 @@ PhaseTimes evaluate_phase(const PhaseModel& phase, const Fractions& f);
 // Times of a block at `f` (bytes and job_s are left for the caller).
 Prediction predict(const CostModel& model, const Fractions& f, const Workload& workload);
 
+// With `slots` sequences at once, a prompt step for waiting requests runs once this many slots are
+// free: the fraction sqrt(2 / L) of the slots (L: the requests' mean max_new_tokens), at most half,
+// at least one. A slot left empty costs a token a step, a prompt step a read of the weights; this
+// fraction makes the two about equal over a sequence's life. (The runtime's Generator refills so
+// on a model without mixed steps; the job model counts its refills so.)
+int32_t refill_threshold(double mean_new_tokens, int32_t slots);
+
 // A job: one CostModel per length bucket with the number of blocks it runs (ceil(count / block)
 // with a request count, else its share of the requests). The LP minimises
 // sum(blocks x (layers x prefill layer time + layers x steps x decode layer time)), which is the
 // job's time with a request count and proportional to the time per token without one.
 // Continuous batching (Workload::continuous): a bucket's blocks are count / block, its gen_len
 // the mean, and the job adds `refills` decode steps of the heaviest part: each time a share of
-// the slots (refill_threshold's sqrt(2 / mean gen_len)) has emptied, a prompt step for the joining
+// the slots (refill_threshold(mean gen_len, block)) has emptied, a prompt step for the joining
 // requests reads the weights once more.
 struct JobModel {
   std::vector<CostModel> parts;

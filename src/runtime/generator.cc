@@ -12,6 +12,7 @@
 
 #include "common/check.h"
 #include "compute/logit_stats.h"
+#include "planner/cost_model.h"
 
 namespace strata::runtime {
 
@@ -226,11 +227,6 @@ Status Generator::validate(const GenerationRequest& r, size_t index, int32_t max
                             std::to_string(r.max_new_tokens) + ") exceeds the " + std::to_string(max_len) +
                             " positions each slot was made for");
   return r.sampling.validate().with_context(who);
-}
-
-int32_t refill_threshold(double mean_new_tokens, int32_t slots) {
-  const double fraction = std::min(0.5, std::sqrt(2.0 / std::max(1.0, mean_new_tokens)));
-  return std::max<int32_t>(1, static_cast<int32_t>(std::ceil(fraction * slots)));
 }
 
 namespace {
@@ -501,7 +497,7 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     t0 = std::chrono::steady_clock::now();
     const int32_t free = slots - static_cast<int32_t>(active.size());
     const int32_t refill_at =
-        mixed ? 1 : refill_threshold(new_tokens / static_cast<double>(std::max<size_t>(1, admitted)), slots);
+        mixed ? 1 : planner::refill_threshold(new_tokens / static_cast<double>(std::max<size_t>(1, admitted)), slots);
     std::vector<int32_t> joined;
     if (!drained && free > 0 && (active.empty() || free >= refill_at)) {
       std::vector<int32_t> open;

@@ -139,12 +139,6 @@ struct GenerationStats {
   // A decode step that starts sequences too (mixed steps) counts as decode in prefill_s/decode_s.
 };
 
-// With `slots` sequences at once, a prompt step for waiting requests runs once this many slots are
-// free: the fraction sqrt(2 / L) of the slots (L: the requests' mean max_new_tokens), at most half,
-// at least one. A slot left empty costs a token a step, a prompt step a read of the weights; this
-// fraction makes the two about equal over a sequence's life.
-int32_t refill_threshold(double mean_new_tokens, int32_t slots);
-
 // Hands the Generator its requests one at a time, as slots free up.
 class RequestFeed {
  public:
@@ -172,7 +166,7 @@ class Generator {
   // once, a fixed block). With fewer slots than requests, the first requests fill the slots and
   // each later one takes the slot of a finished sequence: its prompt rides in the next decode step
   // where the model takes mixed steps (SequenceModel::mixed_steps), else in a prompt step of its
-  // own once refill_threshold() slots are free. Requests are admitted in order.
+  // own once planner::refill_threshold() slots are free. Requests are admitted in order.
   void set_slots(int32_t slots) { slots_ = slots; }
 
   // The prompt tokens a mixed decode step carries beside its running sequences' tokens

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "model/model_dir.h"
+#include "planner/cost_model.h"
 #include "compute/sequence_model.h"
 #include "runtime/context.h"
 #include "runtime/generator.h"
@@ -278,13 +279,13 @@ TEST_P(HfReference, GreedyContinuationsMatchWhenRequestsTakeFinishedSequencesSlo
 }
 
 TEST(Generator, RefillWaitsForAShareOfTheSlotsThatShrinksWithTheAnswersLength) {
-  EXPECT_EQ(refill_threshold(32, 64), 16);     // sqrt(2/32) = 1/4 of 64
-  EXPECT_EQ(refill_threshold(8, 64), 32);      // sqrt(2/8) = 1/2
-  EXPECT_EQ(refill_threshold(2, 64), 32);      // sqrt(2/2) = 1, at most a half
-  EXPECT_EQ(refill_threshold(200, 64), 7);     // sqrt(0.01) = 0.1: 6.4 rounded up
-  EXPECT_EQ(refill_threshold(100, 1000), 142);  // sqrt(0.02) = 0.1414
-  EXPECT_EQ(refill_threshold(5000, 10), 1);    // at least one
-  EXPECT_EQ(refill_threshold(0, 10), 5);       // no answers to go by: as for one token
+  EXPECT_EQ(planner::refill_threshold(32, 64), 16);     // sqrt(2/32) = 1/4 of 64
+  EXPECT_EQ(planner::refill_threshold(8, 64), 32);      // sqrt(2/8) = 1/2
+  EXPECT_EQ(planner::refill_threshold(2, 64), 32);      // sqrt(2/2) = 1, at most a half
+  EXPECT_EQ(planner::refill_threshold(200, 64), 7);     // sqrt(0.01) = 0.1: 6.4 rounded up
+  EXPECT_EQ(planner::refill_threshold(100, 1000), 142);  // sqrt(0.02) = 0.1414
+  EXPECT_EQ(planner::refill_threshold(5000, 10), 1);    // at least one
+  EXPECT_EQ(planner::refill_threshold(0, 10), 5);       // no answers to go by: as for one token
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfReference, ::testing::ValuesIn(kFixtures),
