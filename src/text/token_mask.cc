@@ -250,6 +250,7 @@ void TokenMasker::walk_copying(int32_t node, const ConstraintState& s, Words& bi
     if (next.feed(flat[static_cast<size_t>(child)].byte)) walk_copying(child, next, bits);
   }
 }
+
 void TokenMasker::allowed_bits(const ConstraintState& state, std::vector<uint64_t>& words) const {
   Words bits((trie_.order_.size() + 63) / 64, 0);
   int32_t q = kFull;
