@@ -64,21 +64,38 @@ class BatchJobTest : public ::testing::Test {
     ASSERT_TRUE(w.is_ok());
     for (const auto& l : lines) ASSERT_TRUE((*w)->append(l).is_ok());
   }
-  // Output records by custom_id (null ids keyed "#line").
-  static std::multimap<std::string, json> read_results(const std::string& path) {
-    std::multimap<std::string, json> out;
+  // Output records in the order written.
+  static std::vector<json> read_records(const std::string& path) {
+    std::vector<json> out;
     auto r = text::LineReader::open(path);
     EXPECT_TRUE(r.is_ok());
     std::string line;
     while (r.is_ok()) {
       auto more = (*r)->next(line);
       if (!more.is_ok() || !*more) break;
-      json j = json::parse(line);
-      const std::string key = j["custom_id"].is_string() ? j["custom_id"].get<std::string>()
-                                                         : "#" + std::to_string(j["error"]["line"].get<int>());
-      out.emplace(key, j);
+      out.push_back(json::parse(line));
     }
     return out;
+  }
+  // Output records by custom_id (null ids keyed "#line").
+  static std::multimap<std::string, json> read_results(const std::string& path) {
+    std::multimap<std::string, json> out;
+    for (json& j : read_records(path)) {
+      const std::string key = j["custom_id"].is_string() ? j["custom_id"].get<std::string>()
+                                                         : "#" + std::to_string(j["error"]["line"].get<int>());
+      out.emplace(key, std::move(j));
+    }
+    return out;
+  }
+  // Request i of mixed_length_requests answers this many tokens: 2..25 for i = 0..23, each once.
+  static int answer_length(int i) { return 2 + (i * 7) % 24; }
+  // n requests "c0", "c1", ... of answer_length(i) tokens each (ignore_eos).
+  static std::vector<std::string> mixed_length_requests(int n) {
+    std::vector<std::string> lines;
+    for (int i = 0; i < n; ++i)
+      lines.push_back(json({{"custom_id", "c" + std::to_string(i)}, {"prompt", "Once upon a time " + std::to_string(i)},
+                            {"max_tokens", answer_length(i)}, {"ignore_eos", true}}).dump());
+    return lines;
   }
   static std::string text_of(const json& result) {
     const auto& c = result["response"]["body"]["choices"][0];
@@ -162,11 +179,7 @@ TEST_F(BatchJobTest, GreedyTextEqualsTransformers) {
 TEST_F(BatchJobTest, ContinuousBatchingAnswersEveryRequestAndTheShortestFirst) {
   const auto tmp = testing::make_temp_dir("strata-batch");
   const std::string in = (tmp / "in.jsonl").string(), out = (tmp / "out.jsonl").string();
-  std::vector<std::string> lines;
-  for (int i = 0; i < 24; ++i)
-    lines.push_back(json({{"custom_id", "c" + std::to_string(i)}, {"prompt", "Once upon a time " + std::to_string(i)},
-                          {"max_tokens", 2 + (i * 7) % 24}, {"ignore_eos", true}}).dump());
-  write_lines(in, lines);
+  write_lines(in, mixed_length_requests(24));
   BatchJobOptions o = options(in, out);
   o.batch_size = 8;
   o.window = 24;
@@ -174,24 +187,13 @@ TEST_F(BatchJobTest, ContinuousBatchingAnswersEveryRequestAndTheShortestFirst) {
   ASSERT_TRUE(sum.is_ok()) << sum.status().to_string();
   EXPECT_EQ(sum->ok, 24);
   EXPECT_GT(sum->refills, 0);
-  std::vector<json> records;
-  {
-    auto r = text::LineReader::open(out);
-    ASSERT_TRUE(r.is_ok());
-    std::string line;
-    while (true) {
-      auto more = (*r)->next(line);
-      ASSERT_TRUE(more.is_ok());
-      if (!*more) break;
-      records.push_back(json::parse(line));
-    }
-  }
+  const std::vector<json> records = read_records(out);
   ASSERT_EQ(records.size(), 24u);
   std::set<std::string> ids;
   for (const auto& rec : records) {
     const int i = std::stoi(rec["custom_id"].get<std::string>().substr(1));
     ids.insert(rec["custom_id"].get<std::string>());
-    EXPECT_EQ(rec["response"]["body"]["usage"]["completion_tokens"], 2 + (i * 7) % 24) << rec["custom_id"];
+    EXPECT_EQ(rec["response"]["body"]["usage"]["completion_tokens"], answer_length(i)) << rec["custom_id"];
   }
   EXPECT_EQ(ids.size(), 24u);
   EXPECT_EQ(records.front()["response"]["body"]["usage"]["completion_tokens"], 2);  // c0, the shortest
@@ -203,11 +205,7 @@ TEST_F(BatchJobTest, ContinuousBatchingAnswersEveryRequestAndTheShortestFirst) {
 TEST_F(BatchJobTest, AFirstBlockForRecalibrationTakesTheMiddleAnswerLengths) {
   const auto tmp = testing::make_temp_dir("strata-batch");
   const std::string in = (tmp / "in.jsonl").string(), out = (tmp / "out.jsonl").string();
-  std::vector<std::string> lines;
-  for (int i = 0; i < 24; ++i)  // answers of 2..25 tokens, each once
-    lines.push_back(json({{"custom_id", "c" + std::to_string(i)}, {"prompt", "Once upon a time " + std::to_string(i)},
-                          {"max_tokens", 2 + (i * 7) % 24}, {"ignore_eos", true}}).dump());
-  write_lines(in, lines);
+  write_lines(in, mixed_length_requests(24));  // answers of 2..25 tokens, each once
   BatchJobOptions o = options(in, out);
   o.batch_size = 8;
   o.window = 24;
@@ -223,20 +221,11 @@ TEST_F(BatchJobTest, AFirstBlockForRecalibrationTakesTheMiddleAnswerLengths) {
   ASSERT_FALSE(calls.empty());
   EXPECT_EQ(calls.front(), 1);
   std::vector<int> lengths;
-  {
-    auto r = text::LineReader::open(out);
-    ASSERT_TRUE(r.is_ok());
-    std::string line;
-    while (true) {
-      auto more = (*r)->next(line);
-      ASSERT_TRUE(more.is_ok());
-      if (!*more) break;
-      const json rec = json::parse(line);
-      const int i = std::stoi(rec["custom_id"].get<std::string>().substr(1));
-      const int n = rec["response"]["body"]["usage"]["completion_tokens"].get<int>();
-      EXPECT_EQ(n, 2 + (i * 7) % 24) << rec["custom_id"];
-      lengths.push_back(n);
-    }
+  for (const json& rec : read_records(out)) {
+    const int i = std::stoi(rec["custom_id"].get<std::string>().substr(1));
+    const int n = rec["response"]["body"]["usage"]["completion_tokens"].get<int>();
+    EXPECT_EQ(n, answer_length(i)) << rec["custom_id"];
+    lengths.push_back(n);
   }
   ASSERT_EQ(lengths.size(), 24u);
   // The first block: the 9th to 16th shortest answers, 10..17 tokens.
@@ -316,11 +305,7 @@ TEST_F(BatchJobTest, AfterABlockTheRestCanRunOnAnotherModel) {
 TEST_F(BatchJobTest, ALookInsideTheFirstRunCanMoveTheRestToAnotherModel) {
   const auto tmp = testing::make_temp_dir("strata-batch");
   const std::string in = (tmp / "in.jsonl").string();
-  std::vector<std::string> lines;
-  for (int i = 0; i < 24; ++i)  // answers of 2..25 tokens, each once
-    lines.push_back(json({{"custom_id", "c" + std::to_string(i)}, {"prompt", "Once upon a time " + std::to_string(i)},
-                          {"max_tokens", 2 + (i * 7) % 24}, {"ignore_eos", true}}).dump());
-  write_lines(in, lines);
+  write_lines(in, mixed_length_requests(24));  // answers of 2..25 tokens, each once
   std::map<std::string, std::string> texts[2];
   for (const bool move : {false, true}) {
     const std::string out = (tmp / (move ? "moved.jsonl" : "stayed.jsonl")).string();
@@ -363,7 +348,7 @@ TEST_F(BatchJobTest, ALookInsideTheFirstRunCanMoveTheRestToAnotherModel) {
     ASSERT_EQ(results.size(), 24u);
     for (const auto& [id, r] : results) {
       const int i = std::stoi(id.substr(1));
-      EXPECT_EQ(r["response"]["body"]["usage"]["completion_tokens"], 2 + (i * 7) % 24) << id;
+      EXPECT_EQ(r["response"]["body"]["usage"]["completion_tokens"], answer_length(i)) << id;
       texts[move][id] = text_of(r);
     }
   }
