@@ -431,6 +431,13 @@ JobModel build_job_model(const ModelSpec& spec, const Workload& w, const Hardwar
     const double requests = w.requests > 0 ? total : 1.0;
     job.refills = requests / refill_threshold(gen / total, static_cast<int32_t>(block));
     if (w.requests <= 0) job.refills /= block;
+    if (w.requests > 0) {
+      double prompt = 0;
+      for (const auto& b : w.mix) prompt += static_cast<double>(b.count * b.prompt_len);
+      const int64_t mean_prompt = std::max<int64_t>(1, std::llround(prompt / total));
+      job.tail = build_for(spec, {mean_prompt, w.gen_len, 0, {}}, w.prompt_len + w.gen_len, hw,
+                           {batch.gpu_batch_size, 1}, ch);
+    }
   }
   return job;
 }
@@ -459,6 +466,10 @@ Prediction predict(const JobModel& job, const Fractions& f, const Workload& w) {
   out.prefill_s /= blocks;
   out.decode_step_s /= blocks;
   time += job.refills * out.decode_step_s;
+  if (job.tail && w.requests > 0) {
+    const Prediction one = predict(*job.tail, f, Workload{});
+    time = std::max(time, out.prefill_s + static_cast<double>(std::max<int64_t>(0, w.gen_len - 1)) * one.decode_step_s);
+  }
   out.block_s = time / blocks;
   out.tokens_per_s = tokens / time;
   if (w.requests > 0) out.job_s = time;

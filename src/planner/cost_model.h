@@ -16,6 +16,7 @@
 #pragma once
 
 #include <array>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -85,11 +86,15 @@ int32_t refill_threshold(double mean_new_tokens, int32_t slots);
 // Continuous batching (Workload::continuous): a bucket's blocks are count / block, its gen_len
 // the mean, and the job adds `refills` decode steps of the heaviest part: each time a share of
 // the slots (refill_threshold(mean gen_len, block)) has emptied, a prompt step for the joining
-// requests reads the weights once more.
+// requests reads the weights once more. A continuous job with a request count ends no sooner than
+// its longest answer: the first prompt step, then gen_len - 1 decode steps, each no cheaper than a
+// step of one GPU batch (`tail`, the last steps run with few sequences left), so its time is at
+// least that.
 struct JobModel {
   std::vector<CostModel> parts;
   std::vector<double> blocks;
   double refills = 0;
+  std::optional<CostModel> tail;  // one GPU batch at the mean prompt and the longest generation
 };
 JobModel build_job_model(const ModelSpec& spec, const Workload& workload, const HardwareProfile& hw,
                          const BatchShape& batch, const Choices& choices);

@@ -278,5 +278,34 @@ TEST(CostModelCalls, AContinuousJobIsItsRequestsMeanLengthsPlusItsRefills) {
   EXPECT_EQ(back->workload.mix[0].gen_len, 64);
 }
 
+// A continuous job ends no sooner than its longest answer: one request of 1000 tokens among 63 of
+// 8 starts in the first prompt step and takes 999 decode steps more, the later ones with few
+// sequences left, each no cheaper than a step of one GPU batch.
+TEST(CostModelCalls, AContinuousJobLastsAtLeastItsLongestAnswer) {
+  std::vector<std::pair<int64_t, int64_t>> lengths(63, {128, 8});
+  lengths.push_back({128, 1000});
+  const Workload w = workload_from_lengths(lengths, 1, /*continuous=*/true);
+  ASSERT_EQ(w.requests, 64);
+  ASSERT_EQ(w.gen_len, 1000);
+  const auto hw = hardware("h100-test-host");
+  const auto spec = spec_of("llama-3-8b");
+  const BatchShape b{16, 2};
+  const auto f = at(0.5, 0.5, 0, 1, 0, 0, 1);
+  const auto job = build_job_model(spec, w, hw, b, {});
+  ASSERT_TRUE(job.tail.has_value());
+  const auto one_batch = predict(build_cost_model(spec, {128, 1000, 0}, hw, BatchShape{16, 1}, {}), f, {});
+  const auto p = predict(job, f, w);
+  EXPECT_NEAR(p.job_s, p.prefill_s + 999 * one_batch.decode_step_s, 1e-9 * p.job_s);
+  // The requests' mean lengths alone (two blocks of 24 steps and the refills) say far less.
+  const auto at_mean = predict(build_cost_model(spec, {128, w.mix[0].gen_len, 0}, hw, b, {}), f, {});
+  EXPECT_LT(2 * at_mean.block_s + job.refills * at_mean.decode_step_s, 0.2 * p.job_s);
+  EXPECT_NEAR(p.tokens_per_s, (63.0 * 8 + 1000) / p.job_s, 0.05 * p.tokens_per_s);  // the mean rounded up
+  // Without a request count (tokens/s of an endless job) there is no longest answer.
+  Workload endless = w;
+  endless.requests = 0;
+  for (auto& bucket : endless.mix) bucket.count = 1;
+  EXPECT_FALSE(build_job_model(spec, endless, hw, b, {}).tail.has_value());
+}
+
 }  // namespace
 }  // namespace strata::planner
