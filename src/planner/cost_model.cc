@@ -415,10 +415,11 @@ JobModel build_job_model(const ModelSpec& spec, const Workload& w, const Hardwar
     job.blocks.push_back(1);
     return job;
   }
-  double total = 0, gen = 0;
+  double total = 0, gen = 0, prompt = 0;
   for (const auto& b : w.mix) {
     total += static_cast<double>(b.count);
     gen += static_cast<double>(b.count * b.gen_len);
+    prompt += static_cast<double>(b.count * b.prompt_len);
   }
   for (const auto& b : w.mix) {
     job.parts.push_back(build_for(spec, {b.prompt_len, b.gen_len, 0, {}}, w.prompt_len + w.gen_len, hw, batch, ch));
@@ -432,8 +433,6 @@ JobModel build_job_model(const ModelSpec& spec, const Workload& w, const Hardwar
     job.refills = requests / refill_threshold(gen / total, static_cast<int32_t>(block));
     if (w.requests <= 0) job.refills /= block;
     if (w.requests > 0) {
-      double prompt = 0;
-      for (const auto& b : w.mix) prompt += static_cast<double>(b.count * b.prompt_len);
       const int64_t mean_prompt = std::max<int64_t>(1, std::llround(prompt / total));
       job.tail = build_for(spec, {mean_prompt, w.gen_len, 0, {}}, w.prompt_len + w.gen_len, hw,
                            {batch.gpu_batch_size, 1}, ch);

@@ -97,20 +97,7 @@ void TokenTrie::index() {
       const auto size = static_cast<int32_t>(text.size());
       if (size < lo || size > hi) continue;
       any = true;
-      int32_t node = root;
-      for (unsigned char c : text) {
-        auto& children = nodes[static_cast<size_t>(node)].children;
-        auto it = std::find_if(children.begin(), children.end(), [c](const auto& e) { return e.first == c; });
-        if (it != children.end()) {
-          node = it->second;
-        } else {
-          const auto next = static_cast<int32_t>(nodes.size());
-          nodes[static_cast<size_t>(node)].children.emplace_back(c, next);
-          nodes.emplace_back();
-          node = next;
-        }
-      }
-      nodes[static_cast<size_t>(node)].tokens.push_back(static_cast<int32_t>(id));
+      add_path(nodes, root, text, static_cast<int32_t>(id));
     }
     if (any) {
       nodes[0].children.emplace_back(0, root);
@@ -164,23 +151,24 @@ void TokenTrie::index() {
 
 void TokenTrie::insert(int32_t t) {
   const std::string& text = texts_[static_cast<size_t>(t)];
-  if (text.empty()) return;
-  {
-    int32_t node = 0;
-    for (unsigned char c : text) {
-      auto& children = nodes_[static_cast<size_t>(node)].children;
-      auto it = std::find_if(children.begin(), children.end(), [c](const auto& e) { return e.first == c; });
-      if (it != children.end()) {
-        node = it->second;
-      } else {
-        const int32_t next = static_cast<int32_t>(nodes_.size());
-        nodes_[static_cast<size_t>(node)].children.emplace_back(c, next);
-        nodes_.emplace_back();
-        node = next;
-      }
+  if (!text.empty()) add_path(nodes_, 0, text, t);
+}
+
+void TokenTrie::add_path(std::vector<Node>& nodes, int32_t root, const std::string& text, int32_t t) {
+  int32_t node = root;
+  for (unsigned char c : text) {
+    auto& children = nodes[static_cast<size_t>(node)].children;
+    auto it = std::find_if(children.begin(), children.end(), [c](const auto& e) { return e.first == c; });
+    if (it != children.end()) {
+      node = it->second;
+    } else {
+      const auto next = static_cast<int32_t>(nodes.size());
+      nodes[static_cast<size_t>(node)].children.emplace_back(c, next);
+      nodes.emplace_back();
+      node = next;
     }
-    nodes_[static_cast<size_t>(node)].tokens.push_back(t);
   }
+  nodes[static_cast<size_t>(node)].tokens.push_back(t);
 }
 
 }  // namespace strata::text

@@ -64,6 +64,8 @@ class TokenTrie {
   };
 
   void insert(int32_t id);
+  // Adds token t, whose text is `text`, below `root` of `nodes` (its bytes' path made as needed).
+  static void add_path(std::vector<Node>& nodes, int32_t root, const std::string& text, int32_t t);
   void index();  // height_, order_ and flat_ (the banded layout), once every token is inserted
 
   template <typename Automaton>
