@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """A user's job on a GPU host: a random-weight Hugging Face model directory of a named strata shape
 (transformers' from_config on the GPU, saved with save_pretrained in bf16) with the Llama 2
-tokenizer of tests/data (vocabulary 32000: Llama 2 and Mistral shapes), and a JSONL job of requests
-whose prompts are token ids of lengths spread evenly over [--prompt-min, --prompt-max], each with
---max-tokens. `strata generate --model OUT/model --input OUT/job.jsonl` then runs it.
+tokenizer of tests/data (vocabulary 32000; a shape with a larger one, Llama 3's 128256, keeps its
+own, and the generated ids past 32000 have no text), and a JSONL job of requests whose prompts
+are token ids of lengths spread evenly over [--prompt-min, --prompt-max], each with --max-tokens.
+`strata generate --model OUT/model --input OUT/job.jsonl` then runs it.
 
     python3 bench/make_hf_job.py --shape llama-2-7b --out /tmp/job --requests 96 \\
         --prompt-min 64 --prompt-max 512 --max-tokens 32 [--layers N]
@@ -19,6 +20,7 @@ import math
 import pathlib
 import random
 import shutil
+import sys
 
 
 def tail_lengths(spec, count, rng):
@@ -68,8 +70,13 @@ def main():
 
     root = pathlib.Path(__file__).resolve().parent.parent
     cfg = json.loads((root / "models" / "shapes" / f"{a.shape}.json").read_text())
-    if cfg.get("vocab_size") != 32000:
-        raise SystemExit(f"{a.shape}: the bundled tokenizer has 32000 tokens, the shape {cfg.get('vocab_size')}")
+    if cfg.get("vocab_size", 0) < 32000:
+        raise SystemExit(f"{a.shape}: the bundled tokenizer has 32000 tokens, the shape only {cfg.get('vocab_size')}")
+    if cfg["vocab_size"] > 32000:
+        # A larger vocabulary (Llama 3's 128256) keeps the shape's LM head and embedding; the text
+        # of a generated id the tokenizer does not have is left out, its token still counted.
+        print(f"{a.shape}: vocabulary {cfg['vocab_size']}, decoded with the bundled 32000-token tokenizer",
+              file=sys.stderr)
     if a.layers > 0:
         cfg["num_hidden_layers"] = a.layers
     out = pathlib.Path(a.out)
