@@ -12,7 +12,9 @@ are token ids of lengths spread evenly over [--prompt-min, --prompt-max], each w
 With --tail MIN:MEAN:MAX each request's max_tokens is drawn instead from a long-tailed (log-normal)
 distribution cut to [MIN, MAX] with about that mean, and the requests carry ignore_eos, so each
 answer is exactly its max_tokens long (a mixed-length job); the prompts are then shuffled too.
---job-only writes the job without the model.
+--job-only writes the job without the model. --response-format FILE gives every --constrained-every-th
+request (from the first) that response_format (a JSON file: {"type": "json_schema", ...} or
+{"type": "json_object"}), for structured output's cost against the same job unconstrained.
 """
 import argparse
 import json
@@ -66,6 +68,8 @@ def main():
     ap.add_argument("--layers", type=int, default=0, help="fewer layers than the shape (0: as the shape)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--job-only", action="store_true", help="write the job, not the model")
+    ap.add_argument("--response-format", default="", help="JSON file: a response_format for the constrained requests")
+    ap.add_argument("--constrained-every", type=int, default=1, help="every K-th request takes --response-format")
     a = ap.parse_args()
 
     root = pathlib.Path(__file__).resolve().parent.parent
@@ -85,6 +89,7 @@ def main():
     if not a.job_only:
         write_model(cfg, model_dir, root, a.seed)
 
+    response_format = json.loads(pathlib.Path(a.response_format).read_text()) if a.response_format else None
     rng = random.Random(a.seed)
     prompts = [a.prompt_min + (a.prompt_max - a.prompt_min) * i // max(1, a.requests - 1) for i in range(a.requests)]
     lengths = [a.max_tokens] * a.requests
@@ -97,6 +102,8 @@ def main():
             req = {"custom_id": f"r{i}", "prompt": ids, "max_tokens": lengths[i]}
             if a.tail:
                 req["ignore_eos"] = True
+            if response_format and i % max(1, a.constrained_every) == 0:
+                req["response_format"] = response_format
             f.write(json.dumps(req) + "\n")
     print(json.dumps({"model": str(model_dir), "input": str(out / "job.jsonl"), "requests": a.requests,
                       "mean_prompt": sum(prompts) / len(prompts), "mean_max_tokens": sum(lengths) / len(lengths)}))
