@@ -69,6 +69,34 @@ std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const
   return x;
 }
 
+std::optional<int32_t> constrained_argmax(const compute::LogitStats& stats, std::span<const float> row,
+                                          const AllowedTokens& mask, std::span<const int32_t> ends) {
+  const auto V = static_cast<int64_t>(row.size());
+  const auto is_end = [&](int32_t t) { return mask.complete && std::find(ends.begin(), ends.end(), t) != ends.end(); };
+  // The candidates come best first, ties by token: the first allowed one is the allowed argmax.
+  for (const auto& [v, t] : stats.top)
+    if (t >= 0 && t < V && (mask.allows(t) || is_end(t))) return v > -INFINITY ? std::optional<int32_t>(t) : std::nullopt;
+  int64_t best = -1;
+  float best_v = -INFINITY;
+  for (size_t w = 0; w < mask.words.size(); ++w)
+    for (uint64_t bits = mask.words[w]; bits != 0; bits &= bits - 1) {
+      const int64_t t = static_cast<int64_t>(w) * 64 + std::countr_zero(bits);
+      if (t >= V) break;
+      if (best < 0 || row[t] > best_v) {
+        best = t;
+        best_v = row[t];
+      }
+    }
+  if (mask.complete)
+    for (int32_t t : ends)
+      if (t >= 0 && t < V && (best < 0 || row[t] > best_v || (row[t] == best_v && t < best))) {
+        best = t;
+        best_v = row[t];
+      }
+  if (best < 0 || !(best_v > -INFINITY)) return std::nullopt;
+  return static_cast<int32_t>(best);
+}
+
 AllowedTokens AllowedTokens::from_bytes(std::span<const uint8_t> allowed, bool complete) {
   AllowedTokens a;
   a.complete = complete;
@@ -288,6 +316,14 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
   ConstraintMaskCache masks;
   int64_t generated = 0;
 
+  // The end tokens a request may stop on: the model's (unless ignore_eos) and its stop tokens.
+  auto end_tokens_of = [&](const GenerationRequest& req) {
+    std::vector<int32_t> ends(req.stop_token_ids.begin(), req.stop_token_ids.end());
+    if (!req.ignore_eos)
+      for (int64_t e : cfg.eos_token_ids) ends.push_back(static_cast<int32_t>(e));
+    return ends;
+  };
+
   // Records the token chosen for the sequence in `slot`; returns false once it is done (and its
   // slot free again).
   auto record = [&](int32_t slot, const Sample& s, std::vector<std::pair<int32_t, float>> top) {
@@ -339,6 +375,8 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     for (size_t i = 0; i < step_slots.size(); ++i) {
       const GenerationRequest& req = *seqs[static_cast<size_t>(step_slots[i])]->req;
       queries[i] = logit_query(req.sampling, req.top_logprobs);
+      // A constrained greedy row looks for its choice among its best tokens first.
+      if (req.constraint && req.sampling.greedy()) queries[i].candidates = std::max(queries[i].candidates, 16);
     }
     STRATA_ASSIGN_OR_RETURN(std::vector<compute::LogitStats> stats, model_.backend().logit_stats(logits, queries));
     // The step's constrained sequences' allowed sets, the missing ones computed side by side.
@@ -371,7 +409,15 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
       const std::span<const float> row{logits.data<float>() + i * V, static_cast<size_t>(V)};
       Sample s;
       const bool too_early = static_cast<int32_t>(res.tokens.size()) < req.min_tokens;
-      if (too_early || req.adjusts_logits()) {
+      // Greedy under a constraint alone: the allowed argmax from the row's best tokens or the
+      // allowed ones, without the row's copy and second pass.
+      std::optional<int32_t> chosen;
+      if (mask_of[i] && !too_early && !req.adjusts_beyond_constraint() && req.sampling.greedy())
+        chosen = constrained_argmax(st, row, *mask_of[i], end_tokens_of(req));
+      if (chosen) {
+        s.token = *chosen;
+        s.logprob = static_cast<float>(static_cast<double>(row[s.token]) - st.max_logit - st.log_sum);
+      } else if (too_early || req.adjusts_logits()) {
         const AllowedTokens* mask = mask_of[i];
         std::vector<float> x = adjusted_logits(req, res.tokens, row, too_early, cfg.eos_token_ids, mask);
         if (mask && std::none_of(x.begin(), x.end(), [](float v) { return v > -INFINITY; })) {

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <span>
@@ -47,9 +48,10 @@ struct GenerationRequest {
   // nothing may follow. Null: free text.
   std::shared_ptr<const text::Constraint> constraint;
   std::shared_ptr<const text::TokenTrie> trie;
-  bool adjusts_logits() const {
+  bool adjusts_logits() const { return adjusts_beyond_constraint() || constraint != nullptr; }
+  bool adjusts_beyond_constraint() const {
     return presence_penalty != 0 || frequency_penalty != 0 || repetition_penalty != 1 || min_p > 0 ||
-           !logit_bias.empty() || constraint != nullptr;
+           !logit_bias.empty();
   }
 };
 
@@ -78,6 +80,15 @@ struct AllowedTokens {
 std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const int32_t> generated,
                                    std::span<const float> row, bool too_early, std::span<const int64_t> eos_ids,
                                    const AllowedTokens* mask = nullptr);
+
+// The greedy choice of a row under a constraint's `mask` alone (no penalty, bias or min_p, not
+// before min_tokens): the token adjusted_logits() would give the largest logit (the first such),
+// found among the row's best tokens in `stats` (the backend's statistics of `row`) when one of
+// them is allowed, else over the allowed tokens only, never a copy of the row. `ends` are the
+// end tokens the request may stop on (allowed when the text is complete). nullopt when no
+// allowed token has a finite logit (adjusted_logits() then says why).
+std::optional<int32_t> constrained_argmax(const compute::LogitStats& stats, std::span<const float> row,
+                                          const AllowedTokens& mask, std::span<const int32_t> ends);
 
 // Allowed sets by (constraint, state): inside a string the state repeats token after token, and
 // requests sharing a constraint share its states. Bounded to about 64 MiB of sets, 8 tokens a byte

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <random>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -277,6 +278,54 @@ TEST(AdjustedLogits, PenaltiesBiasMinPAndTheEndTokensAsDefined) {
   EXPECT_EQ(masked[2], 0.5f);
   EXPECT_EQ(masked[5], 1.0f);
   for (size_t t : {1, 3, 4}) EXPECT_EQ(masked[t], -INFINITY) << t;
+}
+
+// The greedy choice under a constraint, from the row's best tokens or the allowed ones alone, is
+// the argmax of the adjusted row: random rows with ties and -inf, masks from empty to full,
+// complete or not, with and without end tokens, and statistics of 0-16 candidates.
+TEST(ConstrainedArgmax, IsTheArgmaxOfTheAdjustedRow) {
+  std::mt19937 rng(11);
+  const std::vector<int64_t> eos = {2};
+  int fast = 0, none = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    const int64_t V = 1 + static_cast<int64_t>(rng() % 300);
+    std::vector<float> row(static_cast<size_t>(V));
+    for (float& v : row) {
+      const unsigned k = rng() % 20;
+      v = k == 0 ? -INFINITY : static_cast<float>(rng() % 9);  // small range: many ties
+    }
+    const unsigned density = rng() % 5;  // 0: empty, 4: everything
+    std::vector<uint8_t> allowed(static_cast<size_t>(V));
+    for (auto& a : allowed) a = density == 4 || (density > 0 && rng() % (1u << (2 * density)) == 0) ? 0 : 1;
+    if (density == 0) std::fill(allowed.begin(), allowed.end(), 0);
+    if (density == 4) std::fill(allowed.begin(), allowed.end(), 1);
+    if (V > 2) allowed[2] = 0;  // the end token has no text
+    const bool complete = rng() % 2 == 0;
+    GenerationRequest req;
+    req.prompt = {0};
+    req.ignore_eos = rng() % 3 == 0;
+    if (rng() % 3 == 0) req.stop_token_ids = {static_cast<int32_t>(rng() % V)};
+    std::vector<int32_t> ends(req.stop_token_ids.begin(), req.stop_token_ids.end());
+    if (!req.ignore_eos) ends.push_back(2);
+    const AllowedTokens mask = AllowedTokens::from_bytes(allowed, complete);
+    const compute::LogitQuery q{0.0f, static_cast<int32_t>(rng() % 17)};
+    const Tensor t = Tensor::wrap(row.data(), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
+    const compute::LogitStats st = compute::logit_stats_on_host(t, {&q, 1}).value()[0];
+    const std::optional<int32_t> got = constrained_argmax(st, row, mask, ends);
+    const auto x = adjusted_logits(req, {}, row, false, eos, &mask);
+    const bool any = std::any_of(x.begin(), x.end(), [](float v) { return v > -INFINITY; });
+    if (!any) {
+      EXPECT_FALSE(got.has_value()) << trial;
+      ++none;
+      continue;
+    }
+    ASSERT_TRUE(got.has_value()) << trial;
+    const int32_t want = static_cast<int32_t>(std::max_element(x.begin(), x.end()) - x.begin());
+    EXPECT_EQ(*got, want) << trial << " V " << V << " candidates " << q.candidates;
+    fast += !st.top.empty();
+  }
+  EXPECT_GT(fast, 500);
+  EXPECT_GT(none, 50);
 }
 
 TEST(Sampling, ValidateNamesTheField) {
