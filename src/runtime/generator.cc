@@ -314,6 +314,7 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
   };
   std::vector<std::optional<Sequence>> seqs(static_cast<size_t>(slots));
   ConstraintMaskCache masks;
+  std::unique_ptr<ThreadPool> sample_pool;  // made when a step first has rows to sample side by side
   int64_t generated = 0;
 
   // The end tokens a request may stop on: the model's (unless ignore_eos) and its stop tokens.
@@ -390,24 +391,27 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     std::vector<const AllowedTokens*> mask_of(step_slots.size(), nullptr);  // by row
     const std::vector<const AllowedTokens*> allowed = masks.fill(wants);
     for (size_t k = 0; k < want_rows.size(); ++k) mask_of[want_rows[k]] = allowed[k];
-    std::vector<int32_t> still;
-    for (size_t i = 0; i < step_slots.size(); ++i) {
-      const int32_t slot = step_slots[i];
-      Sequence& q = *seqs[static_cast<size_t>(slot)];
+    // Each row's choice, rows side by side (a sequence's sampler is its own): a row that is not
+    // greedy, or whose request adjusts its logits, passes over the vocabulary on the host.
+    struct Choice {
+      Sample s;
+      std::string error;  // the sequence ends with this error
+      Status status;      // the step fails
+    };
+    std::vector<Choice> choices(step_slots.size());
+    auto choose = [&](size_t i, Choice& c) {
+      Sequence& q = *seqs[static_cast<size_t>(step_slots[i])];
       const GenerationRequest& req = *q.req;
-      GenerationResult& res = q.result;
+      const GenerationResult& res = q.result;
       const compute::LogitStats& st = stats[i];
       // A NaN or an infinity anywhere in the row makes the maximum or the log-sum non-finite.
       if (!std::isfinite(st.max_logit) || !std::isfinite(st.log_sum)) {
-        res.finish = FinishReason::kError;
-        res.error = "the model's logits hold NaN or infinite values at generated token " +
-                    std::to_string(res.tokens.size()) +
-                    " (the weights hold NaN or infinite values, or the computation overflowed)";
-        finish(slot);
-        continue;
+        c.error = "the model's logits hold NaN or infinite values at generated token " +
+                  std::to_string(res.tokens.size()) +
+                  " (the weights hold NaN or infinite values, or the computation overflowed)";
+        return;
       }
       const std::span<const float> row{logits.data<float>() + i * V, static_cast<size_t>(V)};
-      Sample s;
       const bool too_early = static_cast<int32_t>(res.tokens.size()) < req.min_tokens;
       // Greedy under a constraint alone: the allowed argmax from the row's best tokens or the
       // allowed ones, without the row's copy and second pass.
@@ -415,29 +419,61 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
       if (mask_of[i] && !too_early && !req.adjusts_beyond_constraint() && req.sampling.greedy())
         chosen = constrained_argmax(st, row, *mask_of[i], end_tokens_of(req));
       if (chosen) {
-        s.token = *chosen;
-        s.logprob = static_cast<float>(static_cast<double>(row[s.token]) - st.max_logit - st.log_sum);
+        c.s.token = *chosen;
+        c.s.logprob = static_cast<float>(static_cast<double>(row[c.s.token]) - st.max_logit - st.log_sum);
       } else if (too_early || req.adjusts_logits()) {
         const AllowedTokens* mask = mask_of[i];
         std::vector<float> x = adjusted_logits(req, res.tokens, row, too_early, cfg.eos_token_ids, mask);
         if (mask && std::none_of(x.begin(), x.end(), [](float v) { return v > -INFINITY; })) {
-          res.finish = FinishReason::kError;
-          res.error = std::string("no token of the vocabulary continues the ") + req.constraint->name() +
-                      " at generated token " + std::to_string(res.tokens.size()) +
-                      (mask->complete ? " (the text is complete but min_tokens or ignore_eos forbids ending it)"
-                                      : " (the constraint may need a deeper nesting than strata allows, or "
-                                        "min_p or logit_bias removed every allowed token)");
-          finish(slot);
-          continue;
+          c.error = std::string("no token of the vocabulary continues the ") + req.constraint->name() +
+                    " at generated token " + std::to_string(res.tokens.size()) +
+                    (mask->complete ? " (the text is complete but min_tokens or ignore_eos forbids ending it)"
+                                    : " (the constraint may need a deeper nesting than strata allows, or "
+                                      "min_p or logit_bias removed every allowed token)");
+          return;
         }
         const Tensor m = Tensor::wrap(x.data(), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
         auto ms = compute::logit_stats_on_host(m, {&queries[i], 1});
-        STRATA_RETURN_IF_ERROR(ms.status());
-        s = q.sampler.sample((*ms)[0], x);
-        s.logprob = static_cast<float>(static_cast<double>(row[s.token]) - st.max_logit - st.log_sum);
+        if (!ms.is_ok()) {
+          c.status = ms.status();
+          return;
+        }
+        c.s = q.sampler.sample((*ms)[0], x);
+        c.s.logprob = static_cast<float>(static_cast<double>(row[c.s.token]) - st.max_logit - st.log_sum);
       } else {
-        s = q.sampler.sample(st, row);
+        c.s = q.sampler.sample(st, row);
       }
+    };
+    size_t passes = 0;  // rows that may read the whole row on the host
+    for (size_t i = 0; i < step_slots.size(); ++i) {
+      const GenerationRequest& req = *seqs[static_cast<size_t>(step_slots[i])]->req;
+      passes += !req.sampling.greedy() || req.adjusts_beyond_constraint() || req.min_tokens > 0;
+    }
+    auto choose_range = [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) choose(static_cast<size_t>(i), choices[static_cast<size_t>(i)]);
+    };
+    if (passes >= 8) {
+      if (!sample_pool) sample_pool = std::make_unique<ThreadPool>();
+      sample_pool->parallel_for(static_cast<int64_t>(step_slots.size()), choose_range);
+    } else {
+      choose_range(0, static_cast<int64_t>(step_slots.size()));
+    }
+    std::vector<int32_t> still;
+    for (size_t i = 0; i < step_slots.size(); ++i) {
+      const int32_t slot = step_slots[i];
+      Sequence& q = *seqs[static_cast<size_t>(slot)];
+      const GenerationRequest& req = *q.req;
+      GenerationResult& res = q.result;
+      const compute::LogitStats& st = stats[i];
+      Choice& c = choices[i];
+      STRATA_RETURN_IF_ERROR(c.status);
+      if (!c.error.empty()) {
+        res.finish = FinishReason::kError;
+        res.error = std::move(c.error);
+        finish(slot);
+        continue;
+      }
+      const Sample& s = c.s;
       std::vector<std::pair<int32_t, float>> top;
       if (req.top_logprobs > 0) {
         const double lse = st.max_logit + st.log_sum;
