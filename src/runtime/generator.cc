@@ -413,11 +413,23 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
       }
       const std::span<const float> row{logits.data<float>() + i * V, static_cast<size_t>(V)};
       const bool too_early = static_cast<int32_t>(res.tokens.size()) < req.min_tokens;
-      // Greedy under a constraint alone: the allowed argmax from the row's best tokens or the
-      // allowed ones, without the row's copy and second pass.
+      // Under a constraint alone, greedy takes the allowed argmax from the row's best tokens or
+      // the allowed ones, and plain temperature sampling draws over the allowed tokens only, as
+      // the adjusted row would give them, without the row's copy and its statistics.
       std::optional<int32_t> chosen;
-      if (mask_of[i] && !too_early && !req.adjusts_beyond_constraint() && req.sampling.greedy())
-        chosen = constrained_argmax(st, row, *mask_of[i], end_tokens_of(req));
+      if (const AllowedTokens* mask = mask_of[i]; mask && !too_early && !req.adjusts_beyond_constraint()) {
+        if (req.sampling.greedy()) {
+          chosen = constrained_argmax(st, row, *mask, end_tokens_of(req));
+        } else if (V > kSampleCandidates && q.sampler.draws_from_whole_row(static_cast<int32_t>(V))) {
+          std::vector<uint64_t> words = mask->words;  // with the end tokens when the text is complete
+          if (mask->complete) {
+            words.resize(std::max(words.size(), static_cast<size_t>((V + 63) / 64)), 0);
+            for (int32_t t : end_tokens_of(req))
+              if (t >= 0 && t < V) words[static_cast<size_t>(t / 64)] |= uint64_t{1} << (t % 64);
+          }
+          chosen = q.sampler.draw_from_allowed(row, words);
+        }
+      }
       if (chosen) {
         c.s.token = *chosen;
         c.s.logprob = static_cast<float>(static_cast<double>(row[c.s.token]) - st.max_logit - st.log_sum);

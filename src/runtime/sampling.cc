@@ -1,6 +1,7 @@
 #include "runtime/sampling.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 
 #include "common/check.h"
@@ -110,6 +111,50 @@ int32_t Sampler::draw_from_row(std::span<const float> logits, double max_logit, 
     if (u < acc) return last;
   }
   return last;  // rounding left u past the sum: the last token with any weight
+}
+
+std::optional<int32_t> Sampler::draw_from_allowed(std::span<const float> logits, std::span<const uint64_t> allowed) {
+  STRATA_CHECK(draws_from_whole_row(static_cast<int32_t>(logits.size())));
+  const auto V = static_cast<int64_t>(logits.size());
+  // Calls fn(t) for each allowed token, increasing.
+  auto each = [&](auto&& fn) {
+    for (size_t w = 0; w < allowed.size(); ++w)
+      for (uint64_t bits = allowed[w]; bits != 0; bits &= bits - 1) {
+        const int64_t t = static_cast<int64_t>(w) * 64 + std::countr_zero(bits);
+        if (t >= V) return;
+        if (!fn(t)) return;
+      }
+  };
+  float mx = -INFINITY;
+  each([&](int64_t t) {
+    mx = std::max(mx, logits[t]);
+    return true;
+  });
+  if (!(mx > -INFINITY)) return std::nullopt;
+  // The statistics' sum (in index order; a refused token adds exp(-inf) = 0), then the row draw's
+  // walk, both over the allowed tokens only.
+  const double inv_t = 1.0 / params_.temperature;
+  const double max_logit = mx;
+  double tsum = 0;
+  each([&](int64_t t) {
+    tsum += std::exp(logits[t] * inv_t - max_logit * inv_t);
+    return true;
+  });
+  const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53 * tsum;
+  double acc = 0;
+  int32_t last = -1, chosen = -1;
+  each([&](int64_t t) {
+    const double w = std::exp(logits[t] * inv_t - max_logit * inv_t);
+    if (w <= 0) return true;
+    acc += w;
+    last = static_cast<int32_t>(t);
+    if (u < acc) {
+      chosen = last;
+      return false;
+    }
+    return true;
+  });
+  return chosen >= 0 ? chosen : last;
 }
 
 Sample Sampler::sample(const compute::LogitStats& stats, std::span<const float> logits) {

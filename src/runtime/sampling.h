@@ -48,6 +48,16 @@ class Sampler {
   Sample sample(const compute::LogitStats& stats, std::span<const float> logits);
   // The same, from the row alone.
   Sample sample(std::span<const float> logits);
+  // Whether a draw reads the whole row: temperature sampling with no top_k below `vocab` and
+  // top_p 1.
+  bool draws_from_whole_row(int32_t vocab) const {
+    return !params_.greedy() && (params_.top_k == 0 || params_.top_k >= vocab) && params_.top_p >= 1.0f;
+  }
+  // Such a draw over the tokens of `allowed` alone (token t: bit t % 64 of allowed[t / 64]): the
+  // token sample() would draw from the row with every other token at -inf, without that row.
+  // nullopt, drawing nothing, when no allowed token has a finite logit. Needs
+  // draws_from_whole_row(logits.size()).
+  std::optional<int32_t> draw_from_allowed(std::span<const float> logits, std::span<const uint64_t> allowed);
 
  private:
   int32_t draw_from_row(std::span<const float> logits, double max_logit, double tsum);

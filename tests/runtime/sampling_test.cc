@@ -328,6 +328,61 @@ TEST(ConstrainedArgmax, IsTheArgmaxOfTheAdjustedRow) {
   EXPECT_GT(none, 50);
 }
 
+// Temperature sampling over a constraint's allowed tokens draws, for the same seed, the tokens the
+// adjusted row's statistics and draw give: rows of 1025-3000 tokens (past the backend's
+// candidates), masks from a few tokens to all, 20 draws from one sampler each.
+TEST(Sampling, DrawingFromTheAllowedTokensIsDrawingFromTheMaskedRow) {
+  std::mt19937 rng(5);
+  const std::vector<int64_t> eos = {};
+  int draws = 0, none = 0;
+  for (int trial = 0; trial < 200; ++trial) {
+    const int64_t V = kSampleCandidates + 1 + static_cast<int64_t>(rng() % 2000);
+    std::vector<float> row(static_cast<size_t>(V));
+    std::normal_distribution<float> normal(0.0f, 3.0f);
+    for (float& v : row) v = rng() % 50 == 0 ? -INFINITY : normal(rng);
+    const unsigned every = 1u << (rng() % 10);  // 1: every token; 512: a few
+    std::vector<uint8_t> allowed(static_cast<size_t>(V));
+    for (auto& a : allowed) a = rng() % every == 0 ? 1 : 0;
+    if (trial % 50 == 0) std::fill(allowed.begin(), allowed.end(), 0);
+    const AllowedTokens mask = AllowedTokens::from_bytes(allowed, false);
+    SamplingParams p;
+    p.temperature = 0.3f + static_cast<float>(rng() % 20) / 10.0f;
+    p.seed = rng();
+    ASSERT_TRUE(Sampler(p).draws_from_whole_row(static_cast<int32_t>(V)));
+    Sampler fast(p), slow(p);
+    GenerationRequest req;
+    req.prompt = {0};
+    req.sampling = p;
+    const auto x = adjusted_logits(req, {}, row, false, eos, &mask);
+    const compute::LogitQuery q = logit_query(p, 0);
+    const Tensor t = Tensor::wrap(const_cast<float*>(x.data()), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
+    const compute::LogitStats st = compute::logit_stats_on_host(t, {&q, 1}).value()[0];
+    if (!(st.max_logit > -INFINITY)) {
+      EXPECT_FALSE(fast.draw_from_allowed(row, mask.words).has_value());
+      ++none;
+      continue;
+    }
+    for (int d = 0; d < 20; ++d, ++draws) {
+      const std::optional<int32_t> got = fast.draw_from_allowed(row, mask.words);
+      ASSERT_TRUE(got.has_value());
+      EXPECT_EQ(*got, slow.sample(st, x).token) << "trial " << trial << " draw " << d;
+      EXPECT_TRUE(mask.allows(*got));
+    }
+  }
+  EXPECT_GT(draws, 3000);
+  EXPECT_GE(none, 4);
+  // Not a whole-row draw: greedy, a top_k under the vocabulary, a top_p below 1.
+  SamplingParams p;
+  EXPECT_FALSE(Sampler(p).draws_from_whole_row(5000));
+  p.temperature = 1;
+  EXPECT_TRUE(Sampler(p).draws_from_whole_row(5000));
+  p.top_k = 40;
+  EXPECT_FALSE(Sampler(p).draws_from_whole_row(5000));
+  p.top_k = 0;
+  p.top_p = 0.9f;
+  EXPECT_FALSE(Sampler(p).draws_from_whole_row(5000));
+}
+
 TEST(Sampling, ValidateNamesTheField) {
   EXPECT_NE(SamplingParams({-1.0f, 0, 1.0f, 0}).validate().message().find("temperature"), std::string::npos);
   EXPECT_NE(SamplingParams({1.0f, -2, 1.0f, 0}).validate().message().find("top_k"), std::string::npos);
