@@ -56,7 +56,7 @@ Status Job::finish_choice(const Prepared& p, std::optional<text::CompletionResul
   ++sum_.requests;
   sum_.prompt_tokens += prompt;
   sum_.completion_tokens += completion;
-  progress_->request_done(prompt, completion);
+  progress_->request_done(prompt, completion, static_cast<int64_t>(req.n) * p.gen.max_new_tokens - completion);
   return emit(req.line, text::format_result(req, model_name_, list, created));
 }
 

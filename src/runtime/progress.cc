@@ -23,10 +23,16 @@ double Progress::elapsed_s() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
 }
 
-void Progress::request_done(int64_t prompt_tokens, int64_t completion_tokens) {
+void Progress::request_read(int64_t max_new_tokens) {
+  ++read_;
+  read_new_tokens_ += std::max<int64_t>(0, max_new_tokens);
+}
+
+void Progress::request_done(int64_t prompt_tokens, int64_t completion_tokens, int64_t unused_new_tokens) {
   ++done_;
   in_tokens_ += prompt_tokens;
   (void)completion_tokens;  // counted as they are generated
+  unused_new_tokens_ += std::max<int64_t>(0, unused_new_tokens);
   tick();
 }
 
@@ -49,6 +55,12 @@ void Progress::running(int64_t running, int64_t slots) {
 void Progress::tick() { draw(false); }
 
 double Progress::eta_s(double elapsed) const {
+  if (read_new_tokens_ > 0 && out_tokens_ > 0 && elapsed > 0) {
+    const double unread = read_ < total_ ? static_cast<double>(total_) / static_cast<double>(read_) : 1.0;
+    const double left = static_cast<double>(read_new_tokens_) * unread - static_cast<double>(out_tokens_) -
+                        static_cast<double>(unused_new_tokens_);
+    return std::max(0.0, left) * elapsed / static_cast<double>(out_tokens_);
+  }
   if (done_ > 0) return static_cast<double>(total_ - done_) * elapsed / static_cast<double>(done_);
   if (o_.predicted_job_s > elapsed) return o_.predicted_job_s - elapsed;
   return NAN;

@@ -25,8 +25,11 @@ class Progress {
  public:
   Progress(const ProgressOptions& options, int64_t total_requests);
 
-  // A request finished (ok or not) with these token counts.
-  void request_done(int64_t prompt_tokens, int64_t completion_tokens);
+  // A request was read: its choices' max_tokens in all (0 for a line that became an error).
+  void request_read(int64_t max_new_tokens);
+  // A request finished (ok or not) with these token counts; `unused_new_tokens` of its max_tokens
+  // will never be generated (it stopped early).
+  void request_done(int64_t prompt_tokens, int64_t completion_tokens, int64_t unused_new_tokens = 0);
   // Generated tokens of requests still running, so the rate moves between completions.
   void tokens_generated(int64_t n);
   // A block of `requests` starts; its decode step is the most tokens any of them has generated.
@@ -41,16 +44,20 @@ class Progress {
 
   int64_t done() const { return done_; }
   double elapsed_s() const;
+  // The time left after `elapsed` seconds: the tokens still to generate at the rate so far, the
+  // requests not read yet counted at the mean max_tokens of those read (requests finish longest
+  // answers first, so their count says little); before any token, the plan's time left.
+  double eta_s(double elapsed) const;
 
  private:
   void draw(bool force);
-  double eta_s(double elapsed) const;
 
   ProgressOptions o_;
   int64_t total_;
   int64_t done_ = 0;
   int64_t in_tokens_ = 0;
   int64_t out_tokens_ = 0;
+  int64_t read_ = 0, read_new_tokens_ = 0, unused_new_tokens_ = 0;
   int64_t block_ = 0, block_requests_ = 0, step_ = 0;
   int64_t running_ = -1, slots_ = 0;  // continuous batching (running_ >= 0)
   std::chrono::steady_clock::time_point start_, last_draw_;

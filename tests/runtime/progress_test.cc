@@ -68,6 +68,28 @@ TEST(Progress, BeforeAnyRequestTheEtaIsThePlansThenTheRequestsDone) {
   EXPECT_EQ(lines.last().find("block"), std::string::npos) << lines.last();
 }
 
+// Requests finish longest answers first in a continuous run: the ETA follows the tokens left,
+// not the requests done.
+TEST(Progress, TheEtaIsTheTokensLeftAtTheRateSoFar) {
+  ProgressLines lines;
+  Progress p(lines.options(/*predicted_job_s=*/600), 10);
+  EXPECT_DOUBLE_EQ(p.eta_s(100), 500);  // no token yet: the plan's time left
+  // 4 of the 10 requests read, 1000 new tokens at most among them: 2500 expected in all.
+  p.request_read(400);
+  p.request_read(300);
+  p.request_read(200);
+  p.request_read(100);
+  p.tokens_generated(500);
+  EXPECT_DOUBLE_EQ(p.eta_s(100), 100.0 * (2500 - 500) / 500);
+  // A request stopped 50 tokens short of its max_tokens: those are not waited for.
+  p.request_done(10, 50, 50);
+  EXPECT_DOUBLE_EQ(p.eta_s(100), 100.0 * (2500 - 500 - 50) / 500);
+  // Every request read (the rest with no max_tokens left to generate): nothing is extrapolated.
+  for (int i = 0; i < 6; ++i) p.request_read(0);
+  p.tokens_generated(450);
+  EXPECT_DOUBLE_EQ(p.eta_s(100), 0);
+}
+
 TEST(Progress, WithoutAPlanTheEtaWaitsForARequest) {
   ProgressLines lines;
   Progress p(lines.options(0), 5);
