@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <future>
 #include <chrono>
 #include <cmath>
 #include <optional>
@@ -555,7 +556,17 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
       rows.push_back(batch.size() - 1);
       sampled.push_back(s);
     }
-    STRATA_ASSIGN_OR_RETURN(Tensor logits, model_.forward(batch, rows));
+    // The constrained sequences' allowed sets for the tokens this step chooses depend only on
+    // the text so far: they are computed while the model runs, so choosing finds them cached.
+    std::vector<ConstraintMaskCache::Want> ahead;
+    for (int32_t s : sampled)
+      if (const Sequence& q = *seqs[static_cast<size_t>(s)]; q.req->constraint)
+        ahead.push_back({q.req->trie.get(), q.req->constraint.get(), &q.state});
+    std::future<void> masks_ahead;
+    if (!ahead.empty()) masks_ahead = std::async(std::launch::async, [&masks, &ahead] { masks.fill(ahead); });
+    Result<Tensor> forward = model_.forward(batch, rows);
+    if (masks_ahead.valid()) masks_ahead.get();
+    STRATA_ASSIGN_OR_RETURN(Tensor logits, std::move(forward));
     std::vector<int32_t> still;
     if (!sampled.empty()) {
       STRATA_ASSIGN_OR_RETURN(still, advance_all(logits, sampled));
