@@ -73,14 +73,15 @@ std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const
 std::optional<int32_t> constrained_argmax(const compute::LogitStats& stats, std::span<const float> row,
                                           const AllowedTokens& mask, std::span<const int32_t> ends) {
   const auto V = static_cast<int64_t>(row.size());
-  const auto is_end = [&](int32_t t) { return mask.complete && std::find(ends.begin(), ends.end(), t) != ends.end(); };
+  const std::vector<uint64_t> words = mask.with_ends(ends, V);
+  const auto allows = [&](int64_t t) { return t >= 0 && t < V && ((words[t / 64] >> (t % 64)) & 1) != 0; };
   // The candidates come best first, ties by token: the first allowed one is the allowed argmax.
   for (const auto& [v, t] : stats.top)
-    if (t >= 0 && t < V && (mask.allows(t) || is_end(t))) return v > -INFINITY ? std::optional<int32_t>(t) : std::nullopt;
+    if (allows(t)) return v > -INFINITY ? std::optional<int32_t>(t) : std::nullopt;
   int64_t best = -1;
   float best_v = -INFINITY;
-  for (size_t w = 0; w < mask.words.size(); ++w)
-    for (uint64_t bits = mask.words[w]; bits != 0; bits &= bits - 1) {
+  for (size_t w = 0; w < words.size(); ++w)
+    for (uint64_t bits = words[w]; bits != 0; bits &= bits - 1) {
       const int64_t t = static_cast<int64_t>(w) * 64 + std::countr_zero(bits);
       if (t >= V) break;
       if (best < 0 || row[t] > best_v) {
@@ -88,14 +89,17 @@ std::optional<int32_t> constrained_argmax(const compute::LogitStats& stats, std:
         best_v = row[t];
       }
     }
-  if (mask.complete)
-    for (int32_t t : ends)
-      if (t >= 0 && t < V && (best < 0 || row[t] > best_v || (row[t] == best_v && t < best))) {
-        best = t;
-        best_v = row[t];
-      }
   if (best < 0 || !(best_v > -INFINITY)) return std::nullopt;
   return static_cast<int32_t>(best);
+}
+
+std::vector<uint64_t> AllowedTokens::with_ends(std::span<const int32_t> ends, int64_t vocab) const {
+  std::vector<uint64_t> w = words;
+  w.resize(static_cast<size_t>((vocab + 63) / 64), 0);
+  if (complete)
+    for (int32_t t : ends)
+      if (t >= 0 && t < vocab) w[static_cast<size_t>(t / 64)] |= uint64_t{1} << (t % 64);
+  return w;
 }
 
 AllowedTokens AllowedTokens::from_bytes(std::span<const uint8_t> allowed, bool complete) {
@@ -422,13 +426,7 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
         if (req.sampling.greedy()) {
           chosen = constrained_argmax(st, row, *mask, end_tokens_of(req));
         } else if (V > kSampleCandidates && q.sampler.draws_from_whole_row(static_cast<int32_t>(V))) {
-          std::vector<uint64_t> words = mask->words;  // with the end tokens when the text is complete
-          if (mask->complete) {
-            words.resize(std::max(words.size(), static_cast<size_t>((V + 63) / 64)), 0);
-            for (int32_t t : end_tokens_of(req))
-              if (t >= 0 && t < V) words[static_cast<size_t>(t / 64)] |= uint64_t{1} << (t % 64);
-          }
-          chosen = q.sampler.draw_from_allowed(row, words);
+          chosen = q.sampler.draw_from_allowed(row, mask->with_ends(end_tokens_of(req), V));
         }
       }
       if (chosen) {

@@ -70,6 +70,9 @@ struct AllowedTokens {
     return t >= 0 && w < words.size() && ((words[w] >> (t & 63)) & 1) != 0;
   }
   int64_t count() const;
+  // The words of a vocabulary of `vocab` tokens with, when the text is complete, the end tokens
+  // `ends` (those below `vocab`) allowed too.
+  std::vector<uint64_t> with_ends(std::span<const int32_t> ends, int64_t vocab) const;
   // Sets x[t] = -inf for every token t < x.size() not allowed.
   void refuse_others(std::span<float> x) const;
 };
