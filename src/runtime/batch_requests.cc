@@ -180,22 +180,20 @@ Status Job::handle_line(const std::string& line, int64_t line_no, std::vector<Pr
     return Status::ok();
   }
   if (o_.ordered) order_.push_back(line_no);  // this line gets a record
+  // A line that becomes an error line: read, with nothing to generate.
+  auto refuse = [&](const std::optional<std::string>& custom_id, const text::RequestError& e) {
+    progress_->request_read(0);
+    return write_error(line_no, custom_id, e);
+  };
   if (duplicate) {
-    progress_->request_read(0);
-    return write_error(line_no, parsed.custom_id,
-                       {"duplicate_custom_id", "line " + std::to_string(line_no) + ": custom_id '" + *parsed.custom_id +
-                                                   "' was already used by an earlier line; custom_ids must be unique"});
+    return refuse(parsed.custom_id,
+                  {"duplicate_custom_id", "line " + std::to_string(line_no) + ": custom_id '" + *parsed.custom_id +
+                                              "' was already used by an earlier line; custom_ids must be unique"});
   }
-  if (!parsed.request) {
-    progress_->request_read(0);
-    return write_error(line_no, parsed.custom_id, parsed.error);
-  }
+  if (!parsed.request) return refuse(parsed.custom_id, parsed.error);
   Prepared p;
   p.req = std::move(*parsed.request);
-  if (auto err = prepare(p)) {
-    progress_->request_read(0);
-    return write_error(line_no, p.req.custom_id, *err);
-  }
+  if (auto err = prepare(p)) return refuse(p.req.custom_id, *err);
   progress_->request_read(static_cast<int64_t>(p.req.n) * p.gen.max_new_tokens);
   for (int32_t i = 1; i < p.req.n; ++i) {  // the other choices: the same prompt, their own seeds
     Prepared c = p;
