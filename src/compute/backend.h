@@ -34,7 +34,9 @@ RopeTable make_rope_table(const model::RopeConfig& rope, int64_t head_dim);
 
 // One sequence of a ragged batch, for attention.
 struct SeqSpan {
-  int32_t slot = 0;        // KV cache slot holding this sequence's keys and values
+  int32_t slot = 0;        // KV cache slot holding this sequence's keys and values (its rows are
+                           // slot * max_len + position: a longer sequence runs on into the next
+                           // slots, which no other sequence of the batch may then use)
   int32_t past_len = 0;    // tokens already in the cache before this step
   int32_t num_tokens = 0;  // new tokens this step (prompt length at prefill, 1 when decoding)
   int32_t offset = 0;      // row of this sequence's first new token in the T dimension

@@ -74,6 +74,7 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, La
     for (int32_t i = 0; i < sp.num_tokens; ++i) tokens.push_back({static_cast<int32_t>(s), i});
     max_context = std::max<int64_t>(max_context, int64_t{sp.past_len} + sp.num_tokens);
   }
+  check_seq_rows_apart(seqs, max_len);
 
   const int64_t group = hq / hkv;
   const int64_t window = params.sliding_window.value_or(0);

@@ -97,9 +97,9 @@ void append_int4(const detail::HostKvKernel& kernel, const HostKvShape& sh, std:
 void append(const detail::HostKvKernel& kernel, const HostKvView& cache, int64_t slot, int64_t pos,
             int64_t n, const uint16_t* k_new, const uint16_t* v_new) {
   const HostKvShape& sh = cache.shape;
-  STRATA_CHECK(slot >= 0 && slot < sh.slots && pos >= 0 && n >= 0 && pos + n <= sh.max_len,
+  STRATA_CHECK(slot >= 0 && slot < sh.slots && pos >= 0 && n >= 0 && slot * sh.max_len + pos + n <= sh.rows(),
                "host KV append: slot " + std::to_string(slot) + " positions [" +
-                   std::to_string(pos) + ", " + std::to_string(pos + n) + ") outside " +
+                   std::to_string(pos) + ", " + std::to_string(pos + n) + ") run past " +
                    std::to_string(sh.slots) + " slots of " + std::to_string(sh.max_len));
   if (n == 0) return;
   const int64_t row0 = slot * sh.max_len + pos;
@@ -402,6 +402,7 @@ void host_kv_attention(ThreadPool& pool, const HostKvView& cache, int64_t num_he
   }
   for (size_t s = 0; s < seqs.size(); ++s)
     check_seq_span(s, seqs[s], sh.slots, sh.max_len, t_count);
+  check_seq_rows_apart(seqs, sh.max_len);
 
   const int64_t d = sh.head_dim, e = sh.row_elems(), hkv = sh.kv_heads;
   const detail::HostKvKernel* kernel = &detail::host_kv_select_kernel();

@@ -35,6 +35,7 @@ struct HostKvShape {
   bool int4 = false;
 
   int64_t row_elems() const { return kv_heads * head_dim; }  // E
+  int64_t rows() const { return slots * max_len; }
   // Bytes of k (and of v): fp16 slots*max_len*E*2, int4 int4_blob_bytes(slots*max_len, E).
   size_t bytes_each() const;
   // Offsets inside an int4 blob of the codes, scales and mins of row r (= slot*max_len + pos).
@@ -50,7 +51,8 @@ struct HostKvView {
   std::byte* v = nullptr;
 };
 
-// Writes `n` new positions of sequence `slot` starting at `pos`: k_new, v_new are fp16
+// Writes `n` new positions of sequence `slot` starting at `pos` (rows slot * max_len + pos on, on
+// into the next slots for a sequence longer than one): k_new, v_new are fp16
 // [n, E] (row-major, bit patterns). int4 caches quantise each row by compute::quantise_int4's rule.
 void host_kv_append(const HostKvView& cache, int64_t slot, int64_t pos, int64_t n,
                     const uint16_t* k_new, const uint16_t* v_new);

@@ -1,6 +1,8 @@
 #include "compute/op_checks.h"
 
+#include <algorithm>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/check.h"
@@ -38,14 +40,30 @@ void check_seq_span(size_t index, const SeqSpan& sp, int64_t slots, int64_t max_
   STRATA_CHECK(
       sp.slot >= 0 && sp.slot < slots,
       which() + "slot " + std::to_string(sp.slot) + " outside [0, " + std::to_string(slots) + ")");
-  STRATA_CHECK(
-      sp.past_len >= 0 && sp.num_tokens >= 0 && int64_t{sp.past_len} + sp.num_tokens <= max_len,
-      which() + "past_len " + std::to_string(sp.past_len) + " + num_tokens " +
-          std::to_string(sp.num_tokens) + " exceeds the cache length " + std::to_string(max_len));
+  // A sequence longer than a slot runs on into the next slots (paged KV): its rows must end
+  // inside the cache.
+  STRATA_CHECK(sp.past_len >= 0 && sp.num_tokens >= 0 &&
+                   int64_t{sp.slot} * max_len + sp.past_len + sp.num_tokens <= slots * max_len,
+               which() + "slot " + std::to_string(sp.slot) + ", past_len " + std::to_string(sp.past_len) +
+                   " + num_tokens " + std::to_string(sp.num_tokens) + " runs past the cache's " +
+                   std::to_string(slots) + " slots of " + std::to_string(max_len));
   STRATA_CHECK(sp.offset >= 0 && int64_t{sp.offset} + sp.num_tokens <= t_count,
                which() + "rows [" + std::to_string(sp.offset) + ", " +
                    std::to_string(sp.offset + sp.num_tokens) +
                    ") outside T = " + std::to_string(t_count));
+}
+
+void check_seq_rows_apart(std::span<const SeqSpan> seqs, int64_t max_len) {
+  std::vector<std::pair<int64_t, int64_t>> rows;  // [first, end) of each sequence's rows
+  rows.reserve(seqs.size());
+  for (const SeqSpan& sp : seqs)
+    rows.emplace_back(int64_t{sp.slot} * max_len, int64_t{sp.slot} * max_len + sp.past_len + sp.num_tokens);
+  std::sort(rows.begin(), rows.end());
+  for (size_t i = 1; i < rows.size(); ++i)
+    STRATA_CHECK(rows[i].first >= rows[i - 1].second,
+                 "attention: two sequences share KV rows: one ends at row " + std::to_string(rows[i - 1].second) +
+                     ", the next starts at " + std::to_string(rows[i].first) + " (slots of " +
+                     std::to_string(max_len) + " positions)");
 }
 
 void check_gather_rows(const Tensor& x, std::span<const int32_t> rows, const Tensor& y) {

@@ -16,9 +16,12 @@ void check_attention_shapes(const Tensor& q, const Tensor& k, const Tensor& v,
                             const LayerKvCache& cache, const Tensor& out,
                             const AttentionParams& params);
 
-// Sequence `index` of a ragged batch of `t_count` rows: its slot, cache range and rows in bounds.
+// Sequence `index` of a ragged batch of `t_count` rows: its slot, cache rows (slot * max_len +
+// position, running on past its slot's end when it is longer) and batch rows in bounds.
 void check_seq_span(size_t index, const SeqSpan& span, int64_t slots, int64_t max_len,
                     int64_t t_count);
+// No two sequences of a batch write or read the same KV rows.
+void check_seq_rows_apart(std::span<const SeqSpan> seqs, int64_t max_len);
 
 // x [R, ...] rows of C elements, y holding rows.size() rows of C, every row in [0, R).
 void check_gather_rows(const Tensor& x, std::span<const int32_t> rows, const Tensor& y);

@@ -113,10 +113,12 @@ Result<Tensor> Transformer::forward(const TokenBatch& batch, KvCache& cache,
   for (const SeqSpan& s : batch.seqs) {
     if (s.slot < 0 || s.slot >= cache.slots)
       return invalid_argument("forward: KV slot " + std::to_string(s.slot) + " out of range");
-    if (s.past_len + s.num_tokens > cache.max_len)
+    // A sequence longer than a slot runs on into the next slots (paged KV).
+    if (int64_t{s.slot} * cache.max_len + s.past_len + s.num_tokens > int64_t{cache.slots} * cache.max_len)
       return invalid_argument("forward: sequence in slot " + std::to_string(s.slot) + " needs " +
-                              std::to_string(s.past_len + s.num_tokens) +
-                              " cache positions but the cache holds " + std::to_string(cache.max_len));
+                              std::to_string(s.past_len + s.num_tokens) + " cache positions but the cache has " +
+                              std::to_string(cache.slots - s.slot) + " slots of " + std::to_string(cache.max_len) +
+                              " from there");
   }
   for (int32_t r : rows)
     if (r < 0 || r >= T) return invalid_argument("forward: logit row out of range");

@@ -59,6 +59,7 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
   for (int64_t t = 0; t < t_count; ++t)
     STRATA_CHECK(token_seq[static_cast<size_t>(t)] >= 0,
                  "attention: row " + std::to_string(t) + " belongs to no sequence");
+  compute::check_seq_rows_apart(seqs, max_len);
   const bool rope_joins = joins_rope(q, k, v, seqs);
   if (!rope_joins) flush_pending();
   if (t_count == 0) return;

@@ -95,6 +95,7 @@ Status CudaBackend::attention_int4_kv(const Tensor& q, const Tensor& k, const Te
   for (int64_t t = 0; t < t_count; ++t)
     STRATA_CHECK(token_seq[static_cast<size_t>(t)] >= 0,
                  "attention_int4_kv: row " + std::to_string(t) + " belongs to no sequence");
+  compute::check_seq_rows_apart(seqs, cache.max_len);
   if (t_count == 0) return Status::ok();
 
   // 1. Prompts attend in fp16 to their own new keys and values. Run first: attention() stages its

@@ -5,6 +5,7 @@
 
 #include "compute/host_kv.h"
 #include "offload/pinned.h"
+#include "planner/memory_plan.h"
 
 namespace strata::offload {
 
@@ -18,8 +19,10 @@ Result<std::unique_ptr<CpuAttention>> CpuAttention::create(bool enabled,
   std::unique_ptr<CpuAttention> c(new CpuAttention(lanes, default_pool));
   if (!enabled) return c;
   c->io_.resize(static_cast<size_t>(dims.batches));
-  const size_t q_bytes = static_cast<size_t>(dims.gbs * config.num_heads * config.head_dim * 2);
-  const size_t kv_bytes = static_cast<size_t>(dims.gbs * config.num_kv_heads * config.head_dim * 2);
+  // A decode step of paged KV may hold more than gbs sequences a batch.
+  const int64_t seqs = dims.gbs * planner::kPagedSequencesPerSlot;
+  const size_t q_bytes = static_cast<size_t>(seqs * config.num_heads * config.head_dim * 2);
+  const size_t kv_bytes = static_cast<size_t>(seqs * config.num_kv_heads * config.head_dim * 2);
   auto pinned = [&](size_t bytes, const char* what) {
     return allocate_pinned_bytes(lanes, bytes, what, &c->pinned_bytes_);
   };

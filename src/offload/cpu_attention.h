@@ -1,7 +1,7 @@
 // CpuAttention: decode attention over KV kept off the GPU, run on the CPU next to it while the
 // GPU works on other batches. Per GPU batch, pinned buffers for the new queries and the outputs
-// [gbs, heads * head_dim] and the new keys and values [gbs, kv_heads * head_dim] (fp16 bit
-// patterns); the thread pool it attends with: the CPUs nearest the GPU on a machine of several
+// [S, heads * head_dim] and the new keys and values [S, kv_heads * head_dim] (fp16 bit
+// patterns; S = gbs * planner::kPagedSequencesPerSlot, the most a decode step of paged KV holds); the thread pool it attends with: the CPUs nearest the GPU on a machine of several
 // NUMA nodes (with the CPU worker's own thread bound there too), else the process's pool. Handles
 // kQkvToHost (d2h: a batch's new q, k, v -> pinned) and kCpuAttention (CPU worker). Owns its
 // buffers and pool. Not thread safe; its tasks run one at a time on the CPU worker. Units: bytes.

@@ -50,7 +50,8 @@ std::vector<std::pair<uint64_t, uint64_t>> kv_row_pages(const compute::HostKvSha
                                                         std::span<const KvRows> rows) {
   Spans r;
   for (const KvRows& k : rows) {
-    STRATA_CHECK(k.slot >= 0 && k.slot < shape.slots && 0 <= k.begin && k.begin <= k.end && k.end <= shape.max_len,
+    STRATA_CHECK(k.slot >= 0 && k.slot < shape.slots && 0 <= k.begin && k.begin <= k.end &&
+                     k.slot * shape.max_len + k.end <= shape.rows(),
                  "kv_row_pages: rows outside the cache");
     add_row_bytes(shape, k.slot * shape.max_len + k.begin, k.slot * shape.max_len + k.end, r);
   }
@@ -141,10 +142,13 @@ Status KvFile::keep_unwritten_bytes(int64_t unit, std::span<const KvRows> rows,
   STRATA_CHECK(unit >= 0 && unit < units_, "KvFile: no such unit");
   const uint64_t a = storage::kIoAlignment;
   // What staging holds, or may hold anything in: the pages read this step, every written
-  // sequence from its first written row to the end of its slot, the padding after the cache.
+  // sequence from its first written row to the end of the slot (or page) that holds its last,
+  // the padding after the cache.
   Spans held = kv_row_pages(shape_, read_before);
+  const int64_t len = shape_.max_len;
   for (const KvRows& k : rows)
-    add_row_bytes(shape_, k.slot * shape_.max_len + k.begin, (k.slot + 1) * shape_.max_len, held);
+    add_row_bytes(shape_, k.slot * len + k.begin, (k.slot * len + std::max<int64_t>(k.end, 1) + len - 1) / len * len,
+                  held);
   held.emplace_back(shape_.bytes_each(), v_offset_);
   held = merged(std::move(held));
   // The written pages not wholly inside what staging holds: the rest of them comes from the file.

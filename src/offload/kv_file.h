@@ -45,6 +45,12 @@ class KvFile {
   KvFile& operator=(const KvFile&) = delete;
 
   const compute::HostKvShape& shape() const { return shape_; }
+  // The same bytes seen as other slots (KvTiers::set_page_len): slots * max_len stays the same.
+  void set_shape(const compute::HostKvShape& shape) {
+    STRATA_CHECK(shape.rows() == shape_.rows() && shape.row_elems() == shape_.row_elems() && shape.int4 == shape_.int4,
+                 "KvFile: a new shape must keep the rows");
+    shape_ = shape;
+  }
   size_t region_bytes() const { return 2 * v_offset_; }  // a staging buffer's size
   size_t v_offset() const { return v_offset_; }           // values' offset in a region
   uint64_t file_bytes() const { return file_bytes_; }

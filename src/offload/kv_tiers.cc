@@ -97,6 +97,38 @@ Status KvTiers::allocate_gpu_staging() {
   return Status::ok();
 }
 
+void KvTiers::set_page_len(int64_t page_len) {
+  const int64_t rows = dims_.gbs * dims_.max_len;
+  STRATA_CHECK(page_len >= 0 && (page_len == 0 || rows % page_len == 0),
+               "KvTiers: pages of " + std::to_string(page_len) + " positions do not divide " + std::to_string(rows));
+  page_len_ = page_len;
+  const int64_t len = page_len > 0 ? page_len : dims_.max_len, slots = rows / len;
+  host_shape_.slots = slots;
+  host_shape_.max_len = len;
+  const Shape fp16 = {slots, len, config_.num_kv_heads, config_.head_dim};
+  auto reshape = [&](compute::LayerKvCache& c) {
+    if (!c.k.defined()) return;
+    c.k = c.k.reshape(fp16);
+    c.v = c.v.reshape(fp16);
+  };
+  auto reshape4 = [&](cuda::Int4KvCache& c) {
+    c.slots = slots;  // int4_kv_cache_shape depends on slots * max_len only
+    c.max_len = len;
+  };
+  for (Unit& u : units_) {
+    reshape(u.gpu);
+    reshape4(u.gpu4);
+    u.host.shape = host_shape_;
+  }
+  for (auto& v : disk_views_) v.shape = host_shape_;
+  if (file_) file_->set_shape(host_shape_);
+  if (gpu_attention_)  // the staging holds a whole unit
+    for (int s = 0; s < 2; ++s) {
+      reshape(staging_[s]);
+      reshape4(staging4_[s]);
+    }
+}
+
 void KvTiers::describe_to(StepShape* shape) const {
   shape->cpu_kv.resize(units_.size());
   shape->disk_kv.resize(units_.size());
@@ -149,7 +181,13 @@ Status KvTiers::attend_on_gpu(const Action& a, const compute::TokenBatch& batch,
     return cuda::attention_int4_kv(backend_, in.q, in.k, in.v, c4, batch.seqs, params, out);
   }
   compute::LayerKvCache& cache = u.tier == Tier::kGpu ? u.gpu : staging_[a.staging];
-  backend_.attention(in.q, in.k, in.v, cache, batch.seqs, params, out);
+  // Prompts staged for attention on the CPU sit at their place in the batch, not at their pages.
+  std::vector<compute::SeqSpan> staged;
+  if (u.tier != Tier::kGpu && !gpu_attention_ && paged()) {
+    staged = batch.seqs;
+    for (size_t i = 0; i < staged.size(); ++i) staged[i].slot = static_cast<int32_t>(i);
+  }
+  backend_.attention(in.q, in.k, in.v, cache, staged.empty() ? batch.seqs : staged, params, out);
   if (u.tier != Tier::kGpu && int4_)
     for (int kvi = 0; kvi < 2; ++kvi) {
       const Tensor& src = kvi == 0 ? cache.k : cache.v;
@@ -178,12 +216,22 @@ Result<HostTask> KvTiers::disk_transfer(const Action& a, const StepState& step, 
 uint64_t KvTiers::load(const Action& a, const StepState& step, cuda::Lane lane) {
   const SubBatch& sb = step.subs[a.batch];
   const compute::HostKvView& src = host_view(a.unit, a.batch, a.host_staging);
+  uint64_t moved = 0;
+  if (paged()) {  // the rows from the first sequence's first to the last one's last, in one copy
+    int64_t r0 = INT64_MAX, r1 = 0;
+    for (const auto& s : sb.batch.seqs) {
+      r0 = std::min<int64_t>(r0, s.slot * page_len_);
+      r1 = std::max<int64_t>(r1, s.slot * page_len_ + s.past_len);
+    }
+    for (int kvi = 0; kvi < 2 && r1 > r0; ++kvi)
+      moved += copy_kv_rows(lane, gpu_staging(a.staging, kvi), kvi == 0 ? src.k : src.v, src.shape, 0, 1, r0, r1);
+    return moved;
+  }
   int32_t used_slots = 0, positions = 0;
   for (const auto& s : sb.batch.seqs) {
     used_slots = std::max(used_slots, s.slot + 1);
     positions = std::max(positions, s.past_len);
   }
-  uint64_t moved = 0;
   for (int kvi = 0; kvi < 2; ++kvi)
     moved += copy_kv_rows(lane, gpu_staging(a.staging, kvi), kvi == 0 ? src.k : src.v, src.shape, 0,
                           used_slots, 0, positions);
@@ -193,21 +241,24 @@ uint64_t KvTiers::load(const Action& a, const StepState& step, cuda::Lane lane) 
 namespace {
 
 // The slots of a prompt step's sequences as runs of neighbours [first, first + count), each with
-// its longest prompt: a block's prompt step is one run; sequences joining a running block leave
-// holes (the running sequences' KV must not be written over).
+// its longest prompt and its place in the batch (`staged`): a block's prompt step is one run;
+// sequences joining a running block leave holes (the running sequences' KV must not be written
+// over). Pages are never joined: a sequence may run on over the pages after its slot.
 struct SlotRun {
-  int32_t first, count, positions;
+  int32_t staged, first, count, positions;
 };
-std::vector<SlotRun> slot_runs(std::span<const compute::SeqSpan> seqs) {
+std::vector<SlotRun> slot_runs(std::span<const compute::SeqSpan> seqs, bool paged) {
   std::vector<SlotRun> runs;
+  int32_t staged = 0;
   for (const auto& s : seqs) {  // in increasing slot order (split_step checks it)
     const int32_t end = s.past_len + s.num_tokens;
-    if (!runs.empty() && runs.back().first + runs.back().count == s.slot) {
+    if (!paged && !runs.empty() && runs.back().first + runs.back().count == s.slot) {
       ++runs.back().count;
       runs.back().positions = std::max(runs.back().positions, end);
     } else {
-      runs.push_back({s.slot, 1, end});
+      runs.push_back({paged ? staged : s.slot, s.slot, 1, end});
     }
+    ++staged;
   }
   return runs;
 }
@@ -222,8 +273,8 @@ uint64_t KvTiers::store(const Action& a, const StepState& step, cuda::Lane lane)
   for (int kvi = 0; kvi < 2; ++kvi) {
     std::byte* dst = kvi == 0 ? host.k : host.v;
     if (!gpu_attention_) {
-      for (const SlotRun& r : slot_runs(sb.batch.seqs))
-        moved += store_prompt_for_cpu(a, host, kvi, r.first, r.count, r.positions, lane);
+      for (const SlotRun& r : slot_runs(sb.batch.seqs, paged()))
+        moved += store_prompt_for_cpu(a, host, kvi, r.staged, r.first, r.count, r.positions, lane);
       continue;
     }
     // The staging has the host layout: the new rows of each sequence (decode), or every
@@ -233,40 +284,47 @@ uint64_t KvTiers::store(const Action& a, const StepState& step, cuda::Lane lane)
       for (const auto& s : sb.batch.seqs)
         moved += copy_kv_rows(lane, dst, src, host.shape, s.slot, 1, s.past_len, s.past_len + s.num_tokens);
     } else {
-      for (const SlotRun& r : slot_runs(sb.batch.seqs))
+      for (const SlotRun& r : slot_runs(sb.batch.seqs, paged()))
         moved += copy_kv_rows(lane, dst, src, host.shape, r.first, r.count, 0, r.positions);
     }
   }
   return moved;
 }
 
-// Attention on the CPU: the prompts of slots [first, first + slots) from a [gbs, prompt] fp16
-// staging, or its int4 blob, quantised on the GPU from that staging: codes, then scales, then
-// mins, each a [rows, bytes-per-row] matrix in both layouts.
-uint64_t KvTiers::store_prompt_for_cpu(const Action& a, const compute::HostKvView& host, int kvi, int32_t first,
-                                       int32_t used_slots, int32_t positions, cuda::Lane lane) {
+// Attention on the CPU: the prompts staged from `staged` on in a [gbs, prompt] fp16 staging, or
+// its int4 blob, quantised on the GPU from that staging, into slots [first, first + slots) of the
+// host KV: codes, then scales, then mins, each a [rows, bytes-per-row] matrix in both layouts.
+uint64_t KvTiers::store_prompt_for_cpu(const Action& a, const compute::HostKvView& host, int kvi, int32_t staged,
+                                       int32_t first, int32_t used_slots, int32_t positions, cuda::Lane lane) {
   std::byte* dst = kvi == 0 ? host.k : host.v;
   const size_t E = static_cast<size_t>(row_elems_), P = static_cast<size_t>(positions);
-  const size_t max_len = static_cast<size_t>(dims_.max_len), prompt = static_cast<size_t>(dims_.prefill_len);
+  const size_t max_len = static_cast<size_t>(host.shape.max_len), prompt = static_cast<size_t>(dims_.prefill_len);
   const size_t slots = static_cast<size_t>(used_slots), s0 = static_cast<size_t>(first);
+  const size_t t0 = static_cast<size_t>(staged);
+  // One sequence (a page's may run past its pitch) in one copy.
+  auto copy = [&](std::byte* d, size_t d_pitch, const std::byte* s, size_t s_pitch, size_t width) {
+    if (slots == 1) {
+      lanes_.copy(lane, d, s, width);
+    } else {
+      lanes_.copy_2d(lane, d, d_pitch, s, s_pitch, width, slots);
+    }
+  };
   if (!int4_) {
     const size_t row = E * 2;
     const auto* src = static_cast<const std::byte*>((kvi == 0 ? staging_[a.staging].k : staging_[a.staging].v).raw());
-    lanes_.copy_2d(lane, dst + s0 * max_len * row, max_len * row, src + s0 * prompt * row, prompt * row, P * row,
-                   slots);
+    copy(dst + s0 * max_len * row, max_len * row, src + t0 * prompt * row, prompt * row, P * row);
     return P * row * slots;
   }
   const auto* blob = static_cast<const std::byte*>(blob_staging_[a.staging][kvi].raw());
   const size_t staged_rows = static_cast<size_t>(dims_.gbs) * prompt;
   const size_t code_row = E / 2, group_row = E / 64 * 2;
   const compute::HostKvShape& hs = host.shape;
-  lanes_.copy_2d(lane, dst + s0 * max_len * code_row, max_len * code_row, blob + s0 * prompt * code_row,
-                 prompt * code_row, P * code_row, slots);
-  lanes_.copy_2d(lane, dst + hs.scale_offset(0) + s0 * max_len * group_row, max_len * group_row,
-                 blob + staged_rows * code_row + s0 * prompt * group_row, prompt * group_row, P * group_row, slots);
-  lanes_.copy_2d(lane, dst + hs.min_offset(0) + s0 * max_len * group_row, max_len * group_row,
-                 blob + staged_rows * (code_row + group_row) + s0 * prompt * group_row, prompt * group_row,
-                 P * group_row, slots);
+  copy(dst + s0 * max_len * code_row, max_len * code_row, blob + t0 * prompt * code_row, prompt * code_row,
+       P * code_row);
+  copy(dst + hs.scale_offset(0) + s0 * max_len * group_row, max_len * group_row,
+       blob + staged_rows * code_row + t0 * prompt * group_row, prompt * group_row, P * group_row);
+  copy(dst + hs.min_offset(0) + s0 * max_len * group_row, max_len * group_row,
+       blob + staged_rows * (code_row + group_row) + t0 * prompt * group_row, prompt * group_row, P * group_row);
   return P * (code_row + 2 * group_row) * slots;
 }
 

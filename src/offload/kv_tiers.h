@@ -48,6 +48,13 @@ class KvTiers {
   bool any_off_gpu() const { return any_off_gpu_; }
   bool int4() const { return int4_; }
   bool gpu_attention() const { return gpu_attention_; }
+  // Cuts every unit's KV into pages of `page_len` positions (gbs * max_len / page_len of them;
+  // page_len must divide gbs * max_len), a sequence's rows running on over its pages, or back
+  // into gbs slots of max_len (page_len 0). Every buffer keeps its bytes; what the KV held is
+  // dropped. Prompts staged for attention on the CPU stay at their place in the batch.
+  void set_page_len(int64_t page_len);
+  bool paged() const { return page_len_ > 0; }
+
   // The plan's view of the KV: which units are on the CPU and on the disk, attention's side.
   void describe_to(StepShape* shape) const;
   void bind(Handlers& handlers, const StepState& step);
@@ -91,9 +98,10 @@ class KvTiers {
   Result<HostTask> disk_transfer(const Action& a, const StepState& step, bool write);
   uint64_t load(const Action& a, const StepState& step, cuda::Lane lane);
   uint64_t store(const Action& a, const StepState& step, cuda::Lane lane);
-  // The prompt rows [0, positions) of slots [first, first + slots) for attention on the CPU.
-  uint64_t store_prompt_for_cpu(const Action& a, const compute::HostKvView& host, int kvi, int32_t first,
-                                int32_t slots, int32_t positions, cuda::Lane lane);
+  // The prompt rows [0, positions) of the `slots` sequences staged from `staged` on, into slots
+  // [first, first + slots) of the host KV, for attention on the CPU.
+  uint64_t store_prompt_for_cpu(const Action& a, const compute::HostKvView& host, int kvi, int32_t staged,
+                                int32_t first, int32_t slots, int32_t positions, cuda::Lane lane);
   // Copies positions [begin, end) of `slots` sequences from slot `slot0` on, between two KV
   // buffers of the host layout; returns the bytes.
   uint64_t copy_kv_rows(cuda::Lane lane, std::byte* dst, const std::byte* src,
@@ -106,6 +114,7 @@ class KvTiers {
   cuda::Lanes& lanes_;
   int64_t row_elems_ = 0;  // kv_heads * head_dim
   bool int4_ = false, gpu_attention_ = false, any_off_gpu_ = false;
+  int64_t page_len_ = 0;  // 0: slots of max_len
   compute::HostKvShape host_shape_;
   std::vector<Unit> units_;                  // [layer * batches + batch]
   std::unique_ptr<KvFile> file_;             // the disk tier

@@ -11,26 +11,39 @@ Status split_sequences(const compute::TokenBatch& batch, const BlockDims& dims,
                        const StepLimits& limits, StepState* st) {
   bool prefill = false, decode = false;
   int32_t last_slot = -1;
+  int64_t last_end = 0;  // the row after the previous sequence's, in its batch
+  const int64_t len = limits.max_len, group_rows = int64_t{limits.group} * len;
   for (const auto& s : batch.seqs) {
     if (s.slot <= last_slot || s.slot >= limits.slots)
       return invalid_argument("offload: sequences must come in increasing slot order within [0, " +
                               std::to_string(limits.slots) + ")");
+    const int64_t b = s.slot / limits.group, local = s.slot - b * limits.group;
+    if (last_slot >= 0 && last_slot / limits.group != b) last_end = 0;
     last_slot = s.slot;
-    if (s.past_len + s.num_tokens > limits.max_len)
+    const int64_t end = local * len + s.past_len + s.num_tokens;
+    if (!limits.paged && s.past_len + s.num_tokens > limits.max_len)
       return invalid_argument("offload: the sequence in slot " + std::to_string(s.slot) + " needs " +
                               std::to_string(s.past_len + s.num_tokens) +
                               " positions; reset() made room for " + std::to_string(limits.max_len));
+    if (limits.paged && (end > group_rows || local * len < last_end))
+      return invalid_argument("offload: the sequence at page " + std::to_string(s.slot) + " needs " +
+                              std::to_string(s.past_len + s.num_tokens) + " positions, which run " +
+                              (end > group_rows ? "past its GPU batch's pages" : "into the sequence before it"));
+    last_end = end;
     (s.past_len == 0 ? prefill : decode) = true;
     if (s.past_len == 0 && s.num_tokens > dims.prefill_len)
       return invalid_argument("offload: a prompt of " + std::to_string(s.num_tokens) +
                               " tokens is longer than the policy's prompt length " +
                               std::to_string(dims.prefill_len));
-    const int64_t b = s.slot / dims.gbs;
     SubBatch& sb = st->subs[b];
     if (!st->active[b]) sb.first_row = s.offset;
     st->active[b] = true;
-    sb.batch.add_sequence(static_cast<int32_t>(s.slot - b * dims.gbs), s.past_len,
+    sb.batch.add_sequence(static_cast<int32_t>(local), s.past_len,
                           std::span<const int32_t>(batch.tokens).subspan(s.offset, s.num_tokens));
+    const int32_t most = s.past_len == 0 ? limits.group_prompts : limits.group_seqs;
+    if (static_cast<int32_t>(sb.batch.seqs.size()) > most)
+      return invalid_argument("offload: GPU batch " + std::to_string(b) + " holds more than " + std::to_string(most) +
+                              (s.past_len == 0 ? " prompts" : " sequences") + " in one step");
   }
   if (prefill && decode)
     return unsupported("offload: a step mixes prompts and decoding; run them as separate steps");

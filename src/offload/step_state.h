@@ -49,13 +49,18 @@ struct StepState {
   Tensor experts_in, experts_out;
 };
 
-// How much of the block the sequences in use may take (OffloadEngine::reset's arguments).
+// How much of the block the sequences in use may take (OffloadEngine::reset's arguments, or the
+// pages of OffloadEngine::reset_paged).
 struct StepLimits {
-  int32_t slots = 0;    // sequences in [0, slots)
-  int32_t max_len = 0;  // positions per sequence
+  int32_t slots = 0;    // sequences in [0, slots): slots of the KV layout, or its pages
+  int32_t max_len = 0;  // positions per sequence (paged: per page; a sequence runs on over its pages)
+  bool paged = false;
+  int32_t group = 1;          // slots per GPU batch: slots [b * group, (b + 1) * group) are batch b
+  int32_t group_seqs = 1;     // the most sequences a GPU batch holds in one step
+  int32_t group_prompts = 1;  // the most prompts a GPU batch takes in one step
 };
 
-// Splits a step's batch by GPU batch (slots [b * gbs, (b + 1) * gbs) form batch b) and its logit
+// Splits a step's batch by GPU batch (slots [b * limits.group, (b + 1) * limits.group) form batch b) and its logit
 // rows, into `st` (subs, active, prefill; the tensors are cleared). Errors say what the batch
 // breaks: slot order, lengths, prompts mixed with decoding, rows out of order.
 Status split_step(const compute::TokenBatch& batch, std::span<const int32_t> rows,

@@ -130,9 +130,10 @@ Sizes sizes(const ModelSpec& m, const Workload& w, const BatchShape& b, const Ch
   auto cpu = [&](const char* name, uint64_t bytes, int64_t count, const char* what) {
     z.cpu_attention.push_back({name, Tier::kCpu, bytes, count, what});
   };
-  cpu("cpu_attention.queries", gbs * q * 2, 2, "[gbs, q_dim] fp16 queries from the GPU");
-  cpu("cpu_attention.outputs", gbs * q * 2, 2, "[gbs, q_dim] fp16 outputs to the GPU");
-  cpu("cpu_attention.new_kv", m.kv_bytes(static_cast<int64_t>(gbs), ch.kv), 2,
+  const uint64_t decode_seqs = gbs * kPagedSequencesPerSlot;
+  cpu("cpu_attention.queries", decode_seqs * q * 2, 2, "[4 gbs, q_dim] fp16 queries from the GPU");
+  cpu("cpu_attention.outputs", decode_seqs * q * 2, 2, "[4 gbs, q_dim] fp16 outputs to the GPU");
+  cpu("cpu_attention.new_kv", m.kv_bytes(static_cast<int64_t>(decode_seqs), ch.kv), 2,
       "the step's new keys and values, stored form");
   cpu("cpu_attention.scores", gbs * static_cast<uint64_t>(m.num_heads) * (s + n) * 4, 1,
       "[gbs, heads, prompt+gen] fp32 scores");

@@ -26,6 +26,11 @@ inline constexpr uint64_t kGpuWorkspaceBytes = 64ull << 20;
 // and the cuBLAS handles (about 0.5 GiB on an H100 with CUDA 13), kept out of the GPU budget.
 inline constexpr uint64_t kCudaContextBytes = 640ull << 20;
 
+// With its KV in pages (a sequence's own length each), a GPU batch holds up to this many times
+// its gbs sequences in a decode step (a prompt step still takes at most gbs prompts); the
+// buffers of a decode step's queries and new keys and values are made for that many.
+inline constexpr int64_t kPagedSequencesPerSlot = 4;
+
 
 struct Buffer {
   std::string name;        // "weights.prefetch_slot", "kv.resident", ...

@@ -64,12 +64,17 @@ class PreparedFeed final : public RequestFeed {
       : queue_(std::make_move_iterator(first.begin()), std::make_move_iterator(first.end())),
         more_(std::move(more)), tok_(tok) {}
 
-  // `look` runs once, before the request handed out after the first `handed` (the first to take
-  // a finished sequence's slot when `handed` fill the slots); true stops the feed: next() hands
-  // out no more, and the requests not started stay for take_queue() and take_more().
+  // `look` runs once, before the request handed out after the first `handed` (kAfterFirstStep:
+  // after those the first step started, the first to take a finished sequence's room); true stops
+  // the feed: next() hands out no more, and the requests not started stay for take_queue() and
+  // take_more().
+  static constexpr size_t kAfterFirstStep = SIZE_MAX;
   void look_before(size_t handed, std::function<Result<bool>()> look) {
     look_at_ = handed;
     look_ = std::move(look);
+  }
+  void first_step_started() override {
+    if (look_ && look_at_ == kAfterFirstStep) look_at_ = next_;
   }
   bool stopped() const { return stopped_; }
   std::vector<Prepared> take_queue() {
@@ -79,7 +84,7 @@ class PreparedFeed final : public RequestFeed {
   }
   More take_more() { return std::move(more_); }
 
-  Result<const GenerationRequest*> next() override {
+  Result<const GenerationRequest*> peek() override {
     if (stopped_) return nullptr;
     if (queue_.empty() && more_) {
       std::vector<Prepared> batch;
@@ -87,7 +92,11 @@ class PreparedFeed final : public RequestFeed {
       if (!again) more_ = nullptr;
       for (auto& p : batch) queue_.push_back(std::move(p));
     }
-    if (queue_.empty()) return nullptr;
+    return queue_.empty() ? nullptr : &queue_.front().gen;
+  }
+  Result<const GenerationRequest*> next() override {
+    STRATA_ASSIGN_OR_RETURN(const GenerationRequest* ahead, peek());
+    if (!ahead) return nullptr;
     if (look_ && next_ == look_at_) {
       auto look = std::move(look_);
       look_ = nullptr;
@@ -138,10 +147,13 @@ class Job {
   // next (see Generator::set_slots).
   Status run_continuous(text::LineReader& reader);
   // One run of the Generator over the feed's requests (a fixed block, or a continuous run).
-  Status run_feed(PreparedFeed& feed, int32_t slots, int32_t max_len, bool block);
+  // `paged`: the KV rows of `slots` x `max_len` given to each request for its own length where
+  // the model can (Generator::set_paged).
+  Status run_feed(PreparedFeed& feed, int32_t slots, int32_t max_len, bool block, bool paged = false);
   Status block_done();  // after_block, and the model it switches to
-  // Arms the feed of a continuous run of `slots` with look_in_first_run, once a job.
-  void look_in_run(PreparedFeed& feed, int32_t slots);
+  // Arms the feed of a continuous run with look_in_first_run (before the first request that
+  // takes a finished sequence's room), once a job.
+  void look_in_run(PreparedFeed& feed);
   bool looked_ = false;
   Status write_error(int64_t line, const std::optional<std::string>& custom_id, const text::RequestError& e);
   Status open_output(int64_t& total);

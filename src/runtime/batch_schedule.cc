@@ -10,7 +10,7 @@
 
 namespace strata::runtime::batch {
 
-Status Job::run_feed(PreparedFeed& feed, int32_t slots, int32_t max_len, bool block) {
+Status Job::run_feed(PreparedFeed& feed, int32_t slots, int32_t max_len, bool block, bool paged) {
   if (block) progress_->begin_block(slots);
   const auto& cfg = cfg_;
   // Appends `piece` to the text of sequence i; true when a stop string now appears in it (not
@@ -38,7 +38,7 @@ Status Job::run_feed(PreparedFeed& feed, int32_t slots, int32_t max_len, bool bl
     progress_->tokens_generated(1);
     PreparedFeed::Live& l = feed.live(i);
     progress_->block_step(++l.run.generated);
-    if (!block) progress_->running(static_cast<int64_t>(feed.running()), slots);
+    if (!block) progress_->running(static_cast<int64_t>(feed.running()), paged ? 0 : slots);
     progress_->tick();
     if (!l.p.gen.ignore_eos && cfg.is_eos(token)) return true;  // ends it; its text is not part of the output
     const auto& ids = l.p.gen.stop_token_ids;
@@ -84,6 +84,7 @@ Status Job::run_feed(PreparedFeed& feed, int32_t slots, int32_t max_len, bool bl
   Generator gen(*model_);
   gen.set_interrupt(o_.interrupted);
   gen.set_prompt_chunk(o_.prompt_chunk);
+  gen.set_paged(paged);
   GenerationStats stats;
   const Status ran = gen.run(feed, slots, max_len, &stats, on_finish, on_token);
   ++sum_.blocks;
@@ -146,10 +147,10 @@ int32_t longest_sequence(std::span<const Prepared> v) {
 
 }  // namespace
 
-void Job::look_in_run(PreparedFeed& feed, int32_t slots) {
+void Job::look_in_run(PreparedFeed& feed) {
   if (!o_.look_in_first_run || looked_) return;
   looked_ = true;
-  feed.look_before(static_cast<size_t>(slots), o_.look_in_first_run);
+  feed.look_before(PreparedFeed::kAfterFirstStep, o_.look_in_first_run);
 }
 
 Status Job::run_continuous(text::LineReader& reader) {
@@ -172,9 +173,11 @@ Status Job::run_continuous(text::LineReader& reader) {
   const size_t quick = std::min(window.size() / 2, static_cast<size_t>(batch_size_) / 8);
   std::rotate(window.begin(), window.end() - static_cast<std::ptrdiff_t>(quick), window.end());
   if (o_.max_sequence_len > 0) {
-    // Every slot is made for the longest sequence the job allows: one run takes the whole input,
-    // window after window, and only the job's end leaves slots empty (or a switch of model that
-    // the look inside the first run asks for: the requests not started go on on the new model).
+    // The KV made for batch_size_ sequences of the longest length the job allows is given to each
+    // request for its own prompt + max_tokens (paged), so shorter requests run more at once: one
+    // run takes the whole input, window after window, and only the job's end leaves room unused
+    // (or a switch of model that the look inside the first run asks for: the requests not started
+    // go on on the new model).
     if (window.empty() && !more) return Status::ok();
     PreparedFeed::More next_window = [&](std::vector<Prepared>& out) -> Result<bool> {
       if (!more) return false;
@@ -185,8 +188,9 @@ Status Job::run_continuous(text::LineReader& reader) {
     std::vector<Prepared> queue = std::move(window);
     for (;;) {
       PreparedFeed feed(std::move(queue), std::move(next_window), tok_);
-      look_in_run(feed, batch_size_);
-      STRATA_RETURN_IF_ERROR(run_feed(feed, batch_size_, static_cast<int32_t>(o_.max_sequence_len), /*block=*/false));
+      look_in_run(feed);
+      STRATA_RETURN_IF_ERROR(
+          run_feed(feed, batch_size_, static_cast<int32_t>(o_.max_sequence_len), /*block=*/false, /*paged=*/true));
       STRATA_RETURN_IF_ERROR(block_done());
       if (!feed.stopped()) return Status::ok();
       queue = feed.take_queue();
@@ -199,7 +203,7 @@ Status Job::run_continuous(text::LineReader& reader) {
       const int32_t max_len = longest_sequence(window);
       const int32_t slots = std::min<int32_t>(batch_size_, static_cast<int32_t>(window.size()));
       PreparedFeed feed(std::move(window), nullptr, tok_);
-      look_in_run(feed, slots);
+      look_in_run(feed);
       STRATA_RETURN_IF_ERROR(run_feed(feed, slots, max_len, /*block=*/false));
       STRATA_RETURN_IF_ERROR(block_done());
       window = feed.take_queue();  // what a switch of model left unstarted

@@ -240,6 +240,84 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
+namespace {
+
+// Which pages of the KV cache hold a sequence, group by group (compute::PageLayout). A request
+// takes the first run of free pages that holds it, in the group with the most free pages among
+// those that may take one more sequence (and one more prompt this step): the groups stay level.
+// With a slot per sequence (one group, pages of the longest length) that is the lowest free slot.
+class PageMap {
+ public:
+  explicit PageMap(const compute::PageLayout& l)
+      : l_(l), used_(static_cast<size_t>(l.pages), false) {
+    const int32_t groups = (l.pages + l.group_pages - 1) / l.group_pages;
+    for (int32_t g = 0; g < groups; ++g)
+      free_.push_back(std::min(l.group_pages, l.pages - g * l.group_pages));
+    seqs_.assign(free_.size(), 0);
+    prompts_.assign(free_.size(), 0);
+  }
+
+  int32_t pages_for(int64_t positions) const {
+    return static_cast<int32_t>((positions + l_.page_len - 1) / l_.page_len);
+  }
+
+  // A prompt step starts: each group may take group_prompts prompts again.
+  void new_step() { std::fill(prompts_.begin(), prompts_.end(), 0); }
+
+  // The first of `n` free consecutive pages of one group, now taken; -1 when no group has them.
+  int32_t place(int32_t n) {
+    std::vector<size_t> order;
+    for (size_t g = 0; g < free_.size(); ++g)
+      if (free_[g] >= n && seqs_[g] < l_.group_seqs && prompts_[g] < l_.group_prompts) order.push_back(g);
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return free_[a] > free_[b]; });
+    for (size_t g : order) {
+      const int32_t begin = static_cast<int32_t>(g) * l_.group_pages;
+      const int32_t end = std::min(begin + l_.group_pages, l_.pages);
+      for (int32_t p = begin, run = 0; p < end; ++p) {
+        run = used_[static_cast<size_t>(p)] ? 0 : run + 1;
+        if (run < n) continue;
+        const int32_t first = p - n + 1;
+        std::fill_n(used_.begin() + first, n, true);
+        free_[g] -= n;
+        ++seqs_[g];
+        ++prompts_[g];
+        return first;
+      }
+    }
+    return -1;
+  }
+
+  void release(int32_t first, int32_t n) {
+    const size_t g = static_cast<size_t>(first / l_.group_pages);
+    std::fill_n(used_.begin() + first, n, false);
+    free_[g] += n;
+    --seqs_[g];
+  }
+
+  // Sequences of `per_seq` pages that fit the free pages (and the groups' sequence limits) now,
+  // and that the whole cache holds.
+  int32_t room(double per_seq) const {
+    int64_t pages = 0, seqs = 0;
+    for (size_t g = 0; g < free_.size(); ++g) {
+      pages += free_[g];
+      seqs += l_.group_seqs - seqs_[g];
+    }
+    return static_cast<int32_t>(std::min<double>(std::floor(static_cast<double>(pages) / per_seq + 1e-9),
+                                                 static_cast<double>(seqs)));
+  }
+  int32_t capacity(double per_seq) const {
+    const double seqs = static_cast<double>(free_.size()) * l_.group_seqs;
+    return std::max<int32_t>(1, static_cast<int32_t>(std::min(std::floor(l_.pages / per_seq + 1e-9), seqs)));
+  }
+
+ private:
+  compute::PageLayout l_;
+  std::vector<bool> used_;
+  std::vector<int32_t> free_, seqs_, prompts_;  // by group
+};
+
+}  // namespace
+
 Status Generator::validate(const GenerationRequest& r, size_t index, int32_t max_len) const {
   const auto& cfg = model_.config();
   const std::string who = "request " + std::to_string(index);
@@ -271,6 +349,7 @@ class SpanFeed final : public RequestFeed {
   Result<const GenerationRequest*> next() override {
     return next_ < requests_.size() ? &requests_[next_++] : nullptr;
   }
+  Result<const GenerationRequest*> peek() override { return next_ < requests_.size() ? &requests_[next_] : nullptr; }
 
  private:
   std::span<const GenerationRequest> requests_;
@@ -305,7 +384,26 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
                       const FinishCallback& on_finish, const TokenCallback& on_token) {
   const auto& cfg = model_.config();
   if (slots < 1) return invalid_argument("generate: slots must be >= 1 (got " + std::to_string(slots) + ")");
-  STRATA_RETURN_IF_ERROR(model_.reset(slots, max_len));
+  // The KV cache: a slot of max_len positions per sequence, or (set_paged) pages of the same
+  // rows that each request takes as many of as its prompt and max_new_tokens need.
+  std::optional<compute::PageLayout> layout;
+  if (paged_) {
+    Result<compute::PageLayout> p = model_.reset_paged(int64_t{slots} * max_len, kPageLen);
+    if (p.is_ok()) {
+      layout = *p;
+    } else if (p.status().code() != StatusCode::kUnsupported) {
+      return p.status();
+    }
+  }
+  if (!layout) {
+    STRATA_RETURN_IF_ERROR(model_.reset(slots, max_len));
+    layout = compute::PageLayout{slots, max_len, slots, slots, slots};
+  }
+  if (int64_t{layout->group_pages} * layout->page_len < max_len || layout->group_seqs < 1 || layout->group_prompts < 1)
+    return invalid_argument("generate: the model's KV pages (" + std::to_string(layout->group_pages) + " of " +
+                            std::to_string(layout->page_len) + " positions a group) cannot hold a sequence of " +
+                            std::to_string(max_len) + " positions");
+  PageMap pages(*layout);
 
   // A running sequence: its request (the feed's `index`-th), what it generated, its sampler and
   // its structured output's progress.
@@ -316,8 +414,9 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     text::ConstraintState state;
     GenerationResult result;
     int32_t length = 0;  // tokens in its slot's cache (prompt + generated so far)
+    int32_t pages = 1;   // the pages of the cache it holds, from its slot on
   };
-  std::vector<std::optional<Sequence>> seqs(static_cast<size_t>(slots));
+  std::unordered_map<int32_t, Sequence> seqs;  // by slot (its first page)
   ConstraintMaskCache masks;
   std::unique_ptr<ThreadPool> sample_pool;  // made when a step first has rows to sample side by side
   int64_t generated = 0;
@@ -333,7 +432,7 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
   // Records the token chosen for the sequence in `slot`; returns false once it is done (and its
   // slot free again).
   auto record = [&](int32_t slot, const Sample& s, std::vector<std::pair<int32_t, float>> top) {
-    Sequence& q = *seqs[static_cast<size_t>(slot)];
+    Sequence& q = seqs.at(slot);
     const GenerationRequest& req = *q.req;
     GenerationResult& res = q.result;
     const bool end_token = (!req.ignore_eos && cfg.is_eos(s.token)) ||
@@ -366,9 +465,10 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
   };
   // Ends the sequence in `slot`: its result goes to on_finish, its slot is free.
   auto finish = [&](int32_t slot) {
-    Sequence& q = *seqs[static_cast<size_t>(slot)];
+    Sequence& q = seqs.at(slot);
     if (on_finish) on_finish(q.index, q.result);
-    seqs[static_cast<size_t>(slot)].reset();
+    pages.release(slot, q.pages);
+    seqs.erase(slot);
   };
 
   // Chooses the next token of the sequence in each slot of `step_slots` from logits
@@ -379,7 +479,7 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     const int64_t V = logits.dim(1);
     std::vector<compute::LogitQuery> queries(step_slots.size());
     for (size_t i = 0; i < step_slots.size(); ++i) {
-      const GenerationRequest& req = *seqs[static_cast<size_t>(step_slots[i])]->req;
+      const GenerationRequest& req = *seqs.at(step_slots[i]).req;
       queries[i] = logit_query(req.sampling, req.top_logprobs);
       // A constrained greedy row looks for its choice among its best tokens first.
       if (req.constraint && req.sampling.greedy()) queries[i].candidates = std::max(queries[i].candidates, 16);
@@ -389,7 +489,7 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     std::vector<ConstraintMaskCache::Want> wants;
     std::vector<size_t> want_rows;
     for (size_t i = 0; i < step_slots.size(); ++i)
-      if (const Sequence& q = *seqs[static_cast<size_t>(step_slots[i])]; q.req->constraint) {
+      if (const Sequence& q = seqs.at(step_slots[i]); q.req->constraint) {
         wants.push_back({q.req->trie.get(), q.req->constraint.get(), &q.state});
         want_rows.push_back(i);
       }
@@ -405,7 +505,7 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     };
     std::vector<Choice> choices(step_slots.size());
     auto choose = [&](size_t i, Choice& c) {
-      Sequence& q = *seqs[static_cast<size_t>(step_slots[i])];
+      Sequence& q = seqs.at(step_slots[i]);
       const GenerationRequest& req = *q.req;
       const GenerationResult& res = q.result;
       const compute::LogitStats& st = stats[i];
@@ -457,7 +557,7 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     };
     size_t passes = 0;  // rows that may read the whole row on the host
     for (size_t i = 0; i < step_slots.size(); ++i) {
-      const GenerationRequest& req = *seqs[static_cast<size_t>(step_slots[i])]->req;
+      const GenerationRequest& req = *seqs.at(step_slots[i]).req;
       passes += !req.sampling.greedy() || req.adjusts_beyond_constraint() || req.min_tokens > 0;
     }
     auto choose_range = [&](int64_t b, int64_t e) {
@@ -472,7 +572,7 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     std::vector<int32_t> still;
     for (size_t i = 0; i < step_slots.size(); ++i) {
       const int32_t slot = step_slots[i];
-      Sequence& q = *seqs[static_cast<size_t>(slot)];
+      Sequence& q = seqs.at(slot);
       const GenerationRequest& req = *q.req;
       GenerationResult& res = q.result;
       const compute::LogitStats& st = stats[i];
@@ -500,26 +600,38 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     return still;
   };
 
-  // Gives the feed's next requests the slots of `free_slots` (increasing) while it has any;
-  // returns the slots filled.
+  // Gives the feed's next requests free pages, in order, while the next one finds room (a prompt
+  // step of its own takes at most group_prompts of them a group); returns their slots.
   size_t admitted = 0;
-  double new_tokens = 0;  // max_new_tokens of the requests admitted so far
-  bool drained = false;   // the feed has no more requests
-  auto take = [&](std::span<const int32_t> free_slots) -> Result<std::vector<int32_t>> {
+  double new_tokens = 0;   // max_new_tokens of the requests admitted so far
+  double pages_taken = 0;  // the pages they took
+  bool drained = false;    // the feed has no more requests
+  auto take = [&]() -> Result<std::vector<int32_t>> {
     std::vector<int32_t> filled;
-    for (int32_t slot : free_slots) {
-      STRATA_ASSIGN_OR_RETURN(const GenerationRequest* req, feed.next());
-      if (!req) {
+    pages.new_step();
+    for (;;) {
+      STRATA_ASSIGN_OR_RETURN(const GenerationRequest* ahead, feed.peek());
+      if (!ahead) {
         drained = true;
         break;
       }
-      STRATA_RETURN_IF_ERROR(validate(*req, admitted, max_len));
-      seqs[static_cast<size_t>(slot)].emplace(Sequence{admitted++, req, Sampler(req->sampling),
-                                                        req->constraint ? req->constraint->start() : text::ConstraintState(),
-                                                        {}, 0});
+      STRATA_RETURN_IF_ERROR(validate(*ahead, admitted, max_len));
+      const int32_t n = pages.pages_for(static_cast<int64_t>(ahead->prompt.size()) + ahead->max_new_tokens);
+      const int32_t slot = pages.place(n);
+      if (slot < 0) break;
+      STRATA_ASSIGN_OR_RETURN(const GenerationRequest* req, feed.next());
+      if (!req) {  // the feed stopped
+        pages.release(slot, n);
+        drained = true;
+        break;
+      }
+      seqs.emplace(slot, Sequence{admitted++, req, Sampler(req->sampling),
+                                  req->constraint ? req->constraint->start() : text::ConstraintState(), {}, 0, n});
       new_tokens += req->max_new_tokens;
+      pages_taken += n;
       filled.push_back(slot);
     }
+    std::sort(filled.begin(), filled.end());
     return filled;
   };
   // One step over `step_slots`: a sequence whose prompt is not all in its slot yet brings the rest
@@ -531,7 +643,7 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     compute::TokenBatch batch;
     std::vector<int32_t> rows, sampled, filling;
     for (int32_t s : step_slots) {
-      Sequence& q = *seqs[static_cast<size_t>(s)];
+      Sequence& q = seqs.at(s);
       const int32_t prompt = static_cast<int32_t>(q.req->prompt.size());
       if (q.length < prompt) {
         int32_t n = prompt - q.length;
@@ -558,7 +670,7 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     // the text so far: they are computed while the model runs, so choosing finds them cached.
     std::vector<ConstraintMaskCache::Want> ahead;
     for (int32_t s : sampled)
-      if (const Sequence& q = *seqs[static_cast<size_t>(s)]; q.req->constraint)
+      if (const Sequence& q = seqs.at(s); q.req->constraint)
         ahead.push_back({q.req->trie.get(), q.req->constraint.get(), &q.state});
     std::future<void> masks_ahead;
     if (!ahead.empty()) masks_ahead = std::async(std::launch::async, [&masks, &ahead] { masks.fill(ahead); });
@@ -580,10 +692,9 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
   // decode step itself, as soon as a slot is free (no read of the weights of its own).
   const bool mixed = model_.mixed_steps();
 
-  std::vector<int32_t> first(static_cast<size_t>(slots));
-  for (int32_t s = 0; s < slots; ++s) first[static_cast<size_t>(s)] = s;
   auto t0 = std::chrono::steady_clock::now();
-  STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> active, take(first));
+  STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> active, take());
+  feed.first_step_started();
   if (!active.empty()) {
     STRATA_ASSIGN_OR_RETURN(active, step(active, -1));
   }
@@ -598,24 +709,28 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
       return cancelled("interrupted after " + std::to_string(stats ? stats->decode_steps : 0) + " decode steps");
     }
     t0 = std::chrono::steady_clock::now();
-    const int32_t free = slots - static_cast<int32_t>(active.size());
+    // Free room and the whole cache in sequences of the mean size admitted so far (with a slot
+    // per sequence: free slots and slots).
+    const double per_seq = admitted > 0 ? pages_taken / static_cast<double>(admitted) : 1.0;
+    const int32_t room = pages.room(per_seq), capacity = pages.capacity(per_seq);
     const int32_t refill_at =
-        mixed ? 1 : planner::refill_threshold(new_tokens / static_cast<double>(std::max<size_t>(1, admitted)), slots);
+        mixed ? 1 : planner::refill_threshold(new_tokens / static_cast<double>(std::max<size_t>(1, admitted)), capacity);
     std::vector<int32_t> joined;
-    if (!drained && free > 0 && (active.empty() || free >= refill_at)) {
-      std::vector<int32_t> open;
-      for (int32_t s = 0; s < slots; ++s)
-        if (!seqs[static_cast<size_t>(s)]) open.push_back(s);
-      STRATA_ASSIGN_OR_RETURN(joined, take(open));
+    if (!drained && room > 0 && (active.empty() || room >= refill_at)) {
+      STRATA_ASSIGN_OR_RETURN(joined, take());
+      if (active.empty() && joined.empty() && !drained)
+        return internal_error("generate: a request found no room in an empty KV cache");
       if (stats && !joined.empty()) ++stats->refills;
       if (!mixed || active.empty()) {  // a prompt step of their own
-        if (!joined.empty()) {
+        if (joined.empty()) {
+          if (active.empty()) continue;  // the feed is drained
+        } else {
           STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> started, step(joined, -1));
           active.insert(active.end(), started.begin(), started.end());
           std::sort(active.begin(), active.end());
+          if (stats) since(t0, &stats->prefill_s);
+          continue;
         }
-        if (stats) since(t0, &stats->prefill_s);
-        continue;
       }
     }
 
@@ -627,8 +742,8 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     std::sort(step_slots.begin(), step_slots.end());
     if (mixed && prompt_chunk_ > 0) {
       std::stable_sort(step_slots.begin(), step_slots.end(), [&](int32_t a, int32_t b) {
-        const Sequence& qa = *seqs[static_cast<size_t>(a)];
-        const Sequence& qb = *seqs[static_cast<size_t>(b)];
+        const Sequence& qa = seqs.at(a);
+        const Sequence& qb = seqs.at(b);
         const bool fa = qa.length < static_cast<int32_t>(qa.req->prompt.size());
         const bool fb = qb.length < static_cast<int32_t>(qb.req->prompt.size());
         return fa != fb ? fa : (fa && qa.index < qb.index);

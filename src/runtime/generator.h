@@ -160,6 +160,11 @@ class RequestFeed {
   // The next request, or null when there are no more. The request must stay valid until the
   // Generator's FinishCallback for it has returned.
   virtual Result<const GenerationRequest*> next() = 0;
+  // The request next() would hand out, not handed yet (null when there is none); valid until
+  // the next call.
+  virtual Result<const GenerationRequest*> peek() = 0;
+  // The first step, with the first requests handed out, has started.
+  virtual void first_step_started() {}
 };
 
 class Generator {
@@ -191,6 +196,14 @@ class Generator {
   static constexpr int32_t kDefaultPromptChunk = 2048;
   void set_prompt_chunk(int32_t tokens) { prompt_chunk_ = tokens; }
 
+  // With `paged`, run() asks the model for a KV cache cut into pages (SequenceModel::reset_paged,
+  // kPageLen positions each, the rows of `slots` slots of `max_len`), and each request takes as
+  // many pages as its prompt + max_new_tokens need rather than a slot of the longest length: a
+  // job of mixed lengths then runs as many sequences at once as their own lengths fit, beyond
+  // `slots`. A model without paged KV keeps a slot per sequence.
+  static constexpr int32_t kPageLen = 16;
+  void set_paged(bool paged) { paged_ = paged; }
+
   // generate() stops between steps with kCancelled once `*flag` is true.
   void set_interrupt(const std::atomic<bool>* flag) { interrupt_ = flag; }
 
@@ -217,6 +230,7 @@ class Generator {
   const std::atomic<bool>* interrupt_ = nullptr;
   int32_t slots_ = 0;
   int32_t prompt_chunk_ = kDefaultPromptChunk;
+  bool paged_ = false;
 };
 
 }  // namespace strata::runtime

@@ -76,9 +76,11 @@ void Progress::draw(bool force) {
   char eta[32], spent[32], where[64] = "";
   format_duration(eta_s(el), eta, sizeof(eta));
   format_duration(el, spent, sizeof(spent));
-  if (running_ >= 0)
+  if (running_ >= 0 && slots_ > 0)
     std::snprintf(where, sizeof where, "%lld running in %lld slots, ", static_cast<long long>(running_),
                   static_cast<long long>(slots_));
+  else if (running_ >= 0)
+    std::snprintf(where, sizeof where, "%lld running, ", static_cast<long long>(running_));
   else if (block_ > 0)
     std::snprintf(where, sizeof where, "block %lld (%lld requests) step %lld, ", static_cast<long long>(block_),
                   static_cast<long long>(block_requests_), static_cast<long long>(step_));

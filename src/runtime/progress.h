@@ -35,7 +35,8 @@ class Progress {
   // A block of `requests` starts; its decode step is the most tokens any of them has generated.
   void begin_block(int64_t requests);
   void block_step(int64_t step);
-  // Continuous batching: `running` sequences in `slots` (shown instead of the block).
+  // Continuous batching: `running` sequences in `slots` (shown instead of the block; slots 0:
+  // paged KV, as many as their lengths fit).
   void running(int64_t running, int64_t slots);
   // Redraws when due; cheap to call often.
   void tick();

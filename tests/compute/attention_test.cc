@@ -268,8 +268,12 @@ TEST_F(AttentionTest, BoundsAreChecked) {
   Tensor kv = alloc({3, 1, 4});
   Tensor out = alloc({3, 2, 4});
   const AttentionParams params{1.0f, {}};
-  std::vector<SeqSpan> too_long = {{0, 6, 3, 0}};
-  EXPECT_DEATH(backend_->attention(q, kv, kv, cache, too_long, params, out), "exceeds the cache");
+  // A sequence may run on from its slot into the next (paged KV), not past the cache's end, and
+  // no two sequences may share rows.
+  std::vector<SeqSpan> too_long = {{1, 6, 3, 0}};
+  EXPECT_DEATH(backend_->attention(q, kv, kv, cache, too_long, params, out), "runs past the cache");
+  std::vector<SeqSpan> sharing = {{0, 7, 2, 0}, {1, 0, 1, 2}};
+  EXPECT_DEATH(backend_->attention(q, kv, kv, cache, sharing, params, out), "share KV rows");
   std::vector<SeqSpan> bad_slot = {{2, 0, 3, 0}};
   EXPECT_DEATH(backend_->attention(q, kv, kv, cache, bad_slot, params, out), "slot 2 outside");
   std::vector<SeqSpan> bad_rows = {{0, 0, 2, 2}};

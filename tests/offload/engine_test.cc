@@ -259,10 +259,32 @@ TEST_F(OffloadEngineTest, EveryPlacementGivesTheAllGpuTokens) {
   }
 }
 
+// Forwards to a SequenceModel and counts the most sequences a decode step held.
+class CountingModel final : public compute::SequenceModel {
+ public:
+  explicit CountingModel(compute::SequenceModel& m) : m_(m) {}
+  const model::ModelConfig& config() const override { return m_.config(); }
+  compute::Backend& backend() override { return m_.backend(); }
+  Status reset(int32_t slots, int32_t max_len) override { return m_.reset(slots, max_len); }
+  Result<compute::PageLayout> reset_paged(int64_t rows, int32_t page_len) override {
+    return m_.reset_paged(rows, page_len);
+  }
+  Result<Tensor> forward(const compute::TokenBatch& batch, std::span<const int32_t> rows) override {
+    if (!batch.seqs.empty() && batch.seqs[0].past_len > 0)
+      most_decoding = std::max(most_decoding, static_cast<int>(batch.seqs.size()));
+    return m_.forward(batch, rows);
+  }
+  int most_decoding = 0;
+
+ private:
+  compute::SequenceModel& m_;
+};
+
 // More requests than the block's slots, of different lengths: each finished sequence's slot goes
 // to a waiting request in a prompt step of its own (a GPU batch then holds sequences at different
 // positions, and prompt steps cover only some of a batch's slots). Every placement gives the
-// tokens of the plain Transformer run the same way.
+// tokens of the plain Transformer run the same way, with a slot of the longest length per
+// sequence and with the KV in pages (each request's own length: more sequences at once).
 TEST_F(OffloadEngineTest, RequestsTakingFinishedSlotsGiveTheAllGpuTokens) {
   for (const model::ModelConfig& c : {small("opt-125m"), small("llama-3-8b")}) {
     std::vector<GenerationRequest> reqs;
@@ -271,9 +293,10 @@ TEST_F(OffloadEngineTest, RequestsTakingFinishedSlotsGiveTheAllGpuTokens) {
         r.max_new_tokens = 1 + static_cast<int32_t>((reqs.size() * 5 + 2) % kGen);
         reqs.push_back(std::move(r));
       }
-    auto tokens = [&](compute::SequenceModel& m, runtime::GenerationStats* stats) {
+    auto tokens = [&](compute::SequenceModel& m, runtime::GenerationStats* stats, bool paged = false) {
       Generator gen(m);
       gen.set_slots(kGbs * kBatches);
+      gen.set_paged(paged);
       auto r = gen.generate(reqs, stats);
       EXPECT_TRUE(r.is_ok()) << r.status().to_string();
       std::vector<std::vector<int32_t>> out;
@@ -294,11 +317,30 @@ TEST_F(OffloadEngineTest, RequestsTakingFinishedSlotsGiveTheAllGpuTokens) {
       o.synthetic_seed = kSeed;
       auto engine = OffloadEngine::create(c, nullptr, o, *ctx_->backend, ctx_->pool, ctx_->logger);
       ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
-      runtime::GenerationStats stats;
-      const auto got = tokens(**engine, &stats);
-      expect_same_tokens(want, got, c.model_type + ", " + r.name);
-      EXPECT_GT(stats.refills, 0) << r.name;
-      EXPECT_EQ((*engine)->report().prefill_steps, stats.refills + 1) << r.name;
+      for (const bool paged : {false, true}) {
+        const std::string what = c.model_type + ", " + r.name + (paged ? ", paged KV" : "");
+        (*engine)->reset_report();
+        CountingModel counted(**engine);
+        runtime::GenerationStats stats;
+        const auto got = tokens(counted, &stats, paged);
+        expect_same_tokens(want, got, what);
+        EXPECT_GT(stats.refills, 0) << what;
+        EXPECT_EQ((*engine)->report().prefill_steps, stats.refills + 1) << what;
+        if (paged) EXPECT_GT(counted.most_decoding, kGbs * kBatches) << what << ": pages hold more sequences";
+      }
+    }
+    // int4 KV: the pages hold the same rows as the slots.
+    for (const Regime& r : {kRegimes[2], kRegimes[5], kRegimes[7], kRegimes[9]}) {
+      OffloadOptions o;
+      o.policy = policy(c, frac(r.wg, r.wc, r.wd, r.cg, r.cc, r.hg), planner::Compression::kNone,
+                        planner::Compression::kInt4, r.attention);
+      o.offload_dir = dir_;
+      o.synthetic_seed = kSeed;
+      auto engine = OffloadEngine::create(c, nullptr, o, *ctx_->backend, ctx_->pool, ctx_->logger);
+      ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
+      const auto slots = tokens(**engine, nullptr, false);
+      const auto pages = tokens(**engine, nullptr, true);
+      expect_same_tokens(slots, pages, c.model_type + ", int4 KV, " + r.name + ", paged against slots");
     }
   }
 }

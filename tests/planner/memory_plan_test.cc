@@ -67,8 +67,10 @@ TEST(MemoryPlan, AllOnTheCpuWithCpuAttention) {
   const uint64_t prompt_kv = T * 2 * kv * 2;  // staging for a batch's prompt KV leaving the GPU
   // Three weight slots: the layer computing and two loading ahead.
   EXPECT_EQ(t[0], 3 * std::max(kLayer, kHead) + 2 * prompt_kv + 2 * kHidden + kWorking);
-  const uint64_t cpu_attention =
-      2 * gbs * q * 2 + 2 * gbs * q * 2 + 2 * gbs * 2 * kv * 2 + gbs * heads * (s + n) * 4;
+  // Queries, outputs and new keys and values for the 4 gbs sequences a decode step of paged KV
+  // may hold; the scores for gbs.
+  const uint64_t S = 4 * gbs;
+  const uint64_t cpu_attention = 2 * S * q * 2 + 2 * S * q * 2 + 2 * S * 2 * kv * 2 + gbs * heads * (s + n) * 4;
   EXPECT_EQ(t[1], kWeights + L * nb * kUnit + nb * kHidden + cpu_attention + 2 * kLogits);
   EXPECT_EQ(t[2], 0u);
 }

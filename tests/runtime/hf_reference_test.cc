@@ -2,6 +2,7 @@
 // transformers (tests/data/make_fixtures.py), compared on logits at every prompt position, on
 // decode logits through the KV cache, and on greedy continuations.
 #include <algorithm>
+#include <map>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -276,6 +277,86 @@ TEST_P(HfReference, GreedyContinuationsMatchWhenRequestsTakeFinishedSequencesSlo
       EXPECT_EQ(have, want) << "request " << i << " (prompt " << p << "), first " << n << " greedy tokens";
     }
   }
+}
+
+// A SequenceModel with a paged KV cache of groups (as the offloading engine has): pages of
+// `page_len` positions, `group_pages` a group, at most `group_seqs` sequences a group and
+// `group_prompts` prompts a group in one step. It checks every step against that: each
+// sequence's rows inside one group and apart from the others' (a decode step carries every
+// running sequence), the groups' limits kept.
+class PagedCheckingModel final : public compute::SequenceModel {
+ public:
+  PagedCheckingModel(compute::Transformer& m, compute::PageLayout layout) : inner_(m), layout_(layout) {}
+  const model::ModelConfig& config() const override { return inner_.config(); }
+  compute::Backend& backend() override { return inner_.backend(); }
+  Status reset(int32_t slots, int32_t max_len) override { return inner_.reset(slots, max_len); }
+  Result<compute::PageLayout> reset_paged(int64_t rows, int32_t) override {
+    asked_rows = rows;
+    STRATA_RETURN_IF_ERROR(inner_.reset(layout_.pages, layout_.page_len));
+    return layout_;
+  }
+  Result<Tensor> forward(const compute::TokenBatch& batch, std::span<const int32_t> rows) override {
+    const int64_t L = layout_.page_len, group_rows = int64_t{layout_.group_pages} * L;
+    std::map<int64_t, int> per_group;
+    bool prompt = false, decode = false;
+    int64_t last_end = 0;
+    for (const auto& s : batch.seqs) {  // in increasing slot order
+      (s.past_len == 0 ? prompt : decode) = true;
+      const int64_t first = s.slot * L, end = first + s.past_len + s.num_tokens;
+      EXPECT_LT(s.slot, layout_.pages);
+      EXPECT_EQ(first / group_rows, (end - 1) / group_rows) << "slot " << s.slot << " leaves its group";
+      EXPECT_GE(first, last_end) << "slot " << s.slot << " overlaps the sequence before it";
+      last_end = end;
+      ++per_group[first / group_rows];
+    }
+    EXPECT_FALSE(prompt && decode);
+    for (const auto& [g, n] : per_group) EXPECT_LE(n, prompt ? layout_.group_prompts : layout_.group_seqs) << "group " << g;
+    if (decode) most_at_once = std::max(most_at_once, static_cast<int>(batch.seqs.size()));
+    return inner_.forward(batch, rows);
+  }
+  int64_t asked_rows = 0;
+  int most_at_once = 0;
+
+ private:
+  compute::TransformerModel inner_;
+  compute::PageLayout layout_;
+};
+
+// Paged KV: requests of mixed lengths take as many pages as they need in groups with limits of
+// sequences and prompts, more sequences run at once than slots of the longest length would
+// hold, and every continuation is the same as with a slot per request.
+TEST_P(HfReference, GreedyContinuationsMatchWithPagedKv) {
+  const int32_t steps = static_cast<int32_t>(ref_.greedy[0].size());
+  std::vector<GenerationRequest> reqs;
+  int32_t longest = 0;
+  for (int k = 0; k < 4; ++k)
+    for (const auto& prompt : ref_.prompts) {
+      GenerationRequest r;
+      r.prompt = prompt;
+      r.max_new_tokens = 1 + static_cast<int32_t>((reqs.size() * 5 + 2) % static_cast<size_t>(steps));
+      r.ignore_eos = true;
+      longest = std::max<int32_t>(longest, static_cast<int32_t>(prompt.size()) + r.max_new_tokens);
+      reqs.push_back(r);
+    }
+  Generator all(*model_);
+  auto fixed = all.generate(reqs);
+  ASSERT_TRUE(fixed.is_ok());
+  // 3 slots of the longest length, as pages of 4 positions in 2 groups.
+  const int32_t page_len = 4, group_pages = (3 * longest + 2 * page_len - 1) / (2 * page_len);
+  PagedCheckingModel paged(*model_, {2 * group_pages, page_len, group_pages, 4, 2});
+  Generator gen(paged);
+  gen.set_slots(3);
+  gen.set_paged(true);
+  std::vector<size_t> finished;
+  auto got = gen.generate(reqs, nullptr, [&](size_t i, const GenerationResult&) { finished.push_back(i); });
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  EXPECT_EQ(paged.asked_rows, 3 * longest);
+  EXPECT_GT(paged.most_at_once, 3) << "pages of the requests' own lengths hold more than 3 sequences";
+  std::sort(finished.begin(), finished.end());
+  ASSERT_EQ(finished.size(), reqs.size());
+  for (size_t i = 0; i < finished.size(); ++i) EXPECT_EQ(finished[i], i);
+  for (size_t i = 0; i < reqs.size(); ++i)
+    EXPECT_EQ((*got)[i].tokens, (*fixed)[i].tokens) << "request " << i << ": paged vs one slot per request";
 }
 
 TEST(Generator, RefillWaitsForAShareOfTheSlotsThatShrinksWithTheAnswersLength) {
