@@ -163,11 +163,18 @@ Status OffloadEngine::reset(int32_t slots, int32_t max_len) {
 
 Result<compute::PageLayout> OffloadEngine::reset_paged(int64_t, int32_t) {
   Impl& m = *impl_;
-  // The longest page up to kMaxPageLen and an eighth of the longest sequence that divides a GPU
-  // batch's rows.
+  // The longest page up to kMaxPageLen and an eighth of the longest sequence that divides it (so
+  // sequences of the longest length fill a GPU batch's rows as slots do), or failing a divisor
+  // of a quarter of that, a GPU batch's rows.
   const int64_t rows = m.dims.gbs * m.dims.max_len;
-  int64_t len = std::clamp<int64_t>(m.dims.max_len / 8, 1, kMaxPageLen);
-  while (rows % len != 0) --len;
+  const int64_t target = std::clamp<int64_t>(m.dims.max_len / 8, 1, kMaxPageLen);
+  auto largest_divisor = [target](int64_t of) {
+    int64_t d = target;
+    while (of % d != 0) --d;
+    return d;
+  };
+  int64_t len = largest_divisor(m.dims.max_len);
+  if (len * 4 < target) len = largest_divisor(rows);
   const int64_t group = rows / len, pages = group * m.dims.batches;
   if (pages > INT32_MAX) return invalid_argument("offload: " + std::to_string(pages) + " KV pages are too many");
   m.kv->set_page_len(len);

@@ -5,6 +5,7 @@
 
 #include "common/check.h"
 #include "planner/engine_calls.h"
+#include "planner/memory_plan.h"
 
 namespace strata::planner {
 
@@ -406,15 +407,33 @@ int32_t refill_threshold(double mean_new_tokens, int32_t slots) {
   return std::max<int32_t>(1, static_cast<int32_t>(std::ceil(fraction * slots)));
 }
 
+int64_t paged_batch_size(const Workload& w, int64_t gbs) {
+  double weighted = 0, weight = 0;
+  for (const auto& b : w.mix) {
+    const double g = static_cast<double>(b.gen_len), n = static_cast<double>(b.count);
+    weighted += n * g * static_cast<double>(b.prompt_len + b.gen_len);
+    weight += n * g;
+  }
+  if (!w.continuous || weight <= 0) return gbs;
+  const double longest = static_cast<double>(w.prompt_len + w.gen_len);
+  const double page = std::clamp(longest / 8, 1.0, 64.0);
+  const double mean = weighted / weight + page / 2;
+  return std::clamp<int64_t>(static_cast<int64_t>(std::floor(static_cast<double>(gbs) * longest / mean)), gbs,
+                             gbs * kPagedSequencesPerSlot);
+}
+
 JobModel build_job_model(const ModelSpec& spec, const Workload& w, const HardwareProfile& hw,
-                         const BatchShape& batch, const Choices& ch) {
+                         const BatchShape& given, const Choices& ch) {
   JobModel job;
-  const double block = static_cast<double>(batch.block());
   if (w.mix.empty()) {
-    job.parts.push_back(build_cost_model(spec, w, hw, batch, ch));
+    job.parts.push_back(build_cost_model(spec, w, hw, given, ch));
     job.blocks.push_back(1);
     return job;
   }
+  // A continuous job's GPU batches hold as many sequences as their KV pages fit.
+  BatchShape batch = given;
+  batch.gpu_batch_size = paged_batch_size(w, given.gpu_batch_size);
+  const double block = static_cast<double>(batch.block());
   double total = 0, gen = 0, prompt = 0;
   for (const auto& b : w.mix) {
     total += static_cast<double>(b.count);
@@ -435,7 +454,7 @@ JobModel build_job_model(const ModelSpec& spec, const Workload& w, const Hardwar
     if (w.requests > 0) {
       const int64_t mean_prompt = std::max<int64_t>(1, std::llround(prompt / total));
       job.tail = build_for(spec, {mean_prompt, w.gen_len, 0, {}}, w.prompt_len + w.gen_len, hw,
-                           {batch.gpu_batch_size, 1}, ch);
+                           {given.gpu_batch_size, 1}, ch);
     }
   }
   return job;

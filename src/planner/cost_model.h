@@ -83,13 +83,21 @@ int32_t refill_threshold(double mean_new_tokens, int32_t slots);
 // with a request count, else its share of the requests). The LP minimises
 // sum(blocks x (layers x prefill layer time + layers x steps x decode layer time)), which is the
 // job's time with a request count and proportional to the time per token without one.
-// Continuous batching (Workload::continuous): a bucket's blocks are count / block, its gen_len
-// the mean, and the job adds `refills` decode steps of the heaviest part: each time a share of
+// Continuous batching (Workload::continuous): the GPU batches hold paged_batch_size sequences, a
+// bucket's blocks are count / block, its gen_len the mean, and the job adds `refills` decode steps
+// of the heaviest part: each time a share of
 // the slots (refill_threshold(mean gen_len, block)) has emptied, a prompt step for the joining
 // requests reads the weights once more. A continuous job with a request count ends no sooner than
 // its longest answer: the first prompt step, then gen_len - 1 decode steps, each no cheaper than a
 // step of one GPU batch (`tail`, the last steps run with few sequences left), so its time is at
 // least that.
+// The sequences a GPU batch of `gbs` slots holds at once in a continuous job of w's mix, whose
+// KV is paged (each request's rows for its own prompt + max_new_tokens): gbs slots of the
+// longest length over the mean length of the sequences running (each request weighed by its
+// gen_len, the steps it runs; plus half a page), between gbs and kPagedSequencesPerSlot x gbs.
+// gbs for a fixed-block job or one of a single length.
+int64_t paged_batch_size(const Workload& w, int64_t gbs);
+
 struct JobModel {
   std::vector<CostModel> parts;
   std::vector<double> blocks;

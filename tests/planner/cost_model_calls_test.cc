@@ -246,20 +246,33 @@ TEST(CostModelCalls, AContinuousJobIsItsRequestsMeanLengthsPlusItsRefills) {
   const BatchShape b{16, 2};  // 32 a block
   const auto f = at(0.5, 0.5, 0, 1, 0, 0, 1);
   const auto job = build_job_model(spec, w, hw, b, {});
-  // sqrt(2 / 64) = 0.177 of 32 slots is 5.7: a refill each time 6 requests have finished.
-  EXPECT_DOUBLE_EQ(job.refills, 300.0 / 6);
-  const auto at_mean = predict(build_cost_model(spec, {128, 64, 0}, hw, b, {}), f, {});
+  // Its KV is paged: a GPU batch's 16 slots of 240 positions hold 16 x 240 / (128 + 64 + 15) =
+  // 18.5 sequences of the mean length (half a page of 240 / 8 added), 36 a block.
+  EXPECT_EQ(paged_batch_size(w, 16), 18);
+  const BatchShape paged{18, 2};
+  // sqrt(2 / 64) = 0.177 of 36 slots is 6.4: a refill each time 7 requests have finished.
+  EXPECT_DOUBLE_EQ(job.refills, 300.0 / 7);
+  const auto at_mean = predict(build_cost_model(spec, {128, 64, 0}, hw, paged, {}), f, {});
   const auto p = predict(job, f, w);
-  EXPECT_NEAR(p.job_s, 300.0 / 32 * at_mean.block_s + 300.0 / 6 * at_mean.decode_step_s, 1e-9 * p.job_s);
+  EXPECT_NEAR(p.job_s, 300.0 / 36 * at_mean.block_s + 300.0 / 7 * at_mean.decode_step_s, 1e-9 * p.job_s);
   // Fixed blocks of these requests run each block to its longest answer.
   const auto longest = predict(build_cost_model(spec, {128, 112, 0}, hw, b, {}), f, {});
   EXPECT_LT(p.job_s, 0.75 * 10 * longest.block_s);
 
-  // Buckets by prompt length, each at its own mean: 150 x 16 and 150 x 112 here.
+  // Buckets by prompt length, each at its own mean: 150 x 16 and 150 x 112 here. The sequences
+  // running are mostly the long ones (each weighs by the steps it runs): (150 x 16 x 144 + 150 x
+  // 112 x 240) / (150 x 128) = 228 + 15 positions, so no more than the 16 slots hold.
   const Workload two = workload_from_lengths(lengths, 4, true);
   ASSERT_EQ(two.mix.size(), 2u);
   EXPECT_EQ(two.mix[0].gen_len, 16);
   EXPECT_EQ(two.mix[1].gen_len, 112);
+  EXPECT_EQ(paged_batch_size(two, 16), 16);
+  // Short answers beside one long one fill up to 4 x gbs (16 x 1008 / (8 + 14 + 32)); fixed
+  // blocks keep gbs.
+  std::vector<std::pair<int64_t, int64_t>> short_ones(100, {8, 4});
+  short_ones.push_back({8, 1000});
+  EXPECT_EQ(paged_batch_size(workload_from_lengths(short_ones, 1, true), 16), 64);
+  EXPECT_EQ(paged_batch_size(workload_from_lengths(short_ones, 1, false), 16), 16);
   const auto short_block = predict(build_cost_model(spec, {128, 16, 0}, hw, b, {}), f, {});
   const auto p2 = predict(build_job_model(spec, two, hw, b, {}), f, two);
   EXPECT_NEAR(p2.job_s,
