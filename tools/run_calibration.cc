@@ -31,10 +31,19 @@ Result<planner::RunSample> run_sample(const offload::OffloadReport& report, cons
   const planner::CostModel cm = planner::build_cost_model(spec, w, hw, policy.batch, policy.choices);
   const planner::Prediction p = planner::predict(cm, placement.realised, w);
   s.predicted = planner::predicted_busy(p, spec.num_layers);
-  // Decode steps where sequences had stopped ran fewer GPU batches than the model's full block.
   if (report.decode_steps > 0) {
-    const double activity = std::min(1.0, static_cast<double>(report.decode_tokens) /
-                                              (static_cast<double>(report.decode_steps) * static_cast<double>(block)));
+    // With paged KV a decode step may hold more sequences than the block's slots: the decode
+    // prediction is for GPU batches of as many as it held on average.
+    const double per_step = static_cast<double>(report.decode_tokens) / static_cast<double>(report.decode_steps);
+    planner::BatchShape decode_batch = policy.batch;
+    if (per_step > static_cast<double>(block)) {
+      decode_batch.gpu_batch_size = static_cast<int64_t>(
+          std::ceil(per_step / static_cast<double>(policy.batch.num_gpu_batches)));
+      const planner::CostModel wide = planner::build_cost_model(spec, w, hw, decode_batch, policy.choices);
+      s.predicted.decode = planner::predicted_busy(planner::predict(wide, placement.realised, w), spec.num_layers).decode;
+    }
+    // Decode steps where sequences had stopped ran fewer GPU batches than the model's full block.
+    const double activity = std::min(1.0, per_step / static_cast<double>(decode_batch.block()));
     for (double& v : s.predicted.decode.seconds) v *= activity;
   } else {
     s.predicted.decode = {};

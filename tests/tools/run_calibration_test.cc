@@ -108,5 +108,33 @@ TEST(RunCalibration, StoppedSequencesScaleTheDecodePrediction) {
   EXPECT_FALSE(run_sample(none, f.spec, f.policy, f.hw).is_ok());
 }
 
+// Paged KV: decode steps held twice the block's sequences. The decode prediction is that of GPU
+// batches twice as large (the same run predicted so recalibrates nothing).
+TEST(RunCalibration, DecodeStepsOfPagedKvArePredictedForTheSequencesTheyHeld) {
+  const Fixture f = planned();
+  const planner::RunBusy busy = predicted(f);
+  planner::Policy wide = f.policy;
+  wide.batch.gpu_batch_size *= 2;
+  const auto placement = planner::realise(f.spec, f.policy);
+  const auto cm = planner::build_cost_model(f.spec, f.policy.workload, f.hw, wide.batch, f.policy.choices);
+  const planner::RunBusy twice =
+      planner::predicted_busy(planner::predict(cm, placement.realised, f.policy.workload), f.spec.num_layers);
+  offload::OffloadReport r = report_of(busy, f.policy, 1.0);
+  r.decode_tokens *= 2;
+  for (auto& u : r.resources) {
+    for (int c = 0; c < kNumCalibrated; ++c)
+      if (u.name == planner::calibrated_resource_name(c))
+        u.decode_busy_s = twice.decode.seconds[c] * static_cast<double>(r.decode_steps);
+  }
+  auto sample = run_sample(r, f.spec, f.policy, f.hw);
+  ASSERT_TRUE(sample.is_ok());
+  ASSERT_GT(twice.decode.seconds[planner::kCalGpu], busy.decode.seconds[planner::kCalGpu]);
+  for (int c = 0; c < kNumCalibrated; ++c)
+    EXPECT_NEAR(sample->predicted.decode.seconds[c], twice.decode.seconds[c], 1e-9 + 1e-9 * twice.decode.seconds[c]) << c;
+  auto rec = planner::recalibrate(f.hw, {*sample});
+  ASSERT_TRUE(rec.is_ok());
+  EXPECT_FALSE(rec->off);
+}
+
 }  // namespace
 }  // namespace strata::tools
