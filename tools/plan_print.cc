@@ -3,6 +3,7 @@
 #include <string>
 
 #include "common/units.h"
+#include "planner/cost_model.h"
 
 namespace strata::tools {
 
@@ -92,6 +93,10 @@ void print_plan(const planner::PlanResult& r, const planner::HardwareProfile& hw
       out, "batch        %lld sequences per GPU batch x %lld GPU batches = %lld per block\n",
       static_cast<long long>(p.batch.gpu_batch_size),
       static_cast<long long>(p.batch.num_gpu_batches), static_cast<long long>(p.batch.block()));
+  if (const int64_t paged = planner::paged_batch_size(p.workload, p.batch.gpu_batch_size);
+      paged > p.batch.gpu_batch_size)
+    std::fprintf(out, "             paged KV: about %lld sequences per GPU batch at this mix's lengths\n",
+                 static_cast<long long>(paged));
   std::fprintf(out, "weights      gpu %s  cpu %s  disk %s  compression %s\n",
                pct(r.placement.realised[kWg]).c_str(), pct(r.placement.realised[kWc]).c_str(),
                pct(r.placement.realised[kWd]).c_str(),
