@@ -64,17 +64,17 @@ class PreparedFeed final : public RequestFeed {
       : queue_(std::make_move_iterator(first.begin()), std::make_move_iterator(first.end())),
         more_(std::move(more)), tok_(tok) {}
 
-  // `look` runs once, before the request handed out after the first `handed` (kAfterFirstStep:
-  // after those the first step started, the first to take a finished sequence's room); true stops
-  // the feed: next() hands out no more, and the requests not started stay for take_queue() and
-  // take_more().
-  static constexpr size_t kAfterFirstStep = SIZE_MAX;
+  // `look` runs once, before the request handed out after the first `handed` (kAfterDecoding:
+  // the first handed out after the first decode step, which takes a finished sequence's room);
+  // true stops the feed: next() hands out no more, and the requests not started stay for
+  // take_queue() and take_more().
+  static constexpr size_t kAfterDecoding = SIZE_MAX;
   void look_before(size_t handed, std::function<Result<bool>()> look) {
     look_at_ = handed;
     look_ = std::move(look);
   }
-  void first_step_started() override {
-    if (look_ && look_at_ == kAfterFirstStep) look_at_ = next_;
+  void decoding_started() override {
+    if (look_ && look_at_ == kAfterDecoding) look_at_ = next_;
   }
   bool stopped() const { return stopped_; }
   std::vector<Prepared> take_queue() {

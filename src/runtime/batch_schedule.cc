@@ -150,7 +150,7 @@ int32_t longest_sequence(std::span<const Prepared> v) {
 void Job::look_in_run(PreparedFeed& feed) {
   if (!o_.look_in_first_run || looked_) return;
   looked_ = true;
-  feed.look_before(PreparedFeed::kAfterFirstStep, o_.look_in_first_run);
+  feed.look_before(PreparedFeed::kAfterDecoding, o_.look_in_first_run);
 }
 
 Status Job::run_continuous(text::LineReader& reader) {

@@ -691,10 +691,10 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
   // A model that takes prompts and decode tokens in one step starts waiting requests in the
   // decode step itself, as soon as a slot is free (no read of the weights of its own).
   const bool mixed = model_.mixed_steps();
+  bool decoded = false;  // a decode step has run
 
   auto t0 = std::chrono::steady_clock::now();
   STRATA_ASSIGN_OR_RETURN(std::vector<int32_t> active, take());
-  feed.first_step_started();
   if (!active.empty()) {
     STRATA_ASSIGN_OR_RETURN(active, step(active, -1));
   }
@@ -750,6 +750,10 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
       });
     }
     STRATA_ASSIGN_OR_RETURN(active, step(step_slots, prompt_chunk_ > 0 ? prompt_chunk_ : -1));
+    if (!decoded) {
+      decoded = true;
+      feed.decoding_started();
+    }
     if (stats) {
       ++stats->decode_steps;
       since(t0, &stats->decode_s);

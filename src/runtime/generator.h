@@ -163,8 +163,9 @@ class RequestFeed {
   // The request next() would hand out, not handed yet (null when there is none); valid until
   // the next call.
   virtual Result<const GenerationRequest*> peek() = 0;
-  // The first step, with the first requests handed out, has started.
-  virtual void first_step_started() {}
+  // The first decode step has run (the requests handed out after it take rooms that running
+  // sequences left, or that the first prompt steps did not fill).
+  virtual void decoding_started() {}
 };
 
 class Generator {

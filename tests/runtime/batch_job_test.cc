@@ -247,11 +247,26 @@ class CountingModel final : public compute::SequenceModel {
     }
     return inner_.reset(slots, max_len);
   }
+  // Paged KV (as the offloading engine has it): pages of 8 positions in two groups over the rows
+  // asked for, at most `group_seqs` sequences and 2 prompts a group in a step.
+  Result<compute::PageLayout> reset_paged(int64_t rows, int32_t) override {
+    ++paged_runs;
+    const auto group = static_cast<int32_t>((rows + 15) / 16);
+    const compute::PageLayout l{2 * group, 8, group, group_seqs, 2};
+    STRATA_RETURN_IF_ERROR(inner_.reset(l.pages, l.page_len));
+    return l;
+  }
   Result<Tensor> forward(const compute::TokenBatch& batch, std::span<const int32_t> rows) override {
+    if (!batch.seqs.empty() && batch.seqs[0].past_len > 0) {
+      ++decode_steps;
+      most_decoding = std::max(most_decoding, static_cast<int>(batch.seqs.size()));
+    }
     return inner_.forward(batch, rows);
   }
   int blocks = 0;
   int32_t largest_block = 0;
+  int paged_runs = 0, decode_steps = 0, most_decoding = 0;
+  int32_t group_seqs = 6;
 
  private:
   compute::TransformerModel inner_;
@@ -353,6 +368,60 @@ TEST_F(BatchJobTest, ALookInsideTheFirstRunCanMoveTheRestToAnotherModel) {
     }
   }
   EXPECT_EQ(texts[0], texts[1]);
+}
+
+// A continuous run over one KV of max_sequence_len per slot (the offloading engine's) pages it:
+// each request takes the pages of its own length, more run at once than the batch size, and
+// every answer is the one of a slot per request. The look inside the first run comes after its
+// first decode step; when it moves the rest to another model, no request is lost or run twice.
+TEST_F(BatchJobTest, APagedRunAnswersAsSlotsDoAndLooksAfterItsFirstDecodeStep) {
+  const auto tmp = testing::make_temp_dir("strata-batch");
+  const std::string in = (tmp / "in.jsonl").string(), plain = (tmp / "plain.jsonl").string();
+  write_lines(in, mixed_length_requests(24));
+  BatchJobOptions base = options(in, plain);
+  base.window = 24;
+  ASSERT_TRUE(run(base).is_ok());
+  const auto want = read_results(plain);
+  ASSERT_EQ(want.size(), 24u);
+  for (const bool move : {false, true}) {
+    const std::string out = (tmp / (move ? "moved.jsonl" : "paged.jsonl")).string();
+    CountingModel first(*model_), second(*model_);
+    BatchJobOptions o = options(in, out);
+    o.window = 24;
+    o.max_sequence_len = 48;  // 4 slots of 48 positions: 24 pages of 8
+    std::vector<std::string> calls;
+    int decode_steps_at_look = -1;
+    o.look_in_first_run = [&]() -> Result<bool> {
+      calls.push_back("look");
+      decode_steps_at_look = first.decode_steps;
+      return move;
+    };
+    o.after_block = [&](int64_t done) -> Result<ModelSwitch> {
+      calls.push_back("after " + std::to_string(done));
+      if (move && done == 1) return ModelSwitch{&second, 4};
+      return ModelSwitch{};
+    };
+    auto sum = run_batch_job(first, *tok_, o, ctx_->logger);
+    ASSERT_TRUE(sum.is_ok()) << sum.status().to_string();
+    EXPECT_EQ(sum->ok, 24);
+    EXPECT_EQ(first.paged_runs, 1);
+    EXPECT_GE(decode_steps_at_look, 1);
+    ASSERT_GE(calls.size(), 2u);
+    EXPECT_EQ(calls[0], "look");
+    EXPECT_EQ(calls[1], "after 1");
+    if (move) {
+      EXPECT_EQ(second.paged_runs, 1);
+    } else {
+      EXPECT_GT(first.most_decoding, 4) << "pages of the requests' own lengths hold more than 4";
+    }
+    const auto got = read_results(out);
+    ASSERT_EQ(got.size(), 24u);
+    for (const auto& [id, r] : got) {
+      EXPECT_EQ(got.count(id), 1u) << id;
+      ASSERT_EQ(want.count(id), 1u) << id;
+      EXPECT_EQ(text_of(r), text_of(want.find(id)->second)) << id;
+    }
+  }
 }
 
 TEST_F(BatchJobTest, BadLinesBecomeErrorLinesAndTheJobGoesOn) {
