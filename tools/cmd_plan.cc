@@ -33,6 +33,7 @@ struct PlanArgs {
   std::string gpu_mem, cpu_mem, disk_mem;
   std::string weights_compression = "none", kv_compression = "none", attention = "auto";
   std::string policy, length_mix;
+  std::string schedule = "continuous";  // --schedule, for --length-mix: generate's default
   bool output_given = false;
   int64_t prompt_len = 0, gen_len = 0, requests = 0;
   int64_t gpu_batch_size = 0, num_gpu_batches = 0;
@@ -137,6 +138,7 @@ Result<planner::Workload> workload_of(const PlanArgs& a) {
       total += b.count;
     }
     if (w.requests == 0) w.requests = total;
+    w.continuous = a.schedule == "continuous";
   }
   return w;
 }
@@ -245,6 +247,10 @@ void register_plan(CLI::App& app, int* exit_code) {
   cmd->add_option("--length-mix", a.length_mix,
                   "a job of mixed lengths: PROMPT:GEN:COUNT,... (e.g. 128:64:300,512:64:100); memory is planned "
                   "for the longest");
+  cmd->add_option("--schedule", a.schedule,
+                  "with --length-mix, how generate will run it: continuous (its default: each finished request's "
+                  "room goes to the next, KV paged by each request's length) or fixed (blocks until their longest)")
+      ->check(CLI::IsMember({"continuous", "fixed"}));
   cmd->add_option("--policy", a.policy,
                   "evaluate this policy file (e.g. another system's hand-chosen policy) beside the planner's choice");
   cmd->add_option("--requests", a.requests, "requests in the job (0: maximise tokens/s)")->check(CLI::NonNegativeNumber);

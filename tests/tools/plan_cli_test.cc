@@ -142,6 +142,16 @@ TEST(PlanCli, AJobOfMixedLengthsIsPlannedForItsMix) {
   ASSERT_EQ(j.at("mix").size(), 2u);
   EXPECT_EQ(j.at("mix")[0].at("count"), 300);
   EXPECT_GT(j.at("predicted").at("job_s").get<double>(), 0);
+  EXPECT_EQ(j.value("continuous", false), true);  // generate's default schedule
+  const Outcome fixed = run_strata({"plan", "--model-shape", "opt-1.3b", "--hardware", "l4", "--length-mix",
+                                    "128:32:300,512:32:100", "--schedule", "fixed", "--json", "-o", "-"});
+  ASSERT_EQ(fixed.code, 0) << fixed.all;
+  EXPECT_FALSE(nlohmann::json::parse(fixed.out).value("continuous", false));
+  // Short answers beside a few long ones: the summary says how many sequences pages hold.
+  const Outcome paged = run_strata({"plan", "--model-shape", "opt-1.3b", "--hardware", "l4", "--gpu-mem", "4GiB",
+                                    "--cpu-mem", "16GiB", "--length-mix", "64:16:900,64:900:10", "-o", "-"});
+  ASSERT_EQ(paged.code, 0) << paged.all;
+  EXPECT_NE(paged.out.find("paged KV: about"), std::string::npos) << paged.out;
 
   const Outcome bad = run_strata({"plan", "--model-shape", "opt-1.3b", "--hardware", "l4", "--length-mix", "128-32"});
   EXPECT_NE(bad.code, 0);
