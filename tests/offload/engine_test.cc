@@ -309,13 +309,15 @@ TEST_F(OffloadEngineTest, RequestsTakingFinishedSlotsGiveTheAllGpuTokens) {
     compute::Transformer plain(c, *ctx_->backend, std::move(w).value());
     compute::TransformerModel with_cache(plain);
     const auto want = tokens(with_cache, nullptr);
-    for (const Regime& r : kRegimes) {
+    auto engine_for = [&](const Regime& r, planner::Compression kv) {
       OffloadOptions o;
-      o.policy = policy(c, frac(r.wg, r.wc, r.wd, r.cg, r.cc, r.hg), planner::Compression::kNone,
-                        planner::Compression::kNone, r.attention);
+      o.policy = policy(c, frac(r.wg, r.wc, r.wd, r.cg, r.cc, r.hg), planner::Compression::kNone, kv, r.attention);
       o.offload_dir = dir_;
       o.synthetic_seed = kSeed;
-      auto engine = OffloadEngine::create(c, nullptr, o, *ctx_->backend, ctx_->pool, ctx_->logger);
+      return OffloadEngine::create(c, nullptr, o, *ctx_->backend, ctx_->pool, ctx_->logger);
+    };
+    for (const Regime& r : kRegimes) {
+      auto engine = engine_for(r, planner::Compression::kNone);
       ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
       for (const bool paged : {false, true}) {
         const std::string what = c.model_type + ", " + r.name + (paged ? ", paged KV" : "");
@@ -331,12 +333,7 @@ TEST_F(OffloadEngineTest, RequestsTakingFinishedSlotsGiveTheAllGpuTokens) {
     }
     // int4 KV: the pages hold the same rows as the slots.
     for (const Regime& r : {kRegimes[2], kRegimes[5], kRegimes[7], kRegimes[9]}) {
-      OffloadOptions o;
-      o.policy = policy(c, frac(r.wg, r.wc, r.wd, r.cg, r.cc, r.hg), planner::Compression::kNone,
-                        planner::Compression::kInt4, r.attention);
-      o.offload_dir = dir_;
-      o.synthetic_seed = kSeed;
-      auto engine = OffloadEngine::create(c, nullptr, o, *ctx_->backend, ctx_->pool, ctx_->logger);
+      auto engine = engine_for(r, planner::Compression::kInt4);
       ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
       const auto slots = tokens(**engine, nullptr, false);
       const auto pages = tokens(**engine, nullptr, true);
