@@ -238,10 +238,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-}  // namespace
-
-namespace {
-
 // Which pages of the KV cache hold a sequence, group by group (compute::PageLayout). A request
 // takes the first run of free pages that holds it, in the group with the most free pages among
 // those that may take one more sequence (and one more prompt this step): the groups stay level.
