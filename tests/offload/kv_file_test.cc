@@ -26,6 +26,14 @@ TEST(KvRowPages, Fp16RowsRoundOutToPagesAndMerge) {
   EXPECT_TRUE(kv_row_pages(shape, none).empty());
 }
 
+TEST(KvRowPages, ASequenceRunsOnOverTheSlotsAfterItsOwn) {
+  // Pages of paged KV: 3 slots of 10 positions, a sequence at slot 0 holding 25 positions is rows
+  // [0, 25): bytes [0, 51200) -> [0, 53248).
+  const compute::HostKvShape shape{3, 10, 8, 128, false};
+  const KvRows rows[] = {{0, 0, 25}};
+  EXPECT_EQ(kv_row_pages(shape, rows), (Ranges{{0, 53248}}));
+}
+
 TEST(KvRowPages, Int4RowsCoverCodesScalesAndMins) {
   // E = 2 x 64 = 128: a row is 64 bytes of codes and 2 groups (4 bytes) of scales and of mins;
   // 4 slots x 64 positions = 256 rows: codes [0, 16384), scales [16384, 17408), mins [17408, 18432).
@@ -147,6 +155,44 @@ TEST_F(KvFileTest, APromptStepForOneSlotKeepsTheOtherSlotsRows) {
       for (const auto& [s, e] : joined)
         ASSERT_EQ(std::memcmp(expected_joined.data() + off + s, b.data() + off + s, e - s), 0)
             << what << ": slot 2's prompt";
+    }
+  }
+}
+
+// Paged KV: a prompt of 11 positions written at page 2 (pages 2-4 of 4 positions) keeps the rows
+// of the sequences holding pages 0-1 and 5-7, whose bytes share its first and last file pages.
+TEST_F(KvFileTest, APromptOverSeveralPagesKeepsItsNeighboursRows) {
+  for (const compute::HostKvShape shape :
+       {compute::HostKvShape{8, 4, 3, 32, false}, compute::HostKvShape{8, 4, 2, 64, true}}) {
+    const std::string what = shape.int4 ? "int4" : "fp16";
+    auto created = KvFile::create(*io_, dir_, shape, 1, log_);
+    ASSERT_TRUE(created.is_ok()) << created.status().to_string();
+    KvFile& f = *created.value();
+    auto a = storage::AlignedBuffer::allocate(f.region_bytes()).value();
+    auto b = storage::AlignedBuffer::allocate(f.region_bytes()).value();
+    for (size_t i = 0; i < f.region_bytes(); ++i) a.data()[i] = static_cast<std::byte>(i * 5 + 3);
+    const std::vector<KvRows> running = {{0, 0, 8}, {5, 0, 12}};
+    ASSERT_TRUE(f.write(0, running, {}, a.data()).is_ok()) << what;
+
+    std::memset(b.data(), 0xEE, f.region_bytes());
+    const Ranges prompt_bytes = row_bytes(shape, 2, 0, 11);
+    for (size_t off : {size_t{0}, f.v_offset()})
+      for (const auto& [s, e] : prompt_bytes)
+        for (uint64_t i = s; i < e; ++i) b.data()[off + i] = static_cast<std::byte>(0x30 + i % 11);
+    const auto expected = std::vector<std::byte>(b.data(), b.data() + f.region_bytes());
+    const std::vector<KvRows> prompt = {{2, 0, 11}};
+    ASSERT_TRUE(f.write(0, prompt, {}, b.data()).is_ok()) << what;
+
+    std::memset(b.data(), 0, f.region_bytes());
+    const std::vector<KvRows> all = {{0, 0, 8}, {2, 0, 11}, {5, 0, 12}};
+    ASSERT_TRUE(f.read(0, all, b.data()).is_ok()) << what;
+    for (size_t off : {size_t{0}, f.v_offset()}) {
+      for (const KvRows& r : running)
+        for (const auto& [s, e] : row_bytes(shape, r.slot, r.begin, r.end))
+          ASSERT_EQ(std::memcmp(a.data() + off + s, b.data() + off + s, e - s), 0)
+              << what << ": the sequence at page " << r.slot << " lost its rows to the prompt";
+      for (const auto& [s, e] : prompt_bytes)
+        ASSERT_EQ(std::memcmp(expected.data() + off + s, b.data() + off + s, e - s), 0) << what << ": the prompt";
     }
   }
 }
