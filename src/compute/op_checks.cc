@@ -54,16 +54,25 @@ void check_seq_span(size_t index, const SeqSpan& sp, int64_t slots, int64_t max_
 }
 
 void check_seq_rows_apart(std::span<const SeqSpan> seqs, int64_t max_len) {
-  std::vector<std::pair<int64_t, int64_t>> rows;  // [first, end) of each sequence's rows
-  rows.reserve(seqs.size());
-  for (const SeqSpan& sp : seqs)
-    rows.emplace_back(int64_t{sp.slot} * max_len, int64_t{sp.slot} * max_len + sp.past_len + sp.num_tokens);
-  std::sort(rows.begin(), rows.end());
-  for (size_t i = 1; i < rows.size(); ++i)
-    STRATA_CHECK(rows[i].first >= rows[i - 1].second,
-                 "attention: two sequences share KV rows: one ends at row " + std::to_string(rows[i - 1].second) +
-                     ", the next starts at " + std::to_string(rows[i].first) + " (slots of " +
+  auto rows_of = [max_len](const SeqSpan& sp) {  // [first, end) of its rows
+    return std::pair<int64_t, int64_t>{int64_t{sp.slot} * max_len, int64_t{sp.slot} * max_len + sp.past_len + sp.num_tokens};
+  };
+  // Batches come in slot order: then each sequence need only end before the next one starts.
+  bool ordered = true;
+  for (size_t i = 1; i < seqs.size() && ordered; ++i) ordered = seqs[i - 1].slot < seqs[i].slot;
+  std::vector<std::pair<int64_t, int64_t>> rows;
+  if (!ordered) {
+    for (const SeqSpan& sp : seqs) rows.push_back(rows_of(sp));
+    std::sort(rows.begin(), rows.end());
+  }
+  for (size_t i = 1; i < seqs.size(); ++i) {
+    const auto before = ordered ? rows_of(seqs[i - 1]) : rows[i - 1];
+    const auto after = ordered ? rows_of(seqs[i]) : rows[i];
+    STRATA_CHECK(after.first >= before.second,
+                 "attention: two sequences share KV rows: one ends at row " + std::to_string(before.second) +
+                     ", the next starts at " + std::to_string(after.first) + " (slots of " +
                      std::to_string(max_len) + " positions)");
+  }
 }
 
 void check_gather_rows(const Tensor& x, std::span<const int32_t> rows, const Tensor& y) {

@@ -153,40 +153,31 @@ Status OffloadEngine::reset(int32_t slots, int32_t max_len) {
     return invalid_argument("offload: sequences of " + std::to_string(max_len) +
                             " positions exceed the policy's prompt + generated length of " +
                             std::to_string(m.dims.max_len));
-  m.kv->set_page_len(0);
   const auto gbs = static_cast<int32_t>(m.dims.gbs);
-  m.limits = {slots, max_len, false, gbs, gbs, gbs};
-  m.cpu_worker->clear_error();
-  m.disk_worker->clear_error();
+  m.start_run(0, {slots, max_len, false, gbs, gbs, gbs});
   return Status::ok();
+}
+
+void OffloadEngine::Impl::start_run(int64_t page_len, const StepLimits& run_limits) {
+  kv->set_page_len(page_len);
+  limits = run_limits;
+  cpu_worker->clear_error();
+  disk_worker->clear_error();
 }
 
 Result<compute::PageLayout> OffloadEngine::reset_paged(int64_t, int32_t) {
   Impl& m = *impl_;
-  // The longest page up to kMaxPageLen and an eighth of the longest sequence that divides it (so
-  // sequences of the longest length fill a GPU batch's rows as slots do), or failing a divisor
-  // of a quarter of that, a GPU batch's rows.
   const int64_t rows = m.dims.gbs * m.dims.max_len;
-  const int64_t target = std::clamp<int64_t>(m.dims.max_len / 8, 1, kMaxPageLen);
-  auto largest_divisor = [target](int64_t of) {
-    int64_t d = target;
-    while (of % d != 0) --d;
-    return d;
-  };
-  int64_t len = largest_divisor(m.dims.max_len);
-  if (len * 4 < target) len = largest_divisor(rows);
+  const int64_t len = planner::paged_kv_page_len(m.dims.gbs, m.dims.max_len);
   const int64_t group = rows / len, pages = group * m.dims.batches;
   if (pages > INT32_MAX) return invalid_argument("offload: " + std::to_string(pages) + " KV pages are too many");
-  m.kv->set_page_len(len);
   const auto gbs = static_cast<int32_t>(m.dims.gbs);
   // A decode step's tokens stay within what a prompt step's activations take.
   const int64_t seqs = std::min<int64_t>({group, m.dims.gbs * planner::kPagedSequencesPerSlot,
                                           m.dims.gbs * std::max<int64_t>(1, m.dims.prefill_len)});
   compute::PageLayout layout{static_cast<int32_t>(pages), static_cast<int32_t>(len), static_cast<int32_t>(group),
                              static_cast<int32_t>(seqs), gbs};
-  m.limits = {layout.pages, layout.page_len, true, layout.group_pages, layout.group_seqs, layout.group_prompts};
-  m.cpu_worker->clear_error();
-  m.disk_worker->clear_error();
+  m.start_run(len, {layout.pages, layout.page_len, true, layout.group_pages, layout.group_seqs, layout.group_prompts});
   return layout;
 }
 

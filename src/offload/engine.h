@@ -61,11 +61,9 @@ class OffloadEngine final : public compute::SequenceModel {
   compute::Backend& backend() override;
   // slots <= the policy's block, max_len <= prompt_len + gen_len of the policy's workload.
   Status reset(int32_t slots, int32_t max_len) override;
-  // The same KV rows (each GPU batch's gbs x (prompt_len + gen_len)) cut into pages of up to
-  // kMaxPageLen and an eighth of prompt_len + gen_len positions; the arguments are ignored (the
-  // policy fixed the size). A GPU batch holds up to gbs * planner::kPagedSequencesPerSlot sequences
+  // The same KV rows (each GPU batch's gbs x (prompt_len + gen_len)) cut into pages of
+  // planner::paged_kv_page_len positions; the arguments are ignored (the policy fixed the size). A GPU batch holds up to gbs * planner::kPagedSequencesPerSlot sequences
   // (and takes up to gbs prompts a step).
-  static constexpr int32_t kMaxPageLen = 64;
   Result<compute::PageLayout> reset_paged(int64_t rows, int32_t page_len) override;
   Result<Tensor> forward(const compute::TokenBatch& batch, std::span<const int32_t> rows) override;
 

@@ -61,6 +61,9 @@ struct OffloadEngine::Impl {
   StepLimits limits;
 
   Status build(model::WeightSource* source);
+  // A run starts: the KV seen as slots (page_len 0) or pages, the limits its steps keep, the
+  // workers' errors of the last run cleared.
+  void start_run(int64_t page_len, const StepLimits& run_limits);
   Status make_components(model::WeightSource* source);
   Result<Tensor> step(const compute::TokenBatch& batch, std::span<const int32_t> rows);
   const std::vector<Action>& plan_for(bool prefill, const std::vector<bool>& active);

@@ -416,7 +416,7 @@ int64_t paged_batch_size(const Workload& w, int64_t gbs) {
   }
   if (!w.continuous || weight <= 0) return gbs;
   const double longest = static_cast<double>(w.prompt_len + w.gen_len);
-  const double page = std::clamp(longest / 8, 1.0, 64.0);
+  const double page = static_cast<double>(paged_kv_page_len(gbs, w.prompt_len + w.gen_len));
   const double mean = weighted / weight + page / 2;
   return std::clamp<int64_t>(static_cast<int64_t>(std::floor(static_cast<double>(gbs) * longest / mean)), gbs,
                              gbs * kPagedSequencesPerSlot);

@@ -335,4 +335,15 @@ Status check_memory(const MemoryPlan& plan, const Budgets& budgets) {
   return Status::ok();
 }
 
+int64_t paged_kv_page_len(int64_t gbs, int64_t max_len) {
+  const int64_t target = std::clamp<int64_t>(max_len / 8, 1, 64);
+  auto largest_divisor = [target](int64_t of) {
+    int64_t d = target;
+    while (of % d != 0) --d;
+    return d;
+  };
+  const int64_t len = largest_divisor(max_len);
+  return len * 4 < target ? largest_divisor(gbs * max_len) : len;
+}
+
 }  // namespace strata::planner

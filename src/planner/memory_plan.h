@@ -30,6 +30,11 @@ inline constexpr uint64_t kCudaContextBytes = 640ull << 20;
 // its gbs sequences in a decode step (a prompt step still takes at most gbs prompts); the
 // buffers of a decode step's queries and new keys and values are made for that many.
 inline constexpr int64_t kPagedSequencesPerSlot = 4;
+// The positions of a KV page for GPU batches of `gbs` slots of `max_len` positions: the longest
+// up to 64 and an eighth of max_len that divides max_len (so sequences of the longest length fill
+// a GPU batch's rows as slots do), or failing a divisor of a quarter of that, one that divides
+// gbs * max_len (the batch's rows).
+int64_t paged_kv_page_len(int64_t gbs, int64_t max_len);
 
 
 struct Buffer {
