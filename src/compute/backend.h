@@ -15,6 +15,7 @@
 
 #include "common/status.h"
 #include "common/tensor.h"
+#include "compute/logit_adjust.h"
 #include "compute/logit_stats.h"
 #include "model/config.h"
 
@@ -110,12 +111,31 @@ class Backend {
   virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, LayerKvCache& cache,
                          std::span<const SeqSpan> seqs, const AttentionParams& params,
                          Tensor& out) = 0;
-  // Statistics of each row of `logits`, the host F32 [R, V] tensor this backend's model returned,
-  // for sampling (compute/logit_stats.h): computed on the host here; a GPU backend reads the
-  // device copy the logits came from instead.
+  // Statistics of each row of `logits` for sampling (compute/logit_stats.h): F32 [R, V] in this
+  // backend's memory (or, for a GPU backend, the host copy its last to_host_f32() returned):
+  // computed on the host here; a GPU backend computes them on the device.
   virtual Result<std::vector<LogitStats>> logit_stats(const Tensor& logits,
                                                       std::span<const LogitQuery> queries) {
     return logit_stats_on_host(logits, queries);
+  }
+  // An F32 copy of `t` in this backend's memory (t itself when it is F32 already): the logits
+  // sampling reads where they were computed.
+  virtual Tensor f32_copy(const Tensor& t) {
+    return t.dtype() == DType::kF32 && t.memory() != MemoryKind::kGpu ? t : to_host_f32(t);
+  }
+  // Sampling's work on logits F32 [R, V] in this backend's memory (compute/logit_adjust.h): the
+  // adjusted copies of some rows (in this backend's memory, for logit_stats and draw_tokens), a
+  // draw over whole rows, the values at (row, token) pairs. On the host here; a GPU backend
+  // works on the device, where the logits are.
+  virtual Result<Tensor> adjust_logits(const Tensor& logits, std::span<const RowAdjustment> adjustments) {
+    return adjust_logits_on_host(logits, adjustments);
+  }
+  virtual Result<std::vector<int32_t>> draw_tokens(const Tensor& logits, std::span<const RowDraw> draws) {
+    return draw_tokens_on_host(logits, draws);
+  }
+  virtual Result<std::vector<float>> logit_values(const Tensor& logits,
+                                                  std::span<const std::pair<int64_t, int32_t>> at) {
+    return logit_values_on_host(logits, at);
   }
 };
 

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <string>
 
 #include "common/check.h"
@@ -109,6 +110,55 @@ void CpuBackend::copy_as(const Tensor& src, Tensor& dst) {
 }
 
 Tensor CpuBackend::to_host_f32(const Tensor& t) { return to_f32(t); }
+
+// --- sampling's passes over logits -----------------------------------------------------------
+
+Result<std::vector<LogitStats>> CpuBackend::logit_stats(const Tensor& logits, std::span<const LogitQuery> queries) {
+  if (logits.dtype() != DType::kF32 || logits.rank() != 2 || static_cast<int64_t>(queries.size()) != logits.dim(0))
+    return logit_stats_on_host(logits, queries);  // its error
+  std::vector<LogitStats> out(queries.size());
+  Status failed;
+  std::mutex mu;
+  parallel_for(logits.dim(0), logits.dim(1), [&](int64_t b, int64_t e) {
+    auto part = logit_stats_on_host(logits.slice_rows(b, e), queries.subspan(static_cast<size_t>(b), static_cast<size_t>(e - b)));
+    if (!part.is_ok()) {
+      std::lock_guard lock(mu);
+      failed = part.status();
+      return;
+    }
+    std::move(part->begin(), part->end(), out.begin() + b);
+  });
+  STRATA_RETURN_IF_ERROR(failed);
+  return out;
+}
+
+Result<Tensor> CpuBackend::adjust_logits(const Tensor& logits, std::span<const RowAdjustment> adjustments) {
+  STRATA_RETURN_IF_ERROR(check_logits(logits, true, "adjust_logits"));
+  STRATA_RETURN_IF_ERROR(check_adjustments(logits, adjustments));
+  const int64_t V = logits.dim(1);
+  Tensor out = Tensor::host(DType::kF32, {static_cast<int64_t>(adjustments.size()), V});
+  parallel_for(static_cast<int64_t>(adjustments.size()), V, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      float* row = out.data<float>() + i * V;
+      std::memcpy(row, logits.data<float>() + adjustments[i].row * V, static_cast<size_t>(V) * sizeof(float));
+      const Status adjusted = adjust_row({row, static_cast<size_t>(V)}, adjustments[i]);
+      STRATA_CHECK(adjusted.is_ok(), adjusted.to_string());  // checked above
+    }
+  });
+  return out;
+}
+
+Result<std::vector<int32_t>> CpuBackend::draw_tokens(const Tensor& logits, std::span<const RowDraw> draws) {
+  STRATA_RETURN_IF_ERROR(check_logits(logits, true, "draw_tokens"));
+  STRATA_RETURN_IF_ERROR(check_draws(logits, draws));
+  const int64_t V = logits.dim(1);
+  std::vector<int32_t> out(draws.size());
+  parallel_for(static_cast<int64_t>(draws.size()), V, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      out[i] = draw_in_row({logits.data<float>() + draws[i].row * V, static_cast<size_t>(V)}, draws[i]);
+  });
+  return out;
+}
 
 // --- linear ---------------------------------------------------------------------------------
 

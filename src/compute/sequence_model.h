@@ -50,6 +50,13 @@ class SequenceModel {
   // One step: appends the batch's keys and values and returns the host F32 logits
   // [rows.size(), vocab] of the batch rows listed in `rows`.
   virtual Result<Tensor> forward(const TokenBatch& batch, std::span<const int32_t> rows) = 0;
+  // forward() with the logits left where backend() computed them: F32 [rows.size(), vocab] in
+  // its memory (on the GPU for a CUDA backend), for sampling through its logit operations
+  // (logit_stats, adjust_logits, draw_tokens, logit_values), so that only the chosen tokens
+  // cross to the host. By default forward()'s host logits.
+  virtual Result<Tensor> forward_for_sampling(const TokenBatch& batch, std::span<const int32_t> rows) {
+    return forward(batch, rows);
+  }
   // Whether one step may hold the prompts of sequences starting in it beside the single tokens
   // of running ones (otherwise a step is all prompts or all decode tokens).
   virtual bool mixed_steps() const { return false; }
@@ -79,6 +86,9 @@ class TransformerModel final : public SequenceModel {
   }
   Result<Tensor> forward(const TokenBatch& batch, std::span<const int32_t> rows) override {
     return model_.forward(batch, cache_, rows);
+  }
+  Result<Tensor> forward_for_sampling(const TokenBatch& batch, std::span<const int32_t> rows) override {
+    return model_.forward(batch, cache_, rows, /*to_host=*/false);
   }
   bool mixed_steps() const override { return true; }  // ragged attention over each sequence's past
 

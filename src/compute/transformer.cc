@@ -107,7 +107,7 @@ Status Transformer::check_batch(const TokenBatch& batch) const {
 }
 
 Result<Tensor> Transformer::forward(const TokenBatch& batch, KvCache& cache,
-                                    std::span<const int32_t> rows) {
+                                    std::span<const int32_t> rows, bool to_host) {
   STRATA_RETURN_IF_ERROR(check_batch(batch));
   const int64_t T = batch.size();
   for (const SeqSpan& s : batch.seqs) {
@@ -127,7 +127,8 @@ Result<Tensor> Transformer::forward(const TokenBatch& batch, KvCache& cache,
   Tensor x = embed(find, batch);
   for (int64_t i = 0; i < config_.num_layers; ++i) layer(i, x, batch, cache.layers[i]);
   if (rows.empty()) return Tensor::host(DType::kF32, {0, config_.vocab_size});
-  return backend_.to_host_f32(head(find, x, rows));
+  const Tensor logits = head(find, x, rows);
+  return to_host ? backend_.to_host_f32(logits) : backend_.f32_copy(logits);
 }
 
 Tensor Transformer::embed(const WeightFn& find, const TokenBatch& batch) {

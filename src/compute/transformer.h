@@ -63,8 +63,10 @@ class Transformer {
   Result<KvCache> make_kv_cache(int32_t slots, int32_t max_len);
 
   // Runs `batch` through the model, appending its keys and values to `cache`, and returns the
-  // logits [rows.size(), vocab] (host F32) of the batch rows listed in `rows`.
-  Result<Tensor> forward(const TokenBatch& batch, KvCache& cache, std::span<const int32_t> rows);
+  // logits [rows.size(), vocab] (F32) of the batch rows listed in `rows`: on the host, or with
+  // `to_host` false in the backend's memory (Backend::f32_copy).
+  Result<Tensor> forward(const TokenBatch& batch, KvCache& cache, std::span<const int32_t> rows,
+                         bool to_host = true);
 
   // The pieces of forward(), for a caller that keeps weights and the KV cache elsewhere (the
   // offloading engine). `find` looks a weight up by canonical name (null when absent); the

@@ -16,6 +16,7 @@
 #include "cuda/gemv.h"
 #include "cuda/int4_gemm.h"
 #include "cuda/int4_weights.h"
+#include "cuda/logit_adjust.h"
 #include "cuda/logit_stats.h"
 #include "cuda/norm.h"
 #include "cuda/rope.h"
@@ -296,7 +297,35 @@ Tensor CudaBackend::device_copy_of(const Tensor& host) const {
 
 Result<std::vector<compute::LogitStats>> CudaBackend::logit_stats(
     const Tensor& logits, std::span<const compute::LogitQuery> queries) {
+  if (logits.memory() != MemoryKind::kGpu && !device_copy_of(logits).defined())
+    return compute::logit_stats_on_host(logits, queries);
   return cuda::logit_stats(*this, logits, queries);
+}
+
+Tensor CudaBackend::f32_copy(const Tensor& t) {
+  if (t.memory() != MemoryKind::kGpu) return compute::Backend::f32_copy(t);
+  if (t.dtype() == DType::kF32) return t;
+  auto out = allocate_uninitialized(DType::kF32, t.shape());
+  STRATA_CHECK(out.is_ok(), "cuda backend: no room for an F32 copy of " + shape_string(t.shape()) + ": " +
+                                out.status().to_string());
+  launch_convert(t.dtype(), t.raw(), DType::kF32, out->raw(), t.numel(), stream());
+  return *out;
+}
+
+Result<Tensor> CudaBackend::adjust_logits(const Tensor& logits, std::span<const compute::RowAdjustment> adjustments) {
+  if (logits.memory() != MemoryKind::kGpu) return compute::adjust_logits_on_host(logits, adjustments);
+  return cuda::adjust_logits(*this, logits, adjustments);
+}
+
+Result<std::vector<int32_t>> CudaBackend::draw_tokens(const Tensor& logits, std::span<const compute::RowDraw> draws) {
+  if (logits.memory() != MemoryKind::kGpu) return compute::draw_tokens_on_host(logits, draws);
+  return cuda::draw_tokens(*this, logits, draws);
+}
+
+Result<std::vector<float>> CudaBackend::logit_values(const Tensor& logits,
+                                                     std::span<const std::pair<int64_t, int32_t>> at) {
+  if (logits.memory() != MemoryKind::kGpu) return compute::logit_values_on_host(logits, at);
+  return cuda::logit_values(*this, logits, at);
 }
 
 Tensor CudaBackend::to_host_f32(const Tensor& t) {

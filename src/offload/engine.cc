@@ -182,7 +182,11 @@ Result<compute::PageLayout> OffloadEngine::reset_paged(int64_t, int32_t) {
 }
 
 Result<Tensor> OffloadEngine::forward(const compute::TokenBatch& batch, std::span<const int32_t> rows) {
-  return impl_->step(batch, rows);
+  return impl_->step(batch, rows, /*to_host=*/true);
+}
+
+Result<Tensor> OffloadEngine::forward_for_sampling(const compute::TokenBatch& batch, std::span<const int32_t> rows) {
+  return impl_->step(batch, rows, /*to_host=*/false);
 }
 
 OffloadReport OffloadEngine::report() const {

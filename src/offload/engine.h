@@ -66,6 +66,8 @@ class OffloadEngine final : public compute::SequenceModel {
   // (and takes up to gbs prompts a step).
   Result<compute::PageLayout> reset_paged(int64_t rows, int32_t page_len) override;
   Result<Tensor> forward(const compute::TokenBatch& batch, std::span<const int32_t> rows) override;
+  // The logits stay on the GPU.
+  Result<Tensor> forward_for_sampling(const compute::TokenBatch& batch, std::span<const int32_t> rows) override;
 
   const planner::Policy& policy() const;
   OffloadReport report() const;

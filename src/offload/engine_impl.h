@@ -65,7 +65,8 @@ struct OffloadEngine::Impl {
   // workers' errors of the last run cleared.
   void start_run(int64_t page_len, const StepLimits& run_limits);
   Status make_components(model::WeightSource* source);
-  Result<Tensor> step(const compute::TokenBatch& batch, std::span<const int32_t> rows);
+  // One step; its logits (F32) on the host, or with `to_host` false on the GPU.
+  Result<Tensor> step(const compute::TokenBatch& batch, std::span<const int32_t> rows, bool to_host);
   const std::vector<Action>& plan_for(bool prefill, const std::vector<bool>& active);
   uint64_t pinned_bytes() const;
   uint64_t disk_bytes() const;

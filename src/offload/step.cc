@@ -28,7 +28,8 @@ const std::vector<Action>& OffloadEngine::Impl::plan_for(bool prefill, const std
   return it->second;
 }
 
-Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::span<const int32_t> rows) {
+Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::span<const int32_t> rows,
+                                         bool to_host) {
   compute::Transformer& model = compute->model();
   STRATA_RETURN_IF_ERROR(model.check_batch(batch));
   STRATA_RETURN_IF_ERROR(split_step(batch, rows, dims, limits, &step_state));
@@ -52,8 +53,9 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
                format_bytes(lanes->device_bytes_in_use()) + " in use on the GPU, peak " +
                format_bytes(lanes->peak_device_bytes()));
   accounting->collect_gpu_spans();
-  Tensor host = rows.empty() ? Tensor::host(DType::kF32, {0, config.vocab_size})
-                             : backend->to_host_f32(step_state.logits);
+  Tensor logits = rows.empty() ? Tensor::host(DType::kF32, {0, config.vocab_size})
+                 : to_host     ? backend->to_host_f32(step_state.logits)
+                               : backend->f32_copy(step_state.logits);
   // The step's activations go back to the backend; a prompt step's would otherwise stay
   // reserved in its cache through decoding, and blocks of a decode step's sizes (which change as
   // sequences stop, and with the sampling's scratch) would pile up beside the next step's.
@@ -64,7 +66,7 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
     cuda::drop_cached_blocks(*backend);
   }
   accounting->end_step(batch.size());
-  return host;
+  return logits;
 }
 
 }  // namespace strata::offload

@@ -17,80 +17,69 @@
 
 namespace strata::runtime {
 
+TokenEdits::TokenEdits(const GenerationRequest& req, int64_t vocab) : req_(&req), vocab_(vocab) {
+  if (req.repetition_penalty != 1)
+    for (int32_t t : req.prompt)
+      if (compute::TokenEdit* e = edit(t)) e->penalty = req.repetition_penalty;
+  for (const auto& [t, bias] : req.logit_bias)
+    if (compute::TokenEdit* e = edit(t)) e->add += bias;
+}
+
+compute::TokenEdit* TokenEdits::edit(int64_t t) {
+  if (t < 0 || t >= vocab_) return nullptr;
+  auto [it, fresh] = at_.try_emplace(static_cast<int32_t>(t), edits_.size());
+  if (fresh) edits_.push_back({static_cast<int32_t>(t)});
+  return &edits_[it->second];
+}
+
+void TokenEdits::generated(int32_t token) {
+  const GenerationRequest& req = *req_;
+  if (req.repetition_penalty == 1 && req.presence_penalty == 0 && req.frequency_penalty == 0) return;
+  compute::TokenEdit* e = edit(token);
+  if (!e) return;
+  if (req.repetition_penalty != 1) e->penalty = req.repetition_penalty;
+  if (req.presence_penalty != 0 || req.frequency_penalty != 0)
+    e->subtract = req.presence_penalty + req.frequency_penalty * static_cast<float>(++count_[token]);
+}
+
+compute::RowAdjustment logit_adjustment(const GenerationRequest& req, std::span<const compute::TokenEdit> edits,
+                                        bool too_early,
+                                        std::span<const int64_t> eos_ids, const AllowedTokens* mask, int64_t row,
+                                        int64_t vocab) {
+  compute::RowAdjustment a;
+  a.row = row;
+  a.edits.assign(edits.begin(), edits.end());
+  // The end tokens a request may stop on: refused before min_tokens; allowed by a mask once the
+  // constrained text is complete (so they keep their logits, -inf when too early).
+  std::vector<int32_t> ends(req.stop_token_ids.begin(), req.stop_token_ids.end());
+  if (!req.ignore_eos)
+    for (int64_t e : eos_ids) ends.push_back(static_cast<int32_t>(e));
+  if (too_early)
+    for (int32_t t : ends) {
+      if (t < 0 || t >= vocab) continue;
+      auto it = std::find_if(a.edits.begin(), a.edits.end(), [t](const compute::TokenEdit& e) { return e.token == t; });
+      if (it == a.edits.end()) it = a.edits.insert(a.edits.end(), compute::TokenEdit{t});
+      it->refuse = true;
+    }
+  if (mask) a.allowed = mask->with_ends(ends, vocab);
+  if (req.min_p > 0 && !req.sampling.greedy()) {
+    // p_t < min_p * p_max  <=>  x_t < x_max + T log(min_p)
+    a.min_p = true;
+    a.min_p_offset = req.sampling.temperature * std::log(req.min_p);
+  }
+  return a;
+}
+
 std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const int32_t> generated,
                                    std::span<const float> row, bool too_early, std::span<const int64_t> eos_ids,
                                    const AllowedTokens* mask) {
   std::vector<float> x(row.begin(), row.end());
   const auto V = static_cast<int64_t>(x.size());
-  if (req.repetition_penalty != 1) {
-    std::vector<bool> seen(x.size());
-    for (std::span<const int32_t> tokens : {std::span<const int32_t>(req.prompt), generated})
-      for (int32_t t : tokens)
-        if (t >= 0 && t < V) seen[static_cast<size_t>(t)] = true;
-    for (size_t t = 0; t < x.size(); ++t)
-      if (seen[t]) x[t] = x[t] > 0 ? x[t] / req.repetition_penalty : x[t] * req.repetition_penalty;
-  }
-  if (req.presence_penalty != 0 || req.frequency_penalty != 0) {
-    std::unordered_map<int32_t, int32_t> count;
-    for (int32_t t : generated) ++count[t];
-    for (const auto& [t, n] : count)
-      if (t >= 0 && t < V) x[static_cast<size_t>(t)] -= req.presence_penalty + req.frequency_penalty * static_cast<float>(n);
-  }
-  for (const auto& [t, bias] : req.logit_bias)
-    if (t >= 0 && t < V) x[static_cast<size_t>(t)] += bias;
-  if (too_early) {
-    if (!req.ignore_eos)
-      for (int64_t e : eos_ids)
-        if (e >= 0 && e < V) x[static_cast<size_t>(e)] = -INFINITY;
-    for (int32_t t : req.stop_token_ids)
-      if (t >= 0 && t < V) x[static_cast<size_t>(t)] = -INFINITY;
-  }
-  // The constraint's mask comes before min_p (and the sampler's temperature, top_k and top_p), so
-  // every filter sees the distribution over the tokens the constraint allows.
-  if (mask) {
-    // The end tokens keep their logits (-inf when too early) when the constrained text is complete.
-    std::vector<std::pair<size_t, float>> ends;
-    if (mask->complete) {
-      if (!req.ignore_eos)
-        for (int64_t e : eos_ids)
-          if (e >= 0 && e < V) ends.emplace_back(static_cast<size_t>(e), x[static_cast<size_t>(e)]);
-      for (int32_t t : req.stop_token_ids)
-        if (t >= 0 && t < V) ends.emplace_back(static_cast<size_t>(t), x[static_cast<size_t>(t)]);
-    }
-    mask->refuse_others(x);
-    for (const auto& [t, v] : ends) x[t] = v;
-  }
-  if (req.min_p > 0 && !req.sampling.greedy() && !x.empty()) {
-    // p_t < min_p * p_max  <=>  x_t < x_max + T log(min_p)
-    const float mx = *std::max_element(x.begin(), x.end());
-    const float floor = mx + req.sampling.temperature * std::log(req.min_p);
-    for (float& v : x)
-      if (v < floor) v = -INFINITY;
-  }
+  TokenEdits edits(req, V);
+  for (int32_t t : generated) edits.generated(t);
+  const Status adjusted = compute::adjust_row(x, logit_adjustment(req, edits.edits(), too_early, eos_ids, mask, 0, V));
+  STRATA_CHECK(adjusted.is_ok(), adjusted.to_string());
   return x;
-}
-
-std::optional<int32_t> constrained_argmax(const compute::LogitStats& stats, std::span<const float> row,
-                                          const AllowedTokens& mask, std::span<const int32_t> ends) {
-  const auto V = static_cast<int64_t>(row.size());
-  const std::vector<uint64_t> words = mask.with_ends(ends, V);
-  const auto allows = [&](int64_t t) { return t >= 0 && t < V && ((words[t / 64] >> (t % 64)) & 1) != 0; };
-  // The candidates come best first, ties by token: the first allowed one is the allowed argmax.
-  for (const auto& [v, t] : stats.top)
-    if (allows(t)) return v > -INFINITY ? std::optional<int32_t>(t) : std::nullopt;
-  int64_t best = -1;
-  float best_v = -INFINITY;
-  for (size_t w = 0; w < words.size(); ++w)
-    for (uint64_t bits = words[w]; bits != 0; bits &= bits - 1) {
-      const int64_t t = static_cast<int64_t>(w) * 64 + std::countr_zero(bits);
-      if (t >= V) break;
-      if (best < 0 || row[t] > best_v) {
-        best = t;
-        best_v = row[t];
-      }
-    }
-  if (best < 0 || !(best_v > -INFINITY)) return std::nullopt;
-  return static_cast<int32_t>(best);
 }
 
 std::vector<uint64_t> AllowedTokens::with_ends(std::span<const int32_t> ends, int64_t vocab) const {
@@ -411,19 +400,12 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     GenerationResult result;
     int32_t length = 0;  // tokens in its slot's cache (prompt + generated so far)
     int32_t pages = 1;   // the pages of the cache it holds, from its slot on
+    std::optional<TokenEdits> edits;  // for a request with penalties or biases
   };
   std::unordered_map<int32_t, Sequence> seqs;  // by slot (its first page)
   ConstraintMaskCache masks;
-  std::unique_ptr<ThreadPool> sample_pool;  // made when a step first has rows to sample side by side
   int64_t generated = 0;
 
-  // The end tokens a request may stop on: the model's (unless ignore_eos) and its stop tokens.
-  auto end_tokens_of = [&](const GenerationRequest& req) {
-    std::vector<int32_t> ends(req.stop_token_ids.begin(), req.stop_token_ids.end());
-    if (!req.ignore_eos)
-      for (int64_t e : cfg.eos_token_ids) ends.push_back(static_cast<int32_t>(e));
-    return ends;
-  };
 
   // Records the token chosen for the sequence in `slot`; returns false once it is done (and its
   // slot free again).
@@ -439,6 +421,7 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
         STRATA_CHECK(fed);
       }
     res.tokens.push_back(s.token);
+    if (q.edits) q.edits->generated(s.token);
     res.logprobs.push_back(s.logprob);
     ++generated;
     if (req.top_logprobs > 0) res.top_logprobs.push_back(std::move(top));
@@ -468,126 +451,185 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
   };
 
   // Chooses the next token of the sequence in each slot of `step_slots` from logits
-  // [step_slots.size(), V] (host F32) and returns the slots still running. The backend computes
-  // each row's statistics where the logits are (on the GPU for a CUDA backend) and the samplers
-  // finish each choice from them.
+  // [step_slots.size(), V] (F32 where the backend computed them: on the GPU for a CUDA backend)
+  // and returns the slots still running. The backend computes each row's statistics there, makes
+  // the adjusted copies of the rows whose requests change their logits (penalties, biases,
+  // min_tokens, a constraint's mask, min_p), and draws over whole rows; the samplers finish each
+  // choice from the statistics, so only those and the choices cross to the host.
   auto advance_all = [&](const Tensor& logits, std::span<const int32_t> step_slots) -> Result<std::vector<int32_t>> {
+    compute::Backend& backend = model_.backend();
     const int64_t V = logits.dim(1);
-    std::vector<compute::LogitQuery> queries(step_slots.size());
-    for (size_t i = 0; i < step_slots.size(); ++i) {
-      const GenerationRequest& req = *seqs.at(step_slots[i]).req;
-      queries[i] = logit_query(req.sampling, req.top_logprobs);
-      // A constrained greedy row looks for its choice among its best tokens first.
-      if (req.constraint && req.sampling.greedy()) queries[i].candidates = std::max(queries[i].candidates, 16);
-    }
-    STRATA_ASSIGN_OR_RETURN(std::vector<compute::LogitStats> stats, model_.backend().logit_stats(logits, queries));
+    const size_t R = step_slots.size();
     // The step's constrained sequences' allowed sets, the missing ones computed side by side.
     std::vector<ConstraintMaskCache::Want> wants;
     std::vector<size_t> want_rows;
-    for (size_t i = 0; i < step_slots.size(); ++i)
+    for (size_t i = 0; i < R; ++i)
       if (const Sequence& q = seqs.at(step_slots[i]); q.req->constraint) {
         wants.push_back({q.req->trie.get(), q.req->constraint.get(), &q.state});
         want_rows.push_back(i);
       }
-    std::vector<const AllowedTokens*> mask_of(step_slots.size(), nullptr);  // by row
+    std::vector<const AllowedTokens*> mask_of(R, nullptr);  // by row
     const std::vector<const AllowedTokens*> allowed = masks.fill(wants);
     for (size_t k = 0; k < want_rows.size(); ++k) mask_of[want_rows[k]] = allowed[k];
-    // Each row's choice, rows side by side (a sequence's sampler is its own): a row that is not
-    // greedy, or whose request adjusts its logits, passes over the vocabulary on the host.
+    // A row whose request changes its logits is chosen from its adjusted copy; the statistics of
+    // the model's own row give every row's logprobs.
+    std::vector<compute::LogitQuery> queries(R), adjusted_queries;
+    std::vector<compute::RowAdjustment> adjustments;
+    std::vector<bool> adjusted(R, false);
+    for (size_t i = 0; i < R; ++i) {
+      const Sequence& q = seqs.at(step_slots[i]);
+      const GenerationRequest& req = *q.req;
+      const compute::LogitQuery want = logit_query(req.sampling, req.top_logprobs, V);
+      const bool too_early = static_cast<int32_t>(q.result.tokens.size()) < req.min_tokens;
+      if (too_early || req.adjusts_logits()) {
+        adjusted[i] = true;
+        adjustments.push_back(logit_adjustment(req, q.edits ? q.edits->edits() : std::span<const compute::TokenEdit>(),
+                                               too_early, cfg.eos_token_ids, mask_of[i], static_cast<int64_t>(i), V));
+        adjusted_queries.push_back(want);
+        queries[i].candidates = req.top_logprobs;
+      } else {
+        queries[i] = want;
+      }
+    }
+    STRATA_ASSIGN_OR_RETURN(std::vector<compute::LogitStats> stats, backend.logit_stats(logits, queries));
     struct Choice {
       Sample s;
       std::string error;  // the sequence ends with this error
-      Status status;      // the step fails
     };
-    std::vector<Choice> choices(step_slots.size());
-    auto choose = [&](size_t i, Choice& c) {
-      Sequence& q = seqs.at(step_slots[i]);
-      const GenerationRequest& req = *q.req;
-      const GenerationResult& res = q.result;
+    std::vector<Choice> choices(R);
+    for (size_t i = 0; i < R; ++i) {
       const compute::LogitStats& st = stats[i];
       // A NaN or an infinity anywhere in the row makes the maximum or the log-sum non-finite.
-      if (!std::isfinite(st.max_logit) || !std::isfinite(st.log_sum)) {
-        c.error = "the model's logits hold NaN or infinite values at generated token " +
-                  std::to_string(res.tokens.size()) +
-                  " (the weights hold NaN or infinite values, or the computation overflowed)";
-        return;
-      }
-      const std::span<const float> row{logits.data<float>() + i * V, static_cast<size_t>(V)};
-      const bool too_early = static_cast<int32_t>(res.tokens.size()) < req.min_tokens;
-      // Under a constraint alone, greedy takes the allowed argmax from the row's best tokens or
-      // the allowed ones, and plain temperature sampling draws over the allowed tokens only, as
-      // the adjusted row would give them, without the row's copy and its statistics.
-      std::optional<int32_t> chosen;
-      if (const AllowedTokens* mask = mask_of[i]; mask && !too_early && !req.adjusts_beyond_constraint()) {
-        if (req.sampling.greedy()) {
-          chosen = constrained_argmax(st, row, *mask, end_tokens_of(req));
-        } else if (V > kSampleCandidates && q.sampler.draws_from_whole_row(static_cast<int32_t>(V))) {
-          chosen = q.sampler.draw_from_allowed(row, mask->with_ends(end_tokens_of(req), V));
-        }
-      }
-      if (chosen) {
-        c.s.token = *chosen;
-        c.s.logprob = static_cast<float>(static_cast<double>(row[c.s.token]) - st.max_logit - st.log_sum);
-      } else if (too_early || req.adjusts_logits()) {
-        const AllowedTokens* mask = mask_of[i];
-        std::vector<float> x = adjusted_logits(req, res.tokens, row, too_early, cfg.eos_token_ids, mask);
-        if (mask && std::none_of(x.begin(), x.end(), [](float v) { return v > -INFINITY; })) {
-          c.error = std::string("no token of the vocabulary continues the ") + req.constraint->name() +
-                    " at generated token " + std::to_string(res.tokens.size()) +
-                    (mask->complete ? " (the text is complete but min_tokens or ignore_eos forbids ending it)"
-                                    : " (the constraint may need a deeper nesting than strata allows, or "
-                                      "min_p or logit_bias removed every allowed token)");
-          return;
-        }
-        const Tensor m = Tensor::wrap(x.data(), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
-        auto ms = compute::logit_stats_on_host(m, {&queries[i], 1});
-        if (!ms.is_ok()) {
-          c.status = ms.status();
-          return;
-        }
-        c.s = q.sampler.sample((*ms)[0], x);
-        c.s.logprob = static_cast<float>(static_cast<double>(row[c.s.token]) - st.max_logit - st.log_sum);
-      } else {
-        c.s = q.sampler.sample(st, row);
-      }
-    };
-    size_t passes = 0;  // rows that may read the whole row on the host
-    for (size_t i = 0; i < step_slots.size(); ++i) {
-      const GenerationRequest& req = *seqs.at(step_slots[i]).req;
-      passes += !req.sampling.greedy() || req.adjusts_beyond_constraint() || req.min_tokens > 0;
+      if (!std::isfinite(st.max_logit) || !std::isfinite(st.log_sum))
+        choices[i].error = "the model's logits hold NaN or infinite values at generated token " +
+                           std::to_string(seqs.at(step_slots[i]).result.tokens.size()) +
+                           " (the weights hold NaN or infinite values, or the computation overflowed)";
     }
-    auto choose_range = [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) choose(static_cast<size_t>(i), choices[static_cast<size_t>(i)]);
+    // Chooses rows[k] (of step_slots) from row at[k] of x, whose statistics are *st[k]: draws over
+    // whole rows on the backend, all in one call; a row that needs more candidates than its
+    // statistics hold comes to the host.
+    auto decide = [&](const Tensor& x, std::span<const size_t> rows, std::span<const int64_t> at,
+                      std::span<const compute::LogitStats* const> st) -> Status {
+      std::vector<compute::RowDraw> draws;
+      std::vector<size_t> drawn;
+      for (size_t k = 0; k < rows.size(); ++k) {
+        Sequence& q = seqs.at(step_slots[rows[k]]);
+        const Sampler::Decision d = q.sampler.decide(*st[k], static_cast<int32_t>(V));
+        Sample& s = choices[rows[k]].s;
+        switch (d.kind) {
+          case Sampler::Decision::Kind::kToken:
+            s.token = d.token;
+            break;
+          case Sampler::Decision::Kind::kWholeRow:
+            draws.push_back(d.draw);
+            draws.back().row = at[k];
+            drawn.push_back(rows[k]);
+            break;
+          case Sampler::Decision::Kind::kRow: {
+            const Tensor row = backend.to_host_f32(x.slice_rows(at[k], at[k] + 1));
+            s.token = q.sampler.choose_from_row(*st[k], {row.data<float>(), static_cast<size_t>(V)});
+            break;
+          }
+        }
+      }
+      if (draws.empty()) return Status::ok();
+      STRATA_ASSIGN_OR_RETURN(const std::vector<int32_t> tokens, backend.draw_tokens(x, draws));
+      for (size_t j = 0; j < drawn.size(); ++j) choices[drawn[j]].s.token = tokens[j];
+      return Status::ok();
     };
-    if (passes >= 8) {
-      if (!sample_pool) sample_pool = std::make_unique<ThreadPool>();
-      sample_pool->parallel_for(static_cast<int64_t>(step_slots.size()), choose_range);
-    } else {
-      choose_range(0, static_cast<int64_t>(step_slots.size()));
+    {
+      std::vector<size_t> rows;
+      std::vector<int64_t> at;
+      std::vector<const compute::LogitStats*> st;
+      for (size_t i = 0; i < R; ++i)
+        if (!adjusted[i] && choices[i].error.empty()) {
+          rows.push_back(i);
+          at.push_back(static_cast<int64_t>(i));
+          st.push_back(&stats[i]);
+        }
+      STRATA_RETURN_IF_ERROR(decide(logits, rows, at, st));
+    }
+    // The adjusted copies, at most half the step's rows at a time: with their statistics' scratch
+    // they then take no more memory than the step's own statistics did.
+    const size_t chunk = std::max<size_t>(1, (R + 1) / 2);
+    for (size_t b = 0; b < adjustments.size(); b += chunk) {
+      const size_t n = std::min(chunk, adjustments.size() - b);
+      STRATA_ASSIGN_OR_RETURN(const Tensor x, backend.adjust_logits(logits, std::span(adjustments).subspan(b, n)));
+      STRATA_ASSIGN_OR_RETURN(const std::vector<compute::LogitStats> xs,
+                              backend.logit_stats(x, std::span(adjusted_queries).subspan(b, n)));
+      std::vector<size_t> rows;
+      std::vector<int64_t> at;
+      std::vector<const compute::LogitStats*> st;
+      for (size_t k = 0; k < n; ++k) {
+        const auto i = static_cast<size_t>(adjustments[b + k].row);
+        Choice& c = choices[i];
+        if (!c.error.empty()) continue;
+        if (!(xs[k].max_logit > -INFINITY)) {
+          const Sequence& q = seqs.at(step_slots[i]);
+          const std::string at_token = " at generated token " + std::to_string(q.result.tokens.size());
+          if (const AllowedTokens* mask = mask_of[i]) {
+            c.error = std::string("no token of the vocabulary continues the ") + q.req->constraint->name() + at_token +
+                      (mask->complete ? " (the text is complete but min_tokens or ignore_eos forbids ending it)"
+                                      : " (the constraint may need a deeper nesting than strata allows, or "
+                                        "min_p or logit_bias removed every allowed token)");
+          } else {
+            c.error = "the request's logit_bias and min_tokens leave no token to choose" + at_token;
+          }
+          continue;
+        }
+        rows.push_back(i);
+        at.push_back(static_cast<int64_t>(k));
+        st.push_back(&xs[k]);
+      }
+      STRATA_RETURN_IF_ERROR(decide(x, rows, at, st));
+    }
+    // Each choice's logprob is the model's: (x - max) - log(sum) of its own row, the value at the
+    // token read from the row's best tokens when it is one of them, else from the backend.
+    std::vector<std::pair<int64_t, int32_t>> look;
+    std::vector<size_t> looked;
+    for (size_t i = 0; i < R; ++i) {
+      Choice& c = choices[i];
+      if (!c.error.empty()) continue;
+      const compute::LogitStats& st = stats[i];
+      std::optional<float> v;
+      if (c.s.token == st.argmax) v = st.max_logit;
+      for (size_t j = 0; !v && j < st.top.size(); ++j)
+        if (st.top[j].second == c.s.token) v = st.top[j].first;
+      if (v) {
+        c.s.logprob = static_cast<float>(static_cast<double>(*v) - st.max_logit - st.log_sum);
+      } else {
+        look.emplace_back(static_cast<int64_t>(i), c.s.token);
+        looked.push_back(i);
+      }
+    }
+    if (!look.empty()) {
+      STRATA_ASSIGN_OR_RETURN(const std::vector<float> values, backend.logit_values(logits, look));
+      for (size_t j = 0; j < looked.size(); ++j) {
+        const compute::LogitStats& st = stats[looked[j]];
+        choices[looked[j]].s.logprob = static_cast<float>(static_cast<double>(values[j]) - st.max_logit - st.log_sum);
+      }
     }
     std::vector<int32_t> still;
-    for (size_t i = 0; i < step_slots.size(); ++i) {
+    for (size_t i = 0; i < R; ++i) {
       const int32_t slot = step_slots[i];
       Sequence& q = seqs.at(slot);
       const GenerationRequest& req = *q.req;
       GenerationResult& res = q.result;
       const compute::LogitStats& st = stats[i];
       Choice& c = choices[i];
-      STRATA_RETURN_IF_ERROR(c.status);
       if (!c.error.empty()) {
         res.finish = FinishReason::kError;
         res.error = std::move(c.error);
         finish(slot);
         continue;
       }
-      const Sample& s = c.s;
       std::vector<std::pair<int32_t, float>> top;
       if (req.top_logprobs > 0) {
         const double lse = st.max_logit + st.log_sum;
         const int32_t k = std::min<int32_t>(req.top_logprobs, static_cast<int32_t>(st.top.size()));
         for (int32_t j = 0; j < k; ++j) top.emplace_back(st.top[j].second, static_cast<float>(st.top[j].first - lse));
       }
-      if (record(slot, s, std::move(top))) {
+      if (record(slot, c.s, std::move(top))) {
         still.push_back(slot);
       } else {
         finish(slot);
@@ -621,8 +663,11 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
         drained = true;
         break;
       }
-      seqs.emplace(slot, Sequence{admitted++, req, Sampler(req->sampling),
-                                  req->constraint ? req->constraint->start() : text::ConstraintState(), {}, 0, n});
+      const auto placed = seqs.emplace(slot, Sequence{admitted++, req, Sampler(req->sampling),
+                                                      req->constraint ? req->constraint->start() : text::ConstraintState(),
+                                                      {}, 0, n, std::nullopt})
+                              .first;
+      if (req->adjusts_beyond_constraint()) placed->second.edits.emplace(*req, cfg.vocab_size);
       new_tokens += req->max_new_tokens;
       pages_taken += n;
       filled.push_back(slot);
@@ -670,7 +715,7 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
         ahead.push_back({q.req->trie.get(), q.req->constraint.get(), &q.state});
     std::future<void> masks_ahead;
     if (!ahead.empty()) masks_ahead = std::async(std::launch::async, [&masks, &ahead] { masks.fill(ahead); });
-    Result<Tensor> forward = model_.forward(batch, rows);
+    Result<Tensor> forward = model_.forward_for_sampling(batch, rows);
     if (masks_ahead.valid()) masks_ahead.get();
     STRATA_ASSIGN_OR_RETURN(Tensor logits, std::move(forward));
     std::vector<int32_t> still;

@@ -83,15 +83,31 @@ struct AllowedTokens {
 std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const int32_t> generated,
                                    std::span<const float> row, bool too_early, std::span<const int64_t> eos_ids,
                                    const AllowedTokens* mask = nullptr);
+// A sequence's token edits (compute::TokenEdit) for its request's repetition, presence and
+// frequency penalties and its logit_bias, kept up to date a generated token at a time.
+class TokenEdits {
+ public:
+  TokenEdits(const GenerationRequest& req, int64_t vocab);
+  void generated(int32_t token);
+  std::span<const compute::TokenEdit> edits() const { return edits_; }
 
-// The greedy choice of a row under a constraint's `mask` alone (no penalty, bias or min_p, not
-// before min_tokens): the token adjusted_logits() would give the largest logit (the first such),
-// found among the row's best tokens in `stats` (the backend's statistics of `row`) when one of
-// them is allowed, else over the allowed tokens only, never a copy of the row. `ends` are the
-// end tokens the request may stop on (allowed when the text is complete). nullopt when no
-// allowed token has a finite logit (adjusted_logits() then says why).
-std::optional<int32_t> constrained_argmax(const compute::LogitStats& stats, std::span<const float> row,
-                                          const AllowedTokens& mask, std::span<const int32_t> ends);
+ private:
+  compute::TokenEdit* edit(int64_t token);  // null outside the vocabulary
+
+  const GenerationRequest* req_;
+  int64_t vocab_;
+  std::vector<compute::TokenEdit> edits_;
+  std::unordered_map<int32_t, size_t> at_;      // token -> its edit
+  std::unordered_map<int32_t, int32_t> count_;  // generated tokens' counts
+};
+
+// The same changes as a backend applies them where the logits are (compute/logit_adjust.h), for
+// row `row` of logits over a vocabulary of `vocab` tokens, from the sequence's `edits`
+// (TokenEdits for `req`).
+compute::RowAdjustment logit_adjustment(const GenerationRequest& req, std::span<const compute::TokenEdit> edits,
+                                        bool too_early,
+                                        std::span<const int64_t> eos_ids, const AllowedTokens* mask, int64_t row,
+                                        int64_t vocab);
 
 // Allowed sets by (constraint, state): inside a string the state repeats token after token, and
 // requests sharing a constraint share its states. Bounded to about 64 MiB of sets, 8 tokens a byte

@@ -50,11 +50,12 @@ std::optional<int32_t> draw_nucleus(std::span<const double> probs, float top_p, 
   return keep - 1;
 }
 
-compute::LogitQuery logit_query(const SamplingParams& p, int32_t top_logprobs) {
+compute::LogitQuery logit_query(const SamplingParams& p, int32_t top_logprobs, int64_t vocab) {
   compute::LogitQuery q;
   if (!p.greedy()) {
     q.temperature = p.temperature;
-    q.candidates = p.top_k > 0 && p.top_k <= kSampleCandidates ? p.top_k : kSampleCandidates;
+    const bool whole_row = (p.top_k == 0 || p.top_k >= vocab) && p.top_p >= 1.0f;
+    if (!whole_row) q.candidates = p.top_k > 0 && p.top_k <= kSampleCandidates ? p.top_k : kSampleCandidates;
   }
   q.candidates = std::max(q.candidates, top_logprobs);
   return q;
@@ -96,89 +97,50 @@ bool Sampler::pick(const compute::LogitStats& st, int32_t vocab, int32_t* token)
   return true;
 }
 
-// Temperature sampling over the whole row without an order: one pass, no sort. `tsum` is the
-// row's sum of exp((x - max) / T), as the statistics give it.
-int32_t Sampler::draw_from_row(std::span<const float> logits, double max_logit, double tsum) {
-  const double inv_t = 1.0 / params_.temperature;
-  const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53 * tsum;
-  double acc = 0;
-  int32_t last = 0;
-  for (size_t i = 0; i < logits.size(); ++i) {
-    const double w = std::exp(logits[i] * inv_t - max_logit * inv_t);
-    if (w <= 0) continue;
-    acc += w;
-    last = static_cast<int32_t>(i);
-    if (u < acc) return last;
+Sampler::Decision Sampler::decide(const compute::LogitStats& stats, int32_t vocab) {
+  Decision d;
+  if (pick(stats, vocab, &d.token)) return d;
+  const int32_t keep = (params_.top_k > 0 && params_.top_k < vocab) ? params_.top_k : vocab;
+  if (keep == vocab && params_.top_p >= 1.0f) {
+    // Temperature sampling over the whole row without an order: one pass, no sort, with the
+    // statistics' sum of exp((x - max) / T).
+    d.kind = Decision::Kind::kWholeRow;
+    d.draw.temperature = params_.temperature;
+    d.draw.max_logit = stats.max_logit;
+    d.draw.target = static_cast<double>(rng_() >> 11) * 0x1.0p-53 * stats.temperature_sum;
+    return d;
   }
-  return last;  // rounding left u past the sum: the last token with any weight
+  d.kind = Decision::Kind::kRow;
+  return d;
 }
 
-std::optional<int32_t> Sampler::draw_from_allowed(std::span<const float> logits, std::span<const uint64_t> allowed) {
-  STRATA_CHECK(draws_from_whole_row(static_cast<int32_t>(logits.size())));
-  const auto V = static_cast<int64_t>(logits.size());
-  // Calls fn(t) for each allowed token, increasing.
-  auto each = [&](auto&& fn) {
-    for (size_t w = 0; w < allowed.size(); ++w)
-      for (uint64_t bits = allowed[w]; bits != 0; bits &= bits - 1) {
-        const int64_t t = static_cast<int64_t>(w) * 64 + std::countr_zero(bits);
-        if (t >= V) return;
-        if (!fn(t)) return;
-      }
-  };
-  float mx = -INFINITY;
-  each([&](int64_t t) {
-    mx = std::max(mx, logits[t]);
-    return true;
-  });
-  if (!(mx > -INFINITY)) return std::nullopt;
-  // The statistics' sum (in index order; a refused token adds exp(-inf) = 0), then the row draw's
-  // walk, both over the allowed tokens only.
-  const double inv_t = 1.0 / params_.temperature;
-  const double max_logit = mx;
-  double tsum = 0;
-  each([&](int64_t t) {
-    tsum += std::exp(logits[t] * inv_t - max_logit * inv_t);
-    return true;
-  });
-  const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53 * tsum;
-  double acc = 0;
-  int32_t last = -1, chosen = -1;
-  each([&](int64_t t) {
-    const double w = std::exp(logits[t] * inv_t - max_logit * inv_t);
-    if (w <= 0) return true;
-    acc += w;
-    last = static_cast<int32_t>(t);
-    if (u < acc) {
-      chosen = last;
-      return false;
-    }
-    return true;
-  });
-  return chosen >= 0 ? chosen : last;
+int32_t Sampler::choose_from_row(const compute::LogitStats& stats, std::span<const float> logits) {
+  // More candidates than the statistics hold: the top_k best, or for top_p as many as the
+  // nucleus needs, growing eightfold (a partial sort of the row each time, not a full one).
+  const int32_t V = static_cast<int32_t>(logits.size());
+  const int32_t keep = (params_.top_k > 0 && params_.top_k < V) ? params_.top_k : V;
+  const Tensor row = Tensor::wrap(const_cast<float*>(logits.data()), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
+  int32_t want = keep < V ? keep : std::min(V, std::max<int32_t>(8 * static_cast<int32_t>(stats.top.size()), 64));
+  for (;;) {
+    const compute::LogitQuery q{params_.temperature, want};
+    compute::LogitStats more = stats;
+    more.top = std::move(compute::logit_stats_on_host(row, {&q, 1}).value()[0].top);
+    int32_t token = 0;
+    if (pick(more, V, &token)) return token;
+    STRATA_CHECK(want < V, "sampling over the whole row must succeed");
+    want = static_cast<int32_t>(std::min<int64_t>(V, 8 * static_cast<int64_t>(want)));
+  }
 }
 
 Sample Sampler::sample(const compute::LogitStats& stats, std::span<const float> logits) {
   STRATA_CHECK(!logits.empty());
   const int32_t V = static_cast<int32_t>(logits.size());
   Sample out;
-  const int32_t keep = (params_.top_k > 0 && params_.top_k < V) ? params_.top_k : V;
-  if (pick(stats, V, &out.token)) {
-    // drawn from the candidates
-  } else if (keep == V && params_.top_p >= 1.0f) {
-    out.token = draw_from_row(logits, stats.max_logit, stats.temperature_sum);
-  } else {
-    // More candidates than the statistics hold: the top_k best, or for top_p as many as the
-    // nucleus needs, growing eightfold (a partial sort of the row each time, not a full one).
-    const Tensor row = Tensor::wrap(const_cast<float*>(logits.data()), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
-    int32_t want = keep < V ? keep : std::min(V, std::max<int32_t>(8 * static_cast<int32_t>(stats.top.size()), 64));
-    for (;;) {
-      const compute::LogitQuery q{params_.temperature, want};
-      compute::LogitStats more = stats;
-      more.top = std::move(compute::logit_stats_on_host(row, {&q, 1}).value()[0].top);
-      if (pick(more, V, &out.token)) break;
-      STRATA_CHECK(want < V, "sampling over the whole row must succeed");
-      want = static_cast<int32_t>(std::min<int64_t>(V, 8 * static_cast<int64_t>(want)));
-    }
+  const Decision d = decide(stats, V);
+  switch (d.kind) {
+    case Decision::Kind::kToken: out.token = d.token; break;
+    case Decision::Kind::kWholeRow: out.token = compute::draw_in_row(logits, d.draw); break;
+    case Decision::Kind::kRow: out.token = choose_from_row(stats, logits); break;
   }
   // log-softmax at the token as token_logprob() computes it: (x - max) - log(sum).
   out.logprob = static_cast<float>(static_cast<double>(logits[out.token]) - stats.max_logit - stats.log_sum);

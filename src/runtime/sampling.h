@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "compute/logit_adjust.h"
 #include "compute/logit_stats.h"
 
 namespace strata::runtime {
@@ -32,11 +33,14 @@ struct Sample {
   float logprob = 0.0f;  // log-softmax of the raw logits at `token`
 };
 
-// Candidates a sampled (not greedy) row asks the backend for when its top_k does not bound them.
+// Candidates a row sampled with a top_k past the vocabulary's 1,024 best or a top_p below 1 asks
+// the backend for.
 inline constexpr int32_t kSampleCandidates = 1024;
 
-// The statistics sampling with `p` needs of a row, with at least `top_logprobs` candidates.
-compute::LogitQuery logit_query(const SamplingParams& p, int32_t top_logprobs);
+// The statistics sampling with `p` needs of a row of `vocab` logits, with at least `top_logprobs`
+// candidates. Plain temperature sampling (no top_k under the vocabulary, top_p 1) draws over the
+// whole row and needs none.
+compute::LogitQuery logit_query(const SamplingParams& p, int32_t top_logprobs, int64_t vocab);
 
 class Sampler {
  public:
@@ -48,19 +52,25 @@ class Sampler {
   Sample sample(const compute::LogitStats& stats, std::span<const float> logits);
   // The same, from the row alone.
   Sample sample(std::span<const float> logits);
-  // Whether a draw reads the whole row: temperature sampling with no top_k below `vocab` and
-  // top_p 1.
-  bool draws_from_whole_row(int32_t vocab) const {
-    return !params_.greedy() && (params_.top_k == 0 || params_.top_k >= vocab) && params_.top_p >= 1.0f;
-  }
-  // Such a draw over the tokens of `allowed` alone (token t: bit t % 64 of allowed[t / 64]): the
-  // token sample() would draw from the row with every other token at -inf, without that row.
-  // nullopt, drawing nothing, when no allowed token has a finite logit. Needs
-  // draws_from_whole_row(logits.size()).
-  std::optional<int32_t> draw_from_allowed(std::span<const float> logits, std::span<const uint64_t> allowed);
+
+  // sample()'s choice in two parts, for a row that stays where the backend computed it: first
+  // what `stats` (of a row of `vocab` logits) decide, then, when they do not, the row's own part.
+  struct Decision {
+    enum class Kind {
+      kToken,     // `token` is the choice
+      kWholeRow,  // temperature sampling over the whole row: `draw` (row 0) is the draw to make
+                  // (compute::draw_in_row, Backend::draw_tokens), its random number taken
+      kRow,       // more candidates than `stats` hold: choose_from_row() with the row
+    };
+    Kind kind = Kind::kToken;
+    int32_t token = 0;
+    compute::RowDraw draw;
+  };
+  Decision decide(const compute::LogitStats& stats, int32_t vocab);
+  // After a kRow decision: the choice from the host row `logits` (a partial sort, not a full one).
+  int32_t choose_from_row(const compute::LogitStats& stats, std::span<const float> logits);
 
  private:
-  int32_t draw_from_row(std::span<const float> logits, double max_logit, double tsum);
   // False when stats.top is too short for the draw (nothing drawn).
   bool pick(const compute::LogitStats& stats, int32_t vocab, int32_t* token);
 

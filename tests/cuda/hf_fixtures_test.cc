@@ -175,6 +175,63 @@ TEST_P(GpuHfReference, GreedyTokensMatchTransformersWhenRequestsJoinDecodeSteps)
   }
 }
 
+// The model with its logits brought to the host every step: the backend then samples through
+// the host's reference computations (adjusted copies, their statistics, the draws, the values).
+class HostLogits final : public compute::SequenceModel {
+ public:
+  explicit HostLogits(compute::Transformer& model) : inner_(model) {}
+  const model::ModelConfig& config() const override { return inner_.config(); }
+  compute::Backend& backend() override { return inner_.backend(); }
+  Status reset(int32_t slots, int32_t max_len) override { return inner_.reset(slots, max_len); }
+  Result<Tensor> forward(const compute::TokenBatch& batch, std::span<const int32_t> rows) override {
+    return inner_.forward(batch, rows);
+  }
+  bool mixed_steps() const override { return inner_.mixed_steps(); }
+
+ private:
+  compute::TransformerModel inner_;
+};
+
+// Sampling where the logits are (the GPU) chooses what the host's reference chooses, with the
+// same logprobs: penalties, biases, min_p, min_tokens, top_k and top_p, seeded draws, top
+// logprobs, requests joining running ones.
+TEST_P(GpuHfReference, SamplingOnTheGpuIsTheHostsSampling) {
+  std::vector<runtime::GenerationRequest> reqs;
+  for (int k = 0; k < 5; ++k)
+    for (const auto& prompt : ref_.prompts) {
+      runtime::GenerationRequest r;
+      r.prompt = prompt;
+      r.max_new_tokens = 12;
+      r.sampling.seed = 100 + reqs.size();
+      switch (k) {
+        case 0: r.repetition_penalty = 1.3f, r.presence_penalty = 0.4f, r.frequency_penalty = 0.2f; break;
+        case 1: r.sampling.temperature = 0.8f, r.logit_bias = {{3, 5.0f}, {10, -100.0f}}, r.min_p = 0.1f; break;
+        case 2: r.sampling.temperature = 1.1f, r.sampling.top_k = 20, r.sampling.top_p = 0.9f, r.min_tokens = 5, r.top_logprobs = 3; break;
+        case 3: r.sampling.temperature = 1.0f; break;
+        case 4: r.top_logprobs = 2, r.ignore_eos = true; break;
+      }
+      reqs.push_back(r);
+    }
+  HostLogits host_model(*model_);
+  compute::TransformerModel gpu_model(*model_);
+  runtime::Generator on_host(host_model), on_gpu(gpu_model);
+  on_host.set_slots(4);
+  on_gpu.set_slots(4);
+  auto want = on_host.generate(reqs);
+  auto got = on_gpu.generate(reqs);
+  ASSERT_TRUE(want.is_ok()) << want.status().to_string();
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const auto& w = (*want)[i];
+    const auto& g = (*got)[i];
+    EXPECT_EQ(g.tokens, w.tokens) << "request " << i;
+    ASSERT_EQ(g.logprobs.size(), w.logprobs.size()) << "request " << i;
+    for (size_t t = 0; t < g.logprobs.size(); ++t) EXPECT_EQ(g.logprobs[t], w.logprobs[t]) << "request " << i << " token " << t;
+    EXPECT_EQ(g.top_logprobs, w.top_logprobs) << "request " << i;
+    if (reqs[i].logit_bias.size() == 2) EXPECT_EQ(std::count(g.tokens.begin(), g.tokens.end(), 10), 0) << "request " << i;
+  }
+}
+
 const Case kCases[] = {
     {"opt_pre_ln", DType::kF16},          {"opt_post_ln_proj", DType::kF16},
     {"llama_gqa_llama3", DType::kF16},    {"qwen2_bias_tied", DType::kF16},

@@ -270,13 +270,20 @@ class CountingModel final : public compute::SequenceModel {
     return m_.reset_paged(rows, page_len);
   }
   Result<Tensor> forward(const compute::TokenBatch& batch, std::span<const int32_t> rows) override {
-    if (!batch.seqs.empty() && batch.seqs[0].past_len > 0)
-      most_decoding = std::max(most_decoding, static_cast<int>(batch.seqs.size()));
+    count(batch);
     return m_.forward(batch, rows);
+  }
+  Result<Tensor> forward_for_sampling(const compute::TokenBatch& batch, std::span<const int32_t> rows) override {
+    count(batch);
+    return m_.forward_for_sampling(batch, rows);
   }
   int most_decoding = 0;
 
  private:
+  void count(const compute::TokenBatch& batch) {
+    if (!batch.seqs.empty() && batch.seqs[0].past_len > 0)
+      most_decoding = std::max(most_decoding, static_cast<int>(batch.seqs.size()));
+  }
   compute::SequenceModel& m_;
 };
 

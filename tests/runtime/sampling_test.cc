@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/thread_pool.h"
+#include "compute/backend.h"
 #include "testing/test_data.h"
 #include "text/tokenizer.h"
 
@@ -280,107 +282,148 @@ TEST(AdjustedLogits, PenaltiesBiasMinPAndTheEndTokensAsDefined) {
   for (size_t t : {1, 3, 4}) EXPECT_EQ(masked[t], -INFINITY) << t;
 }
 
-// The greedy choice under a constraint, from the row's best tokens or the allowed ones alone, is
-// the argmax of the adjusted row: random rows with ties and -inf, masks from empty to full,
-// complete or not, with and without end tokens, and statistics of 0-16 candidates.
-TEST(ConstrainedArgmax, IsTheArgmaxOfTheAdjustedRow) {
-  std::mt19937 rng(11);
-  const std::vector<int64_t> eos = {2};
-  int fast = 0, none = 0;
-  for (int trial = 0; trial < 3000; ++trial) {
-    const int64_t V = 1 + static_cast<int64_t>(rng() % 300);
+// sample()'s choice made in two parts (decide() on the statistics, then, when they do not decide,
+// the draw over the whole row or the choice from the host row) is sample()'s, draw for draw, for
+// the same seed: rows of 1-3000 tokens with ties and -inf, greedy, plain temperature, top_k
+// under and past the candidates, top_p, and the statistics the backend is asked for.
+TEST(Sampling, DecidingInTwoPartsIsSampling) {
+  std::mt19937 rng(17);
+  std::map<Sampler::Decision::Kind, int> kinds;
+  for (int trial = 0; trial < 400; ++trial) {
+    const int64_t V = 1 + static_cast<int64_t>(rng() % 3000);
     std::vector<float> row(static_cast<size_t>(V));
-    for (float& v : row) {
-      const unsigned k = rng() % 20;
-      v = k == 0 ? -INFINITY : static_cast<float>(rng() % 9);  // small range: many ties
+    std::normal_distribution<float> normal(0.0f, 2.0f);
+    for (float& v : row) v = rng() % 40 == 0 ? -INFINITY : std::round(normal(rng) * 4) / 4;  // ties
+    row[rng() % V] = 5.0f;  // a finite maximum
+    SamplingParams p;
+    p.seed = rng();
+    switch (trial % 5) {
+      case 0: break;  // greedy
+      case 1: p.temperature = 0.7f; break;
+      case 2: p.temperature = 1.0f, p.top_k = 1 + static_cast<int32_t>(rng() % 2000); break;
+      case 3: p.temperature = 1.2f, p.top_p = 0.5f + static_cast<float>(rng() % 50) / 100.0f; break;
+      case 4: p.temperature = 0.9f, p.top_k = 1500, p.top_p = 0.95f; break;
     }
-    const unsigned density = rng() % 5;  // 0: empty, 4: everything
-    std::vector<uint8_t> allowed(static_cast<size_t>(V));
-    for (auto& a : allowed) a = density == 4 || (density > 0 && rng() % (1u << (2 * density)) == 0) ? 0 : 1;
-    if (density == 0) std::fill(allowed.begin(), allowed.end(), 0);
-    if (density == 4) std::fill(allowed.begin(), allowed.end(), 1);
-    if (V > 2) allowed[2] = 0;  // the end token has no text
-    const bool complete = rng() % 2 == 0;
-    GenerationRequest req;
-    req.prompt = {0};
-    req.ignore_eos = rng() % 3 == 0;
-    if (rng() % 3 == 0) req.stop_token_ids = {static_cast<int32_t>(rng() % V)};
-    std::vector<int32_t> ends(req.stop_token_ids.begin(), req.stop_token_ids.end());
-    if (!req.ignore_eos) ends.push_back(2);
-    const AllowedTokens mask = AllowedTokens::from_bytes(allowed, complete);
-    const compute::LogitQuery q{0.0f, static_cast<int32_t>(rng() % 17)};
+    const compute::LogitQuery q = logit_query(p, 0, V);
     const Tensor t = Tensor::wrap(row.data(), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
     const compute::LogitStats st = compute::logit_stats_on_host(t, {&q, 1}).value()[0];
-    const std::optional<int32_t> got = constrained_argmax(st, row, mask, ends);
-    const auto x = adjusted_logits(req, {}, row, false, eos, &mask);
-    const bool any = std::any_of(x.begin(), x.end(), [](float v) { return v > -INFINITY; });
-    if (!any) {
-      EXPECT_FALSE(got.has_value()) << trial;
-      ++none;
-      continue;
+    Sampler whole(p), parts(p);
+    for (int d = 0; d < 10; ++d) {
+      const int32_t want = whole.sample(st, row).token;
+      const Sampler::Decision dec = parts.decide(st, static_cast<int32_t>(V));
+      ++kinds[dec.kind];
+      int32_t got = dec.token;
+      if (dec.kind == Sampler::Decision::Kind::kWholeRow) got = compute::draw_in_row(row, dec.draw);
+      if (dec.kind == Sampler::Decision::Kind::kRow) got = parts.choose_from_row(st, row);
+      ASSERT_EQ(got, want) << "trial " << trial << " draw " << d;
+      EXPECT_GT(row[got], -INFINITY);
     }
-    ASSERT_TRUE(got.has_value()) << trial;
-    const int32_t want = static_cast<int32_t>(std::max_element(x.begin(), x.end()) - x.begin());
-    EXPECT_EQ(*got, want) << trial << " V " << V << " candidates " << q.candidates;
-    fast += !st.top.empty();
   }
-  EXPECT_GT(fast, 500);
-  EXPECT_GT(none, 50);
+  EXPECT_GT(kinds[Sampler::Decision::Kind::kToken], 500);
+  EXPECT_GT(kinds[Sampler::Decision::Kind::kWholeRow], 200);
+  EXPECT_GT(kinds[Sampler::Decision::Kind::kRow], 50);
 }
 
-// Temperature sampling over a constraint's allowed tokens draws, for the same seed, the tokens the
-// adjusted row's statistics and draw give: rows of 1025-3000 tokens (past the backend's
-// candidates), masks from a few tokens to all, 20 draws from one sampler each.
-TEST(Sampling, DrawingFromTheAllowedTokensIsDrawingFromTheMaskedRow) {
-  std::mt19937 rng(5);
-  const std::vector<int64_t> eos = {};
-  int draws = 0, none = 0;
-  for (int trial = 0; trial < 200; ++trial) {
-    const int64_t V = kSampleCandidates + 1 + static_cast<int64_t>(rng() % 2000);
-    std::vector<float> row(static_cast<size_t>(V));
-    std::normal_distribution<float> normal(0.0f, 3.0f);
-    for (float& v : row) v = rng() % 50 == 0 ? -INFINITY : normal(rng);
-    const unsigned every = 1u << (rng() % 10);  // 1: every token; 512: a few
-    std::vector<uint8_t> allowed(static_cast<size_t>(V));
-    for (auto& a : allowed) a = rng() % every == 0 ? 1 : 0;
-    if (trial % 50 == 0) std::fill(allowed.begin(), allowed.end(), 0);
-    const AllowedTokens mask = AllowedTokens::from_bytes(allowed, false);
-    SamplingParams p;
-    p.temperature = 0.3f + static_cast<float>(rng() % 20) / 10.0f;
-    p.seed = rng();
-    ASSERT_TRUE(Sampler(p).draws_from_whole_row(static_cast<int32_t>(V)));
-    Sampler fast(p), slow(p);
+// The backend's adjusted copies (from a sequence's edits kept token by token) are
+// adjusted_logits() of their rows (the CPU backend's, rows over its threads), its draws draw_in_row() and its values the row's; bad arguments are named.
+TEST(LogitAdjustment, TheBackendsCopiesDrawsAndValuesAreTheRowsOwn) {
+  std::mt19937 rng(23);
+  ThreadPool pool(2);
+  auto backend = compute::make_cpu_backend(pool);
+  const int64_t R = 40, V = 700;
+  Tensor logits = Tensor::host(DType::kF32, {R, V});
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  for (int64_t i = 0; i < R * V; ++i) logits.data<float>()[i] = normal(rng);
+  const std::vector<int64_t> eos = {2};
+  std::vector<compute::RowAdjustment> adjustments;
+  std::vector<std::vector<float>> want;
+  for (int64_t r = 0; r < R; r += 1 + static_cast<int64_t>(rng() % 2)) {
     GenerationRequest req;
-    req.prompt = {0};
-    req.sampling = p;
-    const auto x = adjusted_logits(req, {}, row, false, eos, &mask);
-    const compute::LogitQuery q = logit_query(p, 0);
-    const Tensor t = Tensor::wrap(const_cast<float*>(x.data()), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
-    const compute::LogitStats st = compute::logit_stats_on_host(t, {&q, 1}).value()[0];
-    if (!(st.max_logit > -INFINITY)) {
-      EXPECT_FALSE(fast.draw_from_allowed(row, mask.words).has_value());
-      ++none;
-      continue;
-    }
-    for (int d = 0; d < 20; ++d, ++draws) {
-      const std::optional<int32_t> got = fast.draw_from_allowed(row, mask.words);
-      ASSERT_TRUE(got.has_value());
-      EXPECT_EQ(*got, slow.sample(st, x).token) << "trial " << trial << " draw " << d;
-      EXPECT_TRUE(mask.allows(*got));
-    }
+    req.prompt = {static_cast<int32_t>(rng() % V), 7, 7};
+    req.sampling.temperature = rng() % 2 ? 1.0f : 0.0f;
+    req.repetition_penalty = rng() % 2 ? 1.3f : 1.0f;
+    req.presence_penalty = rng() % 2 ? 0.5f : 0.0f;
+    req.frequency_penalty = rng() % 2 ? 0.25f : 0.0f;
+    req.min_p = rng() % 2 ? 0.05f : 0.0f;
+    if (rng() % 2) req.logit_bias = {{3, 4.0f}, {static_cast<int32_t>(rng() % V), -2.5f}};
+    if (rng() % 3 == 0) req.stop_token_ids = {9};
+    const std::vector<int32_t> generated = {7, 11, 11, static_cast<int32_t>(rng() % V)};
+    const bool too_early = rng() % 2;
+    std::vector<uint8_t> bytes(static_cast<size_t>(V));
+    for (auto& b : bytes) b = rng() % 3 == 0;
+    const AllowedTokens mask = AllowedTokens::from_bytes(bytes, rng() % 2);
+    const AllowedTokens* m = rng() % 2 ? &mask : nullptr;
+    const std::span<const float> row{logits.data<float>() + r * V, static_cast<size_t>(V)};
+    want.push_back(adjusted_logits(req, generated, row, too_early, eos, m));
+    TokenEdits edits(req, V);
+    for (int32_t t : generated) edits.generated(t);
+    adjustments.push_back(logit_adjustment(req, edits.edits(), too_early, eos, m, r, V));
   }
-  EXPECT_GT(draws, 3000);
-  EXPECT_GE(none, 4);
-  // Not a whole-row draw: greedy, a top_k under the vocabulary, a top_p below 1.
-  SamplingParams p;
-  EXPECT_FALSE(Sampler(p).draws_from_whole_row(5000));
-  p.temperature = 1;
-  EXPECT_TRUE(Sampler(p).draws_from_whole_row(5000));
-  p.top_k = 40;
-  EXPECT_FALSE(Sampler(p).draws_from_whole_row(5000));
-  p.top_k = 0;
-  p.top_p = 0.9f;
-  EXPECT_FALSE(Sampler(p).draws_from_whole_row(5000));
+  auto got = backend->adjust_logits(logits, adjustments);
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  ASSERT_EQ(got->dim(0), static_cast<int64_t>(adjustments.size()));
+  for (size_t i = 0; i < want.size(); ++i)
+    EXPECT_EQ(std::vector<float>(got->data<float>() + static_cast<int64_t>(i) * V,
+                                 got->data<float>() + static_cast<int64_t>(i + 1) * V),
+              want[i])
+        << "adjustment " << i;
+  std::vector<compute::RowDraw> draws;
+  for (int64_t r = 0; r < R; ++r) {
+    const float* x = logits.data<float>() + r * V;
+    compute::RowDraw d{r, 0.5f + static_cast<float>(rng() % 10) / 5.0f, *std::max_element(x, x + V), 0.0};
+    double sum = 0;
+    for (int64_t i = 0; i < V; ++i) sum += std::exp(x[i] / static_cast<double>(d.temperature) - d.max_logit / static_cast<double>(d.temperature));
+    d.target = std::uniform_real_distribution<double>(0.0, sum)(rng);
+    draws.push_back(d);
+  }
+  auto tokens = backend->draw_tokens(logits, draws);
+  ASSERT_TRUE(tokens.is_ok()) << tokens.status().to_string();
+  for (size_t i = 0; i < draws.size(); ++i) {
+    const float* x = logits.data<float>() + draws[i].row * V;
+    EXPECT_EQ((*tokens)[i], compute::draw_in_row({x, static_cast<size_t>(V)}, draws[i])) << i;
+    // The draw's token is the first whose running sum passes the target (summed here in order).
+    const double inv_t = 1.0 / draws[i].temperature;
+    double before = 0;
+    for (int32_t t = 0; t < (*tokens)[i]; ++t) before += std::exp(x[t] * inv_t - draws[i].max_logit * inv_t);
+    EXPECT_LE(before, draws[i].target + 1e-9) << i;
+    EXPECT_GT(before + std::exp(x[(*tokens)[i]] * inv_t - draws[i].max_logit * inv_t), draws[i].target - 1e-9) << i;
+  }
+  const std::vector<std::pair<int64_t, int32_t>> at = {{0, 0}, {39, 699}, {5, 123}};
+  auto values = backend->logit_values(logits, at);
+  ASSERT_TRUE(values.is_ok());
+  for (size_t i = 0; i < at.size(); ++i) EXPECT_EQ((*values)[i], logits.data<float>()[at[i].first * V + at[i].second]);
+  // Rows, tokens and masks outside the logits, and a temperature of 0, are named.
+  compute::RowAdjustment bad;
+  bad.row = R;
+  EXPECT_NE(backend->adjust_logits(logits, {&bad, 1}).status().message().find("row 40"), std::string::npos);
+  bad.row = 0;
+  bad.edits = {{static_cast<int32_t>(V)}};
+  EXPECT_NE(backend->adjust_logits(logits, {&bad, 1}).status().message().find("token 700"), std::string::npos);
+  bad.edits.clear();
+  bad.allowed.assign(3, 0);
+  EXPECT_NE(backend->adjust_logits(logits, {&bad, 1}).status().message().find("mask of 3 words"), std::string::npos);
+  const compute::RowDraw cold{0, 0.0f, 0.0f, 0.0};
+  EXPECT_NE(backend->draw_tokens(logits, {&cold, 1}).status().message().find("temperature"), std::string::npos);
+  const std::pair<int64_t, int32_t> outside{0, -1};
+  EXPECT_FALSE(backend->logit_values(logits, {&outside, 1}).is_ok());
+}
+
+// What the backend is asked for: nothing to sort for greedy or plain temperature sampling (a draw
+// over the whole row), the top_k best, or the 1,024 best for a nucleus; at least top_logprobs.
+TEST(Sampling, TheStatisticsAskedForAreThoseTheChoiceNeeds) {
+  const int64_t V = 32000;
+  auto ask = [&](float t, int32_t k, float p, int32_t top) {
+    const compute::LogitQuery q = logit_query(SamplingParams{t, k, p, 0}, top, V);
+    return std::pair(q.temperature, q.candidates);
+  };
+  EXPECT_EQ(ask(0.0f, 0, 1.0f, 0), std::pair(0.0f, 0));
+  EXPECT_EQ(ask(0.0f, 0, 1.0f, 5), std::pair(0.0f, 5));
+  EXPECT_EQ(ask(1.0f, 0, 1.0f, 0), std::pair(1.0f, 0));
+  EXPECT_EQ(ask(0.8f, 50000, 1.0f, 2), std::pair(0.8f, 2));
+  EXPECT_EQ(ask(0.8f, 40, 1.0f, 0), std::pair(0.8f, 40));
+  EXPECT_EQ(ask(0.8f, 40, 1.0f, 60), std::pair(0.8f, 60));
+  EXPECT_EQ(ask(0.8f, 5000, 1.0f, 0), std::pair(0.8f, kSampleCandidates));
+  EXPECT_EQ(ask(0.8f, 0, 0.9f, 0), std::pair(0.8f, kSampleCandidates));
 }
 
 TEST(Sampling, ValidateNamesTheField) {

@@ -1,0 +1,150 @@
+#include "compute/logit_adjust.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+namespace strata::compute {
+
+Status check_logits(const Tensor& logits, bool host, const char* op) {
+  if (!logits.defined() || logits.dtype() != DType::kF32 || logits.rank() != 2 ||
+      (host && logits.memory() == MemoryKind::kGpu))
+    return invalid_argument(std::string(op) + ": the logits must be an F32 [rows, vocab] tensor" +
+                            (host ? " in host memory" : "") + ", got " +
+                            (logits.defined() ? shape_string(logits.shape()) : std::string("none")));
+  return Status::ok();
+}
+
+namespace {
+
+Status check_row(const Tensor& logits, int64_t row, const char* op) {
+  if (row < 0 || row >= logits.dim(0))
+    return invalid_argument(std::string(op) + ": row " + std::to_string(row) + " of logits with " +
+                            std::to_string(logits.dim(0)) + " rows");
+  return Status::ok();
+}
+
+Status check_token(int64_t vocab, int64_t token, const char* op) {
+  if (token < 0 || token >= vocab)
+    return invalid_argument(std::string(op) + ": token " + std::to_string(token) + " outside a vocabulary of " +
+                            std::to_string(vocab));
+  return Status::ok();
+}
+
+Status check_adjustment(int64_t vocab, const RowAdjustment& a) {
+  for (const TokenEdit& e : a.edits) STRATA_RETURN_IF_ERROR(check_token(vocab, e.token, "adjust_logits"));
+  if (!a.allowed.empty() && static_cast<int64_t>(a.allowed.size()) != (vocab + 63) / 64)
+    return invalid_argument("adjust_logits: a mask of " + std::to_string(a.allowed.size()) + " words for a vocabulary of " +
+                            std::to_string(vocab) + " (" + std::to_string((vocab + 63) / 64) + " words)");
+  return Status::ok();
+}
+
+}  // namespace
+
+Status check_adjustments(const Tensor& logits, std::span<const RowAdjustment> adjustments) {
+  STRATA_RETURN_IF_ERROR(check_logits(logits, false, "adjust_logits"));
+  for (const RowAdjustment& a : adjustments) {
+    STRATA_RETURN_IF_ERROR(check_row(logits, a.row, "adjust_logits"));
+    STRATA_RETURN_IF_ERROR(check_adjustment(logits.dim(1), a));
+  }
+  return Status::ok();
+}
+
+Status check_draws(const Tensor& logits, std::span<const RowDraw> draws) {
+  STRATA_RETURN_IF_ERROR(check_logits(logits, false, "draw_tokens"));
+  for (const RowDraw& d : draws) {
+    STRATA_RETURN_IF_ERROR(check_row(logits, d.row, "draw_tokens"));
+    if (!(d.temperature > 0.0f))
+      return invalid_argument("draw_tokens: temperature " + std::to_string(d.temperature) + " (must be > 0)");
+  }
+  return Status::ok();
+}
+
+Status check_values(const Tensor& logits, std::span<const std::pair<int64_t, int32_t>> at) {
+  STRATA_RETURN_IF_ERROR(check_logits(logits, false, "logit_values"));
+  for (const auto& [row, token] : at) {
+    STRATA_RETURN_IF_ERROR(check_row(logits, row, "logit_values"));
+    STRATA_RETURN_IF_ERROR(check_token(logits.dim(1), token, "logit_values"));
+  }
+  return Status::ok();
+}
+
+Status adjust_row(std::span<float> x, const RowAdjustment& a) {
+  const auto V = static_cast<int64_t>(x.size());
+  STRATA_RETURN_IF_ERROR(check_adjustment(V, a));
+  for (const TokenEdit& e : a.edits) {
+    float& v = x[static_cast<size_t>(e.token)];
+    if (e.penalty != 1.0f) v = v > 0 ? v / e.penalty : v * e.penalty;
+    if (e.subtract != 0.0f) v -= e.subtract;
+    if (e.add != 0.0f) v += e.add;
+    if (e.refuse) v = -INFINITY;
+  }
+  if (!a.allowed.empty()) {
+    // A word at a time: most words of a constrained vocabulary are all clear or all set.
+    for (size_t w = 0; w < a.allowed.size(); ++w) {
+      const uint64_t bits = a.allowed[w];
+      if (bits == ~uint64_t{0}) continue;
+      const int64_t end = std::min<int64_t>(V, static_cast<int64_t>(w + 1) * 64);
+      for (int64_t t = static_cast<int64_t>(w) * 64; t < end; ++t)
+        if (((bits >> (t % 64)) & 1) == 0) x[static_cast<size_t>(t)] = -INFINITY;
+    }
+  }
+  if (a.min_p && !x.empty()) {
+    // p_t < min_p * p_max  <=>  x_t < x_max + T log(min_p)
+    const float floor = *std::max_element(x.begin(), x.end()) + a.min_p_offset;
+    for (float& v : x)
+      if (v < floor) v = -INFINITY;
+  }
+  return Status::ok();
+}
+
+int32_t draw_in_row(std::span<const float> x, const RowDraw& d) {
+  const double inv_t = 1.0 / d.temperature;
+  double acc = 0;
+  int32_t last = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double w = std::exp(x[i] * inv_t - d.max_logit * inv_t);
+    if (w <= 0) continue;
+    acc += w;
+    last = static_cast<int32_t>(i);
+    if (d.target < acc) return last;
+  }
+  return last;
+}
+
+Result<Tensor> adjust_logits_on_host(const Tensor& logits, std::span<const RowAdjustment> adjustments) {
+  STRATA_RETURN_IF_ERROR(check_logits(logits, true, "adjust_logits"));
+  STRATA_RETURN_IF_ERROR(check_adjustments(logits, adjustments));
+  const int64_t V = logits.dim(1);
+  Tensor out = Tensor::host(DType::kF32, {static_cast<int64_t>(adjustments.size()), V});
+  for (size_t i = 0; i < adjustments.size(); ++i) {
+    float* row = out.data<float>() + static_cast<int64_t>(i) * V;
+    std::memcpy(row, logits.data<float>() + adjustments[i].row * V, static_cast<size_t>(V) * sizeof(float));
+    STRATA_RETURN_IF_ERROR(adjust_row({row, static_cast<size_t>(V)}, adjustments[i]));
+  }
+  return out;
+}
+
+Result<std::vector<int32_t>> draw_tokens_on_host(const Tensor& logits, std::span<const RowDraw> draws) {
+  STRATA_RETURN_IF_ERROR(check_logits(logits, true, "draw_tokens"));
+  STRATA_RETURN_IF_ERROR(check_draws(logits, draws));
+  const int64_t V = logits.dim(1);
+  std::vector<int32_t> out;
+  out.reserve(draws.size());
+  for (const RowDraw& d : draws)
+    out.push_back(draw_in_row({logits.data<float>() + d.row * V, static_cast<size_t>(V)}, d));
+  return out;
+}
+
+Result<std::vector<float>> logit_values_on_host(const Tensor& logits,
+                                                std::span<const std::pair<int64_t, int32_t>> at) {
+  STRATA_RETURN_IF_ERROR(check_logits(logits, true, "logit_values"));
+  STRATA_RETURN_IF_ERROR(check_values(logits, at));
+  std::vector<float> out;
+  out.reserve(at.size());
+  for (const auto& [row, token] : at) out.push_back(logits.data<float>()[row * logits.dim(1) + token]);
+  return out;
+}
+
+}  // namespace strata::compute
