@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Structured output's cost end to end on a GPU host: the same job free and with every request
-# under a JSON Schema (bench/data/extraction_schema.json), greedy and at temperature 1, on a
-# random-weight model directory made by bench/make_hf_job.py; then a table of each run's wall
+# Structured output's cost end to end on a GPU host: the same job free, with every request under a
+# JSON Schema (bench/data/extraction_schema.json), and free again at the constrained answers' own
+# lengths (the constraint's own cost, the steps and batch sizes being the same), greedy and at
+# temperature 1, on a random-weight model directory made by bench/make_hf_job.py; then a table of each run's wall
 # time and generated tokens, the constrained job's time against the free one's, and whether every
 # constrained answer that finished parses and validates (python3-jsonschema when installed).
 #   bench/structured_e2e.sh [-s SHAPE] [-l LAYERS] [-n REQUESTS] [-m MAX_TOKENS] [-- generate args]
@@ -32,13 +33,32 @@ job=(--shape "$shape" --layers "$layers" --requests "$requests" --prompt-min 64 
 [[ -f $work/free/model/config.json ]] || python3 "$here/make_hf_job.py" "${job[@]}" --out "$work/free" >/dev/null
 python3 "$here/make_hf_job.py" "${job[@]}" --job-only --out "$work/schema" \
   --response-format "$here/data/extraction_schema.json" >/dev/null
+run() {  # run KIND T JOB
+  rm -f "$out/structured-$1-t$2.jsonl"
+  "$strata" generate --model "$work/free/model" --input "$3" \
+    --output "$out/structured-$1-t$2.jsonl" --temperature "$2" --json-summary "$out/structured-$1-t$2.json" \
+    --quiet "${extra[@]}"
+}
 for t in 0 1; do
-  for kind in free schema; do
-    rm -f "$out/structured-$kind-t$t.jsonl"
-    "$strata" generate --model "$work/free/model" --input "$work/$kind/job.jsonl" \
-      --output "$out/structured-$kind-t$t.jsonl" --temperature "$t" --json-summary "$out/structured-$kind-t$t.json" \
-      --quiet "${extra[@]}"
-  done
+  run free "$t" "$work/free/job.jsonl"
+  run schema "$t" "$work/schema/job.jsonl"
+  # The free job at the constrained answers' own lengths (ignore_eos): the same steps and batch
+  # sizes without the constraint, so the difference is what the constraint itself costs.
+  python3 - "$work/free/job.jsonl" "$out/structured-schema-t$t.jsonl" "$work/same-t$t.jsonl" <<'PY'
+import json, sys
+free, constrained, same = sys.argv[1:4]
+length = {}
+for line in open(constrained):
+    r = json.loads(line)
+    length[r["custom_id"]] = r["response"]["body"]["usage"]["completion_tokens"]
+with open(same, "w") as f:
+    for line in open(free):
+        r = json.loads(line)
+        r["max_tokens"] = max(1, length[r["custom_id"]])
+        r["ignore_eos"] = True
+        f.write(json.dumps(r) + "\n")
+PY
+  run same "$t" "$work/same-t$t.jsonl"
 done
 python3 - "$out" "$here/data/extraction_schema.json" <<'PY'
 import json, sys
@@ -48,15 +68,15 @@ try:
     import jsonschema
 except ImportError:
     jsonschema = None
-print("| temperature | job | wall s | generated tokens | constrained / free (wall) |")
-print("|---:|---|---:|---:|---:|")
+print("| temperature | job | wall s | generated tokens | constrained / free (wall) | constrained / free at its lengths (wall) |")
+print("|---:|---|---:|---:|---:|---:|")
 for t in (0, 1):
-    wall = {}
-    for kind in ("free", "schema"):
-        s = json.load(open(f"{out}/structured-{kind}-t{t}.json"))
-        wall[kind] = s["wall_s"]
-        ratio = f'{s["wall_s"] / wall["free"]:.3f}' if kind == "schema" else ""
-        print(f'| {t} | {kind} | {s["wall_s"]:.2f} | {s["completion_tokens"]} | {ratio} |')
+    summary = {k: json.load(open(f"{out}/structured-{k}-t{t}.json")) for k in ("free", "schema", "same")}
+    for kind, name in (("free", "free"), ("schema", "schema"), ("same", "free at the schema answers' lengths")):
+        s = summary[kind]
+        ratios = (f'{s["wall_s"] / summary["free"]["wall_s"]:.3f} | {s["wall_s"] / summary["same"]["wall_s"]:.3f}'
+                  if kind == "schema" else " | ")
+        print(f'| {t} | {name} | {s["wall_s"]:.2f} | {s["completion_tokens"]} | {ratios} |')
     valid = invalid = cut = 0
     for line in open(f"{out}/structured-schema-t{t}.jsonl"):
         choice = json.loads(line)["response"]["body"]["choices"][0]
