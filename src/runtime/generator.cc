@@ -4,6 +4,7 @@
 #include <bit>
 #include <cstring>
 #include <future>
+#include <iterator>
 #include <chrono>
 #include <cmath>
 #include <optional>
@@ -491,7 +492,26 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
         queries[i] = want;
       }
     }
-    STRATA_ASSIGN_OR_RETURN(std::vector<compute::LogitStats> stats, backend.logit_stats(logits, queries));
+    // A step of paged KV holds up to planner::kPagedSequencesPerSlot times the `slots` sequences the
+    // memory plan made the step's logits and their statistics' scratch for: statistics that sort
+    // candidates, and adjusted copies, then take a quarter of `slots` rows at a time, so the step's
+    // logits and that scratch stay within the plan.
+    const size_t part_rows = layout->pages > slots ? static_cast<size_t>(std::max(1, slots / 4)) : R;
+    auto stats_of = [&](const Tensor& x, std::span<const compute::LogitQuery> q) -> Result<std::vector<compute::LogitStats>> {
+      const bool sorts = std::any_of(q.begin(), q.end(), [](const compute::LogitQuery& e) { return e.candidates > 0; });
+      if (!sorts || q.size() <= part_rows) return backend.logit_stats(x, q);
+      std::vector<compute::LogitStats> all;
+      all.reserve(q.size());
+      for (size_t b = 0; b < q.size(); b += part_rows) {
+        const size_t e = std::min(q.size(), b + part_rows);
+        STRATA_ASSIGN_OR_RETURN(std::vector<compute::LogitStats> part,
+                                backend.logit_stats(x.slice_rows(static_cast<int64_t>(b), static_cast<int64_t>(e)),
+                                                    q.subspan(b, e - b)));
+        std::move(part.begin(), part.end(), std::back_inserter(all));
+      }
+      return all;
+    };
+    STRATA_ASSIGN_OR_RETURN(std::vector<compute::LogitStats> stats, stats_of(logits, queries));
     struct Choice {
       Sample s;
       std::string error;  // the sequence ends with this error
@@ -551,12 +571,12 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     }
     // The adjusted copies, at most half the step's rows at a time: with their statistics' scratch
     // they then take no more memory than the step's own statistics did.
-    const size_t chunk = std::max<size_t>(1, (R + 1) / 2);
+    const size_t chunk = std::min(part_rows, std::max<size_t>(1, (R + 1) / 2));
     for (size_t b = 0; b < adjustments.size(); b += chunk) {
       const size_t n = std::min(chunk, adjustments.size() - b);
       STRATA_ASSIGN_OR_RETURN(const Tensor x, backend.adjust_logits(logits, std::span(adjustments).subspan(b, n)));
       STRATA_ASSIGN_OR_RETURN(const std::vector<compute::LogitStats> xs,
-                              backend.logit_stats(x, std::span(adjusted_queries).subspan(b, n)));
+                              stats_of(x, std::span(adjusted_queries).subspan(b, n)));
       std::vector<size_t> rows;
       std::vector<int64_t> at;
       std::vector<const compute::LogitStats*> st;

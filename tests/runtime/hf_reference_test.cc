@@ -359,6 +359,43 @@ TEST_P(HfReference, GreedyContinuationsMatchWithPagedKv) {
     EXPECT_EQ((*got)[i].tokens, (*fixed)[i].tokens) << "request " << i << ": paged vs one slot per request";
 }
 
+// Sampled requests (top_p, top_k, penalties, top logprobs: statistics that sort candidates, and
+// adjusted copies) with paged KV choose what they choose with a slot each: a step of pages holds
+// more sequences than the slots, and its statistics and copies are taken a part of the rows at a
+// time.
+TEST_P(HfReference, SampledContinuationsWithPagedKvAreTheSlotsOwn) {
+  std::vector<GenerationRequest> reqs;
+  int32_t longest = 0;
+  for (int k = 0; k < 4; ++k)
+    for (const auto& prompt : ref_.prompts) {
+      GenerationRequest r;
+      r.prompt = prompt;
+      r.max_new_tokens = 2 + static_cast<int32_t>((reqs.size() * 3) % 7);
+      r.sampling = {0.9f, k == 1 ? 20 : 0, k == 3 ? 1.0f : 0.8f, 50 + reqs.size()};
+      r.top_logprobs = k % 2 ? 2 : 0;
+      r.presence_penalty = k == 2 ? 0.5f : 0.0f;
+      r.ignore_eos = true;
+      longest = std::max<int32_t>(longest, static_cast<int32_t>(prompt.size()) + r.max_new_tokens);
+      reqs.push_back(r);
+    }
+  Generator all(*model_);
+  auto fixed = all.generate(reqs);
+  ASSERT_TRUE(fixed.is_ok());
+  const int32_t page_len = 4, group_pages = (3 * longest + 2 * page_len - 1) / (2 * page_len);
+  PagedCheckingModel paged(*model_, {2 * group_pages, page_len, group_pages, 4, 2});
+  Generator gen(paged);
+  gen.set_slots(3);
+  gen.set_paged(true);
+  auto got = gen.generate(reqs);
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  EXPECT_GT(paged.most_at_once, 3);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_EQ((*got)[i].tokens, (*fixed)[i].tokens) << "request " << i;
+    EXPECT_EQ((*got)[i].logprobs, (*fixed)[i].logprobs) << "request " << i;
+    EXPECT_EQ((*got)[i].top_logprobs, (*fixed)[i].top_logprobs) << "request " << i;
+  }
+}
+
 TEST(Generator, RefillWaitsForAShareOfTheSlotsThatShrinksWithTheAnswersLength) {
   EXPECT_EQ(planner::refill_threshold(32, 64), 16);     // sqrt(2/32) = 1/4 of 64
   EXPECT_EQ(planner::refill_threshold(8, 64), 32);      // sqrt(2/8) = 1/2
