@@ -1,4 +1,5 @@
 #include "runtime/generator.h"
+#include "runtime/token_choice.h"
 
 #include <algorithm>
 #include <bit>
@@ -17,71 +18,6 @@
 #include "planner/cost_model.h"
 
 namespace strata::runtime {
-
-TokenEdits::TokenEdits(const GenerationRequest& req, int64_t vocab) : req_(&req), vocab_(vocab) {
-  if (req.repetition_penalty != 1)
-    for (int32_t t : req.prompt)
-      if (compute::TokenEdit* e = edit(t)) e->penalty = req.repetition_penalty;
-  for (const auto& [t, bias] : req.logit_bias)
-    if (compute::TokenEdit* e = edit(t)) e->add += bias;
-}
-
-compute::TokenEdit* TokenEdits::edit(int64_t t) {
-  if (t < 0 || t >= vocab_) return nullptr;
-  auto [it, fresh] = at_.try_emplace(static_cast<int32_t>(t), edits_.size());
-  if (fresh) edits_.push_back({static_cast<int32_t>(t)});
-  return &edits_[it->second];
-}
-
-void TokenEdits::generated(int32_t token) {
-  const GenerationRequest& req = *req_;
-  if (req.repetition_penalty == 1 && req.presence_penalty == 0 && req.frequency_penalty == 0) return;
-  compute::TokenEdit* e = edit(token);
-  if (!e) return;
-  if (req.repetition_penalty != 1) e->penalty = req.repetition_penalty;
-  if (req.presence_penalty != 0 || req.frequency_penalty != 0)
-    e->subtract = req.presence_penalty + req.frequency_penalty * static_cast<float>(++count_[token]);
-}
-
-compute::RowAdjustment logit_adjustment(const GenerationRequest& req, std::span<const compute::TokenEdit> edits,
-                                        bool too_early,
-                                        std::span<const int64_t> eos_ids, const AllowedTokens* mask, int64_t row,
-                                        int64_t vocab) {
-  compute::RowAdjustment a;
-  a.row = row;
-  a.edits.assign(edits.begin(), edits.end());
-  // The end tokens a request may stop on: refused before min_tokens; allowed by a mask once the
-  // constrained text is complete (so they keep their logits, -inf when too early).
-  std::vector<int32_t> ends(req.stop_token_ids.begin(), req.stop_token_ids.end());
-  if (!req.ignore_eos)
-    for (int64_t e : eos_ids) ends.push_back(static_cast<int32_t>(e));
-  if (too_early)
-    for (int32_t t : ends) {
-      if (t < 0 || t >= vocab) continue;
-      auto it = std::find_if(a.edits.begin(), a.edits.end(), [t](const compute::TokenEdit& e) { return e.token == t; });
-      if (it == a.edits.end()) it = a.edits.insert(a.edits.end(), compute::TokenEdit{t});
-      it->refuse = true;
-    }
-  if (mask) a.allowed = mask->with_ends(ends, vocab);
-  if (req.min_p > 0 && !req.sampling.greedy()) {
-    // p_t < min_p * p_max  <=>  x_t < x_max + T log(min_p)
-    a.min_p = true;
-    a.min_p_offset = req.sampling.temperature * std::log(req.min_p);
-  }
-  return a;
-}
-
-std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const int32_t> generated,
-                                   std::span<const float> row, bool too_early, std::span<const int64_t> eos_ids,
-                                   const AllowedTokens* mask) {
-  std::vector<float> x(row.begin(), row.end());
-  const auto V = static_cast<int64_t>(x.size());
-  TokenEdits edits(req, V);
-  for (int32_t t : generated) edits.generated(t);
-  const Status adjusted = compute::adjust_row(x, logit_adjustment(req, edits.edits(), too_early, eos_ids, mask, 0, V));
-  STRATA_CHECK(adjusted.is_ok(), adjusted.to_string());
-  return x;
-}
 
 std::vector<uint64_t> AllowedTokens::with_ends(std::span<const int32_t> ends, int64_t vocab) const {
   std::vector<uint64_t> w = words;
@@ -452,14 +388,9 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
   };
 
   // Chooses the next token of the sequence in each slot of `step_slots` from logits
-  // [step_slots.size(), V] (F32 where the backend computed them: on the GPU for a CUDA backend)
-  // and returns the slots still running. The backend computes each row's statistics there, makes
-  // the adjusted copies of the rows whose requests change their logits (penalties, biases,
-  // min_tokens, a constraint's mask, min_p), and draws over whole rows; the samplers finish each
-  // choice from the statistics, so only those and the choices cross to the host.
+  // [step_slots.size(), V] (F32 where the backend computed them: on the GPU for a CUDA backend;
+  // runtime/token_choice.h) and returns the slots still running.
   auto advance_all = [&](const Tensor& logits, std::span<const int32_t> step_slots) -> Result<std::vector<int32_t>> {
-    compute::Backend& backend = model_.backend();
-    const int64_t V = logits.dim(1);
     const size_t R = step_slots.size();
     // The step's constrained sequences' allowed sets, the missing ones computed side by side.
     std::vector<ConstraintMaskCache::Want> wants;
@@ -469,187 +400,32 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
         wants.push_back({q.req->trie.get(), q.req->constraint.get(), &q.state});
         want_rows.push_back(i);
       }
-    std::vector<const AllowedTokens*> mask_of(R, nullptr);  // by row
+    std::vector<RowToChoose> rows(R);
+    for (size_t i = 0; i < R; ++i) {
+      Sequence& q = seqs.at(step_slots[i]);
+      rows[i] = {q.req, &q.sampler, q.edits ? q.edits->edits() : std::span<const compute::TokenEdit>(),
+                 static_cast<int32_t>(q.result.tokens.size()), nullptr};
+    }
     const std::vector<const AllowedTokens*> allowed = masks.fill(wants);
-    for (size_t k = 0; k < want_rows.size(); ++k) mask_of[want_rows[k]] = allowed[k];
-    // A row whose request changes its logits is chosen from its adjusted copy; the statistics of
-    // the model's own row give every row's logprobs.
-    std::vector<compute::LogitQuery> queries(R), adjusted_queries;
-    std::vector<compute::RowAdjustment> adjustments;
-    std::vector<bool> adjusted(R, false);
-    for (size_t i = 0; i < R; ++i) {
-      const Sequence& q = seqs.at(step_slots[i]);
-      const GenerationRequest& req = *q.req;
-      const compute::LogitQuery want = logit_query(req.sampling, req.top_logprobs, V);
-      const bool too_early = static_cast<int32_t>(q.result.tokens.size()) < req.min_tokens;
-      if (too_early || req.adjusts_logits()) {
-        adjusted[i] = true;
-        adjustments.push_back(logit_adjustment(req, q.edits ? q.edits->edits() : std::span<const compute::TokenEdit>(),
-                                               too_early, cfg.eos_token_ids, mask_of[i], static_cast<int64_t>(i), V));
-        adjusted_queries.push_back(want);
-        queries[i].candidates = req.top_logprobs;
-      } else {
-        queries[i] = want;
-      }
-    }
+    for (size_t k = 0; k < want_rows.size(); ++k) rows[want_rows[k]].mask = allowed[k];
     // A step of paged KV holds up to planner::kPagedSequencesPerSlot times the `slots` sequences the
-    // memory plan made the step's logits and their statistics' scratch for: statistics that sort
-    // candidates, and adjusted copies, then take a quarter of `slots` rows at a time, so the step's
-    // logits and that scratch stay within the plan.
-    const size_t part_rows = layout->pages > slots ? static_cast<size_t>(std::max(1, slots / 4)) : R;
-    auto stats_of = [&](const Tensor& x, std::span<const compute::LogitQuery> q) -> Result<std::vector<compute::LogitStats>> {
-      const bool sorts = std::any_of(q.begin(), q.end(), [](const compute::LogitQuery& e) { return e.candidates > 0; });
-      if (!sorts || q.size() <= part_rows) return backend.logit_stats(x, q);
-      std::vector<compute::LogitStats> all;
-      all.reserve(q.size());
-      for (size_t b = 0; b < q.size(); b += part_rows) {
-        const size_t e = std::min(q.size(), b + part_rows);
-        STRATA_ASSIGN_OR_RETURN(std::vector<compute::LogitStats> part,
-                                backend.logit_stats(x.slice_rows(static_cast<int64_t>(b), static_cast<int64_t>(e)),
-                                                    q.subspan(b, e - b)));
-        std::move(part.begin(), part.end(), std::back_inserter(all));
-      }
-      return all;
-    };
-    STRATA_ASSIGN_OR_RETURN(std::vector<compute::LogitStats> stats, stats_of(logits, queries));
-    struct Choice {
-      Sample s;
-      std::string error;  // the sequence ends with this error
-    };
-    std::vector<Choice> choices(R);
-    for (size_t i = 0; i < R; ++i) {
-      const compute::LogitStats& st = stats[i];
-      // A NaN or an infinity anywhere in the row makes the maximum or the log-sum non-finite.
-      if (!std::isfinite(st.max_logit) || !std::isfinite(st.log_sum))
-        choices[i].error = "the model's logits hold NaN or infinite values at generated token " +
-                           std::to_string(seqs.at(step_slots[i]).result.tokens.size()) +
-                           " (the weights hold NaN or infinite values, or the computation overflowed)";
-    }
-    // Chooses rows[k] (of step_slots) from row at[k] of x, whose statistics are *st[k]: draws over
-    // whole rows on the backend, all in one call; a row that needs more candidates than its
-    // statistics hold comes to the host.
-    auto decide = [&](const Tensor& x, std::span<const size_t> rows, std::span<const int64_t> at,
-                      std::span<const compute::LogitStats* const> st) -> Status {
-      std::vector<compute::RowDraw> draws;
-      std::vector<size_t> drawn;
-      for (size_t k = 0; k < rows.size(); ++k) {
-        Sequence& q = seqs.at(step_slots[rows[k]]);
-        const Sampler::Decision d = q.sampler.decide(*st[k], static_cast<int32_t>(V));
-        Sample& s = choices[rows[k]].s;
-        switch (d.kind) {
-          case Sampler::Decision::Kind::kToken:
-            s.token = d.token;
-            break;
-          case Sampler::Decision::Kind::kWholeRow:
-            draws.push_back(d.draw);
-            draws.back().row = at[k];
-            drawn.push_back(rows[k]);
-            break;
-          case Sampler::Decision::Kind::kRow: {
-            const Tensor row = backend.to_host_f32(x.slice_rows(at[k], at[k] + 1));
-            s.token = q.sampler.choose_from_row(*st[k], {row.data<float>(), static_cast<size_t>(V)});
-            break;
-          }
-        }
-      }
-      if (draws.empty()) return Status::ok();
-      STRATA_ASSIGN_OR_RETURN(const std::vector<int32_t> tokens, backend.draw_tokens(x, draws));
-      for (size_t j = 0; j < drawn.size(); ++j) choices[drawn[j]].s.token = tokens[j];
-      return Status::ok();
-    };
-    {
-      std::vector<size_t> rows;
-      std::vector<int64_t> at;
-      std::vector<const compute::LogitStats*> st;
-      for (size_t i = 0; i < R; ++i)
-        if (!adjusted[i] && choices[i].error.empty()) {
-          rows.push_back(i);
-          at.push_back(static_cast<int64_t>(i));
-          st.push_back(&stats[i]);
-        }
-      STRATA_RETURN_IF_ERROR(decide(logits, rows, at, st));
-    }
-    // The adjusted copies, at most half the step's rows at a time: with their statistics' scratch
-    // they then take no more memory than the step's own statistics did.
-    const size_t chunk = std::min(part_rows, std::max<size_t>(1, (R + 1) / 2));
-    for (size_t b = 0; b < adjustments.size(); b += chunk) {
-      const size_t n = std::min(chunk, adjustments.size() - b);
-      STRATA_ASSIGN_OR_RETURN(const Tensor x, backend.adjust_logits(logits, std::span(adjustments).subspan(b, n)));
-      STRATA_ASSIGN_OR_RETURN(const std::vector<compute::LogitStats> xs,
-                              stats_of(x, std::span(adjusted_queries).subspan(b, n)));
-      std::vector<size_t> rows;
-      std::vector<int64_t> at;
-      std::vector<const compute::LogitStats*> st;
-      for (size_t k = 0; k < n; ++k) {
-        const auto i = static_cast<size_t>(adjustments[b + k].row);
-        Choice& c = choices[i];
-        if (!c.error.empty()) continue;
-        if (!(xs[k].max_logit > -INFINITY)) {
-          const Sequence& q = seqs.at(step_slots[i]);
-          const std::string at_token = " at generated token " + std::to_string(q.result.tokens.size());
-          if (const AllowedTokens* mask = mask_of[i]) {
-            c.error = std::string("no token of the vocabulary continues the ") + q.req->constraint->name() + at_token +
-                      (mask->complete ? " (the text is complete but min_tokens or ignore_eos forbids ending it)"
-                                      : " (the constraint may need a deeper nesting than strata allows, or "
-                                        "min_p or logit_bias removed every allowed token)");
-          } else {
-            c.error = "the request's logit_bias and min_tokens leave no token to choose" + at_token;
-          }
-          continue;
-        }
-        rows.push_back(i);
-        at.push_back(static_cast<int64_t>(k));
-        st.push_back(&xs[k]);
-      }
-      STRATA_RETURN_IF_ERROR(decide(x, rows, at, st));
-    }
-    // Each choice's logprob is the model's: (x - max) - log(sum) of its own row, the value at the
-    // token read from the row's best tokens when it is one of them, else from the backend.
-    std::vector<std::pair<int64_t, int32_t>> look;
-    std::vector<size_t> looked;
-    for (size_t i = 0; i < R; ++i) {
-      Choice& c = choices[i];
-      if (!c.error.empty()) continue;
-      const compute::LogitStats& st = stats[i];
-      std::optional<float> v;
-      if (c.s.token == st.argmax) v = st.max_logit;
-      for (size_t j = 0; !v && j < st.top.size(); ++j)
-        if (st.top[j].second == c.s.token) v = st.top[j].first;
-      if (v) {
-        c.s.logprob = static_cast<float>(static_cast<double>(*v) - st.max_logit - st.log_sum);
-      } else {
-        look.emplace_back(static_cast<int64_t>(i), c.s.token);
-        looked.push_back(i);
-      }
-    }
-    if (!look.empty()) {
-      STRATA_ASSIGN_OR_RETURN(const std::vector<float> values, backend.logit_values(logits, look));
-      for (size_t j = 0; j < looked.size(); ++j) {
-        const compute::LogitStats& st = stats[looked[j]];
-        choices[looked[j]].s.logprob = static_cast<float>(static_cast<double>(values[j]) - st.max_logit - st.log_sum);
-      }
-    }
+    // memory plan made the step's logits and their sampling scratch for: a quarter of `slots` rows
+    // at a time then keeps that scratch within the plan.
+    const size_t rows_at_once = layout->pages > slots ? static_cast<size_t>(std::max(1, slots / 4)) : R;
+    STRATA_ASSIGN_OR_RETURN(std::vector<TokenChoice> choices,
+                            choose_tokens(model_.backend(), logits, rows, cfg.eos_token_ids, rows_at_once));
     std::vector<int32_t> still;
     for (size_t i = 0; i < R; ++i) {
       const int32_t slot = step_slots[i];
-      Sequence& q = seqs.at(slot);
-      const GenerationRequest& req = *q.req;
-      GenerationResult& res = q.result;
-      const compute::LogitStats& st = stats[i];
-      Choice& c = choices[i];
+      TokenChoice& c = choices[i];
       if (!c.error.empty()) {
+        GenerationResult& res = seqs.at(slot).result;
         res.finish = FinishReason::kError;
         res.error = std::move(c.error);
         finish(slot);
         continue;
       }
-      std::vector<std::pair<int32_t, float>> top;
-      if (req.top_logprobs > 0) {
-        const double lse = st.max_logit + st.log_sum;
-        const int32_t k = std::min<int32_t>(req.top_logprobs, static_cast<int32_t>(st.top.size()));
-        for (int32_t j = 0; j < k; ++j) top.emplace_back(st.top[j].second, static_cast<float>(st.top[j].first - lse));
-      }
-      if (record(slot, c.s, std::move(top))) {
+      if (record(slot, c.s, std::move(c.top))) {
         still.push_back(slot);
       } else {
         finish(slot);

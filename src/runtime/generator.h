@@ -55,8 +55,6 @@ struct GenerationRequest {
   }
 };
 
-// `row` (one sequence's logits) with `req`'s changes (see GenerationRequest) after `generated`,
-// and without the end tokens (`eos_ids` unless ignore_eos, the stop tokens) when `too_early`.
 // The tokens a constraint allows next, a bit each (token t: bit t % 64 of words[t / 64]): those
 // whose bytes continue the text; and whether the text is complete (then the end tokens are
 // allowed too).
@@ -76,38 +74,6 @@ struct AllowedTokens {
   // Sets x[t] = -inf for every token t < x.size() not allowed.
   void refuse_others(std::span<float> x) const;
 };
-
-// `mask` (null: every token) is a constraint's: tokens it does not allow get -inf, and so do the
-// end tokens unless the constrained text is complete, before min_p, so min_p and the sampler's
-// filters (temperature, top_k, top_p) see the constrained distribution.
-std::vector<float> adjusted_logits(const GenerationRequest& req, std::span<const int32_t> generated,
-                                   std::span<const float> row, bool too_early, std::span<const int64_t> eos_ids,
-                                   const AllowedTokens* mask = nullptr);
-// A sequence's token edits (compute::TokenEdit) for its request's repetition, presence and
-// frequency penalties and its logit_bias, kept up to date a generated token at a time.
-class TokenEdits {
- public:
-  TokenEdits(const GenerationRequest& req, int64_t vocab);
-  void generated(int32_t token);
-  std::span<const compute::TokenEdit> edits() const { return edits_; }
-
- private:
-  compute::TokenEdit* edit(int64_t token);  // null outside the vocabulary
-
-  const GenerationRequest* req_;
-  int64_t vocab_;
-  std::vector<compute::TokenEdit> edits_;
-  std::unordered_map<int32_t, size_t> at_;      // token -> its edit
-  std::unordered_map<int32_t, int32_t> count_;  // generated tokens' counts
-};
-
-// The same changes as a backend applies them where the logits are (compute/logit_adjust.h), for
-// row `row` of logits over a vocabulary of `vocab` tokens, from the sequence's `edits`
-// (TokenEdits for `req`).
-compute::RowAdjustment logit_adjustment(const GenerationRequest& req, std::span<const compute::TokenEdit> edits,
-                                        bool too_early,
-                                        std::span<const int64_t> eos_ids, const AllowedTokens* mask, int64_t row,
-                                        int64_t vocab);
 
 // Allowed sets by (constraint, state): inside a string the state repeats token after token, and
 // requests sharing a constraint share its states. Bounded to about 64 MiB of sets, 8 tokens a byte

@@ -1,5 +1,6 @@
 #include "runtime/sampling.h"
 #include "runtime/generator.h"
+#include "runtime/token_choice.h"
 
 #include <algorithm>
 #include <cmath>
@@ -424,6 +425,45 @@ TEST(Sampling, TheStatisticsAskedForAreThoseTheChoiceNeeds) {
   EXPECT_EQ(ask(0.8f, 40, 1.0f, 60), std::pair(0.8f, 60));
   EXPECT_EQ(ask(0.8f, 5000, 1.0f, 0), std::pair(0.8f, kSampleCandidates));
   EXPECT_EQ(ask(0.8f, 0, 0.9f, 0), std::pair(0.8f, kSampleCandidates));
+}
+
+// A step's choices on the CPU backend: greedy rows take the argmax with its log-softmax and the
+// request's top logprobs, best first; a row holding a NaN ends its sequence with an error naming
+// the token it was at; an adjusted row chooses from its changed logits but reports the model's
+// logprob; logits of the wrong row count fail the step.
+TEST(ChooseTokens, GreedyLogprobsTopLogprobsAndErrorsAsDefined) {
+  ThreadPool pool(1);
+  auto backend = compute::make_cpu_backend(pool);
+  const std::vector<float> row = {1.0f, 3.0f, 2.0f, 0.5f};
+  Tensor logits = Tensor::host(DType::kF32, {3, 4});
+  for (int r = 0; r < 3; ++r) std::copy(row.begin(), row.end(), logits.data<float>() + r * 4);
+  logits.data<float>()[1 * 4 + 2] = NAN;
+  GenerationRequest plain, nan_row, biased;
+  plain.top_logprobs = 2;
+  biased.logit_bias = {{0, 5.0f}};  // token 0 becomes the largest: 6 against 3
+  const std::vector<int64_t> eos = {};
+  TokenEdits edits(biased, 4);
+  std::vector<Sampler> samplers(3, Sampler(SamplingParams{}));
+  const std::vector<RowToChoose> rows = {{&plain, &samplers[0], {}, 0, nullptr},
+                                         {&nan_row, &samplers[1], {}, 7, nullptr},
+                                         {&biased, &samplers[2], edits.edits(), 0, nullptr}};
+  auto got = choose_tokens(*backend, logits, rows, eos, 3);
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  double sum = 0;
+  for (float v : row) sum += std::exp(v - 3.0);
+  const float lse = static_cast<float>(3.0 + std::log(sum));
+  EXPECT_EQ((*got)[0].s.token, 1);
+  EXPECT_NEAR((*got)[0].s.logprob, 3.0f - lse, 1e-6);
+  ASSERT_EQ((*got)[0].top.size(), 2u);
+  EXPECT_EQ((*got)[0].top[0].first, 1);
+  EXPECT_EQ((*got)[0].top[1].first, 2);
+  EXPECT_NEAR((*got)[0].top[1].second, 2.0f - lse, 1e-6);
+  EXPECT_NE((*got)[1].error.find("NaN"), std::string::npos);
+  EXPECT_NE((*got)[1].error.find("generated token 7"), std::string::npos);
+  EXPECT_EQ((*got)[2].s.token, 0);
+  EXPECT_NEAR((*got)[2].s.logprob, 1.0f - lse, 1e-6);  // the model's, not the biased row's
+  EXPECT_TRUE((*got)[2].error.empty());
+  EXPECT_FALSE(choose_tokens(*backend, logits, std::span(rows).first(2), eos, 3).is_ok());
 }
 
 TEST(Sampling, ValidateNamesTheField) {
