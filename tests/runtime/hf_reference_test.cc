@@ -322,35 +322,46 @@ class PagedCheckingModel final : public compute::SequenceModel {
   compute::PageLayout layout_;
 };
 
+// The longest prompt + max_new_tokens of `reqs`.
+int32_t longest_of(std::span<const GenerationRequest> reqs) {
+  int32_t longest = 0;
+  for (const GenerationRequest& r : reqs)
+    longest = std::max<int32_t>(longest, static_cast<int32_t>(r.prompt.size()) + r.max_new_tokens);
+  return longest;
+}
+
+// The rows of 3 slots of `reqs`' longest length as pages of 4 positions in 2 groups, each group
+// taking at most 4 sequences and 2 prompts at once.
+compute::PageLayout three_slots_as_pages(std::span<const GenerationRequest> reqs) {
+  const int32_t page_len = 4, group_pages = (3 * longest_of(reqs) + 2 * page_len - 1) / (2 * page_len);
+  return {2 * group_pages, page_len, group_pages, 4, 2};
+}
+
 // Paged KV: requests of mixed lengths take as many pages as they need in groups with limits of
 // sequences and prompts, more sequences run at once than slots of the longest length would
 // hold, and every continuation is the same as with a slot per request.
 TEST_P(HfReference, GreedyContinuationsMatchWithPagedKv) {
   const int32_t steps = static_cast<int32_t>(ref_.greedy[0].size());
   std::vector<GenerationRequest> reqs;
-  int32_t longest = 0;
   for (int k = 0; k < 4; ++k)
     for (const auto& prompt : ref_.prompts) {
       GenerationRequest r;
       r.prompt = prompt;
       r.max_new_tokens = 1 + static_cast<int32_t>((reqs.size() * 5 + 2) % static_cast<size_t>(steps));
       r.ignore_eos = true;
-      longest = std::max<int32_t>(longest, static_cast<int32_t>(prompt.size()) + r.max_new_tokens);
       reqs.push_back(r);
     }
   Generator all(*model_);
   auto fixed = all.generate(reqs);
   ASSERT_TRUE(fixed.is_ok());
-  // 3 slots of the longest length, as pages of 4 positions in 2 groups.
-  const int32_t page_len = 4, group_pages = (3 * longest + 2 * page_len - 1) / (2 * page_len);
-  PagedCheckingModel paged(*model_, {2 * group_pages, page_len, group_pages, 4, 2});
+  PagedCheckingModel paged(*model_, three_slots_as_pages(reqs));
   Generator gen(paged);
   gen.set_slots(3);
   gen.set_paged(true);
   std::vector<size_t> finished;
   auto got = gen.generate(reqs, nullptr, [&](size_t i, const GenerationResult&) { finished.push_back(i); });
   ASSERT_TRUE(got.is_ok()) << got.status().to_string();
-  EXPECT_EQ(paged.asked_rows, 3 * longest);
+  EXPECT_EQ(paged.asked_rows, 3 * longest_of(reqs));
   EXPECT_GT(paged.most_at_once, 3) << "pages of the requests' own lengths hold more than 3 sequences";
   std::sort(finished.begin(), finished.end());
   ASSERT_EQ(finished.size(), reqs.size());
@@ -365,7 +376,6 @@ TEST_P(HfReference, GreedyContinuationsMatchWithPagedKv) {
 // time.
 TEST_P(HfReference, SampledContinuationsWithPagedKvAreTheSlotsOwn) {
   std::vector<GenerationRequest> reqs;
-  int32_t longest = 0;
   for (int k = 0; k < 4; ++k)
     for (const auto& prompt : ref_.prompts) {
       GenerationRequest r;
@@ -375,14 +385,12 @@ TEST_P(HfReference, SampledContinuationsWithPagedKvAreTheSlotsOwn) {
       r.top_logprobs = k % 2 ? 2 : 0;
       r.presence_penalty = k == 2 ? 0.5f : 0.0f;
       r.ignore_eos = true;
-      longest = std::max<int32_t>(longest, static_cast<int32_t>(prompt.size()) + r.max_new_tokens);
       reqs.push_back(r);
     }
   Generator all(*model_);
   auto fixed = all.generate(reqs);
   ASSERT_TRUE(fixed.is_ok());
-  const int32_t page_len = 4, group_pages = (3 * longest + 2 * page_len - 1) / (2 * page_len);
-  PagedCheckingModel paged(*model_, {2 * group_pages, page_len, group_pages, 4, 2});
+  PagedCheckingModel paged(*model_, three_slots_as_pages(reqs));
   Generator gen(paged);
   gen.set_slots(3);
   gen.set_paged(true);
