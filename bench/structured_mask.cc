@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "compute/logit_adjust.h"
 #include "runtime/generator.h"
 #include "text/constraint.h"
 #include "text/token_trie.h"
@@ -131,6 +132,7 @@ int run(int argc, char** argv) {
     std::vector<bool> done(static_cast<size_t>(sequences), false);
     std::mt19937_64 pick(static_cast<uint64_t>(rep) + 7);
     std::vector<float> row(static_cast<size_t>(vocab), 0.5f);
+    compute::RowAdjustment adjustment;
     double mask_total = 0, apply_total = 0;
     int64_t seq_steps = 0;
     for (int step = 0; step < steps; ++step) {
@@ -150,7 +152,9 @@ int run(int argc, char** argv) {
         const runtime::AllowedTokens& a = *sets[next_set++];
         const double t1 = now_ms();
         std::fill(row.begin(), row.end(), 0.5f);
-        a.refuse_others(row);
+        adjustment.allowed.assign(a.words.begin(), a.words.end());
+        adjustment.allowed.resize((row.size() + 63) / 64, 0);
+        (void)compute::adjust_row(row, adjustment);  // what the host does for a row under a mask
         const int64_t kept = a.count();
         const double t2 = now_ms();
         mask_total += t1 - t0;

@@ -5,7 +5,6 @@
 #include <bit>
 #include <cstring>
 #include <future>
-#include <iterator>
 #include <chrono>
 #include <cmath>
 #include <optional>
@@ -43,31 +42,6 @@ AllowedTokens AllowedTokens::from_bytes(std::span<const uint8_t> allowed, bool c
   for (size_t t = whole * 8; t < allowed.size(); ++t)
     if (allowed[t]) a.words[t / 64] |= uint64_t{1} << (t % 64);
   return a;
-}
-
-void AllowedTokens::refuse_others(std::span<float> x) const {
-  // A byte of the mask at a time, without a branch per token: each of the byte's eight tokens keeps
-  // its bits where the byte's bit is set, else takes -inf's.
-  struct Lanes {
-    uint32_t keep[256][8];
-  };
-  static const Lanes lanes = [] {
-    Lanes l{};
-    for (unsigned b = 0; b < 256; ++b)
-      for (unsigned j = 0; j < 8; ++j) l.keep[b][j] = ((b >> j) & 1) != 0 ? 0xffffffffu : 0u;
-    return l;
-  }();
-  const uint32_t minus_inf = std::bit_cast<uint32_t>(-INFINITY);
-  const size_t n = x.size(), whole = std::min(n / 8, words.size() * 8);
-  for (size_t i = 0; i < whole; ++i) {
-    const uint32_t* keep = lanes.keep[(words[i / 8] >> ((i % 8) * 8)) & 0xff];
-    uint32_t v[8];
-    std::memcpy(v, x.data() + i * 8, sizeof v);
-    for (int j = 0; j < 8; ++j) v[j] = (v[j] & keep[j]) | (minus_inf & ~keep[j]);
-    std::memcpy(x.data() + i * 8, v, sizeof v);
-  }
-  for (size_t t = whole * 8; t < n; ++t)
-    if (!allows(static_cast<int64_t>(t))) x[t] = -INFINITY;
 }
 
 int64_t AllowedTokens::count() const {
@@ -342,7 +316,6 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
   std::unordered_map<int32_t, Sequence> seqs;  // by slot (its first page)
   ConstraintMaskCache masks;
   int64_t generated = 0;
-
 
   // Records the token chosen for the sequence in `slot`; returns false once it is done (and its
   // slot free again).

@@ -71,8 +71,6 @@ struct AllowedTokens {
   // The words of a vocabulary of `vocab` tokens with, when the text is complete, the end tokens
   // `ends` (those below `vocab`) allowed too.
   std::vector<uint64_t> with_ends(std::span<const int32_t> ends, int64_t vocab) const;
-  // Sets x[t] = -inf for every token t < x.size() not allowed.
-  void refuse_others(std::span<float> x) const;
 };
 
 // Allowed sets by (constraint, state): inside a string the state repeats token after token, and
