@@ -13,9 +13,11 @@ constexpr const char* kLiterals[] = {"true", "false", "null"};
 }  // namespace
 
 std::string JsonAutomaton::key() const {
-  std::string k = {static_cast<char>(expect_), static_cast<char>(number_), static_cast<char>(in_key_),
-                   static_cast<char>(hex_left_), static_cast<char>(literal_), static_cast<char>(lit_pos_),
-                   static_cast<char>(spaces_), static_cast<char>(digits_), static_cast<char>(done_)};
+  std::string k = {
+      static_cast<char>(expect_),   static_cast<char>(number_),    static_cast<char>(in_key_),
+      static_cast<char>(hex_left_), static_cast<char>(utf8_left_), static_cast<char>(utf8_lo_),
+      static_cast<char>(utf8_hi_),  static_cast<char>(literal_),   static_cast<char>(lit_pos_),
+      static_cast<char>(spaces_),   static_cast<char>(digits_),    static_cast<char>(done_)};
   k.append(stack_.data(), static_cast<size_t>(depth_));
   return k;
 }
@@ -82,7 +84,8 @@ bool JsonAutomaton::number_ends() const {
 }
 
 bool JsonAutomaton::feed_impl(unsigned char c) {
-  const bool between = expect_ != Expect::kString && expect_ != Expect::kEscape && expect_ != Expect::kUnicode &&
+  const bool between = expect_ != Expect::kString && expect_ != Expect::kEscape &&
+                       expect_ != Expect::kUtf8 && expect_ != Expect::kUnicode &&
                        expect_ != Expect::kNumber && expect_ != Expect::kLiteral;
   if (between) {
     if (is_space(c)) return space(c);
@@ -124,7 +127,37 @@ bool JsonAutomaton::feed_impl(unsigned char c) {
         expect_ = Expect::kEscape;
         return true;
       }
-      return c >= 0x20;
+      if (c < 0x80) return c >= 0x20;
+      // The first byte of a multi-byte character: how many follow, and the range of the next
+      // (narrower after E0, ED, F0 and F4, which would otherwise start overlong forms,
+      // surrogates or code points past U+10FFFF).
+      utf8_lo_ = 0x80;
+      utf8_hi_ = 0xBF;
+      if (c >= 0xC2 && c <= 0xDF) {
+        utf8_left_ = 1;
+      } else if (c >= 0xE0 && c <= 0xEF) {
+        utf8_left_ = 2;
+        if (c == 0xE0) utf8_lo_ = 0xA0;
+        if (c == 0xED) utf8_hi_ = 0x9F;
+      } else if (c >= 0xF0 && c <= 0xF4) {
+        utf8_left_ = 3;
+        if (c == 0xF0) utf8_lo_ = 0x90;
+        if (c == 0xF4) utf8_hi_ = 0x8F;
+      } else {
+        return false;  // a continuation byte with no first byte, C0, C1 or F5..FF
+      }
+      expect_ = Expect::kUtf8;
+      return true;
+    case Expect::kUtf8:
+      if (c < utf8_lo_ || c > utf8_hi_) return false;
+      if (--utf8_left_ > 0) {
+        utf8_lo_ = 0x80;
+        utf8_hi_ = 0xBF;
+      } else {  // whole: the state is a plain string's again (key() must not tell them apart)
+        utf8_lo_ = utf8_hi_ = 0;
+        expect_ = Expect::kString;
+      }
+      return true;
     case Expect::kEscape:
       if (c == 'u') {
         expect_ = Expect::kUnicode;

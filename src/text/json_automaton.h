@@ -3,8 +3,10 @@
 // says whether the text so far is still the beginning of a JSON object; complete() says whether it
 // is one. Nesting is kept on a fixed stack (kMaxDepth levels: deeper is refused), so a state is a
 // small value that copies cheaply while a token trie is searched. Runs of whitespace outside
-// strings are capped at kMaxSpaces bytes, so a model cannot pad forever. Strings take any byte
-// but control characters, with JSON's escapes; bytes of 0x80 and up appear only inside strings.
+// strings are capped at kMaxSpaces bytes, so a model cannot pad forever. Strings take any
+// character but control characters, with JSON's escapes, as well-formed UTF-8 (the Unicode
+// Standard's table 3-7: no overlong forms, surrogates or stray continuation bytes), so that a
+// decoder turns no byte of the text into U+FFFD; bytes of 0x80 and up appear only inside strings.
 // Numbers have at most kMaxDigits digits before and after the point and at most two exponent
 // digits, so that every number reads as a finite double (parsers refuse or mangle 6E8119).
 #pragma once
@@ -41,6 +43,7 @@ class JsonAutomaton {
     kValueOrEnd,   // a value or ']' (just after '[')
     kString,       // inside a string
     kEscape,       // after a backslash in a string
+    kUtf8,         // inside a string's multi-byte character (utf8_left_ bytes to go)
     kUnicode,      // inside \uXXXX (hex_left digits to go)
     kNumber,       // inside a number (number_ says where)
     kLiteral,      // inside true/false/null (literal_ says which, lit_pos how far)
@@ -59,6 +62,8 @@ class JsonAutomaton {
   Num number_ = Num::kMinus;
   bool in_key_ = false;               // the string being read is an object key
   uint8_t hex_left_ = 0;
+  uint8_t utf8_left_ = 0;             // continuation bytes still due in a multi-byte character
+  uint8_t utf8_lo_ = 0, utf8_hi_ = 0; // the range of the next one (0, 0 between characters)
   uint8_t literal_ = 0;               // 0 true, 1 false, 2 null
   uint8_t lit_pos_ = 0;
   uint8_t spaces_ = 0;                // whitespace bytes in the current run
