@@ -119,7 +119,7 @@ Result<std::vector<LogitStats>> CpuBackend::logit_stats(const Tensor& logits, st
   std::vector<LogitStats> out(queries.size());
   Status failed;
   std::mutex mu;
-  parallel_for(logits.dim(0), logits.dim(1), [&](int64_t b, int64_t e) {
+  row_loop(logits)(logits.dim(0), [&](int64_t b, int64_t e) {
     auto part = logit_stats_on_host(logits.slice_rows(b, e), queries.subspan(static_cast<size_t>(b), static_cast<size_t>(e - b)));
     if (!part.is_ok()) {
       std::lock_guard lock(mu);
@@ -132,32 +132,17 @@ Result<std::vector<LogitStats>> CpuBackend::logit_stats(const Tensor& logits, st
   return out;
 }
 
+RowLoop CpuBackend::row_loop(const Tensor& logits) {
+  const int64_t row_work = logits.rank() == 2 ? logits.dim(1) : 1;
+  return [this, row_work](int64_t n, const std::function<void(int64_t, int64_t)>& fn) { parallel_for(n, row_work, fn); };
+}
+
 Result<Tensor> CpuBackend::adjust_logits(const Tensor& logits, std::span<const RowAdjustment> adjustments) {
-  STRATA_RETURN_IF_ERROR(check_logits(logits, true, "adjust_logits"));
-  STRATA_RETURN_IF_ERROR(check_adjustments(logits, adjustments));
-  const int64_t V = logits.dim(1);
-  Tensor out = Tensor::host(DType::kF32, {static_cast<int64_t>(adjustments.size()), V});
-  parallel_for(static_cast<int64_t>(adjustments.size()), V, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      float* row = out.data<float>() + i * V;
-      std::memcpy(row, logits.data<float>() + adjustments[i].row * V, static_cast<size_t>(V) * sizeof(float));
-      const Status adjusted = adjust_row({row, static_cast<size_t>(V)}, adjustments[i]);
-      STRATA_CHECK(adjusted.is_ok(), adjusted.to_string());  // checked above
-    }
-  });
-  return out;
+  return adjust_logits_on_host(logits, adjustments, row_loop(logits));
 }
 
 Result<std::vector<int32_t>> CpuBackend::draw_tokens(const Tensor& logits, std::span<const RowDraw> draws) {
-  STRATA_RETURN_IF_ERROR(check_logits(logits, true, "draw_tokens"));
-  STRATA_RETURN_IF_ERROR(check_draws(logits, draws));
-  const int64_t V = logits.dim(1);
-  std::vector<int32_t> out(draws.size());
-  parallel_for(static_cast<int64_t>(draws.size()), V, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i)
-      out[i] = draw_in_row({logits.data<float>() + draws[i].row * V, static_cast<size_t>(V)}, draws[i]);
-  });
-  return out;
+  return draw_tokens_on_host(logits, draws, row_loop(logits));
 }
 
 // --- linear ---------------------------------------------------------------------------------

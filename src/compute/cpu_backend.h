@@ -56,6 +56,8 @@ class CpuBackend final : public Backend {
   // dst = src converted to dst's dtype (the same dtype, or F32), element for element.
   void copy_as(const Tensor& src, Tensor& dst);
 
+  // Sampling's loop over rows of `logits`, split over the pool when they are many.
+  RowLoop row_loop(const Tensor& logits);
   // Replaces rows [T', head_dim] of the cache by dequantise(quantise(rows)) (CpuBackendOptions::int4_kv).
   void int4_roundtrip_rows(float* rows, int64_t count, int64_t head_dim);
 

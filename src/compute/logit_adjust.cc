@@ -6,6 +6,8 @@
 #include <cstring>
 #include <string>
 
+#include "common/check.h"
+
 namespace strata::compute {
 
 Status check_logits(const Tensor& logits, bool host, const char* op) {
@@ -131,27 +133,45 @@ int32_t draw_in_row(std::span<const float> x, const RowDraw& d) {
   return last;
 }
 
-Result<Tensor> adjust_logits_on_host(const Tensor& logits, std::span<const RowAdjustment> adjustments) {
+namespace {
+
+void each_range(const RowLoop& loop, int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  if (loop) {
+    loop(n, fn);
+  } else if (n > 0) {
+    fn(0, n);
+  }
+}
+
+}  // namespace
+
+Result<Tensor> adjust_logits_on_host(const Tensor& logits, std::span<const RowAdjustment> adjustments,
+                                     const RowLoop& loop) {
   STRATA_RETURN_IF_ERROR(check_logits(logits, true, "adjust_logits"));
   STRATA_RETURN_IF_ERROR(check_adjustments(logits, adjustments));
   const int64_t V = logits.dim(1);
   Tensor out = Tensor::host(DType::kF32, {static_cast<int64_t>(adjustments.size()), V});
-  for (size_t i = 0; i < adjustments.size(); ++i) {
-    float* row = out.data<float>() + static_cast<int64_t>(i) * V;
-    std::memcpy(row, logits.data<float>() + adjustments[i].row * V, static_cast<size_t>(V) * sizeof(float));
-    STRATA_RETURN_IF_ERROR(adjust_row({row, static_cast<size_t>(V)}, adjustments[i]));
-  }
+  each_range(loop, static_cast<int64_t>(adjustments.size()), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      float* row = out.data<float>() + i * V;
+      std::memcpy(row, logits.data<float>() + adjustments[i].row * V, static_cast<size_t>(V) * sizeof(float));
+      const Status adjusted = adjust_row({row, static_cast<size_t>(V)}, adjustments[i]);
+      STRATA_CHECK(adjusted.is_ok(), adjusted.to_string());  // checked above
+    }
+  });
   return out;
 }
 
-Result<std::vector<int32_t>> draw_tokens_on_host(const Tensor& logits, std::span<const RowDraw> draws) {
+Result<std::vector<int32_t>> draw_tokens_on_host(const Tensor& logits, std::span<const RowDraw> draws,
+                                                 const RowLoop& loop) {
   STRATA_RETURN_IF_ERROR(check_logits(logits, true, "draw_tokens"));
   STRATA_RETURN_IF_ERROR(check_draws(logits, draws));
   const int64_t V = logits.dim(1);
-  std::vector<int32_t> out;
-  out.reserve(draws.size());
-  for (const RowDraw& d : draws)
-    out.push_back(draw_in_row({logits.data<float>() + d.row * V, static_cast<size_t>(V)}, d));
+  std::vector<int32_t> out(draws.size());
+  each_range(loop, static_cast<int64_t>(draws.size()), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      out[i] = draw_in_row({logits.data<float>() + draws[i].row * V, static_cast<size_t>(V)}, draws[i]);
+  });
   return out;
 }
 

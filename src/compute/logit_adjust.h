@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <utility>
 #include <vector>
@@ -54,11 +55,17 @@ struct RowDraw {
 // The token of `d` over one row, summing in index order.
 int32_t draw_in_row(std::span<const float> x, const RowDraw& d);
 
+// How the host functions below go over their n rows: fn(begin, end) on ranges covering [0, n)
+// once. Empty: one range, on the calling thread; a backend may split them over its threads.
+using RowLoop = std::function<void(int64_t n, const std::function<void(int64_t, int64_t)>& fn)>;
+
 // Host F32 logits [R, V] -> host F32 [adjustments.size(), V]: row i is logits row
 // adjustments[i].row with its changes.
-Result<Tensor> adjust_logits_on_host(const Tensor& logits, std::span<const RowAdjustment> adjustments);
+Result<Tensor> adjust_logits_on_host(const Tensor& logits, std::span<const RowAdjustment> adjustments,
+                                     const RowLoop& loop = {});
 // draw_in_row() of each draw over its row of host F32 logits [R, V].
-Result<std::vector<int32_t>> draw_tokens_on_host(const Tensor& logits, std::span<const RowDraw> draws);
+Result<std::vector<int32_t>> draw_tokens_on_host(const Tensor& logits, std::span<const RowDraw> draws,
+                                                 const RowLoop& loop = {});
 // logits[row, token] of each (row, token) pair, host F32 logits [R, V].
 Result<std::vector<float>> logit_values_on_host(const Tensor& logits,
                                                 std::span<const std::pair<int64_t, int32_t>> at);

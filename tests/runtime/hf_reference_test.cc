@@ -337,6 +337,28 @@ compute::PageLayout three_slots_as_pages(std::span<const GenerationRequest> reqs
   return {2 * group_pages, page_len, group_pages, 4, 2};
 }
 
+// `reqs` run with a slot each, then on three_slots_as_pages(reqs) with 3 slots (the paged run
+// given `on_finish`), on a PagedCheckingModel whose findings come back beside the results.
+struct SlotsAndPages {
+  std::vector<GenerationResult> slots, paged;
+  int64_t asked_rows = 0;
+  int most_at_once = 0;
+};
+Result<SlotsAndPages> run_slots_and_pages(compute::Transformer& model, std::span<const GenerationRequest> reqs,
+                                          const Generator::FinishCallback& on_finish = {}) {
+  SlotsAndPages out;
+  Generator all(model);
+  STRATA_ASSIGN_OR_RETURN(out.slots, all.generate(reqs));
+  PagedCheckingModel paged(model, three_slots_as_pages(reqs));
+  Generator gen(paged);
+  gen.set_slots(3);
+  gen.set_paged(true);
+  STRATA_ASSIGN_OR_RETURN(out.paged, gen.generate(reqs, nullptr, on_finish));
+  out.asked_rows = paged.asked_rows;
+  out.most_at_once = paged.most_at_once;
+  return out;
+}
+
 // Paged KV: requests of mixed lengths take as many pages as they need in groups with limits of
 // sequences and prompts, more sequences run at once than slots of the longest length would
 // hold, and every continuation is the same as with a slot per request.
@@ -351,23 +373,16 @@ TEST_P(HfReference, GreedyContinuationsMatchWithPagedKv) {
       r.ignore_eos = true;
       reqs.push_back(r);
     }
-  Generator all(*model_);
-  auto fixed = all.generate(reqs);
-  ASSERT_TRUE(fixed.is_ok());
-  PagedCheckingModel paged(*model_, three_slots_as_pages(reqs));
-  Generator gen(paged);
-  gen.set_slots(3);
-  gen.set_paged(true);
   std::vector<size_t> finished;
-  auto got = gen.generate(reqs, nullptr, [&](size_t i, const GenerationResult&) { finished.push_back(i); });
-  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
-  EXPECT_EQ(paged.asked_rows, 3 * longest_of(reqs));
-  EXPECT_GT(paged.most_at_once, 3) << "pages of the requests' own lengths hold more than 3 sequences";
+  auto run = run_slots_and_pages(*model_, reqs, [&](size_t i, const GenerationResult&) { finished.push_back(i); });
+  ASSERT_TRUE(run.is_ok()) << run.status().to_string();
+  EXPECT_EQ(run->asked_rows, 3 * longest_of(reqs));
+  EXPECT_GT(run->most_at_once, 3) << "pages of the requests' own lengths hold more than 3 sequences";
   std::sort(finished.begin(), finished.end());
   ASSERT_EQ(finished.size(), reqs.size());
   for (size_t i = 0; i < finished.size(); ++i) EXPECT_EQ(finished[i], i);
   for (size_t i = 0; i < reqs.size(); ++i)
-    EXPECT_EQ((*got)[i].tokens, (*fixed)[i].tokens) << "request " << i << ": paged vs one slot per request";
+    EXPECT_EQ(run->paged[i].tokens, run->slots[i].tokens) << "request " << i << ": paged vs one slot per request";
 }
 
 // Sampled requests (top_p, top_k, penalties, top logprobs: statistics that sort candidates, and
@@ -387,20 +402,13 @@ TEST_P(HfReference, SampledContinuationsWithPagedKvAreTheSlotsOwn) {
       r.ignore_eos = true;
       reqs.push_back(r);
     }
-  Generator all(*model_);
-  auto fixed = all.generate(reqs);
-  ASSERT_TRUE(fixed.is_ok());
-  PagedCheckingModel paged(*model_, three_slots_as_pages(reqs));
-  Generator gen(paged);
-  gen.set_slots(3);
-  gen.set_paged(true);
-  auto got = gen.generate(reqs);
-  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
-  EXPECT_GT(paged.most_at_once, 3);
+  auto run = run_slots_and_pages(*model_, reqs);
+  ASSERT_TRUE(run.is_ok()) << run.status().to_string();
+  EXPECT_GT(run->most_at_once, 3);
   for (size_t i = 0; i < reqs.size(); ++i) {
-    EXPECT_EQ((*got)[i].tokens, (*fixed)[i].tokens) << "request " << i;
-    EXPECT_EQ((*got)[i].logprobs, (*fixed)[i].logprobs) << "request " << i;
-    EXPECT_EQ((*got)[i].top_logprobs, (*fixed)[i].top_logprobs) << "request " << i;
+    EXPECT_EQ(run->paged[i].tokens, run->slots[i].tokens) << "request " << i;
+    EXPECT_EQ(run->paged[i].logprobs, run->slots[i].logprobs) << "request " << i;
+    EXPECT_EQ(run->paged[i].top_logprobs, run->slots[i].top_logprobs) << "request " << i;
   }
 }
 
