@@ -254,6 +254,8 @@ json BatchSummary::to_json() const {
           {"wall_s", wall_s},
           {"prefill_s", prefill_s},
           {"decode_s", decode_s},
+          {"steps", {{"count", steps}, {"tokens", step_tokens}, {"sampled_rows", sampled_rows},
+                     {"model_s", model_s}, {"mask_wait_s", mask_wait_s}, {"choose_s", choose_s}}},
           {"output_tokens_per_s", wall_s > 0 ? completion_tokens / wall_s : 0.0},
           {"total_tokens_per_s", wall_s > 0 ? total_tokens / wall_s : 0.0},
           {"requests_per_s", wall_s > 0 ? requests / wall_s : 0.0},
@@ -288,6 +290,14 @@ std::string BatchSummary::to_text() const {
                 decode_s, decode_s > 0 ? completion_tokens / decode_s : 0.0, static_cast<long long>(blocks),
                 static_cast<long long>(refills));
   out += buf;
+  if (steps > 0) {
+    std::snprintf(buf, sizeof(buf),
+                  "steps: %lld (%.1f tokens, %.1f sampled a step): model %.2f s, waiting for allowed sets %.2f s, "
+                  "choosing tokens %.2f s\n",
+                  static_cast<long long>(steps), static_cast<double>(step_tokens) / static_cast<double>(steps),
+                  static_cast<double>(sampled_rows) / static_cast<double>(steps), model_s, mask_wait_s, choose_s);
+    out += buf;
+  }
   if (first_result_s >= 0) {
     std::snprintf(buf, sizeof(buf), "first result: %.2f s after the start\n", first_result_s);
     out += buf;

@@ -114,6 +114,10 @@ struct BatchSummary {
   double wall_s = 0;
   double prefill_s = 0;
   double decode_s = 0;
+  // Where the steps' time went (GenerationStats): the steps the model ran, their tokens and
+  // sampled rows, the model's own seconds, the wait for allowed sets, choosing the tokens.
+  int64_t steps = 0, step_tokens = 0, sampled_rows = 0;
+  double model_s = 0, mask_wait_s = 0, choose_s = 0;
   int64_t peak_rss_bytes = 0;
   // Seconds from the start (BatchJobOptions::started) to the first record this run wrote; -1: none.
   double first_result_s = -1;

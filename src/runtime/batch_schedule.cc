@@ -91,6 +91,12 @@ Status Job::run_feed(PreparedFeed& feed, int32_t slots, int32_t max_len, bool bl
   sum_.refills += stats.refills;
   sum_.prefill_s += stats.prefill_s;
   sum_.decode_s += stats.decode_s;
+  sum_.steps += stats.steps;
+  sum_.step_tokens += stats.step_tokens;
+  sum_.sampled_rows += stats.sampled_rows;
+  sum_.model_s += stats.model_s;
+  sum_.mask_wait_s += stats.mask_wait_s;
+  sum_.choose_s += stats.choose_s;
   if (!ran.is_ok()) return ran.with_context("generating with " + std::to_string(slots) + " sequences at once");
   return write_status;
 }

@@ -14,6 +14,7 @@
 
 #include "common/check.h"
 #include "compute/logit_stats.h"
+#include "cuda/cuda_backend.h"
 #include "planner/cost_model.h"
 
 namespace strata::runtime {
@@ -484,13 +485,27 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
         ahead.push_back({q.req->trie.get(), q.req->constraint.get(), &q.state});
     std::future<void> masks_ahead;
     if (!ahead.empty()) masks_ahead = std::async(std::launch::async, [&masks, &ahead] { masks.fill(ahead); });
+    auto t = std::chrono::steady_clock::now();
     Result<Tensor> forward = model_.forward_for_sampling(batch, rows);
+    if (stats) {
+      if (forward.is_ok()) cuda::synchronize(model_.backend());  // the model's time, not the first choice's wait
+      stats->model_s += seconds_since(t);
+      t = std::chrono::steady_clock::now();
+    }
     if (masks_ahead.valid()) masks_ahead.get();
     STRATA_ASSIGN_OR_RETURN(Tensor logits, std::move(forward));
+    if (stats) {
+      stats->mask_wait_s += seconds_since(t);
+      t = std::chrono::steady_clock::now();
+      ++stats->steps;
+      stats->step_tokens += batch.size();
+      stats->sampled_rows += static_cast<int64_t>(rows.size());
+    }
     std::vector<int32_t> still;
     if (!sampled.empty()) {
       STRATA_ASSIGN_OR_RETURN(still, advance_all(logits, sampled));
     }
+    if (stats) stats->choose_s += seconds_since(t);
     still.insert(still.end(), filling.begin(), filling.end());
     std::sort(still.begin(), still.end());
     return still;

@@ -131,6 +131,15 @@ struct GenerationStats {
   int32_t decode_steps = 0;
   int32_t refills = 0;  // steps that gave waiting requests the slots of finished ones
   // A decode step that starts sequences too (mixed steps) counts as decode in prefill_s/decode_s.
+  // Where the steps' time went: every step the model ran (prompt steps included), the tokens they
+  // took and the rows they sampled; the model's own time (until its logits were computed), the
+  // wait for the constrained sequences' allowed sets after it, and choosing the tokens.
+  int64_t steps = 0;
+  int64_t step_tokens = 0;
+  int64_t sampled_rows = 0;
+  double model_s = 0;
+  double mask_wait_s = 0;
+  double choose_s = 0;
 };
 
 // Hands the Generator its requests one at a time, as slots free up.

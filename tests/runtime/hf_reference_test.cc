@@ -202,9 +202,13 @@ class SlotCheckingModel final : public compute::SequenceModel {
       EXPECT_LE(tokens, chunk_ + static_cast<int64_t>(batch.seqs.size())) << "prompt tokens beyond the chunk";
     prompt_steps += prompt && !decode ? 1 : 0;
     mixed_steps_run += prompt && decode ? 1 : 0;
+    ++steps;
+    step_tokens += tokens;
+    sampled_rows += static_cast<int64_t>(rows.size());
     return inner_.forward(batch, rows);
   }
   int prompt_steps = 0, mixed_steps_run = 0, continued_chunks = 0;
+  int64_t steps = 0, step_tokens = 0, sampled_rows = 0;
 
  private:
   compute::TransformerModel inner_;
@@ -249,6 +253,13 @@ TEST_P(HfReference, GreedyContinuationsMatchWhenRequestsTakeFinishedSequencesSlo
     ASSERT_TRUE(got.is_ok()) << got.status().to_string();
     EXPECT_GT(stats.refills, 0);
     EXPECT_EQ(stats.prompt_tokens, prompt_tokens);  // each prompt token entered once
+    // The step accounting: each step the model ran, each token it took (a sequence's last token is
+    // never fed back), each row it sampled (a token each).
+    EXPECT_EQ(stats.steps, checked.steps);
+    EXPECT_EQ(stats.step_tokens, checked.step_tokens);
+    EXPECT_EQ(stats.step_tokens, prompt_tokens + stats.generated_tokens - static_cast<int64_t>(reqs.size()));
+    EXPECT_EQ(stats.sampled_rows, stats.generated_tokens);
+    EXPECT_GT(stats.model_s, 0.0);
     if (chunk > 0) {
       EXPECT_GT(checked.continued_chunks, 0);
     } else {
