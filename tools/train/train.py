@@ -4,7 +4,12 @@
 tools/train/prepare_data.py collects from Debian packages. Needs torch, transformers and
 tokenizers, and a GPU to finish in minutes.
 
-Usage: python3 tools/train/train.py DATA_DIR OUT_DIR [--minutes 5]
+Usage: python3 tools/train/train.py DATA_DIR OUT_DIR [--minutes 5] [--arch llama|mixtral]
+                                    [--tokenizer TOKENIZER_JSON]
+--arch mixtral trains a mixture of experts of the same width and depth (8 experts of 512, the top 2
+a token, so a token's MLP is as wide as the dense model's 1024; the router's load-balancing loss
+added), for measuring what int4 experts cost on trained weights. --tokenizer reuses a trained
+tokenizer (the demo's) so the models' perplexities on the same text compare.
 Writes a Hugging Face model directory (config.json, model.safetensors in bf16, tokenizer.json,
 tokenizer_config.json, generation_config.json), train_log.json (losses, settings, versions) and
 reference.json (greedy continuations of a few prompts computed by transformers from the saved
@@ -88,6 +93,8 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--max-steps", type=int, default=1500)
+    ap.add_argument("--arch", choices=["llama", "mixtral"], default="llama")
+    ap.add_argument("--tokenizer", help="a trained tokenizer.json to use instead of training one")
     args = ap.parse_args()
     t_start = time.time()
     torch.manual_seed(0)
@@ -95,18 +102,22 @@ def main():
     os.makedirs(args.out, exist_ok=True)
 
     train_path = os.path.join(args.data, "train.txt")
-    tok = train_tokenizer(train_path)
+    tok = Tokenizer.from_file(args.tokenizer) if args.tokenizer else train_tokenizer(train_path)
     bos, eos, pad = tok.token_to_id("<s>"), tok.token_to_id("</s>"), tok.token_to_id("<pad>")
     train = token_stream(tok, read_docs(train_path), bos, eos)
     valid = token_stream(tok, read_docs(os.path.join(args.data, "valid.txt")), bos, eos)
     print(f"tokens: train {len(train)}, valid {len(valid)}", flush=True)
 
-    config = transformers.LlamaConfig(
-        vocab_size=VOCAB, hidden_size=384, intermediate_size=1024, num_hidden_layers=6,
-        num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=1024,
-        rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=True, attention_dropout=0.1,
-        bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
-    model = transformers.LlamaForCausalLM(config).to(device)
+    shape = dict(vocab_size=VOCAB, hidden_size=384, num_hidden_layers=6, num_attention_heads=6,
+                 num_key_value_heads=2, max_position_embeddings=1024, rms_norm_eps=1e-5, rope_theta=10000.0,
+                 tie_word_embeddings=True, attention_dropout=0.1, bos_token_id=bos, eos_token_id=eos,
+                 pad_token_id=pad)
+    if args.arch == "mixtral":
+        config = transformers.MixtralConfig(intermediate_size=512, num_local_experts=8, num_experts_per_tok=2,
+                                            sliding_window=None, router_aux_loss_coef=0.02, **shape)
+    else:
+        config = transformers.LlamaConfig(intermediate_size=1024, **shape)
+    model = transformers.AutoModelForCausalLM.from_config(config).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"parameters: {n_params}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.95), weight_decay=0.1)
@@ -122,8 +133,10 @@ def main():
             g["lr"] = lr
         x, y = batches(train, gen, device)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = model(input_ids=x).logits
-        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, VOCAB), y.reshape(-1))
+            out = model(input_ids=x, **({"output_router_logits": True} if args.arch == "mixtral" else {}))
+        loss = torch.nn.functional.cross_entropy(out.logits.float().reshape(-1, VOCAB), y.reshape(-1))
+        if getattr(out, "aux_loss", None) is not None:  # the router's load balancing
+            loss = loss + config.router_aux_loss_coef * out.aux_loss.float()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
