@@ -69,8 +69,8 @@ try:
 except ImportError:
     jsonschema = None
 print("| temperature | job | wall s | generated tokens | constrained / free (wall) | constrained / free at its lengths (wall) "
-      "| steps | tokens a step | sampled a step | model s | waiting for allowed sets s | choosing s |")
-print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "| steps | refills | tokens a step | sampled a step | model s | waiting for allowed sets s | choosing s |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for t in (0, 1):
     summary = {k: json.load(open(f"{out}/structured-{k}-t{t}.json")) for k in ("free", "schema", "same")}
     for kind, name in (("free", "free"), ("schema", "schema"), ("same", "free at the schema answers' lengths")):
@@ -79,7 +79,7 @@ for t in (0, 1):
                   if kind == "schema" else " | ")
         st = s["steps"]
         n = max(1, st["count"])
-        print(f'| {t} | {name} | {s["wall_s"]:.2f} | {s["completion_tokens"]} | {ratios} | {st["count"]} '
+        print(f'| {t} | {name} | {s["wall_s"]:.2f} | {s["completion_tokens"]} | {ratios} | {st["count"]} | {s["refills"]} '
               f'| {st["tokens"] / n:.1f} | {st["sampled_rows"] / n:.1f} | {st["model_s"]:.2f} '
               f'| {st["mask_wait_s"]:.2f} | {st["choose_s"]:.2f} |')
     valid = invalid = cut = 0
