@@ -14,13 +14,15 @@ LogitStats row_stats(const float* x, int64_t V, const LogitQuery& q) {
   st.argmax = static_cast<int32_t>(arg);
   st.max_logit = x[arg];
   const double inv_t = q.temperature > 0 ? 1.0 / q.temperature : 0.0;
+  // At temperature 1 the two sums take the same terms, bit for bit: one pass gives both.
+  const bool same = q.log_sum && inv_t == 1.0;
   double sum = 0, tsum = 0;
-  for (int64_t i = 0; i < V; ++i) {
-    sum += std::exp(static_cast<double>(x[i]) - x[arg]);
-    if (inv_t > 0) tsum += std::exp(x[i] * inv_t - x[arg] * inv_t);
-  }
-  st.log_sum = std::log(sum);
-  st.temperature_sum = tsum;
+  if (q.log_sum)
+    for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(x[i]) - x[arg]);
+  if (inv_t > 0 && !same)
+    for (int64_t i = 0; i < V; ++i) tsum += std::exp(x[i] * inv_t - x[arg] * inv_t);
+  st.log_sum = q.log_sum ? std::log(sum) : 0.0;
+  st.temperature_sum = same ? sum : tsum;
   // A row with NaN or infinities has no order to sort by; the caller reports it (it sees the
   // non-finite max or log-sum).
   if (!std::isfinite(st.max_logit) || !std::isfinite(st.log_sum)) return st;

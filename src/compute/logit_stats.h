@@ -19,12 +19,15 @@ namespace strata::compute {
 struct LogitQuery {
   float temperature = 0.0f;  // > 0: also sum exp(x / T - max / T) over the row
   int32_t candidates = 0;    // how many of the best (logit, token) pairs to return
+  // false: the log-sum is not wanted (a row chosen from, whose logprobs come from another row);
+  // the host then leaves it 0 and skips its pass over the row, a backend may compute it anyway.
+  bool log_sum = true;
 };
 
 struct LogitStats {
   int32_t argmax = 0;          // first index of the largest logit
   float max_logit = 0.0f;
-  double log_sum = 0.0;        // log(sum exp(x - max)): logprob(t) = (x[t] - max) - log_sum
+  double log_sum = 0.0;        // log(sum exp(x - max)): logprob(t) = (x[t] - max) - log_sum (when asked)
   double temperature_sum = 0;  // sum over the row of exp(x / T - max / T), when T > 0
   std::vector<std::pair<float, int32_t>> top;  // (logit, token), best first
 };

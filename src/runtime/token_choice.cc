@@ -96,7 +96,9 @@ Result<std::vector<TokenChoice>> choose_tokens(compute::Backend& backend, const 
       adjusted[i] = true;
       adjustments.push_back(logit_adjustment(req, rows[i].edits, too_early, eos_ids, rows[i].mask,
                                              static_cast<int64_t>(i), V));
-      adjusted_queries.push_back(want);
+      compute::LogitQuery chosen_from = want;
+      chosen_from.log_sum = false;  // the logprobs are the model's own row's
+      adjusted_queries.push_back(chosen_from);
       queries[i].candidates = req.top_logprobs;
     } else {
       queries[i] = want;
