@@ -1,6 +1,10 @@
 // The demo model in models/demo (bf16 weights) against the greedy continuations transformers
 // computed from the same weights in fp32 (models/demo/reference.json).
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <fstream>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -85,6 +89,78 @@ TEST(DemoModel, ConstraintMaskComesBeforeMinP) {
     ASSERT_NE(first, std::string::npos) << text;
     EXPECT_EQ(text[first], '{') << text;
   }
+}
+
+// A Mixtral-format model whose experts are each a copy of the demo's MLP (bench/upcycle_moe.py:
+// a seeded random router; the top 2 of 4 experts, their weights renormalised to sum to 1)
+// computes the demo model: the mixture of experts' path (router, top-k, the experts' GEMMs over
+// their tokens, the weighted scatter-add) on trained weights. Renormalising wrongly, dropping a
+// chosen expert or scattering a row to the wrong token changes the logits.
+TEST(DemoModel, AMixtureOfCopiesOfItsMlpComputesIt) {
+  if (std::system("python3 -c 'import json' >/dev/null 2>&1") != 0) GTEST_SKIP() << "python3 is missing";
+  const auto root = testing::test_data_dir() / ".." / "..";
+  const auto dir = root / "models" / "demo";
+  const auto moe_dir = testing::make_temp_dir("strata-upcycled") / "moe";
+  const std::string cmd = "python3 " + (root / "bench" / "upcycle_moe.py").string() + " " + dir.string() + " " +
+                          moe_dir.string() + " --experts 4 --top-k 2 >/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  auto ctx = make_context({});
+  ASSERT_TRUE(ctx.is_ok());
+  auto dense = load_model_dir(**ctx, dir);
+  auto moe = load_model_dir(**ctx, moe_dir);
+  ASSERT_TRUE(dense.is_ok()) << dense.status().to_string();
+  ASSERT_TRUE(moe.is_ok()) << moe.status().to_string();
+  ASSERT_TRUE((*moe)->config().is_moe());
+  std::ifstream in(dir / "reference.json");
+  const auto ref = nlohmann::json::parse(in)["prompts"];
+  // Every prompt at once (a ragged batch), the logits of every position.
+  compute::TokenBatch batch;
+  int32_t longest = 0;
+  for (size_t p = 0; p < ref.size(); ++p) {
+    const auto ids = ref[p]["prompt_ids"].get<std::vector<int32_t>>();
+    batch.add_sequence(static_cast<int32_t>(p), 0, ids);
+    longest = std::max(longest, static_cast<int32_t>(ids.size()));
+  }
+  std::vector<int32_t> rows(static_cast<size_t>(batch.size()));
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int32_t>(i);
+  auto logits = [&](compute::Transformer& m) {
+    auto cache = m.make_kv_cache(static_cast<int32_t>(ref.size()), longest);
+    EXPECT_TRUE(cache.is_ok());
+    auto x = m.forward(batch, *cache, rows);
+    EXPECT_TRUE(x.is_ok()) << x.status().to_string();
+    return m.backend().to_host_f32(*x);
+  };
+  const Tensor want = logits(**dense), got = logits(**moe);
+  ASSERT_EQ(want.numel(), got.numel());
+  float most = 0, worst = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    most = std::max(most, std::fabs(want.data<float>()[i]));
+    worst = std::max(worst, std::fabs(want.data<float>()[i] - got.data<float>()[i]));
+  }
+  EXPECT_LE(worst, 1e-3f * most) << "largest logit difference " << worst << " of " << most;
+  // And its greedy continuations are transformers' for the dense model, up to a near-tie.
+  std::vector<GenerationRequest> reqs;
+  for (const auto& p : ref) {
+    GenerationRequest r;
+    r.prompt = p["prompt_ids"].get<std::vector<int32_t>>();
+    r.max_new_tokens = static_cast<int32_t>(p["greedy_ids"].size());
+    r.ignore_eos = true;
+    reqs.push_back(r);
+  }
+  Generator gen(**moe);
+  auto out = gen.generate(reqs);
+  ASSERT_TRUE(out.is_ok()) << out.status().to_string();
+  size_t compared = 0;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    auto wanted = ref[i]["greedy_ids"].get<std::vector<int32_t>>();
+    const auto margins = ref[i]["top2_margins"].get<std::vector<float>>();
+    size_t n = 0;
+    while (n < wanted.size() && margins[n] >= 0.05f) ++n;
+    wanted.resize(n);
+    EXPECT_EQ(std::vector<int32_t>((*out)[i].tokens.begin(), (*out)[i].tokens.begin() + n), wanted) << ref[i]["prompt"];
+    compared += n;
+  }
+  EXPECT_GE(compared, 64u);
 }
 
 }  // namespace
