@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 
 namespace strata::compute {
@@ -27,6 +28,12 @@ LogitStats row_stats(const float* x, int64_t V, const LogitQuery& q) {
   // non-finite max or log-sum).
   if (!std::isfinite(st.max_logit) || !std::isfinite(st.log_sum)) return st;
   const int64_t k = std::min<int64_t>(std::max<int32_t>(q.candidates, 0), V);
+  // Without the log-sum, a NaN the maximum passed over must still stop the sort (the log-sum,
+  // NaN then, tells the caller).
+  if (k > 0 && !q.log_sum && std::any_of(x, x + V, [](float v) { return std::isnan(v); })) {
+    st.log_sum = std::numeric_limits<double>::quiet_NaN();
+    return st;
+  }
   if (k > 0) {
     std::vector<std::pair<float, int32_t>> all(static_cast<size_t>(V));
     for (int64_t i = 0; i < V; ++i) all[i] = {x[i], static_cast<int32_t>(i)};

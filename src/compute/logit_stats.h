@@ -20,7 +20,8 @@ struct LogitQuery {
   float temperature = 0.0f;  // > 0: also sum exp(x / T - max / T) over the row
   int32_t candidates = 0;    // how many of the best (logit, token) pairs to return
   // false: the log-sum is not wanted (a row chosen from, whose logprobs come from another row);
-  // the host then leaves it 0 and skips its pass over the row, a backend may compute it anyway.
+  // the host then skips its pass over the row and leaves it 0 (NaN for a row holding a NaN when
+  // candidates are asked), a backend may compute it anyway.
   bool log_sum = true;
 };
 

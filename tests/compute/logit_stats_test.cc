@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -53,6 +54,21 @@ TEST(HostLogitStats, SumsAreTheRowsAndASkippedLogSumChangesNothingElse) {
       EXPECT_EQ(p.temperature_sum, f.temperature_sum);
       EXPECT_EQ(p.top, f.top);
     }
+  }
+}
+
+// A row holding a NaN is reported whether the log-sum is asked or not (the NaN where the
+// maximum's scan passes over it), and its candidates are not sorted.
+TEST(HostLogitStats, ARowHoldingANanIsReportedWithOrWithoutTheLogSum) {
+  std::vector<float> row = {0.5f, 2.0f, -1.0f, 3.0f, 1.0f};
+  row[2] = std::numeric_limits<float>::quiet_NaN();
+  const Tensor t = Tensor::wrap(row.data(), DType::kF32, {1, 5}, MemoryKind::kHost, nullptr);
+  for (const bool log_sum : {true, false}) {
+    const LogitQuery q{0.0f, 3, log_sum};
+    const auto st = logit_stats_on_host(t, {&q, 1});
+    ASSERT_TRUE(st.is_ok());
+    EXPECT_FALSE(std::isfinite((*st)[0].max_logit) && std::isfinite((*st)[0].log_sum)) << log_sum;
+    EXPECT_TRUE((*st)[0].top.empty()) << log_sum;
   }
 }
 
