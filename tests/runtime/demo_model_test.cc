@@ -19,14 +19,8 @@
 namespace strata::runtime {
 namespace {
 
-TEST(DemoModel, GreedyContinuationsMatchTransformers) {
-  const auto dir = testing::test_data_dir() / ".." / ".." / "models" / "demo";
-  auto ctx = make_context({});
-  ASSERT_TRUE(ctx.is_ok());
-  auto model = load_model_dir(**ctx, dir);
-  ASSERT_TRUE(model.is_ok()) << model.status().to_string();
-  std::ifstream in(dir / "reference.json");
-  auto ref = nlohmann::json::parse(in)["prompts"];
+// The reference's prompts as greedy requests of its continuations' lengths.
+std::vector<GenerationRequest> reference_requests(const nlohmann::json& ref) {
   std::vector<GenerationRequest> reqs;
   for (const auto& p : ref) {
     GenerationRequest r;
@@ -35,22 +29,38 @@ TEST(DemoModel, GreedyContinuationsMatchTransformers) {
     r.ignore_eos = true;
     reqs.push_back(r);
   }
-  Generator gen(**model);
-  auto out = gen.generate(reqs);
-  ASSERT_TRUE(out.is_ok()) << out.status().to_string();
-  // bf16 activations in strata's matmuls against fp32 in the reference: compare up to the first
-  // step whose top-2 margin is a near-tie (< 0.05 of a logit).
+  return reqs;
+}
+
+// Checks each continuation against the reference's up to the first step whose top-2 margin is a
+// near-tie (< 0.05 of a logit: bf16 activations here, fp32 there); returns the tokens compared.
+size_t expect_reference_greedy(const std::vector<GenerationResult>& out, const nlohmann::json& ref) {
   size_t compared = 0;
-  for (size_t i = 0; i < reqs.size(); ++i) {
+  for (size_t i = 0; i < out.size(); ++i) {
     auto want = ref[i]["greedy_ids"].get<std::vector<int32_t>>();
-    auto margins = ref[i]["top2_margins"].get<std::vector<float>>();
+    const auto margins = ref[i]["top2_margins"].get<std::vector<float>>();
     size_t n = 0;
     while (n < want.size() && margins[n] >= 0.05f) ++n;
     want.resize(n);
-    std::vector<int32_t> got((*out)[i].tokens.begin(), (*out)[i].tokens.begin() + n);
-    EXPECT_EQ(got, want) << ref[i]["prompt"];
+    EXPECT_EQ(std::vector<int32_t>(out[i].tokens.begin(), out[i].tokens.begin() + n), want) << ref[i]["prompt"];
     compared += n;
   }
+  return compared;
+}
+
+TEST(DemoModel, GreedyContinuationsMatchTransformers) {
+  const auto dir = testing::test_data_dir() / ".." / ".." / "models" / "demo";
+  auto ctx = make_context({});
+  ASSERT_TRUE(ctx.is_ok());
+  auto model = load_model_dir(**ctx, dir);
+  ASSERT_TRUE(model.is_ok()) << model.status().to_string();
+  std::ifstream in(dir / "reference.json");
+  auto ref = nlohmann::json::parse(in)["prompts"];
+  const std::vector<GenerationRequest> reqs = reference_requests(ref);
+  Generator gen(**model);
+  auto out = gen.generate(reqs);
+  ASSERT_TRUE(out.is_ok()) << out.status().to_string();
+  const size_t compared = expect_reference_greedy(*out, ref);
   EXPECT_GE(compared, 64u);
 }
 
@@ -139,27 +149,10 @@ TEST(DemoModel, AMixtureOfCopiesOfItsMlpComputesIt) {
   }
   EXPECT_LE(worst, 1e-3f * most) << "largest logit difference " << worst << " of " << most;
   // And its greedy continuations are transformers' for the dense model, up to a near-tie.
-  std::vector<GenerationRequest> reqs;
-  for (const auto& p : ref) {
-    GenerationRequest r;
-    r.prompt = p["prompt_ids"].get<std::vector<int32_t>>();
-    r.max_new_tokens = static_cast<int32_t>(p["greedy_ids"].size());
-    r.ignore_eos = true;
-    reqs.push_back(r);
-  }
   Generator gen(**moe);
-  auto out = gen.generate(reqs);
+  auto out = gen.generate(reference_requests(ref));
   ASSERT_TRUE(out.is_ok()) << out.status().to_string();
-  size_t compared = 0;
-  for (size_t i = 0; i < reqs.size(); ++i) {
-    auto wanted = ref[i]["greedy_ids"].get<std::vector<int32_t>>();
-    const auto margins = ref[i]["top2_margins"].get<std::vector<float>>();
-    size_t n = 0;
-    while (n < wanted.size() && margins[n] >= 0.05f) ++n;
-    wanted.resize(n);
-    EXPECT_EQ(std::vector<int32_t>((*out)[i].tokens.begin(), (*out)[i].tokens.begin() + n), wanted) << ref[i]["prompt"];
-    compared += n;
-  }
+  const size_t compared = expect_reference_greedy(*out, ref);
   EXPECT_GE(compared, 64u);
 }
 
