@@ -60,6 +60,8 @@ class SequenceModel {
   // Whether one step may hold the prompts of sequences starting in it beside the single tokens
   // of running ones (otherwise a step is all prompts or all decode tokens).
   virtual bool mixed_steps() const { return false; }
+  // The most prompt tokens one mixed step may carry in all (0: as many as the caller brings).
+  virtual int64_t mixed_step_prompt_tokens() const { return 0; }
 };
 
 // A Transformer with a KV cache it allocates on its own backend at reset().

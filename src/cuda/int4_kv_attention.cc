@@ -72,7 +72,6 @@ Status CudaBackend::attention_int4_kv(const Tensor& q, const Tensor& k, const Te
   std::vector<int32_t> int4_rows;
   std::vector<compute::SeqSpan> fp16_seqs;
   bool any_prompt = false;
-  int32_t max_new = 0;
   int64_t max_context = 0;
   for (size_t s = 0; s < seqs.size(); ++s) {
     const compute::SeqSpan& sp = seqs[s];
@@ -86,11 +85,12 @@ Status CudaBackend::attention_int4_kv(const Tensor& q, const Tensor& k, const Te
       if (!is_prompt(sp)) int4_rows.push_back(sp.offset + i);
     }
     any_prompt = any_prompt || is_prompt(sp);
-    max_new = std::max(max_new, sp.num_tokens);
     if (!is_prompt(sp))
       max_context = std::max<int64_t>(max_context, int64_t{sp.past_len} + sp.num_tokens);
-    // In the fp16 pass every sequence sits alone in a scratch slot of its own new rows.
-    fp16_seqs.push_back({static_cast<int32_t>(s), 0, sp.num_tokens, sp.offset});
+    // In the fp16 pass every sequence's new rows sit at their own rows of a scratch cache of one
+    // position a slot (a sequence runs on over the slots after its first): the scratch is as
+    // big as the batch's new keys, however the sequences' lengths differ.
+    fp16_seqs.push_back({sp.offset, 0, sp.num_tokens, sp.offset});
   }
   for (int64_t t = 0; t < t_count; ++t)
     STRATA_CHECK(token_seq[static_cast<size_t>(t)] >= 0,
@@ -101,9 +101,7 @@ Status CudaBackend::attention_int4_kv(const Tensor& q, const Tensor& k, const Te
   // 1. Prompts attend in fp16 to their own new keys and values. Run first: attention() stages its
   // own arguments and may recycle the staging ring.
   if (any_prompt) {
-    compute::LayerKvCache scratch_kv{
-        scratch(act_, {static_cast<int64_t>(seqs.size()), max_new, hkv, d}),
-        scratch(act_, {static_cast<int64_t>(seqs.size()), max_new, hkv, d})};
+    compute::LayerKvCache scratch_kv{scratch(act_, {t_count, 1, hkv, d}), scratch(act_, {t_count, 1, hkv, d})};
     attention(q, k, v, scratch_kv, fp16_seqs, params, out);
   }
 

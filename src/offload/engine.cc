@@ -161,6 +161,11 @@ Status OffloadEngine::reset(int32_t slots, int32_t max_len) {
 void OffloadEngine::Impl::start_run(int64_t page_len, const StepLimits& run_limits) {
   kv->set_page_len(page_len);
   limits = run_limits;
+  // A GPU batch's tokens in a step stay within a prompt step's activations (the embedding rows,
+  // the hidden states' staging, the planner's sizes). A decode step takes prompt tokens too where
+  // every attention runs on the GPU: up to that limit less the batch's running sequences.
+  limits.group_tokens = dims.gbs * std::max<int64_t>(1, dims.prefill_len);
+  limits.mixed = (kv->gpu_attention() || !kv->any_off_gpu()) && limits.group_tokens > limits.group_seqs;
   cpu_worker->clear_error();
   disk_worker->clear_error();
 }
@@ -179,6 +184,13 @@ Result<compute::PageLayout> OffloadEngine::reset_paged(int64_t, int32_t) {
                              static_cast<int32_t>(seqs), gbs};
   m.start_run(len, {layout.pages, layout.page_len, true, layout.group_pages, layout.group_seqs, layout.group_prompts});
   return layout;
+}
+
+bool OffloadEngine::mixed_steps() const { return impl_->limits.mixed; }
+
+int64_t OffloadEngine::mixed_step_prompt_tokens() const {
+  const StepLimits& l = impl_->limits;
+  return l.mixed ? l.group_tokens - l.group_seqs : 0;
 }
 
 Result<Tensor> OffloadEngine::forward(const compute::TokenBatch& batch, std::span<const int32_t> rows) {

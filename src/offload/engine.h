@@ -68,6 +68,11 @@ class OffloadEngine final : public compute::SequenceModel {
   Result<Tensor> forward(const compute::TokenBatch& batch, std::span<const int32_t> rows) override;
   // The logits stay on the GPU.
   Result<Tensor> forward_for_sampling(const compute::TokenBatch& batch, std::span<const int32_t> rows) override;
+  // Where every attention runs on the GPU (the KV all on the GPU, or the policy's attention on
+  // the GPU), after a reset: a decode step takes prompt tokens beside its running sequences, each
+  // GPU batch up to a prompt step's tokens (gbs x prompt_len) in all.
+  bool mixed_steps() const override;
+  int64_t mixed_step_prompt_tokens() const override;
 
   const planner::Policy& policy() const;
   OffloadReport report() const;

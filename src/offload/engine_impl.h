@@ -5,6 +5,7 @@
 #pragma once
 
 #include <map>
+#include <tuple>
 #include <memory>
 #include <span>
 #include <utility>
@@ -54,9 +55,10 @@ struct OffloadEngine::Impl {
   std::unique_ptr<Accounting> accounting;
   Handlers handlers;
 
-  // Steps: the plan of each (prefill, active batches), and the step in flight.
+  // Steps: the plan of each (prefill, experts over the block, active batches), and the step in
+  // flight.
   StepShape base_shape;
-  std::map<std::pair<bool, std::vector<bool>>, std::vector<Action>> plans;
+  std::map<std::tuple<bool, bool, std::vector<bool>>, std::vector<Action>> plans;
   StepState step_state;
   StepLimits limits;
 
@@ -67,7 +69,9 @@ struct OffloadEngine::Impl {
   Status make_components(model::WeightSource* source);
   // One step; its logits (F32) on the host, or with `to_host` false on the GPU.
   Result<Tensor> step(const compute::TokenBatch& batch, std::span<const int32_t> rows, bool to_host);
-  const std::vector<Action>& plan_for(bool prefill, const std::vector<bool>& active);
+  const std::vector<Action>& plan_for(const StepState& st);
+  // Whether the step's sparse layers run their experts once over every GPU batch's rows.
+  bool block_experts(const StepState& st) const;
   uint64_t pinned_bytes() const;
   uint64_t disk_bytes() const;
 };

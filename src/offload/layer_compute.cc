@@ -127,10 +127,10 @@ Status LayerCompute::lookup(const char* name, std::span<const int32_t> ids, Tens
 }
 
 Status LayerCompute::layer(const Action& a, StepState& step) {
-  // A prompt step's GPU batches differ in tokens, so their activations differ in size from one
-  // batch to the next: the blocks the backend keeps by size go back to its pool, where any size
-  // reuses them, instead of piling up beside the next batch's.
-  if (step.prefill) cuda::drop_cached_blocks(backend_);
+  // A prompt step's GPU batches (or a mixed step's) differ in tokens, so their activations differ
+  // in size from one batch to the next: the blocks the backend keeps by size go back to its pool,
+  // where any size reuses them, instead of piling up beside the next batch's.
+  if (step.prefill || step.mixed) cuda::drop_cached_blocks(backend_);
   const compute::TokenBatch& batch = step.subs[a.batch].batch;
   const auto find = finder(a.unit);
   add_experts(a, step);

@@ -10,16 +10,22 @@
 
 namespace strata::offload {
 
-const std::vector<Action>& OffloadEngine::Impl::plan_for(bool prefill, const std::vector<bool>& active) {
-  auto key = std::make_pair(prefill, active);
+bool OffloadEngine::Impl::block_experts(const StepState& st) const {
+  return !st.prefill && !st.mixed && config.is_moe();
+}
+
+const std::vector<Action>& OffloadEngine::Impl::plan_for(const StepState& st) {
+  const bool block = block_experts(st);
+  auto key = std::make_tuple(st.prefill, block, st.active);
   auto it = plans.find(key);
   if (it == plans.end()) {
     StepShape shape = base_shape;
-    shape.prefill = prefill;
-    shape.batch_active = active;
+    shape.prefill = st.prefill;
+    shape.batch_active = st.active;
     // A decode step runs each sparse layer's experts once over every batch's rows; a prompt
-    // step's batches already wake every expert, and their rows together would not fit.
-    if (!prefill && config.is_moe()) {
+    // step's batches already wake every expert, and their rows together would not fit (nor a
+    // mixed step's: its prompt tokens run batch by batch too).
+    if (block) {
       shape.block_experts.resize(static_cast<size_t>(dims.layers));
       for (int64_t j = 0; j < dims.layers; ++j) shape.block_experts[static_cast<size_t>(j)] = config.is_sparse_layer(j);
     }
@@ -34,13 +40,13 @@ Result<Tensor> OffloadEngine::Impl::step(const compute::TokenBatch& batch, std::
   STRATA_RETURN_IF_ERROR(model.check_batch(batch));
   STRATA_RETURN_IF_ERROR(split_step(batch, rows, dims, limits, &step_state));
   const bool prefill = step_state.prefill;
-  const std::vector<Action>& plan = plan_for(prefill, step_state.active);
+  const std::vector<Action>& plan = plan_for(step_state);
 
   accounting->begin_step(prefill);
   step_state.x.assign(static_cast<size_t>(dims.batches), Tensor());
   step_state.qkv.assign(static_cast<size_t>(dims.batches), {});
   step_state.logits = model.alloc(static_cast<int64_t>(rows.size()), config.vocab_size);
-  if (!prefill && config.is_moe()) step_state.experts_in = model.alloc(batch.size(), config.hidden_size);
+  if (block_experts(step_state)) step_state.experts_in = model.alloc(batch.size(), config.hidden_size);
   Executor executor(*gpu, *disk_worker, *cpu_worker);
   const Status ran = executor.run(plan, handlers, *accounting);
   if (!ran.is_ok()) {

@@ -1,6 +1,7 @@
 #include "offload/step_state.h"
 
 #include <string>
+#include <vector>
 
 namespace strata::offload {
 
@@ -9,10 +10,11 @@ namespace {
 // Each sequence into its GPU batch's SubBatch, checking order, room and kind.
 Status split_sequences(const compute::TokenBatch& batch, const BlockDims& dims,
                        const StepLimits& limits, StepState* st) {
-  bool prefill = false, decode = false;
+  bool starting = false, running = false, chunk = false;  // chunk: a running sequence brings several tokens
   int32_t last_slot = -1;
   int64_t last_end = 0;  // the row after the previous sequence's, in its batch
   const int64_t len = limits.max_len, group_rows = int64_t{limits.group} * len;
+  std::vector<int32_t> prompts(static_cast<size_t>(dims.batches), 0);
   for (const auto& s : batch.seqs) {
     if (s.slot <= last_slot || s.slot >= limits.slots)
       return invalid_argument("offload: sequences must come in increasing slot order within [0, " +
@@ -30,27 +32,38 @@ Status split_sequences(const compute::TokenBatch& batch, const BlockDims& dims,
                               std::to_string(s.past_len + s.num_tokens) + " positions, which run " +
                               (end > group_rows ? "past its GPU batch's pages" : "into the sequence before it"));
     last_end = end;
-    (s.past_len == 0 ? prefill : decode) = true;
-    if (s.past_len == 0 && s.num_tokens > dims.prefill_len)
-      return invalid_argument("offload: a prompt of " + std::to_string(s.num_tokens) +
-                              " tokens is longer than the policy's prompt length " +
-                              std::to_string(dims.prefill_len));
+    const bool starts = s.past_len == 0;
+    (starts ? starting : running) = true;
+    chunk = chunk || (!starts && s.num_tokens > 1);
     SubBatch& sb = st->subs[b];
     if (!st->active[b]) sb.first_row = s.offset;
     st->active[b] = true;
     sb.batch.add_sequence(static_cast<int32_t>(local), s.past_len,
                           std::span<const int32_t>(batch.tokens).subspan(s.offset, s.num_tokens));
-    const int32_t most = s.past_len == 0 ? limits.group_prompts : limits.group_seqs;
-    if (static_cast<int32_t>(sb.batch.seqs.size()) > most)
-      return invalid_argument("offload: GPU batch " + std::to_string(b) + " holds more than " + std::to_string(most) +
-                              (s.past_len == 0 ? " prompts" : " sequences") + " in one step");
+    if (starts && ++prompts[b] > limits.group_prompts)
+      return invalid_argument("offload: GPU batch " + std::to_string(b) + " takes more than " +
+                              std::to_string(limits.group_prompts) + " prompts in one step");
+    if (static_cast<int32_t>(sb.batch.seqs.size()) > limits.group_seqs)
+      return invalid_argument("offload: GPU batch " + std::to_string(b) + " holds more than " +
+                              std::to_string(limits.group_seqs) + " sequences in one step");
+    if (limits.group_tokens > 0 && sb.batch.size() > limits.group_tokens)
+      return invalid_argument("offload: GPU batch " + std::to_string(b) + " carries more than " +
+                              std::to_string(limits.group_tokens) + " tokens in one step, what its activations hold");
   }
-  if (prefill && decode)
-    return unsupported("offload: a step mixes prompts and decoding; run them as separate steps");
-  if (decode)
+  const bool mixed = running && (starting || chunk);
+  if (mixed && !limits.mixed)
+    return unsupported(starting ? "offload: a step mixes prompts and decoding; run them as separate steps"
+                                : "offload: decode steps take one token per sequence");
+  // A prompt step of its own keeps the policy's prompt length (CPU attention stages its prompts
+  // at that length); a mixed step's prompt tokens keep to the batches' token limit.
+  if (!running)
     for (const auto& s : batch.seqs)
-      if (s.num_tokens != 1) return unsupported("offload: decode steps take one token per sequence");
-  st->prefill = prefill;
+      if (s.num_tokens > dims.prefill_len)
+        return invalid_argument("offload: a prompt of " + std::to_string(s.num_tokens) +
+                                " tokens is longer than the policy's prompt length " +
+                                std::to_string(dims.prefill_len));
+  st->prefill = !running && starting;
+  st->mixed = mixed;
   return Status::ok();
 }
 

@@ -36,7 +36,8 @@ struct SubBatch {
 };
 
 struct StepState {
-  bool prefill = false;
+  bool prefill = false;           // every sequence starts in this step (a prompt step)
+  bool mixed = false;             // a decode step that carries prompt tokens too (StepLimits::mixed)
   std::vector<bool> active;       // [batches]: the GPU batch has sequences this step
   std::vector<SubBatch> subs;     // [batches]
   std::vector<Tensor> x;          // [batches] hidden states [tokens, hidden] (gpu)
@@ -58,11 +59,16 @@ struct StepLimits {
   int32_t group = 1;          // slots per GPU batch: slots [b * group, (b + 1) * group) are batch b
   int32_t group_seqs = 1;     // the most sequences a GPU batch holds in one step
   int32_t group_prompts = 1;  // the most prompts a GPU batch takes in one step
+  int64_t group_tokens = 0;   // the most tokens a GPU batch carries in one step (0: no limit)
+  // Decode steps may carry prompt tokens (of sequences starting, or a prompt's next chunk) beside
+  // the running sequences' single tokens: attention runs on the GPU for every KV tier.
+  bool mixed = false;
 };
 
 // Splits a step's batch by GPU batch (slots [b * limits.group, (b + 1) * limits.group) form batch b) and its logit
-// rows, into `st` (subs, active, prefill; the tensors are cleared). Errors say what the batch
-// breaks: slot order, lengths, prompts mixed with decoding, rows out of order.
+// rows, into `st` (subs, active, prefill, mixed; the tensors are cleared). Errors say what the
+// batch breaks: slot order, lengths, a GPU batch's sequences, prompts or tokens, prompts mixed with
+// decoding where the limits do not allow it, rows out of order.
 Status split_step(const compute::TokenBatch& batch, std::span<const int32_t> rows,
                   const BlockDims& dims, const StepLimits& limits, StepState* st);
 

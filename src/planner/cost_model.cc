@@ -448,9 +448,12 @@ JobModel build_job_model(const ModelSpec& spec, const Workload& w, const Hardwar
   if (w.continuous) {
     // A refill every time refill_threshold's share of the slots has emptied, per block-worth of
     // requests (or per request's share of one without a request count).
+    // With attention on the GPU the engine takes the joining prompts into its decode steps
+    // (mixed steps): no refill reads the weights again.
     const double requests = w.requests > 0 ? total : 1.0;
     job.refills = requests / refill_threshold(gen / total, static_cast<int32_t>(block));
     if (w.requests <= 0) job.refills /= block;
+    if (ch.attention == Attention::kGpu) job.refills = 0;
     if (w.requests > 0) {
       const int64_t mean_prompt = std::max<int64_t>(1, std::llround(prompt / total));
       job.tail = build_for(spec, {mean_prompt, w.gen_len, 0, {}}, w.prompt_len + w.gen_len, hw,

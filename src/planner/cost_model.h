@@ -87,7 +87,8 @@ int32_t refill_threshold(double mean_new_tokens, int32_t slots);
 // bucket's blocks are count / block, its gen_len the mean, and the job adds `refills` decode steps
 // of the heaviest part: each time a share of
 // the slots (refill_threshold(mean gen_len, block)) has emptied, a prompt step for the joining
-// requests reads the weights once more. A continuous job with a request count ends no sooner than
+// requests reads the weights once more; none with attention on the GPU, where the joining
+// prompts ride in decode steps. A continuous job with a request count ends no sooner than
 // its longest answer: the first prompt step, then gen_len - 1 decode steps, each no cheaper than a
 // step of one GPU batch (`tail`, the last steps run with few sequences left), so its time is at
 // least that.

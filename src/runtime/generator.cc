@@ -516,6 +516,11 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
   // A model that takes prompts and decode tokens in one step starts waiting requests in the
   // decode step itself, as soon as a slot is free (no read of the weights of its own).
   const bool mixed = model_.mixed_steps();
+  // The prompt tokens a mixed step carries: the chunk asked for, within the model's own limit
+  // (-1: whole prompts).
+  int64_t chunk = prompt_chunk_ > 0 ? prompt_chunk_ : -1;
+  if (const int64_t most = model_.mixed_step_prompt_tokens(); mixed && most > 0)
+    chunk = chunk < 0 ? most : std::min(chunk, most);
   bool decoded = false;  // a decode step has run
 
   auto t0 = std::chrono::steady_clock::now();
@@ -560,12 +565,12 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
     }
 
     // Decode: one new token per running sequence (and with a mixed step, the joining prompts, a
-    // chunk of prompt_chunk_ tokens a step: the sequences taking their prompt come first, in the
+    // chunk of `chunk` tokens a step: the sequences taking their prompt come first, in the
     // order they were admitted, so each prompt finishes as early as the budget allows).
     std::vector<int32_t> step_slots = active;
     step_slots.insert(step_slots.end(), joined.begin(), joined.end());
     std::sort(step_slots.begin(), step_slots.end());
-    if (mixed && prompt_chunk_ > 0) {
+    if (mixed && chunk > 0) {
       std::stable_sort(step_slots.begin(), step_slots.end(), [&](int32_t a, int32_t b) {
         const Sequence& qa = seqs.at(a);
         const Sequence& qb = seqs.at(b);
@@ -574,7 +579,7 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
         return fa != fb ? fa : (fa && qa.index < qb.index);
       });
     }
-    STRATA_ASSIGN_OR_RETURN(active, step(step_slots, prompt_chunk_ > 0 ? prompt_chunk_ : -1));
+    STRATA_ASSIGN_OR_RETURN(active, step(step_slots, mixed ? chunk : -1));
     if (!decoded) {
       decoded = true;
       feed.decoding_started();

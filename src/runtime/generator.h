@@ -179,7 +179,8 @@ class Generator {
   void set_slots(int32_t slots) { slots_ = slots; }
 
   // The prompt tokens a mixed decode step carries beside its running sequences' tokens
-  // (kDefaultPromptChunk unless set; 0: whole prompts). A longer joining prompt enters its slot's
+  // (kDefaultPromptChunk unless set; 0: whole prompts; either way within the model's
+  // SequenceModel::mixed_step_prompt_tokens). A longer joining prompt enters its slot's
   // cache a chunk a step and its first token is chosen after its last chunk, so a long prompt
   // does not hold up the running sequences' step. Prompt steps of their own (the first step, and
   // models without mixed steps) take whole prompts.

@@ -242,7 +242,7 @@ TEST_F(Int4KvAttention, SlidingWindow) {
 // A prompt batch (past_len 0, several tokens) attends in fp16 to its own keys and values, as the
 // CPU over an fp16 cache; its keys and values land in the int4 cache byte for byte as
 // host_kv_append's; a mixed batch's other sequences (a decode, a one-token prompt) attend to the
-// int4 cache; decode steps then run over the quantised prompts.
+// int4 cache; decode steps then run over the quantised prompts, and a prompt's next chunk.
 TEST_F(Int4KvAttention, PromptThenDecode) {
   const int64_t hq = 8, hkv = 2, d = 128, e = hkv * d, slots = 4, max_len = 100;
   uint32_t seed = 700;
@@ -308,6 +308,21 @@ TEST_F(Int4KvAttention, PromptThenDecode) {
     expect_close(got, want, what + " output");
     expect_same_bytes(download(gc.k), hk, what + " cache k");
     expect_same_bytes(download(gc.v), hv, what + " cache v");
+  }
+  // A prompt's next chunk (6 tokens after its 7) beside a decode: every row over the int4 cache,
+  // each chunk row seeing the rows before it.
+  {
+    const std::vector<SeqSpan> mix = {{1, 7, 6, 0}, {2, 33, 1, 6}};
+    const Rows q = random_rows(7, hq, d, seed++, -2.0f, 2.0f);
+    const Rows k = random_rows(7, hkv, d, seed++, -2.0f, 2.0f);
+    const Rows v = random_rows(7, hkv, d, seed++);
+    std::vector<uint16_t> want(static_cast<size_t>(7 * hq * d));
+    compute::host_kv_attention(pool_, view, hq, q.bits.data(), k.bits.data(), v.bits.data(), mix,
+                               p, want.data());
+    const Tensor got = gpu_step(q, k, v, gc, mix, p);
+    expect_close(got, want, "a prompt's next chunk beside a decode: output");
+    expect_same_bytes(download(gc.k), hk, "a prompt's next chunk: cache k");
+    expect_same_bytes(download(gc.v), hv, "a prompt's next chunk: cache v");
   }
 }
 

@@ -259,11 +259,15 @@ TEST_F(OffloadEngineTest, EveryPlacementGivesTheAllGpuTokens) {
   }
 }
 
-// Forwards to a SequenceModel and counts the most sequences a decode step held.
+// Forwards to a SequenceModel and counts the most sequences a decode step held, and the steps
+// that carried prompt tokens beside running sequences (a prompt starting, or a prompt's next
+// chunk).
 class CountingModel final : public compute::SequenceModel {
  public:
   explicit CountingModel(compute::SequenceModel& m) : m_(m) {}
   const model::ModelConfig& config() const override { return m_.config(); }
+  bool mixed_steps() const override { return m_.mixed_steps(); }
+  int64_t mixed_step_prompt_tokens() const override { return m_.mixed_step_prompt_tokens(); }
   compute::Backend& backend() override { return m_.backend(); }
   Status reset(int32_t slots, int32_t max_len) override { return m_.reset(slots, max_len); }
   Result<compute::PageLayout> reset_paged(int64_t rows, int32_t page_len) override {
@@ -277,21 +281,29 @@ class CountingModel final : public compute::SequenceModel {
     count(batch);
     return m_.forward_for_sampling(batch, rows);
   }
-  int most_decoding = 0;
+  int most_decoding = 0, mixed = 0, chunks = 0;
 
  private:
   void count(const compute::TokenBatch& batch) {
-    if (!batch.seqs.empty() && batch.seqs[0].past_len > 0)
-      most_decoding = std::max(most_decoding, static_cast<int>(batch.seqs.size()));
+    bool starting = false, running = false, chunk = false;
+    for (const auto& s : batch.seqs) {
+      (s.past_len == 0 ? starting : running) = true;
+      chunk = chunk || (s.past_len > 0 && s.num_tokens > 1);
+    }
+    chunks += chunk;
+    mixed += running && (starting || chunk);
+    if (running) most_decoding = std::max(most_decoding, static_cast<int>(batch.seqs.size()));
   }
   compute::SequenceModel& m_;
 };
 
 // More requests than the block's slots, of different lengths: each finished sequence's slot goes
-// to a waiting request in a prompt step of its own (a GPU batch then holds sequences at different
-// positions, and prompt steps cover only some of a batch's slots). Every placement gives the
-// tokens of the plain Transformer run the same way, with a slot of the longest length per
-// sequence and with the KV in pages (each request's own length: more sequences at once).
+// to a waiting request, whose prompt rides in the next decode step where every attention runs on
+// the GPU (KV all on the GPU, or attention on the GPU: mixed steps), whole or 3 tokens a step,
+// else in a prompt step of its own (a GPU batch then holds sequences at different positions, and
+// prompt steps cover only some of a batch's slots). Every placement gives the tokens of the
+// plain Transformer run the same way, with a slot of the longest length per sequence and with
+// the KV in pages (each request's own length: more sequences at once).
 TEST_F(OffloadEngineTest, RequestsTakingFinishedSlotsGiveTheAllGpuTokens) {
   for (const model::ModelConfig& c : {small("opt-125m"), small("llama-3-8b")}) {
     std::vector<GenerationRequest> reqs;
@@ -300,10 +312,12 @@ TEST_F(OffloadEngineTest, RequestsTakingFinishedSlotsGiveTheAllGpuTokens) {
         r.max_new_tokens = 1 + static_cast<int32_t>((reqs.size() * 5 + 2) % kGen);
         reqs.push_back(std::move(r));
       }
-    auto tokens = [&](compute::SequenceModel& m, runtime::GenerationStats* stats, bool paged = false) {
+    auto tokens = [&](compute::SequenceModel& m, runtime::GenerationStats* stats, bool paged = false,
+                      int32_t chunk = Generator::kDefaultPromptChunk) {
       Generator gen(m);
       gen.set_slots(kGbs * kBatches);
       gen.set_paged(paged);
+      gen.set_prompt_chunk(chunk);
       auto r = gen.generate(reqs, stats);
       EXPECT_TRUE(r.is_ok()) << r.status().to_string();
       std::vector<std::vector<int32_t>> out;
@@ -326,17 +340,29 @@ TEST_F(OffloadEngineTest, RequestsTakingFinishedSlotsGiveTheAllGpuTokens) {
     for (const Regime& r : kRegimes) {
       auto engine = engine_for(r, planner::Compression::kNone);
       ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
-      for (const bool paged : {false, true}) {
-        const std::string what = c.model_type + ", " + r.name + (paged ? ", paged KV" : "");
-        (*engine)->reset_report();
-        CountingModel counted(**engine);
-        runtime::GenerationStats stats;
-        const auto got = tokens(counted, &stats, paged);
-        expect_same_tokens(want, got, what);
-        EXPECT_GT(stats.refills, 0) << what;
-        EXPECT_EQ((*engine)->report().prefill_steps, stats.refills + 1) << what;
-        if (paged) EXPECT_GT(counted.most_decoding, kGbs * kBatches) << what << ": pages hold more sequences";
-      }
+      const bool mixed = r.cg == 1 || r.attention == kGpuAttention;
+      for (const bool paged : {false, true})
+        for (const int32_t chunk : {Generator::kDefaultPromptChunk, 3}) {
+          if (chunk == 3 && !mixed) continue;
+          const std::string what = c.model_type + ", " + r.name + (paged ? ", paged KV" : "") +
+                                   (chunk == 3 ? ", prompts 3 tokens a step" : "");
+          (*engine)->reset_report();
+          CountingModel counted(**engine);
+          runtime::GenerationStats stats;
+          const auto got = tokens(counted, &stats, paged, chunk);
+          expect_same_tokens(want, got, what);
+          EXPECT_GT(stats.refills, 0) << what;
+          EXPECT_EQ((*engine)->mixed_steps(), mixed) << what;
+          if (mixed) {  // joining requests ride in decode steps unless every slot emptied at once
+            EXPECT_GT(counted.mixed, 0) << what;
+            EXPECT_EQ(counted.chunks > 0, chunk == 3) << what;
+            if (chunk != 3) EXPECT_EQ((*engine)->report().prefill_steps + counted.mixed, stats.refills + 1) << what;
+          } else {
+            EXPECT_EQ(counted.mixed, 0) << what;
+            EXPECT_EQ((*engine)->report().prefill_steps, stats.refills + 1) << what;
+          }
+          if (paged) EXPECT_GT(counted.most_decoding, kGbs * kBatches) << what << ": pages hold more sequences";
+        }
     }
     // int4 KV: the pages hold the same rows as the slots.
     for (const Regime& r : {kRegimes[2], kRegimes[5], kRegimes[7], kRegimes[9]}) {

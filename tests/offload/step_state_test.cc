@@ -85,5 +85,45 @@ TEST(SplitStep, WithSlotsASequenceStaysInItsSlot) {
   EXPECT_NE(s.message().find("reset() made room for 32"), std::string::npos) << s.message();
 }
 
+// Where attention runs on the GPU for every tier, a decode step also carries prompts (a sequence
+// starting, or the next chunk of one) within each GPU batch's prompt, sequence and token limits;
+// elsewhere such a step is refused. A prompt step of its own keeps the policy's prompt length.
+TEST(SplitStep, AMixedStepCarriesPromptsBesideDecodingWithinItsBatchesLimits) {
+  StepState st;
+  StepLimits mixed = kPaged;
+  mixed.mixed = true;
+  mixed.group_tokens = 20;
+  // Batch 0: a running sequence (page 0), a 10-token prompt (page 4); batch 1: a running one.
+  ASSERT_TRUE(split({{0, 20, 1}, {4, 0, 10}, {9, 40, 1}}, mixed, &st).is_ok());
+  EXPECT_FALSE(st.prefill);
+  EXPECT_TRUE(st.mixed);
+  ASSERT_EQ(st.subs[0].batch.seqs.size(), 2u);
+  EXPECT_EQ(st.subs[0].batch.size(), 11);
+  EXPECT_EQ(st.subs[1].first_row, 11);
+  Status s = split({{0, 20, 1}, {4, 0, 10}}, kPaged, &st);
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find("mixes prompts and decoding"), std::string::npos) << s.message();
+  // A prompt's next chunk beside a running sequence.
+  ASSERT_TRUE(split({{0, 20, 1}, {4, 6, 5}}, mixed, &st).is_ok());
+  EXPECT_TRUE(st.mixed);
+  s = split({{0, 20, 1}, {4, 6, 5}}, kPaged, &st);
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find("one token per sequence"), std::string::npos) << s.message();
+  // Decoding alone is no mixed step.
+  ASSERT_TRUE(split({{0, 20, 1}, {9, 40, 1}}, mixed, &st).is_ok());
+  EXPECT_FALSE(st.mixed);
+  // Two prompts beside a running sequence: 3 sequences of the 3, 2 prompts of the 2.
+  EXPECT_TRUE(split({{0, 20, 1}, {4, 0, 3}, {6, 0, 3}}, mixed, &st).is_ok());
+  // 21 tokens in batch 0.
+  s = split({{0, 20, 1}, {4, 0, 20}}, mixed, &st);
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find("more than 20 tokens"), std::string::npos) << s.message();
+  // A prompt longer than the policy's 16 rides in a mixed step, not in a prompt step of its own.
+  EXPECT_TRUE(split({{0, 20, 1}, {4, 0, 18}}, mixed, &st).is_ok());
+  s = split({{4, 0, 18}}, mixed, &st);
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find("longer than the policy's prompt length 16"), std::string::npos) << s.message();
+}
+
 }  // namespace
 }  // namespace strata::offload

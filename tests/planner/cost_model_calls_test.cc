@@ -252,6 +252,10 @@ TEST(CostModelCalls, AContinuousJobIsItsRequestsMeanLengthsPlusItsRefills) {
   const BatchShape paged{18, 2};
   // sqrt(2 / 64) = 0.177 of 36 slots is 6.4: a refill each time 7 requests have finished.
   EXPECT_DOUBLE_EQ(job.refills, 300.0 / 7);
+  // With attention on the GPU the joining prompts ride in decode steps: no refill steps.
+  Choices gpu_attention;
+  gpu_attention.attention = Attention::kGpu;
+  EXPECT_DOUBLE_EQ(build_job_model(spec, w, hw, b, gpu_attention).refills, 0.0);
   const auto at_mean = predict(build_cost_model(spec, {128, 64, 0}, hw, paged, {}), f, {});
   const auto p = predict(job, f, w);
   EXPECT_NEAR(p.job_s, 300.0 / 36 * at_mean.block_s + 300.0 / 7 * at_mean.decode_step_s, 1e-9 * p.job_s);

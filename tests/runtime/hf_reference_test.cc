@@ -172,8 +172,10 @@ TEST_P(HfReference, GreedyContinuationsMatchAloneAndBatched) {
 // decode tokens.
 class SlotCheckingModel final : public compute::SequenceModel {
  public:
-  SlotCheckingModel(compute::Transformer& m, bool mixed) : inner_(m), mixed_(mixed) {}
+  SlotCheckingModel(compute::Transformer& m, bool mixed, int64_t most_prompt_tokens = 0)
+      : inner_(m), mixed_(mixed), most_(most_prompt_tokens) {}
   bool mixed_steps() const override { return mixed_; }
+  int64_t mixed_step_prompt_tokens() const override { return most_; }
   const model::ModelConfig& config() const override { return inner_.config(); }
   compute::Backend& backend() override { return inner_.backend(); }
   Status reset(int32_t slots, int32_t max_len) override {
@@ -213,6 +215,7 @@ class SlotCheckingModel final : public compute::SequenceModel {
  private:
   compute::TransformerModel inner_;
   bool mixed_;
+  int64_t most_;
   int32_t slots_ = 0;
   int32_t chunk_ = 0;
 };
@@ -238,15 +241,23 @@ TEST_P(HfReference, GreedyContinuationsMatchWhenRequestsTakeFinishedSequencesSlo
   int64_t prompt_tokens = 0;
   for (const auto& r : reqs) prompt_tokens += static_cast<int64_t>(r.prompt.size());
   // Prompt steps of their own; mixed steps with whole prompts; mixed steps taking 2 prompt
-  // tokens a step, so a joining prompt enters its slot over several steps.
-  for (const int32_t chunk : {-1, 0, 2}) {
-    const bool mixed = chunk >= 0;
-    SCOPED_TRACE(!mixed ? "prompt steps of their own" : chunk == 0 ? "mixed steps" : "mixed steps, 2 prompt tokens a step");
-    SlotCheckingModel checked(*model_, mixed);
+  // tokens a step, so a joining prompt enters its slot over several steps; whole prompts asked
+  // of a model that takes at most 3 prompt tokens a mixed step (as the offloading engine limits
+  // them to its activations' rows).
+  struct Case {
+    int32_t chunk;       // -1: no mixed steps
+    int64_t model_most;  // the model's own limit (0: none)
+  };
+  for (const Case& c : {Case{-1, 0}, Case{0, 0}, Case{2, 0}, Case{0, 3}}) {
+    const bool mixed = c.chunk >= 0;
+    const int32_t chunk = c.model_most > 0 ? static_cast<int32_t>(c.model_most) : c.chunk;  // what steps carry
+    SCOPED_TRACE(!mixed ? "prompt steps of their own" : c.model_most > 0 ? "mixed steps, the model's limit of 3 prompt tokens"
+                 : chunk == 0 ? "mixed steps" : "mixed steps, 2 prompt tokens a step");
+    SlotCheckingModel checked(*model_, mixed, c.model_most);
     checked.set_chunk(std::max(chunk, 0));
     Generator gen(checked);
     gen.set_slots(3);
-    gen.set_prompt_chunk(std::max(chunk, 0));
+    gen.set_prompt_chunk(std::max(c.chunk, 0));
     GenerationStats stats;
     std::vector<size_t> finished;
     auto got = gen.generate(reqs, &stats, [&](size_t i, const GenerationResult&) { finished.push_back(i); });
