@@ -173,6 +173,14 @@ Result<std::vector<TokenChoice>> choose_tokens(compute::Backend& backend, const 
       }
     STRATA_RETURN_IF_ERROR(decide(logits, which, at, st));
   }
+  // A copy whose changes only refuse tokens (a mask, min_tokens' end tokens, min_p) keeps every
+  // other logit: the value at its choice is the model's, when its statistics hold it.
+  std::vector<std::optional<float>> model_value(R);
+  auto keeps_values = [](const compute::RowAdjustment& a) {
+    return std::all_of(a.edits.begin(), a.edits.end(), [](const compute::TokenEdit& e) {
+      return e.refuse || (e.penalty == 1.0f && e.subtract == 0.0f && e.add == 0.0f);
+    });
+  };
   // The adjusted copies, at most half the step's rows at a time: with their statistics' scratch
   // they then take no more memory than the step's own statistics did.
   const size_t chunk = std::min(rows_at_once, std::max<size_t>(1, (R + 1) / 2));
@@ -205,6 +213,14 @@ Result<std::vector<TokenChoice>> choose_tokens(compute::Backend& backend, const 
       st.push_back(&xs[k]);
     }
     STRATA_RETURN_IF_ERROR(decide(x, which, at, st));
+    for (size_t j = 0; j < which.size(); ++j) {
+      const size_t i = which[j];
+      if (!keeps_values(adjustments[b + static_cast<size_t>(at[j])])) continue;
+      const int32_t token = choices[i].s.token;
+      if (token == st[j]->argmax) model_value[i] = st[j]->max_logit;
+      for (const auto& [value, t] : st[j]->top)
+        if (!model_value[i] && t == token) model_value[i] = value;
+    }
   }
   // Each choice's logprob is the model's: (x - max) - log(sum) of its own row, the value at the
   // token read from the row's best tokens when it is one of them, else from the backend.
@@ -218,8 +234,8 @@ Result<std::vector<TokenChoice>> choose_tokens(compute::Backend& backend, const 
     const int32_t k = std::min<int32_t>(rows[i].req->top_logprobs, static_cast<int32_t>(st.top.size()));
     for (int32_t j = 0; j < k; ++j)
       c.top.emplace_back(st.top[j].second, static_cast<float>(st.top[j].first - (st.max_logit + st.log_sum)));
-    std::optional<float> v;
-    if (c.s.token == st.argmax) v = st.max_logit;
+    std::optional<float> v = model_value[i];
+    if (!v && c.s.token == st.argmax) v = st.max_logit;
     for (size_t j = 0; !v && j < st.top.size(); ++j)
       if (st.top[j].second == c.s.token) v = st.top[j].first;
     if (v) {

@@ -13,6 +13,7 @@
 #include "common/thread_pool.h"
 #include "compute/backend.h"
 #include "testing/test_data.h"
+#include "text/constraint.h"
 #include "text/tokenizer.h"
 
 namespace strata::runtime {
@@ -464,6 +465,74 @@ TEST(ChooseTokens, GreedyLogprobsTopLogprobsAndErrorsAsDefined) {
   EXPECT_NEAR((*got)[2].s.logprob, 1.0f - lse, 1e-6);  // the model's, not the biased row's
   EXPECT_TRUE((*got)[2].error.empty());
   EXPECT_FALSE(choose_tokens(*backend, logits, std::span(rows).first(2), eos, 3).is_ok());
+}
+
+// A backend of host logits that only samples (the defaults' host statistics, copies, draws and
+// values) and counts how often the values at chosen tokens are looked up.
+class SamplingOnlyBackend final : public compute::Backend {
+ public:
+  std::string name() const override { return "sampling only"; }
+  MemoryKind memory_kind() const override { return MemoryKind::kHost; }
+  DType activation_dtype() const override { return DType::kF32; }
+  Result<Tensor> allocate(DType dtype, Shape shape) override { return Tensor::host(dtype, std::move(shape)); }
+  Result<Tensor> upload(const Tensor&, compute::WeightKind) override { return unsupported("upload"); }
+  Tensor to_host_f32(const Tensor& t) override { return t; }
+  void linear(const Tensor&, const Tensor&, const Tensor*, Tensor&) override { unused(); }
+  void layer_norm(const Tensor&, const Tensor*, const Tensor*, float, Tensor&) override { unused(); }
+  void rms_norm(const Tensor&, const Tensor&, float, Tensor&) override { unused(); }
+  void add(const Tensor&, const Tensor&, Tensor&) override { unused(); }
+  void relu(Tensor&) override { unused(); }
+  void silu_mul(const Tensor&, const Tensor&, Tensor&) override { unused(); }
+  void embedding(const Tensor&, std::span<const int32_t>, Tensor&) override { unused(); }
+  void gather_rows(const Tensor&, std::span<const int32_t>, Tensor&) override { unused(); }
+  void scatter_add_rows(const Tensor&, std::span<const int32_t>, std::span<const float>, Tensor&) override { unused(); }
+  void rope(Tensor&, std::span<const int32_t>, const compute::RopeTable&) override { unused(); }
+  void attention(const Tensor&, const Tensor&, const Tensor&, compute::LayerKvCache&,
+                 std::span<const compute::SeqSpan>, const compute::AttentionParams&, Tensor&) override {
+    unused();
+  }
+  Result<std::vector<float>> logit_values(const Tensor& logits, std::span<const std::pair<int64_t, int32_t>> at) override {
+    looked_up += static_cast<int>(at.size());
+    return compute::Backend::logit_values(logits, at);
+  }
+  int looked_up = 0;
+
+ private:
+  static void unused() { STRATA_CHECK(false, "sampling only"); }
+};
+
+// A row whose changes only refuse tokens (a structured-output mask, an end token before
+// min_tokens) keeps the model's values elsewhere: its greedy choice's logprob comes from the
+// copy's own statistics, with no look-up; a biased row's choice is looked up in the model's row.
+TEST(ChooseTokens, ARowWhoseTokensAreOnlyRefusedNeedsNoLookUpForItsGreedyLogprob) {
+  SamplingOnlyBackend backend;
+  const std::vector<float> row = {1.0f, 3.0f, 2.0f, 0.5f};
+  Tensor logits = Tensor::host(DType::kF32, {3, 4});
+  for (int r = 0; r < 3; ++r) std::copy(row.begin(), row.end(), logits.data<float>() + r * 4);
+  double sum = 0;
+  for (float v : row) sum += std::exp(v - 3.0);
+  const float lse = static_cast<float>(3.0 + std::log(sum));
+  AllowedTokens allowed;  // tokens 0 and 2
+  allowed.words.assign(1, (uint64_t{1} << 0) | (uint64_t{1} << 2));
+  GenerationRequest masked, too_early, biased;
+  masked.constraint = text::Constraint::json_object();
+  too_early.min_tokens = 3;  // the end token 1, the argmax, is refused
+  biased.logit_bias = {{3, 4.0f}};  // token 3 becomes the largest: 4.5 against 3
+  TokenEdits edits(biased, 4);
+  std::vector<Sampler> samplers(3, Sampler(SamplingParams{}));
+  const std::vector<RowToChoose> rows = {{&masked, &samplers[0], {}, 0, &allowed},
+                                         {&too_early, &samplers[1], {}, 0, nullptr},
+                                         {&biased, &samplers[2], edits.edits(), 0, nullptr}};
+  const std::vector<int64_t> eos = {1};
+  auto got = choose_tokens(backend, logits, rows, eos, 3);
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_EQ((*got)[r].s.token, 2) << r;
+    EXPECT_NEAR((*got)[r].s.logprob, 2.0f - lse, 1e-6) << r;
+  }
+  EXPECT_EQ((*got)[2].s.token, 3);
+  EXPECT_NEAR((*got)[2].s.logprob, 0.5f - lse, 1e-6);  // the model's 0.5, not the biased 4.5
+  EXPECT_EQ(backend.looked_up, 1);  // the biased row's alone
 }
 
 TEST(Sampling, ValidateNamesTheField) {
