@@ -354,7 +354,8 @@ void register_generate(CLI::App& app, int* exit_code) {
   cmd->add_option("--prompt-chunk", o.job.prompt_chunk,
                   "continuous: the prompt tokens a decode step takes beside the running sequences' tokens, so a "
                   "long joining prompt enters over several steps and does not hold the others up (0: whole "
-                  "prompts; prompt steps of their own, as on the offloading engine, take whole prompts)")
+                  "prompts; the offloading engine keeps each GPU batch within a prompt step's tokens; prompt "
+                  "steps of their own, as where the offloading engine attends on the CPU, take whole prompts)")
       ->capture_default_str();
   cmd->add_flag("--ordered", o.job.ordered,
                 "write results in the input's order (each waits for the earlier lines' results; a job "
