@@ -453,16 +453,31 @@ Status Generator::run(RequestFeed& feed, int32_t slots, int32_t max_len, Generat
   auto step = [&](std::span<const int32_t> step_slots, int64_t prompt_budget) -> Result<std::vector<int32_t>> {
     compute::TokenBatch batch;
     std::vector<int32_t> rows, sampled, filling;
+    // The budget goes to the sequences taking their prompt in the order of `step_slots`; the
+    // batch holds every sequence in slot order (the offloading engine's GPU batches are runs of
+    // slots). brings: the prompt tokens a sequence brings, -1 for a running one's last token.
+    std::vector<std::pair<int32_t, int32_t>> brings;
     for (int32_t s : step_slots) {
+      const Sequence& q = seqs.at(s);
+      const int32_t prompt = static_cast<int32_t>(q.req->prompt.size());
+      int32_t n = -1;
+      if (q.length < prompt) {
+        n = prompt - q.length;
+        if (prompt_budget >= 0) {
+          n = static_cast<int32_t>(std::min<int64_t>(n, prompt_budget));
+          prompt_budget -= n;
+        }
+      }
+      brings.emplace_back(s, n);
+    }
+    std::sort(brings.begin(), brings.end());
+    for (const auto& [s, n] : brings) {
       Sequence& q = seqs.at(s);
       const int32_t prompt = static_cast<int32_t>(q.req->prompt.size());
-      if (q.length < prompt) {
-        int32_t n = prompt - q.length;
-        if (prompt_budget >= 0) n = static_cast<int32_t>(std::min<int64_t>(n, prompt_budget));
+      if (n >= 0) {
         if (n > 0) {
           batch.add_sequence(s, q.length, std::span<const int32_t>(q.req->prompt).subspan(q.length, n));
           q.length += n;
-          if (prompt_budget >= 0) prompt_budget -= n;
           if (stats) stats->prompt_tokens += n;
         }
         if (q.length < prompt) {

@@ -168,8 +168,8 @@ TEST_P(HfReference, GreedyContinuationsMatchAloneAndBatched) {
 }
 
 // A SequenceModel that checks how the Generator uses its slots: never more than reset() made,
-// and unless it takes mixed steps, a step all prompts (each starting a sequence) or all single
-// decode tokens.
+// every step's sequences in slot order, and unless it takes mixed steps, a step all prompts (each
+// starting a sequence) or all single decode tokens.
 class SlotCheckingModel final : public compute::SequenceModel {
  public:
   SlotCheckingModel(compute::Transformer& m, bool mixed, int64_t most_prompt_tokens = 0)
@@ -188,8 +188,11 @@ class SlotCheckingModel final : public compute::SequenceModel {
   Result<Tensor> forward(const compute::TokenBatch& batch, std::span<const int32_t> rows) override {
     bool prompt = false, decode = false;
     int64_t tokens = 0;
+    int32_t last_slot = -1;
     for (const auto& s : batch.seqs) {
       EXPECT_LT(s.slot, slots_);
+      EXPECT_GT(s.slot, last_slot) << "sequences in slot order";
+      last_slot = s.slot;
       (s.past_len == 0 ? prompt : decode) = true;
       tokens += s.num_tokens;
       if (s.past_len > 0 && s.num_tokens > 1) {
