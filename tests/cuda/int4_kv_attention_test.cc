@@ -292,38 +292,27 @@ TEST_F(Int4KvAttention, PromptThenDecode) {
     expect_same_bytes(download(gc.k), hk, "prompt step cache k");
     expect_same_bytes(download(gc.v), hv, "prompt step cache v");
   }
-  for (int step = 0; step < 2; ++step) {
-    const std::string what = "decode step " + std::to_string(step);
-    const std::vector<SeqSpan> dec = {{0, 70 + step, 1, 0},
-                                      {1, 5 + step, 1, 1},
-                                      {2, 31 + step, 1, 2},
-                                      {3, 1 + step, 1, 3}};
-    const Rows q = random_rows(4, hq, d, seed++, -2.0f, 2.0f);
-    const Rows k = random_rows(4, hkv, d, seed++, -2.0f, 2.0f);
-    const Rows v = random_rows(4, hkv, d, seed++);
-    std::vector<uint16_t> want(static_cast<size_t>(4 * hq * d));
-    compute::host_kv_attention(pool_, view, hq, q.bits.data(), k.bits.data(), v.bits.data(), dec,
+  // A step whose every row attends to the int4 cache, against the CPU over the same cache.
+  auto over_int4 = [&](const std::vector<SeqSpan>& step, const std::string& what) {
+    int64_t t = 0;
+    for (const SeqSpan& sp : step) t += sp.num_tokens;
+    const Rows q = random_rows(t, hq, d, seed++, -2.0f, 2.0f);
+    const Rows k = random_rows(t, hkv, d, seed++, -2.0f, 2.0f);
+    const Rows v = random_rows(t, hkv, d, seed++);
+    std::vector<uint16_t> want(static_cast<size_t>(t * hq * d));
+    compute::host_kv_attention(pool_, view, hq, q.bits.data(), k.bits.data(), v.bits.data(), step,
                                p, want.data());
-    const Tensor got = gpu_step(q, k, v, gc, dec, p);
+    const Tensor got = gpu_step(q, k, v, gc, step, p);
     expect_close(got, want, what + " output");
     expect_same_bytes(download(gc.k), hk, what + " cache k");
     expect_same_bytes(download(gc.v), hv, what + " cache v");
-  }
-  // A prompt's next chunk (6 tokens after its 7) beside a decode: every row over the int4 cache,
-  // each chunk row seeing the rows before it.
-  {
-    const std::vector<SeqSpan> mix = {{1, 7, 6, 0}, {2, 33, 1, 6}};
-    const Rows q = random_rows(7, hq, d, seed++, -2.0f, 2.0f);
-    const Rows k = random_rows(7, hkv, d, seed++, -2.0f, 2.0f);
-    const Rows v = random_rows(7, hkv, d, seed++);
-    std::vector<uint16_t> want(static_cast<size_t>(7 * hq * d));
-    compute::host_kv_attention(pool_, view, hq, q.bits.data(), k.bits.data(), v.bits.data(), mix,
-                               p, want.data());
-    const Tensor got = gpu_step(q, k, v, gc, mix, p);
-    expect_close(got, want, "a prompt's next chunk beside a decode: output");
-    expect_same_bytes(download(gc.k), hk, "a prompt's next chunk: cache k");
-    expect_same_bytes(download(gc.v), hv, "a prompt's next chunk: cache v");
-  }
+  };
+  for (int step = 0; step < 2; ++step)
+    over_int4({{0, 70 + step, 1, 0}, {1, 5 + step, 1, 1}, {2, 31 + step, 1, 2}, {3, 1 + step, 1, 3}},
+              "decode step " + std::to_string(step));
+  // A prompt's next chunk (6 tokens after its 7) beside a decode: each chunk row sees the rows
+  // before it.
+  over_int4({{1, 7, 6, 0}, {2, 33, 1, 6}}, "a prompt's next chunk beside a decode:");
 }
 
 TEST_F(Int4KvAttention, RejectsMismatchedInputs) {
