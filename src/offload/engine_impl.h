@@ -5,9 +5,9 @@
 #pragma once
 
 #include <map>
-#include <tuple>
 #include <memory>
 #include <span>
+#include <tuple>
 #include <utility>
 #include <vector>
 

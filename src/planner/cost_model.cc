@@ -447,9 +447,9 @@ JobModel build_job_model(const ModelSpec& spec, const Workload& w, const Hardwar
   }
   if (w.continuous) {
     // A refill every time refill_threshold's share of the slots has emptied, per block-worth of
-    // requests (or per request's share of one without a request count).
-    // With attention on the GPU the engine takes the joining prompts into its decode steps
-    // (mixed steps): no refill reads the weights again.
+    // requests (or per request's share of one without a request count). With attention on the
+    // GPU the engine takes the joining prompts into its decode steps (mixed steps): no refill
+    // reads the weights again.
     const double requests = w.requests > 0 ? total : 1.0;
     job.refills = requests / refill_threshold(gen / total, static_cast<int32_t>(block));
     if (w.requests <= 0) job.refills /= block;
