@@ -34,6 +34,18 @@ void TokenEdits::generated(int32_t token) {
     e->subtract = req.presence_penalty + req.frequency_penalty * static_cast<float>(++count_[token]);
 }
 
+namespace {
+
+// The logit at `token` when the row's statistics hold it (its maximum or one of its best).
+std::optional<float> value_in(const compute::LogitStats& st, int32_t token) {
+  if (token == st.argmax) return st.max_logit;
+  for (const auto& [value, t] : st.top)
+    if (t == token) return value;
+  return std::nullopt;
+}
+
+}  // namespace
+
 compute::RowAdjustment logit_adjustment(const GenerationRequest& req, std::span<const compute::TokenEdit> edits,
                                         bool too_early,
                                         std::span<const int64_t> eos_ids, const AllowedTokens* mask, int64_t row,
@@ -213,14 +225,9 @@ Result<std::vector<TokenChoice>> choose_tokens(compute::Backend& backend, const 
       st.push_back(&xs[k]);
     }
     STRATA_RETURN_IF_ERROR(decide(x, which, at, st));
-    for (size_t j = 0; j < which.size(); ++j) {
-      const size_t i = which[j];
-      if (!keeps_values(adjustments[b + static_cast<size_t>(at[j])])) continue;
-      const int32_t token = choices[i].s.token;
-      if (token == st[j]->argmax) model_value[i] = st[j]->max_logit;
-      for (const auto& [value, t] : st[j]->top)
-        if (!model_value[i] && t == token) model_value[i] = value;
-    }
+    for (size_t j = 0; j < which.size(); ++j)
+      if (keeps_values(adjustments[b + static_cast<size_t>(at[j])]))
+        model_value[which[j]] = value_in(*st[j], choices[which[j]].s.token);
   }
   // Each choice's logprob is the model's: (x - max) - log(sum) of its own row, the value at the
   // token read from the row's best tokens when it is one of them, else from the backend.
@@ -235,9 +242,7 @@ Result<std::vector<TokenChoice>> choose_tokens(compute::Backend& backend, const 
     for (int32_t j = 0; j < k; ++j)
       c.top.emplace_back(st.top[j].second, static_cast<float>(st.top[j].first - (st.max_logit + st.log_sum)));
     std::optional<float> v = model_value[i];
-    if (!v && c.s.token == st.argmax) v = st.max_logit;
-    for (size_t j = 0; !v && j < st.top.size(); ++j)
-      if (st.top[j].second == c.s.token) v = st.top[j].first;
+    if (!v) v = value_in(st, c.s.token);
     if (v) {
       c.s.logprob = static_cast<float>(static_cast<double>(*v) - st.max_logit - st.log_sum);
     } else {
