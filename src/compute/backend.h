@@ -130,7 +130,7 @@ class Backend {
   virtual Result<Tensor> adjust_logits(const Tensor& logits, std::span<const RowAdjustment> adjustments) {
     return adjust_logits_on_host(logits, adjustments);
   }
-  virtual Result<std::vector<int32_t>> draw_tokens(const Tensor& logits, std::span<const RowDraw> draws) {
+  virtual Result<std::vector<DrawnToken>> draw_tokens(const Tensor& logits, std::span<const RowDraw> draws) {
     return draw_tokens_on_host(logits, draws);
   }
   virtual Result<std::vector<float>> logit_values(const Tensor& logits,

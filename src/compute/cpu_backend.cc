@@ -141,7 +141,7 @@ Result<Tensor> CpuBackend::adjust_logits(const Tensor& logits, std::span<const R
   return adjust_logits_on_host(logits, adjustments, row_loop(logits));
 }
 
-Result<std::vector<int32_t>> CpuBackend::draw_tokens(const Tensor& logits, std::span<const RowDraw> draws) {
+Result<std::vector<DrawnToken>> CpuBackend::draw_tokens(const Tensor& logits, std::span<const RowDraw> draws) {
   return draw_tokens_on_host(logits, draws, row_loop(logits));
 }
 

@@ -46,7 +46,7 @@ class CpuBackend final : public Backend {
   // Sampling's passes over rows of logits, rows split over the pool.
   Result<std::vector<LogitStats>> logit_stats(const Tensor& logits, std::span<const LogitQuery> queries) override;
   Result<Tensor> adjust_logits(const Tensor& logits, std::span<const RowAdjustment> adjustments) override;
-  Result<std::vector<int32_t>> draw_tokens(const Tensor& logits, std::span<const RowDraw> draws) override;
+  Result<std::vector<DrawnToken>> draw_tokens(const Tensor& logits, std::span<const RowDraw> draws) override;
 
  private:
   // Runs fn(begin, end) over [0, n) items of `work_per_item` elements each: inline when the total

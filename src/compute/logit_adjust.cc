@@ -35,12 +35,17 @@ Status check_token(int64_t vocab, int64_t token, const char* op) {
   return Status::ok();
 }
 
+Status check_mask(int64_t vocab, std::span<const uint64_t> allowed, const char* op) {
+  if (!allowed.empty() && static_cast<int64_t>(allowed.size()) != (vocab + 63) / 64)
+    return invalid_argument(std::string(op) + ": a mask of " + std::to_string(allowed.size()) +
+                            " words for a vocabulary of " + std::to_string(vocab) + " (" +
+                            std::to_string((vocab + 63) / 64) + " words)");
+  return Status::ok();
+}
+
 Status check_adjustment(int64_t vocab, const RowAdjustment& a) {
   for (const TokenEdit& e : a.edits) STRATA_RETURN_IF_ERROR(check_token(vocab, e.token, "adjust_logits"));
-  if (!a.allowed.empty() && static_cast<int64_t>(a.allowed.size()) != (vocab + 63) / 64)
-    return invalid_argument("adjust_logits: a mask of " + std::to_string(a.allowed.size()) + " words for a vocabulary of " +
-                            std::to_string(vocab) + " (" + std::to_string((vocab + 63) / 64) + " words)");
-  return Status::ok();
+  return check_mask(vocab, a.allowed, "adjust_logits");
 }
 
 // x[t] = -inf for every token t whose bit in `allowed` is clear. A byte of the mask at a time,
@@ -86,6 +91,7 @@ Status check_draws(const Tensor& logits, std::span<const RowDraw> draws) {
     STRATA_RETURN_IF_ERROR(check_row(logits, d.row, "draw_tokens"));
     if (!(d.temperature > 0.0f))
       return invalid_argument("draw_tokens: temperature " + std::to_string(d.temperature) + " (must be > 0)");
+    STRATA_RETURN_IF_ERROR(check_mask(logits.dim(1), d.allowed, "draw_tokens"));
   }
   return Status::ok();
 }
@@ -123,7 +129,9 @@ int32_t draw_in_row(std::span<const float> x, const RowDraw& d) {
   const double inv_t = 1.0 / d.temperature;
   double acc = 0;
   int32_t last = 0;
+  const bool masked = !d.allowed.empty();
   for (size_t i = 0; i < x.size(); ++i) {
+    if (masked && ((d.allowed[i / 64] >> (i % 64)) & 1) == 0) continue;
     const double w = std::exp(x[i] * inv_t - d.max_logit * inv_t);
     if (w <= 0) continue;
     acc += w;
@@ -162,15 +170,18 @@ Result<Tensor> adjust_logits_on_host(const Tensor& logits, std::span<const RowAd
   return out;
 }
 
-Result<std::vector<int32_t>> draw_tokens_on_host(const Tensor& logits, std::span<const RowDraw> draws,
-                                                 const RowLoop& loop) {
+Result<std::vector<DrawnToken>> draw_tokens_on_host(const Tensor& logits, std::span<const RowDraw> draws,
+                                                    const RowLoop& loop) {
   STRATA_RETURN_IF_ERROR(check_logits(logits, true, "draw_tokens"));
   STRATA_RETURN_IF_ERROR(check_draws(logits, draws));
   const int64_t V = logits.dim(1);
-  std::vector<int32_t> out(draws.size());
+  std::vector<DrawnToken> out(draws.size());
   each_range(loop, static_cast<int64_t>(draws.size()), [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i)
-      out[i] = draw_in_row({logits.data<float>() + draws[i].row * V, static_cast<size_t>(V)}, draws[i]);
+    for (int64_t i = b; i < e; ++i) {
+      const float* row = logits.data<float>() + draws[i].row * V;
+      const int32_t t = draw_in_row({row, static_cast<size_t>(V)}, draws[i]);
+      out[i] = {t, row[t]};
+    }
   });
   return out;
 }

@@ -50,6 +50,16 @@ struct RowDraw {
   float temperature = 1.0f;  // > 0
   float max_logit = 0.0f;    // the row's largest logit (its statistics')
   double target = 0.0;       // a uniform draw in [0, 1) times the row's sum of weights
+  // Non-empty: a mask as RowAdjustment::allowed's; the tokens it does not allow weigh 0 (the
+  // draw over the row with them at -inf, without a copy of it).
+  std::span<const uint64_t> allowed;
+};
+
+// A draw's token and the row's logit there (the model's own, for a row that is the model's or
+// that only refuses tokens: its logprob needs no look-up).
+struct DrawnToken {
+  int32_t token = 0;
+  float logit = 0.0f;
 };
 
 // The token of `d` over one row, summing in index order.
@@ -63,8 +73,8 @@ using RowLoop = std::function<void(int64_t n, const std::function<void(int64_t, 
 // adjustments[i].row with its changes.
 Result<Tensor> adjust_logits_on_host(const Tensor& logits, std::span<const RowAdjustment> adjustments,
                                      const RowLoop& loop = {});
-// draw_in_row() of each draw over its row of host F32 logits [R, V].
-Result<std::vector<int32_t>> draw_tokens_on_host(const Tensor& logits, std::span<const RowDraw> draws,
+// draw_in_row() of each draw over its row of host F32 logits [R, V], with the logit there.
+Result<std::vector<DrawnToken>> draw_tokens_on_host(const Tensor& logits, std::span<const RowDraw> draws,
                                                  const RowLoop& loop = {});
 // logits[row, token] of each (row, token) pair, host F32 logits [R, V].
 Result<std::vector<float>> logit_values_on_host(const Tensor& logits,

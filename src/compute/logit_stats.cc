@@ -9,19 +9,38 @@ namespace strata::compute {
 
 namespace {
 
+bool allows(std::span<const uint64_t> allowed, int64_t t) {
+  return ((allowed[static_cast<size_t>(t / 64)] >> (t % 64)) & 1) != 0;
+}
+
 LogitStats row_stats(const float* x, int64_t V, const LogitQuery& q) {
   LogitStats st;
   const int64_t arg = std::max_element(x, x + V) - x;
   st.argmax = static_cast<int32_t>(arg);
   st.max_logit = x[arg];
+  st.allowed_argmax = st.argmax;
+  st.allowed_max = st.max_logit;
+  const bool masked = !q.allowed.empty();
+  if (masked) {
+    // The first allowed token of the largest logit (the first allowed one when all are -inf).
+    int64_t best = -1;
+    st.allowed_max = -INFINITY;
+    for (int64_t i = 0; i < V; ++i)
+      if (allows(q.allowed, i) && (x[i] > st.allowed_max || (x[i] == st.allowed_max && best < 0))) {
+        st.allowed_max = x[i];
+        best = i;
+      }
+    st.allowed_argmax = static_cast<int32_t>(std::max<int64_t>(best, 0));
+  }
   const double inv_t = q.temperature > 0 ? 1.0 / q.temperature : 0.0;
   // At temperature 1 the two sums take the same terms, bit for bit: one pass gives both.
-  const bool same = q.log_sum && inv_t == 1.0;
+  const bool same = q.log_sum && inv_t == 1.0 && !masked;
   double sum = 0, tsum = 0;
   if (q.log_sum)
     for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(x[i]) - x[arg]);
-  if (inv_t > 0 && !same)
-    for (int64_t i = 0; i < V; ++i) tsum += std::exp(x[i] * inv_t - x[arg] * inv_t);
+  if (inv_t > 0 && !same && (!masked || st.allowed_max > -INFINITY))
+    for (int64_t i = 0; i < V; ++i)
+      if (!masked || allows(q.allowed, i)) tsum += std::exp(x[i] * inv_t - st.allowed_max * inv_t);
   st.log_sum = q.log_sum ? std::log(sum) : 0.0;
   st.temperature_sum = same ? sum : tsum;
   // A row with NaN or infinities has no order to sort by; the caller reports it (it sees the
@@ -61,6 +80,10 @@ Result<std::vector<LogitStats>> logit_stats_on_host(const Tensor& logits,
   if (static_cast<int64_t>(queries.size()) != R)
     return invalid_argument("logit statistics: " + std::to_string(queries.size()) + " queries for " +
                             std::to_string(R) + " rows");
+  for (const LogitQuery& q : queries)
+    if (!q.allowed.empty() && static_cast<int64_t>(q.allowed.size()) != (V + 63) / 64)
+      return invalid_argument("logit statistics: a mask of " + std::to_string(q.allowed.size()) +
+                              " words for a vocabulary of " + std::to_string(V));
   std::vector<LogitStats> out;
   out.reserve(static_cast<size_t>(R));
   for (int64_t r = 0; r < R; ++r) out.push_back(row_stats(logits.data<float>() + r * V, V, queries[r]));

@@ -23,13 +23,23 @@ struct LogitQuery {
   // the host then skips its pass over the row and leaves it 0 (NaN for a row holding a NaN when
   // candidates are asked), a backend may compute it anyway.
   bool log_sum = true;
+  // Non-empty ((vocab + 63) / 64 words; token t allowed when bit t % 64 of allowed[t / 64] is
+  // set): the row is also chosen from under this mask, the tokens it does not allow at -inf
+  // (LogitStats::allowed_argmax and allowed_max, and temperature_sum over the allowed tokens only),
+  // so a row whose changes only refuse tokens needs no adjusted copy.
+  std::span<const uint64_t> allowed;
 };
 
 struct LogitStats {
   int32_t argmax = 0;          // first index of the largest logit
   float max_logit = 0.0f;
   double log_sum = 0.0;        // log(sum exp(x - max)): logprob(t) = (x[t] - max) - log_sum (when asked)
-  double temperature_sum = 0;  // sum over the row of exp(x / T - max / T), when T > 0
+  double temperature_sum = 0;  // sum over the row of exp(x / T - max / T), when T > 0; under a
+                               // query's mask over the allowed tokens, from allowed_max
+  // Under a query's mask: the first index of the largest allowed logit and that logit (-inf, and
+  // index 0, when the mask allows no finite logit). Without one, argmax and max_logit.
+  int32_t allowed_argmax = 0;
+  float allowed_max = 0.0f;
   std::vector<std::pair<float, int32_t>> top;  // (logit, token), best first
 };
 

@@ -317,7 +317,7 @@ Result<Tensor> CudaBackend::adjust_logits(const Tensor& logits, std::span<const 
   return cuda::adjust_logits(*this, logits, adjustments);
 }
 
-Result<std::vector<int32_t>> CudaBackend::draw_tokens(const Tensor& logits, std::span<const compute::RowDraw> draws) {
+Result<std::vector<compute::DrawnToken>> CudaBackend::draw_tokens(const Tensor& logits, std::span<const compute::RowDraw> draws) {
   if (logits.memory() != MemoryKind::kGpu) return compute::draw_tokens_on_host(logits, draws);
   return cuda::draw_tokens(*this, logits, draws);
 }

@@ -86,7 +86,7 @@ class CudaBackend final : public compute::Backend {
   Tensor f32_copy(const Tensor& t) override;
   // On the device (cuda/logit_adjust.h); host logits get the host's reference computations.
   Result<Tensor> adjust_logits(const Tensor& logits, std::span<const compute::RowAdjustment> adjustments) override;
-  Result<std::vector<int32_t>> draw_tokens(const Tensor& logits, std::span<const compute::RowDraw> draws) override;
+  Result<std::vector<compute::DrawnToken>> draw_tokens(const Tensor& logits, std::span<const compute::RowDraw> draws) override;
   Result<std::vector<float>> logit_values(const Tensor& logits,
                                           std::span<const std::pair<int64_t, int32_t>> at) override;
   // Attention over an int4-g64 KV cache (cuda/int4_kv.h); defined in int4_kv_attention.cc.

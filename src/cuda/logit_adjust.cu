@@ -2,7 +2,8 @@
 // the adjustment copies its row with the mask applied, then applies the token edits (a masked
 // token stays -inf under every edit, so the order against compute::adjust_row's is immaterial),
 // then min_p against the block's maximum. The draw sums 256 runs of its row in double, one thread
-// each, then one thread adds the runs' sums in order and walks the run the target falls in.
+// each (a token its mask does not allow weighs 0), then one thread adds the runs' sums in order
+// and walks the run the target falls in.
 #include <cmath>
 #include <string>
 
@@ -81,29 +82,38 @@ __global__ void __launch_bounds__(kAdjustThreads)
 
 struct DeviceDraw {
   int64_t row;
+  int64_t mask_word;  // first word of its mask in the masks array, -1: none
   double inv_t;
   double max_t;  // max_logit / T
   double target;
 };
 
-// exp(x / T - max / T) as the host computes it (a rounded product, then a rounded difference).
-__device__ __forceinline__ double weight(float x, const DeviceDraw& d) {
-  return exp(__dsub_rn(__dmul_rn(static_cast<double>(x), d.inv_t), d.max_t));
+struct Drawn {
+  int32_t token;
+  float logit;
+};
+
+// exp(x / T - max / T) as the host computes it (a rounded product, then a rounded difference);
+// 0 for a token the draw's mask does not allow.
+__device__ __forceinline__ double weight(const float* x, int64_t i, const uint64_t* mask, const DeviceDraw& d) {
+  if (mask != nullptr && ((mask[i / 64] >> (i % 64)) & 1) == 0) return 0.0;
+  return exp(__dsub_rn(__dmul_rn(static_cast<double>(x[i]), d.inv_t), d.max_t));
 }
 
 __global__ void __launch_bounds__(kDrawRuns)
     draw_kernel(const float* __restrict__ logits, int64_t vocab, const DeviceDraw* __restrict__ draws,
-                int32_t* __restrict__ out) {
+                const uint64_t* __restrict__ masks, Drawn* __restrict__ out) {
   __shared__ double s_sum[kDrawRuns];
   __shared__ int64_t s_last[kDrawRuns];
   const DeviceDraw d = draws[blockIdx.x];
   const float* x = logits + d.row * vocab;
+  const uint64_t* mask = d.mask_word >= 0 ? masks + d.mask_word : nullptr;
   const int64_t run = (vocab + kDrawRuns - 1) / kDrawRuns;
   const int64_t begin = threadIdx.x * run, end = min(vocab, begin + run);
   double sum = 0;
   int64_t last = -1;
   for (int64_t i = begin; i < end; ++i) {
-    const double w = weight(x[i], d);
+    const double w = weight(x, i, mask, d);
     if (w <= 0) continue;
     sum += w;
     last = i;
@@ -112,6 +122,7 @@ __global__ void __launch_bounds__(kDrawRuns)
   s_last[threadIdx.x] = last;
   __syncthreads();
   if (threadIdx.x != 0) return;
+  auto put = [&](int64_t t) { out[blockIdx.x] = {static_cast<int32_t>(t), x[t]}; };
   double acc = 0;
   int64_t any = -1;
   for (int j = 0; j < kDrawRuns; ++j) {
@@ -121,20 +132,20 @@ __global__ void __launch_bounds__(kDrawRuns)
       // The run holds the target: walk it from the runs' sum before it.
       const int64_t b = j * run, e = min(vocab, b + run);
       for (int64_t i = b; i < e; ++i) {
-        const double w = weight(x[i], d);
+        const double w = weight(x, i, mask, d);
         if (w <= 0) continue;
         acc += w;
         if (d.target < acc) {
-          out[blockIdx.x] = static_cast<int32_t>(i);
+          put(i);
           return;
         }
       }
-      out[blockIdx.x] = static_cast<int32_t>(s_last[j]);  // rounding: the run's last token of weight
+      put(s_last[j]);  // rounding: the run's last token of weight
       return;
     }
     acc += s_sum[j];
   }
-  out[blockIdx.x] = static_cast<int32_t>(any < 0 ? 0 : any);
+  put(any < 0 ? 0 : any);
 }
 
 __global__ void values_kernel(const float* __restrict__ logits, int64_t vocab, const int64_t* __restrict__ at,
@@ -198,26 +209,36 @@ Result<Tensor> adjust_logits(compute::Backend& backend, const Tensor& logits,
   return out;
 }
 
-Result<std::vector<int32_t>> draw_tokens(compute::Backend& backend, const Tensor& logits,
-                                         std::span<const RowDraw> draws) {
+Result<std::vector<compute::DrawnToken>> draw_tokens(compute::Backend& backend, const Tensor& logits,
+                                                     std::span<const RowDraw> draws) {
   STRATA_ASSIGN_OR_RETURN(CudaBackend * b, backend_for(backend, logits, "draw_tokens"));
   STRATA_RETURN_IF_ERROR(compute::check_draws(logits, draws));
-  std::vector<int32_t> out(draws.size());
-  if (draws.empty()) return out;
+  std::vector<compute::DrawnToken> result(draws.size());
+  if (draws.empty()) return result;
   std::vector<DeviceDraw> d;
+  std::vector<uint64_t> masks;
   d.reserve(draws.size());
   for (const RowDraw& r : draws) {
     const double inv_t = 1.0 / r.temperature;
-    d.push_back({r.row, inv_t, static_cast<double>(r.max_logit) * inv_t, r.target});
+    int64_t mask_word = -1;
+    if (!r.allowed.empty()) {
+      mask_word = static_cast<int64_t>(masks.size());
+      masks.insert(masks.end(), r.allowed.begin(), r.allowed.end());
+    }
+    d.push_back({r.row, mask_word, inv_t, static_cast<double>(r.max_logit) * inv_t, r.target});
   }
   STRATA_ASSIGN_OR_RETURN(Tensor d_draws, upload(*b, d));
-  STRATA_ASSIGN_OR_RETURN(Tensor d_out, b->allocate_uninitialized(DType::kI32, {static_cast<int64_t>(out.size())}));
+  STRATA_ASSIGN_OR_RETURN(Tensor d_masks, upload(*b, masks));
+  std::vector<Drawn> out(draws.size());
+  STRATA_ASSIGN_OR_RETURN(Tensor d_out, b->allocate_uninitialized(DType::kI32, {2 * static_cast<int64_t>(out.size())}));
   draw_kernel<<<static_cast<unsigned>(draws.size()), kDrawRuns, 0, b->stream()>>>(
-      logits.data<float>(), logits.dim(1), static_cast<const DeviceDraw*>(d_draws.raw()), d_out.data<int32_t>());
+      logits.data<float>(), logits.dim(1), static_cast<const DeviceDraw*>(d_draws.raw()),
+      static_cast<const uint64_t*>(d_masks.raw()), static_cast<Drawn*>(d_out.raw()));
   STRATA_CUDA_CHECK_LAUNCH();
-  STRATA_CUDA_CHECK(cudaMemcpyAsync(out.data(), d_out.raw(), out.size() * 4, cudaMemcpyDeviceToHost, b->stream()));
+  STRATA_CUDA_CHECK(cudaMemcpyAsync(out.data(), d_out.raw(), out.size() * sizeof(Drawn), cudaMemcpyDeviceToHost, b->stream()));
   b->synchronize();
-  return out;
+  for (size_t i = 0; i < out.size(); ++i) result[i] = {out[i].token, out[i].logit};
+  return result;
 }
 
 Result<std::vector<float>> logit_values(compute::Backend& backend, const Tensor& logits,

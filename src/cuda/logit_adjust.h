@@ -21,10 +21,10 @@ namespace strata::cuda {
 // with its changes, as compute::adjust_row() makes them.
 Result<Tensor> adjust_logits(compute::Backend& backend, const Tensor& logits,
                              std::span<const compute::RowAdjustment> adjustments);
-// Each draw's token, as compute::draw_in_row() picks it except for the order of the sums: a
-// thread sums each of 256 runs of the row, the runs' sums are added in order, then the run the
-// target falls in is walked token by token.
-Result<std::vector<int32_t>> draw_tokens(compute::Backend& backend, const Tensor& logits,
+// Each draw's token and the logit there, the token as compute::draw_in_row() picks it except for
+// the order of the sums: a thread sums each of 256 runs of the row, the runs' sums are added in
+// order, then the run the target falls in is walked token by token.
+Result<std::vector<compute::DrawnToken>> draw_tokens(compute::Backend& backend, const Tensor& logits,
                                          std::span<const compute::RowDraw> draws);
 // logits[row, token] of each pair.
 Result<std::vector<float>> logit_values(compute::Backend& backend, const Tensor& logits,

@@ -1,5 +1,5 @@
-// Logit statistics on the GPU: one block per row for the argmax and the two softmax sums (double
-// accumulation), then, for rows that want candidates, CUB's segmented radix sort of (logit, token)
+// Logit statistics on the GPU: one block per row for the argmax (and the best allowed token under
+// a mask) and the two softmax sums (double accumulation), then, for rows that want candidates, CUB's segmented radix sort of (logit, token)
 // pairs, which is stable (equal logits keep token order; -0 and +0 count as equal), so the order
 // is runtime::Sampler's: logit descending, then token ascending.
 #include <cub/device/device_segmented_radix_sort.cuh>
@@ -22,6 +22,8 @@ struct RowOut {
   double temperature_sum;
   float max_logit;
   int32_t argmax;
+  float allowed_max;
+  int32_t allowed_argmax;
 };
 
 __device__ __forceinline__ void better(float& best, int64_t& idx, float v, int64_t i) {
@@ -31,23 +33,15 @@ __device__ __forceinline__ void better(float& best, int64_t& idx, float v, int64
   }
 }
 
-__global__ void __launch_bounds__(kThreads)
-    row_stats_kernel(const float* __restrict__ logits, int64_t vocab,
-                     const float* __restrict__ temperatures, RowOut* __restrict__ out) {
-  __shared__ float s_best[32];
-  __shared__ int64_t s_idx[32];
-  __shared__ double s_sum[32], s_tsum[32];
-  const float* x = logits + blockIdx.x * vocab;
+// The block's best (value, first index) of each thread's, in every thread.
+__device__ void block_best(float& best, int64_t& idx, float* s_best, int64_t* s_idx) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-
-  float best = -INFINITY;
-  int64_t idx = INT64_MAX;
-  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) better(best, idx, x[i], i);
   for (int o = 16; o > 0; o >>= 1) {
     const float ob = __shfl_xor_sync(0xffffffffu, best, o);
     const int64_t oi = __shfl_xor_sync(0xffffffffu, idx, o);
     better(best, idx, ob, oi);
   }
+  __syncthreads();  // the shared slots' last readers are done
   if (lane == 0) {
     s_best[warp] = best;
     s_idx[warp] = idx;
@@ -67,17 +61,47 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   __syncthreads();
-  const float mx = s_best[0];
-  const int64_t arg = s_idx[0];
+  best = s_best[0];
+  idx = s_idx[0];
+}
+
+// One block per row. A row with a mask (mask_words[row] >= 0, its first word in `masks`) also
+// takes its best allowed logit, and its temperature sum runs over the allowed tokens from it.
+__global__ void __launch_bounds__(kThreads)
+    row_stats_kernel(const float* __restrict__ logits, int64_t vocab,
+                     const float* __restrict__ temperatures, const int64_t* __restrict__ mask_words,
+                     const uint64_t* __restrict__ masks, RowOut* __restrict__ out) {
+  __shared__ float s_best[32];
+  __shared__ int64_t s_idx[32];
+  __shared__ double s_sum[32], s_tsum[32];
+  const float* x = logits + blockIdx.x * vocab;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  const uint64_t* mask = mask_words[blockIdx.x] >= 0 ? masks + mask_words[blockIdx.x] : nullptr;
+  auto allows = [mask](int64_t i) { return mask == nullptr || ((mask[i / 64] >> (i % 64)) & 1) != 0; };
+
+  float mx = -INFINITY, amx = -INFINITY;
+  int64_t arg = INT64_MAX, aarg = INT64_MAX;
+  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
+    better(mx, arg, x[i], i);
+    if (mask != nullptr && allows(i)) better(amx, aarg, x[i], i);
+  }
+  block_best(mx, arg, s_best, s_idx);
+  if (mask != nullptr) {
+    block_best(amx, aarg, s_best, s_idx);
+  } else {
+    amx = mx;
+    aarg = arg;
+  }
 
   const float t = temperatures[blockIdx.x];
+  const bool tempered = t > 0.0f && (mask == nullptr || amx > -INFINITY);
   const double inv_t = t > 0.0f ? 1.0 / static_cast<double>(t) : 0.0;
-  const double mx_t = static_cast<double>(mx) * inv_t;
+  const double mx_t = static_cast<double>(amx) * inv_t;
   double sum = 0.0, tsum = 0.0;
   for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
     const double v = static_cast<double>(x[i]);
     sum += exp(v - static_cast<double>(mx));
-    if (t > 0.0f) tsum += exp(v * inv_t - mx_t);
+    if (tempered && allows(i)) tsum += exp(v * inv_t - mx_t);
   }
   for (int o = 16; o > 0; o >>= 1) {
     sum += __shfl_xor_sync(0xffffffffu, sum, o);
@@ -99,6 +123,8 @@ __global__ void __launch_bounds__(kThreads)
     r.temperature_sum = b;
     r.max_logit = mx;
     r.argmax = static_cast<int32_t>(arg == INT64_MAX ? 0 : arg);
+    r.allowed_max = amx;
+    r.allowed_argmax = static_cast<int32_t>(aarg == INT64_MAX ? 0 : aarg);
     out[blockIdx.x] = r;
   }
 }
@@ -141,10 +167,19 @@ Result<std::vector<LogitStats>> logit_stats(compute::Backend& backend, const Ten
   cudaStream_t s = b->stream();
 
   std::vector<float> temps(static_cast<size_t>(rows));
+  std::vector<int64_t> mask_words(static_cast<size_t>(rows), -1);
+  std::vector<uint64_t> masks;
   std::vector<int> begins;
   int32_t c = 0;
   for (int64_t r = 0; r < rows; ++r) {
     temps[r] = queries[r].temperature;
+    if (const auto& allowed = queries[r].allowed; !allowed.empty()) {
+      if (static_cast<int64_t>(allowed.size()) != (vocab + 63) / 64)
+        return invalid_argument("logit_stats: a mask of " + std::to_string(allowed.size()) +
+                                " words for a vocabulary of " + std::to_string(vocab));
+      mask_words[r] = static_cast<int64_t>(masks.size());
+      masks.insert(masks.end(), allowed.begin(), allowed.end());
+    }
     if (queries[r].candidates > 0) {
       begins.push_back(static_cast<int>(r * vocab));
       c = std::max(c, static_cast<int32_t>(std::min<int64_t>(queries[r].candidates, vocab)));
@@ -153,10 +188,18 @@ Result<std::vector<LogitStats>> logit_stats(compute::Backend& backend, const Ten
   STRATA_ASSIGN_OR_RETURN(Tensor d_temps, b->allocate_uninitialized(DType::kF32, {rows}));
   const int64_t out_words = rows * static_cast<int64_t>(sizeof(RowOut) / 4);
   STRATA_ASSIGN_OR_RETURN(Tensor d_out, b->allocate_uninitialized(DType::kI32, {out_words}));
+  STRATA_ASSIGN_OR_RETURN(Tensor d_mask_words, b->allocate_uninitialized(DType::kI32, {2 * rows}));
+  STRATA_ASSIGN_OR_RETURN(Tensor d_masks, b->allocate_uninitialized(
+                                              DType::kI32, {std::max<int64_t>(1, 2 * static_cast<int64_t>(masks.size()))}));
   STRATA_CUDA_CHECK(cudaMemcpyAsync(d_temps.raw(), temps.data(), temps.size() * 4,
                                     cudaMemcpyHostToDevice, s));
+  STRATA_CUDA_CHECK(cudaMemcpyAsync(d_mask_words.raw(), mask_words.data(), mask_words.size() * 8,
+                                    cudaMemcpyHostToDevice, s));
+  if (!masks.empty())
+    STRATA_CUDA_CHECK(cudaMemcpyAsync(d_masks.raw(), masks.data(), masks.size() * 8, cudaMemcpyHostToDevice, s));
   row_stats_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(
-      dev.data<float>(), vocab, d_temps.data<float>(), static_cast<RowOut*>(d_out.raw()));
+      dev.data<float>(), vocab, d_temps.data<float>(), static_cast<const int64_t*>(d_mask_words.raw()),
+      static_cast<const uint64_t*>(d_masks.raw()), static_cast<RowOut*>(d_out.raw()));
   STRATA_CUDA_CHECK_LAUNCH();
   std::vector<RowOut> out(static_cast<size_t>(rows));
   STRATA_CUDA_CHECK(cudaMemcpyAsync(out.data(), d_out.raw(), out.size() * sizeof(RowOut),
@@ -219,6 +262,8 @@ Result<std::vector<LogitStats>> logit_stats(compute::Backend& backend, const Ten
     st.max_logit = out[r].max_logit;
     st.log_sum = out[r].log_sum;
     st.temperature_sum = out[r].temperature_sum;
+    st.allowed_argmax = out[r].allowed_argmax;
+    st.allowed_max = out[r].allowed_max;
     if (queries[r].candidates > 0) {
       const int32_t want = static_cast<int32_t>(std::min<int64_t>(queries[r].candidates, vocab));
       st.top.reserve(static_cast<size_t>(want));

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <span>
+#include <string>
 #include <vector>
 
 namespace strata::compute {
@@ -70,6 +72,59 @@ TEST(HostLogitStats, ARowHoldingANanIsReportedWithOrWithoutTheLogSum) {
     EXPECT_FALSE(std::isfinite((*st)[0].max_logit) && std::isfinite((*st)[0].log_sum)) << log_sum;
     EXPECT_TRUE((*st)[0].top.empty()) << log_sum;
   }
+}
+
+// Under a mask, a row's choosing statistics are those of its copy with the refused tokens at
+// -inf (what the adjusted copy gave), term for term; its own maximum and log-sum stay the row's.
+TEST(HostLogitStats, UnderAMaskTheChoosingStatisticsAreTheMaskedRows) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> logit(0.0f, 3.0f);
+  const int64_t V = 1000, W = (V + 63) / 64;
+  std::vector<float> row(static_cast<size_t>(V));
+  for (float& v : row) v = logit(rng);
+  row[700] = row[900] = 20.0f;  // the row's maximum, twice; refused below
+  row[10] = row[30] = 15.0f;    // the best allowed, twice: the first is taken
+  std::vector<uint64_t> mask(static_cast<size_t>(W), 0);
+  for (int64_t t = 0; t < V; ++t)
+    if (t % 3 != 2 && t != 700 && t != 900) mask[t / 64] |= uint64_t{1} << (t % 64);
+  mask[10 / 64] |= uint64_t{1} << 10;
+  mask[30 / 64] |= uint64_t{1} << 30;
+  std::vector<float> copy(row);
+  for (int64_t t = 0; t < V; ++t)
+    if (((mask[t / 64] >> (t % 64)) & 1) == 0) copy[t] = -INFINITY;
+  const Tensor x = Tensor::wrap(row.data(), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
+  const Tensor xc = Tensor::wrap(copy.data(), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
+  for (const float temperature : {0.0f, 1.0f, 0.6f}) {
+    SCOPED_TRACE(temperature);
+    LogitQuery q{temperature, 4};
+    q.allowed = mask;
+    const LogitQuery plain{temperature, 4};
+    const LogitStats got = logit_stats_on_host(x, {&q, 1}).value()[0];
+    const LogitStats of_row = logit_stats_on_host(x, {&plain, 1}).value()[0];
+    const LogitStats of_copy = logit_stats_on_host(xc, {&plain, 1}).value()[0];
+    EXPECT_EQ(got.allowed_argmax, 10);
+    EXPECT_EQ(got.allowed_argmax, of_copy.argmax);
+    EXPECT_EQ(got.allowed_max, of_copy.max_logit);
+    EXPECT_EQ(got.temperature_sum, of_copy.temperature_sum);
+    EXPECT_EQ(got.argmax, 700);
+    EXPECT_EQ(got.max_logit, of_row.max_logit);
+    EXPECT_EQ(got.log_sum, of_row.log_sum);
+    EXPECT_EQ(got.top, of_row.top);  // the candidates are the row's (its top logprobs)
+  }
+  // Without a mask the choosing fields are the row's own; a mask allowing nothing leaves -inf;
+  // a mask of the wrong length is named.
+  const LogitQuery plain{0.5f, 0};
+  const LogitStats st = logit_stats_on_host(x, {&plain, 1}).value()[0];
+  EXPECT_EQ(st.allowed_argmax, st.argmax);
+  EXPECT_EQ(st.allowed_max, st.max_logit);
+  const std::vector<uint64_t> none(static_cast<size_t>(W), 0);
+  LogitQuery q{0.5f, 0};
+  q.allowed = none;
+  const LogitStats refused = logit_stats_on_host(x, {&q, 1}).value()[0];
+  EXPECT_EQ(refused.allowed_max, -INFINITY);
+  EXPECT_EQ(refused.temperature_sum, 0.0);
+  q.allowed = std::span(none).first(3);
+  EXPECT_NE(logit_stats_on_host(x, {&q, 1}).status().message().find("mask of 3 words"), std::string::npos);
 }
 
 }  // namespace

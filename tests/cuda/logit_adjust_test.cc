@@ -116,14 +116,30 @@ TEST(LogitAdjust, TheGpusDrawsAreTheHostsDraws) {
     draws.push_back(r);
   }
   draws.push_back({4, 1.0f, 0.0f, 0.5});
+  // Every other draw under a mask of every other token but the row's best (the draw over the row
+  // with the rest at -inf), its target within the allowed tokens' sum.
+  std::vector<uint64_t> even(static_cast<size_t>((V + 63) / 64), 0);
+  for (int64_t t = 0; t < V; t += 2) even[t / 64] |= uint64_t{1} << (t % 64);
+  for (size_t d = 1; d + 1 < draws.size(); d += 2) {
+    RowDraw& r = draws[d];
+    if (r.row == 3) continue;
+    r.allowed = even;
+    const float* row = x + r.row * V;
+    double sum = 0;
+    for (int64_t i = 0; i < V; i += 2) sum += std::exp(row[i] * (1.0 / r.temperature) - r.max_logit * (1.0 / r.temperature));
+    r.target = static_cast<double>(rng() >> 11) * 0x1.0p-53 * sum;
+  }
   auto got = gpu->draw_tokens(dev, draws);
   ASSERT_TRUE(got.is_ok()) << got.status().to_string();
   for (size_t d = 0; d < draws.size(); ++d) {
     const std::span<const float> row{x + draws[d].row * V, static_cast<size_t>(V)};
-    EXPECT_EQ((*got)[d], compute::draw_in_row(row, draws[d])) << "draw " << d << " row " << draws[d].row;
+    const int32_t token = (*got)[d].token;
+    EXPECT_EQ(token, compute::draw_in_row(row, draws[d])) << "draw " << d << " row " << draws[d].row;
+    EXPECT_EQ((*got)[d].logit, row[static_cast<size_t>(token)]) << "draw " << d;
+    if (!draws[d].allowed.empty()) EXPECT_EQ(token % 2, 0) << "draw " << d;
   }
-  EXPECT_EQ((*got).back(), 0);
-  EXPECT_EQ((*got)[3], (V - 1) / 997 * 997);  // row 3 past its sum
+  EXPECT_EQ((*got).back().token, 0);
+  EXPECT_EQ((*got)[3].token, (V - 1) / 997 * 997);  // row 3 past its sum
 }
 
 TEST(LogitAdjust, TheGpusValuesAreTheRowsValues) {

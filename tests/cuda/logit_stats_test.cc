@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cuda/cuda_test_util.h"
+#include "compute/logit_stats.h"
 #include "cuda/logit_stats.h"
 
 namespace strata::cuda {
@@ -56,6 +57,52 @@ TEST(LogitStats, MatchesTheHostComputation) {
   }
   EXPECT_EQ((*stats)[1].argmax, 10);
   EXPECT_EQ((*stats)[2].argmax, 0);
+}
+
+// Under a mask: the best allowed token and its logit, and the temperature sum over the allowed
+// tokens, as the host reference computes them; the row's own maximum, log-sum and candidates.
+TEST(LogitStats, UnderAMaskAsTheHostComputesThem) {
+  STRATA_REQUIRE_GPU();
+  auto gpu = make_cuda_backend({}).value();
+  const int64_t R = 6, V = 128256, W = (V + 63) / 64;
+  Tensor host = random_host({R, V}, 7, DType::kF16, -6.0f, 6.0f);
+  float* l = host.data<float>();
+  l[0 * V + 5] = 30.0f;                                     // row 0: its best refused
+  l[1 * V + 1000] = l[1 * V + 90000] = 20.0f;               // row 1: the best allowed, twice
+  for (int64_t i = 0; i < V; ++i) l[3 * V + i] = -INFINITY;  // row 3: all -inf
+  std::vector<uint64_t> odd(static_cast<size_t>(W), 0), none(static_cast<size_t>(W), 0), sparse(static_cast<size_t>(W), 0);
+  for (int64_t t = 0; t < V; ++t) {
+    if (t % 2 == 0) odd[t / 64] |= uint64_t{1} << (t % 64);
+    if (t % 9973 == 0) sparse[t / 64] |= uint64_t{1} << (t % 64);
+  }
+  std::vector<LogitQuery> queries = {{0.0f, 0}, {0.8f, 5}, {1.0f, 0}, {1.0f, 0}, {0.6f, 0}, {1.4f, 3}};
+  queries[0].allowed = odd;
+  queries[1].allowed = odd;
+  queries[2].allowed = sparse;
+  queries[3].allowed = odd;
+  queries[4].allowed = none;  // row 5: no mask
+  auto got = logit_stats(*gpu, vec_on(*gpu, host), queries);
+  auto want = compute::logit_stats_on_host(host, queries);
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  ASSERT_TRUE(want.is_ok()) << want.status().to_string();
+  for (int64_t r = 0; r < R; ++r) {
+    const LogitStats& g = (*got)[r];
+    const LogitStats& w = (*want)[r];
+    EXPECT_EQ(g.allowed_argmax, w.allowed_argmax) << "row " << r;
+    EXPECT_EQ(g.allowed_max, w.allowed_max) << "row " << r;
+    EXPECT_EQ(g.argmax, w.argmax) << "row " << r;
+    EXPECT_EQ(g.max_logit, w.max_logit) << "row " << r;
+    if (r != 3) {
+      EXPECT_NEAR(g.log_sum, w.log_sum, 1e-12 * std::max(1.0, std::abs(w.log_sum))) << "row " << r;
+    }
+    if (w.temperature_sum > 0 || g.temperature_sum > 0) {
+      EXPECT_NEAR(g.temperature_sum, w.temperature_sum, 1e-12 * w.temperature_sum) << "row " << r;
+    }
+    EXPECT_EQ(g.top, w.top) << "row " << r;
+  }
+  EXPECT_EQ((*got)[1].allowed_argmax, 1000);
+  EXPECT_EQ((*got)[4].allowed_max, -INFINITY);
+  EXPECT_EQ((*got)[4].temperature_sum, 0.0);
 }
 
 TEST(LogitStats, ReadsTheDeviceCopyOfTheLastDownload) {

@@ -378,17 +378,36 @@ TEST(LogitAdjustment, TheBackendsCopiesDrawsAndValuesAreTheRowsOwn) {
     d.target = std::uniform_real_distribution<double>(0.0, sum)(rng);
     draws.push_back(d);
   }
-  auto tokens = backend->draw_tokens(logits, draws);
-  ASSERT_TRUE(tokens.is_ok()) << tokens.status().to_string();
+  auto drawn = backend->draw_tokens(logits, draws);
+  ASSERT_TRUE(drawn.is_ok()) << drawn.status().to_string();
   for (size_t i = 0; i < draws.size(); ++i) {
     const float* x = logits.data<float>() + draws[i].row * V;
-    EXPECT_EQ((*tokens)[i], compute::draw_in_row({x, static_cast<size_t>(V)}, draws[i])) << i;
+    const int32_t token = (*drawn)[i].token;
+    EXPECT_EQ(token, compute::draw_in_row({x, static_cast<size_t>(V)}, draws[i])) << i;
+    EXPECT_EQ((*drawn)[i].logit, x[token]) << i;
     // The draw's token is the first whose running sum passes the target (summed here in order).
     const double inv_t = 1.0 / draws[i].temperature;
     double before = 0;
-    for (int32_t t = 0; t < (*tokens)[i]; ++t) before += std::exp(x[t] * inv_t - draws[i].max_logit * inv_t);
+    for (int32_t t = 0; t < token; ++t) before += std::exp(x[t] * inv_t - draws[i].max_logit * inv_t);
     EXPECT_LE(before, draws[i].target + 1e-9) << i;
-    EXPECT_GT(before + std::exp(x[(*tokens)[i]] * inv_t - draws[i].max_logit * inv_t), draws[i].target - 1e-9) << i;
+    EXPECT_GT(before + std::exp(x[token] * inv_t - draws[i].max_logit * inv_t), draws[i].target - 1e-9) << i;
+  }
+  // A draw under a mask is the draw over the row's copy with the refused tokens at -inf.
+  std::vector<uint64_t> half(static_cast<size_t>((V + 63) / 64), 0);
+  for (int64_t t = 0; t < V; t += 2) half[t / 64] |= uint64_t{1} << (t % 64);
+  std::vector<compute::RowDraw> masked = draws;
+  for (auto& d : masked) d.allowed = half;
+  compute::RowAdjustment refuse_odd;
+  refuse_odd.allowed = half;
+  auto masked_drawn = backend->draw_tokens(logits, masked);
+  ASSERT_TRUE(masked_drawn.is_ok()) << masked_drawn.status().to_string();
+  for (size_t i = 0; i < masked.size(); ++i) {
+    std::vector<float> copy(logits.data<float>() + masked[i].row * V, logits.data<float>() + (masked[i].row + 1) * V);
+    ASSERT_TRUE(compute::adjust_row(copy, refuse_odd).is_ok());
+    compute::RowDraw plain = masked[i];
+    plain.allowed = {};
+    EXPECT_EQ((*masked_drawn)[i].token, compute::draw_in_row(copy, plain)) << i;
+    EXPECT_EQ((*masked_drawn)[i].token % 2, 0) << i;
   }
   const std::vector<std::pair<int64_t, int32_t>> at = {{0, 0}, {39, 699}, {5, 123}};
   auto values = backend->logit_values(logits, at);
@@ -406,6 +425,9 @@ TEST(LogitAdjustment, TheBackendsCopiesDrawsAndValuesAreTheRowsOwn) {
   EXPECT_NE(backend->adjust_logits(logits, {&bad, 1}).status().message().find("mask of 3 words"), std::string::npos);
   const compute::RowDraw cold{0, 0.0f, 0.0f, 0.0};
   EXPECT_NE(backend->draw_tokens(logits, {&cold, 1}).status().message().find("temperature"), std::string::npos);
+  compute::RowDraw short_mask{0, 1.0f, 0.0f, 0.0};
+  short_mask.allowed = std::span(half).first(3);
+  EXPECT_NE(backend->draw_tokens(logits, {&short_mask, 1}).status().message().find("mask of 3 words"), std::string::npos);
   const std::pair<int64_t, int32_t> outside{0, -1};
   EXPECT_FALSE(backend->logit_values(logits, {&outside, 1}).is_ok());
 }
@@ -468,7 +490,7 @@ TEST(ChooseTokens, GreedyLogprobsTopLogprobsAndErrorsAsDefined) {
 }
 
 // A backend of host logits that only samples (the defaults' host statistics, copies, draws and
-// values) and counts how often the values at chosen tokens are looked up.
+// values) and counts how often the values at chosen tokens are looked up and rows are copied.
 class SamplingOnlyBackend final : public compute::Backend {
  public:
   std::string name() const override { return "sampling only"; }
@@ -495,7 +517,12 @@ class SamplingOnlyBackend final : public compute::Backend {
     looked_up += static_cast<int>(at.size());
     return compute::Backend::logit_values(logits, at);
   }
+  Result<Tensor> adjust_logits(const Tensor& logits, std::span<const compute::RowAdjustment> a) override {
+    copied += static_cast<int>(a.size());
+    return compute::Backend::adjust_logits(logits, a);
+  }
   int looked_up = 0;
+  int copied = 0;  // adjusted copies made
 
  private:
   static void unused() { STRATA_CHECK(false, "sampling only"); }
@@ -533,6 +560,57 @@ TEST(ChooseTokens, ARowWhoseTokensAreOnlyRefusedNeedsNoLookUpForItsGreedyLogprob
   EXPECT_EQ((*got)[2].s.token, 3);
   EXPECT_NEAR((*got)[2].s.logprob, 0.5f - lse, 1e-6);  // the model's 0.5, not the biased 4.5
   EXPECT_EQ(backend.looked_up, 1);  // the biased row's alone
+  EXPECT_EQ(backend.copied, 1);     // the refusing rows are chosen under masks, without copies
+}
+
+// Rows whose changes only refuse tokens, drawn at a temperature under their masks from the model's
+// own rows, choose what the host chooses from their adjusted copies with the same seeds, with the
+// model's logprobs and no copy or look-up; a top_k under a mask still takes a copy.
+TEST(ChooseTokens, RowsThatOnlyRefuseTokensAreDrawnUnderTheirMasksAsFromTheirCopies) {
+  SamplingOnlyBackend backend;
+  const int64_t V = 300, R = 6;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> logit(0.0f, 2.0f);
+  Tensor logits = Tensor::host(DType::kF32, {R, V});
+  for (int64_t i = 0; i < R * V; ++i) logits.data<float>()[i] = logit(rng);
+  AllowedTokens allowed;  // every third token, and the end token 7 once complete
+  allowed.words.assign(static_cast<size_t>((V + 63) / 64), 0);
+  for (int64_t t = 0; t < V; t += 3) allowed.words[t / 64] |= uint64_t{1} << (t % 64);
+  AllowedTokens complete = allowed;
+  complete.complete = true;
+  const std::vector<int64_t> eos = {7};
+  std::vector<GenerationRequest> reqs(R);
+  std::vector<const AllowedTokens*> masks = {&allowed, &complete, nullptr, &allowed, &complete, &allowed};
+  for (int64_t r = 0; r < R; ++r) {
+    reqs[r].sampling = SamplingParams{0.5f + 0.3f * static_cast<float>(r), 0, 1.0f, 100 + static_cast<uint64_t>(r)};
+    if (masks[r]) reqs[r].constraint = text::Constraint::json_object();
+  }
+  reqs[2].min_tokens = 5;      // no mask: the end token refused
+  reqs[4].min_tokens = 5;      // complete, but too early to end
+  reqs[5].sampling.top_k = 4;  // needs candidates: its copy's
+  std::vector<Sampler> samplers, reference;
+  for (int64_t r = 0; r < R; ++r) {
+    samplers.emplace_back(reqs[r].sampling);
+    reference.emplace_back(reqs[r].sampling);
+  }
+  std::vector<RowToChoose> rows;
+  for (int64_t r = 0; r < R; ++r) rows.push_back({&reqs[r], &samplers[r], {}, 1, masks[r]});
+  for (int step = 0; step < 20; ++step) {
+    auto got = choose_tokens(backend, logits, rows, eos, R);
+    ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+    for (int64_t r = 0; r < R; ++r) {
+      const std::span<const float> row{logits.data<float>() + r * V, static_cast<size_t>(V)};
+      const std::vector<float> copy = adjusted_logits(reqs[r], {}, row, rows[r].generated < reqs[r].min_tokens, eos, masks[r]);
+      const compute::LogitQuery q = logit_query(reqs[r].sampling, 0, V);
+      const Tensor t = Tensor::wrap(const_cast<float*>(copy.data()), DType::kF32, {1, V}, MemoryKind::kHost, nullptr);
+      const int32_t want = reference[r].sample(compute::logit_stats_on_host(t, {&q, 1}).value()[0], copy).token;
+      EXPECT_EQ((*got)[r].s.token, want) << "row " << r << " step " << step;
+      EXPECT_NEAR((*got)[r].s.logprob, token_logprob(row, want), 1e-5) << "row " << r;
+      EXPECT_TRUE(std::isfinite(copy[static_cast<size_t>(want)])) << "row " << r;
+    }
+  }
+  EXPECT_EQ(backend.copied, 20);  // the top_k row's, each step
+  EXPECT_EQ(backend.looked_up, 0);  // every value is in a draw's answer or a copy's candidates
 }
 
 TEST(Sampling, ValidateNamesTheField) {
