@@ -1,6 +1,7 @@
 #include "compute/logit_stats.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -9,8 +10,15 @@ namespace strata::compute {
 
 namespace {
 
-bool allows(std::span<const uint64_t> allowed, int64_t t) {
-  return ((allowed[static_cast<size_t>(t / 64)] >> (t % 64)) & 1) != 0;
+// fn(t) for each token t < V that `allowed` allows, in index order, a word of the mask at a time.
+template <typename Fn>
+void for_each_allowed(std::span<const uint64_t> allowed, int64_t V, Fn&& fn) {
+  for (size_t w = 0; w < allowed.size(); ++w)
+    for (uint64_t bits = allowed[w]; bits != 0; bits &= bits - 1) {
+      const int64_t t = static_cast<int64_t>(w * 64) + std::countr_zero(bits);
+      if (t >= V) return;
+      fn(t);
+    }
 }
 
 LogitStats row_stats(const float* x, int64_t V, const LogitQuery& q) {
@@ -25,11 +33,12 @@ LogitStats row_stats(const float* x, int64_t V, const LogitQuery& q) {
     // The first allowed token of the largest logit (the first allowed one when all are -inf).
     int64_t best = -1;
     st.allowed_max = -INFINITY;
-    for (int64_t i = 0; i < V; ++i)
-      if (allows(q.allowed, i) && (x[i] > st.allowed_max || (x[i] == st.allowed_max && best < 0))) {
+    for_each_allowed(q.allowed, V, [&](int64_t i) {
+      if (x[i] > st.allowed_max || (x[i] == st.allowed_max && best < 0)) {
         st.allowed_max = x[i];
         best = i;
       }
+    });
     st.allowed_argmax = static_cast<int32_t>(std::max<int64_t>(best, 0));
   }
   const double inv_t = q.temperature > 0 ? 1.0 / q.temperature : 0.0;
@@ -38,9 +47,10 @@ LogitStats row_stats(const float* x, int64_t V, const LogitQuery& q) {
   double sum = 0, tsum = 0;
   if (q.log_sum)
     for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(x[i]) - x[arg]);
-  if (inv_t > 0 && !same && (!masked || st.allowed_max > -INFINITY))
-    for (int64_t i = 0; i < V; ++i)
-      if (!masked || allows(q.allowed, i)) tsum += std::exp(x[i] * inv_t - st.allowed_max * inv_t);
+  if (inv_t > 0 && !same && !masked)
+    for (int64_t i = 0; i < V; ++i) tsum += std::exp(x[i] * inv_t - x[arg] * inv_t);
+  if (inv_t > 0 && masked && st.allowed_max > -INFINITY)
+    for_each_allowed(q.allowed, V, [&](int64_t i) { tsum += std::exp(x[i] * inv_t - st.allowed_max * inv_t); });
   st.log_sum = q.log_sum ? std::log(sum) : 0.0;
   st.temperature_sum = same ? sum : tsum;
   // A row with NaN or infinities has no order to sort by; the caller reports it (it sees the
