@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -144,6 +145,19 @@ Status run_io(IoBackend& io, std::span<const IoRequest> requests, IoStats* stats
   uint64_t next_offset = 0;  // progress within requests[next_request]
   int in_flight = 0;
   Status first_error;
+  // A read that found the file's end: the lowest such place over every op that completes, so the
+  // error names where the file ends whatever order the ops finish in.
+  struct Truncation {
+    size_t request = 0;
+    uint64_t offset = 0, missing = 0;
+  };
+  std::optional<Truncation> truncation;
+  bool truncated_first = false;  // first_error is the truncation
+  auto ends_at = [&](size_t request, uint64_t offset, uint64_t missing) {
+    if (!truncation || request < truncation->request ||
+        (request == truncation->request && offset < truncation->offset))
+      truncation = Truncation{request, offset, missing};
+  };
 
   auto submit = [&](size_t slot_index) -> Status {
     Slot& s = slots[slot_index];
@@ -199,7 +213,11 @@ Status run_io(IoBackend& io, std::span<const IoRequest> requests, IoStats* stats
       s.busy = false;
       --in_flight;
       const IoRequest& r = requests[s.request];
-      if (!first_error.is_ok()) continue;  // draining after a failure
+      if (!first_error.is_ok()) {  // draining after a failure; a read may still show the file's end
+        if (truncated_first && r.kind == IoOpKind::kRead && c.result >= 0 && static_cast<uint64_t>(c.result) < s.length)
+          ends_at(s.request, s.offset + static_cast<uint64_t>(c.result), s.length - static_cast<uint64_t>(c.result));
+        continue;
+      }
       if (c.result == -EAGAIN || c.result == -EINTR) {
         if (++s.again > options.max_again_retries) {
           first_error = op_error(r, s.offset, s.length, static_cast<int>(-c.result));
@@ -226,10 +244,9 @@ Status run_io(IoBackend& io, std::span<const IoRequest> requests, IoStats* stats
       if (got == s.length) continue;
       if (got == 0) {
         if (r.kind == IoOpKind::kRead) {
-          first_error = corrupt(r.file->path().string() + ": reading " + r.what +
-                                " at offset " + std::to_string(s.offset) +
-                                ": the file ends there, " + std::to_string(s.length) +
-                                " bytes short (the file is truncated: recreate it)");
+          ends_at(s.request, s.offset, s.length);
+          first_error = corrupt("the file is truncated");  // named below, at its lowest end
+          truncated_first = true;
         } else {
           first_error = op_error(r, s.offset, s.length, ENOSPC);
         }
@@ -244,6 +261,12 @@ Status run_io(IoBackend& io, std::span<const IoRequest> requests, IoStats* stats
       Status status = submit(c.tag);
       if (!status.is_ok()) first_error = status;
     }
+  }
+  if (truncated_first) {
+    const IoRequest& r = requests[truncation->request];
+    return corrupt(r.file->path().string() + ": reading " + r.what + " at offset " +
+                   std::to_string(truncation->offset) + ": the file ends there, " +
+                   std::to_string(truncation->missing) + " bytes short (the file is truncated: recreate it)");
   }
   return first_error;
 }
