@@ -31,8 +31,10 @@ strata=$(readlink -f "$1")
 root=$(readlink -f "$2")
 mode=${3:-kill}
 case "$mode" in kill|preempt) ;; *) echo "usage: $0 STRATA_BINARY REPO_ROOT [kill|preempt]"; exit 2 ;; esac
-# Preemption needs tasks that are still running when Slurm schedules the preemptor: more requests.
-if [ "$mode" = preempt ]; then requests=${SLURM_TEST_REQUESTS:-800}; else requests=${SLURM_TEST_REQUESTS:-200}; fi
+# The tasks must still be running when the test disturbs them (a kill after their first records,
+# or Slurm scheduling the preemptor): 800 requests, about a second of work a task on a fast core
+# (200 ran out of work between the test seeing a task's records and looking for its process).
+requests=${SLURM_TEST_REQUESTS:-800}
 tasks=4
 killed_task=1
 
