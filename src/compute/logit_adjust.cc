@@ -19,6 +19,14 @@ Status check_logits(const Tensor& logits, bool host, const char* op) {
   return Status::ok();
 }
 
+Status check_mask(int64_t vocab, std::span<const uint64_t> allowed, const char* op) {
+  if (!allowed.empty() && static_cast<int64_t>(allowed.size()) != (vocab + 63) / 64)
+    return invalid_argument(std::string(op) + ": a mask of " + std::to_string(allowed.size()) +
+                            " words for a vocabulary of " + std::to_string(vocab) + " (" +
+                            std::to_string((vocab + 63) / 64) + " words)");
+  return Status::ok();
+}
+
 namespace {
 
 Status check_row(const Tensor& logits, int64_t row, const char* op) {
@@ -32,14 +40,6 @@ Status check_token(int64_t vocab, int64_t token, const char* op) {
   if (token < 0 || token >= vocab)
     return invalid_argument(std::string(op) + ": token " + std::to_string(token) + " outside a vocabulary of " +
                             std::to_string(vocab));
-  return Status::ok();
-}
-
-Status check_mask(int64_t vocab, std::span<const uint64_t> allowed, const char* op) {
-  if (!allowed.empty() && static_cast<int64_t>(allowed.size()) != (vocab + 63) / 64)
-    return invalid_argument(std::string(op) + ": a mask of " + std::to_string(allowed.size()) +
-                            " words for a vocabulary of " + std::to_string(vocab) + " (" +
-                            std::to_string((vocab + 63) / 64) + " words)");
   return Status::ok();
 }
 

@@ -84,6 +84,8 @@ Result<std::vector<float>> logit_values_on_host(const Tensor& logits,
 // logits F32 [R, V] (`host`: not in GPU memory), rows in [0, R), tokens in [0, V), masks of
 // (V + 63) / 64 words, draws' temperatures > 0.
 Status check_logits(const Tensor& logits, bool host, const char* op);
+// A mask (RowAdjustment::allowed's form; empty: none) of the wrong length for `vocab` tokens.
+Status check_mask(int64_t vocab, std::span<const uint64_t> allowed, const char* op);
 Status check_adjustments(const Tensor& logits, std::span<const RowAdjustment> adjustments);
 Status check_draws(const Tensor& logits, std::span<const RowDraw> draws);
 Status check_values(const Tensor& logits, std::span<const std::pair<int64_t, int32_t>> at);

@@ -6,6 +6,8 @@
 #include <limits>
 #include <string>
 
+#include "compute/logit_adjust.h"
+
 namespace strata::compute {
 
 namespace {
@@ -90,10 +92,7 @@ Result<std::vector<LogitStats>> logit_stats_on_host(const Tensor& logits,
   if (static_cast<int64_t>(queries.size()) != R)
     return invalid_argument("logit statistics: " + std::to_string(queries.size()) + " queries for " +
                             std::to_string(R) + " rows");
-  for (const LogitQuery& q : queries)
-    if (!q.allowed.empty() && static_cast<int64_t>(q.allowed.size()) != (V + 63) / 64)
-      return invalid_argument("logit statistics: a mask of " + std::to_string(q.allowed.size()) +
-                              " words for a vocabulary of " + std::to_string(V));
+  for (const LogitQuery& q : queries) STRATA_RETURN_IF_ERROR(check_mask(V, q.allowed, "logit statistics"));
   std::vector<LogitStats> out;
   out.reserve(static_cast<size_t>(R));
   for (int64_t r = 0; r < R; ++r) out.push_back(row_stats(logits.data<float>() + r * V, V, queries[r]));

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <string>
 
+#include "compute/logit_adjust.h"
 #include "cuda/cuda_backend_impl.h"
 #include "cuda/cuda_check.h"
 #include "cuda/logit_stats.h"
@@ -174,9 +175,7 @@ Result<std::vector<LogitStats>> logit_stats(compute::Backend& backend, const Ten
   for (int64_t r = 0; r < rows; ++r) {
     temps[r] = queries[r].temperature;
     if (const auto& allowed = queries[r].allowed; !allowed.empty()) {
-      if (static_cast<int64_t>(allowed.size()) != (vocab + 63) / 64)
-        return invalid_argument("logit_stats: a mask of " + std::to_string(allowed.size()) +
-                                " words for a vocabulary of " + std::to_string(vocab));
+      STRATA_RETURN_IF_ERROR(compute::check_mask(vocab, allowed, "logit_stats"));
       mask_words[r] = static_cast<int64_t>(masks.size());
       masks.insert(masks.end(), allowed.begin(), allowed.end());
     }
